@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# burrow's one entry point for people and CI.
+#
+#   ./run.sh demo            server + two agents forwarding a port on loopback
+#   ./run.sh test            install what is missing, build, run every test (ctest)
+#   ./run.sh test --asan     the unit and simulator tests under ASan+UBSan (build-asan/)
+#   ./run.sh deps            install missing build and test packages with apt-get
+#   ./run.sh build           configure and build into build/
+#   ./run.sh natlab | bench | fuzz | docker-test
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+# Every Debian package the build, the tests and the tools need. Nothing else is assumed.
+PACKAGES=(
+    cmake ninja-build g++ pkg-config git
+    libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
+    libspdlog-dev nlohmann-json3-dev
+    iproute2 iptables conntrack iperf3 python3 curl socat procps
+)
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
+
+missing_packages() {
+    local p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+    done
+}
+
+cmd_deps() {
+    local missing
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -z "${missing// /}" ]; then
+        say "deps: all ${#PACKAGES[@]} packages present"
+        return 0
+    fi
+    say "deps: installing $missing"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -qq --no-install-recommends $missing
+}
+
+configure() {  # configure DIR [cmake args...]
+    local dir=$1; shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+    fi
+}
+
+cmd_build() {
+    configure build
+    ninja -C build -j "$JOBS"
+}
+
+cmd_test() {
+    local asan=0
+    for a in "$@"; do
+        case "$a" in
+            --asan) asan=1 ;;
+            *) die "test: unknown option $a" ;;
+        esac
+    done
+    cmd_deps
+    if [ "$asan" -eq 1 ]; then
+        configure build-asan -DBURROW_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DBURROW_BENCH=OFF
+        ninja -C build-asan -j "$JOBS"
+        say "test: unit and simulator tests under ASan+UBSan"
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+            ctest --test-dir build-asan -L 'unit|sim' --output-on-failure -j "$JOBS"
+    else
+        cmd_build
+        say "test: every test"
+        ctest --test-dir build --output-on-failure -j "$JOBS"
+    fi
+}
+
+not_yet() { die "$1: not built yet (see issue $2)"; }
+
+case "${1:-}" in
+    deps) shift; cmd_deps "$@" ;;
+    build) shift; cmd_deps; cmd_build "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    demo) not_yet demo 5 ;;
+    natlab) not_yet natlab 6 ;;
+    bench) not_yet bench 8 ;;
+    fuzz) not_yet fuzz 9 ;;
+    docker-test) not_yet docker-test 7 ;;
+    *)
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        [ -n "${1:-}" ] && die "unknown command: $1"
+        exit 2
+        ;;
+esac

@@ -1,0 +1,5 @@
+#pragma once
+
+namespace burrow {
+const char* version_string();
+}  // namespace burrow
