@@ -1,0 +1,231 @@
+// Connection: the reliable, multiplexed, congestion-controlled stream transport between two
+// agents. Sans-IO (DESIGN.md §2): it is driven entirely from outside.
+//
+//   on_datagram(bytes, now)     a packet arrived
+//   on_timer(now)               next_deadline() has passed
+//   poll_transmit(now)          a packet to send, until it returns nullopt
+//   next_deadline()             when to call on_timer next (kNever if nothing is pending)
+//
+// and the application side (src/ maps each forwarded TCP connection onto a stream):
+//
+//   open_stream(service)        a new outgoing stream; the peer sees StreamOpened
+//   write / shutdown_write      data and FIN (TCP half-close); write() accepts what fits
+//   read                        in-order bytes; credit goes back to the peer as we read
+//   reset_stream                abort both directions with a reason (TCP RST, refused connect)
+//   poll_event                  what happened: opened, readable, writable, finished, reset,
+//                               closed
+//
+// Backpressure: write() accepts at most the free space of the stream's send buffer; when it
+// returns less than offered, wait for StreamWritable. The peer only grants credit as its
+// application reads, so a slow reader stops the sender and nothing buffers without bound.
+//
+// Packets are protected by a PacketProtection (tunnel/packet.h). This layer works on packet
+// numbers and plaintext frames; the session layer plugs in AEAD encryption there.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tunnel/ack_tracker.h"
+#include "tunnel/bytes.h"
+#include "tunnel/congestion.h"
+#include "tunnel/flow_control.h"
+#include "tunnel/frame.h"
+#include "tunnel/loss_detector.h"
+#include "tunnel/pacer.h"
+#include "tunnel/packet.h"
+#include "tunnel/recv_stream.h"
+#include "tunnel/replay_window.h"
+#include "tunnel/rng.h"
+#include "tunnel/rtt_estimator.h"
+#include "tunnel/send_stream.h"
+#include "tunnel/stream_scheduler.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+enum class Role : uint8_t { kInitiator = 0, kResponder = 1 };
+
+struct ConnectionConfig {
+    // Largest datagram we send, headers and AEAD tag included. 1350 leaves room for IPv6,
+    // UDP and a relay header inside a 1500-byte Ethernet MTU (QUIC implementations pick
+    // 1200-1452 for the same reason).
+    size_t max_datagram_size = 1350;
+    // Receive credit we grant per stream and for the whole session. They bound what a peer
+    // can make us buffer; the stream window must exceed the path's bandwidth-delay product
+    // for one stream to fill the path (50 Mbit/s x 40 ms = 250 kB).
+    uint64_t stream_receive_window = 2 * 1024 * 1024;
+    uint64_t session_receive_window = 16 * 1024 * 1024;
+    // Bytes one stream's send buffer accepts from the application before write() pushes back.
+    size_t stream_send_buffer = 1024 * 1024;
+    // Streams the peer may have open at once.
+    uint64_t max_incoming_streams = 1024;
+    // No packet from the peer for this long closes the connection.
+    Duration idle_timeout = std::chrono::seconds(30);
+    // Send a PING when we have sent nothing ack-eliciting for this long, so NAT mappings
+    // (often expiring UDP state after 30 s) and the peer's idle timer stay fresh.
+    Duration keepalive_interval = std::chrono::seconds(10);
+    CongestionKind congestion = CongestionKind::kBbr;
+};
+
+// What poll_event() reports.
+struct StreamOpened {
+    StreamId id;
+    std::string service;
+};
+struct StreamReadable {
+    StreamId id;
+};
+struct StreamWritable {
+    StreamId id;
+};
+struct StreamFinished {  // the peer's FIN: every byte has been read, no more will come
+    StreamId id;
+};
+struct StreamReset {  // the peer reset the stream (or we gave up on it); it is gone
+    StreamId id;
+    ResetReason reason;
+};
+struct StreamClosed {  // both directions done and acknowledged; the id is retired
+    StreamId id;
+};
+struct ConnectionClosed {
+    uint64_t error_code;
+    std::string reason;
+    bool by_peer;
+};
+using ConnectionEvent = std::variant<StreamOpened, StreamReadable, StreamWritable,
+                                     StreamFinished, StreamReset, StreamClosed, ConnectionClosed>;
+
+// Counters for `burrow status` and for tests: every drop has a reason.
+struct ConnectionStats {
+    uint64_t packets_sent = 0;
+    uint64_t packets_received = 0;
+    uint64_t bytes_sent = 0;
+    uint64_t bytes_received = 0;
+    uint64_t packets_lost = 0;
+    uint64_t packets_retransmitted_frames = 0;  // packets whose frames were re-queued
+    uint64_t drop_malformed = 0;                // failed to parse or unprotect
+    uint64_t drop_duplicate = 0;                // packet number seen before (replay window)
+    uint64_t drop_too_old = 0;                  // below the replay window
+    uint64_t drop_after_close = 0;
+    uint64_t stream_bytes_sent = 0;             // first transmissions only
+    uint64_t stream_bytes_retransmitted = 0;
+    uint64_t stream_bytes_received = 0;         // new in-order or out-of-order bytes
+    uint64_t pto_count = 0;
+    uint64_t streams_opened = 0;
+    uint64_t streams_accepted = 0;
+};
+
+enum class ConnectionError : uint64_t {
+    kNone = 0,
+    kIdleTimeout = 1,
+    kProtocolViolation = 2,  // peer broke the protocol (bad stream id, flow control, ...)
+    kFlowControl = 3,
+    kApplicationClose = 4,
+};
+
+class Connection {
+public:
+    Connection(Role role, const ConnectionConfig& config, PacketProtection& protection, Rng& rng,
+               Time now);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // --- network side ---------------------------------------------------------------------
+    void on_datagram(ByteView datagram, Time now);
+    void on_timer(Time now);
+    std::optional<Bytes> poll_transmit(Time now);
+    Time next_deadline() const;
+
+    // --- application side -----------------------------------------------------------------
+    // nullopt when the peer's stream limit is reached or the connection is closed.
+    std::optional<StreamId> open_stream(std::string_view service);
+    size_t write(StreamId id, ByteView data);
+    size_t writable(StreamId id) const;
+    void shutdown_write(StreamId id);
+    size_t read(StreamId id, MutableByteView out);
+    size_t readable(StreamId id) const;
+    void reset_stream(StreamId id, ResetReason reason);
+    std::optional<ConnectionEvent> poll_event();
+
+    // Sends CLOSE and stops; the connection is then closed (is_closed()).
+    void close(ConnectionError code, std::string_view reason, Time now);
+    bool is_closed() const { return state_ == State::kClosed; }
+
+    // --- introspection --------------------------------------------------------------------
+    const ConnectionStats& stats() const { return stats_; }
+    const RttEstimator& rtt() const { return rtt_; }
+    uint64_t congestion_window() const { return cc_->congestion_window(); }
+    uint64_t bytes_in_flight() const { return loss_.bytes_in_flight(); }
+    const char* congestion_name() const { return cc_->name(); }
+    size_t open_stream_count() const { return streams_.size(); }
+    // Bytes held in stream buffers (send + receive); tests assert it stays within the windows.
+    uint64_t buffered_bytes() const;
+
+private:
+    struct Stream;
+    enum class State { kOpen, kClosing, kClosed };
+
+    Stream* find(StreamId id);
+    const Stream* find(StreamId id) const;
+    Stream* get_or_create_peer_stream(StreamId id, bool& violation);
+    bool is_local(StreamId id) const;
+    void handle_frame(const Frame& f, Time now, bool& violation);
+    void on_ack_frame(const AckFrame& ack, Time now);
+    void on_packets_lost(std::vector<SentPacket>& lost, Time now);
+    void requeue(const SentFrame& f);
+    void on_frame_acked(const SentFrame& f);
+    void maybe_retire(StreamId id);
+    void enter_closed(ConnectionError code, std::string reason, bool by_peer);
+    void mark_ready(Stream& s);
+    bool has_pending_control() const;
+    std::optional<Bytes> build_packet(Time now, bool probe);
+
+    Role role_;
+    ConnectionConfig config_;
+    PacketProtection& protection_;
+    Rng& rng_;
+    State state_ = State::kOpen;
+
+    uint64_t next_packet_number_ = 0;
+    ReplayWindow replay_;
+    AckTracker acks_;
+    RttEstimator rtt_;
+    LossDetector loss_;
+    std::unique_ptr<CongestionController> cc_;
+    DeliveryRateEstimator rate_;
+    Pacer pacer_;
+
+    std::map<StreamId, std::unique_ptr<Stream>> streams_;
+    StreamScheduler scheduler_;
+    uint64_t next_local_seq_ = 0;
+    uint64_t peer_streams_opened_ = 0;  // highest peer sequence seen + 1
+    uint64_t peer_max_streams_ = 0;     // how many streams the peer lets us open
+    uint64_t local_max_streams_ = 0;    // how many we let the peer open (advertised)
+    uint64_t peer_streams_closed_ = 0;
+    bool send_max_streams_ = false;
+
+    RecvFlowController session_recv_;
+    SendCredit session_send_;
+    bool send_max_data_ = false;
+
+    std::deque<ConnectionEvent> events_;
+    std::deque<StreamId> control_queue_;  // streams with pending control frames
+    std::optional<CloseFrame> close_to_send_;
+    bool ping_pending_ = false;
+    int probes_pending_ = 0;
+    Time last_activity_;          // last packet received (idle timer)
+    Time last_ack_eliciting_sent_;
+    Time close_deadline_ = kNever;
+    ConnectionStats stats_;
+};
+
+}  // namespace burrow

@@ -1,0 +1,59 @@
+// What the sender remembers about each packet in flight, for loss recovery.
+//
+// A packet is never retransmitted as such (RFC 9002 §2: "no retransmission ambiguity"):
+// when it is declared lost, the information its frames carried is queued again and goes
+// out in new packets with new numbers. SentFrame records just enough to do that.
+#pragma once
+
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+#include "tunnel/frame.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+struct SentStreamData {
+    StreamId id;
+    uint64_t offset;
+    uint64_t length;
+    bool fin;
+};
+struct SentStreamOpen {
+    StreamId id;
+};
+struct SentResetStream {
+    StreamId id;
+};
+struct SentMaxData {};
+struct SentMaxStreamData {
+    StreamId id;
+};
+struct SentMaxStreams {};
+struct SentAck {
+    uint64_t largest;  // once this ACK is acknowledged, ranges at or below can be dropped
+};
+struct SentPing {};
+using SentFrame = std::variant<SentStreamData, SentStreamOpen, SentResetStream, SentMaxData,
+                               SentMaxStreamData, SentMaxStreams, SentAck, SentPing>;
+
+// Delivery-rate state captured at send time (draft-cheng-iccrg-delivery-rate-estimation).
+struct DeliverySnapshot {
+    uint64_t delivered = 0;         // bytes delivered (acked) when this packet was sent
+    Time delivered_time{};          // when `delivered` last changed
+    Time first_sent_time{};         // send time of the first packet of the current flight
+    bool is_app_limited = false;
+};
+
+struct SentPacket {
+    uint64_t packet_number = 0;
+    Time time_sent{};
+    uint32_t size = 0;           // whole datagram, bytes
+    bool ack_eliciting = false;
+    bool in_flight = false;      // counts toward bytes_in_flight (ack-eliciting or padded)
+    std::vector<SentFrame> frames;
+    DeliverySnapshot delivery;
+};
+
+}  // namespace burrow
