@@ -17,7 +17,7 @@ namespace {
 
 constexpr mode_t kKeyFileMode = 0600;
 constexpr mode_t kGroupOtherBits = 077;
-constexpr size_t kKeyBase64Len = 44;  // 4 * ceil(32 / 3), padding included
+constexpr size_t kKeyBase64Len = 44;      // 4 * ceil(32 / 3), padding included
 constexpr size_t kMaxKeyFileSize = 4096;  // a key file is 45 bytes; anything this big is not one
 constexpr int kB64Variant = sodium_base64_VARIANT_ORIGINAL;
 
@@ -25,7 +25,9 @@ KeyFileError error(const std::string& path, const std::string& what) {
     return {"key file " + path + ": " + what};
 }
 
-std::string os_error() { return std::strerror(errno); }
+std::string os_error() {
+    return std::strerror(errno);
+}
 
 std::string mode_text(mode_t mode) {
     char buf[8];
@@ -129,8 +131,9 @@ std::variant<PrivateKey, KeyFileError> load_key_file(const std::string& path) {
     sodium_memzero(buf.data(), buf.size());
     if (!decoded) {
         sodium_memzero(bin.data(), bin.size());
-        return error(path, "not a key file (expected one line: the base64 of a 32-byte key, "
-                           "as written by burrow keygen)");
+        return error(path,
+                     "not a key file (expected one line: the base64 of a 32-byte key, "
+                     "as written by burrow keygen)");
     }
     PrivateKey key(bin);
     sodium_memzero(bin.data(), bin.size());

@@ -26,8 +26,7 @@ const char* suite_name(CipherSuite suite) {
 AeadNonce aead_nonce(CipherSuite suite, uint64_t counter) {
     AeadNonce nonce{};
     for (size_t i = 0; i < kCounterBytes; ++i) {
-        const size_t shift =
-            suite == CipherSuite::kAes256Gcm ? 8 * (kCounterBytes - 1 - i) : 8 * i;
+        const size_t shift = suite == CipherSuite::kAes256Gcm ? 8 * (kCounterBytes - 1 - i) : 8 * i;
         nonce[kNonceCounterOffset + i] = static_cast<uint8_t>(counter >> shift);
     }
     return nonce;
@@ -66,10 +65,9 @@ void Aead::seal_with_nonce(const AeadNonce& nonce, ByteView ad, ByteView plainte
                                               plaintext.size(), ad.data(), ad.size(), nullptr,
                                               nonce.data(), &aes_);
     } else {
-        crypto_aead_chacha20poly1305_ietf_encrypt(out.data() + start, &written,
-                                                  plaintext.data(), plaintext.size(),
-                                                  ad.data(), ad.size(), nullptr, nonce.data(),
-                                                  key_.data());
+        crypto_aead_chacha20poly1305_ietf_encrypt(out.data() + start, &written, plaintext.data(),
+                                                  plaintext.size(), ad.data(), ad.size(), nullptr,
+                                                  nonce.data(), key_.data());
     }
 }
 
@@ -81,13 +79,12 @@ std::optional<Bytes> Aead::open_with_nonce(const AeadNonce& nonce, ByteView ad,
     int rc;
     if (suite_ == CipherSuite::kAes256Gcm) {
         rc = crypto_aead_aes256gcm_decrypt_afternm(plaintext.data(), &written, nullptr,
-                                                   ciphertext.data(), ciphertext.size(),
-                                                   ad.data(), ad.size(), nonce.data(), &aes_);
+                                                   ciphertext.data(), ciphertext.size(), ad.data(),
+                                                   ad.size(), nonce.data(), &aes_);
     } else {
-        rc = crypto_aead_chacha20poly1305_ietf_decrypt(plaintext.data(), &written, nullptr,
-                                                       ciphertext.data(), ciphertext.size(),
-                                                       ad.data(), ad.size(), nonce.data(),
-                                                       key_.data());
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt(
+            plaintext.data(), &written, nullptr, ciphertext.data(), ciphertext.size(), ad.data(),
+            ad.size(), nonce.data(), key_.data());
     }
     if (rc != 0) return std::nullopt;
     return plaintext;

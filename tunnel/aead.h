@@ -57,8 +57,7 @@ public:
 
     // The same with a caller-built nonce: for published test vectors whose nonces do not
     // have the shape above. Protocol code uses the counter forms.
-    void seal_with_nonce(const AeadNonce& nonce, ByteView ad, ByteView plaintext,
-                         Bytes& out) const;
+    void seal_with_nonce(const AeadNonce& nonce, ByteView ad, ByteView plaintext, Bytes& out) const;
     std::optional<Bytes> open_with_nonce(const AeadNonce& nonce, ByteView ad,
                                          ByteView ciphertext) const;
 

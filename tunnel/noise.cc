@@ -11,9 +11,9 @@ namespace burrow {
 
 namespace {
 
-constexpr size_t kSha256HashLen = 32;    // Noise §12.5
-constexpr size_t kSha256BlockLen = 64;   // Noise §12.5
-constexpr size_t kBlake2bHashLen = 64;   // Noise §12.8
+constexpr size_t kSha256HashLen = 32;     // Noise §12.5
+constexpr size_t kSha256BlockLen = 64;    // Noise §12.5
+constexpr size_t kBlake2bHashLen = 64;    // Noise §12.8
 constexpr size_t kBlake2bBlockLen = 128;  // Noise §12.8
 constexpr size_t kMaxBlockLen = kBlake2bBlockLen;
 constexpr uint8_t kHmacInnerPad = 0x36;  // RFC 2104 §2 ipad
@@ -141,7 +141,9 @@ SecretKey SecretKey::generate(Rng& rng) {
     return key;
 }
 
-SecretKey::~SecretKey() { sodium_memzero(bytes_.data(), bytes_.size()); }
+SecretKey::~SecretKey() {
+    sodium_memzero(bytes_.data(), bytes_.size());
+}
 
 bool SecretKey::equals(const SecretKey& other) const {
     return sodium_memcmp(bytes_.data(), other.bytes_.data(), bytes_.size()) == 0;
@@ -296,8 +298,7 @@ HandshakeState::HandshakeState(const HandshakeConfig& config, const PrivateKey& 
       psk_(config.psk) {
     symmetric_.mix_hash(config.prologue);
     // The pre-message "<- s": both sides hash the responder's static key.
-    const PublicKey responder_static =
-        role_ == NoiseRole::kInitiator ? *rs_ : public_key(s_);
+    const PublicKey responder_static = role_ == NoiseRole::kInitiator ? *rs_ : public_key(s_);
     symmetric_.mix_hash(responder_static);
 }
 
@@ -400,8 +401,7 @@ std::optional<TransportKeys> HandshakeState::split() const {
     if (!is_complete()) return std::nullopt;
     auto [initiator_to_responder, responder_to_initiator] = symmetric_.split();
     if (role_ == NoiseRole::kInitiator) {
-        return TransportKeys{std::move(initiator_to_responder),
-                             std::move(responder_to_initiator)};
+        return TransportKeys{std::move(initiator_to_responder), std::move(responder_to_initiator)};
     }
     return TransportKeys{std::move(responder_to_initiator), std::move(initiator_to_responder)};
 }

@@ -32,10 +32,10 @@
 
 namespace burrow {
 
-inline constexpr size_t kDhLen = 32;                   // Noise §12.1: DHLEN for 25519
-inline constexpr size_t kPskLen = 32;                  // Noise §9.1: psk is 32 bytes
-inline constexpr size_t kMaxHashLen = 64;              // Noise §12.8: BLAKE2b HASHLEN
-inline constexpr size_t kNoiseMaxMessageLen = 65535;   // Noise §3: message size limit
+inline constexpr size_t kDhLen = 32;                    // Noise §12.1: DHLEN for 25519
+inline constexpr size_t kPskLen = 32;                   // Noise §9.1: psk is 32 bytes
+inline constexpr size_t kMaxHashLen = 64;               // Noise §12.8: BLAKE2b HASHLEN
+inline constexpr size_t kNoiseMaxMessageLen = 65535;    // Noise §3: message size limit
 inline constexpr uint64_t kNoiseMaxNonce = UINT64_MAX;  // Noise §5.1: reserved, never used
 
 using PublicKey = std::array<uint8_t, kDhLen>;

@@ -43,7 +43,9 @@ std::vector<CipherSuite> testable_suites() {
 
 }  // namespace
 
-TEST_CASE("crypto initialises") { REQUIRE(crypto_init()); }
+TEST_CASE("crypto initialises") {
+    REQUIRE(crypto_init());
+}
 
 TEST_CASE("nonce is 32 zero bits then the counter, LE for ChaCha20 and BE for AES-GCM") {
     const uint64_t counter = 0x0102030405060708ULL;
@@ -202,9 +204,8 @@ TEST_CASE("wrong counter, wrong key, truncation and the other suite are refused"
         CHECK_FALSE(aead.open(1000, ad, ByteView(sealed).first(kAeadTagSize - 1)));
         CHECK_FALSE(aead.open(1000, ad, {}));
 
-        const CipherSuite other = suite == CipherSuite::kAes256Gcm
-                                      ? CipherSuite::kChaCha20Poly1305
-                                      : CipherSuite::kAes256Gcm;
+        const CipherSuite other = suite == CipherSuite::kAes256Gcm ? CipherSuite::kChaCha20Poly1305
+                                                                   : CipherSuite::kAes256Gcm;
         if (suite_available(other)) CHECK_FALSE(Aead(other, key).open(1000, ad, sealed));
     }
 }

@@ -150,8 +150,7 @@ TEST_CASE("a key file readable or writable by group or others is refused, naming
           "key file " + path + ": readable by group (mode 0640); run chmod 600 " + path);
 
     REQUIRE(::chmod(path.c_str(), 0620) == 0);
-    CHECK(error_of(load_key_file(path)).find("writable by group (mode 0620)") !=
-          std::string::npos);
+    CHECK(error_of(load_key_file(path)).find("writable by group (mode 0620)") != std::string::npos);
 
     for (mode_t bad : {0601, 0602, 0604, 0610, 0660, 0666, 0700 | 0001}) {
         INFO("mode " << std::oct << bad);
@@ -180,17 +179,17 @@ TEST_CASE("malformed key files are refused with one line naming the file") {
     const std::string cases[] = {
         "",
         "\n",
-        good + "\n\n",                           // extra line
-        good + "\nmore\n",                       // extra content
-        good + " \n",                            // trailing space
-        " " + good + "\n",                       // leading space
-        good + "\r\n",                           // CRLF
-        good.substr(0, 43) + "\n",               // too short
-        good.substr(0, 40) + "AAAA\n",           // 30 bytes + padding missing: wrong length
+        good + "\n\n",                  // extra line
+        good + "\nmore\n",              // extra content
+        good + " \n",                   // trailing space
+        " " + good + "\n",              // leading space
+        good + "\r\n",                  // CRLF
+        good.substr(0, 43) + "\n",      // too short
+        good.substr(0, 40) + "AAAA\n",  // 30 bytes + padding missing: wrong length
         key_to_base64(std::array<uint8_t, 32>{}).substr(0, 42) + "==\n",  // 31 bytes
-        std::string(44, '!') + "\n",             // not base64
-        good.substr(0, 10) + "-" + good.substr(11) + "\n",  // URL-safe alphabet
-        std::string(5000, 'A'),                  // far too long
+        std::string(44, '!') + "\n",                                      // not base64
+        good.substr(0, 10) + "-" + good.substr(11) + "\n",                // URL-safe alphabet
+        std::string(5000, 'A'),                                           // far too long
     };
     for (const std::string& text : cases) {
         INFO("contents [" << text.substr(0, 60) << "]");

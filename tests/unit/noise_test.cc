@@ -47,7 +47,8 @@ PublicKey public_from_hex(std::string_view hex) {
 }
 
 json load_vectors() {
-    const std::string path = std::string(BURROW_SOURCE_DIR) + "/tests/unit/vectors/noise-25519.json";
+    const std::string path =
+        std::string(BURROW_SOURCE_DIR) + "/tests/unit/vectors/noise-25519.json";
     std::ifstream in(path);
     REQUIRE(in.good());
     return json::parse(in);
@@ -362,7 +363,8 @@ TEST_CASE("mismatched prologue, psk, protocol or responder key fail the handshak
         rc.local_static = PrivateKey::generate(rng);
         ic.remote_static = public_key(rc.local_static);
 
-        // Returns whether message 1 reads; on success runs message 2 and returns whether that reads.
+        // Returns whether message 1 reads; on success runs message 2 and returns whether that
+        // reads.
         auto handshake = [&rng](const HandshakeConfig& icfg, const HandshakeConfig& rcfg,
                                 bool& first_read) {
             auto i = HandshakeState::create(icfg, rng);
