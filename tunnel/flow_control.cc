@@ -30,7 +30,9 @@ uint64_t RecvFlowController::take_update() {
     return max_;
 }
 
-void SendCredit::on_max(uint64_t maximum) { max_ = std::max(max_, maximum); }
+void SendCredit::on_max(uint64_t maximum) {
+    max_ = std::max(max_, maximum);
+}
 
 void SendCredit::consume(uint64_t bytes) {
     assert(bytes <= available());

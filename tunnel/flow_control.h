@@ -28,7 +28,7 @@ inline constexpr uint64_t kInitialMaxStreams = 100;
 // The caller tracks "received" as a highest offset, so duplicates and reordering never
 // count twice; "consumed" is what the application has taken out of our buffers.
 class RecvFlowController {
-public:
+  public:
     // initial_max: the limit the peer assumes before our first update. window: how far
     // past the consumed offset each update lets the peer go.
     explicit RecvFlowController(uint64_t initial_max, uint64_t window);
@@ -50,7 +50,7 @@ public:
     uint64_t consumed() const { return consumed_; }
     uint64_t window() const { return window_; }
 
-private:
+  private:
     uint64_t max_;
     uint64_t window_;
     uint64_t received_ = 0;
@@ -59,7 +59,7 @@ private:
 
 // Credit the peer granted us (send side).
 class SendCredit {
-public:
+  public:
     explicit SendCredit(uint64_t initial_max) : max_(initial_max) {}
 
     // Only ever raises: MAX_* frames can arrive reordered, and an older, smaller maximum
@@ -72,7 +72,7 @@ public:
     uint64_t max() const { return max_; }
     uint64_t used() const { return used_; }
 
-private:
+  private:
     uint64_t max_;
     uint64_t used_ = 0;
 };

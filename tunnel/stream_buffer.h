@@ -24,7 +24,7 @@
 namespace burrow {
 
 class StreamBuffer {
-public:
+  public:
     // 16 KiB holds about a dozen full packets' payload: large enough that the per-block
     // bookkeeping is negligible in bulk transfers, small enough that a stream holding a few
     // bytes does not pin much memory.
@@ -45,7 +45,7 @@ public:
 
     size_t allocated_bytes() const { return allocated_blocks_ * kBlockSize; }
 
-private:
+  private:
     using Block = std::unique_ptr<uint8_t[]>;
 
     size_t live_slots() const { return blocks_.size() - head_; }

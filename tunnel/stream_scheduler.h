@@ -16,7 +16,7 @@
 namespace burrow {
 
 class StreamScheduler {
-public:
+  public:
     // Appends at the back; no-op if already queued (it keeps its place).
     void push(StreamId id);
     // Front; the caller re-pushes if it still has data.
@@ -27,7 +27,7 @@ public:
     bool empty() const { return links_.empty(); }
     size_t size() const { return links_.size(); }
 
-private:
+  private:
     struct Links {
         std::optional<StreamId> prev;
         std::optional<StreamId> next;

@@ -107,7 +107,8 @@ TEST_CASE("stream buffer matches a reference under a random sliding window") {
             // Allocation never covers more than the blocks from the floor to the top.
             uint64_t top = floor;
             for (const auto& [s, e] : written) top = std::max(top, e);
-            REQUIRE(buf.allocated_bytes() <= ((top + kBlock - 1) / kBlock - floor / kBlock) * kBlock);
+            REQUIRE(buf.allocated_bytes() <=
+                    ((top + kBlock - 1) / kBlock - floor / kBlock) * kBlock);
         }
     }
 }
