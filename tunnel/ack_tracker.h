@@ -22,7 +22,7 @@
 namespace burrow {
 
 class AckTracker {
-public:
+  public:
     // Oldest ranges are dropped beyond this. 32 ranges describe reordering and loss patterns
     // far worse than any real path while keeping an ACK frame around 100-200 bytes.
     static constexpr size_t kMaxRanges = 32;
@@ -55,7 +55,7 @@ public:
     // The peer got an ACK of ours whose largest acknowledged was `largest`.
     void on_ack_acked(uint64_t largest);
 
-private:
+  private:
     void cap_ranges();
 
     RangeSet received_;

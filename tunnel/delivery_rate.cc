@@ -26,8 +26,9 @@ void DeliveryRateEstimator::on_packet_acked(const SentPacket& p, Time now) {
     rs_newly_acked_ += p.size;
     // The sample comes from the most recently sent packet of the ACK: it spans the most
     // recent flight, the freshest view of the path.
-    const bool newest = !has_sample_ || p.delivery.delivered > rs_prior_delivered_ ||
-                        (p.delivery.delivered == rs_prior_delivered_ && p.time_sent > rs_sent_time_);
+    const bool newest =
+        !has_sample_ || p.delivery.delivered > rs_prior_delivered_ ||
+        (p.delivery.delivered == rs_prior_delivered_ && p.time_sent > rs_sent_time_);
     if (!newest) return;
     has_sample_ = true;
     rs_prior_delivered_ = p.delivery.delivered;
@@ -59,8 +60,8 @@ RateSample DeliveryRateEstimator::generate(Time now, uint64_t newly_lost) {
     // An interval shorter than the path's minimum RTT cannot be right (the draft's check,
     // against the minimum this estimator has seen itself): skip the rate, keep the rest.
     if (rs.interval <= Duration{0} || rs.interval < min_rtt_) return rs;
-    rs.delivery_rate =
-        static_cast<double>(rs.delivered) * kMicrosPerSecond / static_cast<double>(rs.interval.count());
+    rs.delivery_rate = static_cast<double>(rs.delivered) * kMicrosPerSecond /
+                       static_cast<double>(rs.interval.count());
     return rs;
 }
 

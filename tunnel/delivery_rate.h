@@ -29,7 +29,7 @@ struct RateSample {
 };
 
 class DeliveryRateEstimator {
-public:
+  public:
     // Fills p.delivery. bytes_in_flight is the amount in flight before p (0 starts a new
     // flight: the first packet after an idle period must not measure the idle time).
     void on_packet_sent(SentPacket& p, uint64_t bytes_in_flight, Time now);
@@ -46,11 +46,11 @@ public:
     uint64_t delivered() const { return delivered_; }
     bool app_limited() const { return app_limited_until_ != 0; }
 
-private:
+  private:
     uint64_t delivered_ = 0;
     Time delivered_time_{};
     Time first_sent_time_{};
-    uint64_t app_limited_until_ = 0;  // delivered() at which app-limited ends; 0 = not limited
+    uint64_t app_limited_until_ = 0;      // delivered() at which app-limited ends; 0 = not limited
     Duration min_rtt_ = Duration::max();  // lower bound on a believable interval
 
     // The sample being built from the current ACK.

@@ -45,10 +45,9 @@ LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, Rtt
             it = sent_.erase(it);
         }
     }
-    std::sort(out.acked.begin(), out.acked.end(),
-              [](const SentPacket& a, const SentPacket& b) {
-                  return a.packet_number < b.packet_number;
-              });
+    std::sort(out.acked.begin(), out.acked.end(), [](const SentPacket& a, const SentPacket& b) {
+        return a.packet_number < b.packet_number;
+    });
 
     // The largest number acknowledged that we actually sent: a lying peer acknowledging the
     // future must not make every packet we have in flight look lost.

@@ -23,7 +23,7 @@
 namespace burrow {
 
 class LossDetector {
-public:
+  public:
     static constexpr uint64_t kPacketThreshold = 3;      // RFC 9002 §6.1.1
     static constexpr double kTimeThreshold = 9.0 / 8.0;  // RFC 9002 §6.1.2
     // Our cap on PTO backoff: a tunnel must recover fast after an outage (a Wi-Fi handover,
@@ -44,7 +44,7 @@ public:
         std::vector<SentPacket> acked;  // newly acked, ascending pn
         std::vector<SentPacket> lost;   // newly declared lost, ascending pn
         bool rtt_sampled = false;
-        Time largest_acked_sent_time{};  // of the largest newly acked packet
+        Time largest_acked_sent_time{};      // of the largest newly acked packet
         bool persistent_congestion = false;  // RFC 9002 §7.6
     };
     // Marks newly acked packets, takes an RTT sample when the largest acked is newly acked
@@ -56,7 +56,7 @@ public:
 
     struct TimeoutOutcome {
         std::vector<SentPacket> lost;  // time-threshold losses when the loss timer fired
-        int probes = 0;  // PTO fired: send this many ack-eliciting probes (1 or 2)
+        int probes = 0;                // PTO fired: send this many ack-eliciting probes (1 or 2)
         bool persistent_congestion = false;  // RFC 9002 §7.6, among `lost`
     };
     // Call when now >= deadline(); an early call does nothing.
@@ -76,10 +76,10 @@ public:
     // In-flight accounting, timers and the PTO backoff start over.
     std::vector<SentPacket> take_all();
 
-private:
+  private:
     std::vector<SentPacket> detect_lost(Time now, const RttEstimator& rtt);
-    bool detect_persistent_congestion(const std::vector<SentPacket>& lost,
-                                      const RttEstimator& rtt, Duration max_ack_delay) const;
+    bool detect_persistent_congestion(const std::vector<SentPacket>& lost, const RttEstimator& rtt,
+                                      Duration max_ack_delay) const;
     void forget(const SentPacket& p);
     Duration pto(const RttEstimator& rtt, Duration max_ack_delay) const;
 

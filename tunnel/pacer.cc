@@ -15,8 +15,8 @@ Pacer::Pacer(size_t max_datagram_size)
 
 double Pacer::capacity() const {
     const double floor = static_cast<double>(kMinBurstDatagrams * max_datagram_size_);
-    const double tick = static_cast<double>(rate_) * static_cast<double>(kBurstTime.count()) /
-                        kMicrosPerSecond;
+    const double tick =
+        static_cast<double>(rate_) * static_cast<double>(kBurstTime.count()) / kMicrosPerSecond;
     return std::max(floor, tick);
 }
 
@@ -38,7 +38,8 @@ Time Pacer::earliest_send_time(Time now, size_t bytes) const {
     const double needed = std::min(static_cast<double>(bytes), capacity());
     const double tokens = tokens_at(now);
     if (tokens >= needed) return now;
-    const double wait_us = std::ceil((needed - tokens) * kMicrosPerSecond / static_cast<double>(rate_));
+    const double wait_us =
+        std::ceil((needed - tokens) * kMicrosPerSecond / static_cast<double>(rate_));
     return now + Duration(static_cast<int64_t>(wait_us));
 }
 

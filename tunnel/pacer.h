@@ -18,7 +18,7 @@
 namespace burrow {
 
 class Pacer {
-public:
+  public:
     // Fewest datagrams the bucket holds: enough for a packet and its retransmission or
     // probe to leave together, small enough for any router queue.
     static constexpr uint64_t kMinBurstDatagrams = 4;
@@ -34,15 +34,15 @@ public:
     void on_packet_sent(Time now, size_t bytes);
     uint64_t rate() const { return rate_; }
 
-private:
+  private:
     double capacity() const;
     double tokens_at(Time now) const;
 
     uint64_t max_datagram_size_;
     uint64_t rate_ = 0;
-    double tokens_;        // bytes; negative after sending more than the bucket held
-    Time last_update_{};   // when tokens_ was last brought up to date
-    bool started_ = false; // no packet sent yet: the bucket is full
+    double tokens_;         // bytes; negative after sending more than the bucket held
+    Time last_update_{};    // when tokens_ was last brought up to date
+    bool started_ = false;  // no packet sent yet: the bucket is full
 };
 
 }  // namespace burrow

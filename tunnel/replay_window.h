@@ -15,7 +15,7 @@
 namespace burrow {
 
 class ReplayWindow {
-public:
+  public:
     static constexpr uint64_t kSize = 2048;  // DESIGN.md §3: at least 2048
     enum class Verdict { kNew, kDuplicate, kTooOld };
 
@@ -26,7 +26,7 @@ public:
     uint64_t largest() const { return largest_; }  // largest marked (0 if none)
     bool empty() const { return empty_; }
 
-private:
+  private:
     static constexpr uint64_t kWordBits = 64;
     static constexpr uint64_t kWords = kSize / kWordBits + 1;  // + 1: see the file comment
     static_assert(kSize % kWordBits == 0, "window must be a whole number of words");

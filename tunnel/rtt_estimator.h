@@ -12,7 +12,7 @@
 namespace burrow {
 
 class RttEstimator {
-public:
+  public:
     // RFC 9002 §6.2.2 suggests 333 ms for a path nothing is known about. Ours is not such a
     // path: by the time a session starts, the agents have already exchanged messages through
     // the server and finished the handshake, so the path is known to work and is rarely far
@@ -33,7 +33,7 @@ public:
     // smoothed + max(4 * rttvar, kGranularity) + max_ack_delay  (RFC 9002 §6.2.1)
     Duration pto_base(Duration max_ack_delay) const;
 
-private:
+  private:
     bool has_sample_ = false;
     Duration latest_{0};
     Duration smoothed_ = kInitialRtt;  // RFC 9002 §5.3: before the first sample

@@ -9,7 +9,9 @@ using namespace burrow;
 using std::chrono::milliseconds;
 
 namespace {
-Time ms(int64_t v) { return time_from_us(v * 1000); }
+Time ms(int64_t v) {
+    return time_from_us(v * 1000);
+}
 
 std::set<uint64_t> acked_numbers(const AckFrame& ack) {
     std::set<uint64_t> out;

@@ -9,7 +9,9 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 namespace {
-Time us(int64_t v) { return time_from_us(v); }
+Time us(int64_t v) {
+    return time_from_us(v);
+}
 
 SentPacket data_packet(uint64_t pn, Time sent, uint32_t size = 1000) {
     SentPacket p;

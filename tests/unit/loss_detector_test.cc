@@ -12,7 +12,9 @@ namespace {
 constexpr Duration kMaxAckDelay = milliseconds(10);
 constexpr uint32_t kSize = 1200;
 
-Time ms(int64_t v) { return time_from_us(v * 1000); }
+Time ms(int64_t v) {
+    return time_from_us(v * 1000);
+}
 
 SentPacket packet(uint64_t pn, Time sent, bool ack_eliciting = true, uint32_t size = kSize) {
     SentPacket p;
@@ -136,7 +138,7 @@ TEST_CASE("loss detector PTO: deadline, probes, exponential backoff, cap and res
     LossDetector d;
     RttEstimator rtt;
     rtt.on_sample(milliseconds(100), Duration{0}, kMaxAckDelay);  // smoothed 100, var 50
-    const Duration base = rtt.pto_base(kMaxAckDelay);               // 310 ms
+    const Duration base = rtt.pto_base(kMaxAckDelay);             // 310 ms
     REQUIRE(base == milliseconds(310));
     d.on_packet_sent(packet(0, ms(0)));
     d.on_packet_sent(packet(1, ms(5)));
@@ -144,7 +146,7 @@ TEST_CASE("loss detector PTO: deadline, probes, exponential backoff, cap and res
     CHECK(d.on_timeout(ms(5) + base - Duration(1), rtt, kMaxAckDelay).probes == 0);
     CHECK(d.pto_count() == 0);
     auto t1 = d.on_timeout(ms(5) + base, rtt, kMaxAckDelay);
-    CHECK(t1.probes == 2);  // two outstanding: two probes
+    CHECK(t1.probes == 2);   // two outstanding: two probes
     CHECK(t1.lost.empty());  // a PTO declares nothing lost
     CHECK(d.pto_count() == 1);
     CHECK(d.deadline(rtt, kMaxAckDelay) == ms(5) + 2 * base);
@@ -152,7 +154,7 @@ TEST_CASE("loss detector PTO: deadline, probes, exponential backoff, cap and res
     CHECK(d.pto_count() == 2);
     CHECK(d.deadline(rtt, kMaxAckDelay) == ms(5) + 4 * base);  // 1240 ms
     d.on_timeout(ms(5) + 4 * base, rtt, kMaxAckDelay);
-    CHECK(d.deadline(rtt, kMaxAckDelay) == ms(5) + LossDetector::kMaxPto);  // 2480 capped
+    CHECK(d.deadline(rtt, kMaxAckDelay) == ms(5) + LossDetector::kMaxPto);     // 2480 capped
     for (int i = 0; i < 70; ++i) d.on_timeout(ms(100000), rtt, kMaxAckDelay);  // no overflow
     CHECK(d.deadline(rtt, kMaxAckDelay) == ms(5) + LossDetector::kMaxPto);
     // A probe is a new ack-eliciting packet: the timer runs from it.
@@ -305,8 +307,8 @@ TEST_CASE("loss detector accounting stays exact under random sends, ACKs and tim
             const uint64_t kind = rng.uniform(10);
             if (kind < 5) {
                 const bool eliciting = rng.chance(0.8);
-                SentPacket p = packet(next_pn, now, eliciting,
-                                      static_cast<uint32_t>(50 + rng.uniform(1300)));
+                SentPacket p =
+                    packet(next_pn, now, eliciting, static_cast<uint32_t>(50 + rng.uniform(1300)));
                 model.emplace(next_pn, p);
                 d.on_packet_sent(std::move(p));
                 ++next_pn;
@@ -331,8 +333,9 @@ TEST_CASE("loss detector accounting stays exact under random sends, ACKs and tim
                     REQUIRE(covered);
                 }
                 for (const auto& p : out.lost) REQUIRE(model.erase(p.packet_number) == 1);
-                REQUIRE(std::is_sorted(out.acked.begin(), out.acked.end(),
-                                       [](auto& a, auto& b) { return a.packet_number < b.packet_number; }));
+                REQUIRE(std::is_sorted(out.acked.begin(), out.acked.end(), [](auto& a, auto& b) {
+                    return a.packet_number < b.packet_number;
+                }));
                 settled += out.acked.size() + out.lost.size();
             } else {
                 auto out = d.on_timeout(now, rtt, kMaxAckDelay);

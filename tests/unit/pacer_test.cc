@@ -8,7 +8,9 @@ using namespace burrow;
 
 namespace {
 constexpr size_t kMds = 1250;
-Time us(int64_t v) { return time_from_us(v); }
+Time us(int64_t v) {
+    return time_from_us(v);
+}
 
 // Sends `bytes`-sized packets as soon as the pacer allows, with a clock that can only wake
 // at multiples of `tick_us` (1 = exact). Returns the send times.
