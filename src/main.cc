@@ -1,18 +1,87 @@
 // burrow: one binary, one subcommand per role.
+#include <sodium.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <variant>
 
+#include "src/key_file.h"
 #include "src/version.h"
+#include "tunnel/crypto_init.h"
+
+namespace {
+
+constexpr int kExitUsage = 2;  // DESIGN.md §6: bad input exits with status 2
+
+struct KeygenOptions {
+    std::string output;
+    std::string pub;
+    bool force = false;
+};
+
+int fail(const std::string& line) {
+    std::fprintf(stderr, "burrow: %s\n", line.c_str());
+    return kExitUsage;
+}
+
+// `keygen -o FILE [--force]` creates a key; `keygen --pub FILE` shows an existing key's public
+// half. Either way the public key goes to stdout, the one thing the peer's config needs.
+int run_keygen(const KeygenOptions& options) {
+    if (options.output.empty() == options.pub.empty()) {
+        return fail("keygen: give -o FILE to create a key, or --pub FILE to show its public key");
+    }
+    burrow::PrivateKey key;
+    if (!options.output.empty()) {
+        std::array<uint8_t, 32> random;
+        randombytes_buf(random.data(), random.size());
+        key = burrow::PrivateKey(random);
+        sodium_memzero(random.data(), random.size());
+        if (auto err = burrow::save_key_file(options.output, key, options.force)) {
+            return fail(err->message);
+        }
+    } else {
+        auto loaded = burrow::load_key_file(options.pub);
+        if (auto* err = std::get_if<burrow::KeyFileError>(&loaded)) return fail(err->message);
+        key = std::get<burrow::PrivateKey>(loaded);
+    }
+    std::printf("%s\n", burrow::key_to_base64(burrow::public_key(key)).c_str());
+    return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+    if (!burrow::crypto_init()) {
+        std::fprintf(stderr, "burrow: libsodium failed to initialise\n");
+        return 1;
+    }
     CLI::App app{"burrow: reach a TCP port behind a NAT from another machine behind a NAT"};
     app.require_subcommand(1);
+    // One line per error (DESIGN.md §6), not CLI11's default two.
+    app.failure_message([](const CLI::App*, const CLI::Error& e) {
+        return std::string("burrow: ") + e.what() + "\n";
+    });
     auto* version = app.add_subcommand("version", "print the version and exit");
     version->callback([] { std::printf("burrow %s\n", burrow::version_string()); });
+
+    KeygenOptions keygen_options;
+    auto* keygen = app.add_subcommand(
+        "keygen", "create a key file (-o), or show the public key of one (--pub)");
+    auto* output = keygen->add_option("-o,--output", keygen_options.output,
+                                      "write a new private key to this file (mode 0600)");
+    auto* pub = keygen->add_option("--pub", keygen_options.pub,
+                                   "print the public key of this existing key file");
+    auto* force = keygen->add_flag("--force", keygen_options.force,
+                                   "replace the file given with -o if it exists");
+    output->excludes(pub);
+    force->needs(output);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     }
+    if (keygen->parsed()) return run_keygen(keygen_options);
     return 0;
 }
