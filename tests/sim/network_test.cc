@@ -20,7 +20,7 @@ namespace {
 // Sends `count` datagrams of `size` bytes, the first at t = 0, then one every `interval`
 // (interval 0 = all at once). Each carries its sequence number in its first 8 bytes.
 class PacedSender final : public SimEndpoint {
-public:
+  public:
     PacedSender(uint64_t count, size_t size, Duration interval)
         : count_(count), size_(size), interval_(interval) {}
 
@@ -43,12 +43,10 @@ public:
     }
     Time next_deadline() const override { return next_ < count_ ? send_time(next_) : kNever; }
 
-    Time send_time(uint64_t seq) const {
-        return Time{} + interval_ * static_cast<int64_t>(seq);
-    }
+    Time send_time(uint64_t seq) const { return Time{} + interval_ * static_cast<int64_t>(seq); }
     bool finished() const { return next_ == count_ && queue_.empty(); }
 
-private:
+  private:
     uint64_t count_;
     size_t size_;
     Duration interval_;
@@ -64,7 +62,7 @@ struct Arrival {
 };
 
 class Recorder final : public SimEndpoint {
-public:
+  public:
     void on_datagram(ByteView d, Time now) override {
         ByteReader r(d);
         const uint64_t seq = r.u64();
@@ -366,7 +364,7 @@ namespace {
 
 // An endpoint whose deadline never moves past `now`: a timer bug the network must survive.
 class StuckTimer final : public SimEndpoint {
-public:
+  public:
     void on_datagram(ByteView, Time) override {}
     void on_timer(Time) override { ++calls; }
     std::optional<Bytes> poll_transmit(Time) override { return std::nullopt; }

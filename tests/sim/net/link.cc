@@ -11,7 +11,9 @@ constexpr double kBitsPerByte = 8.0;
 constexpr size_t kMinQueueMtus = 2;  // a queue must hold at least a small burst
 
 // Bytes per microsecond of a rate in Mbit/s (1 Mbit/s = 1 bit/us).
-double bytes_per_us(double rate_mbit) { return rate_mbit / kBitsPerByte; }
+double bytes_per_us(double rate_mbit) {
+    return rate_mbit / kBitsPerByte;
+}
 
 }  // namespace
 
@@ -106,7 +108,9 @@ void Link::send(Bytes datagram, Time now) {
     schedule(arrival, seq, std::move(datagram));
 }
 
-Time Link::next_arrival() const { return in_flight_.empty() ? kNever : in_flight_.top().arrival; }
+Time Link::next_arrival() const {
+    return in_flight_.empty() ? kNever : in_flight_.top().arrival;
+}
 
 std::optional<Bytes> Link::pop_arrival(Time now) {
     if (in_flight_.empty() || in_flight_.top().arrival > now) return std::nullopt;

@@ -33,12 +33,12 @@ struct LinkConfig {
     double duplicate = 0;        // probability a packet is delivered twice
     double reorder = 0;          // probability a packet gets extra delay (overtaken)
     Duration reorder_delay = std::chrono::milliseconds(10);
-    Duration delay{0};   // one-way propagation
-    Duration jitter{0};  // uniform extra delay in [0, jitter] (may reorder too)
-    double rate_mbit = 0;   // 0 = unlimited; else a serialising bottleneck
+    Duration delay{0};     // one-way propagation
+    Duration jitter{0};    // uniform extra delay in [0, jitter] (may reorder too)
+    double rate_mbit = 0;  // 0 = unlimited; else a serialising bottleneck
     // Drop-tail queue limit in bytes at the bottleneck. 0 picks default_queue_bytes().
     size_t queue_bytes = 0;
-    size_t mtu = 1500;  // larger datagrams are dropped
+    size_t mtu = 1500;                              // larger datagrams are dropped
     std::vector<std::pair<Time, Time>> blackholes;  // every packet sent in [a,b) is lost
 };
 
@@ -69,7 +69,7 @@ struct LinkStats {
 };
 
 class Link {
-public:
+  public:
     Link(const LinkConfig& config, uint64_t seed);
 
     // Offers a datagram to the link at time `now` (non-decreasing across calls).
@@ -83,7 +83,7 @@ public:
     const LinkStats& stats() const { return stats_; }
     const LinkConfig& config() const { return config_; }
 
-private:
+  private:
     struct InFlight {
         Time arrival;
         uint64_t order;     // tie-break: schedule order, so equal arrival times stay FIFO

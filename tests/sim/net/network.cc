@@ -27,7 +27,9 @@ void Network::attach(SimEndpoint& a, SimEndpoint& b) {
     b_ = Side{&b, &ba_, Time{}};
 }
 
-void Network::wake_at(Time t) { wakeups_.insert(t < now_ ? now_ : t); }
+void Network::wake_at(Time t) {
+    wakeups_.insert(t < now_ ? now_ : t);
+}
 
 Time Network::effective_deadline(const Side& s) const {
     const Time d = s.endpoint->next_deadline();
@@ -92,15 +94,24 @@ bool Network::run_until(const std::function<bool()>& done, Time limit) {
         if (when > now_) now_ = when;  // a deadline in the past fires now
         ++stats_.events;
         switch (kind) {
-            case EventKind::kArriveAtB: deliver(ab_, b_); break;
-            case EventKind::kArriveAtA: deliver(ba_, a_); break;
-            case EventKind::kTimerA: fire_timer(a_); break;
-            case EventKind::kTimerB: fire_timer(b_); break;
+            case EventKind::kArriveAtB:
+                deliver(ab_, b_);
+                break;
+            case EventKind::kArriveAtA:
+                deliver(ba_, a_);
+                break;
+            case EventKind::kTimerA:
+                fire_timer(a_);
+                break;
+            case EventKind::kTimerB:
+                fire_timer(b_);
+                break;
             case EventKind::kWakeup:
                 ++stats_.wakeups;
                 wakeups_.erase(wakeups_.begin());
                 break;
-            case EventKind::kNone: break;
+            case EventKind::kNone:
+                break;
         }
         if (on_step_) on_step_(now_);
         drain(a_);

@@ -23,7 +23,7 @@ namespace burrow::sim {
 
 // What the simulator drives: the sans-IO shape of DESIGN.md §2.
 class SimEndpoint {
-public:
+  public:
     virtual ~SimEndpoint() = default;
     virtual void on_datagram(ByteView d, Time now) = 0;
     virtual void on_timer(Time now) = 0;
@@ -42,7 +42,7 @@ struct NetworkStats {
 };
 
 class Network {
-public:
+  public:
     // Each link gets its own random stream derived from `seed`.
     Network(uint64_t seed, LinkConfig a_to_b, LinkConfig b_to_a);
 
@@ -64,7 +64,7 @@ public:
     const Link& link_ba() const { return ba_; }
     const NetworkStats& stats() const { return stats_; }
 
-private:
+  private:
     enum class EventKind { kArriveAtB, kArriveAtA, kTimerA, kTimerB, kWakeup, kNone };
     struct Side {
         SimEndpoint* endpoint = nullptr;
