@@ -1,11 +1,10 @@
 #include "config/host_port.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <array>
 #include <cctype>
-#include <cstring>
+#include <optional>
+
+#include "signal/socket_address.h"
 
 namespace burrow {
 
@@ -34,15 +33,16 @@ std::variant<uint16_t, std::string> parse_port(std::string_view text) {
     return static_cast<uint16_t>(port);
 }
 
-// The canonical text of an IP literal of the given family, or "" if text is not one. inet_pton
-// is strict where we want it: four decimal octets without leading zeros, no zone ids.
-std::string canonical_ip(int family, std::string_view text) {
-    const std::string z(text);  // inet_pton needs a terminated string
-    std::array<unsigned char, sizeof(in6_addr)> bin{};
-    if (::inet_pton(family, z.c_str(), bin.data()) != 1) return {};
-    std::array<char, INET6_ADDRSTRLEN> out{};
-    if (::inet_ntop(family, bin.data(), out.data(), out.size()) == nullptr) return {};
-    return out.data();
+// The canonical text of the IP literal in host:port (RFC 5952 for IPv6, without brackets), or
+// nullopt if it is not one. signal/socket_address.h does the parsing, so that an address reads
+// the same in a config file as on the wire.
+std::optional<std::string> canonical_ip(std::string_view host_port) {
+    const auto address = parse_socket_address(host_port);
+    if (!address) return std::nullopt;
+    std::string text = to_string(*address);
+    text.erase(text.rfind(':'));
+    if (address->v6) text = text.substr(1, text.size() - 2);  // the brackets
+    return text;
 }
 
 // RFC 1123 §2.1 host name syntax: dot-separated labels of letters, digits and inner hyphens.
@@ -70,14 +70,13 @@ bool is_dns_name(std::string_view name) {
 Result parse_bracketed(std::string_view text) {
     const size_t close = text.find(']');
     if (close == std::string_view::npos) return std::string("missing ']' after the IPv6 address");
-    const std::string_view inside = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
     if (rest.empty() || rest.front() != ':') return std::string("missing :port after ']'");
-    std::string ip = canonical_ip(AF_INET6, inside);
-    if (ip.empty()) return std::string("not an IPv6 address inside [ ]");
     auto port = parse_port(rest.substr(1));
     if (auto* why = std::get_if<std::string>(&port)) return *why;
-    return HostPort{std::move(ip), std::get<uint16_t>(port), HostKind::kIpv6};
+    auto ip = canonical_ip(text);
+    if (!ip) return std::string("not an IPv6 address inside [ ]");
+    return HostPort{std::move(*ip), std::get<uint16_t>(port), HostKind::kIpv6};
 }
 
 }  // namespace
@@ -105,9 +104,9 @@ Result parse_host_port(std::string_view text) {
     const bool looks_ipv4 =
         std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; });
     if (looks_ipv4) {
-        std::string ip = canonical_ip(AF_INET, host);
-        if (ip.empty()) return std::string("not an IPv4 address");
-        return HostPort{std::move(ip), p, HostKind::kIpv4};
+        auto ip = canonical_ip(text);
+        if (!ip) return std::string("not an IPv4 address");
+        return HostPort{std::move(*ip), p, HostKind::kIpv4};
     }
     if (!is_dns_name(host)) return std::string("not an IP address or a DNS name");
     return HostPort{std::string(host), p, HostKind::kName};
