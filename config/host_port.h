@@ -3,9 +3,9 @@
 //
 //   127.0.0.1:80   [::1]:8080   signal.example.net:7000
 //
-// A literal is checked and stored in its canonical text form (so "0:0::1" and "::1" compare
-// equal); a name is checked for DNS syntax only, never resolved: config/ does no I/O beyond
-// reading the file.
+// A literal is parsed by signal/socket_address.h and stored in its canonical text form (so
+// "0:0::1" and "::1" compare equal); a name is checked for DNS syntax only, never resolved:
+// config/ does no I/O beyond reading files and checking that key files exist.
 #pragma once
 
 #include <cstdint>
