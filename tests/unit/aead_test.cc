@@ -4,19 +4,13 @@
 
 #include "tunnel/aead.h"
 #include "tunnel/crypto_init.h"
+#include "tests/support/hex.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;
+using burrow::test::from_hex;
 
 namespace {
-
-Bytes from_hex(std::string_view hex) {
-    Bytes out;
-    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-        out.push_back(static_cast<uint8_t>(std::stoul(std::string(hex.substr(i, 2)), nullptr, 16)));
-    }
-    return out;
-}
 
 Bytes random_bytes(Rng& rng, size_t n) {
     Bytes b(n);

@@ -7,30 +7,15 @@
 
 #include "tunnel/crypto_init.h"
 #include "tunnel/noise.h"
+#include "tests/support/hex.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;
+using burrow::test::from_hex;
+using burrow::test::to_hex;
 using json = nlohmann::json;
 
 namespace {
-
-Bytes from_hex(std::string_view hex) {
-    Bytes out;
-    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-        out.push_back(static_cast<uint8_t>(std::stoul(std::string(hex.substr(i, 2)), nullptr, 16)));
-    }
-    return out;
-}
-
-std::string to_hex(ByteView bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (uint8_t b : bytes) {
-        out += kDigits[b >> 4];
-        out += kDigits[b & 0xf];
-    }
-    return out;
-}
 
 SecretKey secret_from_hex(std::string_view hex) {
     auto key = SecretKey::from_bytes(from_hex(hex));
