@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "signal/stun.h"
 #include "signal/udp_messages.h"
 #include "signal_server_harness.h"
@@ -434,4 +436,14 @@ TEST_CASE("amplification: no unauthenticated input gets more bytes back than it 
     CHECK(replies > 0);  // the sweep did reach the answering paths
     CHECK(h.core->registry().find("laptop")->udp_address == kLaptopAddr);
     CHECK(h.core->registry().find("nas")->udp_address == kNasAddr);
+}
+
+TEST_CASE("every drop reason has its own name for status output") {
+    std::set<std::string> names;
+    for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+        const std::string name = to_string(static_cast<DropReason>(i));
+        CHECK(name != "?");
+        names.insert(name);
+    }
+    CHECK(names.size() == static_cast<size_t>(DropReason::kCount));
 }
