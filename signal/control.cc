@@ -1,0 +1,379 @@
+#include "signal/control.h"
+
+#include <cassert>
+#include <string_view>
+#include <type_traits>
+
+#include "tunnel/wire.h"
+
+namespace burrow {
+namespace {
+
+enum class Type : uint8_t {
+    kServerHello = 0x01,
+    kAuth = 0x02,
+    kAuthOk = 0x03,
+    kError = 0x04,
+    kRegister = 0x05,
+    kConnectRequest = 0x06,
+    kPeerInfo = 0x07,
+    kConnectRefused = 0x08,
+    kRelayData = 0x09,
+    kPing = 0x0a,
+    kPong = 0x0b,
+};
+
+constexpr uint8_t kFamilyIpv4 = 4;
+constexpr uint8_t kFamilyIpv6 = 6;
+constexpr uint8_t kFirstPrintable = 0x20;  // below: C0 control characters (newline, escape...)
+constexpr uint8_t kDelete = 0x7f;
+// Keeps the buffer's dead prefix from growing without bound while avoiding a move per frame.
+constexpr size_t kCompactThreshold = 4096;
+
+// --- encoding ---------------------------------------------------------------------------------
+
+void put_text(ByteWriter& w, std::string_view s, size_t cap) {
+    assert(s.size() <= cap);
+    (void)cap;
+    w.varint(s.size());
+    w.bytes(as_bytes(s));
+}
+
+void put_address(ByteWriter& w, const SocketAddress& a) {
+    w.u8(a.v6 ? kFamilyIpv6 : kFamilyIpv4);
+    w.bytes(a.ip_bytes());
+    w.u16(a.port);
+}
+
+void put_candidates(ByteWriter& w, const std::vector<Candidate>& cs) {
+    assert(cs.size() <= kMaxCandidates);
+    w.varint(cs.size());
+    for (const Candidate& c : cs) {
+        w.u8(static_cast<uint8_t>(c.kind));
+        put_address(w, c.address);
+    }
+}
+
+struct BodyWriter {
+    ByteWriter& w;
+
+    Type operator()(const ServerHello& m) {
+        w.bytes(m.server_static_pub);
+        w.bytes(m.nonce);
+        return Type::kServerHello;
+    }
+    Type operator()(const Auth& m) {
+        w.bytes(m.agent_pub);
+        w.bytes(m.proof);
+        put_text(w, m.software, kMaxSoftwareLen);
+        return Type::kAuth;
+    }
+    Type operator()(const AuthOk& m) {
+        put_text(w, m.name, kMaxAgentNameLen);
+        w.bytes(m.udp_token);
+        w.u16(m.stun_ports[0]);
+        w.u16(m.stun_ports[1]);
+        w.u16(m.relay_udp_port);
+        return Type::kAuthOk;
+    }
+    Type operator()(const ControlErrorMessage& m) {
+        w.u16(m.code);
+        put_text(w, m.message, kMaxControlTextLen);
+        return Type::kError;
+    }
+    Type operator()(const Register& m) {
+        put_candidates(w, m.candidates);
+        w.u8(static_cast<uint8_t>(m.nat));
+        return Type::kRegister;
+    }
+    Type operator()(const ConnectRequest& m) {
+        put_text(w, m.peer, kMaxAgentNameLen);
+        put_text(w, m.service, kMaxServiceNameLen);
+        return Type::kConnectRequest;
+    }
+    Type operator()(const PeerInfo& m) {
+        w.u64(m.session_id);
+        put_text(w, m.peer, kMaxAgentNameLen);
+        w.bytes(m.peer_pub);
+        put_candidates(w, m.candidates);
+        w.u8(static_cast<uint8_t>(m.nat));
+        w.bytes(m.relay_token);
+        w.u32(m.start_in_ms);
+        w.u8(static_cast<uint8_t>(m.role));
+        put_text(w, m.service, kMaxServiceNameLen);
+        return Type::kPeerInfo;
+    }
+    Type operator()(const ConnectRefused& m) {
+        put_text(w, m.peer, kMaxAgentNameLen);
+        put_text(w, m.service, kMaxServiceNameLen);
+        put_text(w, m.reason, kMaxControlTextLen);
+        return Type::kConnectRefused;
+    }
+    Type operator()(const RelayData& m) {
+        w.u64(m.session_id);
+        w.bytes(m.payload);
+        return Type::kRelayData;
+    }
+    Type operator()(const Ping& m) {
+        w.u64(m.value);
+        return Type::kPing;
+    }
+    Type operator()(const Pong& m) {
+        w.u64(m.value);
+        return Type::kPong;
+    }
+};
+
+// --- decoding ---------------------------------------------------------------------------------
+
+// Reads a text field; fails the reader when it is too long or holds a control character.
+std::string get_text(ByteReader& r, size_t cap) {
+    const uint64_t n = r.varint();
+    if (!r.ok() || n > cap) {
+        r.fail();
+        return {};
+    }
+    ByteView b = r.bytes(static_cast<size_t>(n));
+    for (uint8_t c : b) {
+        if (c < kFirstPrintable || c == kDelete) {
+            r.fail();
+            return {};
+        }
+    }
+    return std::string(as_chars(b));
+}
+
+template <size_t N>
+void get_array(ByteReader& r, std::array<uint8_t, N>& out) {
+    ByteView b = r.bytes(N);
+    if (r.ok()) std::copy(b.begin(), b.end(), out.begin());
+}
+
+SocketAddress get_address(ByteReader& r) {
+    SocketAddress a;
+    const uint8_t family = r.u8();
+    if (family == kFamilyIpv4) {
+        std::array<uint8_t, kIpv4Size> ip{};
+        get_array(r, ip);
+        a = SocketAddress::ipv4(ip, 0);
+    } else if (family == kFamilyIpv6) {
+        std::array<uint8_t, kIpv6Size> ip{};
+        get_array(r, ip);
+        a = SocketAddress::ipv6(ip, 0);
+    } else {
+        r.fail();
+    }
+    a.port = r.u16();
+    return a;
+}
+
+std::vector<Candidate> get_candidates(ByteReader& r) {
+    const uint64_t n = r.varint();
+    if (!r.ok() || n > kMaxCandidates) {
+        r.fail();
+        return {};
+    }
+    std::vector<Candidate> cs;
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+        Candidate c;
+        const uint8_t kind = r.u8();
+        if (kind < static_cast<uint8_t>(CandidateKind::kHost) ||
+            kind > static_cast<uint8_t>(CandidateKind::kPredicted)) {
+            r.fail();
+        }
+        c.kind = static_cast<CandidateKind>(kind);
+        c.address = get_address(r);
+        cs.push_back(c);
+    }
+    return cs;
+}
+
+NatMapping get_nat(ByteReader& r) {
+    const uint8_t v = r.u8();
+    if (v > static_cast<uint8_t>(NatMapping::kPerDestination)) r.fail();
+    return static_cast<NatMapping>(v);
+}
+
+SessionRole get_role(ByteReader& r) {
+    const uint8_t v = r.u8();
+    if (v != static_cast<uint8_t>(SessionRole::kInitiator) &&
+        v != static_cast<uint8_t>(SessionRole::kResponder)) {
+        r.fail();
+    }
+    return static_cast<SessionRole>(v);
+}
+
+std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
+    switch (type) {
+        case Type::kServerHello: {
+            ServerHello m;
+            get_array(r, m.server_static_pub);
+            get_array(r, m.nonce);
+            return m;
+        }
+        case Type::kAuth: {
+            Auth m;
+            get_array(r, m.agent_pub);
+            get_array(r, m.proof);
+            m.software = get_text(r, kMaxSoftwareLen);
+            return m;
+        }
+        case Type::kAuthOk: {
+            AuthOk m;
+            m.name = get_text(r, kMaxAgentNameLen);
+            get_array(r, m.udp_token);
+            m.stun_ports[0] = r.u16();
+            m.stun_ports[1] = r.u16();
+            m.relay_udp_port = r.u16();
+            return m;
+        }
+        case Type::kError: {
+            ControlErrorMessage m;
+            m.code = r.u16();
+            m.message = get_text(r, kMaxControlTextLen);
+            return m;
+        }
+        case Type::kRegister: {
+            Register m;
+            m.candidates = get_candidates(r);
+            m.nat = get_nat(r);
+            return m;
+        }
+        case Type::kConnectRequest: {
+            ConnectRequest m;
+            m.peer = get_text(r, kMaxAgentNameLen);
+            m.service = get_text(r, kMaxServiceNameLen);
+            return m;
+        }
+        case Type::kPeerInfo: {
+            PeerInfo m;
+            m.session_id = r.u64();
+            m.peer = get_text(r, kMaxAgentNameLen);
+            get_array(r, m.peer_pub);
+            m.candidates = get_candidates(r);
+            m.nat = get_nat(r);
+            get_array(r, m.relay_token);
+            m.start_in_ms = r.u32();
+            m.role = get_role(r);
+            m.service = get_text(r, kMaxServiceNameLen);
+            return m;
+        }
+        case Type::kConnectRefused: {
+            ConnectRefused m;
+            m.peer = get_text(r, kMaxAgentNameLen);
+            m.service = get_text(r, kMaxServiceNameLen);
+            m.reason = get_text(r, kMaxControlTextLen);
+            return m;
+        }
+        case Type::kRelayData: {
+            RelayData m;
+            m.session_id = r.u64();
+            ByteView rest = r.rest();
+            m.payload.assign(rest.begin(), rest.end());
+            return m;
+        }
+        case Type::kPing:
+            return Ping{r.u64()};
+        case Type::kPong:
+            return Pong{r.u64()};
+    }
+    return std::nullopt;
+}
+
+bool known_type(uint8_t t) {
+    return t >= static_cast<uint8_t>(Type::kServerHello) && t <= static_cast<uint8_t>(Type::kPong);
+}
+
+uint32_t read_length(const uint8_t* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+}
+
+}  // namespace
+
+const char* message_name(const ControlMessage& m) {
+    static constexpr const char* kNames[] = {
+        "ServerHello", "Auth",           "AuthOk",    "Error", "Register", "ConnectRequest",
+        "PeerInfo",    "ConnectRefused", "RelayData", "Ping",  "Pong"};
+    static_assert(std::size(kNames) == std::variant_size_v<ControlMessage>);
+    return kNames[m.index()];
+}
+
+Bytes encode_control(const ControlMessage& m) {
+    Bytes out(kControlLengthSize, 0);
+    ByteWriter w(out);
+    w.u8(kControlVersion);
+    w.u8(0);  // type, known once the body is written
+    const Type type = std::visit(BodyWriter{w}, m);
+    out[kControlLengthSize + 1] = static_cast<uint8_t>(type);
+    const size_t length = out.size() - kControlLengthSize;
+    assert(length <= kMaxControlFrame);
+    for (size_t i = 0; i < kControlLengthSize; ++i) {
+        out[i] = static_cast<uint8_t>(length >> (8 * (kControlLengthSize - 1 - i)));
+    }
+    return out;
+}
+
+const char* to_string(ControlDecodeError e) {
+    switch (e) {
+        case ControlDecodeError::kOversized:
+            return "oversize frame";
+        case ControlDecodeError::kBadVersion:
+            return "unsupported protocol version";
+        case ControlDecodeError::kUnknownType:
+            return "unknown message type";
+        case ControlDecodeError::kMalformed:
+            return "malformed message";
+    }
+    return "?";
+}
+
+std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView frame) {
+    ByteReader r(frame);
+    const uint8_t version = r.u8();
+    const uint8_t type = r.u8();
+    if (!r.ok()) return ControlDecodeError::kMalformed;  // shorter than its own header
+    if (version != kControlVersion) return ControlDecodeError::kBadVersion;
+    if (!known_type(type)) return ControlDecodeError::kUnknownType;
+    std::optional<ControlMessage> m = read_body(static_cast<Type>(type), r);
+    if (!m || !r.ok() || !r.empty()) return ControlDecodeError::kMalformed;
+    return std::move(*m);
+}
+
+void ControlDecoder::fail(ControlDecodeError e) {
+    error_ = e;
+    buffer_ = Bytes();  // nothing more will be read: free it
+    read_pos_ = 0;
+}
+
+void ControlDecoder::feed(ByteView bytes) {
+    if (error_) return;
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+std::optional<ControlMessage> ControlDecoder::next() {
+    if (error_ || buffered() < kControlLengthSize) return std::nullopt;
+    const uint32_t length = read_length(buffer_.data() + read_pos_);
+    if (length < kControlHeaderSize || length > max_frame_) {
+        fail(ControlDecodeError::kOversized);
+        return std::nullopt;
+    }
+    if (buffered() < kControlLengthSize + length) return std::nullopt;
+
+    const ByteView frame(buffer_.data() + read_pos_ + kControlLengthSize, length);
+    auto decoded = decode_control_body(frame);
+    read_pos_ += kControlLengthSize + length;
+    if (read_pos_ == buffer_.size()) {
+        buffer_.clear();
+        read_pos_ = 0;
+    } else if (read_pos_ >= kCompactThreshold) {
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(read_pos_));
+        read_pos_ = 0;
+    }
+    if (auto* e = std::get_if<ControlDecodeError>(&decoded)) {
+        fail(*e);
+        return std::nullopt;
+    }
+    return std::move(std::get<ControlMessage>(decoded));
+}
+
+}  // namespace burrow

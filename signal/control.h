@@ -1,0 +1,230 @@
+// Control messages between an agent and the signalling server, carried over the TLS stream.
+//
+// Frame (all integers big-endian):
+//
+//    0                   1                   2                   3
+//    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |             length (32): bytes that follow, >= 2              |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |  version = 1  |     type      |            body             ...
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// length is capped at kMaxControlFrame, and at kMaxPreAuthFrame until the server has accepted
+// the agent's Auth, so an unauthenticated peer cannot make the server buffer more than that.
+//
+// Body fields, in the order the structs below list them:
+//   u8/u16/u32/u64   fixed-size big-endian integers
+//   key, nonce, ...  fixed-size byte arrays (32 or 16 bytes), no length
+//   text             varint length (RFC 9000 §16) + UTF-8 bytes; each field has a cap, and
+//                    control characters (< 0x20, 0x7f) are refused so a name or a reason
+//                    can go into a one-line log entry as it is
+//   address          u8 family (4 or 6) + 4 or 16 address bytes + u16 port
+//   list             varint count (capped) + the elements
+//   payload          the rest of the frame (RelayData only)
+// A body must be consumed exactly: trailing bytes make the frame malformed.
+//
+//   type  message          direction        body
+//   0x01  ServerHello      server -> agent  server_static_pub key, nonce[32]
+//   0x02  Auth             agent -> server  agent_pub key, proof[32], software text
+//   0x03  AuthOk           server -> agent  name text, udp_token[16], stun_ports u16 u16,
+//                                           relay_udp_port u16
+//   0x04  Error            both             code u16, message text
+//   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
+//   0x06  ConnectRequest   agent -> server  peer text, service text
+//   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
+//                                           candidates, nat u8, relay_token[16],
+//                                           start_in_ms u32, role u8, service text
+//   0x08  ConnectRefused   server -> agent  peer text, service text, reason text
+//   0x09  RelayData        both             session_id u64, payload
+//   0x0a  Ping             both             value u64
+//   0x0b  Pong             both             value u64 (the Ping's)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "signal/socket_address.h"
+#include "tunnel/bytes.h"
+#include "tunnel/frame.h"
+#include "tunnel/noise.h"
+
+namespace burrow {
+
+inline constexpr uint8_t kControlVersion = 1;
+inline constexpr size_t kControlLengthSize = 4;
+inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
+// Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
+// a connection's buffer stays bounded.
+inline constexpr size_t kMaxControlFrame = 64 * 1024;
+// An Auth with the longest software text fits (2 + 32 + 32 + 2 + kMaxSoftwareLen).
+inline constexpr size_t kMaxPreAuthFrame = 512;
+
+inline constexpr size_t kAuthNonceSize = 32;
+inline constexpr size_t kAuthProofSize = 32;
+inline constexpr size_t kUdpTokenSize = 16;
+inline constexpr size_t kRelayTokenSize = 16;
+
+// Caps on text fields and lists. Agent and service names follow the tunnel's service-name cap
+// (tunnel/frame.h) so a name that travels in STREAM_OPEN always fits.
+inline constexpr size_t kMaxAgentNameLen = 64;
+inline constexpr size_t kMaxSoftwareLen = 256;
+inline constexpr size_t kMaxControlTextLen = 1024;  // error messages, refusal reasons
+// Host addresses of every interface plus reflexive and predicted ones; far above real hosts.
+inline constexpr size_t kMaxCandidates = 64;
+
+using AuthNonce = std::array<uint8_t, kAuthNonceSize>;
+using AuthProof = std::array<uint8_t, kAuthProofSize>;
+using UdpToken = std::array<uint8_t, kUdpTokenSize>;
+using RelayToken = std::array<uint8_t, kRelayTokenSize>;
+
+enum class CandidateKind : uint8_t { kHost = 1, kServerReflexive = 2, kPredicted = 3 };
+
+struct Candidate {
+    CandidateKind kind = CandidateKind::kHost;
+    SocketAddress address;
+    bool operator==(const Candidate&) const = default;
+};
+
+// How the agent's NAT maps outgoing UDP (RFC 4787 §4.1): learned by comparing the reflexive
+// addresses seen by the server's two STUN ports.
+enum class NatMapping : uint8_t { kUnknown = 0, kEndpointIndependent = 1, kPerDestination = 2 };
+
+enum class SessionRole : uint8_t { kInitiator = 1, kResponder = 2 };
+
+// Error codes the server sends before it closes a connection.
+enum class ControlErrorCode : uint16_t {
+    kProtocol = 1,       // malformed or unexpected message
+    kUnknownKey = 2,     // the agent's key is not in server.toml
+    kAuthFailed = 3,     // wrong or replayed proof
+    kServerFull = 4,     // maximum agent count reached
+    kTimeout = 5,        // no Auth before the deadline, or idle
+    kReplaced = 6,       // the same agent connected again
+    kTooManyPending = 7  // too many unauthenticated connections
+};
+
+struct ServerHello {
+    PublicKey server_static_pub{};
+    AuthNonce nonce{};
+    bool operator==(const ServerHello&) const = default;
+};
+struct Auth {
+    PublicKey agent_pub{};
+    AuthProof proof{};
+    std::string software;  // e.g. "burrow 0.1.0", for the server's log
+    bool operator==(const Auth&) const = default;
+};
+struct AuthOk {
+    std::string name;  // the agent's name in server.toml
+    UdpToken udp_token{};
+    std::array<uint16_t, 2> stun_ports{};
+    uint16_t relay_udp_port = 0;
+    bool operator==(const AuthOk&) const = default;
+};
+struct ControlErrorMessage {
+    uint16_t code = 0;
+    std::string message;
+    bool operator==(const ControlErrorMessage&) const = default;
+};
+struct Register {
+    std::vector<Candidate> candidates;
+    NatMapping nat = NatMapping::kUnknown;
+    bool operator==(const Register&) const = default;
+};
+struct ConnectRequest {
+    std::string peer;
+    std::string service;
+    bool operator==(const ConnectRequest&) const = default;
+};
+struct PeerInfo {
+    uint64_t session_id = 0;
+    std::string peer;
+    PublicKey peer_pub{};
+    std::vector<Candidate> candidates;
+    NatMapping nat = NatMapping::kUnknown;
+    RelayToken relay_token{};
+    // Start punching this many ms after receiving the message: both sides get it at about the
+    // same time, and an offset needs no synchronised clocks.
+    uint32_t start_in_ms = 0;
+    SessionRole role = SessionRole::kInitiator;
+    std::string service;
+    bool operator==(const PeerInfo&) const = default;
+};
+struct ConnectRefused {
+    std::string peer;
+    std::string service;
+    std::string reason;
+    bool operator==(const ConnectRefused&) const = default;
+};
+struct RelayData {
+    uint64_t session_id = 0;
+    Bytes payload;  // an end-to-end encrypted session packet; the server cannot read it
+    bool operator==(const RelayData&) const = default;
+};
+struct Ping {
+    uint64_t value = 0;
+    bool operator==(const Ping&) const = default;
+};
+struct Pong {
+    uint64_t value = 0;
+    bool operator==(const Pong&) const = default;
+};
+
+using ControlMessage =
+    std::variant<ServerHello, Auth, AuthOk, ControlErrorMessage, Register, ConnectRequest, PeerInfo,
+                 ConnectRefused, RelayData, Ping, Pong>;
+
+// The message's name for logs ("Auth", "PeerInfo", ...).
+const char* message_name(const ControlMessage& m);
+
+// The whole frame, length prefix included. Preconditions (asserted): text and lists within
+// their caps, and the frame within kMaxControlFrame.
+Bytes encode_control(const ControlMessage& m);
+
+// Why a stream of frames cannot be read on; the caller closes the connection.
+enum class ControlDecodeError {
+    kOversized,    // length above the current cap (or below the 2-byte header)
+    kBadVersion,   // version byte other than kControlVersion
+    kUnknownType,  // type byte not in the table above
+    kMalformed     // body does not parse exactly
+};
+const char* to_string(ControlDecodeError e);
+
+// Decodes one frame's version, type and body (everything after the length).
+std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView frame);
+
+// Reassembles frames from a byte stream delivered in arbitrary pieces.
+//
+//   decoder.feed(bytes);
+//   while (auto m = decoder.next()) handle(*m);
+//   if (decoder.error()) close the connection;
+//
+// A frame's length is checked as soon as its 4 bytes arrive, so an oversized frame is refused
+// before its body is buffered. After an error the decoder stays failed and ignores input.
+class ControlDecoder {
+  public:
+    explicit ControlDecoder(size_t max_frame = kMaxPreAuthFrame) : max_frame_(max_frame) {}
+
+    // The cap applies to frames not yet returned by next(): raise it after authentication,
+    // before asking for the next message.
+    void set_max_frame(size_t max_frame) { max_frame_ = max_frame; }
+    void feed(ByteView bytes);
+    std::optional<ControlMessage> next();
+    std::optional<ControlDecodeError> error() const { return error_; }
+    // Bytes received but not yet returned as messages.
+    size_t buffered() const { return buffer_.size() - read_pos_; }
+
+  private:
+    void fail(ControlDecodeError e);
+
+    size_t max_frame_;
+    Bytes buffer_;
+    size_t read_pos_ = 0;  // consumed prefix of buffer_, dropped when it is worth the move
+    std::optional<ControlDecodeError> error_;
+};
+
+}  // namespace burrow

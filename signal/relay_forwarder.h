@@ -1,0 +1,44 @@
+// Forwards relayed session packets between the two agents of a relay session, over UDP or the
+// TLS connections, whichever each agent uses.
+//
+// The sender is already authenticated by the caller (its TLS connection, or its bound UDP
+// address). Checks, cheapest first, each drop counted: the session exists, the datagram's
+// token matches (UDP), the sender is one of its two agents, the other agent is online, the
+// sender is within its packet and byte quotas. Delivery goes to the peer's bound UDP address
+// unless the peer last sent relay data over TLS or has no binding; then over its TLS
+// connection. Never to an address no agent has bound.
+#pragma once
+
+#include <optional>
+
+#include "signal/registry.h"
+#include "signal/relay_table.h"
+#include "signal/server_action.h"
+
+namespace burrow {
+
+enum class RelayVia { kUdp, kTls };
+
+class RelayForwarder {
+  public:
+    RelayForwarder(AgentRegistry& registry, RelayTable& relays, DropCounters& drops)
+        : registry_(registry), relays_(relays), drops_(drops) {}
+
+    // token: the Relay datagram's token for UDP input, nullptr for TLS input (the connection
+    // is the proof). nullopt when dropped.
+    std::optional<ServerAction> forward(AgentRecord& sender, uint64_t session_id,
+                                        const RelayToken* token, ByteView payload, RelayVia via,
+                                        Time now);
+
+  private:
+    std::optional<ServerAction> drop(DropReason r) {
+        drops_.count(r);
+        return std::nullopt;
+    }
+
+    AgentRegistry& registry_;
+    RelayTable& relays_;
+    DropCounters& drops_;
+};
+
+}  // namespace burrow

@@ -1,0 +1,356 @@
+#include "signal/server_core.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "signal/auth.h"
+
+namespace burrow {
+namespace {
+
+// RFC 6298 §2.3: SRTT <- 7/8 SRTT + 1/8 R'.
+constexpr int kRttSmoothing = 8;
+
+std::string key_base64(const PublicKey& key) {
+    std::string b64(sodium_base64_ENCODED_LEN(key.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(b64.data(), b64.size(), key.data(), key.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    b64.resize(b64.find('\0'));
+    return b64;
+}
+
+}  // namespace
+
+ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
+    : config_(std::move(config)),
+      static_pub_(public_key(config_.static_key)),
+      rng_(rng),
+      acl_(std::move(acl)),
+      registry_(acl_, config_.limits.relay),
+      relays_(acl_, config_.limits.max_sessions_per_agent),
+      forwarder_(registry_, relays_, drops_),
+      udp_(registry_, forwarder_, drops_, config_.software) {
+    // The bound holds whatever the configuration says.
+    config_.limits.pre_auth_deadline = std::min(config_.limits.pre_auth_deadline, kPreAuthDeadline);
+}
+
+size_t ServerCore::pending_count() const {
+    return static_cast<size_t>(std::count_if(
+        conns_.begin(), conns_.end(), [](const auto& kv) { return !kv.second.authenticated(); }));
+}
+
+std::optional<Duration> ServerCore::rtt(std::string_view agent) const {
+    const AgentRecord* a = registry_.find(agent);
+    if (!a || !a->conn) return std::nullopt;
+    auto it = conns_.find(*a->conn);
+    return it == conns_.end() ? std::nullopt : it->second.srtt;
+}
+
+std::string ServerCore::who(const Connection& c) const {
+    return c.authenticated() ? "agent \"" + c.agent + "\"" : "connection " + std::to_string(c.id);
+}
+
+// --- connections --------------------------------------------------------------------------------
+
+std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now) {
+    Actions out;
+    if (pending_count() >= config_.limits.max_pending) {
+        out.push_back(SendControl{
+            conn, ControlErrorMessage{static_cast<uint16_t>(ControlErrorCode::kTooManyPending),
+                                      "server busy, try again later"}});
+        out.push_back(CloseConnection{
+            conn, "connection " + std::to_string(conn) + ": too many unauthenticated connections"});
+        return out;
+    }
+    forget(conn, now);  // a reused id would be src/'s bug; never let two states share it
+    Connection c;
+    c.id = conn;
+    rng_.fill(c.nonce);
+    c.deadline = now + config_.limits.pre_auth_deadline;
+    c.last_input = now;
+    out.push_back(SendControl{conn, ServerHello{static_pub_, c.nonce}});
+    conns_.emplace(conn, std::move(c));
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_control_bytes(ConnId conn, ByteView bytes, Time now) {
+    Actions out;
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return out;
+    it->second.decoder.feed(bytes);
+    // Each message may close this connection (or, by replacement, another), so look it up
+    // again every time round.
+    for (;;) {
+        it = conns_.find(conn);
+        if (it == conns_.end()) break;
+        Connection& c = it->second;
+        std::optional<ControlMessage> m = c.decoder.next();
+        if (!m) {
+            if (std::optional<ControlDecodeError> e = c.decoder.error()) {
+                std::string reason;
+                if (*e == ControlDecodeError::kOversized) {
+                    reason = c.authenticated() ? "oversize frame" : "oversize frame before auth";
+                } else {
+                    reason = std::string(c.authenticated() ? "malformed control message"
+                                                           : "garbage before auth") +
+                             " (" + to_string(*e) + ")";
+                }
+                reject(conn, ControlErrorCode::kProtocol, reason, who(c) + ": " + reason, now, out);
+            }
+            break;
+        }
+        c.last_input = now;
+        handle(c, std::move(*m), now, out);
+    }
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_connection_closed(ConnId conn, Time now) {
+    Actions out;
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return out;
+    if (it->second.authenticated()) {
+        out.push_back(LogEvent{who(it->second) + " offline (connection closed)"});
+    }
+    forget(conn, now);
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_timer(Time now) {
+    Actions out;
+    std::vector<ConnId> timed_out;
+    std::vector<ConnId> idle;
+    for (auto& [id, c] : conns_) {
+        if (!c.authenticated()) {
+            if (now >= c.deadline) timed_out.push_back(id);
+        } else if (now >= c.last_input + config_.limits.idle_timeout) {
+            idle.push_back(id);
+        } else if (now >= c.next_ping) {
+            send_ping(c, now, out);
+        }
+    }
+    for (ConnId id : timed_out) {
+        reject(id, ControlErrorCode::kTimeout, "authentication timeout",
+               "connection " + std::to_string(id) + ": authentication timeout", now, out);
+    }
+    for (ConnId id : idle) {
+        const std::string reason = who(conns_.at(id)) + ": idle timeout (nothing received in " +
+                                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                      config_.limits.idle_timeout)
+                                                      .count()) +
+                                   " s)";
+        reject(id, ControlErrorCode::kTimeout, "idle timeout", reason, now, out);
+    }
+    return out;
+}
+
+Time ServerCore::next_deadline() const {
+    Time next = kNever;
+    for (const auto& [id, c] : conns_) {
+        if (!c.authenticated()) {
+            next = std::min(next, c.deadline);
+        } else {
+            next = std::min({next, c.next_ping, c.last_input + config_.limits.idle_timeout});
+        }
+    }
+    return next;
+}
+
+std::optional<ServerAction> ServerCore::on_udp(UdpPort port, const SocketAddress& from,
+                                               ByteView datagram, Time now) {
+    return udp_.on_udp(port, from, datagram, now);
+}
+
+void ServerCore::reject(ConnId id, std::optional<ControlErrorCode> code, std::string client_message,
+                        std::string log_reason, Time now, Actions& out) {
+    if (code) {
+        if (client_message.size() > kMaxControlTextLen) client_message.resize(kMaxControlTextLen);
+        out.push_back(SendControl{
+            id, ControlErrorMessage{static_cast<uint16_t>(*code), std::move(client_message)}});
+    }
+    out.push_back(CloseConnection{id, std::move(log_reason)});
+    forget(id, now);
+}
+
+void ServerCore::forget(ConnId id, Time now) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    if (it->second.authenticated()) {
+        AgentRecord* a = registry_.find(it->second.agent);
+        if (a && a->conn == id) {
+            registry_.set_offline(*a, now);
+            relays_.close_agent(a->name);
+        }
+    }
+    conns_.erase(it);
+}
+
+// --- messages -----------------------------------------------------------------------------------
+
+void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& out) {
+    if (!c.authenticated()) {
+        if (auto* auth = std::get_if<Auth>(&m)) {
+            on_auth(c, *auth, now, out);
+        } else {
+            const std::string what = std::string("expected Auth, got ") + message_name(m);
+            reject(c.id, ControlErrorCode::kProtocol, what,
+                   who(c) + ": garbage before auth (" + what + ")", now, out);
+        }
+        return;
+    }
+
+    AgentRecord* self = registry_.find(c.agent);
+    if (self) self->last_seen = now;
+    if (auto* req = std::get_if<ConnectRequest>(&m)) {
+        on_connect_request(c, *req, now, out);
+    } else if (auto* reg = std::get_if<Register>(&m)) {
+        if (self) {
+            self->candidates = std::move(reg->candidates);
+            self->nat = reg->nat;
+        }
+    } else if (auto* data = std::get_if<RelayData>(&m)) {
+        if (!self) return;
+        if (auto action = forwarder_.forward(*self, data->session_id, nullptr, data->payload,
+                                             RelayVia::kTls, now)) {
+            out.push_back(std::move(*action));
+        }
+    } else if (auto* ping = std::get_if<Ping>(&m)) {
+        out.push_back(SendControl{c.id, Pong{ping->value}});
+    } else if (auto* pong = std::get_if<Pong>(&m)) {
+        on_pong(c, *pong, now);
+    } else if (auto* err = std::get_if<ControlErrorMessage>(&m)) {
+        reject(c.id, std::nullopt, {},
+               who(c) + " reported error " + std::to_string(err->code) + ": " + err->message, now,
+               out);
+    } else {
+        const std::string what = std::string("unexpected ") + message_name(m) + " from an agent";
+        reject(c.id, ControlErrorCode::kProtocol, what, who(c) + ": " + what, now, out);
+    }
+}
+
+void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out) {
+    // The proof first: only the holder of a key's private half learns whether the server
+    // knows that key, so the list of agents cannot be probed.
+    if (!verify_auth_proof(config_.static_key, auth.agent_pub, c.nonce, auth.proof)) {
+        const bool replayed = std::find(recent_proofs_.begin(), recent_proofs_.end(), auth.proof) !=
+                              recent_proofs_.end();
+        reject(c.id, ControlErrorCode::kAuthFailed, "authentication failed",
+               who(c) + (replayed ? ": replayed auth (a proof already used on another connection)"
+                                  : ": wrong proof for key " + key_base64(auth.agent_pub)),
+               now, out);
+        return;
+    }
+    const AclAgent* known = acl_.find_by_key(auth.agent_pub);
+    AgentRecord* record = known ? registry_.find(known->name) : nullptr;
+    if (!record) {
+        reject(c.id, ControlErrorCode::kUnknownKey,
+               "unknown agent key: add it to the server's configuration",
+               who(c) + ": unknown key " + key_base64(auth.agent_pub) +
+                   " (add an [[agent]] with this key to server.toml to admit it)",
+               now, out);
+        return;
+    }
+    if (!record->online() && registry_.online_count() >= config_.limits.max_agents) {
+        reject(c.id, ControlErrorCode::kServerFull, "server full",
+               who(c) + ": agent \"" + record->name + "\" refused: maximum of " +
+                   std::to_string(config_.limits.max_agents) + " agents online reached",
+               now, out);
+        return;
+    }
+
+    recent_proofs_.push_back(auth.proof);
+    if (recent_proofs_.size() > kRecentProofs) recent_proofs_.pop_front();
+
+    if (record->conn) {
+        const ConnId old = *record->conn;
+        // Keep the agent online and its relay sessions: only the connection changes.
+        auto old_it = conns_.find(old);
+        if (old_it != conns_.end()) old_it->second.agent.clear();
+        reject(old, ControlErrorCode::kReplaced, "replaced by a new connection",
+               "agent \"" + record->name + "\": connection " + std::to_string(old) +
+                   " replaced by connection " + std::to_string(c.id),
+               now, out);
+    }
+
+    UdpToken token{};
+    rng_.fill(token);
+    registry_.set_online(*record, c.id, token, now);
+    c.agent = record->name;
+    c.decoder.set_max_frame(kMaxControlFrame);
+    c.next_ping = now;
+
+    AuthOk ok;
+    ok.name = record->name;
+    ok.udp_token = token;
+    ok.stun_ports = config_.stun_ports;
+    ok.relay_udp_port = config_.relay_udp_port;
+    out.push_back(SendControl{c.id, std::move(ok)});
+    out.push_back(LogEvent{who(c) + " online on connection " + std::to_string(c.id) +
+                           (auth.software.empty() ? "" : " (" + auth.software + ")")});
+    send_ping(c, now, out);  // an RTT sample before the first rendezvous
+}
+
+void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Time now,
+                                    Actions& out) {
+    auto refuse = [&](std::string reason) {
+        out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
+                               " refused: " + reason});
+        out.push_back(SendControl{c.id, ConnectRefused{req.peer, req.service, std::move(reason)}});
+    };
+    if (req.service.empty()) return refuse("empty service name");
+    if (req.peer == c.agent) return refuse("cannot connect to yourself");
+    // The ACL first, so an agent learns nothing about peers it may not reach.
+    if (!acl_.allowed(c.agent, req.peer, req.service)) return refuse("not allowed by the server");
+    AgentRecord* self = registry_.find(c.agent);
+    AgentRecord* peer = registry_.find(req.peer);
+    if (!self || !peer || !peer->online()) return refuse("peer offline");
+    const RelaySession* s = relays_.open(c.agent, req.peer, req.service, now, rng_);
+    if (!s) return refuse("not allowed by the server");
+
+    out.push_back(SendControl{c.id, peer_info(*s, *peer, *self, SessionRole::kInitiator)});
+    out.push_back(SendControl{*peer->conn, peer_info(*s, *self, *peer, SessionRole::kResponder)});
+    out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
+                           " as relay session " + std::to_string(s->id)});
+}
+
+PeerInfo ServerCore::peer_info(const RelaySession& s, const AgentRecord& about,
+                               const AgentRecord& to, SessionRole role) const {
+    PeerInfo p;
+    p.session_id = s.id;
+    p.peer = about.name;
+    p.peer_pub = about.key;
+    p.candidates = about.candidates;
+    // The address the relay port saw is a server-reflexive candidate the agent may not know.
+    if (about.udp_address && p.candidates.size() < kMaxCandidates &&
+        std::none_of(p.candidates.begin(), p.candidates.end(),
+                     [&](const Candidate& c) { return c.address == *about.udp_address; })) {
+        p.candidates.push_back(Candidate{CandidateKind::kServerReflexive, *about.udp_address});
+    }
+    p.nat = about.nat;
+    p.relay_token = s.token;
+    // Both agents should start together: subtract each one's one-way delay (half its RTT).
+    Duration lead = kRendezvousLead;
+    if (std::optional<Duration> r = rtt(to.name)) lead -= *r / 2;
+    p.start_in_ms = static_cast<uint32_t>(
+        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(lead).count()));
+    p.role = role;
+    p.service = s.service;
+    return p;
+}
+
+void ServerCore::send_ping(Connection& c, Time now, Actions& out) {
+    c.ping_value++;
+    c.ping_sent = now;
+    c.next_ping = now + config_.limits.ping_interval;
+    out.emplace_back(std::in_place_type<SendControl>, c.id, Ping{c.ping_value});
+}
+
+void ServerCore::on_pong(Connection& c, const Pong& pong, Time now) {
+    if (!c.ping_sent || pong.value != c.ping_value) return;  // stale or unsolicited
+    const Duration sample = now - *c.ping_sent;
+    c.ping_sent.reset();
+    c.srtt = c.srtt ? (*c.srtt * (kRttSmoothing - 1) + sample) / kRttSmoothing : sample;
+}
+
+}  // namespace burrow

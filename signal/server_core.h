@@ -1,0 +1,141 @@
+// The signalling server, sans-IO: control connections, authentication, registry, rendezvous
+// and relay. src/ owns the TLS connections, the UDP sockets and the timer and drives this:
+//
+//   on_connection_open(conn, now)        a TLS handshake finished     -> ServerHello
+//   on_control_bytes(conn, bytes, now)   decrypted bytes arrived      -> actions
+//   on_connection_closed(conn, now)      the peer or the network went away
+//   on_timer(now)                        next_deadline() was reached  -> actions
+//   on_udp(port, from, bytes, now)       a datagram on either port    -> reply or forward
+//
+// A connection's life:
+//
+//   open --ServerHello--> awaiting Auth --Auth ok--> authenticated --close/idle/replaced--> gone
+//                              |
+//                              +-- wrong proof, replayed proof, unknown key, server full,
+//                                  oversize frame, garbage, kPreAuthDeadline passed --> gone
+//
+// Before Auth a frame may be at most kMaxPreAuthFrame bytes and the connection lives at most
+// kPreAuthDeadline. Every rejection sends an Error, then closes with a one-line reason for the
+// log. An agent connecting again replaces its old connection. The server pings every agent
+// (measuring RTT, which times the rendezvous) and drops one that has been silent for
+// idle_timeout, so agents need only answer Ping with Pong.
+#pragma once
+
+#include <array>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "signal/acl.h"
+#include "signal/control.h"
+#include "signal/registry.h"
+#include "signal/relay_forwarder.h"
+#include "signal/relay_table.h"
+#include "signal/server_action.h"
+#include "signal/udp_server.h"
+#include "tunnel/noise.h"
+#include "tunnel/rng.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+// The bound: an unauthenticated connection is closed after at most 10 s.
+inline constexpr Duration kPreAuthDeadline = std::chrono::seconds(10);
+// PeerInfo asks both agents to start punching this long after the server sends it, less each
+// one's one-way delay: above the one-way delay of nearly every path to the server, so both
+// start at about the same moment.
+inline constexpr Duration kRendezvousLead = std::chrono::milliseconds(500);
+// How many accepted proofs are remembered to tell a replay from a wrong proof in the log
+// (either way it fails: the nonce is fresh).
+inline constexpr size_t kRecentProofs = 1024;
+
+struct ServerLimits {
+    size_t max_agents = 256;    // agents online at once
+    size_t max_pending = 1024;  // connections awaiting Auth
+    Duration pre_auth_deadline = kPreAuthDeadline;
+    // Below the 30 s after which many NATs and firewalls forget a quiet flow.
+    Duration ping_interval = std::chrono::seconds(25);
+    Duration idle_timeout = std::chrono::seconds(3 * 25);  // three missed pings
+    size_t max_sessions_per_agent = 64;
+    RelayLimits relay;
+};
+
+struct ServerCoreConfig {
+    PrivateKey static_key;  // the server's X25519 key for Auth (not its TLS key)
+    std::array<uint16_t, 2> stun_ports{};
+    uint16_t relay_udp_port = 0;  // the main UDP port, normally stun_ports[0]
+    std::string software = "burrow";
+    ServerLimits limits;
+};
+
+class ServerCore {
+  public:
+    ServerCore(ServerCoreConfig config, Acl acl, Rng& rng);
+    // The parts hold references to one another.
+    ServerCore(const ServerCore&) = delete;
+    ServerCore& operator=(const ServerCore&) = delete;
+
+    std::vector<ServerAction> on_connection_open(ConnId conn, Time now);
+    std::vector<ServerAction> on_control_bytes(ConnId conn, ByteView bytes, Time now);
+    // After this the core forgets conn; closing a connection the core closed itself is a no-op.
+    std::vector<ServerAction> on_connection_closed(ConnId conn, Time now);
+    std::vector<ServerAction> on_timer(Time now);
+    Time next_deadline() const;
+    std::optional<ServerAction> on_udp(UdpPort port, const SocketAddress& from, ByteView datagram,
+                                       Time now);
+
+    const PublicKey& static_public_key() const { return static_pub_; }
+    const AgentRegistry& registry() const { return registry_; }
+    const RelayTable& relays() const { return relays_; }
+    const DropCounters& drops() const { return drops_; }
+    size_t pending_count() const;
+    // Smoothed control-connection RTT of an online agent, once a Pong has come back.
+    std::optional<Duration> rtt(std::string_view agent) const;
+
+  private:
+    using Actions = std::vector<ServerAction>;
+
+    struct Connection {
+        ConnId id = 0;
+        AuthNonce nonce{};
+        ControlDecoder decoder;
+        Time deadline{};    // pre-auth only
+        std::string agent;  // empty until authenticated
+        Time last_input{};
+        Time next_ping{};
+        uint64_t ping_value = 0;
+        std::optional<Time> ping_sent;
+        std::optional<Duration> srtt;
+        bool authenticated() const { return !agent.empty(); }
+    };
+
+    void handle(Connection& c, ControlMessage&& m, Time now, Actions& out);
+    void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
+    void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
+    void on_pong(Connection& c, const Pong& pong, Time now);
+    void send_ping(Connection& c, Time now, Actions& out);
+    PeerInfo peer_info(const RelaySession& s, const AgentRecord& about, const AgentRecord& to,
+                       SessionRole role) const;
+    // Sends Error (when code is set), closes and forgets the connection; an agent whose current
+    // connection it was goes offline.
+    void reject(ConnId id, std::optional<ControlErrorCode> code, std::string client_message,
+                std::string log_reason, Time now, Actions& out);
+    void forget(ConnId id, Time now);
+    std::string who(const Connection& c) const;
+
+    ServerCoreConfig config_;
+    PublicKey static_pub_;
+    Rng& rng_;
+    Acl acl_;
+    DropCounters drops_;
+    AgentRegistry registry_;
+    RelayTable relays_;
+    RelayForwarder forwarder_;
+    UdpServer udp_;
+    std::map<ConnId, Connection> conns_;
+    std::deque<AuthProof> recent_proofs_;
+};
+
+}  // namespace burrow

@@ -1,0 +1,88 @@
+#include "signal/udp_server.h"
+
+#include "signal/udp_messages.h"
+
+namespace burrow {
+namespace {
+
+constexpr std::string_view kUnknownAttributeReason = "Unknown Attribute";  // RFC 8489 §14.8
+
+// The richest answer to a Binding request that is no larger than the request: first with
+// everything, then without SOFTWARE, then without FINGERPRINT (which the client asked for by
+// sending one, RFC 8489 §7.3.1, but which it can do without).
+std::optional<Bytes> binding_answer(const StunMessage& request, const SocketAddress& from,
+                                    std::string_view software, size_t limit) {
+    StunMessage answer;
+    answer.transaction_id = request.transaction_id;
+    if (!request.unknown_required.empty()) {
+        // RFC 8489 §6.3.1.1: 420 listing what we did not understand.
+        answer.type = kStunBindingError;
+        answer.error_code =
+            StunErrorCode{kStunErrorUnknownAttribute, std::string(kUnknownAttributeReason)};
+        answer.unknown_attributes = request.unknown_required;
+    } else {
+        answer.type = kStunBindingSuccess;
+        answer.xor_mapped_address = from;
+        if (!software.empty()) answer.software = std::string(software);
+    }
+    answer.fingerprint = request.fingerprint;
+
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        Bytes encoded = encode_stun(answer);
+        if (encoded.size() <= limit) return encoded;
+        if (answer.software) {
+            answer.software.reset();
+        } else if (answer.fingerprint) {
+            answer.fingerprint = false;
+        } else {
+            break;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ServerAction> UdpServer::on_udp(UdpPort port, const SocketAddress& from,
+                                              ByteView datagram, Time now) {
+    if (datagram.size() > kMaxUdpDatagram) return drop(DropReason::kTooLarge);
+    if (is_stun(datagram)) return on_stun(port, from, datagram);
+    if (datagram.empty()) return drop(DropReason::kUnknownType);
+    const uint8_t type = datagram[0];
+    if (type != kUdpTypeBind && type != kUdpTypeRelay) return drop(DropReason::kUnknownType);
+    if (port != UdpPort::kMain) return drop(DropReason::kWrongPort);
+    if (type == kUdpTypeBind) return on_bind(from, datagram);
+    return on_relay(from, datagram, now);
+}
+
+std::optional<ServerAction> UdpServer::on_stun(UdpPort port, const SocketAddress& from,
+                                               ByteView datagram) {
+    std::optional<StunMessage> request = decode_stun(datagram);
+    if (!request) return drop(DropReason::kStunMalformed);
+    if (request->type != kStunBindingRequest) return drop(DropReason::kStunNotRequest);
+    std::optional<Bytes> answer = binding_answer(*request, from, software_, datagram.size());
+    if (!answer) return drop(DropReason::kStunAmplification);
+    return SendDatagram{port, from, std::move(*answer)};
+}
+
+std::optional<ServerAction> UdpServer::on_bind(const SocketAddress& from, ByteView datagram) {
+    std::optional<UdpToken> token = decode_bind(datagram);
+    if (!token) return drop(DropReason::kBindMalformed);
+    AgentRecord* agent = registry_.find_by_udp_token(*token);
+    if (!agent) return drop(DropReason::kBindUnknownToken);
+    registry_.bind_udp(*agent, from);
+    // Echoing the token lets the agent match the answer to its Bind; it is the same size.
+    return SendDatagram{UdpPort::kMain, from, encode_bind_ok(*token)};
+}
+
+std::optional<ServerAction> UdpServer::on_relay(const SocketAddress& from, ByteView datagram,
+                                                Time now) {
+    std::optional<RelayDatagram> relay = decode_relay_datagram(datagram);
+    if (!relay) return drop(DropReason::kRelayMalformed);
+    AgentRecord* sender = registry_.find_by_udp_address(from);
+    if (!sender) return drop(DropReason::kRelayUnboundSender);
+    return forwarder_.forward(*sender, relay->session_id, &relay->token, relay->payload,
+                              RelayVia::kUdp, now);
+}
+
+}  // namespace burrow

@@ -1,0 +1,393 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "signal/control.h"
+#include "tunnel/rng.h"
+#include "tunnel/wire.h"
+
+using namespace burrow;
+
+namespace {
+
+constexpr int kSeeds = 200;
+
+std::string random_text(Rng& rng, size_t cap) {
+    std::string s(rng.uniform(cap + 1), ' ');
+    // Printable ASCII plus bytes of UTF-8 sequences: everything the codec must carry.
+    for (char& c : s)
+        c = static_cast<char>(rng.chance(0.1) ? 0x80 + rng.uniform(0x80)
+                                              : 0x20 + rng.uniform(0x7f - 0x20));
+    return s;
+}
+
+SocketAddress random_address(Rng& rng) {
+    SocketAddress a;
+    a.v6 = rng.chance(0.5);
+    rng.fill(std::span(a.ip).first(a.v6 ? kIpv6Size : kIpv4Size));
+    a.port = static_cast<uint16_t>(rng.next_u64());
+    return a;
+}
+
+std::vector<Candidate> random_candidates(Rng& rng) {
+    std::vector<Candidate> cs(rng.uniform(kMaxCandidates + 1));
+    for (Candidate& c : cs) {
+        c.kind = static_cast<CandidateKind>(1 + rng.uniform(3));
+        c.address = random_address(rng);
+    }
+    return cs;
+}
+
+template <size_t N>
+std::array<uint8_t, N> random_array(Rng& rng) {
+    std::array<uint8_t, N> a{};
+    rng.fill(a);
+    return a;
+}
+
+ControlMessage random_message(Rng& rng, size_t index) {
+    switch (index) {
+        case 0:
+            return ServerHello{random_array<32>(rng), random_array<32>(rng)};
+        case 1:
+            return Auth{random_array<32>(rng), random_array<32>(rng),
+                        random_text(rng, kMaxSoftwareLen)};
+        case 2:
+            return AuthOk{
+                random_text(rng, kMaxAgentNameLen),
+                random_array<16>(rng),
+                {static_cast<uint16_t>(rng.next_u64()), static_cast<uint16_t>(rng.next_u64())},
+                static_cast<uint16_t>(rng.next_u64())};
+        case 3:
+            return ControlErrorMessage{static_cast<uint16_t>(rng.next_u64()),
+                                       random_text(rng, kMaxControlTextLen)};
+        case 4:
+            return Register{random_candidates(rng), static_cast<NatMapping>(rng.uniform(3))};
+        case 5:
+            return ConnectRequest{random_text(rng, kMaxAgentNameLen),
+                                  random_text(rng, kMaxServiceNameLen)};
+        case 6: {
+            PeerInfo p;
+            p.session_id = rng.next_u64();
+            p.peer = random_text(rng, kMaxAgentNameLen);
+            p.peer_pub = random_array<32>(rng);
+            p.candidates = random_candidates(rng);
+            p.nat = static_cast<NatMapping>(rng.uniform(3));
+            p.relay_token = random_array<16>(rng);
+            p.start_in_ms = static_cast<uint32_t>(rng.next_u64());
+            p.role = rng.chance(0.5) ? SessionRole::kInitiator : SessionRole::kResponder;
+            p.service = random_text(rng, kMaxServiceNameLen);
+            return p;
+        }
+        case 7:
+            return ConnectRefused{random_text(rng, kMaxAgentNameLen),
+                                  random_text(rng, kMaxServiceNameLen),
+                                  random_text(rng, kMaxControlTextLen)};
+        case 8: {
+            RelayData d;
+            d.session_id = rng.next_u64();
+            d.payload.resize(rng.uniform(2000));
+            rng.fill(d.payload);
+            return d;
+        }
+        case 9:
+            return Ping{rng.next_u64()};
+        default:
+            return Pong{rng.next_u64()};
+    }
+}
+
+// Feeds `bytes` to the decoder in random pieces, collecting every message.
+std::vector<ControlMessage> feed_in_pieces(ControlDecoder& d, ByteView bytes, Rng& rng) {
+    std::vector<ControlMessage> out;
+    size_t pos = 0;
+    while (pos < bytes.size()) {
+        const size_t n = std::min(bytes.size() - pos, 1 + rng.uniform(64));
+        d.feed(bytes.subspan(pos, n));
+        pos += n;
+        while (auto m = d.next()) out.push_back(std::move(*m));
+    }
+    return out;
+}
+
+Bytes frame_with(uint8_t version, uint8_t type, ByteView body) {
+    Bytes out;
+    ByteWriter w(out);
+    w.u32(static_cast<uint32_t>(2 + body.size()));
+    w.u8(version);
+    w.u8(type);
+    w.bytes(body);
+    return out;
+}
+
+std::optional<ControlDecodeError> decode_error_of(ByteView frame_without_length) {
+    auto r = decode_control_body(frame_without_length);
+    if (auto* e = std::get_if<ControlDecodeError>(&r)) return *e;
+    return std::nullopt;
+}
+
+std::optional<ControlDecodeError> body_error(uint8_t type, ByteView body) {
+    Bytes f = frame_with(kControlVersion, type, body);
+    return decode_error_of(ByteView(f).subspan(kControlLengthSize));
+}
+
+}  // namespace
+
+TEST_CASE("every control message round-trips through a stream in random pieces") {
+    for (int seed = 0; seed < kSeeds; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        std::vector<ControlMessage> sent;
+        Bytes stream;
+        for (size_t i = 0; i < std::variant_size_v<ControlMessage>; ++i) {
+            sent.push_back(random_message(rng, i));
+            Bytes f = encode_control(sent.back());
+            stream.insert(stream.end(), f.begin(), f.end());
+        }
+        ControlDecoder d(kMaxControlFrame);
+        std::vector<ControlMessage> got = feed_in_pieces(d, stream, rng);
+        CHECK_FALSE(d.error());
+        CHECK(d.buffered() == 0);
+        REQUIRE(got.size() == sent.size());
+        for (size_t i = 0; i < sent.size(); ++i) {
+            INFO(message_name(sent[i]));
+            CHECK(got[i] == sent[i]);
+        }
+    }
+}
+
+TEST_CASE("frame layout: length counts version, type and body") {
+    Bytes f = encode_control(Ping{0x0102030405060708});
+    const Bytes expected = {0, 0, 0, 10, kControlVersion, 0x0a, 1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(f == expected);
+    CHECK(std::string(message_name(Ping{})) == "Ping");
+    CHECK(std::string(message_name(ControlErrorMessage{})) == "Error");
+}
+
+TEST_CASE("every strict prefix of a frame is incomplete, never an error") {
+    SeededRng rng(7);
+    for (size_t i = 0; i < std::variant_size_v<ControlMessage>; ++i) {
+        const Bytes f = encode_control(random_message(rng, i));
+        for (size_t cut = 0; cut < f.size(); ++cut) {
+            ControlDecoder d(kMaxControlFrame);
+            d.feed(ByteView(f).first(cut));
+            CHECK_FALSE(d.next());
+            CHECK_FALSE(d.error());
+            CHECK(d.buffered() == cut);
+        }
+    }
+}
+
+TEST_CASE("a body cut short (length adjusted) is malformed") {
+    for (int seed = 0; seed < 50; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        for (size_t i = 0; i < std::variant_size_v<ControlMessage>; ++i) {
+            const ControlMessage m = random_message(rng, i);
+            const Bytes f = encode_control(m);
+            const ByteView frame = ByteView(f).subspan(kControlLengthSize);
+            // RelayData's payload is the rest of the frame: only its session id can be cut.
+            const size_t end =
+                std::holds_alternative<RelayData>(m) ? kControlHeaderSize + 8 : frame.size();
+            for (size_t len = kControlHeaderSize; len < end; ++len) {
+                INFO(message_name(m) << " cut to " << len);
+                CHECK(decode_error_of(frame.first(len)) == ControlDecodeError::kMalformed);
+            }
+        }
+    }
+}
+
+TEST_CASE("trailing bytes after a body are malformed") {
+    SeededRng rng(3);
+    for (size_t i = 0; i < std::variant_size_v<ControlMessage>; ++i) {
+        const ControlMessage m = random_message(rng, i);
+        if (std::holds_alternative<RelayData>(m)) continue;  // payload runs to the end
+        Bytes frame = encode_control(m);
+        frame.erase(frame.begin(), frame.begin() + kControlLengthSize);
+        frame.push_back(0);
+        INFO(message_name(m));
+        CHECK(decode_error_of(frame) == ControlDecodeError::kMalformed);
+    }
+}
+
+TEST_CASE("oversized frames are refused as soon as the length arrives") {
+    SECTION("before authentication the cap is kMaxPreAuthFrame") {
+        ControlDecoder d;                // pre-auth cap by default
+        Bytes len = {0, 0, 0x02, 0x01};  // 513
+        d.feed(len);
+        CHECK_FALSE(d.next());
+        CHECK(d.error() == ControlDecodeError::kOversized);
+        // Stays failed: later input is ignored.
+        d.feed(encode_control(Ping{1}));
+        CHECK_FALSE(d.next());
+        CHECK(d.buffered() == 0);
+    }
+    SECTION("exactly the cap is fine") {
+        Auth a;
+        a.software = std::string(kMaxSoftwareLen, 'x');
+        Bytes f = encode_control(a);
+        CHECK(f.size() - kControlLengthSize <= kMaxPreAuthFrame);
+        ControlDecoder d;
+        d.feed(f);
+        CHECK(d.next() == ControlMessage(a));
+
+        RelayData big;
+        big.payload.resize(kMaxPreAuthFrame - 2 - 8);
+        Bytes fb = encode_control(big);
+        REQUIRE(fb.size() - kControlLengthSize == kMaxPreAuthFrame);
+        ControlDecoder d2;
+        d2.feed(fb);
+        CHECK(d2.next().has_value());
+        big.payload.push_back(0);
+        ControlDecoder d3;
+        d3.feed(encode_control(big));
+        CHECK_FALSE(d3.next());
+        CHECK(d3.error() == ControlDecodeError::kOversized);
+    }
+    SECTION("after authentication the cap is kMaxControlFrame") {
+        RelayData big;
+        big.payload.resize(kMaxControlFrame - 2 - 8);
+        ControlDecoder d;
+        d.set_max_frame(kMaxControlFrame);
+        d.feed(encode_control(big));
+        CHECK(d.next() == ControlMessage(big));
+        Bytes len = {0, 1, 0, 1};  // 65537
+        d.feed(len);
+        CHECK_FALSE(d.next());
+        CHECK(d.error() == ControlDecodeError::kOversized);
+    }
+    SECTION("a length below the header is refused") {
+        for (uint8_t n : {0, 1}) {
+            ControlDecoder d;
+            Bytes len = {0, 0, 0, n};
+            d.feed(len);
+            CHECK_FALSE(d.next());
+            CHECK(d.error() == ControlDecodeError::kOversized);
+        }
+    }
+    SECTION("raising the cap between frames applies to the next frame") {
+        RelayData big;
+        big.payload.resize(1000);
+        Bytes stream = encode_control(Ping{5});
+        Bytes f = encode_control(big);
+        stream.insert(stream.end(), f.begin(), f.end());
+        ControlDecoder d;
+        d.feed(stream);
+        CHECK(d.next() == ControlMessage(Ping{5}));
+        d.set_max_frame(kMaxControlFrame);
+        CHECK(d.next() == ControlMessage(big));
+    }
+}
+
+TEST_CASE("bad version and unknown types are refused") {
+    const Bytes ping_body = {0, 0, 0, 0, 0, 0, 0, 1};
+    for (int v = 0; v < 256; ++v) {
+        ControlDecoder d;
+        d.feed(frame_with(static_cast<uint8_t>(v), 0x0a, ping_body));
+        auto m = d.next();
+        if (v == kControlVersion) {
+            CHECK(m == ControlMessage(Ping{1}));
+        } else {
+            CHECK_FALSE(m);
+            CHECK(d.error() == ControlDecodeError::kBadVersion);
+        }
+    }
+    for (int t : {0x00, 0x0c, 0x20, 0x7f, 0xff}) {
+        ControlDecoder d;
+        d.feed(frame_with(kControlVersion, static_cast<uint8_t>(t), ping_body));
+        CHECK_FALSE(d.next());
+        CHECK(d.error() == ControlDecodeError::kUnknownType);
+    }
+}
+
+TEST_CASE("field checks: enums, caps, control characters, address families") {
+    SECTION("control characters in text") {
+        for (char bad : {'\n', '\r', '\0', '\x1b', '\x7f'}) {
+            Bytes body;
+            ByteWriter w(body);
+            w.varint(3);
+            w.u8('a');
+            w.u8(static_cast<uint8_t>(bad));
+            w.u8('b');
+            w.varint(1);
+            w.u8('s');
+            CHECK(body_error(0x06, body) == ControlDecodeError::kMalformed);
+        }
+    }
+    SECTION("text over its cap") {
+        ConnectRequest ok{std::string(kMaxAgentNameLen, 'n'), "web"};
+        Bytes f = encode_control(ok);
+        CHECK(decode_error_of(ByteView(f).subspan(kControlLengthSize)) == std::nullopt);
+        Bytes body;
+        ByteWriter w(body);
+        w.varint(kMaxAgentNameLen + 1);
+        w.bytes(Bytes(kMaxAgentNameLen + 1, 'n'));
+        w.varint(3);
+        w.bytes(as_bytes("web"));
+        CHECK(body_error(0x06, body) == ControlDecodeError::kMalformed);
+    }
+    SECTION("enum values out of range") {
+        for (int nat = 0; nat < 256; ++nat) {
+            const Bytes body = {0, static_cast<uint8_t>(nat)};  // no candidates, NAT byte
+            auto e = body_error(0x05, body);
+            if (nat <= 2) {
+                CHECK_FALSE(e);
+            } else {
+                CHECK(e == ControlDecodeError::kMalformed);
+            }
+        }
+        for (int kind = 0; kind < 256; ++kind) {
+            const Bytes body = {1, static_cast<uint8_t>(kind), 4, 1, 2, 3, 4, 0, 80, 0};
+            auto e = body_error(0x05, body);
+            if (kind >= 1 && kind <= 3) {
+                CHECK_FALSE(e);
+            } else {
+                CHECK(e == ControlDecodeError::kMalformed);
+            }
+        }
+        for (int family = 0; family < 256; ++family) {
+            if (family == 4 || family == 6) continue;
+            const Bytes body = {1, 1, static_cast<uint8_t>(family), 1, 2, 3, 4, 0, 80, 0};
+            CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
+        }
+    }
+    SECTION("too many candidates") {
+        Bytes body;
+        ByteWriter w(body);
+        w.varint(kMaxCandidates + 1);
+        for (size_t i = 0; i <= kMaxCandidates; ++i) {
+            w.u8(1);
+            w.u8(4);
+            w.u32(0x01020304);
+            w.u16(80);
+        }
+        w.u8(0);
+        CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
+    }
+}
+
+TEST_CASE("garbage never crashes; what decodes re-encodes to the same message") {
+    for (int seed = 0; seed < 2000; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        Bytes garbage(rng.uniform(600));
+        rng.fill(garbage);
+        // Half the time, a plausible header so the body parsers see the garbage.
+        if (garbage.size() >= 6 && rng.chance(0.5)) {
+            const uint32_t len = static_cast<uint32_t>(garbage.size() - 4);
+            garbage[0] = 0;
+            garbage[1] = 0;
+            garbage[2] = static_cast<uint8_t>(len >> 8);
+            garbage[3] = static_cast<uint8_t>(len);
+            garbage[4] = kControlVersion;
+            garbage[5] = static_cast<uint8_t>(1 + rng.uniform(11));
+        }
+        ControlDecoder d(kMaxControlFrame);
+        std::vector<ControlMessage> got = feed_in_pieces(d, garbage, rng);
+        for (const ControlMessage& m : got) {
+            ControlDecoder again(kMaxControlFrame);
+            again.feed(encode_control(m));
+            CHECK(again.next() == m);
+        }
+    }
+}
