@@ -1,0 +1,74 @@
+// Receiver side of acknowledgements: which packet numbers to acknowledge, and when.
+//
+// RFC 9000 §13.2: acknowledge every second ack-eliciting packet, at once when a packet
+// arrives out of order or after a gap (so the sender's loss detection starts early), and
+// otherwise within kMaxAckDelay of the first unacknowledged ack-eliciting packet. Packets
+// that are not ack-eliciting are acknowledged only alongside others.
+//
+// The ranges received are kept until an ACK that covered them is itself acknowledged
+// (RFC 9000 §13.2.4), and at most kMaxRanges of them: with a bound, a peer that leaves a
+// gap in every other packet cannot make our ACKs or our memory grow.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "tunnel/frame.h"
+#include "tunnel/range_set.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+class AckTracker {
+  public:
+    // Oldest ranges are dropped beyond this. 32 ranges describe reordering and loss patterns
+    // far worse than any real path while keeping an ACK frame around 100-200 bytes.
+    static constexpr size_t kMaxRanges = 32;
+    // Our max_ack_delay. RFC 9000's default of 25 ms is tuned for servers with many
+    // connections; we have one session and an event loop with 1 ms timers. The peer adds this
+    // delay to every probe timeout, so on the short paths a tunnel often runs over (same city,
+    // same LAN) 25 ms would dominate recovery time, and a lone interactive packet (a keystroke
+    // through ssh) would wait that long for its ACK. 10 ms keeps both short while still
+    // letting most ACKs ride on the next data packet or pair up (RFC 9000 §13.2.2).
+    static constexpr Duration kMaxAckDelay = std::chrono::milliseconds(10);
+    // RFC 9000 §13.2.2: acknowledge at least every second ack-eliciting packet.
+    static constexpr uint64_t kAckElicitingThreshold = 2;
+
+    // pn must not have been received before (the replay window filters duplicates; a
+    // repeat is ignored here anyway). Packets below the ranges dropped by the cap are
+    // ignored too.
+    void on_packet_received(uint64_t pn, bool ack_eliciting, Time now);
+    // True when an ACK should go out now: 2+ ack-eliciting packets unacknowledged
+    // (RFC 9000 §13.2.2), or an ack-eliciting packet arrived out of order / after a gap
+    // (§13.2.1).
+    bool ack_now() const;
+    // When the delayed-ACK timer fires (arrival of the first unacknowledged ack-eliciting
+    // packet + kMaxAckDelay); kNever if nothing ack-eliciting is unacknowledged.
+    Time ack_deadline() const;
+    bool has_ranges() const { return !received_.empty(); }
+    // Ranges descending; ack_delay_us = now - arrival of the largest. Empty if !has_ranges().
+    AckFrame build(Time now) const;
+    // An ACK went out: nothing is owed any more (the ranges are kept for later ACKs).
+    void on_ack_sent();
+    // The peer got an ACK of ours whose largest acknowledged was `largest`.
+    void on_ack_acked(uint64_t largest);
+
+  private:
+    void cap_ranges();
+
+    RangeSet received_;
+    std::optional<uint64_t> largest_;                // largest pn ever received
+    Time largest_time_{};                            // when it arrived
+    std::optional<uint64_t> largest_ack_eliciting_;  // largest ack-eliciting pn received
+    uint64_t unacked_eliciting_ = 0;                 // since the last ACK we sent
+    Time first_unacked_time_ = kNever;
+    bool immediate_ = false;  // reordering or a gap seen since the last ACK we sent
+    // Below this, ranges were dropped by the kMaxRanges cap: packets arriving there now are
+    // ancient reordering the peer has long declared lost; recording them would only push a
+    // newer range out.
+    uint64_t floor_ = 0;
+};
+
+}  // namespace burrow

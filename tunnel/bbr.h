@@ -1,0 +1,132 @@
+// BBR congestion control, v1 style (draft-cardwell-iccrg-bbr-congestion-control-00).
+//
+// BBR models the path by two numbers: the bottleneck bandwidth (the max delivery rate seen
+// over the last ~10 round trips) and the round-trip propagation time (the min RTT seen over
+// the last 10 s). It paces at pacing_gain x bandwidth and caps in-flight at
+// cwnd_gain x bandwidth x min RTT (the bandwidth-delay product, BDP):
+//
+//   Startup   gain 2/ln2: double the rate each round until bandwidth stops growing by 25%
+//             for 3 rounds (the pipe is full)
+//   Drain     pace below the bandwidth until the queue Startup built is gone
+//   ProbeBw   cycle pacing gains 1.25, 0.75, 1 x 6, one min RTT each: probe for more
+//             bandwidth, then drain what the probe queued, then cruise
+//   ProbeRtt  every 10 s without a new min RTT, cut in-flight to 4 packets for 200 ms and
+//             a round so the queue empties and the true propagation time shows
+//
+// Unlike v1 in Linux, a loss does not cut the window (no packet conservation on recovery):
+// random loss is not congestion, and a tunnel over Wi-Fi or a lossy uplink must keep its
+// rate (loss-based controllers collapse at 1% loss). What keeps BBR sane under real
+// congestion is the in-flight cap of 2 BDP: a drop-tail queue holds at most about one BDP
+// of our data. Persistent congestion (a blackhole) resets the window to the initial one.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "tunnel/congestion.h"
+
+namespace burrow {
+
+class Bbr final : public CongestionController {
+  public:
+    // 2/ln2: the smallest gain that doubles the delivery rate every round (BBR draft §4.3.1).
+    static constexpr double kHighGain = 2.885;
+    static constexpr double kDrainGain = 1.0 / kHighGain;  // BBR draft §4.3.2
+    static constexpr double kCwndGain = 2.0;               // BBR draft §4.3.3
+    static constexpr size_t kGainCycleLength = 8;          // BBR draft §4.3.3
+    static constexpr std::array<double, kGainCycleLength> kPacingGainCycle = {
+        1.25, 0.75, 1, 1, 1, 1, 1, 1};                                      // BBR draft §4.3.3
+    static constexpr uint64_t kBtlBwFilterRounds = 10;                      // BBR draft §4.1.1.3
+    static constexpr Duration kRtPropFilterLen = std::chrono::seconds(10);  // §4.1.2.3
+    static constexpr Duration kProbeRttDuration = std::chrono::milliseconds(200);  // §4.3.4
+    static constexpr uint64_t kMinPipeCwndPackets = 4;  // BBR draft §4.3.4
+    static constexpr double kFullBwGrowth = 1.25;       // BBR draft §4.3.1.2
+    static constexpr uint64_t kFullBwRounds = 3;        // BBR draft §4.3.1.2
+
+    enum class Mode { kStartup, kDrain, kProbeBw, kProbeRtt };
+
+    explicit Bbr(size_t max_datagram_size);
+
+    void on_packet_sent(Time now, uint32_t bytes, uint64_t bytes_in_flight) override;
+    void on_ack(const AckEvent& ev) override;
+    void on_loss(const LossEvent& ev) override;
+    uint64_t congestion_window() const override { return cwnd_; }
+    uint64_t pacing_rate() const override { return static_cast<uint64_t>(pacing_rate_); }
+    const char* name() const override { return "bbr"; }
+
+    // Introspection for tests and `burrow status`.
+    Mode mode() const { return mode_; }
+    double bottleneck_bandwidth() const;           // bytes per second; 0 before the first sample
+    Duration min_rtt() const { return rt_prop_; }  // Duration::max() before the first sample
+    bool filled_pipe() const { return filled_pipe_; }
+    uint64_t round_count() const { return round_count_; }
+    double pacing_gain() const { return pacing_gain_; }
+
+  private:
+    // Max over the per-round maxima of the last kBtlBwFilterRounds rounds.
+    class BandwidthFilter {
+      public:
+        void update(uint64_t round, double bw);
+        double get(uint64_t current_round) const;
+
+      private:
+        struct Slot {
+            uint64_t round = 0;
+            double bw = 0;
+            bool used = false;
+        };
+        std::array<Slot, kBtlBwFilterRounds> slots_{};
+    };
+
+    double bdp_bytes(double gain) const;  // gain x BDP; 0 while the model is empty
+    void update_round(const AckEvent& ev);
+    void update_bandwidth(const RateSample& rs);
+    void check_cycle_phase(const AckEvent& ev, bool lost);
+    void check_full_pipe(const RateSample& rs);
+    void check_drain(const AckEvent& ev);
+    void update_rt_prop(const AckEvent& ev);
+    void check_probe_rtt(const AckEvent& ev);
+    void enter_startup();
+    void enter_probe_bw(Time now);
+    void exit_probe_rtt(Time now);
+    void set_pacing_rate(const AckEvent& ev);
+    void set_cwnd(const AckEvent& ev);
+
+    uint64_t max_datagram_size_;
+    uint64_t initial_cwnd_;
+    uint64_t min_pipe_cwnd_;
+
+    Mode mode_ = Mode::kStartup;
+    double pacing_gain_ = kHighGain;
+    double cwnd_gain_ = kHighGain;
+    uint64_t cwnd_;
+    double pacing_rate_;  // bytes per second
+
+    BandwidthFilter btl_bw_;
+    Duration rt_prop_ = Duration::max();
+    Time rt_prop_stamp_{};
+    bool rt_prop_expired_ = false;
+
+    uint64_t delivered_ = 0;  // DeliveryRateEstimator::delivered() as of the last ACK
+    uint64_t next_round_delivered_ = 0;
+    uint64_t round_count_ = 0;
+    bool round_start_ = false;
+
+    bool filled_pipe_ = false;
+    double full_bw_ = 0;
+    uint64_t full_bw_count_ = 0;
+
+    size_t cycle_index_ = 0;
+    Time cycle_stamp_{};
+
+    bool probe_rtt_done_armed_ = false;
+    Time probe_rtt_done_stamp_{};
+    bool probe_rtt_round_done_ = false;
+    uint64_t prior_cwnd_ = 0;
+    bool idle_restart_ = false;
+    bool loss_since_ack_ = false;
+};
+
+}  // namespace burrow
