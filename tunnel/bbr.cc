@@ -61,6 +61,8 @@ void Bbr::on_packet_sent(Time, uint32_t, uint64_t bytes_in_flight) {
 
 void Bbr::on_loss(const LossEvent& ev) {
     loss_since_ack_ = true;
+    round_lost_bytes_ += ev.bytes_lost;
+    ++round_loss_events_;
     if (ev.persistent_congestion) {
         // The path went away for several PTOs; what we knew about queueing is stale. Keep
         // the bandwidth estimate (it ages out in 10 rounds) but restart from a small window.
@@ -76,6 +78,11 @@ void Bbr::on_ack(const AckEvent& ev) {
     loss_since_ack_ = false;
 
     update_round(ev);
+    if (ev.rate.rtt > Duration::zero()) {
+        round_min_rtt_ = std::min(round_min_rtt_, ev.rate.rtt);
+        ++round_rtt_samples_;
+    }
+    check_startup_delay();
     update_bandwidth(ev.rate);
     check_cycle_phase(ev, lost);
     check_full_pipe(ev.rate);
@@ -116,8 +123,12 @@ void Bbr::check_cycle_phase(const AckEvent& ev, bool lost) {
         // Probe until the extra in-flight is out there, or the path shows it is full.
         next = full_length && (lost || prior >= bdp_bytes(pacing_gain_));
     } else if (pacing_gain_ < 1) {
-        // Drain the probe's queue; stop early once in-flight is back down to one BDP.
-        next = full_length || prior <= bdp_bytes(1.0);
+        // Drain until in-flight is back down to one BDP, however long that takes (BBRv2's
+        // ProbeBW_DOWN rule). v1 leaves after one min RTT; a bandwidth estimate even 0.5%
+        // high (the max filter keeps the luckiest sample) then ratchets up a standing queue
+        // cycle after cycle, and interactive streams wait behind it. kMaxDrainRounds bounds
+        // the phase should in-flight never fall (a competing flow owns the queue).
+        next = prior <= bdp_bytes(1.0) || ev.now - cycle_stamp_ > kMaxDrainRtProps * rt_prop_;
     }
     if (!next) return;
     cycle_index_ = (cycle_index_ + 1) % kGainCycleLength;
@@ -126,7 +137,26 @@ void Bbr::check_cycle_phase(const AckEvent& ev, bool lost) {
 }
 
 void Bbr::check_full_pipe(const RateSample& rs) {
-    if (filled_pipe_ || !round_start_ || rs.is_app_limited) return;
+    if (!round_start_) return;
+    // Loss ends STARTUP too (BBRv2's rule): a round that lost more than kStartupLossRate of
+    // what it delivered, over at least kStartupLossEvents separate losses, has overflowed
+    // the bottleneck queue already; three more rounds at 2.89x would drop a BDP or more and
+    // leave a full queue in front of every interactive packet.
+    const uint64_t round_delivered = delivered_ - round_start_delivered_;
+    const bool lossy_round =
+        round_loss_events_ >= kStartupLossEvents &&
+        static_cast<double>(round_lost_bytes_) >
+            kStartupLossRate * static_cast<double>(round_delivered);
+    round_start_delivered_ = delivered_;
+    round_lost_bytes_ = 0;
+    round_loss_events_ = 0;
+    round_min_rtt_ = Duration::max();
+    round_rtt_samples_ = 0;
+    if (filled_pipe_ || rs.is_app_limited) return;
+    if (lossy_round) {
+        filled_pipe_ = true;
+        return;
+    }
     const double bw = bottleneck_bandwidth();
     if (bw >= full_bw_ * kFullBwGrowth) {
         full_bw_ = bw;
@@ -134,6 +164,18 @@ void Bbr::check_full_pipe(const RateSample& rs) {
         return;
     }
     if (++full_bw_count_ >= kFullBwRounds) filled_pipe_ = true;
+}
+
+void Bbr::check_startup_delay() {
+    // A rising RTT ends STARTUP too (HyStart++, RFC 9406 §4.2), checked on every ACK once
+    // the round has enough samples: when even the smallest RTT of this round sits above the
+    // path's minimum by the threshold, a queue is building, so the bottleneck rate has been
+    // reached. STARTUP doubles in-flight each round, so waiting for the round to end would
+    // overflow the queue first.
+    if (filled_pipe_ || mode_ != Mode::kStartup) return;
+    if (round_rtt_samples_ < kHystartMinRttSamples || rt_prop_ == Duration::max()) return;
+    const Duration eta = std::clamp(rt_prop_ / 8, kHystartMinRttThresh, kHystartMaxRttThresh);
+    if (round_min_rtt_ > rt_prop_ + eta) filled_pipe_ = true;
 }
 
 void Bbr::check_drain(const AckEvent& ev) {
@@ -185,7 +227,7 @@ void Bbr::check_probe_rtt(const AckEvent& ev) {
         probe_rtt_done_armed_ = false;
     }
     if (mode_ != Mode::kProbeRtt) return;
-    if (!probe_rtt_done_armed_ && ev.bytes_in_flight <= min_pipe_cwnd_) {
+    if (!probe_rtt_done_armed_ && ev.bytes_in_flight <= probe_rtt_cwnd()) {
         // In-flight is down to the floor: hold it there for 200 ms and at least one round.
         probe_rtt_done_stamp_ = ev.now + kProbeRttDuration;
         probe_rtt_done_armed_ = true;
@@ -231,7 +273,12 @@ void Bbr::set_cwnd(const AckEvent& ev) {
         cwnd_ += ev.bytes_acked;
     }
     cwnd_ = std::max(cwnd_, min_pipe_cwnd_);
-    if (mode_ == Mode::kProbeRtt) cwnd_ = std::min(cwnd_, min_pipe_cwnd_);
+    if (mode_ == Mode::kProbeRtt) cwnd_ = std::min(cwnd_, probe_rtt_cwnd());
+}
+
+uint64_t Bbr::probe_rtt_cwnd() const {
+    const auto half_bdp = static_cast<uint64_t>(bdp_bytes(kProbeRttCwndGain));
+    return std::max(half_bdp, min_pipe_cwnd_);
 }
 
 }  // namespace burrow

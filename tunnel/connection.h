@@ -35,11 +35,13 @@
 #include "tunnel/ack_tracker.h"
 #include "tunnel/bytes.h"
 #include "tunnel/congestion.h"
+#include "tunnel/delivery_rate.h"
 #include "tunnel/flow_control.h"
 #include "tunnel/frame.h"
 #include "tunnel/loss_detector.h"
 #include "tunnel/pacer.h"
 #include "tunnel/packet.h"
+#include "tunnel/range_set.h"
 #include "tunnel/recv_stream.h"
 #include "tunnel/replay_window.h"
 #include "tunnel/rng.h"
@@ -172,22 +174,34 @@ public:
 
 private:
     struct Stream;
+    struct PacketBuilder;
     enum class State { kOpen, kClosing, kClosed };
+    // PATH_CHALLENGEs answered per flight; more are dropped (an attacker must not make us
+    // queue unbounded responses).
+    static constexpr size_t kMaxPendingPathResponses = 4;
 
     Stream* find(StreamId id);
     const Stream* find(StreamId id) const;
     Stream* get_or_create_peer_stream(StreamId id, bool& violation);
     bool is_local(StreamId id) const;
     void handle_frame(const Frame& f, Time now, bool& violation);
+    void on_stream_frame(const StreamFrame& f, bool& violation);
+    void on_reset_frame(const ResetStreamFrame& f, bool& violation);
     void on_ack_frame(const AckFrame& ack, Time now);
-    void on_packets_lost(std::vector<SentPacket>& lost, Time now);
+    void on_packets_lost(std::vector<SentPacket>& lost);
     void requeue(const SentFrame& f);
     void on_frame_acked(const SentFrame& f);
     void maybe_retire(StreamId id);
+    void retire(StreamId id);
+    void reset_all_streams();
     void enter_closed(ConnectionError code, std::string reason, bool by_peer);
     void mark_ready(Stream& s);
+    void queue_control(Stream& s);
     bool has_pending_control() const;
-    std::optional<Bytes> build_packet(Time now, bool probe);
+    std::optional<Bytes> build_packet(Time now, bool probe, bool include_ack,
+                                      bool ack_only = false);
+    void fill_control(PacketBuilder& b);
+    void fill_stream_data(PacketBuilder& b);
 
     Role role_;
     ConnectionConfig config_;
@@ -207,7 +221,6 @@ private:
     std::map<StreamId, std::unique_ptr<Stream>> streams_;
     StreamScheduler scheduler_;
     uint64_t next_local_seq_ = 0;
-    uint64_t peer_streams_opened_ = 0;  // highest peer sequence seen + 1
     uint64_t peer_max_streams_ = 0;     // how many streams the peer lets us open
     uint64_t local_max_streams_ = 0;    // how many we let the peer open (advertised)
     uint64_t peer_streams_closed_ = 0;
@@ -220,6 +233,12 @@ private:
     std::deque<ConnectionEvent> events_;
     std::deque<StreamId> control_queue_;  // streams with pending control frames
     std::optional<CloseFrame> close_to_send_;
+    bool close_sent_ = false;
+    bool close_resend_ = false;  // the peer spoke after our CLOSE: say it again
+    std::deque<PathResponseFrame> path_responses_;
+    RangeSet peer_seen_;         // peer stream sequence numbers ever opened
+    int ack_only_run_ = 0;
+    Time last_send_time_{};
     bool ping_pending_ = false;
     int probes_pending_ = 0;
     Time last_activity_;          // last packet received (idle timer)

@@ -32,7 +32,6 @@ void DeliveryRateEstimator::on_packet_acked(const SentPacket& p, Time now) {
     if (!newest) return;
     has_sample_ = true;
     rs_prior_delivered_ = p.delivery.delivered;
-    rs_prior_time_ = p.delivery.delivered_time;
     rs_sent_time_ = p.time_sent;
     rs_app_limited_ = p.delivery.is_app_limited;
     rs_send_elapsed_ = p.time_sent - p.delivery.first_sent_time;

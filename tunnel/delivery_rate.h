@@ -56,7 +56,6 @@ class DeliveryRateEstimator {
     // The sample being built from the current ACK.
     bool has_sample_ = false;
     uint64_t rs_prior_delivered_ = 0;
-    Time rs_prior_time_{};
     Time rs_sent_time_{};
     Duration rs_send_elapsed_{};
     Duration rs_ack_elapsed_{};

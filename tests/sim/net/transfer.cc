@@ -598,6 +598,7 @@ void TransferRun::finish_result() {
     TransferResult& r = result_;
     r.ok = r.failure == TransferFailure::kNone;
     r.a_stats = a().stats();
+    r.a_srtt_ms = to_ms(a().rtt().smoothed());
     r.b_stats = b().stats();
     r.ab = net_.link_ab().stats();
     r.ba = net_.link_ba().stats();

@@ -115,6 +115,7 @@ struct TransferResult {
     uint64_t max_send_ahead = 0;  // max of A's stream bytes sent minus bytes B's app read
 
     ConnectionStats a_stats;
+    double a_srtt_ms = 0;  // A's smoothed RTT at the end
     ConnectionStats b_stats;
     LinkStats ab;
     LinkStats ba;

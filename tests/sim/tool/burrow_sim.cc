@@ -88,12 +88,14 @@ int run_transfers(const TransferOptions& o) {
     for (uint64_t seed = o.seed_start; seed < o.seed_start + o.seeds; ++seed) {
         const TransferResult r = TransferScenario(make_config(o, seed)).run();
         if (o.verbose) {
-            std::printf("seed %llu: %s duration_ms=%.1f goodput=%.3f lost=%llu pto=%llu %s\n",
+            std::printf("seed %llu: %s duration_ms=%.1f goodput=%.3f lost=%llu pto=%llu "
+                        "p50_ms=%.1f p99_ms=%.1f srtt_ms=%.1f %s\n",
                         static_cast<unsigned long long>(seed), r.ok ? "ok" : "FAIL",
                         burrow::to_ms(r.duration),
                         o.rate_mbit > 0 ? r.goodput_fraction : r.goodput_bytes_per_sec,
                         static_cast<unsigned long long>(r.a_stats.packets_lost),
-                        static_cast<unsigned long long>(r.a_stats.pto_count), r.reason.c_str());
+                        static_cast<unsigned long long>(r.a_stats.pto_count), r.p50_ms, r.p99_ms,
+                        r.a_srtt_ms, r.reason.c_str());
         }
         if (!r.ok) {
             if (failures++ == 0) {
