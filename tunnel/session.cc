@@ -259,7 +259,7 @@ void Session::send_initiation(Time now) {
     auto h =
         InitiatorHandshake::create(local_static_, peer_static_, suite_, index, timestamp, rng_);
     if (!h) {  // suite_ was checked in the constructor; this would be a libsodium failure
-        die("cannot create a handshake");
+        die("cannot create a handshake", now);
         return;
     }
     const Duration jitter(static_cast<int64_t>(rng_.uniform(to_us(kRekeyTimeoutJitter))));
@@ -286,7 +286,7 @@ void Session::check_alive(Time now) {
     if (!had_keys_) {
         const std::optional<Time> since = role_ == Role::kResponder ? created_at_ : started_at_;
         if (since && now >= *since + attempt_limit()) {
-            die("no handshake completed within " + seconds(attempt_limit()));
+            die("no handshake completed within " + seconds(attempt_limit()), now);
         }
         return;
     }
@@ -296,15 +296,19 @@ void Session::check_alive(Time now) {
         protection_.current() || (role_ == Role::kResponder && protection_.next().has_value());
     if (!alive) {
         die("keys expired: no handshake completed within " + seconds(kRejectAfterTime) +
-            " of the last");
+                " of the last",
+            now);
     }
 }
 
-void Session::die(std::string_view reason) {
+void Session::die(std::string_view reason, Time now) {
     state_ = SessionState::kDead;
     dead_reason_ = reason;
     pending_.reset();
     outbox_.clear();
+    // The application hears it where it hears everything else: ConnectionClosed, and a reset
+    // for every open stream. The CLOSE frame is never sent (nothing can be sealed any more).
+    connection_.close(ConnectionError::kIdleTimeout, "session: " + dead_reason_, now);
 }
 
 void Session::update_state() {

@@ -23,7 +23,8 @@
 // handshake runs, and the old keys still decrypt packets in flight after the switch, so
 // streams never stall or reset. An unanswered initiation is retried after kRekeyTimeout (plus
 // jitter). Keys older than kRejectAfterTime are never used; if no handshake has replaced them
-// by then, the session is dead (state() == kDead): it sends nothing, plaintext least of all.
+// by then, the session is dead (state() == kDead, and the Connection reports ConnectionClosed
+// to the application): it sends nothing more, plaintext least of all.
 //
 // Before the first keypair the application may already open streams and write; the Connection
 // holds the data and sends it once the handshake completes (relay-first connect relies on it).
@@ -152,7 +153,7 @@ class Session {
     uint32_t allocate_index();
     Duration attempt_limit() const;
     void check_alive(Time now);
-    void die(std::string_view reason);
+    void die(std::string_view reason, Time now);
     void update_state();
 
     Role role_;

@@ -186,9 +186,11 @@ struct Flow {
 // The application side of both Connections: events go to the flow they concern.
 struct Apps {
     std::vector<Flow*> flows;
+    int closed_events = 0;
 
     void events(Connection& c) {
         while (auto ev = c.poll_event()) {
+            if (std::holds_alternative<ConnectionClosed>(*ev)) ++closed_events;
             for (Flow* f : flows) {
                 if (auto* o = std::get_if<StreamOpened>(&*ev)) {
                     if (&f->to == &c && o->service == f->service()) f->peer_id = o->id;
@@ -481,6 +483,8 @@ TEST_CASE("no rekey completes: the session dies at 180 s and sends nothing more"
     CHECK(p.a.state() == SessionState::kDead);
     CHECK(p.b.state() == SessionState::kDead);
     CHECK_FALSE(p.a.dead_reason().empty());
+    CHECK(apps.closed_events == 2);  // each application was told
+    CHECK(ab.reset);                 // and its open stream reset
     CHECK(p.a.next_deadline() == kNever);
     CHECK(p.b.next_deadline() == kNever);
     const size_t a_count = p.sent_by_a.size(), b_count = p.sent_by_b.size();
@@ -500,6 +504,9 @@ TEST_CASE("a first handshake that is never answered gives up") {
     const auto max_attempts = static_cast<uint64_t>(limit / kRekeyTimeout) + 1;
     CHECK(p.a.stats().handshakes_sent >= max_attempts - 1);
     CHECK(p.a.stats().handshakes_sent <= max_attempts);
+    auto ev = p.a.connection().poll_event();
+    REQUIRE(ev);
+    CHECK(std::holds_alternative<ConnectionClosed>(*ev));
 }
 
 TEST_CASE("robustness: garbage, truncations, bit flips, wrong keys and replays change nothing") {
@@ -636,10 +643,12 @@ TEST_CASE("amplification: no unauthenticated datagram gets a larger reply") {
         CHECK(replied <= d.size());
         replied_total += replied;
     };
+    Bytes base, d;
     for (size_t size = 0; size <= kMaxDatagram; ++size) {
+        base.resize(size);
+        rng.fill(base);
         for (int type = 0; type < 256; ++type) {
-            Bytes d(size);
-            rng.fill(d);
+            d = base;
             if (size > 0) d[0] = uint8_t(type);
             if (type == kPacketTypeData && size >= kPacketHeaderSize) {
                 d[1] = uint8_t(b_index >> 24);  // reach the AEAD, not just the index lookup
