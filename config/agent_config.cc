@@ -1,0 +1,169 @@
+#include "config/agent_config.h"
+
+#include "config/checks.h"
+#include "config/toml_reader.h"
+
+namespace burrow {
+
+namespace {
+
+using namespace config_detail;
+
+constexpr int64_t kMaxPort = 65535;  // udp_port is a 16-bit port; 0 lets the OS choose
+
+// What the cross-checks need besides the values: where each one was written.
+struct Positions {
+    std::vector<Located<std::string>> services;  // expose[i].service
+    std::vector<Located<HostPort>> binds;        // admin, then forward[i].listen
+    std::vector<Located<std::string>> peers;     // forward[i].peer
+};
+
+void read_agent(TableReader& t, std::string_view base_dir, AgentConfig& config,
+                Positions& positions) {
+    Issues& issues = t.issues();
+    if (auto name = t.required_string("name", "\"nas\"")) {
+        if (check_agent_name(issues, *name)) config.name = name->value;
+    }
+    if (auto key_file = t.required_string("key_file", "\"nas.key\"")) {
+        config.key_file = resolve_path(base_dir, key_file->value);
+        check_file_exists(issues, *key_file, config.key_file,
+                          "create it with: burrow keygen -o " + config.key_file);
+    }
+    if (auto server = t.required_string("server", "\"signal.example.net:7000\"")) {
+        if (auto address = check_address(issues, *server, AddressUse::kConnect)) {
+            config.server = *address;
+        }
+    }
+    auto fingerprint = t.optional_string("server_fingerprint");
+    auto ca = t.optional_string("server_ca");
+    if (fingerprint && ca) {
+        issues.add(*ca, "give server_fingerprint or server_ca, not both (" + fingerprint->path +
+                            " is set)");
+    } else if (!fingerprint && !ca) {
+        t.report_missing("server_fingerprint",
+                         "required key is missing (or server_ca); add: server_fingerprint = "
+                         "\"sha256:...\" as printed by burrow server",
+                         "server_ca");
+    }
+    if (fingerprint) {
+        config.server_fingerprint = parse_fingerprint(fingerprint->value);
+        if (!config.server_fingerprint) {
+            issues.add(*fingerprint, quote(fingerprint->value) +
+                                         " is not a certificate fingerprint (expected sha256: "
+                                         "and 64 hex digits, as printed by burrow server)");
+        }
+    }
+    if (ca) {
+        config.server_ca = resolve_path(base_dir, ca->value);
+        check_file_exists(issues, *ca, *config.server_ca,
+                          "give the PEM file of the CA that signed the server's certificate");
+    }
+    if (auto port = t.optional_integer("udp_port", 0, kMaxPort)) {
+        config.udp_port = static_cast<uint16_t>(port->value);
+    }
+    if (auto admin = t.optional_string("admin")) {
+        config.admin = check_address(issues, *admin, AddressUse::kLoopback);
+        if (config.admin) positions.binds.push_back({*config.admin, admin->at, admin->path});
+    }
+    if (auto level = t.optional_string("log_level")) {
+        if (auto parsed = check_log_level(issues, *level)) config.log_level = *parsed;
+    }
+    t.finish();
+}
+
+void read_expose(TableReader& t, AgentConfig& config, Positions& positions) {
+    Issues& issues = t.issues();
+    ExposeConfig expose;
+    if (auto service = t.required_string("service", "\"web\"")) {
+        if (check_service_name(issues, *service)) expose.service = service->value;
+        positions.services.push_back(*service);
+    }
+    if (auto target = t.required_string("target", "\"127.0.0.1:80\"")) {
+        if (auto address = check_address(issues, *target, AddressUse::kConnect)) {
+            expose.target = *address;
+        }
+    }
+    if (auto allow = t.required_strings("allow", "[\"laptop\"]")) {
+        if (allow->value.empty()) {
+            issues.add(*allow,
+                       "is empty; name the peers that may use this service "
+                       "(nothing is allowed by default)");
+        }
+        for (const auto& peer : allow->value) check_agent_name(issues, peer);
+        check_no_repeats(issues, allow->value, "peer");
+        expose.allow = values_of(allow->value);
+    }
+    t.finish();
+    config.expose.push_back(std::move(expose));
+}
+
+void read_forward(TableReader& t, AgentConfig& config, Positions& positions) {
+    Issues& issues = t.issues();
+    ForwardConfig forward;
+    if (auto listen = t.required_string("listen", "\"127.0.0.1:8080\"")) {
+        if (auto address = check_address(issues, *listen, AddressUse::kListen)) {
+            forward.listen = *address;
+            positions.binds.push_back({*address, listen->at, listen->path});
+        }
+    }
+    if (auto peer = t.required_string("peer", "\"nas\"")) {
+        if (check_agent_name(issues, *peer)) forward.peer = peer->value;
+        positions.peers.push_back(*peer);
+    }
+    if (auto service = t.required_string("service", "\"web\"")) {
+        if (check_service_name(issues, *service)) forward.service = service->value;
+    }
+    t.finish();
+    config.forward.push_back(std::move(forward));
+}
+
+void cross_check(const AgentConfig& config, const Positions& positions, Issues& issues) {
+    check_no_repeats(issues, positions.services, "service");
+    const auto& binds = positions.binds;
+    for (size_t i = 0; i < binds.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+            if (addresses_overlap(binds[j].value, binds[i].value)) {
+                issues.add(binds[i], quote(to_string(binds[i].value)) + " takes the port of " +
+                                         binds[j].path + " (" + to_string(binds[j].value) +
+                                         "); use another port");
+                break;
+            }
+        }
+    }
+    for (const auto& peer : positions.peers) {
+        if (peer.value == config.name) {
+            issues.add(
+                peer, quote(peer.value) + " is this agent itself; a forward reaches another agent");
+        }
+    }
+}
+
+}  // namespace
+
+std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
+                                                          std::string_view source_name,
+                                                          std::string_view base_dir) {
+    auto parsed = parse_toml(text, source_name);
+    if (auto* error = std::get_if<ConfigError>(&parsed)) return *error;
+    const toml::table& doc = std::get<toml::table>(parsed);
+
+    Issues issues;
+    TableReader root(doc, "", position_of(doc.source()), issues);
+    AgentConfig config;
+    Positions positions;
+    if (auto agent = root.required_table("agent")) read_agent(*agent, base_dir, config, positions);
+    for (auto& expose : root.table_array("expose")) read_expose(expose, config, positions);
+    for (auto& forward : root.table_array("forward")) read_forward(forward, config, positions);
+    root.finish();
+    // Cross-checks compare values that are each valid; before that they would only echo
+    // the first problem in another form.
+    if (issues.empty()) cross_check(config, positions, issues);
+    if (!issues.empty()) return issues.first(source_name);
+    return config;
+}
+
+std::variant<AgentConfig, ConfigError> load_agent_config(const std::string& path) {
+    return load_file<AgentConfig>(path, parse_agent_config);
+}
+
+}  // namespace burrow

@@ -1,0 +1,81 @@
+// An agent's TOML file (DESIGN.md §6), loaded into plain, validated data.
+//
+//   [agent]
+//   name = "nas"                        # [a-z0-9-]{1,32}
+//   key_file = "nas.key"                # relative to the config file's folder; must exist
+//   server = "signal.example.net:7000"  # host:port of the server's TLS control port
+//   server_fingerprint = "sha256:..."   # exactly one of server_fingerprint and server_ca
+//   # server_ca = "ca.pem"
+//   # udp_port = 0                      # 0: any
+//   # admin = "127.0.0.1:7070"          # loopback only
+//   # log_level = "info"                # trace|debug|info|warn|error
+//
+//   [[expose]]                          # a local service that allowed peers may open
+//   service = "web"                     # [a-z0-9-_.]{1,64}
+//   target = "127.0.0.1:80"
+//   allow = ["laptop"]                  # required, non-empty: deny by default
+//
+//   [[forward]]                         # a local port that reaches a peer's service
+//   listen = "127.0.0.1:8080"
+//   peer = "nas"
+//   service = "web"
+//
+// Loading either yields a config in which every check below has passed, or one ConfigError
+// line (config/config_error.h). Nothing is half-applied: there is nothing to apply.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "config/config_error.h"
+#include "config/host_port.h"
+#include "config/values.h"
+
+namespace burrow {
+
+struct ExposeConfig {
+    std::string service;
+    HostPort target;                 // IP literal or DNS name
+    std::vector<std::string> allow;  // peer agent names, non-empty, no repeats
+
+    bool operator==(const ExposeConfig&) const = default;
+};
+
+struct ForwardConfig {
+    HostPort listen;  // IP literal; no two forwards can bind the same port
+    std::string peer;
+    std::string service;
+
+    bool operator==(const ForwardConfig&) const = default;
+};
+
+struct AgentConfig {
+    std::string name;
+    std::string key_file;  // resolved against the config's folder; existed at load time
+    HostPort server;
+    // Exactly one of the two is set.
+    std::optional<CertFingerprint> server_fingerprint;
+    std::optional<std::string> server_ca;  // resolved like key_file; existed at load time
+    uint16_t udp_port = 0;                 // 0: let the OS choose
+    std::optional<HostPort> admin;         // a loopback literal
+    LogLevel log_level = LogLevel::kInfo;
+    std::vector<ExposeConfig> expose;
+    std::vector<ForwardConfig> forward;
+
+    bool operator==(const AgentConfig&) const = default;
+};
+
+// Reads and validates the file at path; relative paths inside resolve against its folder.
+std::variant<AgentConfig, ConfigError> load_agent_config(const std::string& path);
+
+// The same for text already in memory. source_name is what messages call the file;
+// base_dir is the folder relative paths resolve against ("" for the current one).
+std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
+                                                          std::string_view source_name,
+                                                          std::string_view base_dir);
+
+}  // namespace burrow

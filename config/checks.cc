@@ -1,0 +1,146 @@
+#include "config/checks.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+namespace burrow::config_detail {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Far beyond any real config (a server.toml listing 10000 agents is about 1 MiB); stops a
+// mistaken path such as /dev/zero from eating memory.
+constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
+constexpr size_t kReadChunk = 4096;  // one page per fread
+
+std::string why_address(AddressUse use) {
+    switch (use) {
+        case AddressUse::kConnect:
+            return "an IP address or a DNS name, then :port";
+        case AddressUse::kListen:
+            return "listen on an IP address, e.g. 127.0.0.1:8080 or [::1]:8080";
+        case AddressUse::kLoopback:
+            return "loopback only: 127.0.0.1:port or [::1]:port";
+    }
+    return {};
+}
+
+}  // namespace
+
+std::optional<HostPort> check_address(Issues& issues, const Located<std::string>& text,
+                                      AddressUse use) {
+    auto parsed = parse_host_port(text.value);
+    if (auto* why = std::get_if<std::string>(&parsed)) {
+        issues.add(text, quote(text.value) + " is not a valid address (" + *why + ")");
+        return std::nullopt;
+    }
+    HostPort address = std::get<HostPort>(std::move(parsed));
+    const bool fits = use == AddressUse::kConnect ||
+                      (use == AddressUse::kListen && address.ip_literal()) ||
+                      (use == AddressUse::kLoopback && is_loopback(address));
+    if (!fits) {
+        issues.add(text, quote(text.value) + " is not allowed here (" + why_address(use) + ")");
+        return std::nullopt;
+    }
+    return address;
+}
+
+bool check_agent_name(Issues& issues, const Located<std::string>& name) {
+    if (is_agent_name(name.value)) return true;
+    issues.add(
+        name, quote(name.value) + " is not a valid agent name (1-32 characters of a-z, 0-9 and -)");
+    return false;
+}
+
+bool check_service_name(Issues& issues, const Located<std::string>& name) {
+    if (is_service_name(name.value)) return true;
+    issues.add(name, quote(name.value) +
+                         " is not a valid service name (1-64 characters of a-z, 0-9, -, _ and .)");
+    return false;
+}
+
+std::optional<LogLevel> check_log_level(Issues& issues, const Located<std::string>& text) {
+    auto level = parse_log_level(text.value);
+    if (!level) {
+        issues.add(text,
+                   quote(text.value) + " is not a log level (trace, debug, info, warn or error)");
+    }
+    return level;
+}
+
+bool addresses_overlap(const HostPort& a, const HostPort& b) {
+    if (a.port != b.port) return false;
+    const auto covers = [](const HostPort& wild, const HostPort& other) {
+        return is_wildcard(wild) && (wild.kind == other.kind || wild.kind == HostKind::kIpv6);
+    };
+    return a.host == b.host || covers(a, b) || covers(b, a);
+}
+
+void check_no_repeats(Issues& issues, const std::vector<Located<std::string>>& list,
+                      std::string_view what) {
+    for (size_t i = 0; i < list.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+            if (list[j].value == list[i].value) {
+                issues.add(list[i], std::string(what) + " " + quote(list[i].value) +
+                                        " is listed twice (also at " + list[j].path + ")");
+                break;
+            }
+        }
+    }
+}
+
+std::vector<std::string> values_of(const std::vector<Located<std::string>>& list) {
+    std::vector<std::string> out;
+    out.reserve(list.size());
+    for (const auto& item : list) out.push_back(item.value);
+    return out;
+}
+
+std::string resolve_path(std::string_view base_dir, std::string_view path) {
+    const fs::path p(path);
+    if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
+    return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+bool check_file_exists(Issues& issues, const Located<std::string>& text,
+                       const std::string& resolved, std::string_view fix) {
+    std::error_code ec;
+    const auto status = fs::status(resolved, ec);
+    if (fs::is_directory(status)) {
+        issues.add(text, quote(text.value) + " is a directory (" + resolved + "), not a file");
+        return false;
+    }
+    if (fs::exists(status)) return true;
+    const std::string where =
+        resolved == text.value ? std::string() : " (looked for " + resolved + ")";
+    issues.add(text, quote(text.value) + " does not exist" + where + "; " + std::string(fix));
+    return false;
+}
+
+std::variant<std::string, ConfigError> read_config_text(const std::string& path) {
+    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!file) return ConfigError{path + ": cannot open: " + std::strerror(errno)};
+    std::string text;
+    char buf[kReadChunk];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, file.get())) > 0) {
+        text.append(buf, n);
+        if (text.size() > kMaxConfigSize) {
+            return ConfigError{path + ": too large for a config file (over " +
+                               std::to_string(kMaxConfigSize) + " bytes)"};
+        }
+    }
+    if (std::ferror(file.get()))
+        return ConfigError{path + ": cannot read: " + std::strerror(errno)};
+    return text;
+}
+
+std::string folder_of(const std::string& path) {
+    return fs::path(path).parent_path().string();
+}
+
+}  // namespace burrow::config_detail

@@ -1,0 +1,63 @@
+// Internal to config/: the checks the agent and server loaders share. Each one turns a read
+// value into its validated form, or records an issue that quotes the value and says what a
+// good one looks like.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "config/host_port.h"
+#include "config/toml_reader.h"
+#include "config/values.h"
+
+namespace burrow::config_detail {
+
+enum class AddressUse {
+    kConnect,   // any host: an IP literal or a DNS name
+    kListen,    // an IP literal, since we bind it
+    kLoopback,  // a loopback IP literal (local-only endpoints)
+};
+
+std::optional<HostPort> check_address(Issues& issues, const Located<std::string>& text,
+                                      AddressUse use);
+bool check_agent_name(Issues& issues, const Located<std::string>& name);
+bool check_service_name(Issues& issues, const Located<std::string>& name);
+std::optional<LogLevel> check_log_level(Issues& issues, const Located<std::string>& text);
+
+// Whether two sockets of one protocol would fight over a port when bound to a and b. A
+// wildcard takes the port on every address of its family, and "::" on IPv4 as well (Linux
+// binds it dual-stack by default).
+bool addresses_overlap(const HostPort& a, const HostPort& b);
+
+// An issue for each element equal to an earlier one ("what" names the kind, e.g. "agent").
+void check_no_repeats(Issues& issues, const std::vector<Located<std::string>>& list,
+                      std::string_view what);
+
+// The values of a located list.
+std::vector<std::string> values_of(const std::vector<Located<std::string>>& list);
+
+// path as is when absolute, else base_dir/path, lexically normalised.
+std::string resolve_path(std::string_view base_dir, std::string_view path);
+
+// An issue unless the resolved file exists (existence only: the file's owner reads it).
+// `fix` tells the user how to create it.
+bool check_file_exists(Issues& issues, const Located<std::string>& text,
+                       const std::string& resolved, std::string_view fix);
+
+// The whole file, or a one-line error naming it.
+std::variant<std::string, ConfigError> read_config_text(const std::string& path);
+// The folder relative paths in the file at path resolve against ("" for the current one).
+std::string folder_of(const std::string& path);
+
+// Reads the file at path and hands its text, its name and its folder to parse.
+template <class Config, class Parse>
+std::variant<Config, ConfigError> load_file(const std::string& path, Parse parse) {
+    auto text = read_config_text(path);
+    if (auto* error = std::get_if<ConfigError>(&text)) return *error;
+    return parse(std::get<std::string>(text), path, folder_of(path));
+}
+
+}  // namespace burrow::config_detail

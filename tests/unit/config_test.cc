@@ -1,0 +1,811 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "config/agent_config.h"
+#include "config/host_port.h"
+#include "config/server_config.h"
+#include "config/values.h"
+#include "src/key_file.h"
+#include "tunnel/rng.h"
+
+using namespace burrow;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it at scope end.
+class TempDir {
+  public:
+    TempDir() {
+        std::string templ = (fs::temp_directory_path() / "burrow-config-test-XXXXXX").string();
+        REQUIRE(::mkdtemp(templ.data()) != nullptr);
+        path_ = templ;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    std::string path() const { return path_.string(); }
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+    // The loaders check key files for existence only, so any content will do.
+    void touch(const std::string& name) const { write(name, "placeholder\n"); }
+    void write(const std::string& name, const std::string& text) const {
+        fs::create_directories((path_ / name).parent_path());
+        std::ofstream out(file(name), std::ios::binary | std::ios::trunc);
+        out << text;
+    }
+
+  private:
+    fs::path path_;
+};
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+const std::string kFingerprintHex(64, 'a');
+const std::string kFingerprint = "sha256:" + kFingerprintHex;
+const std::string kKeyNas = "gQfWchkJ5qc3OjjvkzWI904KB5jWx8YfHMdcYZr0lUY=";
+const std::string kKeyLaptop = "Bo5Wxp9tBv/9/a374Rr6T5A9J4Vc+N4/YKvRvzIvrwk=";
+
+// Lines 1-5 of most agent cases; what a case adds starts on line 6.
+const std::string kAgentHead =
+    "[agent]\n"
+    "name = \"nas\"\n"
+    "key_file = \"nas.key\"\n"
+    "server = \"signal.example.net:7000\"\n"
+    "server_fingerprint = \"" +
+    kFingerprint + "\"\n";
+
+// Lines 1-6 of most server cases; what a case adds starts on line 7.
+const std::string kServerHead =
+    "[server]\n"
+    "listen = \"0.0.0.0:7000\"\n"
+    "stun = [\"0.0.0.0:3478\", \"0.0.0.0:3479\"]\n"
+    "cert_file = \"server.crt\"\n"
+    "key_file = \"server.key\"\n"
+    "identity_key = \"server-identity.key\"\n";
+
+// Lines 7-12: two agents, so that rules have someone to name; what a case adds starts on 13.
+const std::string kServerAgents =
+    "[[agents]]\n"
+    "name = \"nas\"\n"
+    "public_key = \"" +
+    kKeyNas +
+    "\"\n"
+    "[[agents]]\n"
+    "name = \"laptop\"\n"
+    "public_key = \"" +
+    kKeyLaptop + "\"\n";
+
+// text with its line number `line` (from 1) replaced by `replacement`.
+std::string with_line(const std::string& text, int line, const std::string& replacement) {
+    size_t begin = 0;
+    for (int i = 1; i < line; ++i) begin = text.find('\n', begin) + 1;
+    const size_t end = text.find('\n', begin);
+    return text.substr(0, begin) + replacement + text.substr(end);
+}
+
+struct BadCase {
+    const char* what;
+    std::string text;
+    // "file:line:column: key.path: ", the exact start of the message.
+    std::string prefix;
+    // A phrase the rest of the message must contain, so the reason is the right one.
+    std::string says;
+};
+
+template <class Config>
+void expect_error(const std::variant<Config, ConfigError>& result, const BadCase& c) {
+    INFO(c.what);
+    const auto* error = std::get_if<ConfigError>(&result);
+    REQUIRE(error != nullptr);
+    INFO(error->message);
+    CHECK(error->message.rfind(c.prefix, 0) == 0);
+    CHECK(error->message.find(c.says, c.prefix.size()) != std::string::npos);
+    CHECK(error->message.find('\n') == std::string::npos);
+}
+
+}  // namespace
+
+// ---- addresses ---------------------------------------------------------------------------
+
+TEST_CASE("host:port parses literals canonically and names as written") {
+    auto get = [](std::string_view text) {
+        auto r = parse_host_port(text);
+        INFO(std::string(text));
+        REQUIRE(std::holds_alternative<HostPort>(r));
+        return std::get<HostPort>(r);
+    };
+    CHECK(get("127.0.0.1:80") == HostPort{"127.0.0.1", 80, HostKind::kIpv4});
+    CHECK(get("[::1]:8080") == HostPort{"::1", 8080, HostKind::kIpv6});
+    CHECK(get("[0:0::1]:1") == HostPort{"::1", 1, HostKind::kIpv6});
+    CHECK(get("[2001:DB8::1]:65535") == HostPort{"2001:db8::1", 65535, HostKind::kIpv6});
+    CHECK(get("signal.example.net:7000") == HostPort{"signal.example.net", 7000, HostKind::kName});
+    CHECK(get("localhost:7000").kind == HostKind::kName);
+    CHECK(get("a-1.b2:9").host == "a-1.b2");
+    CHECK(to_string(get("[::1]:8080")) == "[::1]:8080");
+    CHECK(to_string(get("10.0.0.1:1")) == "10.0.0.1:1");
+}
+
+TEST_CASE("host:port rejections say why") {
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"", "empty"},
+        {"127.0.0.1", "missing :port"},
+        {"127.0.0.1:", "missing port"},
+        {"127.0.0.1:0", "port 1-65535"},
+        {"127.0.0.1:65536", "port 1-65535"},
+        {"127.0.0.1:99999", "port 1-65535"},
+        {"127.0.0.1:8o", "port 1-65535"},
+        {"127.0.0.1:-1", "port 1-65535"},
+        {"127.0.0.1:+80", "port 1-65535"},
+        {":80", "missing host"},
+        {"::1:80", "brackets"},
+        {"[::1]", "missing :port"},
+        {"[::1:80", "missing ']'"},
+        {"[127.0.0.1]:80", "not an IPv6"},
+        {"[fe80::1%eth0]:80", "not an IPv6"},
+        {"256.0.0.1:80", "not an IPv4"},
+        {"10.0.0:80", "not an IPv4"},
+        {"010.0.0.1:80", "not an IPv4"},
+        {"-bad.example:80", "DNS name"},
+        {"bad-.example:80", "DNS name"},
+        {"a..b:80", "DNS name"},
+        {"under_score.example:80", "DNS name"},
+        {"host name:80", "DNS name"},
+        {"1.2.3.4x.5:80", "DNS name"},
+    };
+    for (const auto& [text, why] : bad) {
+        INFO(text);
+        auto r = parse_host_port(text);
+        REQUIRE(std::holds_alternative<std::string>(r));
+        CHECK_THAT(std::get<std::string>(r), Catch::Contains(why));
+    }
+    CHECK(std::holds_alternative<std::string>(
+        parse_host_port(std::string(254, 'a') + ".example:80")));
+    CHECK(std::holds_alternative<std::string>(parse_host_port(std::string(64, 'a') + ".x:80")));
+    CHECK(std::holds_alternative<HostPort>(parse_host_port(std::string(63, 'a') + ".x:80")));
+}
+
+TEST_CASE("wildcard and loopback addresses") {
+    auto get = [](std::string_view text) { return std::get<HostPort>(parse_host_port(text)); };
+    CHECK(is_wildcard(get("0.0.0.0:1")));
+    CHECK(is_wildcard(get("[::]:1")));
+    CHECK(is_wildcard(get("[0::0]:1")));
+    CHECK_FALSE(is_wildcard(get("127.0.0.1:1")));
+    CHECK(is_loopback(get("127.0.0.1:1")));
+    CHECK(is_loopback(get("127.255.0.9:1")));
+    CHECK(is_loopback(get("[::1]:1")));
+    CHECK_FALSE(is_loopback(get("12.0.0.1:1")));
+    CHECK_FALSE(is_loopback(get("128.0.0.1:1")));
+    CHECK_FALSE(is_loopback(get("localhost:1")));
+    CHECK_FALSE(is_loopback(get("[::2]:1")));
+}
+
+// ---- scalar values -----------------------------------------------------------------------
+
+TEST_CASE("agent and service names") {
+    CHECK(is_agent_name("nas"));
+    CHECK(is_agent_name("a"));
+    CHECK(is_agent_name("home-nas-2"));
+    CHECK(is_agent_name(std::string(32, 'x')));
+    CHECK_FALSE(is_agent_name(std::string(33, 'x')));
+    CHECK_FALSE(is_agent_name(""));
+    CHECK_FALSE(is_agent_name("NAS"));
+    CHECK_FALSE(is_agent_name("nas_1"));
+    CHECK_FALSE(is_agent_name("nas.home"));
+    CHECK(is_service_name("web"));
+    CHECK(is_service_name("my_web-2.v1"));
+    CHECK(is_service_name(std::string(64, 's')));
+    CHECK_FALSE(is_service_name(std::string(65, 's')));
+    CHECK_FALSE(is_service_name(""));
+    CHECK_FALSE(is_service_name("Web"));
+    CHECK_FALSE(is_service_name("*"));
+    CHECK_FALSE(is_service_name("a b"));
+}
+
+TEST_CASE("log levels round-trip and nothing else parses") {
+    for (auto level :
+         {LogLevel::kTrace, LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarn, LogLevel::kError}) {
+        CHECK(parse_log_level(to_string(level)) == level);
+    }
+    CHECK_FALSE(parse_log_level("INFO"));
+    CHECK_FALSE(parse_log_level("warning"));
+    CHECK_FALSE(parse_log_level(""));
+}
+
+TEST_CASE("fingerprints round-trip over random digests, in both accepted forms") {
+    for (uint64_t seed = 1; seed <= 200; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        CertFingerprint fp;
+        rng.fill(fp);
+        const std::string text = fingerprint_to_string(fp);
+        CHECK(text.size() == std::string_view("sha256:").size() + 2 * fp.size());
+        CHECK(text.find_first_not_of("0123456789abcdef", 7) == std::string::npos);
+        CHECK(parse_fingerprint(text) == fp);
+        // The openssl form: uppercase, colon-separated pairs.
+        std::string openssl = "sha256:";
+        for (size_t i = 0; i < fp.size(); ++i) {
+            char pair[4];
+            std::snprintf(pair, sizeof pair, "%02X", fp[i]);
+            openssl += pair;
+            if (i + 1 < fp.size()) openssl += ':';
+        }
+        CHECK(parse_fingerprint(openssl) == fp);
+    }
+}
+
+TEST_CASE("malformed fingerprints are rejected") {
+    const std::string hex(64, 'a');
+    CHECK(parse_fingerprint("sha256:" + hex));
+    CHECK_FALSE(parse_fingerprint(hex));              // no prefix
+    CHECK_FALSE(parse_fingerprint("SHA256:" + hex));  // prefix is lowercase
+    CHECK_FALSE(parse_fingerprint("sha1:" + hex));
+    CHECK_FALSE(parse_fingerprint("sha256:" + hex.substr(1)));  // 63 digits
+    CHECK_FALSE(parse_fingerprint("sha256:" + hex + "a"));      // 65 digits
+    CHECK_FALSE(parse_fingerprint("sha256:" + hex.substr(1) + "g"));
+    CHECK_FALSE(parse_fingerprint("sha256:" + hex.substr(2) + ":a"));
+    CHECK_FALSE(parse_fingerprint("sha256:aa:" + hex.substr(4)));  // colons in one place only
+    CHECK_FALSE(parse_fingerprint("sha256:"));
+}
+
+TEST_CASE("public keys parse from the base64 that key_to_base64 writes") {
+    for (uint64_t seed = 1; seed <= 200; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        PublicKey key;
+        rng.fill(key);
+        CHECK(parse_public_key(key_to_base64(key)) == key);
+    }
+    CHECK_FALSE(parse_public_key(""));
+    CHECK_FALSE(parse_public_key(kKeyNas.substr(0, 43)));                           // truncated
+    CHECK_FALSE(parse_public_key(kKeyNas + "="));                                   // too long
+    CHECK_FALSE(parse_public_key(kKeyNas.substr(0, 43) + "!"));                     // not base64
+    CHECK_FALSE(parse_public_key("gQfWchkJ5qc3OjjvkzWI904KB5jWx8YfHMdcYZr0lUY"));   // no padding
+    CHECK_FALSE(parse_public_key("gQfWchkJ-qc3OjjvkzWI904KB5jWx8YfHMdcYZr0lUY="));  // URL variant
+}
+
+// ---- agent files -------------------------------------------------------------------------
+
+TEST_CASE("a full agent file parses to the expected struct") {
+    TempDir dir;
+    dir.touch("nas.key");
+    dir.touch("ca.pem");
+    const std::string text = R"([agent]
+name = "nas"
+key_file = "nas.key"
+server = "[2001:db8::7]:7000"
+server_ca = "ca.pem"
+udp_port = 41641
+admin = "[::1]:7070"
+log_level = "debug"
+
+[[expose]]
+service = "web"
+target = "127.0.0.1:80"
+allow = ["laptop", "phone"]
+
+[[expose]]
+service = "ssh"
+target = "files.lan:22"
+allow = ["laptop"]
+
+[[forward]]
+listen = "127.0.0.1:8080"
+peer = "office"
+service = "web"
+)";
+    auto result = parse_agent_config(text, "nas.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    AgentConfig expected;
+    expected.name = "nas";
+    expected.key_file = dir.file("nas.key");
+    expected.server = {"2001:db8::7", 7000, HostKind::kIpv6};
+    expected.server_ca = dir.file("ca.pem");
+    expected.udp_port = 41641;
+    expected.admin = HostPort{"::1", 7070, HostKind::kIpv6};
+    expected.log_level = LogLevel::kDebug;
+    expected.expose = {
+        {"web", {"127.0.0.1", 80, HostKind::kIpv4}, {"laptop", "phone"}},
+        {"ssh", {"files.lan", 22, HostKind::kName}, {"laptop"}},
+    };
+    expected.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "office", "web"}};
+    CHECK(std::get<AgentConfig>(result) == expected);
+}
+
+TEST_CASE("a minimal agent file gets the defaults") {
+    TempDir dir;
+    dir.touch("nas.key");
+    auto result = parse_agent_config(kAgentHead, "nas.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    const auto& config = std::get<AgentConfig>(result);
+    CertFingerprint fp;
+    fp.fill(0xaa);
+    CHECK(config.server_fingerprint == fp);
+    CHECK_FALSE(config.server_ca);
+    CHECK(config.udp_port == 0);
+    CHECK_FALSE(config.admin);
+    CHECK(config.log_level == LogLevel::kInfo);
+    CHECK(config.expose.empty());
+    CHECK(config.forward.empty());
+}
+
+TEST_CASE("relative paths resolve against the config file's folder") {
+    TempDir dir;
+    dir.touch("keys/nas.key");
+    dir.touch("abs.key");
+    const std::string config_dir = dir.file("etc");
+    auto with_key = [&](const std::string& key_file) {
+        std::string text = kAgentHead;
+        text.replace(text.find("\"nas.key\""), 9, "\"" + key_file + "\"");
+        return text;
+    };
+
+    SECTION("relative, including ..") {
+        auto r = parse_agent_config(with_key("../keys/nas.key"), "nas.toml", config_dir);
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        CHECK(std::get<AgentConfig>(r).key_file == dir.file("keys/nas.key"));
+    }
+    SECTION("absolute paths stay as they are") {
+        auto r = parse_agent_config(with_key(dir.file("abs.key")), "nas.toml", config_dir);
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        CHECK(std::get<AgentConfig>(r).key_file == dir.file("abs.key"));
+    }
+    SECTION("the existence check looks in the config's folder, not the current one") {
+        auto r = parse_agent_config(with_key("abs.key"), "nas.toml", config_dir);
+        REQUIRE(std::holds_alternative<ConfigError>(r));
+        CHECK_THAT(std::get<ConfigError>(r).message,
+                   Catch::StartsWith("nas.toml:3:12: agent.key_file: \"abs.key\" does not exist"));
+        CHECK_THAT(std::get<ConfigError>(r).message,
+                   Catch::Contains("burrow keygen -o " + dir.file("etc/abs.key")));
+    }
+    SECTION("load_agent_config resolves against the file's folder") {
+        dir.write("etc/nas.toml", with_key("../keys/nas.key"));
+        auto r = load_agent_config(dir.file("etc/nas.toml"));
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        CHECK(std::get<AgentConfig>(r).key_file == dir.file("keys/nas.key"));
+    }
+    SECTION("server paths too") {
+        dir.write("etc/server.toml", R"([server]
+listen = "0.0.0.0:7000"
+stun = ["0.0.0.0:3478", "0.0.0.0:3479"]
+cert_file = "server.crt"
+key_file = "tls/server.key"
+identity_key = "/var/lib/burrow/identity.key"
+)");
+        auto r = load_server_config(dir.file("etc/server.toml"));
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        const auto& config = std::get<ServerConfig>(r);
+        CHECK(config.cert_file == dir.file("etc/server.crt"));
+        CHECK(config.key_file == dir.file("etc/tls/server.key"));
+        CHECK(config.identity_key == "/var/lib/burrow/identity.key");
+    }
+}
+
+TEST_CASE("loading a missing or unreadable file names it") {
+    TempDir dir;
+    auto r = load_agent_config(dir.file("nope.toml"));
+    REQUIRE(std::holds_alternative<ConfigError>(r));
+    CHECK(std::get<ConfigError>(r).message ==
+          dir.file("nope.toml") + ": cannot open: No such file or directory");
+    auto s = load_server_config(dir.path());  // a directory
+    REQUIRE(std::holds_alternative<ConfigError>(s));
+    CHECK_THAT(std::get<ConfigError>(s).message, Catch::StartsWith(dir.path() + ": cannot"));
+}
+
+TEST_CASE("bad agent files: each error names file:line:column and the key") {
+    TempDir dir;
+    dir.touch("nas.key");
+    const std::string fp = kFingerprint;
+    const std::vector<BadCase> cases = {
+        {"TOML syntax error keeps toml++'s position", kAgentHead + "udp_port = \n",
+         "nas.toml:6:12: ", "not valid TOML"},
+        {"duplicate key is a TOML error", kAgentHead + "name = \"nas2\"\n",
+         "nas.toml:6:", "not valid TOML"},
+        {"no [agent] table",
+         "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+         "allow = [\"laptop\"]\n",
+         "nas.toml:1:1: agent: ", "required table is missing"},
+        {"[agent] written as an array of tables", "[[agent]]\nname = \"nas\"\n",
+         "nas.toml:1:1: agent: ", "expected a table"},
+        {"typo in a key of [agent]",
+         "[agent]\nnmae = \"nas\"\nkey_file = \"nas.key\"\nserver = \"s.example:1\"\n"
+         "server_fingerprint = \"" +
+             fp + "\"\n",
+         "nas.toml:2:1: agent.nmae: ", "did you mean \"name\"?"},
+        {"typo of server_fingerprint is reported as the typo, not as a missing key",
+         "[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\nserver = \"s.example:1\"\n"
+         "server_fingerprnit = \"" +
+             fp + "\"\n",
+         "nas.toml:5:1: agent.server_fingerprnit: ", "did you mean \"server_fingerprint\"?"},
+        {"typo in the [agent] header is the typo, not a missing table",
+         with_line(kAgentHead, 1, "[agnet]"), "nas.toml:1:2: agnet: ", "did you mean \"agent\"?"},
+        {"unknown top-level table", kAgentHead + "[forwrad]\nlisten = \"127.0.0.1:1\"\n",
+         "nas.toml:6:2: forwrad: ", "did you mean \"forward\"?"},
+        {"unknown key in [[expose]]",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+                      "allow = [\"laptop\"]\ncolor = \"blue\"\n",
+         "nas.toml:10:1: expose[0].color: ", "unknown key (expected one of: service, target"},
+        {"name is not a string", with_line(kAgentHead, 2, "name = 5"),
+         "nas.toml:2:8: agent.name: ", "expected a string, got an integer"},
+        {"name with capitals", with_line(kAgentHead, 2, "name = \"NAS\""),
+         "nas.toml:2:8: agent.name: ", "\"NAS\" is not a valid agent name"},
+        {"name of 33 characters",
+         with_line(kAgentHead, 2, "name = \"" + std::string(33, 'n') + "\""),
+         "nas.toml:2:8: agent.name: ", "not a valid agent name (1-32"},
+        {"key_file missing names the table's position",
+         "[agent]\nname = \"nas\"\nserver = \"s.example:1\"\nserver_fingerprint = \"" + fp + "\"\n",
+         "nas.toml:1:1: agent.key_file: ", "required key is missing; add: key_file = "},
+        {"key file does not exist",
+         "[agent]\nname = \"nas\"\nkey_file = \"gone.key\"\nserver = \"s.example:1\"\n"
+         "server_fingerprint = \"" +
+             fp + "\"\n",
+         "nas.toml:3:12: agent.key_file: ", "does not exist (looked for " + dir.file("gone.key")},
+        {"server without a port", with_line(kAgentHead, 4, "server = \"signal.example.net\""),
+         "nas.toml:4:10: agent.server: ", "is not a valid address (missing :port)"},
+        {"server IPv6 without brackets", with_line(kAgentHead, 4, "server = \"2001:db8::1:7000\""),
+         "nas.toml:4:10: agent.server: ", "brackets"},
+        {"both fingerprint and CA", kAgentHead + "server_ca = \"ca.pem\"\n",
+         "nas.toml:6:13: agent.server_ca: ", "not both"},
+        {"neither fingerprint nor CA",
+         "[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\nserver = \"s.example:1\"\n",
+         "nas.toml:1:1: agent.server_fingerprint: ", "required key is missing (or server_ca)"},
+        {"fingerprint with 63 hex digits",
+         with_line(kAgentHead, 5, "server_fingerprint = \"sha256:" + std::string(63, 'a') + "\""),
+         "nas.toml:5:22: agent.server_fingerprint: ", "is not a certificate fingerprint"},
+        {"fingerprint without the sha256: prefix",
+         with_line(kAgentHead, 5, "server_fingerprint = \"" + kFingerprintHex + "\""),
+         "nas.toml:5:22: agent.server_fingerprint: ", "is not a certificate fingerprint"},
+        {"CA file does not exist",
+         "[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\nserver = \"s.example:1\"\n"
+         "server_ca = \"missing-ca.pem\"\n",
+         "nas.toml:5:13: agent.server_ca: ", "does not exist"},
+        {"udp_port out of range", kAgentHead + "udp_port = 70000\n",
+         "nas.toml:6:12: agent.udp_port: ", "70000 is out of range (0-65535)"},
+        {"udp_port negative", kAgentHead + "udp_port = -1\n",
+         "nas.toml:6:12: agent.udp_port: ", "out of range"},
+        {"udp_port as a string", kAgentHead + "udp_port = \"0\"\n",
+         "nas.toml:6:12: agent.udp_port: ", "expected an integer, got a string"},
+        {"udp_port as a float", kAgentHead + "udp_port = 1.5\n",
+         "nas.toml:6:12: agent.udp_port: ", "expected an integer, got a floating-point number"},
+        {"admin on a public address", kAgentHead + "admin = \"0.0.0.0:7070\"\n",
+         "nas.toml:6:9: agent.admin: ", "loopback only"},
+        {"admin by name", kAgentHead + "admin = \"localhost:7070\"\n",
+         "nas.toml:6:9: agent.admin: ", "loopback only"},
+        {"unknown log level", kAgentHead + "log_level = \"verbose\"\n",
+         "nas.toml:6:13: agent.log_level: ", "\"verbose\" is not a log level"},
+        {"expose without allow",
+         kAgentHead + "\n[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n",
+         "nas.toml:7:1: expose[0].allow: ", "required key is missing; add: allow = "},
+        {"expose with an empty allow list",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\nallow = []\n",
+         "nas.toml:9:9: expose[0].allow: ", "is empty"},
+        {"allow list naming a bad peer",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+                      "allow = [\"laptop\", \"Phone\"]\n",
+         "nas.toml:9:20: expose[0].allow[1]: ", "not a valid agent name"},
+        {"allow list with a number",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\nallow = [1]\n",
+         "nas.toml:9:10: expose[0].allow[0]: ", "expected a string, got an integer"},
+        {"allow as a string instead of a list",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+                      "allow = \"laptop\"\n",
+         "nas.toml:9:9: expose[0].allow: ", "expected an array of strings, got a string"},
+        {"a peer listed twice",
+         kAgentHead + "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+                      "allow = [\"laptop\", \"laptop\"]\n",
+         "nas.toml:9:20: expose[0].allow[1]: ", "listed twice (also at expose[0].allow[0])"},
+        {"bad target port (the example from the brief)",
+         kAgentHead +
+             "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\nallow = [\"laptop\"]\n"
+             "[[expose]]\nservice = \"web2\"\ntarget = \"127.0.0.1:99999\"\nallow = [\"laptop\"]\n",
+         "nas.toml:12:10: expose[1].target: ",
+         "\"127.0.0.1:99999\" is not a valid address (port 1-65535)"},
+        {"bad service name",
+         kAgentHead + "[[expose]]\nservice = \"Web\"\ntarget = \"127.0.0.1:80\"\n"
+                      "allow = [\"laptop\"]\n",
+         "nas.toml:7:11: expose[0].service: ", "\"Web\" is not a valid service name"},
+        {"two exposes with one service name",
+         kAgentHead +
+             "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\nallow = [\"laptop\"]\n"
+             "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:81\"\nallow = [\"laptop\"]\n",
+         "nas.toml:11:11: expose[1].service: ", "service \"web\" is listed twice"},
+        {"[expose] written as a table", kAgentHead + "[expose]\nservice = \"web\"\n",
+         "nas.toml:6:1: expose: ", "expected an array of tables ([[expose]]), got a table"},
+        {"forward listening on a name",
+         kAgentHead +
+             "[[forward]]\nlisten = \"localhost:8080\"\npeer = \"pc\"\nservice = \"web\"\n",
+         "nas.toml:7:10: forward[0].listen: ", "listen on an IP address"},
+        {"forward without service",
+         kAgentHead + "\n\n[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\n",
+         "nas.toml:8:1: forward[0].service: ", "required key is missing"},
+        {"two forwards on one address",
+         kAgentHead +
+             "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"web\"\n"
+             "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"ssh\"\n",
+         "nas.toml:11:10: forward[1].listen: ", "takes the port of forward[0].listen"},
+        {"a wildcard forward overlapping a loopback one",
+         kAgentHead + "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"web\"\n"
+                      "[[forward]]\nlisten = \"[::]:8080\"\npeer = \"pc\"\nservice = \"ssh\"\n",
+         "nas.toml:11:10: forward[1].listen: ", "takes the port of forward[0].listen"},
+        {"a forward on the admin port",
+         kAgentHead + "admin = \"127.0.0.1:7070\"\n"
+                      "[[forward]]\nlisten = \"0.0.0.0:7070\"\npeer = \"pc\"\nservice = \"web\"\n",
+         "nas.toml:8:10: forward[0].listen: ", "takes the port of agent.admin"},
+        {"a forward to this agent itself",
+         kAgentHead +
+             "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"nas\"\nservice = \"web\"\n",
+         "nas.toml:8:8: forward[0].peer: ", "is this agent itself"},
+    };
+    REQUIRE(cases.size() >= 30);
+    for (const auto& c : cases) expect_error(parse_agent_config(c.text, "nas.toml", dir.path()), c);
+}
+
+TEST_CASE("the first error in file order is the one reported") {
+    TempDir dir;
+    dir.touch("nas.key");
+    // Tables are kept sorted by key inside toml++, so "forward" is read before "zzz" but after
+    // "agent"; the report must still follow the file.
+    const std::string text = kAgentHead +
+                             "[[forward]]\nlisten = \"127.0.0.1:0\"\npeer = \"pc\"\n"
+                             "service = \"web\"\n"
+                             "[[expose]]\nservice = \"BAD\"\n";
+    auto r = parse_agent_config(text, "nas.toml", dir.path());
+    REQUIRE(std::holds_alternative<ConfigError>(r));
+    CHECK_THAT(std::get<ConfigError>(r).message,
+               Catch::StartsWith("nas.toml:7:10: forward[0].listen: "));
+}
+
+TEST_CASE("values in messages are quoted, escaped and cut to one line") {
+    TempDir dir;
+    dir.touch("nas.key");
+    const std::string text =
+        with_line(kAgentHead, 2, "name = \"a\\nb\\\"" + std::string(200, 'x') + "\"");
+    auto r = parse_agent_config(text, "nas.toml", dir.path());
+    REQUIRE(std::holds_alternative<ConfigError>(r));
+    const std::string& message = std::get<ConfigError>(r).message;
+    CHECK_THAT(message, Catch::StartsWith("nas.toml:2:8: agent.name: \"a\\x0ab\\\"xxx"));
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK(message.find("...\"") != std::string::npos);
+    CHECK(message.size() < 200);
+}
+
+// ---- server files ------------------------------------------------------------------------
+
+TEST_CASE("a full server file parses to the expected struct") {
+    const std::string text = kServerHead +
+                             "max_agents = 50\nrelay_rate_mbit = 20\n"
+                             "relay_packets_per_sec = 3000\nlog_level = \"warn\"\n" +
+                             kServerAgents +
+                             "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\n"
+                             "services = [\"web\", \"ssh\"]\n"
+                             "[[allow]]\nfrom = \"nas\"\nto = \"laptop\"\nservices = [\"*\"]\n";
+    auto result = parse_server_config(text, "server.toml", "/etc/burrow");
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    ServerConfig expected;
+    expected.listen = {"0.0.0.0", 7000, HostKind::kIpv4};
+    expected.stun = {HostPort{"0.0.0.0", 3478, HostKind::kIpv4},
+                     HostPort{"0.0.0.0", 3479, HostKind::kIpv4}};
+    expected.cert_file = "/etc/burrow/server.crt";
+    expected.key_file = "/etc/burrow/server.key";
+    expected.identity_key = "/etc/burrow/server-identity.key";
+    expected.max_agents = 50;
+    expected.relay_rate_mbit = 20;
+    expected.relay_packets_per_sec = 3000;
+    expected.log_level = LogLevel::kWarn;
+    expected.agents = {{"nas", *parse_public_key(kKeyNas)},
+                       {"laptop", *parse_public_key(kKeyLaptop)}};
+    expected.allow = {{"laptop", "nas", {"web", "ssh"}}, {"nas", "laptop", {"*"}}};
+    CHECK(std::get<ServerConfig>(result) == expected);
+}
+
+TEST_CASE("a minimal server file gets the defaults") {
+    auto result = parse_server_config(kServerHead, "server.toml", "");
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    const auto& config = std::get<ServerConfig>(result);
+    CHECK(config.max_agents == kDefaultMaxAgents);
+    CHECK(config.relay_rate_mbit == kDefaultRelayRateMbit);
+    CHECK(config.relay_packets_per_sec == kDefaultRelayPacketsPerSec);
+    CHECK(config.log_level == LogLevel::kInfo);
+    CHECK(config.cert_file == "server.crt");  // no folder: relative to the current one
+    CHECK(config.agents.empty());
+    CHECK(config.allow.empty());
+}
+
+TEST_CASE("bad server files: each error names file:line:column and the key") {
+    const std::string head_agents = kServerHead + kServerAgents;
+    const std::vector<BadCase> cases = {
+        {"no [server] table", kServerAgents,
+         "server.toml:1:1: server: ", "required table is missing"},
+        {"TOML syntax error", kServerHead + "max_agents = 1 2\n",
+         "server.toml:7:", "not valid TOML"},
+        {"listen by name", with_line(kServerHead, 2, "listen = \"example.net:7000\""),
+         "server.toml:2:10: server.listen: ", "listen on an IP address"},
+        {"listen missing",
+         "[server]\nstun = [\"0.0.0.0:3478\", \"0.0.0.0:3479\"]\ncert_file = \"c\"\n"
+         "key_file = \"k\"\nidentity_key = \"i\"\n",
+         "server.toml:1:1: server.listen: ", "required key is missing"},
+        {"one STUN address", with_line(kServerHead, 3, "stun = [\"0.0.0.0:3478\"]"),
+         "server.toml:3:8: server.stun: ", "holds 1 address(es); give exactly two"},
+        {"STUN addresses on one port",
+         "[server]\nlisten = \"0.0.0.0:7000\"\nstun = [\"0.0.0.0:3478\", \"127.0.0.1:3478\"]\n"
+         "cert_file = \"c\"\nkey_file = \"k\"\nidentity_key = \"i\"\n",
+         "server.toml:3:25: server.stun[1]: ", "need different ports"},
+        {"STUN address with a bad port",
+         with_line(kServerHead, 3, "stun = [\"0.0.0.0:3478\", \"0.0.0.0:0\"]"),
+         "server.toml:3:25: server.stun[1]: ", "port 1-65535"},
+        {"empty cert_file", with_line(kServerHead, 4, "cert_file = \"\""),
+         "server.toml:4:13: server.cert_file: ", "is empty"},
+        {"key_file and identity_key the same file",
+         "[server]\nlisten = \"0.0.0.0:7000\"\nstun = [\"0.0.0.0:3478\", \"0.0.0.0:3479\"]\n"
+         "cert_file = \"c\"\nkey_file = \"k\"\nidentity_key = \"./k\"\n",
+         "server.toml:6:16: server.identity_key: ", "is the same file as server.key_file"},
+        {"max_agents zero", kServerHead + "max_agents = 0\n",
+         "server.toml:7:14: server.max_agents: ", "0 is out of range (1-1000000)"},
+        {"relay_rate_mbit negative", kServerHead + "relay_rate_mbit = -5\n",
+         "server.toml:7:19: server.relay_rate_mbit: ", "out of range"},
+        {"relay_packets_per_sec as a float", kServerHead + "relay_packets_per_sec = 1e4\n",
+         "server.toml:7:25: server.relay_packets_per_sec: ", "expected an integer"},
+        {"unknown log level", kServerHead + "log_level = \"loud\"\n",
+         "server.toml:7:13: server.log_level: ", "is not a log level"},
+        {"unknown key in [server]", kServerHead + "relay_rate = 5\n",
+         "server.toml:7:1: server.relay_rate: ", "unknown key (did you mean \"relay_rate_mbit\"?)"},
+        {"unknown key with nothing close", kServerHead + "colour = 5\n",
+         "server.toml:7:1: server.colour: ", "unknown key (expected one of: listen, stun, "},
+        {"[agent] instead of [[agents]]", kServerHead + "[agent]\nname = \"nas\"\n",
+         "server.toml:7:2: agent: ", "did you mean \"agents\"?"},
+        {"agent with a bad name", with_line(head_agents, 8, "name = \"my nas\""),
+         "server.toml:8:8: agents[0].name: ", "not a valid agent name"},
+        {"agent without a key", kServerHead + "[[agents]]\nname = \"nas\"\n",
+         "server.toml:7:1: agents[0].public_key: ", "required key is missing"},
+        {"public key too short", with_line(head_agents, 9, "public_key = \"abcd\""),
+         "server.toml:9:14: agents[0].public_key: ", "\"abcd\" is not a public key"},
+        {"public key with a bad character",
+         with_line(head_agents, 9, "public_key = \"" + kKeyNas.substr(0, 42) + "$=\""),
+         "server.toml:9:14: agents[0].public_key: ", "is not a public key"},
+        {"duplicate agent names",
+         head_agents + "[[agents]]\nname = \"nas\"\npublic_key = \"" + key_to_base64(PublicKey{}) +
+             "\"\n",
+         "server.toml:14:8: agents[2].name: ",
+         "agent \"nas\" is listed twice (also at agents[0].name)"},
+        {"duplicate agent keys",
+         head_agents + "[[agents]]\nname = \"phone\"\npublic_key = \"" + kKeyNas + "\"\n",
+         "server.toml:15:14: agents[2].public_key: ", "is the same key as agents[0].public_key"},
+        {"rule from an unknown agent",
+         head_agents + "[[allow]]\nfrom = \"phone\"\nto = \"nas\"\nservices = [\"web\"]\n",
+         "server.toml:14:8: allow[0].from: ", "\"phone\" is not an agent"},
+        {"rule to an unknown agent",
+         head_agents + "[[allow]]\nfrom = \"laptop\"\nto = \"nsa\"\nservices = [\"web\"]\n",
+         "server.toml:15:6: allow[0].to: ", "\"nsa\" is not an agent"},
+        {"rule from an agent to itself",
+         head_agents + "[[allow]]\nfrom = \"nas\"\nto = \"nas\"\nservices = [\"web\"]\n",
+         "server.toml:15:6: allow[0].to: ", "is the same agent as from"},
+        {"rule without services", head_agents + "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\n",
+         "server.toml:13:1: allow[0].services: ", "required key is missing"},
+        {"rule with an empty service list",
+         head_agents + "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\nservices = []\n",
+         "server.toml:16:12: allow[0].services: ", "is empty"},
+        {"rule mixing * with names",
+         head_agents + "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\nservices = [\"*\", \"web\"]\n",
+         "server.toml:16:12: allow[0].services: ", "mixes \"*\""},
+        {"rule with a bad service name",
+         head_agents +
+             "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\nservices = [\"web\", \"s s\"]\n",
+         "server.toml:16:20: allow[0].services[1]: ", "not a valid service name"},
+        {"rule with a typo key",
+         head_agents + "[[allow]]\nform = \"laptop\"\nto = \"nas\"\nservices = [\"web\"]\n",
+         "server.toml:14:1: allow[0].form: ", "did you mean \"from\"?"},
+    };
+    REQUIRE(cases.size() >= 25);
+    for (const auto& c : cases) {
+        expect_error(parse_server_config(c.text, "server.toml", "/etc/burrow"), c);
+    }
+}
+
+// ---- robustness --------------------------------------------------------------------------
+
+TEST_CASE("mutated configs never crash, and every error carries a position") {
+    TempDir dir;
+    dir.touch("nas.key");
+    const std::string base = kAgentHead +
+                             "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\n"
+                             "allow = [\"laptop\"]\n"
+                             "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\n"
+                             "service = \"web\"\n";
+    REQUIRE(std::holds_alternative<AgentConfig>(parse_agent_config(base, "nas.toml", dir.path())));
+    const std::string alphabet = "[]=\"'.:,#\n 0123456789abcxyz-_*{}";
+    for (uint64_t seed = 1; seed <= 2000; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        std::string text = base;
+        const uint64_t edits = 1 + rng.uniform(3);
+        for (uint64_t i = 0; i < edits; ++i) {
+            const size_t at = rng.uniform(text.size());
+            switch (rng.uniform(3)) {
+                case 0:
+                    text.erase(at, 1);
+                    break;
+                case 1:
+                    text.insert(at, 1, alphabet[rng.uniform(alphabet.size())]);
+                    break;
+                default:
+                    text[at] = alphabet[rng.uniform(alphabet.size())];
+                    break;
+            }
+        }
+        auto r = parse_agent_config(text, "nas.toml", dir.path());
+        if (auto* e = std::get_if<ConfigError>(&r)) {
+            INFO(e->message);
+            CHECK_THAT(e->message, Catch::Matches("nas\\.toml:[1-9][0-9]*:[1-9][0-9]*: .+"));
+            CHECK(e->message.find('\n') == std::string::npos);
+        }
+    }
+}
+
+// ---- the shipped examples ----------------------------------------------------------------
+
+// The examples are parsed with the key files created in a temporary folder that stands in
+// for the examples' own folder: examples/ ships no keys, and the loader checks existence.
+TEST_CASE("the example configs parse and agree with each other") {
+    const std::string examples = std::string(BURROW_SOURCE_DIR) + "/examples/";
+    TempDir dir;
+    dir.touch("nas.key");
+    dir.touch("laptop.key");
+
+    auto nas_r = parse_agent_config(read_text(examples + "nas.toml"), "nas.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&nas_r)) FAIL(e->message);
+    auto laptop_r =
+        parse_agent_config(read_text(examples + "laptop.toml"), "laptop.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&laptop_r)) FAIL(e->message);
+    auto server_r =
+        parse_server_config(read_text(examples + "server.toml"), "server.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&server_r)) FAIL(e->message);
+    const auto& nas = std::get<AgentConfig>(nas_r);
+    const auto& laptop = std::get<AgentConfig>(laptop_r);
+    const auto& server = std::get<ServerConfig>(server_r);
+
+    CHECK(nas.name == "nas");
+    CHECK(nas.key_file == dir.file("nas.key"));
+    CHECK(laptop.name == "laptop");
+    CHECK(laptop.key_file == dir.file("laptop.key"));
+    CHECK(server.identity_key == dir.file("server-identity.key"));
+    REQUIRE_FALSE(laptop.forward.empty());
+
+    // Every forward of the laptop reaches a service the NAS exposes to it and the server
+    // allows: the examples work together as shipped.
+    auto server_allows = [&](const std::string& from, const std::string& to,
+                             const std::string& service) {
+        return std::any_of(server.allow.begin(), server.allow.end(), [&](const AllowRule& r) {
+            return r.from == from && r.to == to &&
+                   (r.services == std::vector<std::string>{"*"} ||
+                    std::find(r.services.begin(), r.services.end(), service) != r.services.end());
+        });
+    };
+    for (const auto& forward : laptop.forward) {
+        INFO(forward.service);
+        CHECK(forward.peer == nas.name);
+        const auto expose =
+            std::find_if(nas.expose.begin(), nas.expose.end(),
+                         [&](const ExposeConfig& e) { return e.service == forward.service; });
+        REQUIRE(expose != nas.expose.end());
+        CHECK(std::find(expose->allow.begin(), expose->allow.end(), laptop.name) !=
+              expose->allow.end());
+        CHECK(server_allows(laptop.name, nas.name, forward.service));
+        CHECK(is_loopback(forward.listen));
+    }
+    for (const auto& name : {nas.name, laptop.name}) {
+        CHECK(std::any_of(server.agents.begin(), server.agents.end(),
+                          [&](const AgentEntry& a) { return a.name == name; }));
+    }
+    CHECK(nas.server == laptop.server);
+    CHECK(nas.server.port == server.listen.port);
+}
