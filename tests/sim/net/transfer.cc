@@ -42,6 +42,12 @@ uint64_t to_u64(size_t n) {
     return static_cast<uint64_t>(n);
 }
 
+std::unique_ptr<TransferEndpoint> make_endpoint(const TransferConfig& config, Role role,
+                                                uint64_t seed) {
+    if (config.make_endpoint) return config.make_endpoint(role, config.connection, seed, Time{});
+    return std::make_unique<ConnectionEndpoint>(role, config.connection, seed, Time{});
+}
+
 }  // namespace
 
 ConnectionEndpoint::ConnectionEndpoint(Role role, const ConnectionConfig& config, uint64_t seed,
@@ -139,15 +145,15 @@ class TransferRun {
     explicit TransferRun(const TransferConfig& config)
         : config_(config),
           sizes_(stream_sizes(config)),
-          a_(Role::kInitiator, config.connection, mix(config.seed ^ 0xa), Time{}),
-          b_(Role::kResponder, config.connection, mix(config.seed ^ 0xb), Time{}),
+          a_(make_endpoint(config, Role::kInitiator, mix(config.seed ^ 0xa))),
+          b_(make_endpoint(config, Role::kResponder, mix(config.seed ^ 0xb))),
           net_(config.seed, config.a_to_b, config.b_to_a),
           senders_(sizes_.size()) {
         for (size_t i = 0; i < sizes_.size(); ++i) {
             senders_[i].size = sizes_[i];
             result_.bulk_bytes += sizes_[i];
         }
-        net_.attach(a_, b_);
+        net_.attach(*a_, *b_);
         net_.set_on_step([this](Time now) { step(now); });
     }
 
@@ -183,8 +189,8 @@ class TransferRun {
         uint64_t response_bytes_written = 0;
     };
 
-    Connection& a() { return a_.connection(); }
-    Connection& b() { return b_.connection(); }
+    Connection& a() { return a_->connection(); }
+    Connection& b() { return b_->connection(); }
     uint64_t request_stream() const { return sizes_.size(); }
     uint64_t response_stream() const { return sizes_.size() + 1; }
 
@@ -207,8 +213,8 @@ class TransferRun {
 
     const TransferConfig& config_;
     std::vector<uint64_t> sizes_;
-    ConnectionEndpoint a_;
-    ConnectionEndpoint b_;
+    std::unique_ptr<TransferEndpoint> a_;
+    std::unique_ptr<TransferEndpoint> b_;
     Network net_;
     std::vector<Sender> senders_;
     size_t next_to_open_ = 0;
@@ -252,6 +258,7 @@ void TransferRun::step(Time now) {
         net_.wake_at(reader_refilled_ + kReaderTick);
     }
     if (config_.interactive && !bulk_done_) net_.wake_at(inter_.next_request);
+    if (config_.on_step) config_.on_step(now);
 }
 
 bool TransferRun::step_once(Time now) {

@@ -15,6 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,20 @@
 
 namespace burrow::sim {
 
+// What a transfer drives: an endpoint that carries a Connection, bare or inside something
+// that wraps it (a Session, which adds the handshake and encryption).
+class TransferEndpoint : public SimEndpoint {
+  public:
+    virtual Connection& connection() = 0;
+    virtual const Connection& connection() const = 0;
+};
+
+// Makes one side of a run. `seed` is that side's own (for its Rng); `now` is the start time.
+using EndpointFactory = std::function<std::unique_ptr<TransferEndpoint>(
+    Role role, const ConnectionConfig& config, uint64_t seed, Time now)>;
+
 // A Connection as the simulator sees it, with its own NullProtection and SeededRng.
-class ConnectionEndpoint final : public SimEndpoint {
+class ConnectionEndpoint final : public TransferEndpoint {
   public:
     ConnectionEndpoint(Role role, const ConnectionConfig& config, uint64_t seed, Time now);
 
@@ -36,8 +50,8 @@ class ConnectionEndpoint final : public SimEndpoint {
     std::optional<Bytes> poll_transmit(Time now) override { return conn_.poll_transmit(now); }
     Time next_deadline() const override { return conn_.next_deadline(); }
 
-    Connection& connection() { return conn_; }
-    const Connection& connection() const { return conn_; }
+    Connection& connection() override { return conn_; }
+    const Connection& connection() const override { return conn_; }
 
   private:
     NullProtection protection_;
@@ -64,6 +78,12 @@ struct TransferConfig {
     LinkConfig a_to_b;
     LinkConfig b_to_a;
     ConnectionConfig connection;  // both sides
+    // Empty: each side is a ConnectionEndpoint. Set it to run the same transfer through
+    // another endpoint type, e.g. Sessions (tests/sim/session_test.cc).
+    EndpointFactory make_endpoint;
+    // Called after every step of the run (once the application side has acted), for tests
+    // that watch the endpoints as the transfer goes.
+    std::function<void(Time)> on_step;
 
     bool interactive = false;
     Duration interactive_interval = std::chrono::milliseconds(50);

@@ -1,0 +1,344 @@
+#include "tunnel/session.h"
+
+#include <algorithm>
+#include <string>
+
+namespace burrow {
+
+namespace {
+
+std::optional<KeypairInfo> info(const std::optional<Keypair>& k) {
+    if (!k) return std::nullopt;
+    return KeypairInfo{k->local_index, k->remote_index, k->created_at, k->sent, k->received};
+}
+
+std::string seconds(Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
+}  // namespace
+
+const char* session_state_name(SessionState state) {
+    switch (state) {
+        case SessionState::kHandshaking:
+            return "handshaking";
+        case SessionState::kEstablished:
+            return "established";
+        case SessionState::kDead:
+            return "dead";
+    }
+    return "?";
+}
+
+Session::Session(Role role, const PrivateKey& local_static, const PublicKey& peer_static,
+                 const SessionConfig& config, Rng& rng, Time now, int64_t wall_clock_at_zero_us)
+    : role_(role),
+      config_(config),
+      suite_(config.suite.value_or(preferred_suite())),
+      rng_(rng),
+      local_static_(local_static),
+      peer_static_(peer_static),
+      own_mac1_key_(mac1_key(public_key(local_static))),
+      wall_clock_at_zero_us_(wall_clock_at_zero_us),
+      created_at_(now),
+      protection_(config.key_limits),
+      connection_(role, config.connection, protection_, rng, now) {
+    if (!suite_available(suite_)) suite_ = CipherSuite::kChaCha20Poly1305;
+    protection_.set_now(now);
+    if (role_ == Role::kResponder) responder_.emplace(local_static, peer_static, rng);
+}
+
+CipherSuite Session::suite() const {
+    return protection_.current() ? protection_.current()->send.suite() : suite_;
+}
+
+// --- inputs -------------------------------------------------------------------------------
+
+void Session::start(Time now) {
+    if (role_ != Role::kInitiator || started_at_ || state_ == SessionState::kDead) return;
+    protection_.set_now(now);
+    started_at_ = now;
+    send_initiation(now);
+}
+
+void Session::on_datagram(ByteView datagram, Time now) {
+    protection_.set_now(now);
+    if (state_ == SessionState::kDead) {
+        ++stats_.drop_unexpected;
+        return;
+    }
+    if (datagram.empty()) {
+        ++stats_.drop_malformed;
+        return;
+    }
+    // Type and exact size first: a datagram of the wrong size costs nothing more.
+    switch (datagram[0]) {
+        case kMessageTypeInitiation:
+            if (datagram.size() != kInitiationSize) {
+                ++stats_.drop_malformed;
+            } else if (role_ != Role::kResponder) {
+                ++stats_.drop_unexpected;
+            } else {
+                on_initiation(datagram, now);
+            }
+            break;
+        case kMessageTypeResponse:
+            if (datagram.size() != kResponseSize) {
+                ++stats_.drop_malformed;
+            } else if (role_ != Role::kInitiator) {
+                ++stats_.drop_unexpected;
+            } else {
+                on_response(datagram, now);
+            }
+            break;
+        case kPacketTypeData:
+            on_data(datagram, now);
+            break;
+        default:
+            ++stats_.drop_malformed;
+            break;
+    }
+}
+
+void Session::on_initiation(ByteView datagram, Time now) {
+    auto result =
+        responder_->consume_initiation(datagram, now, [this] { return allocate_index(); });
+    if (const auto* drop = std::get_if<HandshakeDrop>(&result)) {
+        count(*drop);
+        return;
+    }
+    auto& accepted = std::get<HandshakeResponder::Accepted>(result);
+    // The keys wait in `next` until the initiator uses them (SessionProtection::open).
+    protection_.install_unconfirmed(std::move(accepted.keypair));
+    outbox_.push_back(std::move(accepted.response));
+    ++stats_.handshakes_sent;
+    ++stats_.handshakes_completed;
+    had_keys_ = true;
+}
+
+void Session::on_response(ByteView datagram, Time now) {
+    if (!pending_) {
+        // Nothing of ours in flight: classify without any DH.
+        if (!decode_response(datagram)) {
+            ++stats_.drop_malformed;
+        } else if (!verify_mac1(own_mac1_key_, datagram)) {
+            ++stats_.drop_bad_mac1;
+        } else {
+            ++stats_.drop_unknown_index;
+        }
+        return;
+    }
+    InitiatorHandshake& h = pending_->handshake;
+    const uint64_t reads_before = h.noise_reads();
+    auto result = h.consume_response(datagram, now);
+    stats_.handshake_noise_reads += h.noise_reads() - reads_before;
+    if (const auto* drop = std::get_if<HandshakeDrop>(&result)) {
+        count(*drop);
+        return;
+    }
+    // The response proves the responder holds the keys: use them at once. The old current
+    // stays as previous to decrypt what the responder sends until it switches too.
+    protection_.install_confirmed(std::move(std::get<Keypair>(result)));
+    pending_.reset();
+    ++stats_.handshakes_completed;
+    had_keys_ = true;
+    update_state();
+}
+
+void Session::on_data(ByteView datagram, Time now) {
+    switch (protection_.classify(datagram)) {
+        case DataVerdict::kAccept:
+            break;
+        case DataVerdict::kMalformed:
+            ++stats_.drop_malformed;
+            return;
+        case DataVerdict::kUnknownIndex:
+            ++stats_.drop_unknown_index;
+            return;
+        case DataVerdict::kKeyExpired:
+            ++stats_.drop_key_expired;
+            return;
+    }
+    // The Connection checks its replay window, then opens (decrypt failures are counted by
+    // protection_), then marks the counter. Opening under `next` confirms those keys.
+    const uint64_t confirmed = protection_.keypairs_confirmed();
+    connection_.on_datagram(datagram, now);
+    if (protection_.keypairs_confirmed() != confirmed) update_state();
+}
+
+void Session::count(HandshakeDrop drop) {
+    switch (drop) {
+        case HandshakeDrop::kMalformed:
+            ++stats_.drop_malformed;
+            break;
+        case HandshakeDrop::kUnsupportedSuite:
+            ++stats_.drop_unsupported_suite;
+            break;
+        case HandshakeDrop::kBadMac1:
+            ++stats_.drop_bad_mac1;
+            break;
+        case HandshakeDrop::kDecryptFailed:
+            ++stats_.drop_decrypt_failed;
+            break;
+        case HandshakeDrop::kUnknownPeer:
+            ++stats_.drop_unknown_peer;
+            break;
+        case HandshakeDrop::kReplayedInitiation:
+            ++stats_.drop_replayed_initiation;
+            break;
+        case HandshakeDrop::kUnknownIndex:
+            ++stats_.drop_unknown_index;
+            break;
+    }
+}
+
+void Session::on_timer(Time now) {
+    protection_.set_now(now);
+    if (state_ == SessionState::kDead) return;
+    protection_.expire(now);
+    check_alive(now);
+    if (state_ == SessionState::kDead) return;
+    if (role_ == Role::kInitiator && started_at_ && !connection_.is_closed()) {
+        if (pending_ ? now >= pending_->retransmit_at : had_keys_ && protection_.needs_rekey()) {
+            send_initiation(now);
+        }
+    }
+    if (protection_.can_send()) connection_.on_timer(now);
+    update_state();
+}
+
+// --- outputs ------------------------------------------------------------------------------
+
+std::optional<Bytes> Session::poll_transmit(Time now) {
+    protection_.set_now(now);
+    if (state_ == SessionState::kDead) return std::nullopt;
+    const auto rekey_due = [&] {
+        return role_ == Role::kInitiator && had_keys_ && !pending_ && !connection_.is_closed() &&
+               protection_.needs_rekey();
+    };
+    if (rekey_due()) send_initiation(now);
+    if (!outbox_.empty()) {
+        Bytes message = std::move(outbox_.front());
+        outbox_.pop_front();
+        return message;
+    }
+    if (!protection_.can_send()) return std::nullopt;
+    auto packet = connection_.poll_transmit(now);
+    // The message count can cross the rekey point here; the initiation goes out next call.
+    if (packet && rekey_due()) send_initiation(now);
+    return packet;
+}
+
+Time Session::next_deadline() const {
+    if (state_ == SessionState::kDead) return kNever;
+    if (!outbox_.empty()) return Time{};  // send it now
+    Time t = kNever;
+    if (!connection_.is_closed()) {
+        if (role_ == Role::kInitiator && started_at_) {
+            if (pending_) {
+                t = std::min(t, pending_->retransmit_at);
+            } else if (protection_.current()) {
+                t = std::min(t, protection_.current()->created_at + kRekeyAfterTime);
+            }
+        }
+        if (!had_keys_) {
+            if (role_ == Role::kResponder) t = std::min(t, created_at_ + attempt_limit());
+            if (started_at_) t = std::min(t, *started_at_ + attempt_limit());
+        }
+        t = std::min(t, protection_.next_expiry());
+    }
+    if (protection_.can_send()) t = std::min(t, connection_.next_deadline());
+    return t;
+}
+
+// --- helpers ------------------------------------------------------------------------------
+
+void Session::send_initiation(Time now) {
+    const Tai64n timestamp = tai64n_from_unix_us(wall_clock_at_zero_us_ + to_us(now));
+    const uint32_t index = allocate_index();
+    auto h =
+        InitiatorHandshake::create(local_static_, peer_static_, suite_, index, timestamp, rng_);
+    if (!h) {  // suite_ was checked in the constructor; this would be a libsodium failure
+        die("cannot create a handshake", now);
+        return;
+    }
+    const Duration jitter(static_cast<int64_t>(rng_.uniform(to_us(kRekeyTimeoutJitter))));
+    pending_.emplace(PendingInitiation{std::move(*h), now + kRekeyTimeout + jitter});
+    // An older attempt not yet sent is superseded: its response would be ignored anyway.
+    outbox_.clear();
+    outbox_.push_back(pending_->handshake.initiation());
+    ++stats_.handshakes_sent;
+}
+
+uint32_t Session::allocate_index() {
+    for (;;) {
+        const auto index = static_cast<uint32_t>(rng_.next_u64());
+        const bool pending = pending_ && pending_->handshake.local_index() == index;
+        if (!pending && !protection_.uses_index(index)) return index;
+    }
+}
+
+Duration Session::attempt_limit() const {
+    return std::min(kRekeyAttemptTime, config_.connection.idle_timeout);
+}
+
+void Session::check_alive(Time now) {
+    if (!had_keys_) {
+        const std::optional<Time> since = role_ == Role::kResponder ? created_at_ : started_at_;
+        if (since && now >= *since + attempt_limit()) {
+            die("no handshake completed within " + seconds(attempt_limit()), now);
+        }
+        return;
+    }
+    // The initiator needs current keys; the responder may still be waiting for the
+    // initiator to confirm next ones.
+    const bool alive =
+        protection_.current() || (role_ == Role::kResponder && protection_.next().has_value());
+    if (!alive) {
+        die("keys expired: no handshake completed within " + seconds(kRejectAfterTime) +
+                " of the last",
+            now);
+    }
+}
+
+void Session::die(std::string_view reason, Time now) {
+    state_ = SessionState::kDead;
+    dead_reason_ = reason;
+    pending_.reset();
+    outbox_.clear();
+    // The application hears it where it hears everything else: ConnectionClosed, and a reset
+    // for every open stream. The CLOSE frame is never sent (nothing can be sealed any more).
+    connection_.close(ConnectionError::kIdleTimeout, "session: " + dead_reason_, now);
+}
+
+void Session::update_state() {
+    if (state_ == SessionState::kDead) return;
+    state_ = protection_.can_send() ? SessionState::kEstablished : SessionState::kHandshaking;
+}
+
+// --- introspection ------------------------------------------------------------------------
+
+SessionStats Session::stats() const {
+    SessionStats s = stats_;
+    s.drop_decrypt_failed += protection_.decrypt_failed();
+    s.keypairs_confirmed = protection_.keypairs_confirmed();
+    if (responder_) s.handshake_noise_reads += responder_->noise_reads();
+    return s;
+}
+
+SessionSnapshot Session::snapshot() const {
+    SessionSnapshot s{};
+    s.state = state_;
+    s.current = info(protection_.current());
+    s.previous = info(protection_.previous());
+    s.next = info(protection_.next());
+    if (pending_) {
+        s.handshake_index = pending_->handshake.local_index();
+        s.retransmit_at = pending_->retransmit_at;
+    }
+    if (responder_) s.greatest_timestamp = responder_->greatest_timestamp();
+    s.queued_messages = outbox_.size();
+    return s;
+}
+
+}  // namespace burrow

@@ -1,0 +1,182 @@
+// Session: one encrypted peer-to-peer session. It owns the handshake (tunnel/handshake.h),
+// the keypairs and packet protection (tunnel/session_protection.h) and the Connection that
+// carries the streams (tunnel/connection.h). Sans-IO (DESIGN.md §2):
+//
+//   start(now)                  initiator: send the first initiation
+//   on_datagram(bytes, now)     any datagram from the peer's path
+//   on_timer(now)               next_deadline() has passed
+//   poll_transmit(now)          a datagram to send, until nullopt
+//   next_deadline()             when to call on_timer next
+//
+// Roles are fixed for the session's life: the side the server told to connect is the
+// initiator; it starts every handshake, the first and each rekey. The responder knows the
+// initiator's static key in advance and answers no one else.
+//
+// Datagrams are classified by their type byte and exact size first; wrong size or unknown
+// type is dropped and counted without any other work. Then, as WireGuard orders it: mac1,
+// DH, identity, replay; for data: receiver index, key age, then the Connection's replay
+// window, then decryption. A dropped datagram changes nothing but a counter, and nothing is
+// ever sent in reply to an unauthenticated datagram except the (smaller) handshake response.
+//
+// Keys: the initiator rekeys when its current keypair is kRekeyAfterTime old or has sent
+// KeyLimits::rekey_after_messages packets. Data keeps flowing under the old keys while the
+// handshake runs, and the old keys still decrypt packets in flight after the switch, so
+// streams never stall or reset. An unanswered initiation is retried after kRekeyTimeout (plus
+// jitter). Keys older than kRejectAfterTime are never used; if no handshake has replaced them
+// by then, the session is dead (state() == kDead, and the Connection reports ConnectionClosed
+// to the application): it sends nothing more, plaintext least of all.
+//
+// Before the first keypair the application may already open streams and write; the Connection
+// holds the data and sends it once the handshake completes (relay-first connect relies on it).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tunnel/connection.h"
+#include "tunnel/handshake.h"
+#include "tunnel/noise.h"
+#include "tunnel/rng.h"
+#include "tunnel/session_protection.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+inline constexpr Duration kRekeyTimeout = std::chrono::seconds(5);  // WireGuard §6.1
+// wireguard-go's RekeyTimeoutJitterMaxMs: spreads retries so two sessions that lost packets
+// together do not retry in lockstep.
+inline constexpr Duration kRekeyTimeoutJitter = std::chrono::milliseconds(334);
+// WireGuard §6.1 Rekey-Attempt-Time: how long the first handshake is retried. Capped by the
+// Connection's idle timeout, whose clock starts when the session is created.
+inline constexpr Duration kRekeyAttemptTime = std::chrono::seconds(90);
+
+struct SessionConfig {
+    ConnectionConfig connection;
+    // The suite the initiator names (the responder takes whichever the initiation names).
+    // nullopt: preferred_suite(). A suite this CPU cannot run falls back to ChaCha20-Poly1305.
+    std::optional<CipherSuite> suite;
+    KeyLimits key_limits;
+};
+
+enum class SessionState {
+    kHandshaking,  // no keys to send under yet (or the current ones are used up)
+    kEstablished,  // the Connection runs
+    kDead,         // no handshake completed in time: nothing is sent or accepted any more
+};
+const char* session_state_name(SessionState state);
+
+// Counters for `burrow status` and tests: every drop has a reason.
+struct SessionStats {
+    uint64_t handshakes_sent = 0;        // initiations (initiator) or responses (responder)
+    uint64_t handshakes_completed = 0;   // keypairs created
+    uint64_t keypairs_confirmed = 0;     // keypairs that became current
+    uint64_t handshake_noise_reads = 0;  // handshake messages that got as far as DH
+    uint64_t drop_malformed = 0;         // unknown type, wrong size, bad fields
+    uint64_t drop_bad_mac1 = 0;
+    uint64_t drop_unknown_peer = 0;
+    uint64_t drop_replayed_initiation = 0;
+    uint64_t drop_decrypt_failed = 0;  // handshake or data
+    uint64_t drop_unknown_index = 0;
+    uint64_t drop_key_expired = 0;  // keys older than kRejectAfterTime or used up
+    uint64_t drop_unsupported_suite = 0;
+    uint64_t drop_unexpected = 0;  // a message our role never receives, or after death
+    bool operator==(const SessionStats&) const = default;
+};
+
+// Everything a Session holds besides the Connection and its counters, for tests that assert
+// a datagram changed nothing.
+struct KeypairInfo {
+    uint32_t local_index;
+    uint32_t remote_index;
+    Time created_at;
+    uint64_t sent;
+    uint64_t received;
+    bool operator==(const KeypairInfo&) const = default;
+};
+struct SessionSnapshot {
+    SessionState state;
+    std::optional<KeypairInfo> current;
+    std::optional<KeypairInfo> previous;
+    std::optional<KeypairInfo> next;
+    std::optional<uint32_t> handshake_index;  // the initiation in flight
+    Time retransmit_at;
+    Tai64n greatest_timestamp;
+    size_t queued_messages;
+    bool operator==(const SessionSnapshot&) const = default;
+};
+
+class Session {
+  public:
+    // Precondition: crypto_init() has succeeded. wall_clock_at_zero_us is the Unix time (in
+    // microseconds) at which `now` was Time{}: initiation timestamps are
+    // wall_clock_at_zero_us + now, so they grow across process restarts.
+    Session(Role role, const PrivateKey& local_static, const PublicKey& peer_static,
+            const SessionConfig& config, Rng& rng, Time now, int64_t wall_clock_at_zero_us);
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Initiator: sends the first initiation (no-op if already started, and for a responder).
+    void start(Time now);
+
+    void on_datagram(ByteView datagram, Time now);
+    void on_timer(Time now);
+    std::optional<Bytes> poll_transmit(Time now);
+    Time next_deadline() const;
+
+    Connection& connection() { return connection_; }
+    const Connection& connection() const { return connection_; }
+    Role role() const { return role_; }
+    SessionState state() const { return state_; }
+    bool established() const { return state_ == SessionState::kEstablished; }
+    // Why the session died; empty while it lives.
+    std::string_view dead_reason() const { return dead_reason_; }
+    // The suite the current keys use (the configured one before any handshake).
+    CipherSuite suite() const;
+
+    SessionStats stats() const;
+    SessionSnapshot snapshot() const;
+
+  private:
+    struct PendingInitiation {
+        InitiatorHandshake handshake;
+        Time retransmit_at;
+    };
+
+    void send_initiation(Time now);
+    void on_initiation(ByteView datagram, Time now);
+    void on_response(ByteView datagram, Time now);
+    void on_data(ByteView datagram, Time now);
+    void count(HandshakeDrop drop);
+    uint32_t allocate_index();
+    Duration attempt_limit() const;
+    void check_alive(Time now);
+    void die(std::string_view reason, Time now);
+    void update_state();
+
+    Role role_;
+    SessionConfig config_;
+    CipherSuite suite_;
+    Rng& rng_;
+    PrivateKey local_static_;
+    PublicKey peer_static_;
+    Mac1Key own_mac1_key_;
+    int64_t wall_clock_at_zero_us_;
+    Time created_at_;
+
+    SessionProtection protection_;
+    Connection connection_;  // after protection_: it keeps a reference to it
+
+    std::optional<HandshakeResponder> responder_;  // responder role only
+    std::optional<PendingInitiation> pending_;     // initiator: the attempt in flight
+    std::optional<Time> started_at_;               // initiator: when start() was called
+    bool had_keys_ = false;                        // a handshake has completed
+    std::deque<Bytes> outbox_;                     // handshake messages to send
+    SessionState state_ = SessionState::kHandshaking;
+    std::string dead_reason_;
+    SessionStats stats_;
+};
+
+}  // namespace burrow
