@@ -158,6 +158,10 @@ public:
     void reset_stream(StreamId id, ResetReason reason);
     std::optional<ConnectionEvent> poll_event();
 
+    // Sends an ack-eliciting PING in the next packet (e.g. so a peer sees traffic under
+    // new keys at once, or to probe a path).
+    void ping() { ping_pending_ = true; }
+
     // Sends CLOSE and stops; the connection is then closed (is_closed()).
     void close(ConnectionError code, std::string_view reason, Time now);
     bool is_closed() const { return state_ == State::kClosed; }

@@ -139,6 +139,9 @@ void Session::on_response(ByteView datagram, Time now) {
     // The response proves the responder holds the keys: use them at once. The old current
     // stays as previous to decrypt what the responder sends until it switches too.
     protection_.install_confirmed(std::move(std::get<Keypair>(result)));
+    // The responder switches to these keys once it sees a packet under them: send one now
+    // rather than waiting for the next data or keepalive.
+    connection_.ping();
     pending_.reset();
     ++stats_.handshakes_completed;
     had_keys_ = true;
