@@ -143,8 +143,14 @@ void Bbr::check_full_pipe(const RateSample& rs) {
     // the bottleneck queue already; three more rounds at 2.89x would drop a BDP or more and
     // leave a full queue in front of every interactive packet.
     const uint64_t round_delivered = delivered_ - round_start_delivered_;
+    // Random loss (a lossy radio link) loses packets without any queue; it must not end
+    // STARTUP at a fraction of the path's rate. Overflow comes with a queue: the whole round
+    // saw RTTs above the minimum.
+    const bool queue_seen =
+        round_min_rtt_ != Duration::max() && rt_prop_ != Duration::max() &&
+        round_min_rtt_ > rt_prop_ + kStartupLossMinQueue;
     const bool lossy_round =
-        round_loss_events_ >= kStartupLossEvents &&
+        queue_seen && round_loss_events_ >= kStartupLossEvents &&
         static_cast<double>(round_lost_bytes_) >
             kStartupLossRate * static_cast<double>(round_delivered);
     round_start_delivered_ = delivered_;

@@ -59,6 +59,8 @@ class Bbr final : public CongestionController {
     // kStartupLossEvents separate loss events (BBRv2: BBRLossThresh 2%, StartupFullLossCnt).
     static constexpr double kStartupLossRate = 0.02;
     static constexpr uint64_t kStartupLossEvents = 6;
+    // ... and only when the round's smallest RTT shows this much queue (see check_full_pipe).
+    static constexpr Duration kStartupLossMinQueue = std::chrono::milliseconds(1);
     // HyStart++ (RFC 9406 §4.3) delay-increase thresholds, used to end STARTUP.
     static constexpr uint64_t kHystartMinRttSamples = 8;  // N_RTT_SAMPLE
     static constexpr Duration kHystartMinRttThresh = std::chrono::milliseconds(4);

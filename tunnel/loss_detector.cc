@@ -38,6 +38,7 @@ LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, Rtt
     // Ranges arrive descending; walk them upwards so `acked` comes out ascending.
     for (auto r = ack.ranges.rbegin(); r != ack.ranges.rend(); ++r) {
         if (r->smallest > r->largest) continue;  // malformed; the decoder should not let it by
+        note_spurious_losses(r->smallest, r->largest);
         auto it = sent_.lower_bound(r->smallest);
         while (it != sent_.end() && it->first <= r->largest) {
             forget(it->second);
@@ -80,6 +81,22 @@ LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, Rtt
     return out;
 }
 
+void LossDetector::note_spurious_losses(uint64_t smallest, uint64_t largest) {
+    // Any number in [smallest, largest] that we declared lost arrived after all.
+    const uint64_t end = largest + 1;
+    uint64_t from = smallest;
+    bool spurious = false;
+    while (auto hit = recently_lost_.first_from(from)) {
+        if (hit->start >= end) break;
+        const uint64_t stop = std::min(hit->end, end);
+        spurious_losses_ += stop - hit->start;
+        recently_lost_.remove(hit->start, stop);
+        spurious = true;
+        from = stop;
+    }
+    if (spurious) packet_threshold_ = std::min(packet_threshold_ * 2, kMaxPacketThreshold);
+}
+
 std::vector<SentPacket> LossDetector::detect_lost(Time now, const RttEstimator& rtt) {
     std::vector<SentPacket> lost;
     loss_time_ = kNever;
@@ -92,7 +109,9 @@ std::vector<SentPacket> LossDetector::detect_lost(Time now, const RttEstimator& 
     auto it = sent_.begin();
     while (it != sent_.end() && it->first <= largest_acked) {
         SentPacket& p = it->second;
-        if (p.time_sent <= lost_send_time || largest_acked >= p.packet_number + kPacketThreshold) {
+        if (p.time_sent <= lost_send_time || largest_acked >= p.packet_number + packet_threshold_) {
+            recently_lost_.add(p.packet_number, p.packet_number + 1);
+            if (recently_lost_.interval_count() > kLostMemoryRanges) recently_lost_.pop_first();
             forget(p);
             lost.push_back(std::move(p));
             it = sent_.erase(it);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tunnel/frame.h"
+#include "tunnel/range_set.h"
 #include "tunnel/rtt_estimator.h"
 #include "tunnel/sent_packet.h"
 #include "tunnel/time.h"
@@ -25,6 +26,14 @@ namespace burrow {
 class LossDetector {
   public:
     static constexpr uint64_t kPacketThreshold = 3;      // RFC 9002 §6.1.1
+    // RFC 9002 §6.1.1 lets the reordering threshold adapt. When a packet we declared lost
+    // is acknowledged after all, the path reorders more than we assumed: double the packet
+    // threshold, up to this cap (the time threshold still bounds detection at 9/8 RTT).
+    // Without it, per-packet jitter of a few ms at tens of Mbit/s turns one packet in eight
+    // into a spurious retransmission.
+    static constexpr uint64_t kMaxPacketThreshold = 64;
+    // How many lost-packet ranges we remember to recognise spurious losses.
+    static constexpr size_t kLostMemoryRanges = 256;
     static constexpr double kTimeThreshold = 9.0 / 8.0;  // RFC 9002 §6.1.2
     // Our cap on PTO backoff: a tunnel must recover fast after an outage (a Wi-Fi handover,
     // a 2 s blackhole), and RFC 9002's unbounded doubling would leave it silent for tens of
@@ -72,6 +81,8 @@ class LossDetector {
     std::optional<uint64_t> largest_acked() const { return largest_acked_; }
     uint64_t largest_sent() const { return largest_sent_; }  // 0 before the first send
     size_t tracked_count() const { return sent_.size(); }
+    uint64_t packet_threshold() const { return packet_threshold_; }
+    uint64_t spurious_losses() const { return spurious_losses_; }
     // All tracked packets, ascending, e.g. to requeue their frames when the path changes.
     // In-flight accounting, timers and the PTO backoff start over.
     std::vector<SentPacket> take_all();
@@ -81,6 +92,7 @@ class LossDetector {
     bool detect_persistent_congestion(const std::vector<SentPacket>& lost, const RttEstimator& rtt,
                                       Duration max_ack_delay) const;
     void forget(const SentPacket& p);
+    void note_spurious_losses(uint64_t smallest, uint64_t largest);
     Duration pto(const RttEstimator& rtt, Duration max_ack_delay) const;
 
     std::map<uint64_t, SentPacket> sent_;  // unacked and not yet lost, by packet number
@@ -93,6 +105,9 @@ class LossDetector {
     Time loss_time_ = kNever;
     uint32_t pto_count_ = 0;
     Time first_rtt_sample_ = kNever;  // persistent congestion ignores packets sent before it
+    uint64_t packet_threshold_ = kPacketThreshold;
+    RangeSet recently_lost_;  // numbers declared lost, to notice when they are acked after all
+    uint64_t spurious_losses_ = 0;
 };
 
 }  // namespace burrow

@@ -359,3 +359,40 @@ TEST_CASE("loss detector accounting stays exact under random sends, ACKs and tim
         }
     }
 }
+
+TEST_CASE("loss detector: a spurious loss raises the reordering threshold") {
+    LossDetector d;
+    RttEstimator rtt;
+    // All sent together and acked 10 ms later, so the time threshold (9/8 RTT) never fires.
+    for (uint64_t pn = 0; pn < 10; ++pn) d.on_packet_sent(packet(pn, ms(40)));
+    // 5..9 arrive first: 0..4 are three or more below the largest, so declared lost.
+    auto out = d.on_ack(ack_of({{5, 9}}), ms(50), rtt, kMaxAckDelay);
+    CHECK(numbers(out.lost) == std::vector<uint64_t>{0, 1, 2, 3, 4});
+    CHECK(d.packet_threshold() == LossDetector::kPacketThreshold);
+    // Then 0..4 arrive after all: they were reordered, not lost.
+    d.on_ack(ack_of({{0, 9}}), ms(51), rtt, kMaxAckDelay);
+    CHECK(d.spurious_losses() == 5);
+    CHECK(d.packet_threshold() == 2 * LossDetector::kPacketThreshold);
+    // With the threshold at 6, acking 15..19 makes only 10..13 lost; at 3, 14 would be too.
+    for (uint64_t pn = 10; pn < 20; ++pn) d.on_packet_sent(packet(pn, ms(52)));
+    out = d.on_ack(ack_of({{15, 19}, {0, 9}}), ms(53), rtt, kMaxAckDelay);
+    CHECK(numbers(out.lost) == std::vector<uint64_t>{10, 11, 12, 13});
+    // Acknowledging an already-forgiven number again is not counted twice.
+    d.on_ack(ack_of({{0, 2}}), ms(54), rtt, kMaxAckDelay);
+    CHECK(d.spurious_losses() == 5);
+}
+
+TEST_CASE("loss detector: the reordering threshold stops at its cap") {
+    LossDetector d;
+    RttEstimator rtt;
+    uint64_t pn = 0;
+    for (int round = 0; round < 12; ++round) {
+        const uint64_t base = pn;
+        const uint64_t depth = d.packet_threshold() + 1;
+        for (uint64_t i = 0; i <= depth; ++i) d.on_packet_sent(packet(pn++, ms(round * 100)));
+        // The newest arrives first, making `base` look lost; then `base` arrives.
+        d.on_ack(ack_of({{pn - 1, pn - 1}}), ms(round * 100 + 1), rtt, kMaxAckDelay);
+        d.on_ack(ack_of({{base, pn - 1}}), ms(round * 100 + 2), rtt, kMaxAckDelay);
+    }
+    CHECK(d.packet_threshold() == LossDetector::kMaxPacketThreshold);
+}
