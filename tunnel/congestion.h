@@ -5,6 +5,23 @@
 // Two controllers: BBR (the default: it models the path's bandwidth and RTT instead of
 // reading loss as congestion, so random loss does not collapse it) and NewReno (RFC 9002's
 // reference, loss-based; kept as the baseline to measure against).
+//
+// Why BBR, measured with the simulator (one bulk stream, 50 Mbit/s, 40 ms RTT, 5 seeds):
+//
+//   build/burrow-sim transfer --seeds 5 --streams 1 --bytes 50000000 --delay-ms 20
+//       --rate-mbit 50 --loss P --cc C
+//
+//                 loss 0%   loss 1%      (goodput as a fraction of the link rate)
+//     BBR          0.961     0.949
+//     NewReno      0.962     0.054
+//
+// A loss-based controller halves its window on every loss, so at 1% random loss (a busy
+// Wi-Fi or mobile link, exactly where a tunnel like this runs) it holds about 1/18 of the
+// link; BBR sizes its window from the delivery rate and minimum RTT and loses nothing.
+// Our BBR departs from v1 where measurement showed it had to (see bbr.h): drain phases
+// last until in-flight is one BDP, STARTUP also ends on an RTT rise (HyStart++) or on loss
+// with a queue, ProbeRTT holds half a BDP, and the probe gain is 1.125. Together these keep
+// an interactive stream beside the bulk one at p99 46.6 ms on the 40 ms path (v1: 162 ms).
 #pragma once
 
 #include <cstddef>
