@@ -49,7 +49,7 @@ std::variant<ServerCertStatus, CertError> ensure_server_cert(const std::string& 
 
 // A certificate and the private key that belongs to it, ready for mbedtls_ssl_conf_own_cert.
 class ServerCredentials {
-public:
+  public:
     // Refuses a key file that others may read (group access is allowed: Debian's ssl-cert
     // group convention), a key that does not match the certificate, and unparsable files.
     static std::variant<std::unique_ptr<ServerCredentials>, CertError> load(
@@ -62,7 +62,7 @@ public:
     mbedtls_pk_context* key() { return &key_; }
     const std::string& fingerprint() const { return fingerprint_; }
 
-private:
+  private:
     ServerCredentials();
     mbedtls_x509_crt cert_;
     mbedtls_pk_context key_;

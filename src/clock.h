@@ -16,14 +16,14 @@
 namespace burrow {
 
 class LoopClock {
-public:
+  public:
     LoopClock();
     // Monotonic, microsecond resolution. Reads the clock on each call (a vDSO call, no syscall)
     // rather than libuv's millisecond loop time, which is cached at the start of each loop
     // iteration and would make RTT samples coarse and stale.
     Time now() const;
 
-private:
+  private:
     uint64_t origin_ns_;
 };
 

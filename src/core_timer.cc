@@ -18,8 +18,7 @@ uint64_t delay_ms(Time now, Time deadline) {
 
 }  // namespace
 
-std::shared_ptr<CoreTimer> CoreTimer::create(uv_loop_t* loop, const LoopClock& clock,
-                                             Hooks hooks) {
+std::shared_ptr<CoreTimer> CoreTimer::create(uv_loop_t* loop, const LoopClock& clock, Hooks hooks) {
     std::shared_ptr<CoreTimer> timer(new CoreTimer(loop, clock, std::move(hooks)));
     timer->self_ = timer;
     return timer;

@@ -33,7 +33,7 @@
 namespace burrow {
 
 class CoreTimer : public std::enable_shared_from_this<CoreTimer> {
-public:
+  public:
     struct Hooks {
         std::function<void(Time now)> on_timer;
         // Takes one datagram from the core and sends it; false once the core has none.
@@ -66,7 +66,7 @@ public:
     Time armed_deadline() const { return armed_; }
     const Stats& stats() const { return stats_; }
 
-private:
+  private:
     CoreTimer(uv_loop_t* loop, const LoopClock& clock, Hooks hooks);
     static void on_fire(uv_timer_t* handle);
     static void on_closed(uv_handle_t* handle);

@@ -15,7 +15,7 @@ namespace burrow {
 // mbedTLS's CTR_DRBG (AES-256 in counter mode, NIST SP 800-90A) seeded from the OS entropy
 // source. Not movable: the DRBG keeps a pointer to its entropy context.
 class Drbg {
-public:
+  public:
     static std::variant<std::unique_ptr<Drbg>, OsError> create();
     ~Drbg();
     Drbg(const Drbg&) = delete;
@@ -25,7 +25,7 @@ public:
     static int random(void* drbg, unsigned char* out, size_t len);
     void* context() { return &ctr_drbg_; }
 
-private:
+  private:
     Drbg();
     mbedtls_entropy_context entropy_;
     mbedtls_ctr_drbg_context ctr_drbg_;

@@ -62,7 +62,12 @@ TcpConnection::TcpConnection(const TcpOptions& options)
 
 TcpConnection::~TcpConnection() = default;
 
-void TcpConnection::learn_addresses() {
+void TcpConnection::on_established() {
+    state_ = State::kOpen;
+    // We write whole messages (TLS records, forwarded chunks), several in a row: Nagle's
+    // algorithm would hold each small one back until the previous is acknowledged, and with
+    // delayed ACKs that costs ~40 ms per round of a TLS handshake.
+    uv_tcp_nodelay(&tcp_, 1);
     sockaddr_storage sa;
     int len = sizeof sa;
     if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
@@ -159,7 +164,10 @@ void TcpConnection::reset() {
 void TcpConnection::set_timer(Duration after, std::function<void()> fire) {
     if (state_ == State::kClosing || state_ == State::kClosed) return;
     timer_fn_ = std::move(fire);
-    uv_timer_start(&timer_, &TcpConnection::on_timer, ceil_ms(after), 0);
+    // libuv counts from the loop time, cached at the start of the iteration and truncated to
+    // the millisecond: refresh it, and add the millisecond, so the timer never fires early.
+    uv_update_time(timer_.loop);
+    uv_timer_start(&timer_, &TcpConnection::on_timer, ceil_ms(after) + 1, 0);
 }
 
 void TcpConnection::cancel_timer() {
@@ -265,8 +273,7 @@ void TcpConnection::on_connected(uv_connect_t* req, int status) {
         return;
     }
     self->cancel_timer();
-    self->state_ = State::kOpen;
-    self->learn_addresses();
+    self->on_established();
     auto done = std::move(self->connect_done_);
     self->connect_done_ = nullptr;
     done(self->shared_from_this(), OsError{});
@@ -285,9 +292,9 @@ void tcp_connect(uv_loop_t* loop, const SocketAddress& remote, Duration timeout,
     c->connect_done_ = std::move(done);
     c->connect_req_.data = c.get();
     const sockaddr_storage sa = to_sockaddr(remote);
-    const int rc = uv_tcp_connect(&c->connect_req_, &c->tcp_,
-                                  reinterpret_cast<const sockaddr*>(&sa),
-                                  &TcpConnection::on_connected);
+    const int rc =
+        uv_tcp_connect(&c->connect_req_, &c->tcp_, reinterpret_cast<const sockaddr*>(&sa),
+                       &TcpConnection::on_connected);
     if (rc != 0) {
         // Reported from the close callback, so never from inside this call.
         c->begin_close("connect " + to_string(remote) + ": " + uv_error_text(rc), false);
@@ -355,8 +362,7 @@ void TcpListener::on_connection(uv_stream_t* server, int status) {
         c->close();
         return;
     }
-    c->state_ = TcpConnection::State::kOpen;
-    c->learn_addresses();
+    c->on_established();
     if (self->on_accept_) {
         self->on_accept_(std::move(c));
     } else {

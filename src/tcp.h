@@ -45,7 +45,7 @@ struct TcpCallbacks {
 };
 
 class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
-public:
+  public:
     ~TcpConnection();
     TcpConnection(const TcpConnection&) = delete;
     TcpConnection& operator=(const TcpConnection&) = delete;
@@ -83,7 +83,7 @@ public:
     const SocketAddress& local_address() const { return local_; }
     const SocketAddress& peer_address() const { return peer_; }
 
-private:
+  private:
     friend class TcpListener;
     friend void tcp_connect(uv_loop_t*, const SocketAddress&, Duration,
                             std::function<void(std::shared_ptr<TcpConnection>, OsError)>,
@@ -93,7 +93,7 @@ private:
 
     static std::shared_ptr<TcpConnection> make(uv_loop_t* loop, const TcpOptions& options);
     explicit TcpConnection(const TcpOptions& options);
-    void learn_addresses();
+    void on_established();
     void begin_close(const std::string& reason, bool reset);
     void finish_close();
     static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
@@ -129,7 +129,7 @@ private:
 };
 
 class TcpListener : public std::enable_shared_from_this<TcpListener> {
-public:
+  public:
     using AcceptFn = std::function<void(std::shared_ptr<TcpConnection>)>;
 
     // Listens on local (port 0 picks one). Errors read "listen 127.0.0.1:8080: address already
@@ -142,7 +142,7 @@ public:
     void close();
     const SocketAddress& local_address() const { return local_; }
 
-private:
+  private:
     TcpListener(AcceptFn on_accept, TcpOptions options);
     static void on_connection(uv_stream_t* server, int status);
     static void on_closed(uv_handle_t* handle);

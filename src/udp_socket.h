@@ -46,14 +46,14 @@ struct UdpStats {
     uint64_t bytes_received = 0;
     uint64_t datagrams_sent = 0;  // accepted for sending (by the kernel or libuv's queue)
     uint64_t bytes_sent = 0;
-    uint64_t truncated = 0;         // larger than max_datagram_size: dropped
-    uint64_t receive_errors = 0;    // recvmsg failed
-    uint64_t send_failures = 0;     // the kernel refused the datagram (unreachable, too big...)
-    uint64_t send_queue_full = 0;   // dropped: max_send_queue_bytes reached
+    uint64_t truncated = 0;        // larger than max_datagram_size: dropped
+    uint64_t receive_errors = 0;   // recvmsg failed
+    uint64_t send_failures = 0;    // the kernel refused the datagram (unreachable, too big...)
+    uint64_t send_queue_full = 0;  // dropped: max_send_queue_bytes reached
 };
 
 class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
-public:
+  public:
     using ReceiveFn = std::function<void(const SocketAddress& from, ByteView datagram, Time now)>;
 
     // Binds to local (port 0 picks a free port) and starts receiving. An IPv6 wildcard socket
@@ -77,7 +77,7 @@ public:
     size_t send_queue_bytes() const { return queued_bytes_; }
     const UdpStats& stats() const { return stats_; }
 
-private:
+  private:
     struct SendRequest;
     UdpSocket(const LoopClock& clock, ReceiveFn receive, UdpOptions options);
     static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);

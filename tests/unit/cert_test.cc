@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string templ = (fs::temp_directory_path() / "burrow-cert-test-XXXXXX").string();
         REQUIRE(::mkdtemp(templ.data()) != nullptr);
@@ -31,7 +31,7 @@ public:
     }
     std::string file(const std::string& name) const { return (path_ / name).string(); }
 
-private:
+  private:
     fs::path path_;
 };
 
@@ -203,9 +203,9 @@ TEST_CASE("cert: load refuses a key others can read, and a key of another certif
     REQUIRE(::chmod(dir.file("a.key").c_str(), 0644) == 0);
     auto exposed = ServerCredentials::load(dir.file("a.crt"), dir.file("a.key"));
     REQUIRE(std::holds_alternative<CertError>(exposed));
-    CHECK(std::get<CertError>(exposed).message ==
-          "key file " + dir.file("a.key") + " is accessible by others; run chmod 600 " +
-              dir.file("a.key"));
+    CHECK(std::get<CertError>(exposed).message == "key file " + dir.file("a.key") +
+                                                      " is accessible by others; run chmod 600 " +
+                                                      dir.file("a.key"));
 
     REQUIRE(::chmod(dir.file("a.key").c_str(), 0640) == 0);  // group: the ssl-cert convention
     CHECK(std::holds_alternative<std::unique_ptr<ServerCredentials>>(
@@ -213,8 +213,8 @@ TEST_CASE("cert: load refuses a key others can read, and a key of another certif
 
     auto missing = ServerCredentials::load(dir.file("nope.crt"), dir.file("a.key"));
     REQUIRE(std::holds_alternative<CertError>(missing));
-    CHECK(std::get<CertError>(missing).message.rfind("certificate file " + dir.file("nope.crt"), 0) ==
-          0);
+    CHECK(std::get<CertError>(missing).message.rfind("certificate file " + dir.file("nope.crt"),
+                                                     0) == 0);
 }
 
 TEST_CASE("cert: fingerprints parse strictly and print in lowercase") {
@@ -229,10 +229,10 @@ TEST_CASE("cert: fingerprints parse strictly and print in lowercase") {
     CHECK((*a)[31] == 0x0f);
     CHECK(format_fingerprint(*b) == lower);
 
-    CHECK_FALSE(parse_fingerprint(lower.substr(1)));            // prefix
-    CHECK_FALSE(parse_fingerprint("SHA256:" + lower.substr(7)));  // prefix is lowercase
+    CHECK_FALSE(parse_fingerprint(lower.substr(1)));                    // prefix
+    CHECK_FALSE(parse_fingerprint("SHA256:" + lower.substr(7)));        // prefix is lowercase
     CHECK_FALSE(parse_fingerprint(lower.substr(0, lower.size() - 1)));  // 63 digits
-    CHECK_FALSE(parse_fingerprint(lower + "0"));                          // 65 digits
+    CHECK_FALSE(parse_fingerprint(lower + "0"));                        // 65 digits
     CHECK_FALSE(parse_fingerprint("sha256:" + std::string(63, 'a') + "g"));
     CHECK_FALSE(parse_fingerprint(""));
 }

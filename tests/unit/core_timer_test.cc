@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "src/core_timer.h"
-#include "tunnel/bytes.h"
 #include "tests/unit/uv_test_loop.h"
+#include "tunnel/bytes.h"
 
 using namespace burrow;
 using namespace std::chrono_literals;
@@ -42,9 +42,8 @@ struct IterationCounter {
     explicit IterationCounter(uv_loop_t* loop) {
         uv_prepare_init(loop, &prepare);
         prepare.data = this;
-        uv_prepare_start(&prepare, [](uv_prepare_t* p) {
-            ++static_cast<IterationCounter*>(p->data)->count;
-        });
+        uv_prepare_start(&prepare,
+                         [](uv_prepare_t* p) { ++static_cast<IterationCounter*>(p->data)->count; });
     }
     ~IterationCounter() {
         uv_close(reinterpret_cast<uv_handle_t*>(&prepare), nullptr);

@@ -170,12 +170,14 @@ TEST_CASE("tcp: a connect that gets no answer times out") {
     }
     std::optional<OsError> error;
     loop.run_for(100ms);
-    tcp_connect(loop.get(), loopback4(port), 300ms, [&](std::shared_ptr<TcpConnection> c, OsError e) {
-        CHECK(c == nullptr);
-        error = e;
-    });
+    tcp_connect(loop.get(), loopback4(port), 300ms,
+                [&](std::shared_ptr<TcpConnection> c, OsError e) {
+                    CHECK(c == nullptr);
+                    error = e;
+                });
     REQUIRE(loop.run_until([&] { return error.has_value(); }, 3s));
-    CHECK(error->message == "connect 127.0.0.1:" + std::to_string(port) + ": timed out after 300 ms");
+    CHECK(error->message ==
+          "connect 127.0.0.1:" + std::to_string(port) + ": timed out after 300 ms");
     for (auto& c : fillers) c->close();
     loop.settle();
     ::close(fd);

@@ -138,11 +138,10 @@ TEST_CASE("udp: IPv6 loopback, and IPv4 peers of a dual-stack socket look like I
     TestLoop loop;
     LoopClock clock;
     std::vector<Received> at_dual, at_v6;
-    auto dual_r = UdpSocket::bind(
-        loop.get(), clock, SocketAddress::ipv6({}, 0),
-        [&](const SocketAddress& from, ByteView d, Time now) {
-            at_dual.push_back({from, Bytes(d.begin(), d.end()), now});
-        });
+    auto dual_r = UdpSocket::bind(loop.get(), clock, SocketAddress::ipv6({}, 0),
+                                  [&](const SocketAddress& from, ByteView d, Time now) {
+                                      at_dual.push_back({from, Bytes(d.begin(), d.end()), now});
+                                  });
     if (std::holds_alternative<OsError>(dual_r)) {
         WARN("no IPv6 here: " << std::get<OsError>(dual_r).message);
         return;
@@ -180,10 +179,11 @@ TEST_CASE("udp: closing from inside the receive callback stops delivery") {
     LoopClock clock;
     int calls = 0;
     std::shared_ptr<UdpSocket> b;
-    auto r = UdpSocket::bind(loop.get(), clock, loopback4(), [&](const SocketAddress&, ByteView, Time) {
-        ++calls;
-        b->close();
-    });
+    auto r =
+        UdpSocket::bind(loop.get(), clock, loopback4(), [&](const SocketAddress&, ByteView, Time) {
+            ++calls;
+            b->close();
+        });
     b = std::get<std::shared_ptr<UdpSocket>>(r);
     auto a = bind_or_fail(loop, clock, loopback4(), nullptr);
     for (int i = 0; i < 5; ++i) REQUIRE(a->send(b->local_address(), as_bytes("x")));

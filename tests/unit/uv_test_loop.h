@@ -10,7 +10,7 @@
 namespace burrow::test {
 
 class TestLoop {
-public:
+  public:
     TestLoop() {
         uv_loop_init(&loop_);
         uv_timer_init(&loop_, &tick_);
@@ -36,7 +36,8 @@ public:
         const auto end = std::chrono::steady_clock::now() + limit;
         // A ticking timer bounds each blocking poll, so the limit is checked even when
         // nothing happens.
-        uv_timer_start(&tick_, [](uv_timer_t*) {}, kTickMs, kTickMs);
+        uv_timer_start(
+            &tick_, [](uv_timer_t*) {}, kTickMs, kTickMs);
         while (!done() && std::chrono::steady_clock::now() < end) uv_run(&loop_, UV_RUN_ONCE);
         uv_timer_stop(&tick_);
         return done();
@@ -52,7 +53,7 @@ public:
         for (int i = 0; i < kSettleRounds; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
     }
 
-private:
+  private:
     static constexpr uint64_t kTickMs = 5;
     static constexpr int kSettleRounds = 4;
     uv_loop_t loop_;
