@@ -80,10 +80,10 @@ void TcpConnection::on_established() {
 }
 
 void TcpConnection::start(TcpCallbacks callbacks) {
-    if (started_ || state_ != State::kOpen) return;
-    callbacks_ = std::move(callbacks);
+    if (started_ || state_ == State::kClosed) return;
+    callbacks_ = std::move(callbacks);  // while closing, on_closed is still owed
     started_ = true;
-    if (paused_) return;
+    if (state_ != State::kOpen || paused_) return;
     const int rc = uv_read_start(stream(), &TcpConnection::on_alloc, &TcpConnection::on_read);
     if (rc != 0) begin_close("read: " + uv_error_text(rc), false);
 }

@@ -50,7 +50,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
     TcpConnection(const TcpConnection&) = delete;
     TcpConnection& operator=(const TcpConnection&) = delete;
 
-    // Sets the callbacks and starts reading.
+    // Sets the callbacks and starts reading. Only the first call counts; a connection that has
+    // already finished closing stays silent.
     void start(TcpCallbacks callbacks);
 
     // Queues a copy of data (or writes it at once when the kernel has room). Accepted whole

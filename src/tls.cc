@@ -219,7 +219,7 @@ void TlsConnection::on_tcp_connected(std::shared_ptr<TcpConnection> tcp, const O
         return;
     }
     if (tcp == nullptr) {
-        spdlog::error("tls: {}", error.message);
+        spdlog::debug("tls: {}", error.message);
         deliver_closed(error.message);
         return;
     }

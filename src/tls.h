@@ -14,6 +14,10 @@
 //   tls 203.0.113.7:7000: server certificate fingerprint sha256:ab.. does not match the pinned
 //   sha256:cd..
 //
+// Handshake and protocol failures are logged here, once (error on a client, info on a server,
+// where strangers probing the port are routine); on_closed carries the same reason, so the
+// owner need not log it again. Connect failures and resets are left to the owner.
+//
 // Lifetime: like TcpConnection. After start(), on_closed(reason) is the last callback, always
 // delivered from the loop (never from inside a method of ours); the object stays usable (as an
 // inert one) as long as someone holds the shared_ptr. No callback runs before start().
@@ -114,7 +118,7 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
 
     // Encrypts and queues data; before the handshake completes it is held and sent right
     // after. False when closing, or when it would go beyond max_write_buffer (then nothing is
-    // queued and on_writable follows).
+    // queued and on_writable follows); a write into an empty buffer is always taken whole.
     bool write(ByteView data);
     size_t buffered_bytes() const;
 
