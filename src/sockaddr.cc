@@ -1,0 +1,69 @@
+#include "src/sockaddr.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace burrow {
+
+namespace {
+
+// RFC 4291 §2.5.5.2: ::ffff:0:0/96 carries an IPv4 address in its last 4 bytes.
+constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+}  // namespace
+
+std::optional<SocketAddress> from_sockaddr(const sockaddr* sa) {
+    if (sa == nullptr) return std::nullopt;
+    if (sa->sa_family == AF_INET) {
+        sockaddr_in in;
+        std::memcpy(&in, sa, sizeof in);
+        std::array<uint8_t, kIpv4Size> ip;
+        std::memcpy(ip.data(), &in.sin_addr, kIpv4Size);
+        return SocketAddress::ipv4(ip, ntohs(in.sin_port));
+    }
+    if (sa->sa_family == AF_INET6) {
+        sockaddr_in6 in6;
+        std::memcpy(&in6, sa, sizeof in6);
+        std::array<uint8_t, kIpv6Size> ip;
+        std::memcpy(ip.data(), &in6.sin6_addr, kIpv6Size);
+        const uint16_t port = ntohs(in6.sin6_port);
+        if (std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), ip.begin())) {
+            std::array<uint8_t, kIpv4Size> v4;
+            std::copy(ip.begin() + kV4MappedPrefix.size(), ip.end(), v4.begin());
+            return SocketAddress::ipv4(v4, port);
+        }
+        return SocketAddress::ipv6(ip, port);
+    }
+    return std::nullopt;
+}
+
+sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket) {
+    sockaddr_storage out;
+    std::memset(&out, 0, sizeof out);
+    if (!a.v6 && !to_v6_socket) {
+        sockaddr_in in;
+        std::memset(&in, 0, sizeof in);
+        in.sin_family = AF_INET;
+        in.sin_port = htons(a.port);
+        std::memcpy(&in.sin_addr, a.ip.data(), kIpv4Size);
+        std::memcpy(&out, &in, sizeof in);
+        return out;
+    }
+    sockaddr_in6 in6;
+    std::memset(&in6, 0, sizeof in6);
+    in6.sin6_family = AF_INET6;
+    in6.sin6_port = htons(a.port);
+    if (a.v6) {
+        std::memcpy(&in6.sin6_addr, a.ip.data(), kIpv6Size);
+    } else {
+        std::array<uint8_t, kIpv6Size> mapped{};
+        std::copy(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), mapped.begin());
+        std::copy(a.ip.begin(), a.ip.begin() + kIpv4Size, mapped.begin() + kV4MappedPrefix.size());
+        std::memcpy(&in6.sin6_addr, mapped.data(), kIpv6Size);
+    }
+    std::memcpy(&out, &in6, sizeof in6);
+    return out;
+}
+
+}  // namespace burrow

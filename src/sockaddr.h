@@ -1,0 +1,24 @@
+// Conversions between SocketAddress (signal/, a plain value) and the OS's sockaddr.
+//
+// Dual-stack IPv6 sockets see IPv4 peers as IPv4-mapped addresses (::ffff:a.b.c.d); we turn
+// those back into IPv4 on the way in, so a peer has one address whatever socket it reached, and
+// map IPv4 destinations the same way on the way out of an IPv6 socket.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <optional>
+
+#include "signal/socket_address.h"
+
+namespace burrow {
+
+// nullopt for families other than AF_INET and AF_INET6.
+std::optional<SocketAddress> from_sockaddr(const sockaddr* sa);
+
+// The sockaddr for a. With to_v6_socket an IPv4 address becomes IPv4-mapped IPv6, the form a
+// dual-stack IPv6 socket needs.
+sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket = false);
+
+}  // namespace burrow

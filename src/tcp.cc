@@ -1,0 +1,378 @@
+#include "src/tcp.h"
+
+#include <algorithm>
+#include <csignal>
+#include <utility>
+
+#include "src/log.h"
+#include "src/sockaddr.h"
+
+namespace burrow {
+
+namespace {
+
+// One read buffer per thread, shared by every connection: libuv fills it, on_read hands it to
+// the owner and is done with it before the next read. A buffer per connection would cost 64 KiB
+// for each idle one.
+constexpr size_t kReadBufferSize = 64 * 1024;
+thread_local char read_buffer[kReadBufferSize];
+
+constexpr int64_t kUsPerMs = 1000;
+// The kernel caps the backlog at net.core.somaxconn; ask for that much.
+constexpr int kListenBacklog = SOMAXCONN;
+
+uint64_t ceil_ms(Duration d) {
+    const int64_t us = to_us(d);
+    return us <= 0 ? 0 : static_cast<uint64_t>((us + kUsPerMs - 1) / kUsPerMs);
+}
+
+// libuv writes to sockets with write(2), which raises SIGPIPE when the peer has gone; the
+// default action would kill the process. Every libuv program ignores it, so do it before the
+// first socket exists rather than rely on main().
+void ignore_sigpipe() {
+    static const bool done = [] {
+        std::signal(SIGPIPE, SIG_IGN);
+        return true;
+    }();
+    (void)done;
+}
+
+}  // namespace
+
+struct TcpConnection::WriteRequest {
+    uv_write_t req;
+    TcpConnection* connection;  // alive: libuv cancels pending writes before the close callback
+    Bytes data;
+};
+
+std::shared_ptr<TcpConnection> TcpConnection::make(uv_loop_t* loop, const TcpOptions& options) {
+    ignore_sigpipe();
+    std::shared_ptr<TcpConnection> c(new TcpConnection(options));
+    uv_tcp_init(loop, &c->tcp_);  // cannot fail: no flags, no socket yet
+    uv_timer_init(loop, &c->timer_);
+    c->tcp_.data = c.get();
+    c->timer_.data = c.get();
+    c->open_handles_ = 2;
+    c->self_ = c;
+    return c;
+}
+
+TcpConnection::TcpConnection(const TcpOptions& options)
+    : max_write_queue_(options.max_write_queue) {}
+
+TcpConnection::~TcpConnection() = default;
+
+void TcpConnection::on_established() {
+    state_ = State::kOpen;
+    // We write whole messages (TLS records, forwarded chunks), several in a row: Nagle's
+    // algorithm would hold each small one back until the previous is acknowledged, and with
+    // delayed ACKs that costs ~40 ms per round of a TLS handshake.
+    uv_tcp_nodelay(&tcp_, 1);
+    sockaddr_storage sa;
+    int len = sizeof sa;
+    if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
+        local_ = from_sockaddr(reinterpret_cast<const sockaddr*>(&sa)).value_or(local_);
+    }
+    len = sizeof sa;
+    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
+        peer_ = from_sockaddr(reinterpret_cast<const sockaddr*>(&sa)).value_or(peer_);
+    }
+}
+
+void TcpConnection::start(TcpCallbacks callbacks) {
+    if (started_ || state_ == State::kClosed) return;
+    callbacks_ = std::move(callbacks);  // while closing, on_closed is still owed
+    started_ = true;
+    if (state_ != State::kOpen || paused_) return;
+    const int rc = uv_read_start(stream(), &TcpConnection::on_alloc, &TcpConnection::on_read);
+    if (rc != 0) begin_close("read: " + uv_error_text(rc), false);
+}
+
+bool TcpConnection::write(ByteView data) {
+    if (state_ != State::kOpen || shutdown_requested_) return false;
+    if (data.empty()) return true;
+    if (queued_bytes_ > 0 && queued_bytes_ + data.size() > max_write_queue_) {
+        notify_when_drained(max_write_queue_ / 2);
+        return false;
+    }
+    size_t done = 0;
+    if (queued_bytes_ == 0) {  // with writes queued, try_write would reorder (libuv refuses)
+        uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(data.data())),
+                                   static_cast<unsigned>(data.size()));
+        const int n = uv_try_write(stream(), &buf, 1);
+        if (n >= 0) {
+            done = static_cast<size_t>(n);
+        } else if (n != UV_EAGAIN) {
+            begin_close("write: " + uv_error_text(n), false);
+            return false;
+        }
+    }
+    if (done == data.size()) return true;
+
+    auto* request = new WriteRequest{{}, this, Bytes(data.begin() + done, data.end())};
+    request->req.data = request;
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(request->data.data()),
+                               static_cast<unsigned>(request->data.size()));
+    const int rc = uv_write(&request->req, stream(), &buf, 1, &TcpConnection::on_written);
+    if (rc != 0) {
+        delete request;
+        begin_close("write: " + uv_error_text(rc), false);
+        return false;
+    }
+    queued_bytes_ += request->data.size();
+    return true;
+}
+
+void TcpConnection::pause_reading() {
+    paused_ = true;
+    if (state_ == State::kOpen && started_ && !eof_) uv_read_stop(stream());
+}
+
+void TcpConnection::resume_reading() {
+    if (!paused_) return;
+    paused_ = false;
+    if (state_ != State::kOpen || !started_ || eof_) return;
+    const int rc = uv_read_start(stream(), &TcpConnection::on_alloc, &TcpConnection::on_read);
+    if (rc != 0) begin_close("read: " + uv_error_text(rc), false);
+}
+
+void TcpConnection::notify_when_drained(size_t low_watermark) {
+    drain_threshold_ = std::min(drain_threshold_.value_or(low_watermark), low_watermark);
+}
+
+void TcpConnection::shutdown(std::function<void()> done) {
+    if (state_ != State::kOpen || shutdown_requested_) return;
+    shutdown_requested_ = true;
+    shutdown_done_ = std::move(done);
+    auto* req = new uv_shutdown_t;
+    req->data = this;
+    const int rc = uv_shutdown(req, stream(), &TcpConnection::on_shutdown);
+    if (rc != 0) {
+        delete req;
+        begin_close("shutdown: " + uv_error_text(rc), false);
+    }
+}
+
+void TcpConnection::close() {
+    begin_close("closed", false);
+}
+
+void TcpConnection::reset() {
+    begin_close("reset", true);
+}
+
+void TcpConnection::set_timer(Duration after, std::function<void()> fire) {
+    if (state_ == State::kClosing || state_ == State::kClosed) return;
+    timer_fn_ = std::move(fire);
+    // libuv counts from the loop time, cached at the start of the iteration and truncated to
+    // the millisecond: refresh it, and add the millisecond, so the timer never fires early.
+    uv_update_time(timer_.loop);
+    uv_timer_start(&timer_, &TcpConnection::on_timer, ceil_ms(after) + 1, 0);
+}
+
+void TcpConnection::cancel_timer() {
+    timer_fn_ = nullptr;
+    if (state_ == State::kClosing || state_ == State::kClosed) return;
+    uv_timer_stop(&timer_);
+}
+
+void TcpConnection::begin_close(const std::string& reason, bool reset) {
+    if (state_ == State::kClosing || state_ == State::kClosed) return;
+    state_ = State::kClosing;
+    close_reason_ = reason;
+    timer_fn_ = nullptr;
+    shutdown_done_ = nullptr;
+    uv_timer_stop(&timer_);
+    auto* tcp = reinterpret_cast<uv_handle_t*>(&tcp_);
+    // close_reset refuses a handle with a shutdown pending; a plain close is all we can do then.
+    if (!reset || uv_tcp_close_reset(&tcp_, &TcpConnection::on_handle_closed) != 0) {
+        uv_close(tcp, &TcpConnection::on_handle_closed);
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &TcpConnection::on_handle_closed);
+}
+
+void TcpConnection::finish_close() {
+    state_ = State::kClosed;
+    auto keep = std::move(self_);  // may free this object when it goes out of scope
+    auto callbacks = std::move(callbacks_);
+    callbacks_ = {};
+    if (connect_done_) {
+        auto done = std::move(connect_done_);
+        connect_done_ = nullptr;
+        done(nullptr, OsError{close_reason_});
+    } else if (callbacks.on_closed) {
+        callbacks.on_closed(close_reason_);
+    }
+}
+
+void TcpConnection::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+    *buf = uv_buf_init(read_buffer, kReadBufferSize);
+}
+
+void TcpConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* self = static_cast<TcpConnection*>(stream->data);
+    if (nread > 0) {
+        if (self->callbacks_.on_data) {
+            self->callbacks_.on_data(
+                ByteView(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread)));
+        }
+        return;
+    }
+    if (nread == 0) return;  // EAGAIN: nothing after all
+    if (nread == UV_EOF) {
+        self->eof_ = true;
+        uv_read_stop(stream);
+        if (self->callbacks_.on_eof) self->callbacks_.on_eof();
+        return;
+    }
+    self->begin_close("read: " + uv_error_text(static_cast<int>(nread)), false);
+}
+
+void TcpConnection::on_written(uv_write_t* req, int status) {
+    auto* request = static_cast<WriteRequest*>(req->data);
+    TcpConnection* self = request->connection;
+    self->queued_bytes_ -= request->data.size();
+    delete request;
+    if (status < 0) {
+        if (status != UV_ECANCELED) self->begin_close("write: " + uv_error_text(status), false);
+        return;
+    }
+    if (self->drain_threshold_ && self->state_ == State::kOpen &&
+        self->queued_bytes_ <= *self->drain_threshold_) {
+        self->drain_threshold_.reset();
+        if (self->callbacks_.on_drained) self->callbacks_.on_drained();
+    }
+}
+
+void TcpConnection::on_shutdown(uv_shutdown_t* req, int status) {
+    auto* self = static_cast<TcpConnection*>(req->data);
+    delete req;
+    if (status == UV_ECANCELED) return;
+    if (status < 0) {
+        self->begin_close("shutdown: " + uv_error_text(status), false);
+        return;
+    }
+    auto done = std::move(self->shutdown_done_);
+    self->shutdown_done_ = nullptr;
+    if (done) done();
+}
+
+void TcpConnection::on_timer(uv_timer_t* timer) {
+    auto* self = static_cast<TcpConnection*>(timer->data);
+    auto fire = std::move(self->timer_fn_);
+    self->timer_fn_ = nullptr;
+    if (fire) fire();
+}
+
+void TcpConnection::on_connected(uv_connect_t* req, int status) {
+    auto* self = static_cast<TcpConnection*>(req->data);
+    if (status == UV_ECANCELED || self->state_ != State::kConnecting) return;
+    if (status < 0) {
+        self->begin_close("connect " + to_string(self->peer_) + ": " + uv_error_text(status),
+                          false);
+        return;
+    }
+    self->cancel_timer();
+    self->on_established();
+    auto done = std::move(self->connect_done_);
+    self->connect_done_ = nullptr;
+    done(self->shared_from_this(), OsError{});
+}
+
+void TcpConnection::on_handle_closed(uv_handle_t* handle) {
+    auto* self = static_cast<TcpConnection*>(handle->data);
+    if (--self->open_handles_ == 0) self->finish_close();
+}
+
+void tcp_connect(uv_loop_t* loop, const SocketAddress& remote, Duration timeout,
+                 std::function<void(std::shared_ptr<TcpConnection>, OsError)> done,
+                 TcpOptions options) {
+    auto c = TcpConnection::make(loop, options);
+    c->peer_ = remote;
+    c->connect_done_ = std::move(done);
+    c->connect_req_.data = c.get();
+    const sockaddr_storage sa = to_sockaddr(remote);
+    const int rc =
+        uv_tcp_connect(&c->connect_req_, &c->tcp_, reinterpret_cast<const sockaddr*>(&sa),
+                       &TcpConnection::on_connected);
+    if (rc != 0) {
+        // Reported from the close callback, so never from inside this call.
+        c->begin_close("connect " + to_string(remote) + ": " + uv_error_text(rc), false);
+        return;
+    }
+    const std::string timed_out = "connect " + to_string(remote) + ": timed out after " +
+                                  std::to_string(to_us(timeout) / kUsPerMs) + " ms";
+    TcpConnection* raw = c.get();  // the timer dies with the connection
+    c->set_timer(timeout, [raw, timed_out] { raw->begin_close(timed_out, false); });
+}
+
+// --- listener ---------------------------------------------------------------------------------
+
+std::variant<std::shared_ptr<TcpListener>, OsError> TcpListener::listen(uv_loop_t* loop,
+                                                                        const SocketAddress& local,
+                                                                        AcceptFn on_accept,
+                                                                        TcpOptions options) {
+    ignore_sigpipe();
+    std::shared_ptr<TcpListener> l(new TcpListener(std::move(on_accept), options));
+    uv_tcp_init(loop, &l->tcp_);
+    l->tcp_.data = l.get();
+    l->self_ = l;
+    auto fail = [&](int rc) {
+        l->close();
+        return OsError{"listen " + to_string(local) + ": " + uv_error_text(rc)};
+    };
+    const sockaddr_storage sa = to_sockaddr(local);
+    int rc = uv_tcp_bind(&l->tcp_, reinterpret_cast<const sockaddr*>(&sa), 0);
+    if (rc != 0) return fail(rc);
+    // libuv reports a bind's EADDRINUSE here, at listen time.
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp_), kListenBacklog,
+                   &TcpListener::on_connection);
+    if (rc != 0) return fail(rc);
+    sockaddr_storage bound;
+    int len = sizeof bound;
+    l->local_ = local;
+    if (uv_tcp_getsockname(&l->tcp_, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+        l->local_ = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound)).value_or(local);
+    }
+    return l;
+}
+
+TcpListener::TcpListener(AcceptFn on_accept, TcpOptions options)
+    : on_accept_(std::move(on_accept)), options_(options) {}
+
+TcpListener::~TcpListener() = default;
+
+void TcpListener::close() {
+    if (closed_) return;
+    closed_ = true;
+    on_accept_ = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpListener::on_closed);
+}
+
+void TcpListener::on_connection(uv_stream_t* server, int status) {
+    auto* self = static_cast<TcpListener*>(server->data);
+    if (status < 0) {
+        spdlog::warn("accept on {}: {}", to_string(self->local_), uv_error_text(status));
+        return;
+    }
+    auto c = TcpConnection::make(server->loop, self->options_);
+    const int rc = uv_accept(server, c->stream());
+    if (rc != 0) {
+        spdlog::debug("accept on {}: {}", to_string(self->local_), uv_error_text(rc));
+        c->close();
+        return;
+    }
+    c->on_established();
+    if (self->on_accept_) {
+        self->on_accept_(std::move(c));
+    } else {
+        c->close();
+    }
+}
+
+void TcpListener::on_closed(uv_handle_t* handle) {
+    auto* self = static_cast<TcpListener*>(handle->data);
+    auto keep = std::move(self->self_);  // may free this object when it goes out of scope
+}
+
+}  // namespace burrow
