@@ -20,7 +20,6 @@ namespace burrow {
 
 namespace {
 
-constexpr std::string_view kFingerprintPrefix = "sha256:";
 constexpr mode_t kKeyFileMode = 0600;
 constexpr mode_t kCertFileMode = 0644;
 constexpr mode_t kOthersBits = 007;
@@ -235,7 +234,7 @@ std::variant<std::unique_ptr<ServerCredentials>, CertError> ServerCredentials::l
     if (rc != 0) {
         return CertError{"key file " + key_path + " does not belong to certificate " + cert_path};
     }
-    c->fingerprint_ = format_fingerprint(sha256_of(ByteView(c->cert_.raw.p, c->cert_.raw.len)));
+    c->fingerprint_ = fingerprint_to_string(sha256_of(ByteView(c->cert_.raw.p, c->cert_.raw.len)));
     return c;
 }
 
@@ -245,7 +244,7 @@ std::variant<std::string, CertError> certificate_fingerprint(const std::string& 
     const int rc = mbedtls_x509_crt_parse_file(&crt, cert_path.c_str());
     std::variant<std::string, CertError> result =
         rc == 0 ? std::variant<std::string, CertError>(
-                      format_fingerprint(sha256_of(ByteView(crt.raw.p, crt.raw.len))))
+                      fingerprint_to_string(sha256_of(ByteView(crt.raw.p, crt.raw.len))))
                 : CertError{"certificate file " + cert_path + ": " + mbedtls_error_text(rc)};
     mbedtls_x509_crt_free(&crt);
     return result;
@@ -254,36 +253,6 @@ std::variant<std::string, CertError> certificate_fingerprint(const std::string& 
 Sha256Digest sha256_of(ByteView data) {
     Sha256Digest digest;
     mbedtls_sha256_ret(data.data(), data.size(), digest.data(), 0);  // 0: SHA-256, not SHA-224
-    return digest;
-}
-
-std::string format_fingerprint(const Sha256Digest& digest) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out(kFingerprintPrefix);
-    for (uint8_t b : digest) {
-        out.push_back(kHex[b >> 4]);
-        out.push_back(kHex[b & 0xf]);
-    }
-    return out;
-}
-
-std::optional<Sha256Digest> parse_fingerprint(std::string_view text) {
-    if (text.substr(0, kFingerprintPrefix.size()) != kFingerprintPrefix) return std::nullopt;
-    text.remove_prefix(kFingerprintPrefix.size());
-    if (text.size() != 2 * kSha256Size) return std::nullopt;
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    Sha256Digest digest;
-    for (size_t i = 0; i < kSha256Size; ++i) {
-        const int hi = nibble(text[2 * i]);
-        const int lo = nibble(text[2 * i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        digest[i] = static_cast<uint8_t>(hi << 4 | lo);
-    }
     return digest;
 }
 

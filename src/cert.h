@@ -21,13 +21,14 @@
 #include <string_view>
 #include <variant>
 
+#include "config/values.h"
 #include "tunnel/bytes.h"
 
 namespace burrow {
 
 inline constexpr const char* kServerCertCommonName = "burrow-server";
-inline constexpr size_t kSha256Size = 32;
-using Sha256Digest = std::array<uint8_t, kSha256Size>;
+// The same 32 bytes config/ parses from `server_fingerprint = "sha256:..."`.
+using Sha256Digest = CertFingerprint;
 
 struct CertError {
     std::string message;
@@ -73,9 +74,7 @@ class ServerCredentials {
 std::variant<std::string, CertError> certificate_fingerprint(const std::string& cert_path);
 
 Sha256Digest sha256_of(ByteView data);
-// "sha256:" + lowercase hex.
-std::string format_fingerprint(const Sha256Digest& digest);
-// Accepts "sha256:" followed by exactly 64 hex digits, either case.
-std::optional<Sha256Digest> parse_fingerprint(std::string_view text);
+// Printing and parsing "sha256:<hex>" live in config/values.h (fingerprint_to_string,
+// parse_fingerprint): one format for the config file, the logs and the pin check.
 
 }  // namespace burrow

@@ -2,7 +2,6 @@
 
 #include <spdlog/sinks/stdout_sinks.h>
 
-#include <array>
 #include <utility>
 
 namespace burrow {
@@ -12,15 +11,6 @@ namespace {
 // Local time to the millisecond, then the level, then the message: sortable, grep-able, and
 // short enough that a line stays one line in a terminal.
 constexpr const char* kPattern = "%Y-%m-%d %H:%M:%S.%e %l %v";
-
-constexpr std::array<std::pair<std::string_view, LogLevel>, 6> kNames = {{
-    {"trace", LogLevel::kTrace},
-    {"debug", LogLevel::kDebug},
-    {"info", LogLevel::kInfo},
-    {"warn", LogLevel::kWarn},
-    {"warning", LogLevel::kWarn},
-    {"error", LogLevel::kError},
-}};
 
 spdlog::level::level_enum to_spdlog(LogLevel level) {
     switch (level) {
@@ -39,20 +29,6 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
 }
 
 }  // namespace
-
-std::optional<LogLevel> parse_log_level(std::string_view name) {
-    for (const auto& [text, level] : kNames) {
-        if (text == name) return level;
-    }
-    return std::nullopt;
-}
-
-const char* log_level_name(LogLevel level) {
-    for (const auto& [text, l] : kNames) {
-        if (l == level) return text.data();  // the literals are NUL-terminated
-    }
-    return "info";
-}
 
 LogLevel level_for_verbosity(int v_count) {
     if (v_count <= 0) return LogLevel::kInfo;

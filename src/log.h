@@ -11,13 +11,12 @@
 #include <optional>
 #include <string_view>
 
+#include "config/values.h"
+
 namespace burrow {
 
-enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
-
-// "trace", "debug", "info", "warn" (or "warning"), "error"; nullopt for anything else.
-std::optional<LogLevel> parse_log_level(std::string_view name);
-const char* log_level_name(LogLevel level);
+// LogLevel, parse_log_level and to_string(LogLevel) come from config/values.h: the same
+// names the config files' log_level takes.
 
 // The level for the CLI's -v switch: none is info, -v is debug, -vv and more is trace.
 LogLevel level_for_verbosity(int v_count);

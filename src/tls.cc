@@ -302,8 +302,8 @@ int TlsConnection::verify_pinned(void* ctx, mbedtls_x509_crt* crt, int depth, ui
         self->pin_matched_ = true;
         return 0;
     }
-    self->verify_failure_ = "server certificate fingerprint " + format_fingerprint(seen) +
-                            " does not match the pinned " + format_fingerprint(pin);
+    self->verify_failure_ = "server certificate fingerprint " + fingerprint_to_string(seen) +
+                            " does not match the pinned " + fingerprint_to_string(pin);
     // Any error from the callback aborts the handshake (mbedTLS turns it into a fatal one).
     return MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
 }

@@ -62,7 +62,7 @@ std::string independent_fingerprint(const std::string& pem) {
                               nullptr, sodium_base64_VARIANT_ORIGINAL) == 0);
     Sha256Digest digest;
     crypto_hash_sha256(digest.data(), der.data(), der_len);
-    char hex[2 * kSha256Size + 1];
+    char hex[2 * sizeof(Sha256Digest) + 1];
     sodium_bin2hex(hex, sizeof hex, digest.data(), digest.size());
     return std::string("sha256:") + hex;
 }
@@ -217,22 +217,3 @@ TEST_CASE("cert: load refuses a key others can read, and a key of another certif
                                                      0) == 0);
 }
 
-TEST_CASE("cert: fingerprints parse strictly and print in lowercase") {
-    const std::string lower = "sha256:" + std::string(62, 'a') + "0f";
-    std::string upper = lower;
-    std::transform(upper.begin() + 7, upper.end(), upper.begin() + 7, ::toupper);
-    auto a = parse_fingerprint(lower);
-    auto b = parse_fingerprint(upper);
-    REQUIRE(a);
-    REQUIRE(b);
-    CHECK(*a == *b);
-    CHECK((*a)[31] == 0x0f);
-    CHECK(format_fingerprint(*b) == lower);
-
-    CHECK_FALSE(parse_fingerprint(lower.substr(1)));                    // prefix
-    CHECK_FALSE(parse_fingerprint("SHA256:" + lower.substr(7)));        // prefix is lowercase
-    CHECK_FALSE(parse_fingerprint(lower.substr(0, lower.size() - 1)));  // 63 digits
-    CHECK_FALSE(parse_fingerprint(lower + "0"));                        // 65 digits
-    CHECK_FALSE(parse_fingerprint("sha256:" + std::string(63, 'a') + "g"));
-    CHECK_FALSE(parse_fingerprint(""));
-}
