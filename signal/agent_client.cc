@@ -1,0 +1,624 @@
+#include "signal/agent_client.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <iterator>
+
+#include "signal/auth.h"
+#include "signal/udp_messages.h"
+
+namespace burrow {
+namespace {
+
+constexpr uint8_t kFirstPrintable = 0x20;  // control.h: text fields refuse C0 controls and DEL
+constexpr uint8_t kDelete = 0x7f;
+
+bool printable_char(char c) {
+    const auto b = static_cast<uint8_t>(c);
+    return b >= kFirstPrintable && b != kDelete;
+}
+
+// What the server's decoder accepts in a name (control.h): within the cap, no control
+// characters. Anything else would make the server drop our whole connection.
+bool valid_name(std::string_view s, size_t cap) {
+    return !s.empty() && s.size() <= cap && std::all_of(s.begin(), s.end(), printable_char);
+}
+
+// Free text we send (software, our Error's message), made acceptable the same way.
+std::string printable(std::string_view s, size_t cap) {
+    std::string out;
+    std::copy_if(s.begin(), s.end(), std::back_inserter(out), printable_char);
+    if (out.size() > cap) out.resize(cap);
+    return out;
+}
+
+std::string key_base64(const PublicKey& key) {
+    std::string b64(sodium_base64_ENCODED_LEN(key.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(b64.data(), b64.size(), key.data(), key.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    b64.resize(b64.find('\0'));
+    return b64;
+}
+
+std::string seconds(Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
+size_t port_index(UdpPort port) {
+    return static_cast<size_t>(port);
+}
+
+}  // namespace
+
+const char* to_string(AgentClientState s) {
+    switch (s) {
+        case AgentClientState::kWaiting:
+            return "waiting";
+        case AgentClientState::kDialing:
+            return "dialing";
+        case AgentClientState::kAwaitingHello:
+            return "awaiting-hello";
+        case AgentClientState::kAwaitingAuthOk:
+            return "awaiting-auth-ok";
+        case AgentClientState::kOnline:
+            return "online";
+        case AgentClientState::kFailed:
+            return "failed";
+    }
+    return "?";
+}
+
+AgentClient::AgentClient(AgentClientConfig config, Rng& rng, Time now)
+    : config_(std::move(config)),
+      public_key_(burrow::public_key(config_.key)),
+      rng_(rng),
+      reconnect_at_(now),
+      probe_(printable(config_.software, kStunMaxTextEncode)) {
+    config_.software = printable(config_.software, kMaxSoftwareLen);
+}
+
+// --- dialing ------------------------------------------------------------------------------------
+
+bool AgentClient::want_connect(Time now) const {
+    return state_ == AgentClientState::kWaiting && now >= reconnect_at_;
+}
+
+Time AgentClient::reconnect_at() const {
+    return state_ == AgentClientState::kWaiting ? reconnect_at_ : kNever;
+}
+
+std::optional<uint16_t> AgentClient::server_udp_port(UdpPort port) const {
+    if (!server_ports_) return std::nullopt;
+    return (*server_ports_)[port_index(port)];
+}
+
+void AgentClient::on_dial_started(Time now) {
+    if (state_ == AgentClientState::kFailed) return;
+    reset_connection();
+    // Bytes meant for an earlier connection must never reach a new one.
+    control_out_.clear();
+    control_out_bytes_ = 0;
+    state_ = AgentClientState::kDialing;
+    state_deadline_ = now + kDialTimeout;
+    stats_.dials++;
+}
+
+void AgentClient::on_connected(Time now) {
+    if (state_ == AgentClientState::kWaiting) on_dial_started(now);  // src/ skipped the call
+    if (state_ != AgentClientState::kDialing) return;
+    state_ = AgentClientState::kAwaitingHello;
+    state_deadline_ = now + kAuthTimeout;
+    // The server is authenticated by TLS already, so its frames get the full cap from the start
+    // (an Error before AuthOk may be longer than kMaxPreAuthFrame).
+    decoder_ = ControlDecoder(kMaxControlFrame);
+    last_input_ = now;
+    stats_.connections++;
+}
+
+void AgentClient::on_disconnected(std::string_view reason, Time now) {
+    switch (state_) {
+        case AgentClientState::kDialing:
+            disconnect("could not connect to the signalling server: " + std::string(reason), now);
+            break;
+        case AgentClientState::kAwaitingHello:
+        case AgentClientState::kAwaitingAuthOk:
+        case AgentClientState::kOnline:
+            disconnect("connection to the signalling server lost: " + std::string(reason), now);
+            break;
+        case AgentClientState::kWaiting:
+        case AgentClientState::kFailed:
+            break;  // we ended this connection ourselves and said why
+    }
+}
+
+// --- control messages ---------------------------------------------------------------------------
+
+void AgentClient::on_control_bytes(ByteView bytes, Time now) {
+    const auto connected = [this] {
+        return state_ == AgentClientState::kAwaitingHello ||
+               state_ == AgentClientState::kAwaitingAuthOk || state_ == AgentClientState::kOnline;
+    };
+    if (!connected()) {
+        stats_.drop_control_unexpected++;
+        return;
+    }
+    last_input_ = now;
+    decoder_.feed(bytes);
+    // A message may end the connection; what follows it is then not ours to read.
+    while (connected()) {
+        std::optional<ControlMessage> m = decoder_.next();
+        if (!m) {
+            if (std::optional<ControlDecodeError> e = decoder_.error()) {
+                protocol_error(std::string("malformed data from the signalling server (") +
+                                   to_string(*e) + ")",
+                               now);
+            }
+            break;
+        }
+        handle(std::move(*m), now);
+    }
+}
+
+void AgentClient::handle(ControlMessage&& m, Time now) {
+    if (auto* e = std::get_if<ControlErrorMessage>(&m)) return on_server_error(*e, now);
+    if (auto* ping = std::get_if<Ping>(&m)) return send_control(Pong{ping->value});
+    switch (state_) {
+        case AgentClientState::kAwaitingHello:
+            if (auto* hello = std::get_if<ServerHello>(&m)) return on_server_hello(*hello, now);
+            break;
+        case AgentClientState::kAwaitingAuthOk:
+            if (auto* ok = std::get_if<AuthOk>(&m)) return on_auth_ok(std::move(*ok), now);
+            break;
+        case AgentClientState::kOnline:
+            if (auto* info = std::get_if<PeerInfo>(&m)) return on_peer_info(std::move(*info), now);
+            if (auto* refused = std::get_if<ConnectRefused>(&m)) return emit(std::move(*refused));
+            if (auto* data = std::get_if<RelayData>(&m)) return on_relay_data(std::move(*data));
+            if (std::holds_alternative<Pong>(m)) {
+                stats_.drop_control_unexpected++;  // we never ping: the server's liveness is
+                return;                            // its own pings
+            }
+            break;
+        default:
+            return;
+    }
+    protocol_error(std::string("unexpected ") + message_name(m) + " from the signalling server (" +
+                       to_string(state_) + ")",
+                   now);
+}
+
+void AgentClient::on_server_hello(const ServerHello& hello, Time now) {
+    (void)now;
+    if (config_.server_key && *config_.server_key != hello.server_static_pub) {
+        return fail("the signalling server's identity key " + key_base64(hello.server_static_pub) +
+                    " is not the configured " + key_base64(*config_.server_key) +
+                    ": check the server's key, or that this is the right server");
+    }
+    std::optional<AuthProof> proof =
+        compute_auth_proof(config_.key, hello.server_static_pub, hello.nonce);
+    if (!proof) {
+        return fail(
+            "the signalling server sent an invalid identity key (a low-order point): "
+            "it is misconfigured or not a burrow server");
+    }
+    send_control(Auth{public_key_, *proof, config_.software});
+    state_ = AgentClientState::kAwaitingAuthOk;
+}
+
+void AgentClient::on_auth_ok(AuthOk&& ok, Time now) {
+    state_ = AgentClientState::kOnline;
+    state_deadline_ = kNever;
+    name_ = std::move(ok.name);
+    udp_token_ = ok.udp_token;
+    // Bind and relay go to relay_udp_port; the secondary port is the other STUN port.
+    const uint16_t secondary =
+        ok.stun_ports[1] != ok.relay_udp_port ? ok.stun_ports[1] : ok.stun_ports[0];
+    server_ports_ = std::array<uint16_t, 2>{ok.relay_udp_port, secondary};
+    registered_ = false;
+    std::deque<ServerDatagram> staged;
+    probe_.start(rng_, now, staged);
+    binding_.start(udp_token_, now, staged);
+    queue_udp(staged);
+    reported_binding_ = UdpBindingStatus::kUnknown;
+}
+
+void AgentClient::on_server_error(const ControlErrorMessage& e, Time now) {
+    const std::string said = e.message.empty() ? "" : " (server says: " + e.message + ")";
+    switch (static_cast<ControlErrorCode>(e.code)) {
+        case ControlErrorCode::kUnknownKey:
+            return fail("the signalling server does not know this agent's key " +
+                        key_base64(public_key_) + ": add it as an [[agent]] to server.toml" + said);
+        case ControlErrorCode::kAuthFailed:
+            return fail("the signalling server rejected this agent's authentication" + said +
+                        ": check that the agent's key file is the one server.toml lists");
+        case ControlErrorCode::kReplaced:
+            return fail(
+                "another agent with this key connected to the signalling server and "
+                "replaced this one: run only one agent per key");
+        default:
+            return disconnect("the signalling server closed the connection: error " +
+                                  std::to_string(e.code) + said,
+                              now);
+    }
+}
+
+void AgentClient::on_peer_info(PeerInfo&& info, Time now) {
+    remember_session(info.session_id, info.relay_token);
+    const Duration delay =
+        std::min<Duration>(std::chrono::milliseconds(info.start_in_ms), kMaxRendezvousDelay);
+    emit(PeerReady{std::move(info), now + delay});
+}
+
+void AgentClient::on_relay_data(RelayData&& data) {
+    if (!sessions_.contains(data.session_id)) {
+        stats_.drop_relay_unknown_session++;
+        return;
+    }
+    stats_.relay_received_tls++;
+    emit(RelayReceived{data.session_id, std::move(data.payload), RelayTransport::kTls});
+}
+
+// --- UDP ----------------------------------------------------------------------------------------
+
+void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
+    if (!online()) {
+        stats_.drop_udp_unexpected++;
+        return;
+    }
+    if (is_stun(datagram)) {
+        switch (probe_.on_stun(from, datagram)) {
+            case StunAnswer::kAccepted:
+                maybe_register(now);
+                break;
+            case StunAnswer::kUnmatched:
+                stats_.drop_stun_unmatched++;
+                break;
+            case StunAnswer::kMalformed:
+                stats_.drop_stun_malformed++;
+                break;
+        }
+        return;
+    }
+    if (datagram.empty()) {
+        stats_.drop_udp_malformed++;
+        return;
+    }
+    const uint8_t type = datagram[0];
+    if (type != kUdpTypeBindOk && type != kUdpTypeRelay) {
+        stats_.drop_udp_malformed++;
+        return;
+    }
+    // The server sends BindOk and relay traffic from its main port only.
+    if (from != UdpPort::kMain) {
+        stats_.drop_udp_unexpected++;
+        return;
+    }
+    if (type == kUdpTypeRelay) return on_relay_datagram(datagram, now);
+    if (!binding_.on_bind_ok(datagram, now)) {
+        stats_.drop_udp_unexpected++;
+        return;
+    }
+    report_binding();
+}
+
+void AgentClient::on_relay_datagram(ByteView datagram, Time now) {
+    (void)now;
+    std::optional<RelayDatagram> relay = decode_relay_datagram(datagram);
+    if (!relay) {
+        stats_.drop_udp_malformed++;
+        return;
+    }
+    auto it = sessions_.find(relay->session_id);
+    if (it == sessions_.end()) {
+        stats_.drop_relay_unknown_session++;
+        return;
+    }
+    const RelayToken& token = it->second.token;
+    if (sodium_memcmp(relay->token.data(), token.data(), token.size()) != 0) {
+        stats_.drop_relay_bad_token++;
+        return;
+    }
+    stats_.relay_received_udp++;
+    emit(RelayReceived{relay->session_id, Bytes(relay->payload.begin(), relay->payload.end()),
+                       RelayTransport::kUdp});
+}
+
+void AgentClient::report_binding() {
+    const UdpBindingStatus now_status = binding_.status();
+    if (now_status == reported_binding_) return;
+    reported_binding_ = now_status;
+    if (now_status == UdpBindingStatus::kBound) emit(UdpBound{});
+    if (now_status == UdpBindingStatus::kBlocked) emit(UdpBlocked{kUdpRequestMaxTries});
+}
+
+void AgentClient::queue_udp(std::deque<ServerDatagram>& staged) {
+    for (ServerDatagram& d : staged) {
+        udp_out_bytes_ += d.bytes.size();
+        udp_out_.push_back(std::move(d));
+    }
+    staged.clear();
+}
+
+// --- registration and connects ------------------------------------------------------------------
+
+std::vector<Candidate> AgentClient::candidates() const {
+    std::vector<Candidate> cs;
+    // Room is kept for the reflexive candidate: it is the one that works across NATs.
+    for (const SocketAddress& a : host_candidates_) {
+        if (cs.size() + 1 >= kMaxCandidates) break;
+        cs.push_back(Candidate{CandidateKind::kHost, a});
+    }
+    if (nat_ && nat_->mapped[port_index(UdpPort::kMain)]) {
+        const SocketAddress& srflx = *nat_->mapped[port_index(UdpPort::kMain)];
+        // A host without NAT sees its own address reflected: one candidate is enough.
+        if (std::none_of(cs.begin(), cs.end(),
+                         [&](const Candidate& c) { return c.address == srflx; })) {
+            cs.push_back(Candidate{CandidateKind::kServerReflexive, srflx});
+        }
+    }
+    return cs;
+}
+
+void AgentClient::maybe_register(Time now) {
+    if (!online() || registered_ || !probe_.finished()) return;
+    nat_ = probe_.result();
+    emit(NatDiscovered{nat_->mapped, nat_->mapping});
+    std::vector<Candidate> cs = candidates();
+    send_control(Register{cs, nat_->mapping});
+    registered_ = true;
+    backoff_.reset();
+    stats_.registrations++;
+    emit(Registered{name_, std::move(cs), nat_->mapping});
+    flush_pending_connects(now);
+}
+
+void AgentClient::set_host_candidates(std::vector<SocketAddress> addresses, Time now) {
+    (void)now;
+    std::vector<SocketAddress> unique;
+    for (const SocketAddress& a : addresses) {
+        if (std::find(unique.begin(), unique.end(), a) == unique.end()) unique.push_back(a);
+    }
+    host_candidates_ = std::move(unique);
+    if (registered()) send_control(Register{candidates(), nat_->mapping});
+}
+
+void AgentClient::connect(std::string_view peer, std::string_view service, Time now) {
+    if (!valid_name(peer, kMaxAgentNameLen)) {
+        return refuse_locally(
+            std::string(peer), std::string(service),
+            "invalid peer name (1-" + std::to_string(kMaxAgentNameLen) + " printable characters)");
+    }
+    if (!valid_name(service, kMaxServiceNameLen)) {
+        return refuse_locally(std::string(peer), std::string(service),
+                              "invalid service name (1-" + std::to_string(kMaxServiceNameLen) +
+                                  " printable characters)");
+    }
+    if (state_ == AgentClientState::kFailed) {
+        return refuse_locally(std::string(peer), std::string(service),
+                              "not authenticated with the signalling server");
+    }
+    if (registered()) {
+        send_control(ConnectRequest{std::string(peer), std::string(service)});
+        return;
+    }
+    if (pending_connects_.size() >= kMaxPendingConnects) {
+        return refuse_locally(std::string(peer), std::string(service),
+                              "too many connects waiting for the signalling server");
+    }
+    pending_connects_.push_back(
+        PendingConnect{std::string(peer), std::string(service), now + kPendingConnectTimeout});
+}
+
+void AgentClient::flush_pending_connects(Time now) {
+    expire_pending_connects(now);
+    for (PendingConnect& p : pending_connects_) {
+        send_control(ConnectRequest{std::move(p.peer), std::move(p.service)});
+    }
+    pending_connects_.clear();
+}
+
+void AgentClient::expire_pending_connects(Time now) {
+    std::deque<PendingConnect> kept;
+    for (PendingConnect& p : pending_connects_) {
+        if (now >= p.deadline) {
+            refuse_locally(std::move(p.peer), std::move(p.service),
+                           "not registered with the signalling server within " +
+                               seconds(kPendingConnectTimeout) + " (server unreachable?)");
+        } else {
+            kept.push_back(std::move(p));
+        }
+    }
+    pending_connects_ = std::move(kept);
+}
+
+void AgentClient::refuse_locally(std::string peer, std::string service, std::string reason) {
+    stats_.connects_refused_locally++;
+    emit(ConnectRefused{std::move(peer), std::move(service), std::move(reason)});
+}
+
+// --- relay --------------------------------------------------------------------------------------
+
+void AgentClient::remember_session(uint64_t id, const RelayToken& token) {
+    if (!sessions_.contains(id) && sessions_.size() >= kMaxRelaySessions) {
+        auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](auto& a, auto& b) {
+            return a.second.age < b.second.age;
+        });
+        sessions_.erase(oldest);
+    }
+    sessions_[id] = KnownSession{token, session_age_++};
+}
+
+void AgentClient::forget_session(uint64_t session_id) {
+    sessions_.erase(session_id);
+}
+
+bool AgentClient::send_relay(uint64_t session_id, ByteView payload, Time now) {
+    (void)now;
+    if (!online()) {
+        stats_.drop_relay_offline++;
+        return false;
+    }
+    if (payload.size() > kMaxRelayPayload) {
+        stats_.drop_relay_too_large++;
+        return false;
+    }
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) {
+        stats_.drop_relay_unknown_session++;
+        return false;
+    }
+    if (binding_.bound()) {
+        if (udp_out_bytes_ + kRelayHeaderSize + payload.size() > kMaxQueuedRelayBytes) {
+            stats_.drop_relay_queue_full++;
+            return false;
+        }
+        std::deque<ServerDatagram> staged;
+        staged.push_back(ServerDatagram{
+            UdpPort::kMain, encode_relay_datagram(session_id, it->second.token, payload)});
+        queue_udp(staged);
+        stats_.relay_sent_udp++;
+        return true;
+    }
+    if (control_out_bytes_ + payload.size() > kMaxQueuedRelayBytes) {
+        stats_.drop_relay_queue_full++;
+        return false;
+    }
+    send_control(RelayData{session_id, Bytes(payload.begin(), payload.end())});
+    stats_.relay_sent_tls++;
+    return true;
+}
+
+// --- timers and outputs -------------------------------------------------------------------------
+
+void AgentClient::on_timer(Time now) {
+    expire_pending_connects(now);
+    switch (state_) {
+        case AgentClientState::kDialing:
+            if (now >= state_deadline_) {
+                disconnect(
+                    "could not connect to the signalling server within " + seconds(kDialTimeout),
+                    now);
+            }
+            break;
+        case AgentClientState::kAwaitingHello:
+        case AgentClientState::kAwaitingAuthOk:
+            if (now >= state_deadline_) {
+                disconnect("the signalling server did not complete authentication within " +
+                               seconds(kAuthTimeout),
+                           now);
+            }
+            break;
+        case AgentClientState::kOnline: {
+            if (now >= last_input_ + kServerSilenceTimeout) {
+                disconnect("nothing heard from the signalling server for " +
+                               seconds(kServerSilenceTimeout),
+                           now);
+                break;
+            }
+            std::deque<ServerDatagram> staged;
+            probe_.on_timer(now, staged);
+            binding_.on_timer(now, staged);
+            queue_udp(staged);
+            report_binding();
+            maybe_register(now);
+            break;
+        }
+        case AgentClientState::kWaiting:
+        case AgentClientState::kFailed:
+            break;
+    }
+}
+
+Time AgentClient::next_deadline() const {
+    Time next = kNever;
+    for (const PendingConnect& p : pending_connects_) next = std::min(next, p.deadline);
+    switch (state_) {
+        case AgentClientState::kWaiting:
+            return std::min(next, reconnect_at_);
+        case AgentClientState::kDialing:
+        case AgentClientState::kAwaitingHello:
+        case AgentClientState::kAwaitingAuthOk:
+            return std::min(next, state_deadline_);
+        case AgentClientState::kOnline:
+            return std::min({next, last_input_ + kServerSilenceTimeout, probe_.next_deadline(),
+                             binding_.next_deadline()});
+        case AgentClientState::kFailed:
+            return next;
+    }
+    return next;
+}
+
+std::optional<Bytes> AgentClient::poll_control() {
+    if (control_out_.empty()) return std::nullopt;
+    Bytes b = std::move(control_out_.front());
+    control_out_.pop_front();
+    control_out_bytes_ -= b.size();
+    return b;
+}
+
+std::optional<ServerDatagram> AgentClient::poll_udp() {
+    if (udp_out_.empty()) return std::nullopt;
+    ServerDatagram d = std::move(udp_out_.front());
+    udp_out_.pop_front();
+    udp_out_bytes_ -= d.bytes.size();
+    return d;
+}
+
+std::optional<AgentEvent> AgentClient::poll_event() {
+    if (events_.empty()) return std::nullopt;
+    AgentEvent e = std::move(events_.front());
+    events_.pop_front();
+    return e;
+}
+
+// --- connection state ---------------------------------------------------------------------------
+
+void AgentClient::send_control(const ControlMessage& m) {
+    Bytes frame = encode_control(m);
+    control_out_bytes_ += frame.size();
+    control_out_.push_back(std::move(frame));
+}
+
+void AgentClient::reset_connection() {
+    probe_.stop();
+    binding_.stop();
+    reported_binding_ = UdpBindingStatus::kUnknown;
+    nat_.reset();
+    registered_ = false;
+    sessions_.clear();  // the server ends our relay sessions when we go offline
+    udp_out_.clear();
+    udp_out_bytes_ = 0;
+    sodium_memzero(udp_token_.data(), udp_token_.size());
+    server_ports_.reset();
+    state_deadline_ = kNever;
+}
+
+void AgentClient::disconnect(std::string reason, Time now) {
+    if (state_ == AgentClientState::kWaiting || state_ == AgentClientState::kFailed) return;
+    reset_connection();
+    state_ = AgentClientState::kWaiting;
+    reconnect_at_ = now + backoff_.next_delay(rng_);
+    stats_.disconnects++;
+    emit(Disconnected{std::move(reason), reconnect_at_});
+}
+
+void AgentClient::protocol_error(std::string reason, Time now) {
+    // Tell the server why we hang up, so its log shows it too.
+    send_control(ControlErrorMessage{static_cast<uint16_t>(ControlErrorCode::kProtocol),
+                                     printable(reason, kMaxControlTextLen)});
+    disconnect(std::move(reason), now);
+}
+
+void AgentClient::fail(std::string reason) {
+    reset_connection();
+    state_ = AgentClientState::kFailed;
+    emit(AuthFailed{std::move(reason)});
+    std::deque<PendingConnect> pending = std::move(pending_connects_);
+    pending_connects_.clear();
+    for (PendingConnect& p : pending) {
+        refuse_locally(std::move(p.peer), std::move(p.service),
+                       "not authenticated with the signalling server");
+    }
+}
+
+}  // namespace burrow

@@ -1,0 +1,229 @@
+// The agent's side of the signalling protocol, sans-IO: one agent's relationship with the
+// server (DESIGN.md §4-5). src/ owns the TLS connection, the UDP socket and the timer and
+// drives this object:
+//
+//   want_connect(now) / reconnect_at()     when to dial the server
+//   on_dial_started(now)                   a TCP+TLS connection attempt began
+//   on_connected(now)                      the TLS handshake finished
+//   on_control_bytes(bytes, now)           decrypted bytes from the server
+//   on_disconnected(reason, now)           the attempt failed or the connection went away
+//   on_udp(port, bytes, now)               a datagram from one of the server's two UDP ports
+//   on_timer(now)                          next_deadline() was reached
+//   connect / send_relay / set_host_candidates / forget_session    the agent's requests
+//
+// and drains, after every call: poll_control() (bytes for the TLS connection), poll_udp()
+// (datagrams for the server's ports), poll_event() (what the agent must know).
+//
+// A connection's life:
+//
+//   waiting --dial--> dialing --TLS up--> awaiting hello --ServerHello/Auth--> awaiting AuthOk
+//      ^                                                                            |
+//      |                                                                          AuthOk
+//      |                                                                            v
+//      +--- backoff <-- closed, garbage, server Error, timeout <-- online: Bind + STUN to both
+//                                                                   ports, then Register
+//   any state --wrong key, unknown key, replaced--> failed (AuthFailed, never dials again)
+//
+// Online, the client binds its UDP address (signal/udp_binding.h) and learns its reflexive
+// address and NAT mapping (signal/nat_probe.h); when the probe is done it registers its host
+// candidates plus the reflexive one. Connects asked for before that wait (up to
+// kPendingConnectTimeout), so the peer always learns our candidates. Relay packets go by UDP
+// while the binding is confirmed, else over TLS; while offline they are dropped and counted.
+//
+// When the client ends a connection itself (garbage, a protocol error, a timeout) it emits
+// Disconnected or AuthFailed; src/ then writes what poll_control() returns and closes the TLS
+// connection. A later on_disconnected for that connection is ignored, so src/ must not report
+// one for a connection it has already replaced by a new dial.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "signal/agent_events.h"
+#include "signal/agent_udp.h"
+#include "signal/control.h"
+#include "signal/nat_probe.h"
+#include "signal/reconnect_backoff.h"
+#include "signal/udp_binding.h"
+#include "tunnel/noise.h"
+#include "tunnel/rng.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+// A TCP connect plus a TLS handshake that has not finished in this time will not: the network
+// or the server is down, and the next attempt (after backoff) does better than waiting.
+inline constexpr Duration kDialTimeout = std::chrono::seconds(15);
+// The server closes an unauthenticated connection after kPreAuthDeadline (10 s): if it has not
+// answered our Auth by then, it never will.
+inline constexpr Duration kAuthTimeout = std::chrono::seconds(10);
+// The server pings every 25 s (ServerLimits::ping_interval); three missed pings and a margin
+// mean the connection is dead even if TCP has not noticed.
+inline constexpr Duration kServerSilenceTimeout = std::chrono::seconds(90);
+// A connect() waits this long for the client to be online and registered: long enough for a
+// reconnect's first backoff steps and a registration whose STUN probes all went unanswered
+// (3.1 s), short enough that a forwarded TCP client does not hang.
+inline constexpr Duration kPendingConnectTimeout = std::chrono::seconds(10);
+// One forwarded port's burst of new TCP connections fits; more means the server is gone.
+inline constexpr size_t kMaxPendingConnects = 64;
+// Four times the server's default per-agent cap (ServerLimits::max_sessions_per_agent), so the
+// client never forgets a session the server still relays; the oldest is forgotten beyond it.
+inline constexpr size_t kMaxRelaySessions = 256;
+// About 180 full session packets: more than src/ ever leaves unwritten between two drains.
+// Beyond it a relay packet is dropped and the session's loss recovery resends it, which does
+// better than a queue that grows without bound.
+inline constexpr size_t kMaxQueuedRelayBytes = 256 * 1024;
+// The server asks for a start within kRendezvousLead (500 ms); a larger value is a broken server,
+// and waiting longer than this would only delay the connection.
+inline constexpr Duration kMaxRendezvousDelay = std::chrono::seconds(5);
+
+struct AgentClientConfig {
+    PrivateKey key;  // the agent's static key; its public half is its identity
+    // When set, the server's auth key (ServerHello) must be this one. The TLS certificate pin
+    // already authenticates the server; this also catches a server whose identity key changed.
+    std::optional<PublicKey> server_key;
+    std::string software = "burrow";  // Auth and STUN SOFTWARE; cut to the protocol's caps
+};
+
+enum class AgentClientState {
+    kWaiting,         // not connected; dial at reconnect_at()
+    kDialing,         // TCP/TLS in progress
+    kAwaitingHello,   // TLS up, no ServerHello yet
+    kAwaitingAuthOk,  // Auth sent
+    kOnline,          // authenticated (registered() once Register is sent)
+    kFailed,          // AuthFailed: never dials again
+};
+const char* to_string(AgentClientState s);
+
+class AgentClient {
+  public:
+    // Precondition: crypto_init() has succeeded. The first dial is wanted at `now`.
+    AgentClient(AgentClientConfig config, Rng& rng, Time now);
+    AgentClient(const AgentClient&) = delete;
+    AgentClient& operator=(const AgentClient&) = delete;
+
+    // --- dialing ---
+    // True when src/ should start a connection attempt now.
+    bool want_connect(Time now) const;
+    // When the next attempt is due; kNever while connected, dialing or failed.
+    Time reconnect_at() const;
+
+    // --- inputs ---
+    void on_dial_started(Time now);
+    void on_connected(Time now);
+    void on_control_bytes(ByteView bytes, Time now);
+    void on_disconnected(std::string_view reason, Time now);
+    // A datagram whose source is the server's `from` port (src/ filters by address).
+    void on_udp(UdpPort from, ByteView datagram, Time now);
+    void on_timer(Time now);
+
+    // --- the agent's requests ---
+    // Asks the server for a session to peer's service. The answer is a PeerReady or a
+    // ConnectRefused event. Waits (bounded) while the client is not yet registered.
+    void connect(std::string_view peer, std::string_view service, Time now);
+    // A session packet for the peer of session_id, through the server's relay. False, and
+    // counted, when dropped.
+    bool send_relay(uint64_t session_id, ByteView payload, Time now);
+    // The agent's local addresses with its UDP socket's port (the same-LAN candidates).
+    // Registered again at once if the client is already registered (the network changed).
+    void set_host_candidates(std::vector<SocketAddress> addresses, Time now);
+    // The session ended: drop its relay token.
+    void forget_session(uint64_t session_id);
+
+    // --- outputs ---
+    std::optional<Bytes> poll_control();
+    std::optional<ServerDatagram> poll_udp();
+    std::optional<AgentEvent> poll_event();
+    Time next_deadline() const;
+
+    // --- state ---
+    AgentClientState state() const { return state_; }
+    bool online() const { return state_ == AgentClientState::kOnline; }
+    bool registered() const { return online() && registered_; }
+    bool udp_bound() const { return online() && binding_.bound(); }
+    // The name the server gave us in AuthOk; empty before the first.
+    const std::string& name() const { return name_; }
+    // The server's port numbers from AuthOk (nullopt before it): kMain is relay_udp_port,
+    // kSecondary its other STUN port.
+    std::optional<uint16_t> server_udp_port(UdpPort port) const;
+    const PublicKey& public_key() const { return public_key_; }
+    size_t relay_session_count() const { return sessions_.size(); }
+    const AgentClientStats& stats() const { return stats_; }
+
+  private:
+    struct KnownSession {
+        RelayToken token{};
+        uint64_t age = 0;  // insertion order, for eviction
+    };
+    struct PendingConnect {
+        std::string peer;
+        std::string service;
+        Time deadline{};
+    };
+
+    void handle(ControlMessage&& m, Time now);
+    void on_server_hello(const ServerHello& hello, Time now);
+    void on_auth_ok(AuthOk&& ok, Time now);
+    void on_server_error(const ControlErrorMessage& e, Time now);
+    void on_peer_info(PeerInfo&& info, Time now);
+    void on_relay_datagram(ByteView datagram, Time now);
+    void on_relay_data(RelayData&& data);
+    void report_binding();
+    void queue_udp(std::deque<ServerDatagram>& staged);
+    // Host candidates plus the reflexive address the main port saw.
+    std::vector<Candidate> candidates() const;
+    void maybe_register(Time now);
+    void flush_pending_connects(Time now);
+    void expire_pending_connects(Time now);
+    void refuse_locally(std::string peer, std::string service, std::string reason);
+    void remember_session(uint64_t id, const RelayToken& token);
+
+    void send_control(const ControlMessage& m);
+    // Ends the connection (or attempt) and schedules the next one.
+    void disconnect(std::string reason, Time now);
+    // Sends Error{kProtocol} to the server, then disconnects.
+    void protocol_error(std::string reason, Time now);
+    // Stops for good.
+    void fail(std::string reason);
+    void reset_connection();
+    void emit(AgentEvent e) { events_.push_back(std::move(e)); }
+
+    AgentClientConfig config_;
+    PublicKey public_key_;
+    Rng& rng_;
+    AgentClientStats stats_;
+    AgentClientState state_ = AgentClientState::kWaiting;
+
+    ReconnectBackoff backoff_;
+    Time reconnect_at_;
+    Time state_deadline_ = kNever;  // dialing, or awaiting hello/AuthOk
+    Time last_input_{};
+
+    ControlDecoder decoder_{kMaxControlFrame};
+    std::string name_;
+    UdpToken udp_token_{};
+    std::optional<std::array<uint16_t, 2>> server_ports_;
+    NatProbe probe_;
+    std::optional<NatProbeResult> nat_;
+    UdpBinding binding_;
+    UdpBindingStatus reported_binding_ = UdpBindingStatus::kUnknown;
+    bool registered_ = false;
+
+    std::vector<SocketAddress> host_candidates_;
+    std::map<uint64_t, KnownSession> sessions_;
+    uint64_t session_age_ = 0;
+    std::deque<PendingConnect> pending_connects_;
+
+    std::deque<Bytes> control_out_;
+    size_t control_out_bytes_ = 0;
+    std::deque<ServerDatagram> udp_out_;
+    size_t udp_out_bytes_ = 0;
+    std::deque<AgentEvent> events_;
+};
+
+}  // namespace burrow
