@@ -11,35 +11,15 @@
 #include <fstream>
 #include <string>
 
+#include "tests/support/temp_dir.h"
 #include "src/cert.h"
 
 using namespace burrow;
+using burrow::test::TempDir;
+using burrow::test::mode_of;
 namespace fs = std::filesystem;
 
 namespace {
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string templ = (fs::temp_directory_path() / "burrow-cert-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-  private:
-    fs::path path_;
-};
-
-mode_t mode_of(const std::string& path) {
-    struct stat st;
-    REQUIRE(::stat(path.c_str(), &st) == 0);
-    return st.st_mode & 07777;
-}
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "config/agent_config.h"
 #include "config/host_port.h"
 #include "config/server_config.h"
@@ -15,35 +16,10 @@
 #include "tunnel/rng.h"
 
 using namespace burrow;
+using burrow::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it at scope end.
-class TempDir {
-  public:
-    TempDir() {
-        std::string templ = (fs::temp_directory_path() / "burrow-config-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string path() const { return path_.string(); }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    // The loaders check key files for existence only, so any content will do.
-    void touch(const std::string& name) const { write(name, "placeholder\n"); }
-    void write(const std::string& name, const std::string& text) const {
-        fs::create_directories((path_ / name).parent_path());
-        std::ofstream out(file(name), std::ios::binary | std::ios::trunc);
-        out << text;
-    }
-
-  private:
-    fs::path path_;
-};
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

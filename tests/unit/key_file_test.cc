@@ -7,38 +7,17 @@
 #include <fstream>
 #include <string>
 
+#include "tests/support/temp_dir.h"
 #include "src/key_file.h"
 #include "tunnel/crypto_init.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;
+using burrow::test::TempDir;
+using burrow::test::mode_of;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it at scope end.
-class TempDir {
-public:
-    TempDir() {
-        std::string templ = (fs::temp_directory_path() / "burrow-key-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
-
-mode_t mode_of(const std::string& path) {
-    struct stat st;
-    REQUIRE(::stat(path.c_str(), &st) == 0);
-    return st.st_mode & 07777;
-}
 
 void write_text(const std::string& path, const std::string& text, mode_t mode) {
     {

@@ -9,34 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "src/cert.h"
 #include "src/log.h"
 #include "src/tls.h"
 #include "tests/unit/uv_test_loop.h"
 
 using namespace burrow;
+using burrow::test::TempDir;
+using burrow::test::mode_of;
 using namespace std::chrono_literals;
 using burrow::test::TestLoop;
 namespace fs = std::filesystem;
 
 namespace {
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string templ = (fs::temp_directory_path() / "burrow-tls-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-  private:
-    fs::path path_;
-};
 
 // Collects the log lines written while it lives.
 class LogCapture {
