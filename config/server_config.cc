@@ -78,6 +78,9 @@ void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config
     if (auto level = t.optional_string("log_level")) {
         if (auto parsed = check_log_level(issues, *level)) config.log_level = *parsed;
     }
+    if (auto standard = t.optional_bool("stun_standard_clients")) {
+        config.stun_standard_clients = standard->value;
+    }
     t.finish();
 }
 

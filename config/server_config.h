@@ -10,6 +10,7 @@
 //   # relay_rate_mbit = 50                    # per agent
 //   # relay_packets_per_sec = 20000           # per agent
 //   # log_level = "info"
+//   # stun_standard_clients = false           # answer 20-byte STUN requests too
 //
 //   [[agents]]
 //   name = "nas"
@@ -70,6 +71,9 @@ struct ServerConfig {
     uint32_t relay_rate_mbit = kDefaultRelayRateMbit;             // per agent
     uint32_t relay_packets_per_sec = kDefaultRelayPacketsPerSec;  // per agent
     LogLevel log_level = LogLevel::kInfo;
+    // Answer minimal STUN Binding requests (standard clients) with the minimal response, at
+    // the cost of answering some datagrams with more bytes than they had (signal/udp_server.h).
+    bool stun_standard_clients = false;
     std::vector<AgentEntry> agents;  // names and keys unique
     std::vector<AllowRule> allow;
 

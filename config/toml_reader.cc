@@ -124,6 +124,16 @@ std::optional<Located<std::string>> TableReader::optional_string(std::string_vie
                                 child_path(key)};
 }
 
+std::optional<Located<bool>> TableReader::optional_bool(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_boolean()) {
+        wrong_type(*node, child_path(key), "true or false");
+        return std::nullopt;
+    }
+    return Located<bool>{node->as_boolean()->get(), position_of(node->source()), child_path(key)};
+}
+
 std::optional<Located<std::string>> TableReader::required_string(std::string_view key,
                                                                  std::string_view example) {
     if (find(key) == nullptr) {

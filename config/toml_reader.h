@@ -72,6 +72,7 @@ class TableReader {
     std::optional<Located<std::string>> required_string(std::string_view key,
                                                         std::string_view example);
     std::optional<Located<std::string>> optional_string(std::string_view key);
+    std::optional<Located<bool>> optional_bool(std::string_view key);
     // In [min, max], else an issue naming the range.
     std::optional<Located<int64_t>> optional_integer(std::string_view key, int64_t min,
                                                      int64_t max);

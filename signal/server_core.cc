@@ -30,7 +30,7 @@ ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
       registry_(acl_, config_.limits.relay),
       relays_(acl_, config_.limits.max_sessions_per_agent),
       forwarder_(registry_, relays_, drops_),
-      udp_(registry_, forwarder_, drops_, config_.software) {
+      udp_(registry_, forwarder_, drops_, config_.software, config_.stun_standard_clients) {
     // The bound holds whatever the configuration says.
     config_.limits.pre_auth_deadline = std::min(config_.limits.pre_auth_deadline, kPreAuthDeadline);
 }

@@ -67,6 +67,8 @@ struct ServerCoreConfig {
     std::array<uint16_t, 2> stun_ports{};
     uint16_t relay_udp_port = 0;  // the main UDP port, normally stun_ports[0]
     std::string software = "burrow";
+    // Answer standard 20-byte STUN Binding requests too (signal/udp_server.h).
+    bool stun_standard_clients = false;
     ServerLimits limits;
 };
 

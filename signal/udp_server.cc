@@ -41,6 +41,15 @@ std::optional<Bytes> binding_answer(const StunMessage& request, const SocketAddr
     return std::nullopt;
 }
 
+// Header + XOR-MAPPED-ADDRESS and nothing else: what a standard client needs.
+Bytes minimal_binding_answer(const StunMessage& request, const SocketAddress& from) {
+    StunMessage answer;
+    answer.type = kStunBindingSuccess;
+    answer.transaction_id = request.transaction_id;
+    answer.xor_mapped_address = from;
+    return encode_stun(answer);
+}
+
 }  // namespace
 
 std::optional<ServerAction> UdpServer::on_udp(UdpPort port, const SocketAddress& from,
@@ -61,6 +70,9 @@ std::optional<ServerAction> UdpServer::on_stun(UdpPort port, const SocketAddress
     if (!request) return drop(DropReason::kStunMalformed);
     if (request->type != kStunBindingRequest) return drop(DropReason::kStunNotRequest);
     std::optional<Bytes> answer = binding_answer(*request, from, software_, datagram.size());
+    if (!answer && stun_standard_clients_ && request->unknown_required.empty()) {
+        answer = minimal_binding_answer(*request, from);
+    }
     if (!answer) return drop(DropReason::kStunAmplification);
     return SendDatagram{port, from, std::move(*answer)};
 }

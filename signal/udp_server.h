@@ -9,6 +9,11 @@
 // trimmed (SOFTWARE, then FINGERPRINT left out) to fit, and not sent when even the bare
 // XOR-MAPPED-ADDRESS answer does not fit: a standard 20-byte Binding request gets no answer,
 // so agents pad theirs (e.g. with SOFTWARE) to at least kStunMinAnsweredRequest bytes.
+//
+// With stun_standard_clients (server.toml, off by default) a Binding request too small for that
+// still gets the minimal answer, header + XOR-MAPPED-ADDRESS (32 bytes for IPv4, 44 for IPv6),
+// so standard clients such as turnutils_stunclient work: a bounded 2.2x gain for an attacker,
+// the price of serving them. Malformed requests and other methods are still dropped.
 #pragma once
 
 #include <optional>
@@ -28,11 +33,12 @@ inline constexpr size_t kStunMinAnsweredRequest = kStunHeaderSize + 24;
 class UdpServer {
   public:
     UdpServer(AgentRegistry& registry, RelayForwarder& forwarder, DropCounters& drops,
-              std::string software)
+              std::string software, bool stun_standard_clients = false)
         : registry_(registry),
           forwarder_(forwarder),
           drops_(drops),
-          software_(std::move(software)) {}
+          software_(std::move(software)),
+          stun_standard_clients_(stun_standard_clients) {}
 
     // One datagram that arrived on `port` from `from`. Returns the reply (a SendDatagram from
     // the same port), a relayed packet (SendDatagram to a peer's bound address, or SendControl
@@ -53,6 +59,7 @@ class UdpServer {
     RelayForwarder& forwarder_;
     DropCounters& drops_;
     std::string software_;
+    bool stun_standard_clients_;
 };
 
 }  // namespace burrow

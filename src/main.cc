@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "src/key_file.h"
+#include "src/server.h"
 #include "src/version.h"
 #include "tunnel/crypto_init.h"
 
@@ -77,11 +78,20 @@ int main(int argc, char** argv) {
     output->excludes(pub);
     force->needs(output);
 
+    burrow::ServerRunOptions server_options;
+    auto* server = app.add_subcommand("server", "run the signalling server");
+    server->add_option("-c,--config", server_options.config_path, "the server's TOML file")
+        ->required();
+    server->add_flag("--print-fingerprint", server_options.print_fingerprint,
+                     "print the TLS certificate's fingerprint (creating it if needed) and exit");
+    server->add_flag("-v", server_options.verbosity, "more log detail (-v debug, -vv trace)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     }
     if (keygen->parsed()) return run_keygen(keygen_options);
+    if (server->parsed()) return burrow::run_server(server_options);
     return 0;
 }

@@ -560,7 +560,8 @@ TEST_CASE("values in messages are quoted, escaped and cut to one line") {
 TEST_CASE("a full server file parses to the expected struct") {
     const std::string text = kServerHead +
                              "max_agents = 50\nrelay_rate_mbit = 20\n"
-                             "relay_packets_per_sec = 3000\nlog_level = \"warn\"\n" +
+                             "relay_packets_per_sec = 3000\nlog_level = \"warn\"\n"
+                             "stun_standard_clients = true\n" +
                              kServerAgents +
                              "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\n"
                              "services = [\"web\", \"ssh\"]\n"
@@ -578,6 +579,7 @@ TEST_CASE("a full server file parses to the expected struct") {
     expected.relay_rate_mbit = 20;
     expected.relay_packets_per_sec = 3000;
     expected.log_level = LogLevel::kWarn;
+    expected.stun_standard_clients = true;
     expected.agents = {{"nas", *parse_public_key(kKeyNas)},
                        {"laptop", *parse_public_key(kKeyLaptop)}};
     expected.allow = {{"laptop", "nas", {"web", "ssh"}}, {"nas", "laptop", {"*"}}};
@@ -592,6 +594,7 @@ TEST_CASE("a minimal server file gets the defaults") {
     CHECK(config.relay_rate_mbit == kDefaultRelayRateMbit);
     CHECK(config.relay_packets_per_sec == kDefaultRelayPacketsPerSec);
     CHECK(config.log_level == LogLevel::kInfo);
+    CHECK_FALSE(config.stun_standard_clients);
     CHECK(config.cert_file == "server.crt");  // no folder: relative to the current one
     CHECK(config.agents.empty());
     CHECK(config.allow.empty());
@@ -633,6 +636,8 @@ TEST_CASE("bad server files: each error names file:line:column and the key") {
          "server.toml:7:25: server.relay_packets_per_sec: ", "expected an integer"},
         {"unknown log level", kServerHead + "log_level = \"loud\"\n",
          "server.toml:7:13: server.log_level: ", "is not a log level"},
+        {"stun_standard_clients as a string", kServerHead + "stun_standard_clients = \"yes\"\n",
+         "server.toml:7:25: server.stun_standard_clients: ", "expected true or false"},
         {"unknown key in [server]", kServerHead + "relay_rate = 5\n",
          "server.toml:7:1: server.relay_rate: ", "unknown key (did you mean \"relay_rate_mbit\"?)"},
         {"unknown key with nothing close", kServerHead + "colour = 5\n",

@@ -447,3 +447,97 @@ TEST_CASE("every drop reason has its own name for status output") {
     }
     CHECK(names.size() == static_cast<size_t>(DropReason::kCount));
 }
+
+namespace {
+
+// A server core with stun_standard_clients set, and nobody online.
+struct StandardStunServer {
+    StandardStunServer() : rng(3) {
+        ServerCoreConfig config;
+        config.static_key = PrivateKey::generate(rng);
+        config.stun_ports = {kStunPort, kStunPort2};
+        config.relay_udp_port = kStunPort;
+        config.software = "burrow-test";
+        config.stun_standard_clients = true;
+        std::string error;
+        auto acl = Acl::create(AclConfig{}, &error);
+        REQUIRE(acl);
+        core = std::make_unique<ServerCore>(std::move(config), std::move(*acl), rng);
+    }
+    std::optional<ServerAction> udp(const SocketAddress& from, ByteView d) {
+        return core->on_udp(UdpPort::kMain, from, d, Time{});
+    }
+    SeededRng rng;
+    std::unique_ptr<ServerCore> core;
+};
+
+// The minimal answer: header + XOR-MAPPED-ADDRESS (RFC 8489 §14.2: 4 + 8 for IPv4, 4 + 20 for
+// IPv6).
+constexpr size_t kMinimalAnswerV4 = kStunHeaderSize + 12;
+constexpr size_t kMinimalAnswerV6 = kStunHeaderSize + 24;
+
+}  // namespace
+
+TEST_CASE("stun_standard_clients: a 20-byte Binding request gets the minimal answer") {
+    StandardStunServer s;
+    const StunTransactionId txid{4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4};
+    const Bytes req = encode_binding_request(txid, false);
+    REQUIRE(req.size() == kStunHeaderSize);
+    for (const auto& [from, size] : {std::pair{kLaptopAddr, kMinimalAnswerV4},
+                                     std::pair{kNasAddr, kMinimalAnswerV6}}) {
+        auto d = as_datagram(s.udp(from, req));
+        REQUIRE(d);
+        CHECK(d->to == from);
+        CHECK(d->bytes.size() == size);
+        auto resp = decode_stun(d->bytes);
+        REQUIRE(resp);
+        CHECK(resp->type == kStunBindingSuccess);
+        CHECK(resp->transaction_id == txid);
+        CHECK(resp->xor_mapped_address == from);
+        CHECK_FALSE(resp->software);
+        CHECK_FALSE(resp->fingerprint);
+    }
+    // A request with room for more still gets the richest answer that fits.
+    const Bytes padded = padded_request(txid, 60, false);
+    auto d = as_datagram(s.udp(kLaptopAddr, padded));
+    REQUIRE(d);
+    CHECK(decode_stun(d->bytes)->software);
+}
+
+TEST_CASE("stun_standard_clients: replies stay <= 44 bytes or the request's size, and only to "
+          "well-formed Binding requests") {
+    StandardStunServer s;
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+        INFO("seed " << seed);
+        SeededRng rng(seed);
+        for (int i = 0; i < 2000; ++i) {
+            const size_t size = rng.uniform(120);
+            Bytes d(size);
+            rng.fill(d);
+            // Most inputs get a STUN header (any class and method, right length, cookie), so
+            // the STUN path sees them; some of those are real Binding requests.
+            if (size >= kStunHeaderSize && size % 4 == 0 && rng.chance(0.8)) {
+                Bytes header;
+                ByteWriter hw(header);
+                const bool binding = rng.chance(0.5);
+                hw.u16(binding ? kStunBindingRequest : static_cast<uint16_t>(rng.uniform(0x4000)));
+                hw.u16(static_cast<uint16_t>(size - kStunHeaderSize));
+                hw.u32(kStunMagicCookie);
+                std::copy(header.begin(), header.end(), d.begin());
+                if (binding && rng.chance(0.5)) d.resize(kStunHeaderSize), d[3] = 0;
+            }
+            const SocketAddress from = rng.chance(0.5) ? kStranger : kNasAddr;
+            auto a = s.udp(from, d);
+            if (!a) continue;
+            auto out = as_datagram(a);
+            REQUIRE(out);
+            CHECK(out->to == from);
+            CHECK(out->bytes.size() <= std::max(d.size(), kMinimalAnswerV6));
+            auto request = decode_stun(d);
+            REQUIRE(request);
+            CHECK(request->type == kStunBindingRequest);
+        }
+    }
+    CHECK(s.core->drops().get(DropReason::kStunMalformed) > 0);
+    CHECK(s.core->drops().get(DropReason::kStunNotRequest) > 0);
+}

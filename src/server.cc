@@ -1,0 +1,99 @@
+#include "src/server.h"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <variant>
+
+#include "config/server_config.h"
+#include "src/cert.h"
+#include "src/key_file.h"
+#include "src/log.h"
+#include "src/server_runtime.h"
+#include "src/tls.h"
+
+namespace burrow {
+namespace {
+
+constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (an unreadable file)
+constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
+constexpr double kBitsPerByte = 8;
+constexpr double kBitsPerMbit = 1e6;
+
+int fail(int status, const std::string& line) {
+    std::fprintf(stderr, "burrow: %s\n", line.c_str());
+    return status;
+}
+
+// config/ checked that these are IP literals, so this cannot fail for a loaded config.
+SocketAddress to_socket_address(const HostPort& hp) {
+    return parse_socket_address(to_string(hp)).value_or(SocketAddress{});
+}
+
+// The identity key agents authenticate against: loaded, or created (mode 0600) on first start.
+std::variant<PrivateKey, std::string> ensure_identity_key(const std::string& path) {
+    if (!std::filesystem::exists(path)) {
+        std::array<uint8_t, 32> random;
+        randombytes_buf(random.data(), random.size());
+        PrivateKey key(random);
+        sodium_memzero(random.data(), random.size());
+        if (auto err = save_key_file(path, key, false)) return err->message;
+        spdlog::info("created identity key {}", path);
+        return key;
+    }
+    auto loaded = load_key_file(path);
+    if (auto* err = std::get_if<KeyFileError>(&loaded)) return err->message;
+    return std::get<PrivateKey>(loaded);
+}
+
+ServerRuntimeConfig runtime_config(const ServerConfig& config, const PrivateKey& identity) {
+    ServerRuntimeConfig rt;
+    rt.listen = to_socket_address(config.listen);
+    rt.stun = {to_socket_address(config.stun[0]), to_socket_address(config.stun[1])};
+    rt.identity = identity;
+    rt.max_agents = config.max_agents;
+    rt.relay_bytes_per_second = config.relay_rate_mbit * kBitsPerMbit / kBitsPerByte;
+    rt.relay_packets_per_second = config.relay_packets_per_sec;
+    rt.stun_standard_clients = config.stun_standard_clients;
+    for (const auto& a : config.agents) rt.agents.push_back({a.name, a.public_key});
+    for (const auto& r : config.allow) rt.allow.push_back({r.from, r.to, r.services});
+    return rt;
+}
+
+}  // namespace
+
+int run_server(const ServerRunOptions& options) {
+    auto loaded = load_server_config(options.config_path);
+    if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
+    const ServerConfig config = std::get<ServerConfig>(std::move(loaded));
+    init_logging(options.verbosity > 0 ? level_for_verbosity(options.verbosity) : config.log_level);
+
+    auto cert = ensure_server_cert(config.cert_file, config.key_file);
+    if (auto* err = std::get_if<CertError>(&cert)) return fail(kExitOsError, err->message);
+    const auto& status = std::get<ServerCertStatus>(cert);
+    if (options.print_fingerprint) {
+        std::printf("%s\n", status.fingerprint.c_str());
+        return 0;
+    }
+    if (status.created) {
+        spdlog::info("created certificate {}; fingerprint {}", config.cert_file,
+                     status.fingerprint);
+    }
+    spdlog::info("certificate fingerprint {}", status.fingerprint);
+
+    auto identity = ensure_identity_key(config.identity_key);
+    if (auto* err = std::get_if<std::string>(&identity)) return fail(kExitOsError, *err);
+    const PrivateKey& identity_key = std::get<PrivateKey>(identity);
+    spdlog::info("identity public key {}", key_to_base64(public_key(identity_key)));
+
+    auto context = TlsContext::server(config.cert_file, config.key_file);
+    if (auto* err = std::get_if<OsError>(&context)) return fail(kExitOsError, err->message);
+
+    return run_server_loop(runtime_config(config, identity_key),
+                           std::get<std::shared_ptr<TlsContext>>(context));
+}
+
+}  // namespace burrow

@@ -1,0 +1,274 @@
+#include "src/server_runtime.h"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <variant>
+#include <vector>
+
+#include "signal/acl.h"
+#include "signal/server_core.h"
+#include "src/clock.h"
+#include "src/core_timer.h"
+#include "src/tcp.h"
+#include "src/udp_socket.h"
+#include "tunnel/rng.h"
+
+namespace burrow {
+namespace {
+
+constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (a port in use)
+constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
+
+// The server's nonces must be unpredictable: libsodium's CSPRNG.
+class SystemRng final : public Rng {
+  public:
+    uint64_t next_u64() override {
+        return randombytes_random() | uint64_t{randombytes_random()} << 32;
+    }
+};
+
+ServerCoreConfig make_core_config(const ServerRuntimeConfig& config) {
+    ServerCoreConfig core;
+    core.static_key = config.identity;
+    core.stun_ports = {config.stun[0].port, config.stun[1].port};
+    core.relay_udp_port = config.stun[0].port;
+    core.limits.max_agents = config.max_agents;
+    core.limits.relay.bytes_per_second = config.relay_bytes_per_second;
+    core.limits.relay.packets_per_second = config.relay_packets_per_second;
+    core.stun_standard_clients = config.stun_standard_clients;
+    return core;
+}
+
+std::optional<Acl> make_acl(const ServerRuntimeConfig& config, std::string* error) {
+    AclConfig acl;
+    for (const auto& a : config.agents) acl.agents.push_back(AclAgent{a.name, a.key});
+    for (const auto& r : config.allow) acl.allow.push_back(AclRule{r.from, r.to, r.services});
+    return Acl::create(std::move(acl), error);
+}
+
+class Server {
+  public:
+    Server(uv_loop_t* loop, ServerCoreConfig core_config, Acl acl, std::shared_ptr<TlsContext> tls)
+        : loop_(loop), core_(std::move(core_config), std::move(acl), rng_), tls_(std::move(tls)) {}
+
+    std::optional<OsError> start(const ServerRuntimeConfig& config) {
+        auto listener = TcpListener::listen(loop_, config.listen,
+                                            [this](auto tcp) { on_accept(std::move(tcp)); });
+        if (auto* err = std::get_if<OsError>(&listener)) return *err;
+        listener_ = std::get<std::shared_ptr<TcpListener>>(listener);
+        for (size_t i = 0; i < udp_.size(); ++i) {
+            const auto port = static_cast<UdpPort>(i);
+            auto socket =
+                UdpSocket::bind(loop_, clock_, config.stun[i],
+                                [this, port](const SocketAddress& from, ByteView datagram,
+                                             Time now) { on_udp(port, from, datagram, now); });
+            if (auto* err = std::get_if<OsError>(&socket)) return *err;
+            udp_[i] = std::get<std::shared_ptr<UdpSocket>>(socket);
+        }
+        CoreTimer::Hooks hooks;
+        hooks.on_timer = [this](Time now) { execute(core_.on_timer(now)); };
+        hooks.transmit_one = [](Time) { return false; };  // the core's output comes as actions
+        hooks.next_deadline = [this] { return core_.next_deadline(); };
+        timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        timer_->kick();
+        spdlog::info("listening on {} (TLS), stun {} and {} (UDP)",
+                     to_string(listener_->local_address()), to_string(udp_[0]->local_address()),
+                     to_string(udp_[1]->local_address()));
+        return std::nullopt;
+    }
+
+    // Closes every socket; uv_run returns once their handles have closed.
+    void stop() {
+        if (listener_) listener_->close();
+        for (auto& socket : udp_) {
+            if (socket) socket->close();
+        }
+        if (timer_) timer_->close();
+        std::vector<std::shared_ptr<TlsConnection>> open;
+        for (auto& [id, c] : conns_) open.push_back(c.tls);
+        for (auto& tls : open) tls->close();
+        log_drops();
+    }
+
+  private:
+    struct Conn {
+        std::shared_ptr<TlsConnection> tls;
+        bool in_core = false;  // the core has been told it opened and has not forgotten it
+    };
+
+    void on_accept(std::shared_ptr<TcpConnection> tcp) {
+        const ConnId id = next_id_++;
+        auto tls = TlsConnection::accept(std::move(tcp), tls_);
+        spdlog::debug("conn {} from {}: accepted", id, to_string(tls->peer_address()));
+        conns_[id] = Conn{tls, false};
+        tls->start(TlsCallbacks{
+            .on_connected = [this, id] { on_connected(id); },
+            .on_data = [this, id](ByteView data) { on_data(id, data); },
+            .on_writable = {},
+            .on_closed = [this, id](const std::string& reason) { on_closed(id, reason); },
+        });
+    }
+
+    void on_connected(ConnId id) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        it->second.in_core = true;
+        spdlog::debug("conn {} from {}: {}", id, to_string(it->second.tls->peer_address()),
+                      it->second.tls->protocol());
+        execute(core_.on_connection_open(id, timer_->now()));
+    }
+
+    void on_data(ConnId id, ByteView data) {
+        auto it = conns_.find(id);
+        if (it == conns_.end() || !it->second.in_core) return;
+        execute(core_.on_control_bytes(id, data, timer_->now()));
+    }
+
+    void on_closed(ConnId id, const std::string& reason) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        const bool in_core = it->second.in_core;
+        spdlog::debug("conn {} from {}: closed: {}", id, to_string(it->second.tls->peer_address()),
+                      reason);
+        conns_.erase(it);
+        if (in_core && timer_) execute(core_.on_connection_closed(id, timer_->now()));
+    }
+
+    void on_udp(UdpPort port, const SocketAddress& from, ByteView datagram, Time now) {
+        const DropCounters before = core_.drops();
+        std::optional<ServerAction> action = core_.on_udp(port, from, datagram, now);
+        if (core_.drops().total() != before.total()) log_drop(before, from, datagram.size());
+        if (action) execute_one(std::move(*action));
+        timer_->kick();
+    }
+
+    void log_drop(const DropCounters& before, const SocketAddress& from, size_t size) {
+        for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+            const auto r = static_cast<DropReason>(i);
+            if (core_.drops().get(r) != before.get(r)) {
+                spdlog::debug("udp {} bytes from {} dropped: {}", size, to_string(from),
+                              to_string(r));
+            }
+        }
+    }
+
+    void log_drops() const {
+        if (core_.drops().total() == 0) return;
+        std::string line;
+        for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+            const auto r = static_cast<DropReason>(i);
+            if (core_.drops().get(r) == 0) continue;
+            if (!line.empty()) line += ", ";
+            line += std::to_string(core_.drops().get(r)) + " " + to_string(r);
+        }
+        spdlog::info("udp datagrams dropped: {}", line);
+    }
+
+    void execute(std::vector<ServerAction> actions) {
+        for (auto& a : actions) execute_one(std::move(a));
+        if (timer_) timer_->kick();
+    }
+
+    void execute_one(ServerAction&& action) {
+        if (auto* send = std::get_if<SendControl>(&action)) {
+            auto it = conns_.find(send->conn);
+            if (it == conns_.end()) return;
+            if (!it->second.tls->write(encode_control(send->message))) {
+                // The control channel is small and paced by pings; an agent that does not read
+                // it is not one we can serve.
+                spdlog::info("conn {} from {}: closed: not reading its control messages",
+                             send->conn, to_string(it->second.tls->peer_address()));
+                close(it, true);
+            }
+        } else if (auto* close_action = std::get_if<CloseConnection>(&action)) {
+            auto it = conns_.find(close_action->conn);
+            if (it == conns_.end()) return;
+            spdlog::info("conn {} from {}: closed: {}", close_action->conn,
+                         to_string(it->second.tls->peer_address()), close_action->reason);
+            it->second.in_core = false;  // the core has already forgotten it
+            it->second.tls->close();
+        } else if (auto* datagram = std::get_if<SendDatagram>(&action)) {
+            auto& socket = udp_[static_cast<size_t>(datagram->from)];
+            if (socket) socket->send(datagram->to, datagram->bytes);
+        } else if (auto* event = std::get_if<LogEvent>(&action)) {
+            spdlog::info("{}", event->line);
+        }
+    }
+
+    void close(std::map<ConnId, Conn>::iterator it, bool tell_core) {
+        const ConnId id = it->first;
+        auto tls = it->second.tls;
+        const bool in_core = it->second.in_core;
+        it->second.in_core = false;
+        tls->close();
+        if (tell_core && in_core) execute(core_.on_connection_closed(id, timer_->now()));
+    }
+
+    uv_loop_t* loop_;
+    LoopClock clock_;
+    SystemRng rng_;
+    ServerCore core_;
+    std::shared_ptr<TlsContext> tls_;
+    std::shared_ptr<TcpListener> listener_;
+    std::array<std::shared_ptr<UdpSocket>, 2> udp_;
+    std::shared_ptr<CoreTimer> timer_;
+    std::map<ConnId, Conn> conns_;
+    ConnId next_id_ = 1;
+};
+
+struct SignalWatch {
+    uv_signal_t handle;
+    Server* server = nullptr;
+};
+
+void on_signal(uv_signal_t* handle, int signum) {
+    auto* watch = static_cast<SignalWatch*>(handle->data);
+    spdlog::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    watch->server->stop();
+}
+
+}  // namespace
+
+int run_server_loop(const ServerRuntimeConfig& config, std::shared_ptr<TlsContext> tls) {
+    std::string acl_error;
+    std::optional<Acl> acl = make_acl(config, &acl_error);
+    if (!acl) {
+        std::fprintf(stderr, "burrow: access list: %s\n", acl_error.c_str());
+        return kExitUsage;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int exit_status = 0;
+    {
+        Server server(&loop, make_core_config(config), std::move(*acl), std::move(tls));
+        std::array<SignalWatch, 2> watches;
+        const std::array<int, 2> signals{SIGINT, SIGTERM};
+        for (size_t i = 0; i < watches.size(); ++i) {
+            watches[i].server = &server;
+            uv_signal_init(&loop, &watches[i].handle);
+            watches[i].handle.data = &watches[i];
+            uv_signal_start_oneshot(&watches[i].handle, on_signal, signals[i]);
+            // Only the sockets keep the loop running; a stop() lets it end.
+            uv_unref(reinterpret_cast<uv_handle_t*>(&watches[i].handle));
+        }
+        if (auto err = server.start(config)) {
+            std::fprintf(stderr, "burrow: %s\n", err->message.c_str());
+            exit_status = kExitOsError;
+            server.stop();
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        for (auto& w : watches) uv_close(reinterpret_cast<uv_handle_t*>(&w.handle), nullptr);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+    return exit_status;
+}
+
+}  // namespace burrow

@@ -1,0 +1,46 @@
+// The running signalling server: ServerCore (signal/) wired to the sockets, the timer and the
+// signals (see src/server.h for the command). Separate from src/server.cc because config/ and
+// signal/ headers cannot yet share a translation unit (both define kAnyService and
+// kMaxAgentNameLen), so this file takes plain values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "signal/socket_address.h"
+#include "src/tls.h"
+#include "tunnel/noise.h"
+
+namespace burrow {
+
+struct ServerRuntimeConfig {
+    struct Agent {
+        std::string name;
+        PublicKey key{};
+    };
+    struct Rule {
+        std::string from;
+        std::string to;
+        std::vector<std::string> services;
+    };
+
+    SocketAddress listen;               // TLS control connections
+    std::array<SocketAddress, 2> stun;  // the first also carries Bind and relay
+    PrivateKey identity;                // the X25519 key agents authenticate against
+    uint32_t max_agents = 0;
+    double relay_bytes_per_second = 0;    // per agent
+    double relay_packets_per_second = 0;  // per agent
+    bool stun_standard_clients = false;
+    std::vector<Agent> agents;
+    std::vector<Rule> allow;
+};
+
+// Serves until SIGINT or SIGTERM, then closes everything; returns the exit status (0, 1 when a
+// socket cannot be opened, 2 for an access list Acl::create refuses), having printed one line
+// for a failure.
+int run_server_loop(const ServerRuntimeConfig& config, std::shared_ptr<TlsContext> tls);
+
+}  // namespace burrow
