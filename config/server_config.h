@@ -34,12 +34,12 @@
 #include "config/config_error.h"
 #include "config/host_port.h"
 #include "config/values.h"
+#include "signal/acl.h"
 #include "tunnel/noise.h"
 
 namespace burrow {
 
-// The one services entry that allows every service of the target agent.
-inline constexpr std::string_view kAnyService = "*";
+// kAnyService ("*", every service of the target agent) is the ACL's (signal/acl.h).
 
 inline constexpr uint32_t kDefaultMaxAgents = 10000;
 inline constexpr uint32_t kDefaultRelayRateMbit = 50;

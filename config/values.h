@@ -9,13 +9,12 @@
 #include <string>
 #include <string_view>
 
+#include "signal/control.h"
 #include "tunnel/noise.h"
 
 namespace burrow {
 
-// Agent names appear in logs, status output and ACLs; the short, lowercase alphabet keeps
-// them unambiguous there and safe in file names.
-inline constexpr size_t kMaxAgentNameLen = 32;
+// kMaxAgentNameLen is the control protocol's (signal/control.h): one limit everywhere.
 
 // [a-z0-9-]{1,32}
 bool is_agent_name(std::string_view name);

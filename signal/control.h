@@ -69,9 +69,11 @@ inline constexpr size_t kAuthProofSize = 32;
 inline constexpr size_t kUdpTokenSize = 16;
 inline constexpr size_t kRelayTokenSize = 16;
 
-// Caps on text fields and lists. Agent and service names follow the tunnel's service-name cap
-// (tunnel/frame.h) so a name that travels in STREAM_OPEN always fits.
-inline constexpr size_t kMaxAgentNameLen = 64;
+// Caps on text fields and lists. Agent names appear in logs, status output and ACLs; the
+// short limit (and config/'s [a-z0-9-] alphabet) keeps them unambiguous there and safe in
+// file names. Service names follow the tunnel's cap (tunnel/frame.h kMaxServiceNameLen) so a
+// name that travels in STREAM_OPEN always fits.
+inline constexpr size_t kMaxAgentNameLen = 32;
 inline constexpr size_t kMaxSoftwareLen = 256;
 inline constexpr size_t kMaxControlTextLen = 1024;  // error messages, refusal reasons
 // Host addresses of every interface plus reflexive and predicted ones; far above real hosts.

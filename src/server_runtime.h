@@ -1,7 +1,6 @@
 // The running signalling server: ServerCore (signal/) wired to the sockets, the timer and the
-// signals (see src/server.h for the command). Separate from src/server.cc because config/ and
-// signal/ headers cannot yet share a translation unit (both define kAnyService and
-// kMaxAgentNameLen), so this file takes plain values.
+// signals (see src/server.h for the command). src/server.cc turns the config file into the
+// plain values this file takes, so the loop can be started from tests without a file.
 #pragma once
 
 #include <array>
