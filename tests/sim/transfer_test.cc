@@ -18,28 +18,6 @@ namespace {
 
 constexpr uint64_t kSeeds = 1000;  // per link condition
 
-// 8 streams of mixed sizes up to 64 KiB over a path of 10-40 ms RTT with 0-3 ms jitter, both
-// chosen by the seed so the seeds also sweep the timing.
-TransferConfig mixed_transfer(uint64_t seed, const std::function<void(LinkConfig&)>& impair) {
-    TransferConfig c;
-    c.seed = seed;
-    c.streams = 8;
-    c.bytes_per_stream = 64 * 1024;
-    c.mixed_sizes = true;
-    LinkConfig link;
-    link.delay = Duration(5ms) + Duration(1ms) * static_cast<int64_t>(seed % 16);
-    link.jitter = Duration(1ms) * static_cast<int64_t>(seed % 4);
-    impair(link);
-    c.a_to_b = link;
-    c.b_to_a = link;
-    return c;
-}
-
-std::string describe(uint64_t seed, const TransferResult& r) {
-    std::ostringstream out;
-    out << "seed " << seed << ": " << failure_name(r.failure) << ": " << r.reason;
-    return out.str();
-}
 
 // Runs every seed and reports the first failure (with its seed) and how many failed.
 void expect_all_seeds_deliver(const std::function<void(LinkConfig&)>& impair,

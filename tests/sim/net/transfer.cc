@@ -657,4 +657,26 @@ TransferResult TransferScenario::run() const {
     return run.run();
 }
 
+TransferConfig mixed_transfer(uint64_t seed, const std::function<void(LinkConfig&)>& impair) {
+    using namespace std::chrono_literals;
+    TransferConfig c;
+    c.seed = seed;
+    c.streams = 8;
+    c.bytes_per_stream = 64 * 1024;
+    c.mixed_sizes = true;
+    LinkConfig link;
+    link.delay = Duration(5ms) + Duration(1ms) * static_cast<int64_t>(seed % 16);
+    link.jitter = Duration(1ms) * static_cast<int64_t>(seed % 4);
+    impair(link);
+    c.a_to_b = link;
+    c.b_to_a = link;
+    return c;
+}
+
+std::string describe(uint64_t seed, const TransferResult& r) {
+    std::ostringstream out;
+    out << "seed " << seed << ": " << failure_name(r.failure) << ": " << r.reason;
+    return out.str();
+}
+
 }  // namespace burrow::sim

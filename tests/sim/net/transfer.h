@@ -155,4 +155,12 @@ class TransferScenario {
     TransferConfig config_;
 };
 
+// The seed-swept transfer the sim tests share: 8 streams of mixed sizes up to 64 KiB over a
+// path of 10-40 ms RTT with 0-3 ms jitter, both chosen by the seed so the seeds also sweep
+// the timing; `impair` adds the condition under test to both directions.
+TransferConfig mixed_transfer(uint64_t seed, const std::function<void(LinkConfig&)>& impair);
+
+// "seed N: <failure>: <reason>", for test failure messages.
+std::string describe(uint64_t seed, const TransferResult& r);
+
 }  // namespace burrow::sim
