@@ -100,10 +100,23 @@ const Connection::Stream* Connection::find(StreamId id) const {
     return it == streams_.end() ? nullptr : it->second.get();
 }
 
+uint64_t Connection::send_limit(const Stream& s) const {
+    // New bytes must fit both the stream's credit and what is left of the session's.
+    return std::min(s.send_credit.max(), s.send.highest_sent() + session_send_.available());
+}
+
+Connection::LossTally Connection::tally(const std::vector<SentPacket>& lost) {
+    LossTally t;
+    for (const SentPacket& p : lost) {
+        if (p.in_flight) t.bytes += p.size;
+        t.largest_sent = std::max(t.largest_sent, p.time_sent);
+    }
+    return t;
+}
+
 void Connection::mark_ready(Stream& s) {
     if (s.reset_local) return;
-    const uint64_t limit = std::min(s.send_credit.max(),
-                                    s.send.highest_sent() + session_send_.available());
+    const uint64_t limit = send_limit(s);
     if (s.send.has_pending(limit)) scheduler_.push(s.id);
 }
 
@@ -495,12 +508,7 @@ void Connection::on_ack_frame(const AckFrame& ack, Time now) {
         if (p.in_flight) acked_bytes += p.size;
         for (const SentFrame& f : p.frames) on_frame_acked(f);
     }
-    uint64_t lost_bytes = 0;
-    Time largest_lost_sent{};
-    for (const SentPacket& p : outcome.lost) {
-        if (p.in_flight) lost_bytes += p.size;
-        largest_lost_sent = std::max(largest_lost_sent, p.time_sent);
-    }
+    const LossTally lost = tally(outcome.lost);
     on_packets_lost(outcome.lost);
     if (!outcome.acked.empty()) {
         AckEvent ev{now,
@@ -509,12 +517,12 @@ void Connection::on_ack_frame(const AckFrame& ack, Time now) {
                     loss_.bytes_in_flight(),
                     outcome.largest_acked_sent_time,
                     &rtt_,
-                    rate_.generate(now, lost_bytes)};
+                    rate_.generate(now, lost.bytes)};
         cc_->on_ack(ev);
     }
-    if (lost_bytes > 0 || outcome.persistent_congestion) {
-        cc_->on_loss(LossEvent{now, lost_bytes, prior_in_flight, loss_.bytes_in_flight(),
-                               largest_lost_sent, outcome.persistent_congestion});
+    if (lost.bytes > 0 || outcome.persistent_congestion) {
+        cc_->on_loss(LossEvent{now, lost.bytes, prior_in_flight, loss_.bytes_in_flight(),
+                               lost.largest_sent, outcome.persistent_congestion});
     }
     pacer_.set_rate(cc_->pacing_rate());
 }
@@ -610,16 +618,11 @@ void Connection::on_timer(Time now) {
     if (now >= loss_.deadline(rtt_, AckTracker::kMaxAckDelay)) {
         auto outcome = loss_.on_timeout(now, rtt_, AckTracker::kMaxAckDelay);
         if (!outcome.lost.empty()) {
-            uint64_t lost_bytes = 0;
-            Time largest_lost_sent{};
-            for (const SentPacket& p : outcome.lost) {
-                if (p.in_flight) lost_bytes += p.size;
-                largest_lost_sent = std::max(largest_lost_sent, p.time_sent);
-            }
-            const uint64_t prior = loss_.bytes_in_flight() + lost_bytes;
+            const LossTally lost = tally(outcome.lost);
+            const uint64_t prior = loss_.bytes_in_flight() + lost.bytes;
             on_packets_lost(outcome.lost);
-            cc_->on_loss(LossEvent{now, lost_bytes, prior, loss_.bytes_in_flight(),
-                                   largest_lost_sent, false});
+            cc_->on_loss(LossEvent{now, lost.bytes, prior, loss_.bytes_in_flight(),
+                                   lost.largest_sent, outcome.persistent_congestion});
             pacer_.set_rate(cc_->pacing_rate());
         }
         if (outcome.probes > 0) {
@@ -802,8 +805,7 @@ void Connection::fill_stream_data(PacketBuilder& b) {
         if (!id) break;
         Stream* s = find(*id);
         if (!s || s->reset_local) continue;
-        const uint64_t limit = std::min(s->send_credit.max(),
-                                        s->send.highest_sent() + session_send_.available());
+        const uint64_t limit = send_limit(*s);
         const size_t overhead = stream_frame_overhead(*id, limit, b.room());
         const uint64_t highest_before = s->send.highest_sent();
         if (auto chunk = s->send.next_chunk(b.room() - overhead, limit)) {

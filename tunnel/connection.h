@@ -199,6 +199,12 @@ private:
     void retire(StreamId id);
     void reset_all_streams();
     void enter_closed(ConnectionError code, std::string reason, bool by_peer);
+    struct LossTally {
+        uint64_t bytes = 0;  // in-flight bytes of the lost packets
+        Time largest_sent{};
+    };
+    static LossTally tally(const std::vector<SentPacket>& lost);
+    uint64_t send_limit(const Stream& s) const;
     void mark_ready(Stream& s);
     void queue_control(Stream& s);
     bool has_pending_control() const;
