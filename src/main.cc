@@ -6,6 +6,7 @@
 #include <string>
 #include <variant>
 
+#include "src/agent.h"
 #include "src/key_file.h"
 #include "src/server.h"
 #include "src/version.h"
@@ -86,6 +87,12 @@ int main(int argc, char** argv) {
                      "print the TLS certificate's fingerprint (creating it if needed) and exit");
     server->add_flag("-v", server_options.verbosity, "more log detail (-v debug, -vv trace)");
 
+    burrow::AgentRunOptions agent_options;
+    auto* agent = app.add_subcommand("agent", "run an agent: expose local services, forward ports");
+    agent->add_option("-c,--config", agent_options.config_path, "the agent's TOML file")
+        ->required();
+    agent->add_flag("-v", agent_options.verbosity, "more log detail (-v debug, -vv trace)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -93,5 +100,6 @@ int main(int argc, char** argv) {
     }
     if (keygen->parsed()) return run_keygen(keygen_options);
     if (server->parsed()) return burrow::run_server(server_options);
+    if (agent->parsed()) return burrow::run_agent(agent_options);
     return 0;
 }

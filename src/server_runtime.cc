@@ -16,6 +16,7 @@
 #include "signal/server_core.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
+#include "src/system_rng.h"
 #include "src/tcp.h"
 #include "src/udp_socket.h"
 #include "tunnel/rng.h"
@@ -25,14 +26,6 @@ namespace {
 
 constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (a port in use)
 constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
-
-// The server's nonces must be unpredictable: libsodium's CSPRNG.
-class SystemRng final : public Rng {
-  public:
-    uint64_t next_u64() override {
-        return randombytes_random() | uint64_t{randombytes_random()} << 32;
-    }
-};
 
 ServerCoreConfig make_core_config(const ServerRuntimeConfig& config) {
     ServerCoreConfig core;

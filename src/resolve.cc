@@ -1,0 +1,76 @@
+#include "src/resolve.h"
+
+#include <netdb.h>
+
+#include <memory>
+
+#include "src/os_error.h"
+#include "src/sockaddr.h"
+
+namespace burrow {
+namespace {
+
+struct ResolveRequest {
+    uv_getaddrinfo_t req;
+    HostPort where;
+    ResolveDone done;
+};
+
+void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
+    std::unique_ptr<ResolveRequest> request(static_cast<ResolveRequest*>(req->data));
+    std::optional<SocketAddress> found;
+    for (addrinfo* ai = result; ai != nullptr && !found; ai = ai->ai_next) {
+        found = from_sockaddr(ai->ai_addr);
+    }
+    if (result != nullptr) uv_freeaddrinfo(result);
+    if (found) {
+        found->port = request->where.port;
+        request->done(found, "");
+        return;
+    }
+    const std::string why = status < 0 ? uv_error_text(status) : "no IPv4 or IPv6 address";
+    request->done(std::nullopt, "resolve " + request->where.host + ": " + why);
+}
+
+}  // namespace
+
+void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done) {
+    auto request = std::make_unique<ResolveRequest>();
+    request->req.data = request.get();
+    request->where = where;
+    request->done = std::move(done);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (where.ip_literal()) hints.ai_flags = AI_NUMERICHOST;
+    const int rc = uv_getaddrinfo(loop, &request->req, on_resolved, where.host.c_str(), nullptr,
+                                  &hints);
+    if (rc == 0) {
+        request.release();  // on_resolved owns it now
+        return;
+    }
+    // Could not even queue the lookup: report it from the loop like any other failure.
+    auto* failed = request.release();
+    failed->req.data = failed;
+    auto* timer = new uv_timer_t;
+    uv_timer_init(loop, timer);
+    struct Failed {
+        ResolveRequest* request;
+        int rc;
+    };
+    timer->data = new Failed{failed, rc};
+    uv_timer_start(
+        timer,
+        [](uv_timer_t* t) {
+            auto* f = static_cast<Failed*>(t->data);
+            std::unique_ptr<ResolveRequest> r(f->request);
+            const std::string line = "resolve " + r->where.host + ": " + uv_error_text(f->rc);
+            delete f;
+            uv_close(reinterpret_cast<uv_handle_t*>(t),
+                     [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+            r->done(std::nullopt, line);
+        },
+        0, 0);
+}
+
+}  // namespace burrow

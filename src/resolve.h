@@ -1,0 +1,24 @@
+// Name resolution on the libuv loop: the server address and expose targets may be DNS names.
+//
+// resolve() runs getaddrinfo on libuv's thread pool and calls done(address, "") with the first
+// IPv4 or IPv6 result, or done(nullopt, "resolve nas.local: Name or service not known"). done is
+// always called later from the loop, never from inside resolve(), also for IP literals (which
+// getaddrinfo answers without the network), so callers have one code path.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "config/host_port.h"
+#include "signal/socket_address.h"
+
+namespace burrow {
+
+using ResolveDone = std::function<void(std::optional<SocketAddress>, const std::string& error)>;
+
+void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done);
+
+}  // namespace burrow
