@@ -475,7 +475,7 @@ class Agent {
         for (auto& w : waiters) {
             auto fw = forwards_.find(w.forward);
             if (fw != forwards_.end()) fw->second.refused++;
-            w.tcp->close();
+            w.tcp->finish();
         }
         auto fw = forwards_.find(waiters.front().forward);
         const std::string label = fw != forwards_.end()

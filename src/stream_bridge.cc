@@ -161,7 +161,7 @@ void StreamBridge::on_reset(ResetReason reason) {
     if (tcp_ && !tcp_closed_) {
         // A refusal is an answer, not a failure: the client sees a plain end of stream.
         if (is_refusal(reason)) {
-            tcp_->close();
+            tcp_->finish();
         } else {
             tcp_->reset();
         }

@@ -153,6 +153,28 @@ void TcpConnection::shutdown(std::function<void()> done) {
     }
 }
 
+void TcpConnection::finish(Duration linger) {
+    if (state_ != State::kOpen) {
+        close();
+        return;
+    }
+    TcpCallbacks callbacks;
+    callbacks.on_closed = std::move(callbacks_.on_closed);
+    callbacks.on_eof = [this] {
+        if (shutdown_requested_ && queued_bytes_ == 0) close();
+    };
+    if (!started_) {
+        start(std::move(callbacks));
+    } else {
+        callbacks_ = std::move(callbacks);
+    }
+    resume_reading();
+    shutdown([this] {
+        if (eof_) close();
+    });
+    set_timer(linger, [this] { close(); });
+}
+
 void TcpConnection::close() {
     begin_close("closed", false);
 }

@@ -67,6 +67,11 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
 
     // done runs once the FIN has gone out (not if the connection closes first).
     void shutdown(std::function<void()> done = {});
+    // Ends the connection as an answer rather than an error: our FIN after what is queued, what
+    // the peer still sends is read and discarded (closing with unread bytes would make the
+    // kernel send an RST), and the socket closes at the peer's FIN or after linger. Starts the
+    // connection if it was not started; on_data, on_eof and on_drained are not called again.
+    void finish(Duration linger = std::chrono::seconds(5));
     void close();
     void reset();
 
