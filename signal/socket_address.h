@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,6 +36,7 @@ struct SocketAddress {
     ByteView ip_bytes() const { return ByteView(ip).first(v6 ? kIpv6Size : kIpv4Size); }
 
     bool operator==(const SocketAddress&) const = default;
+    auto operator<=>(const SocketAddress&) const = default;  // an order, for maps
 };
 
 std::string to_string(const SocketAddress& a);

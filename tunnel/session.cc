@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "tunnel/wire.h"
+
 namespace burrow {
 
 namespace {
@@ -342,6 +344,69 @@ SessionSnapshot Session::snapshot() const {
     if (responder_) s.greatest_timestamp = responder_->greatest_timestamp();
     s.queued_messages = outbox_.size();
     return s;
+}
+
+// --- path probes ------------------------------------------------------------------------------
+
+std::optional<Bytes> Session::seal_probe(const Probe& probe, Time now) {
+    protection_.set_now(now);
+    if (state_ == SessionState::kDead || !protection_.can_send()) return std::nullopt;
+    const Keypair& k = *protection_.current();
+    const uint64_t counter = kProbeCounterBit | probes_sealed_++;
+    Bytes out;
+    out.reserve(kProbeSize);
+    ByteWriter w(out);
+    w.u8(kPacketTypeProbe);
+    w.u32(k.remote_index);
+    w.u64(counter);
+    std::array<uint8_t, 1 + kPathDataLen> plain{};
+    plain[0] = static_cast<uint8_t>(probe.kind);
+    std::copy(probe.data.begin(), probe.data.end(), plain.begin() + 1);
+    const Bytes header(out.begin(), out.end());
+    k.send.seal(counter, header, plain, out);
+    return out;
+}
+
+std::optional<uint32_t> Session::receiver_index(ByteView datagram) {
+    if (datagram.size() < kPacketHeaderSize) return std::nullopt;
+    if (datagram[0] != kPacketTypeData && datagram[0] != kPacketTypeProbe) return std::nullopt;
+    ByteReader r(datagram.subspan(1, 4));
+    return r.u32();
+}
+
+std::optional<Probe> Session::open_probe(ByteView datagram, Time now) {
+    protection_.set_now(now);
+    auto drop = [this]() -> std::optional<Probe> {
+        ++stats_.drop_bad_probe;
+        return std::nullopt;
+    };
+    if (state_ == SessionState::kDead || datagram.size() != kProbeSize ||
+        datagram[0] != kPacketTypeProbe) {
+        return drop();
+    }
+    ByteReader r(datagram.first(kPacketHeaderSize));
+    r.u8();
+    const uint32_t index = r.u32();
+    const uint64_t counter = r.u64();
+    if ((counter & kProbeCounterBit) == 0) return drop();
+    const Keypair* k = nullptr;
+    for (const auto* slot : {&protection_.current(), &protection_.previous(), &protection_.next()}) {
+        if (*slot && (*slot)->local_index == index) k = &**slot;
+    }
+    if (!k || now >= k->created_at + kRejectAfterTime) return drop();
+    auto plain = k->recv.open(counter, datagram.first(kPacketHeaderSize),
+                              datagram.subspan(kPacketHeaderSize));
+    if (!plain || plain->size() != 1 + kPathDataLen) return drop();
+    const uint8_t kind = (*plain)[0];
+    if (kind != static_cast<uint8_t>(ProbeKind::kChallenge) &&
+        kind != static_cast<uint8_t>(ProbeKind::kResponse)) {
+        return drop();
+    }
+    Probe probe;
+    probe.kind = static_cast<ProbeKind>(kind);
+    std::copy(plain->begin() + 1, plain->end(), probe.data.begin());
+    ++stats_.probes_opened;
+    return probe;
 }
 
 }  // namespace burrow

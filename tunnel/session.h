@@ -39,6 +39,7 @@
 #include "tunnel/connection.h"
 #include "tunnel/handshake.h"
 #include "tunnel/noise.h"
+#include "tunnel/path_probe.h"
 #include "tunnel/rng.h"
 #include "tunnel/session_protection.h"
 #include "tunnel/time.h"
@@ -83,6 +84,8 @@ struct SessionStats {
     uint64_t drop_key_expired = 0;  // keys older than kRejectAfterTime or used up
     uint64_t drop_unsupported_suite = 0;
     uint64_t drop_unexpected = 0;  // a message our role never receives, or after death
+    uint64_t probes_opened = 0;
+    uint64_t drop_bad_probe = 0;  // wrong size, unknown index, counter, or did not open
     bool operator==(const SessionStats&) const = default;
 };
 
@@ -139,6 +142,18 @@ class Session {
     SessionStats stats() const;
     SessionSnapshot snapshot() const;
 
+    // --- path probes (tunnel/path_probe.h) ---
+    // A probe sealed under the current keys; nullopt while there are none to send under.
+    std::optional<Bytes> seal_probe(const Probe& probe, Time now);
+    // The probe in datagram if it is exactly a probe for one of our keypairs and it opens;
+    // otherwise nullopt, counted, and nothing else changes.
+    std::optional<Probe> open_probe(ByteView datagram, Time now);
+    // Whether a data or probe packet carrying this receiver index is addressed to us: how a
+    // datagram from an address no path knows yet (a NAT that rebinds) finds its session.
+    bool owns_index(uint32_t index) const { return protection_.uses_index(index); }
+    // The receiver index of a data or probe packet; nullopt for anything else.
+    static std::optional<uint32_t> receiver_index(ByteView datagram);
+
   private:
     struct PendingInitiation {
         InitiatorHandshake handshake;
@@ -175,6 +190,7 @@ class Session {
     bool had_keys_ = false;                        // a handshake has completed
     std::deque<Bytes> outbox_;                     // handshake messages to send
     SessionState state_ = SessionState::kHandshaking;
+    uint64_t probes_sealed_ = 0;  // the probe counter, below kProbeCounterBit
     std::string dead_reason_;
     SessionStats stats_;
 };

@@ -1,0 +1,176 @@
+#include "signal/path_manager.h"
+
+#include <cstring>
+
+namespace burrow {
+
+namespace {
+
+std::string ms_text(Duration d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f ms", to_ms(d));
+    return buf;
+}
+
+// Challenges kept per candidate: enough for the responses of a burst still in flight.
+constexpr size_t kMaxChallengesPerCandidate = 8;
+
+}  // namespace
+
+PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now) {
+    auto it = candidates_.find(address);
+    if (it != candidates_.end()) return &it->second;
+    if (candidates_.size() >= kMaxPathCandidates) {
+        stats_.drop_candidate_limit++;
+        return nullptr;
+    }
+    Candidate& c = candidates_[address];
+    c.started = now;
+    c.next_probe = now;
+    return &c;
+}
+
+void PathManager::add_candidates(const std::vector<SocketAddress>& addresses, Time now) {
+    for (const auto& a : addresses) add(a, now);
+}
+
+void PathManager::queue(ProbeToSend probe) {
+    if (out_.size() >= kMaxQueuedProbes) out_.pop_front();
+    out_.push_back(std::move(probe));
+}
+
+void PathManager::send_challenge(const SocketAddress& to, Candidate& c, Time now) {
+    Challenge ch;
+    const uint64_t r = rng_.next_u64();
+    std::memcpy(ch.data.data(), &r, ch.data.size());
+    ch.sent_at = now;
+    if (c.challenges.size() >= kMaxChallengesPerCandidate) c.challenges.pop_front();
+    c.challenges.push_back(ch);
+    queue(ProbeToSend{to, Probe{ProbeKind::kChallenge, ch.data}});
+    stats_.challenges_sent++;
+}
+
+void PathManager::schedule_next(Candidate& c, Time now) {
+    ++c.tries;
+    if (c.tries < static_cast<int>(kPunchSchedule.size())) {
+        c.next_probe = std::max(now, c.started + kPunchSchedule[static_cast<size_t>(c.tries)]);
+    } else {
+        c.next_probe = now + kRediscoverInterval;
+    }
+}
+
+void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time now) {
+    if (probe.kind == ProbeKind::kChallenge) {
+        // Answer on the path it came by: that is the path the peer is testing.
+        queue(ProbeToSend{from, Probe{ProbeKind::kResponse, probe.data}});
+        stats_.responses_sent++;
+        Candidate* c = add(from, now);
+        if (c) c->last_heard = now;
+        return;
+    }
+    auto it = candidates_.find(from);
+    if (it == candidates_.end()) {
+        stats_.drop_unmatched_response++;
+        return;
+    }
+    Candidate& c = it->second;
+    const Challenge* match = nullptr;
+    for (const auto& ch : c.challenges) {
+        if (ch.data == probe.data && now - ch.sent_at <= kChallengeLifetime) match = &ch;
+    }
+    if (!match) {
+        stats_.drop_unmatched_response++;
+        return;
+    }
+    const Duration rtt = now - match->sent_at;
+    c.challenges.clear();
+    c.last_heard = now;
+    if (!c.validated) stats_.paths_validated++;
+    c.validated = true;
+    if (!active_) {
+        switch_to(from, "probe answered", rtt);
+    } else if (*active_ != from) {
+        // Two paths work; move only when the one in use has gone quiet (the peer's NAT
+        // rebound, or a better path appeared after the old one broke).
+        const Candidate& cur = candidates_[*active_];
+        if (now - cur.last_heard >= kDirectKeepalive) {
+            switch_to(from, "the previous direct path went quiet", rtt);
+        }
+    }
+}
+
+void PathManager::on_authenticated(const SocketAddress& from, Time now) {
+    auto it = candidates_.find(from);
+    if (it != candidates_.end()) {
+        it->second.last_heard = now;
+        return;
+    }
+    if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
+    // A new source for this session's packets: probe it before sending anything there.
+    if (Candidate* c = add(from, now)) c->last_heard = now;
+}
+
+void PathManager::switch_to(std::optional<SocketAddress> direct, std::string reason,
+                            Duration rtt) {
+    active_ = direct;
+    keepalive_at_ = Time{};
+    changes_.push_back(PathChange{direct, std::move(reason), rtt});
+}
+
+void PathManager::on_timer(Time now) {
+    if (active_) {
+        Candidate& cur = candidates_[*active_];
+        const Duration quiet = now - cur.last_heard;
+        if (quiet >= kDirectSilence) {
+            stats_.fallbacks++;
+            cur.validated = false;
+            // Try it again at once, then on the schedule: it may come back.
+            cur.tries = 0;
+            cur.started = now;
+            cur.next_probe = now;
+            switch_to(std::nullopt, "direct path silent for " + ms_text(quiet), {});
+        } else if (quiet >= kDirectKeepalive && now >= keepalive_at_) {
+            send_challenge(*active_, cur, now);
+            keepalive_at_ = now + kDirectKeepalive / 2;
+        }
+    }
+    for (auto& [address, c] : candidates_) {
+        if (active_ && address == *active_) continue;
+        if (now < c.next_probe) continue;
+        send_challenge(address, c, now);
+        schedule_next(c, now);
+    }
+}
+
+std::optional<ProbeToSend> PathManager::poll_probe() {
+    if (out_.empty()) return std::nullopt;
+    ProbeToSend p = std::move(out_.front());
+    out_.pop_front();
+    return p;
+}
+
+std::optional<PathChange> PathManager::poll_change() {
+    if (changes_.empty()) return std::nullopt;
+    PathChange c = std::move(changes_.front());
+    changes_.pop_front();
+    return c;
+}
+
+Time PathManager::next_deadline() const {
+    if (!out_.empty()) return Time{};
+    Time t = kNever;
+    if (active_) {
+        auto it = candidates_.find(*active_);
+        if (it != candidates_.end()) {
+            t = std::min(t, it->second.last_heard + kDirectSilence);
+            t = std::min(t, std::max(it->second.last_heard + kDirectKeepalive, keepalive_at_));
+        }
+    }
+    for (const auto& [address, c] : candidates_) {
+        if (active_ && address == *active_) continue;
+        t = std::min(t, c.next_probe);
+    }
+    return t;
+}
+
+}  // namespace burrow

@@ -1,0 +1,137 @@
+// PathManager: which way a session's packets go, relay or a direct UDP path, sans-IO
+// (DESIGN.md §3 "Paths", §4 steps 3-4).
+//
+// The session starts on the server's relay. Once it has keys, the agent hands the peer's
+// candidates here; from then on both agents send authenticated probes (tunnel/path_probe.h)
+// to every candidate on a schedule that starts fast (the NAT mappings open in both directions
+// within the first few tries) and slows down, and keep doing so while they stay on the relay.
+//
+//   probe challenge arrives from A        answer it on A; A becomes a candidate if it was not
+//                                         (peer-reflexive: the peer's NAT mapped it there)
+//   probe response from A matches one      A is validated; the first validated path becomes
+//   of our challenges to A                 the active one
+//   authenticated data from A             A is alive; a new A (the peer's NAT rebound) is
+//                                         probed before anything is sent to it
+//   active path silent kDirectKeepalive   a challenge on it
+//   active path silent kDirectSilence     back to the relay, and probing goes on; back to
+//                                         direct when a probe is answered again
+//
+// A path is only used after a probe round trip on it, so a spoofed source address can never
+// redirect traffic: the probe is sealed with the session keys, and the response must carry
+// the random data we sent to that very address.
+//
+// This lives in signal/ because it works on SocketAddress and candidates, which the control
+// plane already defines; it has no I/O and no clock, like every core.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "signal/socket_address.h"
+#include "tunnel/path_probe.h"
+#include "tunnel/rng.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+// The punching schedule, offsets from the start: dense first, as both NATs need an outgoing
+// packet before they let the other side's in, then doubling (RFC 8445 paces checks at Ta =
+// 50 ms; we have few candidates, so all are tried in each round).
+inline constexpr std::array<Duration, 8> kPunchSchedule = {
+    std::chrono::milliseconds(0),   std::chrono::milliseconds(50),
+    std::chrono::milliseconds(100), std::chrono::milliseconds(200),
+    std::chrono::milliseconds(400), std::chrono::milliseconds(800),
+    std::chrono::milliseconds(1600), std::chrono::milliseconds(3200)};
+// After the burst, while on the relay, every candidate is tried this often: a path that
+// appears later (the other side's NAT changed) is found within a few seconds.
+inline constexpr Duration kRediscoverInterval = std::chrono::seconds(5);
+// On a direct path that has been quiet this long, a challenge checks it is still there. It is
+// also the keepalive: far below the 30 s after which many NATs drop a UDP mapping.
+inline constexpr Duration kDirectKeepalive = std::chrono::seconds(1);
+// A direct path heard nothing from for this long is given up for the relay (issue 6's target
+// is 3 s from the break to the relay).
+inline constexpr Duration kDirectSilence = std::chrono::milliseconds(2500);
+// Challenges older than this can no longer validate anything.
+inline constexpr Duration kChallengeLifetime = std::chrono::seconds(10);
+// Candidates kept per session: the peer's host and reflexive addresses plus a few learned
+// from probes. More would only be an attacker's way to make us send probes.
+inline constexpr size_t kMaxPathCandidates = 16;
+// Probes waiting to be sent; beyond it the oldest are dropped (the schedule sends more).
+inline constexpr size_t kMaxQueuedProbes = 64;
+
+struct ProbeToSend {
+    SocketAddress to;
+    Probe probe;
+};
+
+// The active path changed: direct is the new path (nullopt: the relay).
+struct PathChange {
+    std::optional<SocketAddress> direct;
+    std::string reason;
+    Duration rtt{};  // of the probe that validated a direct path
+};
+
+struct PathStats {
+    uint64_t challenges_sent = 0;
+    uint64_t responses_sent = 0;
+    uint64_t paths_validated = 0;
+    uint64_t fallbacks = 0;             // direct -> relay
+    uint64_t drop_unmatched_response = 0;  // no challenge of ours to that address had that data
+    uint64_t drop_candidate_limit = 0;
+};
+
+class PathManager {
+  public:
+    explicit PathManager(Rng& rng) : rng_(rng) {}
+
+    // The peer's candidates; probing starts at now. May be called again with more.
+    void add_candidates(const std::vector<SocketAddress>& addresses, Time now);
+    // An authenticated probe from `from`.
+    void on_probe(const SocketAddress& from, const Probe& probe, Time now);
+    // An authenticated data packet from `from`.
+    void on_authenticated(const SocketAddress& from, Time now);
+    void on_timer(Time now);
+
+    std::optional<ProbeToSend> poll_probe();
+    std::optional<PathChange> poll_change();
+    Time next_deadline() const;
+
+    // The direct path in use; nullopt while on the relay.
+    const std::optional<SocketAddress>& active() const { return active_; }
+    bool probing() const { return !candidates_.empty(); }
+    const PathStats& stats() const { return stats_; }
+
+  private:
+    struct Challenge {
+        PathData data;
+        Time sent_at;
+    };
+    struct Candidate {
+        int tries = 0;
+        Time started{};
+        Time next_probe = kNever;
+        std::deque<Challenge> challenges;
+        Time last_heard{};
+        bool validated = false;
+    };
+
+    Candidate* add(const SocketAddress& address, Time now);
+    void send_challenge(const SocketAddress& to, Candidate& c, Time now);
+    void schedule_next(Candidate& c, Time now);
+    void queue(ProbeToSend probe);
+    void switch_to(std::optional<SocketAddress> direct, std::string reason, Duration rtt);
+
+    Rng& rng_;
+    std::map<SocketAddress, Candidate> candidates_;
+    std::optional<SocketAddress> active_;
+    Time keepalive_at_ = kNever;
+    std::deque<ProbeToSend> out_;
+    std::deque<PathChange> changes_;
+    PathStats stats_;
+};
+
+}  // namespace burrow

@@ -1,0 +1,181 @@
+#include "signal/path_manager.h"
+
+#include <catch2/catch.hpp>
+
+using namespace burrow;
+using namespace std::chrono_literals;
+
+namespace {
+
+SocketAddress addr(uint8_t last, uint16_t port) {
+    return SocketAddress::ipv4({198, 51, 100, last}, port);
+}
+
+Time at(Duration d) {
+    return Time{} + d;
+}
+
+std::vector<ProbeToSend> drain(PathManager& pm) {
+    std::vector<ProbeToSend> out;
+    while (auto p = pm.poll_probe()) out.push_back(*p);
+    return out;
+}
+
+// The peer's side of a probe: a response with the same data, from where it was sent.
+Probe answer(const ProbeToSend& p) {
+    return Probe{ProbeKind::kResponse, p.probe.data};
+}
+
+}  // namespace
+
+TEST_CASE("path manager: probes every candidate and takes the first answered path") {
+    SeededRng rng(1);
+    PathManager pm(rng);
+    pm.add_candidates({addr(1, 1000), addr(2, 2000)}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    REQUIRE(sent.size() == 2);
+    CHECK(sent[0].probe.kind == ProbeKind::kChallenge);
+    CHECK_FALSE(pm.active());
+
+    pm.on_probe(sent[1].to, answer(sent[1]), at(20ms));
+    REQUIRE(pm.active() == sent[1].to);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->direct == sent[1].to);
+    CHECK(change->rtt == 20ms);
+    CHECK(pm.stats().paths_validated == 1);
+}
+
+TEST_CASE("path manager: a response that does not match a challenge to that address is dropped") {
+    SeededRng rng(2);
+    PathManager pm(rng);
+    pm.add_candidates({addr(1, 1000), addr(2, 2000)}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    // The right data from the wrong address, and wrong data from the right one.
+    pm.on_probe(sent[1].to, answer(sent[0]), at(5ms));
+    PathData wrong = sent[0].probe.data;
+    wrong[0] ^= 1;
+    pm.on_probe(sent[0].to, Probe{ProbeKind::kResponse, wrong}, at(5ms));
+    pm.on_probe(addr(9, 9), answer(sent[0]), at(5ms));
+    CHECK_FALSE(pm.active());
+    CHECK_FALSE(pm.poll_change());
+    CHECK(pm.stats().drop_unmatched_response == 3);
+}
+
+TEST_CASE("path manager: a challenge is answered on its own path and teaches a candidate") {
+    SeededRng rng(3);
+    PathManager pm(rng);
+    pm.add_candidates({addr(1, 1000)}, at(0ms));
+    const PathData data{1, 2, 3, 4, 5, 6, 7, 8};
+    pm.on_probe(addr(7, 7777), Probe{ProbeKind::kChallenge, data}, at(1ms));
+    auto out = drain(pm);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].to == addr(7, 7777));
+    CHECK(out[0].probe == Probe{ProbeKind::kResponse, data});
+    // The new address (peer-reflexive) is probed back on the next timer.
+    pm.on_timer(at(2ms));
+    auto probes = drain(pm);
+    bool probed_new = false;
+    for (auto& p : probes) probed_new |= p.to == addr(7, 7777);
+    CHECK(probed_new);
+}
+
+TEST_CASE("path manager: the schedule is dense first, then every few seconds") {
+    SeededRng rng(4);
+    PathManager pm(rng);
+    pm.add_candidates({addr(1, 1000)}, at(0ms));
+    std::vector<Time> sends;
+    for (Time t = at(0ms); t < at(20s); t = pm.next_deadline()) {
+        pm.on_timer(t);
+        for (auto& p : drain(pm)) {
+            (void)p;
+            sends.push_back(t);
+        }
+    }
+    REQUIRE(sends.size() >= kPunchSchedule.size());
+    for (size_t i = 0; i < kPunchSchedule.size(); ++i) CHECK(sends[i] == at(kPunchSchedule[i]));
+    CHECK(sends[kPunchSchedule.size()] - sends[kPunchSchedule.size() - 1] == kRediscoverInterval);
+}
+
+TEST_CASE("path manager: a silent direct path falls back to the relay, then comes back") {
+    SeededRng rng(5);
+    PathManager pm(rng);
+    const SocketAddress a = addr(1, 1000);
+    pm.add_candidates({a}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    pm.on_probe(a, answer(sent[0]), at(10ms));
+    REQUIRE(pm.active() == a);
+    (void)pm.poll_change();
+
+    // Data keeps it alive; silence brings a keepalive challenge, then the fallback.
+    pm.on_authenticated(a, at(500ms));
+    Time t = at(500ms);
+    bool keepalive = false;
+    while (pm.active() && t < at(10s)) {
+        t = pm.next_deadline();
+        pm.on_timer(t);
+        for (auto& p : drain(pm)) keepalive |= p.to == a && p.probe.kind == ProbeKind::kChallenge;
+    }
+    CHECK(keepalive);
+    CHECK_FALSE(pm.active());
+    CHECK(t - at(500ms) >= kDirectSilence);
+    CHECK(t - at(500ms) < kDirectSilence + 100ms);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK_FALSE(change->direct);
+    CHECK(pm.stats().fallbacks == 1);
+
+    // Probing goes on; an answer brings the direct path back.
+    t = pm.next_deadline();
+    pm.on_timer(t);
+    auto retry = drain(pm);
+    REQUIRE_FALSE(retry.empty());
+    pm.on_probe(a, answer(retry.back()), t + 5ms);
+    CHECK(pm.active() == a);
+}
+
+TEST_CASE("path manager: a rebound peer address is probed and taken once the old one is quiet") {
+    SeededRng rng(6);
+    PathManager pm(rng);
+    const SocketAddress a = addr(1, 1000);
+    const SocketAddress b = addr(1, 1001);  // the peer's NAT mapped it anew
+    pm.add_candidates({a}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    pm.on_probe(a, answer(sent[0]), at(10ms));
+    (void)pm.poll_change();
+
+    pm.on_authenticated(b, at(2s));
+    CHECK(pm.active() == a);  // nothing is sent to b before it answers a probe
+    pm.on_timer(at(2s));
+    ProbeToSend to_b{};
+    bool found = false;
+    for (auto& p : drain(pm)) {
+        if (p.to == b && p.probe.kind == ProbeKind::kChallenge) {
+            to_b = p;
+            found = true;
+        }
+    }
+    REQUIRE(found);
+    pm.on_probe(b, answer(to_b), at(2010ms));
+    CHECK(pm.active() == b);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->direct == b);
+}
+
+TEST_CASE("path manager: candidates are capped") {
+    SeededRng rng(7);
+    PathManager pm(rng);
+    for (int i = 0; i < 40; ++i) {
+        pm.on_probe(addr(static_cast<uint8_t>(i), 5000), Probe{ProbeKind::kChallenge, {}}, at(0ms));
+    }
+    pm.on_timer(at(1ms));
+    size_t challenges = 0;
+    for (auto& p : drain(pm)) challenges += p.probe.kind == ProbeKind::kChallenge;
+    CHECK(challenges == kMaxPathCandidates);
+    CHECK(pm.stats().drop_candidate_limit == 40 - kMaxPathCandidates);
+}
