@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "signal/agent_client.h"
+#include "signal/path_manager.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
 #include "src/key_file.h"
@@ -91,13 +92,16 @@ class Agent;
 // One session with a peer and the forwarded connections on it.
 class PeerSession final : public StreamBridge::Host {
   public:
-    PeerSession(Agent& agent, const PeerInfo& info, Role role, std::unique_ptr<Session> session)
+    PeerSession(Agent& agent, const PeerInfo& info, Role role, std::unique_ptr<Session> session,
+                Rng& rng)
         : agent_(agent),
           id_(info.session_id),
           peer_(info.peer),
           role_(role),
-          session_(std::move(session)) {
+          session_(std::move(session)),
+          paths_(rng) {
         services_.insert(info.service);
+        for (const auto& c : info.candidates) remote_candidates_.push_back(c.address);
     }
 
     Connection& connection() override { return session_->connection(); }
@@ -118,6 +122,9 @@ class PeerSession final : public StreamBridge::Host {
         std::string origin;  // "forward 127.0.0.1:8080" or "expose web"
     };
     std::map<StreamId, Entry> bridges_;
+    PathManager paths_;
+    std::vector<SocketAddress> remote_candidates_;
+    bool probing_ = false;  // punching starts once the session has keys to seal probes with
     bool dead_ = false;
     bool announced_up_ = false;
 };
@@ -421,23 +428,34 @@ class Agent {
         auto session = std::make_unique<Session>(role, options_.key, info.peer_pub,
                                                  SessionConfig{}, rng_, now,
                                                  wall_clock_us() - to_us(now));
-        auto ps = std::make_unique<PeerSession>(*this, info, role, std::move(session));
+        auto ps = std::make_unique<PeerSession>(*this, info, role, std::move(session), rng_);
         PeerSession* raw = ps.get();
         CoreTimer::Hooks hooks;
         hooks.on_timer = [this, raw](Time t) {
             if (raw->dead_) return;
             raw->session_->on_timer(t);
+            if (raw->probing_) raw->paths_.on_timer(t);
             process_session(*raw);
         };
         hooks.transmit_one = [this, raw](Time t) {
             if (raw->dead_) return false;
+            if (auto probe = raw->paths_.poll_probe()) {
+                if (auto sealed = raw->session_->seal_probe(probe->probe, t)) {
+                    udp_->send(probe->to, *sealed);
+                }
+                return true;
+            }
             auto datagram = raw->session_->poll_transmit(t);
             if (!datagram) return false;
-            client_.send_relay(raw->id_, *datagram, t);
-            flush_client_output();
+            send_datagram(*raw, *datagram, t);
             return true;
         };
-        hooks.next_deadline = [raw] { return raw->dead_ ? kNever : raw->session_->next_deadline(); };
+        hooks.next_deadline = [raw] {
+            if (raw->dead_) return kNever;
+            Time t = raw->session_->next_deadline();
+            if (raw->probing_) t = std::min(t, raw->paths_.next_deadline());
+            return t;
+        };
         ps->timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         sessions_[info.session_id] = std::move(ps);
         counters_.sessions_started++;
@@ -485,6 +503,21 @@ class Agent {
                      refused.reason, waiters.size(), waiters.size() == 1 ? "" : "s");
     }
 
+    // A session packet goes on the direct path once one is validated, else through the relay.
+    void send_datagram(PeerSession& ps, ByteView datagram, Time now) {
+        if (const auto& direct = ps.paths_.active()) {
+            udp_->send(*direct, datagram);
+            return;
+        }
+        client_.send_relay(ps.id_, datagram, now);
+        flush_client_output();
+    }
+
+    std::string path_of(const PeerSession& ps) const {
+        if (const auto& direct = ps.paths_.active()) return "direct " + to_string(*direct);
+        return path_name(client_.udp_bound());
+    }
+
     // After any input to a session: its stream events, then its output.
     void process_session(PeerSession& ps) {
         while (!ps.dead_) {
@@ -495,8 +528,23 @@ class Agent {
         if (ps.dead_) return;
         if (!ps.announced_up_ && ps.session_->established()) {
             ps.announced_up_ = true;
-            spdlog::info("session with {} up ({}, {})", ps.peer_, path_name(client_.udp_bound()),
+            spdlog::info("session with {} up ({}, {})", ps.peer_, path_of(ps),
                          ps.role_ == Role::kInitiator ? "we connected" : "they connected");
+        }
+        if (!ps.probing_ && ps.session_->established()) {
+            // Relay first, then punch (DESIGN.md §4): both sides probe every candidate now.
+            ps.probing_ = true;
+            ps.paths_.add_candidates(ps.remote_candidates_, clock_.now());
+            ps.paths_.on_timer(clock_.now());
+        }
+        while (auto change = ps.paths_.poll_change()) {
+            if (change->direct) {
+                spdlog::info("path to {}: direct {} (rtt {:.1f} ms, {})", ps.peer_,
+                             to_string(*change->direct), to_ms(change->rtt), change->reason);
+            } else {
+                spdlog::info("path to {}: {} ({})", ps.peer_, path_name(client_.udp_bound()),
+                             change->reason);
+            }
         }
         if (ps.session_->state() == SessionState::kDead) {
             end_session(ps.id_, std::string(ps.session_->dead_reason()), true);
@@ -569,11 +617,6 @@ class Agent {
         graveyard_.clear();
     }
 
-    void end_all_sessions(const std::string& reason) {
-        std::vector<uint64_t> ids;
-        for (auto& [id, s] : sessions_) ids.push_back(id);
-        for (uint64_t id : ids) end_session(id, reason, true);
-    }
 
     // --- the signalling client -----------------------------------------------------------------
 
@@ -587,8 +630,40 @@ class Agent {
                 }
             }
         }
-        // Direct paths are issue 6; until then only the server talks to this socket.
-        counters_.udp_from_unknown++;
+        on_direct_datagram(from, data, now);
+    }
+
+    // A datagram from anyone but the server: a peer's probe or packet on a direct path.
+    void on_direct_datagram(const SocketAddress& from, ByteView data, Time now) {
+        PeerSession* ps = nullptr;
+        if (auto index = Session::receiver_index(data)) {
+            for (auto& [id, s] : sessions_) {
+                if (!s->dead_ && s->session_->owns_index(*index)) ps = s.get();
+            }
+        } else if (!data.empty()) {
+            // A handshake message (a rekey) names no index of ours: it belongs to the session
+            // whose direct path it came by.
+            for (auto& [id, s] : sessions_) {
+                if (!s->dead_ && s->paths_.active() == from) ps = s.get();
+            }
+        }
+        if (!ps) {
+            counters_.udp_from_unknown++;
+            return;
+        }
+        if (data[0] == kPacketTypeProbe) {
+            if (auto probe = ps->session_->open_probe(data, now)) {
+                ps->paths_.on_probe(from, *probe, now);
+            }
+            process_session(*ps);
+            return;
+        }
+        const uint64_t before = ps->connection().stats().packets_received;
+        ps->session_->on_datagram(data, now);
+        if (ps->connection().stats().packets_received != before) {
+            ps->paths_.on_authenticated(from, now);
+        }
+        process_session(*ps);
     }
 
     void dial() {
@@ -703,7 +778,15 @@ class Agent {
             auto tls = std::move(tls_);
             tls->close();
         }
-        if (!sessions_.empty()) end_all_sessions("the relay went away with the server connection");
+        // Relayed sessions cannot go on: the server forgets its relays with the connection.
+        // Sessions on a direct path do not need the server and stay up.
+        std::vector<uint64_t> relayed;
+        for (auto& [id, s] : sessions_) {
+            if (!s->paths_.active()) relayed.push_back(id);
+        }
+        for (uint64_t id : relayed) {
+            end_session(id, "the relay went away with the server connection", true);
+        }
         for (auto& [key, waiters] : waiting_) {
             for (auto& w : waiters) w.tcp->close();
         }
@@ -779,7 +862,7 @@ nlohmann::json Agent::status_json() const {
             {"session_id", id},
             {"role", ps->role_ == Role::kInitiator ? "initiator" : "responder"},
             {"state", session_state_name(ps->session_->state())},
-            {"path", path_name(client_.udp_bound())},
+            {"path", path_of(*ps)},
             {"rtt_ms", to_ms(c.rtt().smoothed())},
             {"loss", cs.packets_sent ? static_cast<double>(cs.packets_lost) /
                                            static_cast<double>(cs.packets_sent)
@@ -787,6 +870,11 @@ nlohmann::json Agent::status_json() const {
             {"bytes_sent", cs.bytes_sent},
             {"bytes_received", cs.bytes_received},
             {"streams", ps->bridges_.size()},
+            {"probes",
+             {{"challenges_sent", ps->paths_.stats().challenges_sent},
+              {"responses_sent", ps->paths_.stats().responses_sent},
+              {"paths_validated", ps->paths_.stats().paths_validated},
+              {"fallbacks", ps->paths_.stats().fallbacks}}},
             {"services", ps->services_},
             {"drops",
              {{"malformed", ss.drop_malformed + cs.drop_malformed},
@@ -797,7 +885,8 @@ nlohmann::json Agent::status_json() const {
               {"unknown_index", ss.drop_unknown_index},
               {"key_expired", ss.drop_key_expired},
               {"duplicate", cs.drop_duplicate},
-              {"too_old", cs.drop_too_old}}},
+              {"too_old", cs.drop_too_old},
+              {"bad_probe", ss.drop_bad_probe}}},
         };
         peers.push_back(p);
     }
