@@ -8,6 +8,7 @@
 
 #include "src/agent.h"
 #include "src/key_file.h"
+#include "src/netcheck.h"
 #include "src/server.h"
 #include "src/version.h"
 #include "tunnel/crypto_init.h"
@@ -93,6 +94,13 @@ int main(int argc, char** argv) {
         ->required();
     agent->add_flag("-v", agent_options.verbosity, "more log detail (-v debug, -vv trace)");
 
+    burrow::NetcheckOptions netcheck_options;
+    auto* netcheck = app.add_subcommand("netcheck", "report what this machine's NAT does to UDP");
+    netcheck->add_option("-c,--config", netcheck_options.config_path,
+                         "an agent's TOML file: use its server (STUN ports 3478 and 3479)");
+    netcheck->add_option("--stun", netcheck_options.stun,
+                         "a STUN server HOST:PORT (give two: the server's two ports)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -101,5 +109,6 @@ int main(int argc, char** argv) {
     if (keygen->parsed()) return run_keygen(keygen_options);
     if (server->parsed()) return burrow::run_server(server_options);
     if (agent->parsed()) return burrow::run_agent(agent_options);
+    if (netcheck->parsed()) return burrow::run_netcheck(netcheck_options);
     return 0;
 }

@@ -1,0 +1,200 @@
+#include "src/netcheck.h"
+
+#include <uv.h>
+
+#include <array>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <variant>
+
+#include "config/agent_config.h"
+#include "config/host_port.h"
+#include "signal/nat_probe.h"
+#include "src/clock.h"
+#include "src/core_timer.h"
+#include "src/resolve.h"
+#include "src/system_rng.h"
+#include "src/udp_socket.h"
+#include "src/version.h"
+
+namespace burrow {
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitOsError = 1;
+// examples/server.toml: the server's STUN ports unless its operator chose others.
+constexpr std::array<uint16_t, 2> kDefaultStunPorts = {3478, 3479};
+
+int fail(int status, const std::string& line) {
+    std::fprintf(stderr, "burrow: netcheck: %s\n", line.c_str());
+    return status;
+}
+
+std::string describe(const std::optional<SocketAddress>& a, uint16_t port) {
+    return (a ? to_string(*a) : std::string("no answer")) + " (port " + std::to_string(port) + ")";
+}
+
+void print_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& servers) {
+    const bool any = r.mapped[0] || r.mapped[1];
+    const bool both = r.mapped[0] && r.mapped[1];
+    if (both) {
+        std::printf("udp            reachable: both STUN ports answered\n");
+    } else if (any) {
+        std::printf("udp            partly reachable: one STUN port answered\n");
+    } else {
+        std::printf("udp            blocked: no STUN answer in %.1f s; burrow will relay inside "
+                    "the TLS connection\n",
+                    3.1);
+    }
+    std::printf("reflexive      %s, %s\n", describe(r.mapped[0], servers[0].port).c_str(),
+                describe(r.mapped[1], servers[1].port).c_str());
+    switch (r.mapping) {
+        case NatMapping::kEndpointIndependent:
+            std::printf("mapping        endpoint-independent: direct paths can be punched\n");
+            break;
+        case NatMapping::kPerDestination:
+            std::printf("mapping        per destination (symmetric NAT): direct paths only with a "
+                        "peer whose NAT is not symmetric too; otherwise the relay\n");
+            break;
+        case NatMapping::kUnknown:
+            std::printf("mapping        unknown: needs answers from both ports\n");
+            break;
+    }
+}
+
+class Netcheck {
+  public:
+    Netcheck(uv_loop_t* loop, std::array<SocketAddress, 2> servers)
+        : loop_(loop), servers_(servers), probe_(std::string("burrow/") + version_string()) {}
+
+    std::optional<OsError> start() {
+        auto udp = UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, 0),
+                                   [this](const SocketAddress& from, ByteView data, Time) {
+                                       for (size_t i = 0; i < servers_.size(); ++i) {
+                                           if (from == servers_[i]) {
+                                               probe_.on_stun(static_cast<UdpPort>(i), data);
+                                           }
+                                       }
+                                       check_done();
+                                   });
+        if (auto* err = std::get_if<OsError>(&udp)) return *err;
+        udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
+        CoreTimer::Hooks hooks;
+        hooks.on_timer = [this](Time now) { probe_.on_timer(now, out_); };
+        hooks.transmit_one = [this](Time) {
+            if (out_.empty()) return false;
+            ServerDatagram d = std::move(out_.front());
+            out_.pop_front();
+            udp_->send(servers_[static_cast<size_t>(d.to)], d.bytes);
+            return true;
+        };
+        hooks.next_deadline = [this] { return probe_.next_deadline(); };
+        timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        probe_.start(rng_, clock_.now(), out_);
+        timer_->kick();
+        return std::nullopt;
+    }
+
+    void check_done() {
+        if (!probe_.finished() || done_) return;
+        done_ = true;
+        result_ = probe_.result();
+        timer_->close();
+        udp_->close();
+    }
+
+    // Called from the loop: the timer path finishes through on_timer giving up.
+    bool done() const { return done_; }
+    const NatProbeResult& result() const { return result_; }
+    void poll() {
+        if (!done_ && probe_.finished()) check_done();
+    }
+
+  private:
+    uv_loop_t* loop_;
+    LoopClock clock_;
+    SystemRng rng_;
+    std::array<SocketAddress, 2> servers_;
+    NatProbe probe_;
+    std::deque<ServerDatagram> out_;
+    std::shared_ptr<UdpSocket> udp_;
+    std::shared_ptr<CoreTimer> timer_;
+    NatProbeResult result_;
+    bool done_ = false;
+};
+
+std::optional<SocketAddress> resolve_now(uv_loop_t* loop, const HostPort& hp, std::string* error) {
+    std::optional<SocketAddress> out;
+    resolve(loop, hp, [&](std::optional<SocketAddress> a, const std::string& e) {
+        out = a;
+        *error = e;
+    });
+    uv_run(loop, UV_RUN_DEFAULT);
+    return out;
+}
+
+}  // namespace
+
+int run_netcheck(const NetcheckOptions& options) {
+    std::vector<HostPort> targets;
+    if (options.stun.size() > 2) return fail(kExitUsage, "give at most two --stun addresses");
+    for (const auto& s : options.stun) {
+        auto hp = parse_host_port(s);
+        if (auto* err = std::get_if<std::string>(&hp)) return fail(kExitUsage, s + ": " + *err);
+        targets.push_back(std::get<HostPort>(hp));
+    }
+    if (!options.config_path.empty()) {
+        auto loaded = load_agent_config(options.config_path);
+        if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
+        if (targets.empty()) {
+            const HostPort server = std::get<AgentConfig>(loaded).server;
+            for (uint16_t port : kDefaultStunPorts) {
+                HostPort hp = server;
+                hp.port = port;
+                targets.push_back(hp);
+            }
+        }
+    }
+    if (targets.empty()) return fail(kExitUsage, "give -c agent.toml or --stun HOST:PORT");
+    if (targets.size() == 1) targets.push_back(targets[0]);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    std::array<SocketAddress, 2> servers;
+    for (size_t i = 0; i < 2; ++i) {
+        std::string error;
+        auto a = resolve_now(&loop, targets[i], &error);
+        if (!a) {
+            uv_loop_close(&loop);
+            return fail(kExitOsError, error);
+        }
+        servers[i] = *a;
+    }
+    int status = 0;
+    {
+        Netcheck check(&loop, servers);
+        if (auto err = check.start()) {
+            status = fail(kExitOsError, err->message);
+        } else {
+            // The probe gives up by itself (signal/agent_udp.h: 3.1 s) inside the CoreTimer's
+            // callback, where the timer cannot be closed; a slow watch notices and ends the run.
+            uv_timer_t watch;
+            uv_timer_init(&loop, &watch);
+            watch.data = &check;
+            constexpr uint64_t kWatchMs = 50;
+            uv_timer_start(
+                &watch, [](uv_timer_t* h) { static_cast<Netcheck*>(h->data)->poll(); }, kWatchMs,
+                kWatchMs);
+            uv_unref(reinterpret_cast<uv_handle_t*>(&watch));
+            uv_run(&loop, UV_RUN_DEFAULT);
+            uv_close(reinterpret_cast<uv_handle_t*>(&watch), nullptr);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            print_report(check.result(), servers);
+        }
+    }
+    uv_loop_close(&loop);
+    return status;
+}
+
+}  // namespace burrow

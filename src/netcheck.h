@@ -1,0 +1,28 @@
+// `burrow netcheck`: what this machine's NAT does to UDP, in a few lines (issue 6).
+//
+//   $ burrow netcheck -c laptop.toml          # the server named in the agent's config
+//   $ burrow netcheck --stun 203.0.113.7:3478 --stun 203.0.113.7:3479
+//   udp            reachable: both STUN ports answered
+//   reflexive      198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
+//   mapping        endpoint-independent: direct paths can be punched
+//
+// It sends the agent's own STUN probe (signal/nat_probe.h) from one UDP socket to two ports of
+// the server; it does not log in, so it can run beside a running agent. With -c, the ports are
+// the server's defaults (3478 and 3479) on the host of [agent] server unless --stun is given.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace burrow {
+
+struct NetcheckOptions {
+    std::string config_path;        // an agent config whose server host to use
+    std::vector<std::string> stun;  // HOST:PORT, at most two
+};
+
+// 0 after printing a report (also when UDP is blocked: that is a finding), 2 for bad
+// arguments, 1 when no socket can be opened.
+int run_netcheck(const NetcheckOptions& options);
+
+}  // namespace burrow
