@@ -17,7 +17,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(
     cmake ninja-build g++ pkg-config git coturn openssl
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
-    libspdlog-dev nlohmann-json3-dev
+    libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps
 )
 

@@ -18,6 +18,7 @@
 
 #include "signal/agent_client.h"
 #include "signal/path_manager.h"
+#include "src/admin_server.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
 #include "src/key_file.h"
@@ -186,6 +187,7 @@ class Agent {
         reaper_ = std::make_unique<uv_idle_t>();
         uv_idle_init(loop_, reaper_.get());
         reaper_->data = this;
+        if (auto err = start_admin()) return err;
         client_.set_host_candidates(host_addresses(udp_->local_address().port), clock_.now());
         spdlog::info("agent {} ({}), udp port {}", config_.name,
                      key_to_base64(public_key(options_.key)), udp_->local_address().port);
@@ -196,6 +198,7 @@ class Agent {
     void stop() {
         if (stopping_) return;
         stopping_ = true;
+        if (admin_) admin_->close();
         for (auto& [key, f] : forwards_) {
             if (f.listener) f.listener->close();
         }
@@ -279,10 +282,30 @@ class Agent {
     }
 
     int exit_status() const { return exit_status_; }
-    [[maybe_unused]] nlohmann::json status_json() const;
+    nlohmann::json status_json() const;
 
   private:
     friend class PeerSession;
+
+    // The local status endpoint (`burrow status`). An address set in the config must work; the
+    // default one is a convenience, and a second agent on the machine goes without it.
+    std::optional<OsError> start_admin() {
+        const SocketAddress where =
+            config_.admin ? literal_address(*config_.admin) : default_admin_address();
+        auto admin = AdminServer::listen(loop_, where, [this](std::string_view path) {
+            return path == "/status" ? std::optional<std::string>(status_json().dump())
+                                     : std::nullopt;
+        });
+        if (auto* err = std::get_if<OsError>(&admin)) {
+            if (config_.admin) return *err;
+            spdlog::warn("no status endpoint ({}); set [agent] admin to another port",
+                         err->message);
+            return std::nullopt;
+        }
+        admin_ = std::get<std::shared_ptr<AdminServer>>(admin);
+        spdlog::info("status endpoint on {} (burrow status)", to_string(where));
+        return std::nullopt;
+    }
 
     // --- forwards ------------------------------------------------------------------------------
 
@@ -815,6 +838,7 @@ class Agent {
     std::shared_ptr<CoreTimer> client_timer_;
     std::shared_ptr<UdpSocket> udp_;
     std::shared_ptr<TlsConnection> tls_;
+    std::shared_ptr<AdminServer> admin_;
     std::optional<SocketAddress> server_ip_;
     uint64_t dial_attempt_ = 0;
     std::map<std::string, ForwardState> forwards_;  // by listen address

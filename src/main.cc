@@ -10,6 +10,7 @@
 #include "src/key_file.h"
 #include "src/netcheck.h"
 #include "src/server.h"
+#include "src/status_command.h"
 #include "src/version.h"
 #include "tunnel/crypto_init.h"
 
@@ -101,6 +102,15 @@ int main(int argc, char** argv) {
     netcheck->add_option("--stun", netcheck_options.stun,
                          "a STUN server HOST:PORT (give two: the server's two ports)");
 
+    burrow::StatusOptions status_options;
+    auto* status = app.add_subcommand("status", "show what the running agent is doing");
+    auto* status_config = status->add_option("-c,--config", status_options.config_path,
+                                             "the agent's TOML file (for its admin address)");
+    auto* status_admin = status->add_option(
+        "--admin", status_options.admin, "the agent's admin endpoint HOST:PORT (127.0.0.1:7070)");
+    status->add_flag("--json", status_options.json, "print the agent's status JSON as is");
+    status_admin->excludes(status_config);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -110,5 +120,6 @@ int main(int argc, char** argv) {
     if (server->parsed()) return burrow::run_server(server_options);
     if (agent->parsed()) return burrow::run_agent(agent_options);
     if (netcheck->parsed()) return burrow::run_netcheck(netcheck_options);
+    if (status->parsed()) return burrow::run_status(status_options);
     return 0;
 }

@@ -8,3 +8,13 @@ if(Python3_FOUND)
         set_tests_properties(e2e/server_${case} PROPERTIES LABELS e2e TIMEOUT 30)
     endforeach()
 endif()
+
+# `burrow status` against a stand-in admin endpoint (the CLI alone; no agent needed).
+if(Python3_FOUND)
+    foreach(case table json config unreachable badinput)
+        add_test(NAME e2e/status_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/status_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        set_tests_properties(e2e/status_${case} PROPERTIES LABELS e2e TIMEOUT 30)
+    endforeach()
+endif()

@@ -1,0 +1,27 @@
+// `burrow status [-c agent.toml] [--admin HOST:PORT] [--json]`: asks the running agent's admin
+// endpoint (src/admin_server.h) for GET /status and prints it, as tables or as the raw JSON.
+//
+//   $ burrow status
+//   agent   laptop  version 0.1.0  up 3m 12s  key ...
+//   ...
+//
+// Where to ask: --admin, else the [agent] admin key of the config given with -c, else
+// 127.0.0.1:7070. Exit status: 0 printed; 1 the agent could not be asked or sent something
+// unreadable, with one line such as "burrow: cannot reach the agent's admin endpoint
+// 127.0.0.1:7070: connection refused (is `burrow agent` running?)"; 2 bad input (a config
+// error line, a bad --admin).
+#pragma once
+
+#include <string>
+
+namespace burrow {
+
+struct StatusOptions {
+    std::string config_path;  // "" for none
+    std::string admin;        // "HOST:PORT", "" for none
+    bool json = false;        // print the body as the agent sent it
+};
+
+int run_status(const StatusOptions& options);
+
+}  // namespace burrow
