@@ -34,6 +34,54 @@ void PathManager::add_candidates(const std::vector<SocketAddress>& addresses, Ti
     for (const auto& a : addresses) add(a, now);
 }
 
+void PathManager::start_spray(const SocketAddress& peer_ip, Time now) {
+    Spray sp;
+    sp.ip = peer_ip;
+    sp.round_at = now + kSprayFirstDelay;
+    spray_ = std::move(sp);
+}
+
+void PathManager::spray_round(Time now) {
+    Spray& sp = *spray_;
+    sp.ports.clear();
+    spray_out_.clear();
+    const uint64_t span = 65536 - kSprayLowestPort;
+    while (sp.ports.size() < kSprayPorts) {
+        const auto port = static_cast<uint16_t>(kSprayLowestPort + rng_.uniform(span));
+        if (sp.ports.contains(port)) continue;
+        PathData data;
+        const uint64_t r = rng_.next_u64();
+        std::memcpy(data.data(), &r, data.size());
+        sp.ports[port] = data;
+        SocketAddress to = sp.ip;
+        to.port = port;
+        spray_out_.push_back(ProbeToSend{to, Probe{ProbeKind::kChallenge, data}});
+    }
+    sp.round_sent = now;
+    sp.rounds++;
+    stats_.spray_rounds++;
+    stats_.spray_probes += kSprayPorts;
+    sp.round_at = sp.rounds < kSprayRounds ? now + kSprayInterval : kNever;
+}
+
+// A response to one of the spray's probes: the port it came from is a path.
+bool PathManager::match_spray(const SocketAddress& from, const Probe& probe, Time now) {
+    if (!spray_ || from.ip != spray_->ip.ip || from.v6 != spray_->ip.v6) return false;
+    auto it = spray_->ports.find(from.port);
+    if (it == spray_->ports.end() || it->second != probe.data) return false;
+    if (now - spray_->round_sent > kChallengeLifetime) return false;
+    const Duration rtt = now - spray_->round_sent;
+    spray_.reset();
+    spray_out_.clear();
+    Candidate* c = add(from, now);
+    if (!c) return false;
+    c->last_heard = now;
+    c->validated = true;
+    stats_.paths_validated++;
+    if (!active_) switch_to(from, "birthday probe answered", rtt);
+    return true;
+}
+
 void PathManager::queue(ProbeToSend probe) {
     if (out_.size() >= kMaxQueuedProbes) out_.pop_front();
     out_.push_back(std::move(probe));
@@ -68,6 +116,7 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
         if (c) c->last_heard = now;
         return;
     }
+    if (match_spray(from, probe, now)) return;
     auto it = candidates_.find(from);
     if (it == candidates_.end()) {
         stats_.drop_unmatched_response++;
@@ -118,6 +167,11 @@ void PathManager::switch_to(std::optional<SocketAddress> direct, std::string rea
 }
 
 void PathManager::on_timer(Time now) {
+    if (spray_ && active_) {
+        spray_.reset();  // a path was found some other way
+        spray_out_.clear();
+    }
+    if (spray_ && now >= spray_->round_at) spray_round(now);
     if (active_) {
         Candidate& cur = candidates_[*active_];
         const Duration quiet = now - cur.last_heard;
@@ -143,6 +197,11 @@ void PathManager::on_timer(Time now) {
 }
 
 std::optional<ProbeToSend> PathManager::poll_probe() {
+    if (out_.empty() && !spray_out_.empty()) {
+        ProbeToSend p = std::move(spray_out_.front());
+        spray_out_.pop_front();
+        return p;
+    }
     if (out_.empty()) return std::nullopt;
     ProbeToSend p = std::move(out_.front());
     out_.pop_front();
@@ -157,8 +216,8 @@ std::optional<PathChange> PathManager::poll_change() {
 }
 
 Time PathManager::next_deadline() const {
-    if (!out_.empty()) return Time{};
-    Time t = kNever;
+    if (!out_.empty() || !spray_out_.empty()) return Time{};
+    Time t = spray_ ? spray_->round_at : kNever;
     if (active_) {
         auto it = candidates_.find(*active_);
         if (it != candidates_.end()) {

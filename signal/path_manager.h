@@ -63,6 +63,21 @@ inline constexpr size_t kMaxPathCandidates = 16;
 // Probes waiting to be sent; beyond it the oldest are dropped (the schedule sends more).
 inline constexpr size_t kMaxQueuedProbes = 64;
 
+// The birthday technique (DESIGN.md §4): when our NAT maps endpoint-independently and the
+// peer's maps per destination, the peer opens kBirthdaySockets sockets that each send towards
+// our reflexive address (each gets its own random public port), and we probe kSprayPorts
+// random ports of the peer's public address. With 256 open mappings among the ~64500 ports
+// MASQUERADE --random-fully draws from, one round of 1000 probes finds one with probability
+// 1 - (1 - 256/64512)^1000 = 98%.
+inline constexpr size_t kBirthdaySockets = 256;
+inline constexpr size_t kSprayPorts = 1000;
+inline constexpr uint16_t kSprayLowestPort = 1024;  // NATs do not map below it
+// The first round waits for the peer's sockets to open their mappings; later rounds use fresh
+// random ports, until a path is validated.
+inline constexpr Duration kSprayFirstDelay = std::chrono::milliseconds(200);
+inline constexpr Duration kSprayInterval = std::chrono::milliseconds(2500);
+inline constexpr int kSprayRounds = 6;
+
 struct ProbeToSend {
     SocketAddress to;
     Probe probe;
@@ -82,6 +97,8 @@ struct PathStats {
     uint64_t fallbacks = 0;             // direct -> relay
     uint64_t drop_unmatched_response = 0;  // no challenge of ours to that address had that data
     uint64_t drop_candidate_limit = 0;
+    uint64_t spray_rounds = 0;
+    uint64_t spray_probes = 0;
 };
 
 class PathManager {
@@ -90,6 +107,9 @@ class PathManager {
 
     // The peer's candidates; probing starts at now. May be called again with more.
     void add_candidates(const std::vector<SocketAddress>& addresses, Time now);
+    // Birthday spray: rounds of kSprayPorts probes to random ports of peer_ip (its port is
+    // ignored), starting kSprayFirstDelay from now, until a direct path is validated.
+    void start_spray(const SocketAddress& peer_ip, Time now);
     // An authenticated probe from `from`.
     void on_probe(const SocketAddress& from, const Probe& probe, Time now);
     // An authenticated data packet from `from`.
@@ -125,8 +145,20 @@ class PathManager {
     void queue(ProbeToSend probe);
     void switch_to(std::optional<SocketAddress> direct, std::string reason, Duration rtt);
 
+    void spray_round(Time now);
+    bool match_spray(const SocketAddress& from, const Probe& probe, Time now);
+
     Rng& rng_;
     std::map<SocketAddress, Candidate> candidates_;
+    struct Spray {
+        SocketAddress ip;
+        std::map<uint16_t, PathData> ports;  // this round's challenges
+        Time round_at = kNever;
+        Time round_sent{};
+        int rounds = 0;
+    };
+    std::optional<Spray> spray_;
+    std::deque<ProbeToSend> spray_out_;  // a round at a time; not capped like out_
     std::optional<SocketAddress> active_;
     Time keepalive_at_ = kNever;
     std::deque<ProbeToSend> out_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -102,7 +103,24 @@ class PeerSession final : public StreamBridge::Host {
           session_(std::move(session)),
           paths_(rng) {
         services_.insert(info.service);
-        for (const auto& c : info.candidates) remote_candidates_.push_back(c.address);
+        for (const auto& c : info.candidates) {
+            remote_candidates_.push_back(c.address);
+            if (c.kind == CandidateKind::kServerReflexive) remote_reflexive_ = c.address;
+        }
+        remote_nat_ = info.nat;
+    }
+    ~PeerSession() override { close_birthday_sockets(nullptr); }
+
+    // Closes the birthday sockets but keep (the one a path was found through).
+    void close_birthday_sockets(const UdpSocket* keep) {
+        for (auto& sock : birthday_) {
+            if (sock.get() != keep) sock->close();
+        }
+        std::erase_if(birthday_, [keep](auto& sock) { return sock.get() != keep; });
+        if (birthday_timer_) {
+            uv_close(reinterpret_cast<uv_handle_t*>(birthday_timer_.release()),
+                     [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+        }
     }
 
     Connection& connection() override { return session_->connection(); }
@@ -125,6 +143,15 @@ class PeerSession final : public StreamBridge::Host {
     std::map<StreamId, Entry> bridges_;
     PathManager paths_;
     std::vector<SocketAddress> remote_candidates_;
+    std::optional<SocketAddress> remote_reflexive_;
+    NatMapping remote_nat_ = NatMapping::kUnknown;
+    // Our NAT maps per destination and the peer's does not: the birthday technique's many
+    // sockets (signal/path_manager.h), each sending towards the peer's reflexive address.
+    std::vector<std::shared_ptr<UdpSocket>> birthday_;
+    std::unique_ptr<uv_timer_t> birthday_timer_;
+    int birthday_rounds_ = 0;
+    // Direct paths found through a socket other than the agent's main one.
+    std::map<SocketAddress, std::shared_ptr<UdpSocket>> routes_;
     bool probing_ = false;  // punching starts once the session has keys to seal probes with
     bool dead_ = false;
     bool announced_up_ = false;
@@ -464,7 +491,7 @@ class Agent {
             if (raw->dead_) return false;
             if (auto probe = raw->paths_.poll_probe()) {
                 if (auto sealed = raw->session_->seal_probe(probe->probe, t)) {
-                    udp_->send(probe->to, *sealed);
+                    send_to(*raw, probe->to, *sealed);
                 }
                 return true;
             }
@@ -529,11 +556,100 @@ class Agent {
     // A session packet goes on the direct path once one is validated, else through the relay.
     void send_datagram(PeerSession& ps, ByteView datagram, Time now) {
         if (const auto& direct = ps.paths_.active()) {
-            udp_->send(*direct, datagram);
+            send_to(ps, *direct, datagram);
             return;
         }
         client_.send_relay(ps.id_, datagram, now);
         flush_client_output();
+    }
+
+    void send_to(PeerSession& ps, const SocketAddress& to, ByteView datagram) {
+        auto route = ps.routes_.find(to);
+        if (route != ps.routes_.end()) {
+            route->second->send(to, datagram);
+        } else {
+            udp_->send(to, datagram);
+        }
+    }
+
+    // Punching starts: plain probes to every candidate, plus the birthday technique when
+    // exactly one side's NAT maps per destination.
+    void start_probing(PeerSession& ps, Time now) {
+        ps.probing_ = true;
+        ps.paths_.add_candidates(ps.remote_candidates_, now);
+        const NatMapping ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
+        if (ps.remote_reflexive_ && ours == NatMapping::kEndpointIndependent &&
+            ps.remote_nat_ == NatMapping::kPerDestination) {
+            spdlog::debug("{} is behind a symmetric NAT: spraying {} ports", ps.peer_,
+                          kSprayPorts);
+            ps.paths_.start_spray(*ps.remote_reflexive_, now);
+        } else if (ps.remote_reflexive_ && ours == NatMapping::kPerDestination &&
+                   ps.remote_nat_ == NatMapping::kEndpointIndependent) {
+            open_birthday_sockets(ps);
+        }
+        ps.paths_.on_timer(now);
+    }
+
+    void open_birthday_sockets(PeerSession& ps) {
+        spdlog::debug("our NAT is symmetric: opening {} sockets towards {}", kBirthdaySockets,
+                      to_string(*ps.remote_reflexive_));
+        const uint64_t id = ps.id_;
+        for (size_t i = 0; i < kBirthdaySockets; ++i) {
+            UdpOptions small;
+            small.socket_buffer_bytes = 64 * 1024;  // probes only, until one becomes the path
+            // The socket is known only once bound; the callback finds it through this cell.
+            auto cell = std::make_shared<const UdpSocket*>(nullptr);
+            auto sock = UdpSocket::bind(
+                loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, 0),
+                [this, id, cell](const SocketAddress& from, ByteView data, Time now) {
+                    auto it = sessions_.find(id);
+                    if (it == sessions_.end()) return;
+                    for (auto& via : it->second->birthday_) {
+                        if (via.get() == *cell) return on_direct_datagram(from, data, now, via);
+                    }
+                },
+                small);
+            if (auto* err = std::get_if<OsError>(&sock)) {
+                spdlog::warn("birthday sockets: {}; using {}", err->message, ps.birthday_.size());
+                break;
+            }
+            auto socket = std::get<std::shared_ptr<UdpSocket>>(sock);
+            *cell = socket.get();
+            ps.birthday_.push_back(std::move(socket));
+        }
+        ps.birthday_timer_ = std::make_unique<uv_timer_t>();
+        uv_timer_init(loop_, ps.birthday_timer_.get());
+        ps.birthday_timer_->data = &ps;
+        // Each socket's mapping must exist when the peer's spray arrives and stay open while it
+        // sprays (kSprayRounds x kSprayInterval): one opening probe per socket every second.
+        uv_timer_start(
+            ps.birthday_timer_.get(),
+            [](uv_timer_t* h) {
+                auto* session = static_cast<PeerSession*>(h->data);
+                session->agent_.send_birthday_round(*session);
+            },
+            0, 1000);
+    }
+
+    void send_birthday_round(PeerSession& ps) {
+        constexpr int kOpeningRounds = 16;  // > kSprayRounds x kSprayInterval in seconds
+        if (ps.paths_.active() || ++ps.birthday_rounds_ > kOpeningRounds) {
+            if (!ps.paths_.active() || !ps.routes_.contains(*ps.paths_.active())) {
+                ps.close_birthday_sockets(nullptr);
+            } else if (ps.birthday_timer_) {
+                uv_timer_stop(ps.birthday_timer_.get());
+            }
+            return;
+        }
+        const Time now = clock_.now();
+        for (auto& sock : ps.birthday_) {
+            PathData data;
+            const uint64_t r = rng_.next_u64();
+            std::memcpy(data.data(), &r, data.size());
+            if (auto sealed = ps.session_->seal_probe(Probe{ProbeKind::kChallenge, data}, now)) {
+                sock->send(*ps.remote_reflexive_, *sealed);
+            }
+        }
     }
 
     std::string path_of(const PeerSession& ps) const {
@@ -556,11 +672,14 @@ class Agent {
         }
         if (!ps.probing_ && ps.session_->established()) {
             // Relay first, then punch (DESIGN.md §4): both sides probe every candidate now.
-            ps.probing_ = true;
-            ps.paths_.add_candidates(ps.remote_candidates_, clock_.now());
-            ps.paths_.on_timer(clock_.now());
+            start_probing(ps, clock_.now());
         }
         while (auto change = ps.paths_.poll_change()) {
+            if (change->direct && !ps.birthday_.empty()) {
+                auto route = ps.routes_.find(*change->direct);
+                ps.close_birthday_sockets(route != ps.routes_.end() ? route->second.get()
+                                                                     : nullptr);
+            }
             if (change->direct) {
                 spdlog::info("path to {}: direct {} (rtt {:.1f} ms, {})", ps.peer_,
                              to_string(*change->direct), to_ms(change->rtt), change->reason);
@@ -656,8 +775,10 @@ class Agent {
         on_direct_datagram(from, data, now);
     }
 
-    // A datagram from anyone but the server: a peer's probe or packet on a direct path.
-    void on_direct_datagram(const SocketAddress& from, ByteView data, Time now) {
+    // A datagram from anyone but the server: a peer's probe or packet on a direct path. via is
+    // the birthday socket it came in on (null: the main socket).
+    void on_direct_datagram(const SocketAddress& from, ByteView data, Time now,
+                            const std::shared_ptr<UdpSocket>& via = nullptr) {
         PeerSession* ps = nullptr;
         if (auto index = Session::receiver_index(data)) {
             for (auto& [id, s] : sessions_) {
@@ -676,6 +797,9 @@ class Agent {
         }
         if (data[0] == kPacketTypeProbe) {
             if (auto probe = ps->session_->open_probe(data, now)) {
+                // Authenticated: answers and later packets to `from` leave by the socket whose
+                // NAT mapping it reached.
+                if (via) ps->routes_[from] = via;
                 ps->paths_.on_probe(from, *probe, now);
             }
             process_session(*ps);
@@ -847,8 +971,10 @@ class Agent {
     std::map<uint64_t, std::unique_ptr<PeerSession>> sessions_;
     std::vector<std::unique_ptr<PeerSession>> graveyard_;
     std::unique_ptr<uv_idle_t> reaper_;
+
     std::optional<NatDiscovered> nat_;
     AgentCounters counters_;
+
     uint64_t registrations_ = 0;
     bool stopping_ = false;
     bool in_after_client_ = false;

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <set>
+
 using namespace burrow;
 using namespace std::chrono_literals;
 
@@ -178,4 +180,56 @@ TEST_CASE("path manager: candidates are capped") {
     for (auto& p : drain(pm)) challenges += p.probe.kind == ProbeKind::kChallenge;
     CHECK(challenges == kMaxPathCandidates);
     CHECK(pm.stats().drop_candidate_limit == 40 - kMaxPathCandidates);
+}
+
+TEST_CASE("path manager: the birthday spray probes many random ports and takes the one that answers") {
+    SeededRng rng(8);
+    PathManager pm(rng);
+    const SocketAddress peer = addr(50, 40000);  // the symmetric side's reflexive address
+    pm.start_spray(peer, at(0ms));
+    pm.on_timer(at(0ms));
+    CHECK(drain(pm).empty());  // the peer's sockets need a moment to open their mappings
+    CHECK(pm.next_deadline() == at(kSprayFirstDelay));
+    pm.on_timer(at(kSprayFirstDelay));
+    auto spray = drain(pm);
+    REQUIRE(spray.size() == kSprayPorts);
+    std::set<uint16_t> ports;
+    for (auto& p : spray) {
+        CHECK(p.to.ip == peer.ip);
+        CHECK(p.to.port >= kSprayLowestPort);
+        CHECK(p.probe.kind == ProbeKind::kChallenge);
+        ports.insert(p.to.port);
+    }
+    CHECK(ports.size() == kSprayPorts);  // no port probed twice in a round
+
+    // The right data from another port of that address is not a match.
+    const ProbeToSend& hit = spray[417];
+    SocketAddress other = hit.to;
+    other.port = static_cast<uint16_t>(hit.to.port == 65535 ? 1024 : hit.to.port + 1);
+    if (!ports.contains(other.port)) {
+        pm.on_probe(other, answer(hit), at(kSprayFirstDelay + 30ms));
+        CHECK_FALSE(pm.active());
+    }
+    pm.on_probe(hit.to, answer(hit), at(kSprayFirstDelay + 30ms));
+    REQUIRE(pm.active() == hit.to);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->direct == hit.to);
+    CHECK(pm.stats().spray_rounds == 1);
+    // No further rounds once a path is found.
+    pm.on_timer(at(kSprayFirstDelay + kSprayInterval));
+    for (auto& p : drain(pm)) CHECK(p.to == hit.to);
+}
+
+TEST_CASE("path manager: spray rounds repeat with fresh ports, then stop") {
+    SeededRng rng(9);
+    PathManager pm(rng);
+    pm.start_spray(addr(50, 40000), at(0ms));
+    int rounds = 0;
+    for (Time t = pm.next_deadline(); t != kNever && t < at(60s); t = pm.next_deadline()) {
+        pm.on_timer(t);
+        if (drain(pm).size() == kSprayPorts) ++rounds;
+    }
+    CHECK(rounds == kSprayRounds);
+    CHECK(pm.stats().spray_probes == kSprayPorts * kSprayRounds);
 }
