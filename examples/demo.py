@@ -27,6 +27,9 @@ def die_with_parent():
 
 def port_free(port):
     s = socket.socket()
+    # As the agent binds (libuv sets SO_REUSEADDR): connections of an earlier run lingering
+    # in TIME_WAIT do not make the port busy.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
         return True
@@ -230,7 +233,10 @@ def main():
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     burrow = os.path.abspath(args[0])
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl-C raises KeyboardInterrupt even if we were started with SIGINT ignored (as a
+    # background job of a script is); SIGTERM unwinds through the same cleanup.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     d = tempfile.mkdtemp(prefix="burrow-demo-")
     try:
         return run(burrow, once, d)

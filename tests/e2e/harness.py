@@ -147,10 +147,11 @@ def main(cases, usage):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     d = tempfile.mkdtemp(prefix=f"burrow-e2e-{case}-")
     start = time.monotonic()
-    failed = True
+    failed, outcome = True, "FAILED"
     try:
         status = cases[case](burrow, d) or 0
         failed = status not in (0, SKIP)
+        outcome = {0: "ok", SKIP: "SKIPPED"}.get(status, "FAILED")
         return status
     except BaseException:
         traceback.print_exc()
@@ -158,7 +159,7 @@ def main(cases, usage):
     finally:
         _cleanup(failed)
         took = time.monotonic() - start
-        print(f"{case}: {'ok' if not failed else 'FAILED'} in {took:.1f} s")
+        print(f"{case}: {outcome} in {took:.1f} s")
         shutil.rmtree(d, ignore_errors=True)
 
 
