@@ -5,7 +5,7 @@ Every process started through spawn() is killed when the script ends, failure in
 also when the script itself is killed (the kernel sends the child SIGKILL: PR_SET_PDEATHSIG),
 so a ctest timeout leaves nothing behind.
 """
-import ctypes, os, re, shutil, signal, socket, socketserver, subprocess, sys, tempfile
+import ctypes, glob, os, re, shutil, signal, socket, socketserver, subprocess, sys, tempfile
 import threading, time, traceback
 
 _procs = []
@@ -145,7 +145,8 @@ def main(cases, usage):
     burrow, case = os.path.abspath(sys.argv[1]), sys.argv[2]
     # ctest and Ctrl-C stop us with a signal: turn it into an exception so cleanup runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    d = tempfile.mkdtemp(prefix=f"burrow-e2e-{case}-")
+    _remove_orphaned_dirs()
+    d = tempfile.mkdtemp(prefix=f"burrow-e2e-{case}-{os.getpid()}-")
     start = time.monotonic()
     failed, outcome = True, "FAILED"
     try:
@@ -161,6 +162,15 @@ def main(cases, usage):
         took = time.monotonic() - start
         print(f"{case}: {outcome} in {took:.1f} s")
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_orphaned_dirs():
+    """A script killed with SIGKILL (a ctest timeout) cannot remove its folder, which may hold
+    hundreds of MiB: the next run removes the folders of scripts that no longer exist."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "burrow-e2e-*-*-*")):
+        m = re.match(r"burrow-e2e-\w+-(\d+)-", os.path.basename(path))
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 SKIP = 77  # the exit status ctest's SKIP_RETURN_CODE maps to "skipped"
