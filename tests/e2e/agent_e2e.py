@@ -10,8 +10,8 @@ The world every case (but badconfig) starts from:
            rule, and nobody may open nas/ssh.
   nas      exposes web    -> 127.0.0.1:TARGET, allow ["laptop"]
            exposes secret -> 127.0.0.1:TARGET, allow ["intruder"]
-  laptop   forwards 127.0.0.1:A -> nas/web, B -> nas/secret, C -> nas/ssh
-  intruder forwards 127.0.0.1:D -> nas/web
+  laptop   forwards 127.0.0.1:WEB -> nas/web, SECRET -> nas/secret, SSH -> nas/ssh
+  intruder forwards 127.0.0.1:PORT -> nas/web
 So nas/secret passes the server and is refused by nas's own allow list, and nas/ssh is refused
 by the server: the two refusal paths. The case decides what listens on TARGET.
 Every process started here is killed on exit, failure included.
@@ -315,9 +315,12 @@ REFUSE_TIMEOUT = 10.0  # s for the refusal to reach the client
 
 
 def _expect_clean_close(port, what):
-    """Connects through a forward that must be refused: the client sees EOF, no data."""
+    """Connects through a forward that must be refused and sends a request at once, as real
+    clients do (unread data is what turns a careless close into an RST): the client sees
+    EOF, no data."""
     s = connect(port, REFUSE_TIMEOUT)
     try:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
         data = s.recv(4096)
     except ConnectionResetError:
         raise AssertionError(f"{what}: connection reset, expected a clean close")
@@ -504,8 +507,9 @@ BAD_CONFIGS = [
 ]
 
 
-def _bad_text(name, agent_extra, tables):
-    header = ('[agent]\nname = "nas"\nkey_file = "nas.key"\nserver = "127.0.0.1:7000"\n'
+def _bad_text(name, agent_extra, tables, server_port):
+    header = ('[agent]\nname = "nas"\nkey_file = "nas.key"\n'
+              f'server = "127.0.0.1:{server_port}"\n'
               'server_fingerprint = "sha256:' + "ab" * 32 + '"\n')
     if name == "missing key file":
         header = header.replace('"nas.key"', '"missing.key"')
@@ -519,17 +523,17 @@ def _bad_text(name, agent_extra, tables):
 def case_badconfig(burrow, d):
     harness.keygen(burrow, os.path.join(d, "nas.key"))
     path = os.path.join(d, "agent.toml")
-    # The base is valid: the agent runs with it (no server: it keeps retrying) and stops
-    # cleanly. Each broken file below differs from it in one place.
+    nobody = harness.free_port()  # no server there: the valid agent just retries
+    # The base is valid: the agent runs with it and stops cleanly on SIGTERM. Each broken file below differs from it in one place.
     with open(path, "w") as f:
-        f.write(_bad_text("valid", "", ""))
+        f.write(_bad_text("valid", "", "", nobody))
     p = harness.spawn("valid agent", [burrow, "agent", "-c", path], os.path.join(d, "valid.log"))
     wait_until(lambda: p.log().strip() or not p.alive(), 10, "the valid agent to log something")
     assert p.alive(), f"the valid base config was refused:\n{p.log()}"
     p.stop()
     failures = []
     for name, agent_extra, tables, key, marker in BAD_CONFIGS:
-        text = _bad_text(name, agent_extra, tables)
+        text = _bad_text(name, agent_extra, tables, nobody)
         with open(path, "w") as f:
             f.write(text)
         t0 = time.monotonic()
