@@ -132,9 +132,11 @@ server_fingerprint = "{self.fingerprint}"
         return self
 
     def stop(self):
-        """SIGTERM to every agent, then the server: each must exit 0 (the contract)."""
-        for name in ("intruder", "laptop", "nas", "server"):
-            self.procs[name].stop()
+        """Stops the agents, then the server; each must exit 0 (the contract), on SIGINT
+        (what Ctrl-C sends) as on SIGTERM (what service managers send)."""
+        for name, signum in (("intruder", signal.SIGINT), ("laptop", signal.SIGINT),
+                             ("nas", signal.SIGTERM), ("server", signal.SIGTERM)):
+            self.procs[name].stop(signum)
 
     @property
     def laptop(self):
