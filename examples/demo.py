@@ -104,9 +104,10 @@ def keygen(burrow, path):
 
 def setup(burrow, d):
     """Writes keys, configs and the web page; returns the ports."""
-    tcp, web_target = free_ports(2)
+    # nas needs an admin port of its own: unset, it would take 127.0.0.1:7070 too.
+    tcp, web_target, nas_admin = free_ports(3)
     stun1, stun2 = free_ports(2, socket.SOCK_DGRAM)
-    avoid = {tcp, web_target}
+    avoid = {tcp, web_target, nas_admin}
     forward = pick_port(PREFERRED_FORWARD_PORT, "laptop's forward", avoid)
     admin = pick_port(PREFERRED_ADMIN_PORT, "laptop's admin endpoint", avoid | {forward})
     keys = {n: keygen(burrow, os.path.join(d, f"{n}.key")) for n in ("nas", "laptop")}
@@ -141,7 +142,9 @@ server = "127.0.0.1:{tcp}"
 server_fingerprint = "{fingerprint}"
 """
     with open(os.path.join(d, "nas.toml"), "w") as f:
-        f.write(header.format(name="nas", tcp=tcp, fingerprint=fingerprint) + f"""
+        f.write(header.format(name="nas", tcp=tcp, fingerprint=fingerprint) + f"""\
+admin = "127.0.0.1:{nas_admin}"
+
 [[expose]]
 service = "web"
 target = "127.0.0.1:{web_target}"
