@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # burrow's one entry point for people and CI.
 #
-#   ./run.sh demo            server + two agents forwarding a port on loopback
+#   ./run.sh demo [--once]   server + two agents forwarding a port on loopback (--once: check, exit)
 #   ./run.sh test            install what is missing, build, run every test (ctest)
 #   ./run.sh test --asan     the unit and simulator tests under ASan+UBSan (build-asan/)
 #   ./run.sh deps            install missing build and test packages with apt-get
@@ -81,13 +81,24 @@ cmd_test() {
     fi
 }
 
+# BURROW=path/to/burrow runs the demo with that binary instead of building (ctest does).
+cmd_demo() {
+    local burrow=${BURROW:-}
+    if [ -z "$burrow" ]; then
+        cmd_deps
+        cmd_build
+        burrow="$ROOT/build/burrow"
+    fi
+    exec python3 "$ROOT/examples/demo.py" "$burrow" "$@"
+}
+
 not_yet() { die "$1: not built yet (see issue $2)"; }
 
 case "${1:-}" in
     deps) shift; cmd_deps "$@" ;;
     build) shift; cmd_deps; cmd_build "$@" ;;
     test) shift; cmd_test "$@" ;;
-    demo) not_yet demo 5 ;;
+    demo) shift; cmd_demo "$@" ;;
     natlab) not_yet natlab 6 ;;
     bench) not_yet bench 8 ;;
     fuzz) not_yet fuzz 9 ;;

@@ -4,25 +4,18 @@
 Usage: server_e2e.py BURROW_BINARY CASE   (CASE: fingerprint | stun | reject | badconfig)
 Every process started here is killed on exit, failure included.
 """
-import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import os, re, shutil, socket, subprocess, sys, time
 
-BURROW = os.path.abspath(sys.argv[1])
-CASE = sys.argv[2]
-procs = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+USAGE = "usage: server_e2e.py BURROW_BINARY fingerprint|stun|reject|badconfig"
+BURROW = ""
 
 
 def write_config(d, extra=""):
-    ports = (free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM))
-    pub = subprocess.run([BURROW, "keygen", "-o", os.path.join(d, "nas.key")], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    ports = (harness.free_port(), *harness.free_ports(2, socket.SOCK_DGRAM))
+    pub = harness.keygen(BURROW, os.path.join(d, "nas.key"))
     path = os.path.join(d, "server.toml")
     with open(path, "w") as f:
         f.write(f"""[server]
@@ -40,39 +33,15 @@ public_key = "{pub}"
 
 
 def start(path, *args):
-    log = open(path + ".log", "w+")
-    p = subprocess.Popen([BURROW, "server", "-c", path, *args], stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    return p, log
-
-
-def read_log(log):
-    log.flush()
-    with open(log.name) as f:
-        return f.read()
-
-
-def wait_for(log, pattern, timeout=5.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        m = re.search(pattern, read_log(log))
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"no {pattern!r} in log:\n{read_log(log)}")
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=5) == 0, "server did not exit 0 on SIGTERM"
+    return harness.spawn("server", [BURROW, "server", "-c", path, *args], path + ".log")
 
 
 def case_fingerprint(d):
     path, _ = write_config(d)
-    p, log = start(path)
-    created = wait_for(log, r"created certificate \S+; fingerprint (sha256:[0-9a-f]{64})").group(1)
-    logged = wait_for(log, r"certificate fingerprint (sha256:[0-9a-f]{64})").group(1)
-    wait_for(log, r"listening on")
+    p = start(path)
+    created = p.wait_for(r"created certificate \S+; fingerprint (sha256:[0-9a-f]{64})").group(1)
+    logged = p.wait_for(r"certificate fingerprint (sha256:[0-9a-f]{64})").group(1)
+    p.wait_for(r"listening on")
     assert created == logged
     printed = subprocess.run([BURROW, "server", "-c", path, "--print-fingerprint"],
                              capture_output=True, text=True, timeout=10)
@@ -88,7 +57,7 @@ def case_fingerprint(d):
     assert again.returncode == 1, again
     assert re.search(r"^burrow: listen 127\.0\.0\.1:\d+: address already in use$",
                      again.stderr, re.M), again.stderr
-    stop(p)
+    p.stop()
 
 
 def stunclient(port):
@@ -107,27 +76,27 @@ def case_stun(d):
         return 1
     os.mkdir(os.path.join(d, "std"))
     path, ports = write_config(os.path.join(d, "std"), "stun_standard_clients = true")
-    p, log = start(path)
-    wait_for(log, r"listening on")
+    p = start(path)
+    p.wait_for(r"listening on")
     out = stunclient(ports[1])
     m = re.search(r"UDP reflexive addr: 127\.0\.0\.1:(\d+)", out)
     assert m, out
-    stop(p)
+    p.stop()
     os.mkdir(os.path.join(d, "default"))
     path, ports = write_config(os.path.join(d, "default"))
-    p, log = start(path, "-v")
-    wait_for(log, r"listening on")
+    p = start(path, "-v")
+    p.wait_for(r"listening on")
     out = stunclient(ports[1])
     assert "reflexive addr" not in out, out
-    wait_for(log, r"udp 20 bytes from 127\.0\.0\.1:\d+ dropped: STUN request smaller than its answer")
-    stop(p)
-    assert re.search(r"udp datagrams dropped: \d+ STUN request smaller", read_log(log))
+    p.wait_for(r"udp 20 bytes from 127\.0\.0\.1:\d+ dropped: STUN request smaller than its answer")
+    p.stop()
+    assert re.search(r"udp datagrams dropped: \d+ STUN request smaller", p.log())
 
 
 def case_reject(d):
     path, ports = write_config(d)
-    p, log = start(path, "-v")
-    wait_for(log, r"listening on")
+    p = start(path, "-v")
+    p.wait_for(r"listening on")
     plain = socket.create_connection(("127.0.0.1", ports[0]))
     plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
     plain.settimeout(5)
@@ -137,19 +106,18 @@ def case_reject(d):
     except OSError:
         pass
     plain.close()
-    wait_for(log, r"conn 1 from 127\.0\.0\.1:\d+: closed: ")
+    p.wait_for(r"conn 1 from 127\.0\.0\.1:\d+: closed: ")
     # A TLS client that completes the handshake, then says nothing: closed at the deadline.
-    silent = subprocess.Popen(["openssl", "s_client", "-quiet", "-connect",
-                               f"127.0.0.1:{ports[0]}"], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(silent)
-    start_t = time.time()
-    line = wait_for(log, r"conn 2 from 127\.0\.0\.1:\d+: closed: .*", timeout=13).group(0)
-    took = time.time() - start_t
+    # stdin is /dev/null but -ign_eof keeps s_client connected and silent.
+    harness.spawn("s_client", ["openssl", "s_client", "-quiet", "-ign_eof", "-connect",
+                               f"127.0.0.1:{ports[0]}"], os.path.join(d, "s_client.log"))
+    start_t = time.monotonic()
+    line = p.wait_for(r"conn 2 from 127\.0\.0\.1:\d+: closed: .*", timeout=13).group(0)
+    took = time.monotonic() - start_t
     assert 8 <= took <= 12.5, (took, line)
-    text = read_log(log)
+    text = p.log()
     assert "online" not in text and "registered" not in text, text
-    stop(p)
+    p.stop()
 
 
 def case_badconfig(d):
@@ -162,18 +130,9 @@ def case_badconfig(d):
     assert not os.path.exists(os.path.join(d, "server.crt"))
 
 
-def main():
-    d = tempfile.mkdtemp(prefix="burrow-e2e-")
-    try:
-        return {"fingerprint": case_fingerprint, "stun": case_stun, "reject": case_reject,
-                "badconfig": case_badconfig}[CASE](d) or 0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(d, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    BURROW = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
+    sys.exit(harness.main({"fingerprint": lambda _, d: case_fingerprint(d),
+                           "stun": lambda _, d: case_stun(d),
+                           "reject": lambda _, d: case_reject(d),
+                           "badconfig": lambda _, d: case_badconfig(d)}, USAGE))
