@@ -16,7 +16,7 @@ So nas/secret passes the server and is refused by nas's own allow list, and nas/
 by the server: the two refusal paths. The case decides what listens on TARGET.
 Every process started here is killed on exit, failure included.
 """
-import asyncio, hashlib, json, os, re, signal, socket, subprocess, sys, threading, time
+import asyncio, hashlib, json, os, re, shutil, signal, socket, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -138,7 +138,8 @@ admin = "127.0.0.1:{admin}"
         (what Ctrl-C sends) as on SIGTERM (what service managers send)."""
         for name, signum in (("intruder", signal.SIGINT), ("laptop", signal.SIGINT),
                              ("nas", signal.SIGTERM), ("server", signal.SIGTERM)):
-            self.procs[name].stop(signum)
+            if name in self.procs:
+                self.procs[name].stop(signum)
 
     @property
     def laptop(self):
@@ -609,9 +610,94 @@ def case_status(burrow, d):
     w.stop()
 
 
+# ---- identity and trust (issue 4's rejections, with the real agent) ----
+
+def case_unknownkey(burrow, d):
+    """An agent whose key the server does not list is refused at authentication: it says so in
+    one line and exits 1, and the server registers nothing."""
+    w = World(burrow, d, harness.free_port())
+    w.start_server()
+    os.remove(w.path("intruder.key"))
+    harness.keygen(burrow, w.path("intruder.key"))  # a new key: not the one in server.toml
+    p = w.start_agent("intruder")
+    wait_until(lambda: not p.alive(), 10, "the refused agent to exit")
+    assert p.popen.returncode == 1, p.popen.returncode
+    assert re.search(r"the server refused this agent: .*does not know this agent's key", p.log()), \
+        harness.tail(p.log())
+    assert "registered with the server" not in p.log()
+    assert 'agent "intruder" online' not in w.server.log(), harness.tail(w.server.log())
+    w.server.stop()
+
+
+def case_wrongfingerprint(burrow, d):
+    """An agent pinning another certificate refuses the server during the TLS handshake, says
+    so, and never authenticates; it keeps retrying (the pin may be fixed by a server restart
+    with the right certificate) without registering."""
+    w = World(burrow, d, harness.free_port())
+    w.start_server()
+    text = open(w.path("laptop.toml")).read()
+    w.write("laptop.toml", re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "ab" * 32, text))
+    p = w.start_agent("laptop")
+    p.wait_for(r"does not match the pinned sha256:abab", 10)
+    p.wait_for(r"does not match the pinned", 10, occurrence=2)  # a retry, refused again
+    assert "registered with the server" not in p.log()
+    assert 'agent "laptop" online' not in w.server.log()
+    p.stop(signal.SIGINT)
+    w.server.stop()
+
+
+# ---- relay inside TLS when UDP is blocked (root: iptables) ----
+
+def _iptables(*args):
+    subprocess.run(["iptables", "-w", *args], check=True, capture_output=True, timeout=10)
+
+
+def case_relaytcp(burrow, d):
+    """With every UDP datagram to the server's ports and between the agents dropped, the agents
+    register over TLS alone and forward through the relay inside the TLS connection."""
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        print("SKIP: relaytcp needs root and iptables to block UDP " + "!" * 40)
+        return harness.SKIP
+    target = harness.Target(harness.producer)
+    w = World(burrow, d, target.port)
+    udp_ports = harness.free_ports(2, socket.SOCK_DGRAM)
+    for name, port in zip(("nas", "laptop"), udp_ports):
+        text = open(w.path(f"{name}.toml")).read()
+        w.write(f"{name}.toml", text.replace("[agent]\n", f"[agent]\nudp_port = {port}\n", 1))
+    blocked = [w.stun1, w.stun2, *udp_ports]
+    rules = [("INPUT", "-i", "lo", "-p", "udp", "--dport", str(port), "-j", "DROP")
+             for port in blocked]
+    added = []
+    try:
+        for rule in rules:
+            _iptables("-I", *rule)
+            added.append(rule)
+        w.start_server()
+        w.start_agent("nas")
+        w.start_agent("laptop")
+        for name in ("nas", "laptop"):
+            w.procs[name].wait_for(rf"registered with the server as {name}\b", REGISTER_TIMEOUT)
+        s = connect(w.web)
+        s.sendall(b"%d\n" % RELAYTCP_TRANSFER)
+        got = recv_all(s)
+        s.close()
+        assert got == harness.pattern_bytes(0, RELAYTCP_TRANSFER), (len(got), RELAYTCP_TRANSFER)
+        w.laptop.wait_for(r"session with nas up \(relay-tcp", 5)
+        assert "no UDP answer from the server" in w.laptop.log()
+        assert "path to nas: direct" not in w.laptop.log()
+        w.stop()
+    finally:
+        for rule in added:
+            subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True, timeout=10)
+
+
+RELAYTCP_TRANSFER = 4 * MIB
+
+
 CASES = {"bigfile": case_bigfile, "concurrent": case_concurrent, "halfclose": case_halfclose,
          "refused": case_refused, "restart": case_restart, "sighup": case_sighup,
-         "badconfig": case_badconfig, "status": case_status}
+         "badconfig": case_badconfig, "status": case_status, "unknownkey": case_unknownkey,
+         "wrongfingerprint": case_wrongfingerprint, "relaytcp": case_relaytcp}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))
