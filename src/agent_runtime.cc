@@ -786,9 +786,10 @@ class Agent {
             }
         } else if (!data.empty()) {
             // A handshake message (a rekey) names no index of ours: it belongs to the session
-            // whose direct path it came by.
+            // that knows the address it came from (the peer's direct path may be one we have
+            // not validated ourselves yet).
             for (auto& [id, s] : sessions_) {
-                if (!s->dead_ && s->paths_.active() == from) ps = s.get();
+                if (!s->dead_ && s->paths_.knows(from)) ps = s.get();
             }
         }
         if (!ps) {
