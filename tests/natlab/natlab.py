@@ -427,7 +427,7 @@ def run_pair(world, nas_kind, laptop_kind, opts):
 
 
 def fmt_s(v):
-    return "-" if v is None else f"{v:.2f}s"
+    return "-" if v is None else f"{v:.3f}s"
 
 
 def verdict(res, check_paths):
