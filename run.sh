@@ -6,7 +6,9 @@
 #   ./run.sh test --asan     the unit and simulator tests under ASan+UBSan (build-asan/)
 #   ./run.sh deps            install missing build and test packages with apt-get
 #   ./run.sh build           configure and build into build/
-#   ./run.sh natlab | bench | fuzz | docker-test
+#   ./run.sh natlab [--pairs a/b,..] [--check-paths] [--keep] [--json FILE]
+#                            agents behind real NATs in network namespaces (root)
+#   ./run.sh bench | fuzz | docker-test
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,6 +94,14 @@ cmd_demo() {
     exec python3 "$ROOT/examples/demo.py" "$burrow" "$@"
 }
 
+cmd_natlab() {
+    cmd_build
+    say "natlab: are the lab's NATs what they claim?"
+    python3 tests/natlab/nat_kinds.py
+    say "natlab: the matrix of NAT pairs"
+    python3 tests/natlab/natlab.py build/burrow "$@"
+}
+
 not_yet() { die "$1: not built yet (see issue $2)"; }
 
 case "${1:-}" in
@@ -99,12 +109,12 @@ case "${1:-}" in
     build) shift; cmd_deps; cmd_build "$@" ;;
     test) shift; cmd_test "$@" ;;
     demo) shift; cmd_demo "$@" ;;
-    natlab) not_yet natlab 6 ;;
+    natlab) shift; cmd_deps; cmd_natlab "$@" ;;
     bench) not_yet bench 8 ;;
     fuzz) not_yet fuzz 9 ;;
     docker-test) not_yet docker-test 7 ;;
     *)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         [ -n "${1:-}" ] && die "unknown command: $1"
         exit 2
         ;;

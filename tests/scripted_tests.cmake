@@ -39,3 +39,33 @@ if(Python3_FOUND)
         set_tests_properties(e2e/status_${case} PROPERTIES LABELS e2e TIMEOUT 30)
     endforeach()
 endif()
+
+# natlab (DESIGN.md §8, step 4): real NATs in network namespaces; needs root, else skipped (77).
+# RUN_SERIAL: the lab's timings (first byte within 1 s) must not compete with a parallel build
+# of other tests, and its bl-* namespace names are machine-wide.
+if(Python3_FOUND)
+    add_test(NAME natlab/nat_kinds
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/nat_kinds.py)
+    # Every pair: byte-exact, first byte within 1 s, the path issue 6 expects (direct within
+    # 2 s for the cone pairs). The birthday pair is judged on 10 runs below, not on one.
+    add_test(NAME natlab/matrix
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths
+                     --pairs none/none,none/fullcone,none/portrestricted,none/symmetric,none/udpblocked,fullcone/fullcone,fullcone/portrestricted,fullcone/symmetric,portrestricted/portrestricted,symmetric/symmetric,udpblocked/portrestricted,shared/shared)
+    add_test(NAME natlab/birthday
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --pairs portrestricted/symmetric
+                     --trials 10 --min-direct 9)
+    foreach(fault conntrack block server)
+        add_test(NAME natlab/fault_${fault}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                         $<TARGET_FILE:burrow> --pairs portrestricted/portrestricted
+                         --fault ${fault} --check-faults)
+        set_tests_properties(natlab/fault_${fault} PROPERTIES LABELS natlab TIMEOUT 180
+                             SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    endforeach()
+    set_tests_properties(natlab/nat_kinds PROPERTIES LABELS natlab TIMEOUT 60
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    set_tests_properties(natlab/matrix natlab/birthday PROPERTIES LABELS natlab TIMEOUT 400
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()

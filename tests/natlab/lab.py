@@ -1,0 +1,300 @@
+"""The natlab topology: network namespaces joined by veths and bridges, each NAT a namespace
+with real iptables rules (DESIGN.md §8, step 4). Python 3 stdlib plus `ip`, `iptables-restore`,
+`sysctl` and `conntrack`; needs root.
+
+    bl-inet      the "internet": one bridge, 198.51.100.0/24 (TEST-NET-2, never routed)
+    bl-srv       the server, 198.51.100.1 on that bridge
+    per agent    kind "none":  bl-AGENT directly on the internet, 198.51.100.1x
+                 other kinds:  bl-AGENT-nat (WAN 198.51.100.1x, LAN 10.0.N.1) and bl-AGENT
+                               (10.0.N.2, default route via the NAT)
+    shared       both agents on one LAN (10.0.3.0/24, a bridge in bl-shared-nat) behind one
+                 port-restricted NAT
+
+Every name this file creates starts with "bl-" so that a crashed run's leftovers can be found
+and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
+namespace, so nothing here can clash with the host's interfaces.
+"""
+import fcntl, os, subprocess
+
+PREFIX = "bl-"
+INET_NS = "bl-inet"
+SERVER_NS = "bl-srv"
+INET_NET = "198.51.100"  # RFC 5737 TEST-NET-2: no real host can be hit by mistake
+PREFIX_LEN = 24
+SERVER_IP = f"{INET_NET}.1"
+SERVER_TCP_PORT = 7000
+SERVER_STUN_PORTS = (3478, 3479)
+WAN_IPS = {"nas": f"{INET_NET}.11", "laptop": f"{INET_NET}.12", "shared": f"{INET_NET}.13"}
+LAN_NETS = {"nas": "10.0.1", "laptop": "10.0.2", "shared": "10.0.3"}
+SHARED_HOSTS = {"nas": 2, "laptop": 3}  # host part of each agent on the shared LAN
+
+KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared")
+
+
+def run(argv, stdin=None):
+    r = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=20)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def ns_exec(ns, *argv, stdin=None):
+    return run(["ip", "netns", "exec", ns, *argv], stdin=stdin)
+
+
+def have_netns():
+    """"" when this process can build the lab, else why not."""
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        run(["ip", "netns", "list"])
+    except (OSError, RuntimeError) as e:
+        return f"ip netns unusable: {e}"
+    return ""
+
+
+LOCK_FILE = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
+                         "burrow-natlab.lock")
+
+
+def lock():
+    """The bl-* names are machine-wide: two runs at once (two worktrees' ctest) would tear
+    down each other's namespaces, so the second waits for the first. Keep the returned file
+    open for as long as the lab is in use."""
+    f = open(LOCK_FILE, "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"natlab: another natlab run holds {LOCK_FILE}; waiting", flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
+def lab_namespaces():
+    out = run(["ip", "netns", "list"])
+    return [line.split()[0] for line in out.splitlines()
+            if line.strip() and line.split()[0].startswith(PREFIX)]
+
+
+def kill_namespace_processes(ns):
+    """Kills, by pid, whatever still runs inside one of our namespaces: only this harness
+    starts processes there, so they are a previous run's leftovers."""
+    try:
+        pids = run(["ip", "netns", "pids", ns]).split()
+    except RuntimeError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def remove_stale():
+    """Removes every bl-* namespace (and what runs in it). Returns their names."""
+    stale = lab_namespaces()
+    for ns in stale:
+        kill_namespace_processes(ns)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    return stale
+
+
+_iptables = None
+
+
+def iptables_backend():
+    """("iptables-restore", ...) for whichever backend works here, found once with a probe
+    namespace: nf_tables is the Debian 12 default, legacy is the fallback."""
+    global _iptables
+    if _iptables:
+        return _iptables
+    probe = "bl-probe"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    run(["ip", "netns", "add", probe])
+    try:
+        rules = "*nat\n-A POSTROUTING -o lo -j MASQUERADE --random-fully\nCOMMIT\n"
+        errors = []
+        for restore in ("iptables-restore", "iptables-legacy-restore"):
+            try:
+                ns_exec(probe, restore, stdin=rules)
+                ns_exec(probe, "iptables-save" if restore == "iptables-restore"
+                        else "iptables-legacy-save")
+                _iptables = restore
+                return _iptables
+            except (OSError, RuntimeError) as e:
+                errors.append(str(e))
+        raise RuntimeError("no working iptables backend: " + "; ".join(errors))
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+
+
+def nat_rules(kind, lan_hosts, wan_ip):
+    """iptables-restore input for a NAT namespace of this kind. WAN is "wan", LAN is "lan".
+
+    Every kind drops unsolicited inbound on the WAN side, in INPUT and in FORWARD, as
+    DESIGN.md §8 requires: otherwise the peer's early punch packet is delivered to the NAT
+    box itself, conntrack keeps an entry for it, and the NAT remaps our outgoing port.
+    """
+    filt = [
+        "*filter",
+        "-A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A INPUT -i wan -j DROP",
+        "-A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    ]
+    nat = ["*nat"]
+    if kind == "fullcone":
+        # A full-cone NAT forwards any inbound packet to the mapped address: that is its
+        # definition. The static 1:1 DNAT below *is* that mapping, so a packet it translates
+        # (ctstate DNAT) is not unsolicited and passes; every other inbound packet is still
+        # dropped, and INPUT still drops everything unsolicited. The hazard §8 names cannot
+        # arise: the inbound packet never reaches the NAT box itself, and its conntrack
+        # entry is the reverse of our own 1:1 mapping, so our next outgoing packet matches
+        # it unchanged instead of being remapped.
+        (host,) = lan_hosts
+        filt.append("-A FORWARD -i wan -m conntrack --ctstate DNAT -j ACCEPT")
+        nat.append(f"-A POSTROUTING -o wan -s {host} -j SNAT --to-source {wan_ip}")
+        nat.append(f"-A PREROUTING -i wan -d {wan_ip} -j DNAT --to-destination {host}")
+    elif kind == "symmetric":
+        # A fresh random port per conntrack entry, so per destination: symmetric (§8).
+        nat.append("-A POSTROUTING -o wan -j MASQUERADE --random-fully")
+    else:  # portrestricted, udpblocked, shared: endpoint-independent mapping (§8)
+        nat.append("-A POSTROUTING -o wan -j MASQUERADE")
+    filt.append("-A FORWARD -i wan -j DROP")
+    if kind == "udpblocked":
+        # Only the TLS control connection to the server leaves: no STUN, no UDP relay.
+        filt.append(f"-A FORWARD -i lan -p tcp -d {SERVER_IP} --dport {SERVER_TCP_PORT} "
+                    "-j ACCEPT")
+        filt.append("-A FORWARD -i lan -j DROP")
+    return "\n".join(filt + ["COMMIT"] + nat + ["COMMIT", ""])
+
+
+class Lab:
+    """One lab: the internet, the server, and the two agents' sides. build() then
+    destroy(); destroy() is safe to call any number of times, after a half-done build too."""
+
+    def __init__(self, nas_kind, laptop_kind):
+        if (nas_kind == "shared") != (laptop_kind == "shared"):
+            raise ValueError("shared puts both agents behind one NAT: use the pair shared/shared")
+        for k in (nas_kind, laptop_kind):
+            if k not in KINDS:
+                raise ValueError(f"unknown NAT kind {k!r} (one of {', '.join(KINDS)})")
+        self.kinds = {"nas": nas_kind, "laptop": laptop_kind}
+        self.namespaces = []
+        self.agent_ns = {"nas": "bl-nas", "laptop": "bl-laptop"}
+        self.nat_ns = {}  # agent -> its NAT namespace (both the same one when shared)
+        self.agent_ip = {}
+
+    def _add_ns(self, ns):
+        run(["ip", "netns", "add", ns])
+        self.namespaces.append(ns)
+        ip_ = lambda *a: run(["ip", "-n", ns, *a])  # noqa: E731
+        ip_("link", "set", "lo", "up")
+        # Loose or strict reverse-path filtering drops the asymmetric first packets that NAT
+        # traversal is made of; every namespace here turns it off before its interfaces exist
+        # ("default" covers them).
+        for conf in ("all", "default"):
+            ns_exec(ns, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=0")
+
+    def _link(self, ns_a, name_a, ns_b, name_b):
+        """A veth with one end in each namespace (never in the root one)."""
+        run(["ip", "-n", ns_a, "link", "add", "name", name_a, "type", "veth", "peer", "name",
+             name_b, "netns", ns_b])
+        for ns, name in ((ns_a, name_a), (ns_b, name_b)):
+            run(["ip", "-n", ns, "link", "set", name, "up"])
+
+    def _on_internet(self, ns, port_name, addr):
+        self._link(INET_NS, port_name, ns, "wan")
+        run(["ip", "-n", INET_NS, "link", "set", port_name, "master", "br0"])
+        run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "wan"])
+
+    def build(self):
+        self._add_ns(INET_NS)
+        run(["ip", "-n", INET_NS, "link", "add", "name", "br0", "type", "bridge"])
+        run(["ip", "-n", INET_NS, "link", "set", "br0", "up"])
+        self._add_ns(SERVER_NS)
+        self._on_internet(SERVER_NS, "p-srv", SERVER_IP)
+        if self.kinds["nas"] == "shared":
+            self._build_shared()
+        else:
+            for agent in ("nas", "laptop"):
+                self._build_side(agent, self.kinds[agent])
+        return self
+
+    def _build_side(self, agent, kind):
+        ans = self.agent_ns[agent]
+        self._add_ns(ans)
+        if kind == "none":
+            self._on_internet(ans, f"p-{agent}", WAN_IPS[agent])
+            self.agent_ip[agent] = WAN_IPS[agent]
+            return
+        nns = f"bl-{agent}-nat"
+        self._add_ns(nns)
+        self._on_internet(nns, f"p-{agent}", WAN_IPS[agent])
+        net = LAN_NETS[agent]
+        self._link(nns, "lan", ans, "eth0")
+        run(["ip", "-n", nns, "addr", "add", f"{net}.1/24", "dev", "lan"])
+        run(["ip", "-n", ans, "addr", "add", f"{net}.2/24", "dev", "eth0"])
+        run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
+        self._nat(nns, kind, [f"{net}.2"], WAN_IPS[agent])
+        self.nat_ns[agent] = nns
+        self.agent_ip[agent] = f"{net}.2"
+
+    def _build_shared(self):
+        nns = "bl-shared-nat"
+        self._add_ns(nns)
+        self._on_internet(nns, "p-shared", WAN_IPS["shared"])
+        net = LAN_NETS["shared"]
+        run(["ip", "-n", nns, "link", "add", "name", "lan", "type", "bridge"])
+        run(["ip", "-n", nns, "link", "set", "lan", "up"])
+        run(["ip", "-n", nns, "addr", "add", f"{net}.1/24", "dev", "lan"])
+        hosts = []
+        for agent, host in SHARED_HOSTS.items():
+            ans = self.agent_ns[agent]
+            self._add_ns(ans)
+            self._link(nns, f"l-{agent}", ans, "eth0")
+            run(["ip", "-n", nns, "link", "set", f"l-{agent}", "master", "lan"])
+            run(["ip", "-n", ans, "addr", "add", f"{net}.{host}/24", "dev", "eth0"])
+            run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
+            self.nat_ns[agent] = nns
+            self.agent_ip[agent] = f"{net}.{host}"
+            hosts.append(f"{net}.{host}")
+        self._nat(nns, "shared", hosts, WAN_IPS["shared"])
+
+    def _nat(self, ns, kind, lan_hosts, wan_ip):
+        ns_exec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        ns_exec(ns, iptables_backend(), stdin=nat_rules(kind, lan_hosts, wan_ip))
+
+    def destroy(self):
+        for ns in reversed(self.namespaces):
+            kill_namespace_processes(ns)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces = []
+
+    # Fault helpers for later tests (issue 6): each acts on one live lab.
+
+    def flush_conntrack(self, agent):
+        """Forgets every mapping of the NAT in front of agent, as a router reboot would."""
+        ns_exec(self.nat_ns[agent], "conntrack", "-F")
+
+    def block_direct(self, agent):
+        """Drops the agent's UDP to and from anything but the server at its NAT (or, with no
+        NAT, in its own namespace): the direct path dies, the relay lives."""
+        ns, rules = self._block_target(agent)
+        for rule in rules:
+            ns_exec(ns, self._iptables(), "-I", *rule)
+
+    def unblock_direct(self, agent):
+        ns, rules = self._block_target(agent)
+        for rule in rules:
+            ns_exec(ns, self._iptables(), "-D", *rule)
+
+    def _block_target(self, agent):
+        not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
+        not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]
+        if agent in self.nat_ns:
+            return self.nat_ns[agent], [["FORWARD", *not_server], ["FORWARD", *not_server_in]]
+        return self.agent_ns[agent], [["OUTPUT", *not_server], ["INPUT", *not_server_in]]
+
+    @staticmethod
+    def _iptables():
+        return "iptables" if iptables_backend() == "iptables-restore" else "iptables-legacy"

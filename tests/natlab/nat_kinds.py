@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Checks that each NAT kind of the lab (lab.py) behaves as its name says, with plain UDP
+sockets and no burrow at all: if the lab is wrong, the matrix proves nothing.
+
+Usage: nat_kinds.py [KIND ...]   (default: every kind but none; exit 77 when not root)
+
+For a kind K the lab is K/none: the prober sits behind K, the server namespace is the STUN-like
+observer (two ports, plus a third the prober never talks to), and the laptop namespace (on the
+internet) is a stranger; for shared, the stranger is the other agent on the same LAN. Checked:
+  mapping    same public address towards two ports of the server: endpoint-independent
+  filtering  does a packet from the server's other port / from a stranger get in?
+  hazard     DESIGN.md §8: the stranger sends first (an early punch packet), then the prober
+             answers it: the stranger must see the mapping the server saw, and get through.
+"""
+import json, os, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab  # noqa: E402
+
+SKIP_CODE = 77
+WAIT_S = 0.3  # on these veths a datagram arrives in well under a millisecond
+
+# A UDP helper living in one namespace, driven over stdin/stdout one JSON line at a time:
+#   ["bind", port] | ["send", port, host, dport, msg]
+#   ["recv", port, seconds] -> [[msg, host, port], ...]
+HELPER = r"""
+import json, select, socket, sys, time
+socks = {}
+for line in sys.stdin:
+    cmd = json.loads(line)
+    out = None
+    if cmd[0] == "bind":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", cmd[1]))
+        socks[cmd[1]] = s
+    elif cmd[0] == "send":
+        socks[cmd[1]].sendto(cmd[4].encode(), (cmd[2], cmd[3]))
+    elif cmd[0] == "recv":
+        s, out, end = socks[cmd[1]], [], time.monotonic() + cmd[2]
+        while select.select([s], [], [], max(0, end - time.monotonic()))[0]:
+            data, src = s.recvfrom(2048)
+            out.append([data.decode(), src[0], src[1]])
+    print(json.dumps(out), flush=True)
+"""
+
+EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, hazard holds)
+    "fullcone": ("endpoint-independent", True, True, True),
+    "portrestricted": ("endpoint-independent", False, False, True),
+    "shared": ("endpoint-independent", False, False, True),
+    "symmetric": ("per-destination", False, False, False),
+}
+
+
+class Helper:
+    def __init__(self, ns):
+        self.p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", HELPER],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def __call__(self, *cmd):
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper died on {cmd}")
+        return json.loads(line)
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=5)
+
+
+def check(kind):
+    """[] when kind behaves as EXPECT says, else what differs."""
+    the_lab = lab.Lab(kind, "shared" if kind == "shared" else "none")
+    helpers = []
+    try:
+        the_lab.build()
+        stranger_ip = lab.WAN_IPS["laptop"] if kind != "shared" else None
+        me, srv = Helper(the_lab.agent_ns["nas"]), Helper(lab.SERVER_NS)
+        helpers += [me, srv]
+        s1, s2 = lab.SERVER_STUN_PORTS
+        s3 = s2 + 1  # a server port the prober never sends to
+        me("bind", 4000), srv("bind", s1), srv("bind", s2), srv("bind", s3)
+        me("send", 4000, lab.SERVER_IP, s1, "m1")
+        got1 = srv("recv", s1, WAIT_S)
+        if kind == "udpblocked":
+            return [] if not got1 else [f"UDP to the server got out: {got1}"]
+        me("send", 4000, lab.SERVER_IP, s2, "m2")
+        got2 = srv("recv", s2, WAIT_S)
+        if not got1 or not got2:
+            return [f"no UDP reached the server ({got1}, {got2})"]
+        mapped1, mapped2 = tuple(got1[0][1:]), tuple(got2[0][1:])
+        mapping = "endpoint-independent" if mapped1 == mapped2 else "per-destination"
+        srv("send", s3, *mapped1, "f1")
+        from_port = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["f1"]
+        if kind == "shared":
+            # The stranger is the other agent on the same LAN: it reaches us by host address.
+            peer = Helper(the_lab.agent_ns["laptop"])
+            helpers.append(peer)
+            peer("bind", 5000)
+            peer("send", 5000, the_lab.agent_ip["nas"], 4000, "lan")
+            from_stranger = False
+            lan_ok = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["lan"]
+            hazard = lan_ok and mapping == "endpoint-independent"
+        else:
+            stranger = Helper(the_lab.agent_ns["laptop"])
+            helpers.append(stranger)
+            stranger("bind", 5000)
+            stranger("send", 5000, *mapped1, "p0")  # the early punch packet
+            from_stranger = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p0"]
+            me("send", 4000, stranger_ip, 5000, "p1")
+            seen = stranger("recv", 5000, WAIT_S)
+            stranger("send", 5000, *(tuple(seen[0][1:]) if seen else mapped1), "p2")
+            back = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p2"]
+            hazard = bool(seen) and tuple(seen[0][1:]) == mapped1 and back
+        got = (mapping, from_port, from_stranger, hazard)
+        names = ("mapping", "from the server's other port", "from a stranger", "hazard holds")
+        return [f"{n}: got {g}, want {w}" for n, g, w in zip(names, got, EXPECT[kind]) if g != w]
+    finally:
+        for h in helpers:
+            h.p.kill()
+            h.p.wait()
+        the_lab.destroy()
+
+
+def main():
+    kinds = sys.argv[1:] or [k for k in lab.KINDS if k != "none"]
+    why = lab.have_netns()
+    if why:
+        print(f"SKIP natlab: needs root and network namespaces ({why})", flush=True)
+        return SKIP_CODE
+    lock = lab.lock()  # noqa: F841 (held until exit)
+    lab.remove_stale()
+    failed = 0
+    for kind in kinds:
+        problems = check(kind)
+        print(f"{kind:15} {'ok' if not problems else 'WRONG: ' + '; '.join(problems)}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

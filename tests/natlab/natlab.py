@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""natlab: real `burrow` processes behind real Linux NATs in network namespaces (lab.py), one
+pair of NAT kinds at a time: a server, a nas agent exposing a 20 MiB file over HTTP, a laptop
+agent forwarding a local port to nas/web, and curl fetching the file through the forward.
+
+Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--json FILE]
+                        [--fault conntrack|block|server]
+  NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared)
+  --check-paths  also fail when the path reached is not the expected one
+  --keep         leave the last pair's namespaces, processes and logs for debugging
+  --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
+                 laptop's direct UDP (unblocked 2 s later) or restart the server; the transfer
+                 result is reported, never a failure (a hand check of the fault helpers)
+
+Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
+(ctest's skip code) with a SKIP line when not root or without network namespaces.
+"""
+import argparse, hashlib, json, os, re, shutil, signal, subprocess, sys, tempfile, threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab  # noqa: E402
+
+SKIP_CODE = 77  # ctest SKIP_RETURN_CODE (tests/scripted_tests.cmake)
+FILE_SIZE = 20 * 1024 * 1024  # the brief's bulk transfer: long enough to see the path in use
+MAX_FIRST_BYTE_S = 1.0  # issue 6: relay first, so the user never waits for punching
+MAX_DIRECT_S = 2.0  # issue 6: cone pairs direct within 2 s (here: of the laptop agent's start)
+BLOCK_S = 5.0  # --fault block: longer than the agents' 2.5 s of silence before the relay
+BACK_TO_DIRECT_S = 30.0  # issue 6: back to direct within 30 s of the unblock
+REGISTER_TIMEOUT_S = 15.0  # TLS + auth + UDP binding; a blocked UDP binding gives up in ~3 s
+TRANSFER_TIMEOUT_S = 60.0  # 20 MiB through the relay's 50 Mbit/s quota takes ~4 s
+DIRECT_GRACE_S = 5.0  # with --check-paths: how long after the transfer a direct path may come
+HTTP_PORT = 8000
+FORWARD_PORT = 8080
+ADMIN = "127.0.0.1:7070"  # each agent has its own namespace, so one address serves both
+
+MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
+          "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
+          "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
+          "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared"]
+
+
+def expected_path(nas, laptop):
+    """Issue 6's promise for a pair. Full cone with symmetric is direct: the symmetric side's
+    packet to the full cone's public address is let in by definition, and the answer goes back
+    through the mapping that packet made (no birthday needed)."""
+    kinds = {nas, laptop}
+    if "udpblocked" in kinds:
+        return "relay-tcp"
+    if kinds == {"symmetric"}:
+        return "relay-udp"
+    return "direct"
+
+
+def expected_mapping(kind):
+    """What the agent's NAT probe must find behind this kind: a check of the lab itself."""
+    return {"symmetric": "per-destination", "udpblocked": "unknown"}.get(
+        kind, "endpoint-independent")
+
+
+REGISTERED = r"registered with the server as {} \(nat (?P<nat>[a-z-]+)"
+
+# A path event in an agent's log. Today: "session with nas up (relay-udp, we connected)";
+# with punching (issue 6): "path to nas: direct 198.51.100.12:40000", "path to nas: relay-udp".
+PATH_LINES = [re.compile(r"session with (?P<peer>\S+) up \((?P<path>direct|relay-udp|relay-tcp)"),
+              re.compile(r"path to (?P<peer>\S+): (?P<path>direct|relay-udp|relay-tcp)\b")]
+
+
+class Proc:
+    """A process in a namespace, its output in a log file. A thread follows the file and stamps
+    each line with time.monotonic() when it appears (within POLL_S), so events are timed
+    without parsing log clocks; a file, not a pipe, so a --keep'd process outlives us."""
+
+    POLL_S = 0.02  # the timing resolution of every measurement taken from a log
+
+    def __init__(self, name, ns, argv, log_path):
+        self.name, self.log_path = name, log_path
+        self.lines = []  # (monotonic time, text)
+        self.cond = threading.Condition()
+        self.started = time.monotonic()
+        with open(log_path, "w") as log:
+            # A new session: a Ctrl-C at the terminal reaches only us, and we stop these.
+            self.p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.stopped = threading.Event()
+        self.reader = threading.Thread(target=self._follow, daemon=True)
+        self.reader.start()
+
+    def _follow(self):
+        with open(self.log_path, errors="replace") as f:
+            partial = ""
+            while True:
+                exited = self.p.poll() is not None or self.stopped.is_set()
+                chunk = f.read()
+                if chunk:
+                    now = time.monotonic()
+                    *complete, partial = (partial + chunk).split("\n")
+                    with self.cond:
+                        self.lines += [(now, line) for line in complete]
+                        self.cond.notify_all()
+                if exited:
+                    break
+                time.sleep(self.POLL_S)
+        with self.cond:
+            if partial:
+                self.lines.append((time.monotonic(), partial))
+            self.cond.notify_all()
+
+    def find(self, pattern):
+        """Every (time, match) of pattern so far."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        with self.cond:
+            return [(t, m) for t, line in self.lines for m in [rx.search(line)] if m]
+
+    def wait_for(self, pattern, timeout):
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for t, line in self.lines:
+                    m = rx.search(line)
+                    if m:
+                        return t, m
+                left = end - time.monotonic()
+                if left <= 0 or not self.reader.is_alive():
+                    raise RuntimeError(f"{self.name}: no /{pattern}/ within {timeout:.0f} s "
+                                       f"(exit {self.p.poll()}); log {self.log_path}:\n"
+                                       + self.tail())
+                self.cond.wait(min(left, 0.2))
+
+    def tail(self, n=15):
+        return "\n".join("    " + line for _, line in self.lines[-n:])
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.stopped.set()
+        self.reader.join(timeout=2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class World:
+    """Keys, configs and the shared test file for a whole run (namespaces come per pair)."""
+
+    def __init__(self, burrow, d):
+        self.burrow, self.d = burrow, d
+        self.keys = {n: run_out([burrow, "keygen", "-o", self.path(f"{n}.key")]).strip()
+                     for n in ("nas", "laptop")}
+        self.write("server.toml", self.server_toml())
+        self.fingerprint = run_out([burrow, "server", "-c", self.path("server.toml"),
+                                    "--print-fingerprint"]).strip()
+        for name in ("nas", "laptop"):
+            self.write(f"{name}.toml", self.agent_toml(name))
+        os.mkdir(self.path("www"))
+        data = os.urandom(FILE_SIZE)
+        with open(self.path("www/file"), "wb") as f:
+            f.write(data)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        # `burrow status` is another helper's work: use it once the binary lists it (an
+        # unknown subcommand with --help just prints the top-level help and exits 0).
+        top_help = subprocess.run([burrow, "--help"], capture_output=True, text=True,
+                                  timeout=10).stdout
+        self.has_status = re.search(r"^\s+status\s", top_help, re.M) is not None
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+
+    def server_toml(self):
+        agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n'
+                         for n, k in self.keys.items())
+        stun = ", ".join(f'"{lab.SERVER_IP}:{p}"' for p in lab.SERVER_STUN_PORTS)
+        return f"""[server]
+listen = "{lab.SERVER_IP}:{lab.SERVER_TCP_PORT}"
+stun = [{stun}]
+cert_file = "server.crt"
+key_file = "server.key"
+identity_key = "server-identity.key"
+{agents}
+[[allow]]
+from = "laptop"
+to = "nas"
+services = ["web"]
+"""
+
+    def agent_toml(self, name):
+        text = f"""[agent]
+name = "{name}"
+key_file = "{name}.key"
+server = "{lab.SERVER_IP}:{lab.SERVER_TCP_PORT}"
+server_fingerprint = "{self.fingerprint}"
+admin = "{ADMIN}"
+"""
+        if name == "nas":
+            return text + f"""
+[[expose]]
+service = "web"
+target = "127.0.0.1:{HTTP_PORT}"
+allow = ["laptop"]
+"""
+        return text + f"""
+[[forward]]
+listen = "127.0.0.1:{FORWARD_PORT}"
+peer = "nas"
+service = "web"
+"""
+
+
+def run_out(argv):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=20).stdout
+
+
+def path_events(proc, peer):
+    """[(time, path)] the agent logged for its session with peer."""
+    events = []
+    for rx in PATH_LINES:
+        events += [(t, m.group("path")) for t, m in proc.find(rx) if m.group("peer") == peer]
+    return sorted(events)
+
+
+def status_path(world, ns, peer):
+    """peers[].path from `burrow status --admin ... --json`, when that subcommand exists."""
+    if not world.has_status:
+        return None
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return None
+    try:
+        peers = json.loads(r.stdout).get("peers", [])
+    except ValueError:
+        return None
+    for p in peers:
+        if p.get("peer") == peer and isinstance(p.get("path"), str):
+            return p["path"].split()[0]
+    return None
+
+
+def pair_path(views):
+    """One path for the pair from both agents' views: direct only when both say direct, and
+    relay-tcp when either side's relay leg runs inside TLS (the slower leg decides)."""
+    if any(v is None for v in views.values()):
+        return "none"
+    if "relay-tcp" in views.values():
+        return "relay-tcp"
+    if "relay-udp" in views.values():
+        return "relay-udp"
+    return "direct"
+
+
+class Fault:
+    """Applies one fault helper mid-transfer, once the laptop has received a quarter."""
+
+    def __init__(self, kind, the_lab, out_file, restart_server):
+        self.kind, self.lab, self.out_file = kind, the_lab, out_file
+        self.restart_server = restart_server
+        self.note = "not applied (transfer ended first)"
+        self.unblocked_at = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.done = threading.Event()
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            try:
+                if os.path.getsize(self.out_file) >= FILE_SIZE // 4:
+                    break
+            except OSError:
+                pass
+            self.done.wait(0.02)
+        if self.done.is_set():
+            return
+        try:
+            if self.kind == "conntrack":
+                if "laptop" not in self.lab.nat_ns:
+                    self.note = "no NAT in front of laptop"
+                    return
+                self.lab.flush_conntrack("laptop")
+                self.note = "flushed the laptop NAT's conntrack"
+            elif self.kind == "block":
+                # Longer than the agents' 2.5 s of silence before they fall back to the relay.
+                self.lab.block_direct("laptop")
+                time.sleep(BLOCK_S)
+                self.lab.unblock_direct("laptop")
+                self.unblocked_at = time.monotonic()
+                self.note = f"blocked the laptop's direct UDP for {BLOCK_S:.0f} s"
+            elif self.kind == "server":
+                self.restart_server()
+                self.note = "killed and restarted the server"
+        except Exception as e:  # a fault that cannot be applied is reported, not fatal
+            self.note = f"failed: {e}"
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
+def run_pair(world, nas_kind, laptop_kind, opts):
+    """Builds the lab for one pair, runs the transfer, returns the result dict. The lab and
+    every process are gone when this returns, unless opts.keep (then it returns them too)."""
+    name = f"{nas_kind}/{laptop_kind}"
+    res = {"pair": name, "expected": expected_path(nas_kind, laptop_kind), "path": "none",
+           "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
+           "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
+           "nat": {}, "lab_error": None}
+    pair_dir = world.path(name.replace("/", "-"))
+    os.makedirs(pair_dir, exist_ok=True)
+    the_lab = lab.Lab(nas_kind, laptop_kind)
+    procs = {}
+
+    def spawn(key, ns, argv):
+        procs[key] = Proc(key, ns, argv, os.path.join(pair_dir, f"{key}.log"))
+        return procs[key]
+
+    def start_server():
+        p = spawn("server", lab.SERVER_NS, [world.burrow, "server", "-c",
+                                             world.path("server.toml")])
+        p.wait_for(r"listening on", REGISTER_TIMEOUT_S)
+        return p
+
+    def restart_server():
+        procs["server"].p.kill()
+        procs["server"].stop()
+        os.replace(procs["server"].log_path, procs["server"].log_path + ".1")
+        start_server()
+
+    kept = False
+    try:
+        the_lab.build()
+        start_server()
+        nas_ns, laptop_ns = the_lab.agent_ns["nas"], the_lab.agent_ns["laptop"]
+        http = spawn("http", nas_ns, [sys.executable, "-u", "-m", "http.server", "--bind",
+                                      "127.0.0.1", "--directory", world.path("www"),
+                                      str(HTTP_PORT)])
+        nas = spawn("nas", nas_ns, [world.burrow, "agent", "-c", world.path("nas.toml")])
+        laptop = spawn("laptop", laptop_ns, [world.burrow, "agent", "-c",
+                                             world.path("laptop.toml")])
+        t0 = laptop.started
+        http.wait_for(r"Serving HTTP", REGISTER_TIMEOUT_S)
+        for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+            _, m = procs[agent].wait_for(REGISTERED.format(agent), REGISTER_TIMEOUT_S)
+            res["nat"][agent] = m.group("nat")
+            if m.group("nat") != expected_mapping(kind):
+                res["lab_error"] = (f"{agent} behind {kind} found nat {m.group('nat')}, "
+                                    f"not {expected_mapping(kind)}: the lab is wrong")
+        laptop.wait_for(rf"127\.0\.0\.1:{FORWARD_PORT}\b.*listening", REGISTER_TIMEOUT_S)
+
+        out_file = os.path.join(pair_dir, "fetched")
+        fault = Fault(opts.fault, the_lab, out_file, restart_server) if opts.fault else None
+        curl_start = time.monotonic()
+        if fault:
+            fault.start()
+        try:
+            curl = subprocess.run(
+                ["ip", "netns", "exec", laptop_ns, "curl", "-sS", "--max-time",
+                 str(int(TRANSFER_TIMEOUT_S)), "-o", out_file, "-w",
+                 "%{http_code} %{time_connect} %{time_starttransfer} %{time_total}",
+                 f"http://127.0.0.1:{FORWARD_PORT}/file"],
+                capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S + 10)
+        finally:
+            if fault:
+                fault.stop()
+                res["fault"] = fault.note
+        fields = curl.stdout.split()
+        if curl.returncode != 0 or len(fields) != 4:
+            res["error"] = f"curl exit {curl.returncode}: {curl.stderr.strip()}"
+        else:
+            code, t_connect, t_first, t_total = fields[0], *map(float, fields[1:])
+            res["transfer_s"] = round(t_total - t_connect, 3)
+            if t_first > 0:
+                res["first_byte_s"] = round(t_first - t_connect, 3)
+                res["first_byte_from_start_s"] = round(curl_start + t_first - t0, 3)
+            with open(out_file, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            res["transfer_ok"] = code == "200" and digest == world.sha256
+            if not res["transfer_ok"]:
+                res["error"] = f"HTTP {code}, sha256 {digest[:12]}.. != {world.sha256[:12]}.."
+
+        def views():
+            v = {}
+            for agent, peer in (("laptop", "nas"), ("nas", "laptop")):
+                events = path_events(procs[agent], peer)
+                v[agent] = status_path(world, the_lab.agent_ns[agent], peer) or (
+                    events[-1][1] if events else None)
+            return v
+
+        res["views"] = views()
+        res["path"] = pair_path(res["views"])
+        if opts.check_paths and res["expected"] == "direct" and res["path"] != "direct":
+            end = time.monotonic() + DIRECT_GRACE_S
+            while time.monotonic() < end and res["path"] != "direct":
+                time.sleep(0.2)
+                res["views"] = views()
+                res["path"] = pair_path(res["views"])
+        direct = [t for t, p in path_events(laptop, "nas") if p == "direct"]
+        if direct:
+            res["direct_after_s"] = round(direct[0] - t0, 3)
+        if opts.fault and opts.check_faults:
+            res["fault_problems"] = check_fault(opts.fault, fault, procs, res)
+        res["logs"] = pair_dir
+        if opts.keep:
+            kept = True
+            res["kept"] = {"lab": the_lab, "procs": procs}
+    except Interrupted:
+        raise
+    except Exception as e:  # one broken pair is a failed row, not a dead matrix
+        res["error"] = str(e)
+    finally:
+        if not kept:
+            for p in reversed(list(procs.values())):
+                p.stop()
+            the_lab.destroy()
+    if res["error"]:
+        for key, p in procs.items():
+            res["error"] += f"\n  {key} ({p.log_path}):\n{p.tail(8)}"
+    return res
+
+
+def check_fault(kind, fault, procs, res):
+    """What issue 6 asks of each fault beyond the byte-exact transfer; a list of problems."""
+    problems = []
+    if fault.note.startswith(("not applied", "failed", "no NAT")):
+        return [f"fault {fault.note}"]
+    laptop, nas = procs["laptop"], procs["nas"]
+    if kind == "block":
+        events = [p for _, p in path_events(laptop, "nas")]
+        if "direct" not in events or not any(e.startswith("relay") for e in events):
+            problems.append(f"block: expected direct -> relay, saw {events}")
+        # Back to direct within 30 s of the unblock.
+        end = fault.unblocked_at + BACK_TO_DIRECT_S
+        while time.monotonic() < end:
+            events = [p for _, p in path_events(laptop, "nas")]
+            if events and events[-1] == "direct" and any(e.startswith("relay") for e in events):
+                break
+            time.sleep(0.2)
+        else:
+            problems.append(f"block: not back to direct {BACK_TO_DIRECT_S} s after the unblock")
+    elif kind == "server":
+        end = time.monotonic() + REGISTER_TIMEOUT_S
+        while time.monotonic() < end and not all(
+                p.count(REGISTERED.format(n)) >= 2 for n, p in (("nas", nas), ("laptop", laptop))):
+            time.sleep(0.2)
+        for n, p in (("nas", nas), ("laptop", laptop)):
+            if p.count(REGISTERED.format(n)) < 2:
+                problems.append(f"server: {n} did not register again after the restart")
+    for n, p in (("nas", nas), ("laptop", laptop)):
+        if re.search(r"forwarded connections? reset\)", p.log()) and not re.search(
+                r"\(0 forwarded connections reset\)", p.log()):
+            problems.append(f"{n} reset forwarded connections")
+    return problems
+
+
+def fmt_s(v):
+    return "-" if v is None else f"{v:.3f}s"
+
+
+def verdict(res, check_paths):
+    problems = []
+    if not res["transfer_ok"]:
+        problems.append("transfer")
+    if res["first_byte_s"] is None or res["first_byte_s"] > MAX_FIRST_BYTE_S:
+        problems.append("first byte")
+    if res["lab_error"]:
+        problems.append("lab")
+    if check_paths and res["path"] != res["expected"]:
+        problems.append("path")
+    cone = res["expected"] == "direct" and "symmetric" not in res["pair"]
+    if check_paths and cone and (res["direct_after_s"] is None
+                                 or res["direct_after_s"] > MAX_DIRECT_S):
+        problems.append("time to direct")
+    problems += res.get("fault_problems", [])
+    return problems
+
+
+def print_table(results, check_paths):
+    head = ("NAT pair (nas/laptop)", "path", "expected", "1st byte", "from start",
+            "direct after", "transfer", "verdict")
+    rows = [head]
+    for r in results:
+        problems = verdict(r, check_paths)
+        mark = "" if r["path"] == r["expected"] else " *"
+        rows.append((r["pair"], r["path"] + mark, r["expected"], fmt_s(r["first_byte_s"]),
+                     fmt_s(r["first_byte_from_start_s"]), fmt_s(r["direct_after_s"]),
+                     "ok" if r["transfer_ok"] else "FAILED",
+                     "FAIL: " + ", ".join(problems) if problems else "pass"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for i, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    if any(r["path"] != r["expected"] for r in results):
+        print("* path differs from the expected one" +
+              ("" if check_paths else " (not checked: run with --check-paths)"))
+
+
+def parse_pairs(ap, text):
+    pairs = []
+    for item in text.split(","):
+        parts = item.strip().split("/")
+        if len(parts) != 2 or not all(p in lab.KINDS for p in parts):
+            ap.error(f"bad pair {item!r}: want NAS/LAPTOP with kinds {', '.join(lab.KINDS)}")
+        if ("shared" in parts) and parts != ["shared", "shared"]:
+            ap.error("shared puts both agents behind one NAT: write shared/shared")
+        pairs.append(tuple(parts))
+    return pairs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("burrow")
+    ap.add_argument("--pairs", default=",".join(MATRIX))
+    ap.add_argument("--check-paths", action="store_true")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--fault", choices=("conntrack", "block", "server"))
+    ap.add_argument("--check-faults", action="store_true",
+                    help="fail unless the fault ends as issue 6 asks (needs --fault)")
+    ap.add_argument("--trials", type=int, default=1, metavar="N",
+                    help="run each pair N times (the birthday pair's success rate)")
+    ap.add_argument("--min-direct", type=int, default=None, metavar="K",
+                    help="with --trials: pass when at least K runs per pair went direct "
+                         "(the path check then applies per pair, not per run)")
+    opts = ap.parse_args()
+    if opts.check_faults and not opts.fault:
+        ap.error("--check-faults needs --fault")
+    pairs = [p for p in parse_pairs(ap, opts.pairs) for _ in range(max(1, opts.trials))]
+    burrow = os.path.abspath(opts.burrow)
+    if not os.access(burrow, os.X_OK):
+        print(f"natlab: {burrow}: not an executable", file=sys.stderr)
+        return 2
+    why = lab.have_netns()
+    missing = [t for t in ("ip", "curl", "conntrack", "iptables-restore") if not shutil.which(t)]
+    if missing and not why:
+        why = "missing " + ", ".join(missing)
+    if why:
+        print(f"SKIP natlab: needs root and network namespaces ({why})", flush=True)
+        return SKIP_CODE
+
+    lock = lab.lock()  # noqa: F841 (held until exit)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    d = tempfile.mkdtemp(prefix="burrow-natlab-")
+    results, kept = [], None
+    try:
+        stale = lab.remove_stale()
+        if stale:
+            print(f"natlab: removed stale namespaces {' '.join(stale)}", flush=True)
+        print(f"natlab: iptables backend {lab.iptables_backend()}; logs in {d}", flush=True)
+        world = World(burrow, d)
+        started = time.monotonic()
+        for i, (a, b) in enumerate(pairs):
+            if kept:  # --keep leaves only the last pair standing
+                for p in reversed(list(kept["procs"].values())):
+                    p.stop()
+                kept["lab"].destroy()
+            r = run_pair(world, a, b, opts)
+            kept = r.pop("kept", None)
+            results.append(r)
+            print(f"natlab: [{i + 1}/{len(pairs)}] {r['pair']}: {r['path']}, first byte "
+                  f"{fmt_s(r['first_byte_s'])}, transfer {'ok' if r['transfer_ok'] else 'FAILED'} "
+                  f"in {fmt_s(r['transfer_s'])}"
+                  + (f", fault: {r['fault']}" if "fault" in r else ""), flush=True)
+            for key in ("lab_error", "error"):
+                if r[key]:
+                    print(f"natlab: {r['pair']}: {r[key]}", flush=True)
+        print(f"\nnatlab: {len(pairs)} pairs in {time.monotonic() - started:.0f} s\n")
+        print_table(results, opts.check_paths)
+        if opts.json:
+            with open(opts.json, "w") as f:
+                json.dump(results, f, indent=2)
+        per_run_paths = opts.check_paths and opts.min_direct is None
+        failed = [r["pair"] for r in results if verdict(r, per_run_paths)]
+        if opts.min_direct is not None:
+            for pair in dict.fromkeys(r["pair"] for r in results):
+                runs = [r for r in results if r["pair"] == pair]
+                direct = sum(r["path"] == "direct" for r in runs)
+                print(f"natlab: {pair}: direct in {direct} of {len(runs)} runs "
+                      f"(at least {opts.min_direct} wanted)")
+                if direct < opts.min_direct:
+                    failed.append(pair)
+        if failed and (not opts.fault or opts.check_faults):
+            print(f"\nnatlab: FAILED: {', '.join(failed)}")
+            return 1
+        return 0
+    except Interrupted as e:
+        print(f"natlab: {e}: cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if kept:
+            note = (f"natlab: --keep: namespaces {' '.join(lab.lab_namespaces())} and logs in "
+                    f"{d} left in place; the next run removes them")
+        else:
+            lab.remove_stale()
+            failed_any = any(verdict(r, opts.check_paths) for r in results)
+            note = f"natlab: logs kept in {d}" if failed_any or not results else ""
+            if not note:
+                shutil.rmtree(d, ignore_errors=True)
+        try:
+            if note:
+                print(note, flush=True)
+        except OSError:  # stdout gone (a closed pipe): the cleanup above is what matters
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
