@@ -51,7 +51,7 @@ class ServerChild {
     const std::string& fingerprint() const { return fingerprint_; }
     const std::filesystem::path& log_path() const { return log_; }
 
-    // nullopt while it runs; "exited with status 1" or "killed by signal 9" once it has ended.
+    // nullopt while it runs; "exited with status 1" or "was killed by signal 9" once it ended.
     std::optional<std::string> ended();
     std::optional<uint64_t> rss_bytes() const;
     std::optional<double> cpu_seconds() const;
