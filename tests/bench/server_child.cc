@@ -251,6 +251,28 @@ std::optional<double> cpu_seconds(const std::string& pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+std::optional<uint64_t> udp_receive_buffer_errors() {
+    // Two "Udp:" lines: the field names, then the values in the same order.
+    std::ifstream in("/proc/net/snmp");
+    std::string line;
+    std::vector<std::string> names;
+    while (std::getline(in, line)) {
+        if (line.rfind("Udp: ", 0) != 0) continue;
+        std::istringstream fields(line.substr(std::strlen("Udp: ")));
+        if (names.empty()) {
+            for (std::string f; fields >> f;) names.push_back(f);
+            continue;
+        }
+        uint64_t value = 0;
+        for (const std::string& name : names) {
+            if (!(fields >> value)) return std::nullopt;
+            if (name == "RcvbufErrors") return value;
+        }
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
 std::filesystem::path executable_dir() {
     std::error_code ec;
     return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();

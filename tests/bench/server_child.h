@@ -71,6 +71,9 @@ class ServerChild {
 std::optional<uint64_t> vm_rss_bytes(const std::string& pid);
 // User plus system CPU time a process has used so far ("self" for this one), in seconds.
 std::optional<double> cpu_seconds(const std::string& pid);
+// Udp RcvbufErrors from /proc/net/snmp: datagrams the kernel dropped because a socket's receive
+// buffer was full, summed over the network namespace (other processes' sockets included).
+std::optional<uint64_t> udp_receive_buffer_errors();
 // The directory this executable lives in (/proc/self/exe).
 std::filesystem::path executable_dir();
 // The last `lines` lines of a text file, for an error message.

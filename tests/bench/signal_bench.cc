@@ -468,6 +468,8 @@ int run_signal(size_t n, size_t window) {
     // CPU spent registering, per side: the rate depends on how busy the machine is, this less.
     double server_cpu = 0, bench_cpu = 0;
     double server_idle_cpu = 0;  // share of one core while the agents sit idle
+    // Explains unanswered Binds and STUN retries: a receive buffer overflowed while registering.
+    uint64_t kernel_udp_drops = 0;
     size_t registered_at_end = 0;
     {
         SignalBench bench(&loop, std::get<std::shared_ptr<TlsContext>>(context),
@@ -479,6 +481,7 @@ int run_signal(size_t n, size_t window) {
         };
         const std::optional<double> server_cpu_before = server->cpu_seconds();
         const std::optional<double> bench_cpu_before = cpu_seconds("self");
+        const std::optional<uint64_t> udp_drops_before = udp_receive_buffer_errors();
         bench.start();
         Time last_progress = bench.now();
         size_t last_count = 0;
@@ -503,6 +506,9 @@ int run_signal(size_t n, size_t window) {
         }
         if (auto after = cpu_seconds("self"); after && bench_cpu_before) {
             bench_cpu = *after - *bench_cpu_before;
+        }
+        if (auto after = udp_receive_buffer_errors(); after && udp_drops_before) {
+            kernel_udp_drops = *after - *udp_drops_before;
         }
         if (!failure) {
             const Time idle_from = bench.now();
@@ -545,6 +551,10 @@ int run_signal(size_t n, size_t window) {
                 "%zu UDP blocked\n",
                 counters.auth_failed, counters.disconnects, counters.udp_bind_failures,
                 counters.udp_blocked);
+    std::printf("  kernel drops   %" PRIu64
+                " UDP datagrams for full receive buffers while registering (whole network "
+                "namespace)\n",
+                kernel_udp_drops);
     if (rss_before && rss_idle) {
         std::printf(
             "  server RSS     %.1f MiB before, %.1f MiB with %zu idle agents (after %lld s)\n",
@@ -578,6 +588,7 @@ int run_signal(size_t n, size_t window) {
                         {"disconnects", counters.disconnects},
                         {"udp_bind_failures", counters.udp_bind_failures},
                         {"udp_blocked", counters.udp_blocked},
+                        {"kernel_udp_rcvbuf_drops", kernel_udp_drops},
                         {"ok", complete}};
     if (failure) j["error"] = *failure;
     std::printf("%s\n", j.dump().c_str());
