@@ -27,7 +27,6 @@
 // RSS is VmRSS from /proc: the server's before any agent connects (its configuration, with the
 // N keys, already loaded) and after all N have registered and sat idle for 2 s. The difference
 // over N is the per-agent cost, allocator slack included, which is what an operator pays.
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <uv.h>
@@ -48,11 +47,11 @@
 #include "signal/agent_client.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
+#include "src/system_rng.h"
 #include "src/tls.h"
 #include "src/udp_socket.h"
 #include "tests/bench/bench_registry.h"
 #include "tests/bench/server_child.h"
-#include "tunnel/rng.h"
 
 namespace burrow::bench {
 namespace {
@@ -86,14 +85,6 @@ constexpr double kBytesPerMiB = 1024 * 1024;
 constexpr double kIssueTargetKiB = 16;  // issue 4: at most 16 KiB per idle agent
 // Per-agent UDP addresses: 127.1.0.1 upwards (127/8 is all loopback on Linux).
 constexpr uint32_t kAgentUdpBase = 0x7f010001;
-
-// Auth nonces and STUN transaction ids should not repeat across runs: libsodium's CSPRNG.
-class SodiumRng final : public Rng {
-  public:
-    uint64_t next_u64() override {
-        return randombytes_random() | uint64_t{randombytes_random()} << 32;
-    }
-};
 
 struct BenchAgent {
     size_t index = 0;
@@ -350,7 +341,7 @@ class SignalBench {
 
     uv_loop_t* loop_;
     LoopClock clock_;
-    SodiumRng rng_;
+    SystemRng rng_;
     std::shared_ptr<TlsContext> tls_;
     SocketAddress server_;
     size_t window_;
@@ -433,7 +424,7 @@ int run_signal(size_t n, size_t window) {
         return 1;
     }
 
-    SodiumRng rng;
+    SystemRng rng;
     std::vector<PrivateKey> keys;
     ServerChildConfig config;
     config.burrow = executable_dir() / "burrow";
