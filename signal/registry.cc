@@ -40,13 +40,42 @@ const AgentRecord* AgentRegistry::find(std::string_view name) const {
     return it == agents_.end() ? nullptr : &it->second;
 }
 
+void AgentRegistry::set_lookup_key(const std::array<uint8_t, 16>& key) {
+    // Re-index under the new key.
+    std::vector<AgentRecord*> online;
+    for (auto& [h, a] : by_token_hash_) online.push_back(a);
+    by_token_hash_.clear();
+    lookup_key_ = key;
+    for (AgentRecord* a : online) by_token_hash_.emplace(token_hash(a->udp_token), a);
+}
+
+uint64_t AgentRegistry::token_hash(const UdpToken& token) const {
+    static_assert(crypto_shorthash_BYTES == sizeof(uint64_t));
+    static_assert(crypto_shorthash_KEYBYTES == 16);
+    uint64_t h = 0;
+    crypto_shorthash(reinterpret_cast<unsigned char*>(&h), token.data(), token.size(),
+                     lookup_key_.data());
+    return h;
+}
+
+void AgentRegistry::unindex_token(AgentRecord& a) {
+    auto [first, last] = by_token_hash_.equal_range(token_hash(a.udp_token));
+    for (auto it = first; it != last; ++it) {
+        if (it->second == &a) {
+            by_token_hash_.erase(it);
+            return;
+        }
+    }
+}
+
 AgentRecord* AgentRegistry::find_by_udp_token(const UdpToken& token) {
-    // A linear scan: tokens are secrets, so no ordered or hashed lookup whose timing depends
-    // on their bytes. Binds are rare next to relay packets.
     AgentRecord* found = nullptr;
-    for (auto& [name, a] : agents_) {
-        if (!a.online()) continue;
-        if (sodium_memcmp(a.udp_token.data(), token.data(), token.size()) == 0) found = &a;
+    auto [first, last] = by_token_hash_.equal_range(token_hash(token));
+    for (auto it = first; it != last; ++it) {
+        AgentRecord& a = *it->second;
+        if (a.online() && sodium_memcmp(a.udp_token.data(), token.data(), token.size()) == 0) {
+            found = &a;
+        }
     }
     return found;
 }
@@ -57,10 +86,15 @@ AgentRecord* AgentRegistry::find_by_udp_address(const SocketAddress& address) {
 }
 
 void AgentRegistry::set_online(AgentRecord& a, ConnId conn, const UdpToken& token, Time now) {
-    if (!a.online()) ++online_;
+    if (!a.online()) {
+        ++online_;
+    } else {
+        unindex_token(a);
+    }
     unbind_udp(a);
     a.conn = conn;
     a.udp_token = token;
+    by_token_hash_.emplace(token_hash(token), &a);
     a.last_seen = now;
     a.candidates.clear();
     a.nat = NatMapping::kUnknown;
@@ -72,6 +106,7 @@ void AgentRegistry::set_online(AgentRecord& a, ConnId conn, const UdpToken& toke
 void AgentRegistry::set_offline(AgentRecord& a, Time now) {
     if (!a.online()) return;
     --online_;
+    unindex_token(a);
     unbind_udp(a);
     a.conn.reset();
     a.last_seen = now;

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -58,8 +59,13 @@ class AgentRegistry {
 
     AgentRecord* find(std::string_view name);
     const AgentRecord* find(std::string_view name) const;
-    // The online agent holding this token (constant-time comparisons), or nullptr.
+    // The online agent holding this token, or nullptr. Found through a SipHash of the token
+    // under lookup_key (set_lookup_key), then compared in constant time: the lookup's timing
+    // depends on a keyed hash an attacker cannot compute, not on the token's bytes, and a Bind
+    // costs the same with ten agents online or ten thousand.
     AgentRecord* find_by_udp_token(const UdpToken& token);
+    // A secret for the token index; the server sets a random one at start.
+    void set_lookup_key(const std::array<uint8_t, 16>& key);
     AgentRecord* find_by_udp_address(const SocketAddress& address);
     size_t online_count() const { return online_; }
     // Every agent, by name.
@@ -78,10 +84,14 @@ class AgentRegistry {
         bool operator()(const SocketAddress& x, const SocketAddress& y) const;
     };
     void unbind_udp(AgentRecord& a);
+    uint64_t token_hash(const UdpToken& token) const;
+    void unindex_token(AgentRecord& a);
 
     RelayLimits limits_;
     std::map<std::string, AgentRecord, std::less<>> agents_;
     std::map<SocketAddress, AgentRecord*, AddressLess> by_udp_address_;
+    std::array<uint8_t, 16> lookup_key_{};
+    std::unordered_multimap<uint64_t, AgentRecord*> by_token_hash_;
     size_t online_ = 0;
 };
 

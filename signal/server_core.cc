@@ -33,6 +33,9 @@ ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
       udp_(registry_, forwarder_, drops_, config_.software, config_.stun_standard_clients) {
     // The bound holds whatever the configuration says.
     config_.limits.pre_auth_deadline = std::min(config_.limits.pre_auth_deadline, kPreAuthDeadline);
+    std::array<uint8_t, 16> lookup_key;
+    rng_.fill(lookup_key);
+    registry_.set_lookup_key(lookup_key);
 }
 
 size_t ServerCore::pending_count() const {
@@ -70,7 +73,8 @@ std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now) 
     c.deadline = now + config_.limits.pre_auth_deadline;
     c.last_input = now;
     out.push_back(SendControl{conn, ServerHello{static_pub_, c.nonce}});
-    conns_.emplace(conn, std::move(c));
+    auto [it, inserted] = conns_.emplace(conn, std::move(c));
+    reschedule(it->second);
     return out;
 }
 
@@ -103,6 +107,8 @@ std::vector<ServerAction> ServerCore::on_control_bytes(ConnId conn, ByteView byt
         c.last_input = now;
         handle(c, std::move(*m), now, out);
     }
+    it = conns_.find(conn);
+    if (it != conns_.end()) reschedule(it->second);
     return out;
 }
 
@@ -117,11 +123,31 @@ std::vector<ServerAction> ServerCore::on_connection_closed(ConnId conn, Time now
     return out;
 }
 
+Time ServerCore::due(const Connection& c) const {
+    if (!c.authenticated()) return c.deadline;
+    return std::min(c.next_ping, c.last_input + config_.limits.idle_timeout);
+}
+
+void ServerCore::reschedule(Connection& c) {
+    const Time t = due(c);
+    if (t == c.scheduled) return;
+    if (c.scheduled != kNever) timers_.erase({c.scheduled, c.id});
+    c.scheduled = t;
+    if (t != kNever) timers_.insert({t, c.id});
+}
+
 std::vector<ServerAction> ServerCore::on_timer(Time now) {
     Actions out;
     std::vector<ConnId> timed_out;
     std::vector<ConnId> idle;
-    for (auto& [id, c] : conns_) {
+    std::vector<ConnId> fired;
+    for (auto t = timers_.begin(); t != timers_.end() && t->first <= now; ++t) {
+        fired.push_back(t->second);
+    }
+    for (ConnId id : fired) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) continue;
+        Connection& c = it->second;
         if (!c.authenticated()) {
             if (now >= c.deadline) timed_out.push_back(id);
         } else if (now >= c.last_input + config_.limits.idle_timeout) {
@@ -129,6 +155,7 @@ std::vector<ServerAction> ServerCore::on_timer(Time now) {
         } else if (now >= c.next_ping) {
             send_ping(c, now, out);
         }
+        reschedule(c);
     }
     for (ConnId id : timed_out) {
         reject(id, ControlErrorCode::kTimeout, "authentication timeout",
@@ -146,15 +173,7 @@ std::vector<ServerAction> ServerCore::on_timer(Time now) {
 }
 
 Time ServerCore::next_deadline() const {
-    Time next = kNever;
-    for (const auto& [id, c] : conns_) {
-        if (!c.authenticated()) {
-            next = std::min(next, c.deadline);
-        } else {
-            next = std::min({next, c.next_ping, c.last_input + config_.limits.idle_timeout});
-        }
-    }
-    return next;
+    return timers_.empty() ? kNever : timers_.begin()->first;
 }
 
 std::optional<ServerAction> ServerCore::on_udp(UdpPort port, const SocketAddress& from,
@@ -183,6 +202,7 @@ void ServerCore::forget(ConnId id, Time now) {
             relays_.close_agent(a->name);
         }
     }
+    if (it->second.scheduled != kNever) timers_.erase({it->second.scheduled, id});
     conns_.erase(it);
 }
 

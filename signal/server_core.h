@@ -25,6 +25,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -110,8 +111,14 @@ class ServerCore {
         uint64_t ping_value = 0;
         std::optional<Time> ping_sent;
         std::optional<Duration> srtt;
+        Time scheduled = kNever;  // its entry in timers_
         bool authenticated() const { return !agent.empty(); }
     };
+    // When the connection next needs on_timer: its auth deadline, else its ping or idle time.
+    Time due(const Connection& c) const;
+    // Files the connection under due(c) in timers_, so next_deadline() and on_timer() touch only
+    // the connections that are due instead of scanning thousands of idle ones.
+    void reschedule(Connection& c);
 
     void handle(Connection& c, ControlMessage&& m, Time now, Actions& out);
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
@@ -137,6 +144,7 @@ class ServerCore {
     RelayForwarder forwarder_;
     UdpServer udp_;
     std::map<ConnId, Connection> conns_;
+    std::set<std::pair<Time, ConnId>> timers_;
     std::deque<AuthProof> recent_proofs_;
 };
 
