@@ -17,16 +17,31 @@ constexpr size_t kMaxChallengesPerCandidate = 8;
 
 }  // namespace
 
-PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now) {
+PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now, bool learned) {
     auto it = candidates_.find(address);
     if (it != candidates_.end()) return &it->second;
     if (candidates_.size() >= kMaxPathCandidates) {
-        stats_.drop_candidate_limit++;
-        return nullptr;
+        // Make room by the oldest learned candidate that never answered (likely spoofed),
+        // never by one the server gave or one that works.
+        auto victim = candidates_.end();
+        for (auto c = candidates_.begin(); c != candidates_.end(); ++c) {
+            if (!c->second.learned || c->second.validated) continue;
+            if (active_ && c->first == *active_) continue;
+            if (victim == candidates_.end() || c->second.started < victim->second.started) {
+                victim = c;
+            }
+        }
+        if (victim == candidates_.end()) {
+            stats_.drop_candidate_limit++;
+            return nullptr;
+        }
+        candidates_.erase(victim);
+        stats_.candidates_evicted++;
     }
     Candidate& c = candidates_[address];
     c.started = now;
     c.next_probe = now;
+    c.learned = learned;
     return &c;
 }
 
@@ -112,7 +127,7 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
         // Answer on the path it came by: that is the path the peer is testing.
         queue(ProbeToSend{from, Probe{ProbeKind::kResponse, probe.data}});
         stats_.responses_sent++;
-        Candidate* c = add(from, now);
+        Candidate* c = add(from, now, true);
         if (c) c->last_heard = now;
         return;
     }
@@ -156,7 +171,7 @@ void PathManager::on_authenticated(const SocketAddress& from, Time now) {
     }
     if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
     // A new source for this session's packets: probe it before sending anything there.
-    if (Candidate* c = add(from, now)) c->last_heard = now;
+    if (Candidate* c = add(from, now, true)) c->last_heard = now;
 }
 
 void PathManager::switch_to(std::optional<SocketAddress> direct, std::string reason,
@@ -178,6 +193,7 @@ void PathManager::on_timer(Time now) {
         if (quiet >= kDirectSilence) {
             stats_.fallbacks++;
             cur.validated = false;
+            cur.learned = false;  // it worked once: keep probing it however it was found
             // Try it again at once, then on the schedule: it may come back.
             cur.tries = 0;
             cur.started = now;
@@ -188,11 +204,22 @@ void PathManager::on_timer(Time now) {
             keepalive_at_ = now + kDirectKeepalive / 2;
         }
     }
-    for (auto& [address, c] : candidates_) {
-        if (active_ && address == *active_) continue;
-        if (now < c.next_probe) continue;
+    for (auto it = candidates_.begin(); it != candidates_.end();) {
+        Candidate& c = it->second;
+        const SocketAddress& address = it->first;
+        if ((active_ && address == *active_) || now < c.next_probe) {
+            ++it;
+            continue;
+        }
+        if (c.learned && !c.validated && c.tries >= static_cast<int>(kPunchSchedule.size())) {
+            // A learned address that let the whole punching schedule go unanswered.
+            it = candidates_.erase(it);
+            stats_.candidates_evicted++;
+            continue;
+        }
         send_challenge(address, c, now);
         schedule_next(c, now);
+        ++it;
     }
 }
 

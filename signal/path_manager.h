@@ -96,7 +96,8 @@ struct PathStats {
     uint64_t paths_validated = 0;
     uint64_t fallbacks = 0;             // direct -> relay
     uint64_t drop_unmatched_response = 0;  // no challenge of ours to that address had that data
-    uint64_t drop_candidate_limit = 0;
+    uint64_t drop_candidate_limit = 0;  // full of given or working candidates
+    uint64_t candidates_evicted = 0;    // learned ones that never answered
     uint64_t spray_rounds = 0;
     uint64_t spray_probes = 0;
 };
@@ -140,9 +141,12 @@ class PathManager {
         std::deque<Challenge> challenges;
         Time last_heard{};
         bool validated = false;
+        // Learned from a probe or a packet rather than given by the server: a spoofed source
+        // can put it here, so it leaves again if it never answers.
+        bool learned = false;
     };
 
-    Candidate* add(const SocketAddress& address, Time now);
+    Candidate* add(const SocketAddress& address, Time now, bool learned = false);
     void send_challenge(const SocketAddress& to, Candidate& c, Time now);
     void schedule_next(Candidate& c, Time now);
     void queue(ProbeToSend probe);

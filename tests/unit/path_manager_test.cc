@@ -169,17 +169,34 @@ TEST_CASE("path manager: a rebound peer address is probed and taken once the old
     CHECK(change->direct == b);
 }
 
-TEST_CASE("path manager: candidates are capped") {
+TEST_CASE("path manager: candidates are capped; learned ones that never answer make room") {
     SeededRng rng(7);
     PathManager pm(rng);
+    const SocketAddress given = addr(200, 7000);
+    pm.add_candidates({given}, at(0ms));
     for (int i = 0; i < 40; ++i) {
-        pm.on_probe(addr(static_cast<uint8_t>(i), 5000), Probe{ProbeKind::kChallenge, {}}, at(0ms));
+        pm.on_probe(addr(static_cast<uint8_t>(i), 5000), Probe{ProbeKind::kChallenge, {}},
+                    at(std::chrono::milliseconds(i)));
     }
-    pm.on_timer(at(1ms));
+    pm.on_timer(at(50ms));
     size_t challenges = 0;
-    for (auto& p : drain(pm)) challenges += p.probe.kind == ProbeKind::kChallenge;
+    bool given_probed = false;
+    for (auto& p : drain(pm)) {
+        challenges += p.probe.kind == ProbeKind::kChallenge;
+        given_probed |= p.to == given;
+    }
     CHECK(challenges == kMaxPathCandidates);
-    CHECK(pm.stats().drop_candidate_limit == 40 - kMaxPathCandidates);
+    CHECK(given_probed);  // the server's candidate is never the one evicted
+    CHECK(pm.stats().candidates_evicted == 40 - (kMaxPathCandidates - 1));
+    CHECK(pm.stats().drop_candidate_limit == 0);
+
+    // Learned candidates that let the whole schedule go unanswered leave; the given one stays.
+    for (Time t = pm.next_deadline(); t < at(30s); t = pm.next_deadline()) {
+        pm.on_timer(t);
+        (void)drain(pm);
+    }
+    CHECK(pm.knows(given));
+    CHECK_FALSE(pm.knows(addr(39, 5000)));
 }
 
 TEST_CASE("path manager: the birthday spray probes many random ports and takes the one that answers") {
