@@ -1,0 +1,80 @@
+#!/bin/sh
+# One-shot set-up for the compose demos: creates the agents' keys, the server's certificate and
+# the three config files in $CONF (a volume the other services share), once. Later runs find
+# them and change nothing, so `docker compose up` after `down` (without -v) keeps the keys.
+#
+# In a real deployment each machine makes its own key and only public keys travel; one shared
+# volume keeps the demo to one command.
+set -eu
+CONF=${CONF:-/conf}
+SIGNAL=${SIGNAL:-signal}   # the server's name as nas and laptop see it (compose extra_hosts)
+cd "$CONF"
+
+if [ -f laptop.toml ]; then
+    echo "init: $CONF already set up"
+    exit 0
+fi
+
+nas_pub=$(burrow keygen --force -o nas.key)
+laptop_pub=$(burrow keygen --force -o laptop.key)
+
+cat >server.toml <<TOML
+# Written by docker/demo/init.sh for the compose demo.
+[server]
+listen = "0.0.0.0:7000"
+stun = ["0.0.0.0:3478", "0.0.0.0:3479"]
+cert_file = "server.crt"
+key_file = "server.key"
+identity_key = "server-identity.key"
+
+[[agents]]
+name = "nas"
+public_key = "$nas_pub"
+
+[[agents]]
+name = "laptop"
+public_key = "$laptop_pub"
+
+[[allow]]
+from = "laptop"
+to = "nas"
+services = ["web"]
+TOML
+
+# Creates the certificate and prints its fingerprint for the agents to pin.
+fingerprint=$(burrow server -c server.toml --print-fingerprint)
+
+cat >nas.toml <<TOML
+# Written by docker/demo/init.sh for the compose demo.
+[agent]
+name = "nas"
+key_file = "nas.key"
+server = "$SIGNAL:7000"
+server_fingerprint = "$fingerprint"
+admin = "127.0.0.1:7070"
+
+# The NAS's web page: busybox httpd, on loopback only (nothing outside the NAS reaches it
+# except through burrow).
+[[expose]]
+service = "web"
+target = "127.0.0.1:8000"
+allow = ["laptop"]
+TOML
+
+# Written last: its presence means the set-up is complete (see the check above).
+cat >laptop.toml.tmp <<TOML
+# Written by docker/demo/init.sh for the compose demo.
+[agent]
+name = "laptop"
+key_file = "laptop.key"
+server = "$SIGNAL:7000"
+server_fingerprint = "$fingerprint"
+admin = "127.0.0.1:7070"
+
+[[forward]]
+listen = "127.0.0.1:8080"
+peer = "nas"
+service = "web"
+TOML
+mv laptop.toml.tmp laptop.toml
+echo "init: keys and configs written to $CONF (server fingerprint $fingerprint)"

@@ -1,0 +1,41 @@
+#!/bin/sh
+# A home or cafe router: forwards between its LAN and the "internet" network and NATs what
+# leaves, like a consumer router.
+#
+#   WAN_SUBNET   the internet network's prefix, e.g. 198.51.100.0/24 (finds the WAN interface)
+#   NAT          cone (default): MASQUERADE, endpoint-independent mapping;
+#                symmetric: MASQUERADE --random-fully, a new port per destination
+#
+# Needs NET_ADMIN and net.ipv4.ip_forward=1 (compose sets both). Runs until stopped.
+set -eu
+
+: "${WAN_SUBNET:?set WAN_SUBNET to the internet network's prefix}"
+NAT=${NAT:-cone}
+
+wan=$(ip -o -4 route show "$WAN_SUBNET" | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}')
+[ -n "$wan" ] || { echo "router: no interface on $WAN_SUBNET" >&2; exit 1; }
+
+# Docker gives the router a default route through the LAN bridge's host side; the demo's
+# internet is only WAN_SUBNET, and nothing may leave through the host.
+ip route del default 2>/dev/null || true
+
+case "$NAT" in
+    cone) masquerade="-j MASQUERADE" ;;
+    symmetric) masquerade="-j MASQUERADE --random-fully" ;;
+    *) echo "router: NAT must be cone or symmetric, not $NAT" >&2; exit 2 ;;
+esac
+
+# shellcheck disable=SC2086
+iptables -t nat -A POSTROUTING -o "$wan" $masquerade
+# Drop unsolicited inbound on the WAN side, as real routers do (DESIGN.md section 8): without
+# it an early punch packet from the peer is delivered to the router itself, conntrack keeps
+# an entry for it and the NAT remaps our next outgoing packet to another port.
+for chain in INPUT FORWARD; do
+    iptables -A "$chain" -i "$wan" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    iptables -A "$chain" -i "$wan" -j DROP
+done
+echo "router: $NAT NAT on $wan ($(ip -o -4 addr show dev "$wan" | awk '{print $4}'))"
+
+# Sleep until docker stops the container; a shell as PID 1 ignores SIGTERM unless trapped.
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
