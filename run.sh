@@ -6,7 +6,9 @@
 #   ./run.sh test --asan     the unit and simulator tests under ASan+UBSan (build-asan/)
 #   ./run.sh deps            install missing build and test packages with apt-get
 #   ./run.sh build           configure and build into build/
-#   ./run.sh natlab | bench | fuzz | docker-test
+#   ./run.sh bench [--quick] burrow beside direct TCP and kcptun: docs/benchmarks.{md,json,png}
+#                            (--quick: one short run into build/bench-quick/; needs root for loss)
+#   ./run.sh natlab | fuzz | docker-test
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,6 +21,7 @@ PACKAGES=(
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps
+    kcptun python3-matplotlib
 )
 
 say() { printf '==> %s\n' "$*"; }
@@ -92,6 +95,16 @@ cmd_demo() {
     exec python3 "$ROOT/examples/demo.py" "$burrow" "$@"
 }
 
+# Debian's interpreter, where python3-matplotlib is installed (a pyenv or venv python3 earlier
+# in PATH would not see it, and the plot would be skipped).
+cmd_bench() {
+    cmd_deps
+    cmd_build
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    exec "$py" "$ROOT/tests/bench/run_bench.py" --burrow "$ROOT/build/burrow" "$@"
+}
+
 not_yet() { die "$1: not built yet (see issue $2)"; }
 
 case "${1:-}" in
@@ -100,7 +113,7 @@ case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     demo) shift; cmd_demo "$@" ;;
     natlab) not_yet natlab 6 ;;
-    bench) not_yet bench 8 ;;
+    bench) shift; cmd_bench "$@" ;;
     fuzz) not_yet fuzz 9 ;;
     docker-test) not_yet docker-test 7 ;;
     *)
