@@ -553,10 +553,17 @@ def bench_latency(ctx, prof):
     out, cdf = {}, {}
 
     def measure(name, port):
-        xs = round_trips(port, prof.latency_seconds)
+        try:
+            xs = round_trips(port, prof.latency_seconds)
+        except OSError as e:  # a reset mid-measurement is a result to report, not a crash
+            out[name] = {"n": 0, "p50_us": None, "p99_us": None, "max_us": None,
+                         "error": f"{e.__class__.__name__}: {e}"}
+            say(f"latency {name}: {out[name]['error']}")
+            return False
         out[name] = latency_summary(xs)
         cdf[name] = xs
         say(f"latency {name}: {out[name]}")
+        return True
 
     def under_load(name, echo_port, iperf_port):
         """Round trips while iperf3 runs; the bulk's own goodput is kept beside the figure,
@@ -566,7 +573,8 @@ def bench_latency(ctx, prof):
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             time.sleep(1.0)  # past slow start: measure against a full pipe (not a sync)
-            measure(name, echo_port)
+            if not measure(name, echo_port):
+                raise RuntimeError("the interactive connection failed")
             doc = json.loads(bulk.communicate(timeout=prof.latency_seconds + 20)[0])
             if "error" in doc:
                 raise RuntimeError(doc["error"])
@@ -645,7 +653,12 @@ def bench_memory(ctx, prof):
             ("burrow", w.forwards["echo"], w.pids, ("laptop", "nas")),
             ("kcptun", ctx["kcp_echo"].local, ctx["kcp_echo"].pids, ("client", "server"))):
         before = settle_rss(pids)
-        socks = hold_connections(port, prof.idle_conns)
+        try:
+            socks = hold_connections(port, prof.idle_conns)
+        except (OSError, RuntimeError) as e:
+            out[name] = {"error": f"{e.__class__.__name__}: {e}"}
+            say(f"memory {name}: {out[name]['error']}")
+            continue
         after = settle_rss(pids)
         for s in socks:
             s.close()
@@ -786,6 +799,9 @@ def write_markdown(path, r):
             bulk = ("—" if "under load" not in k else
                     fmt(v.get("bulk_mbit_s"), " Mbit/s") if "bulk_error" not in v else
                     f"failed: {v['bulk_error'][:60]}")
+            if "error" in v:
+                L.append(f"| {k} | failed: {v['error'][:70]} | | | | {bulk} |")
+                continue
             L.append(f"| {k} | {v['n']:,} | {fmt(v['p50_us'], ' µs')} | "
                      f"{fmt(v['p99_us'], ' µs')} | {fmt(v['max_us'] / 1000, ' ms', 1)} | "
                      f"{bulk} |")
@@ -808,6 +824,9 @@ def write_markdown(path, r):
               "forwarded connections (each proven open by a 1-byte echo):", "",
               "| process | RSS before | RSS after | per connection |", "|---|---:|---:|---:|"]
         for sysname in ("burrow", "kcptun"):
+            if "error" in mm[sysname]:
+                L.append(f"| {sysname} | failed: {mm[sysname]['error'][:80]} | | |")
+                continue
             for lab, v in mm[sysname].items():
                 L.append(f"| {sysname} {lab} | {v['rss_before_kib'] / 1024:.1f} MiB | "
                          f"{v['rss_after_kib'] / 1024:.1f} MiB | "
@@ -857,17 +876,17 @@ def targets(r):
     la = r.get("latency", {}).get("summary")
     if la:
         idle, load = la["burrow idle"]["p99_us"], la["burrow under load"]["p99_us"]
-        ran = "bulk_mbit_s" in la["burrow under load"]
+        ran = "bulk_mbit_s" in la["burrow under load"] and idle and load
         out.append(("p99 under bulk <= idle p99 + 10 ms",
-                    f"{load / 1000:.1f} ms vs {idle / 1000:.1f} ms + 10 ms"
-                    + ("" if ran else " (the bulk transfer failed: not a figure under load)"),
+                    (f"{load / 1000:.1f} ms vs {idle / 1000:.1f} ms + 10 ms" if ran else
+                     "no figure: the bulk transfer or the interactive connection failed"),
                     load <= idle + 10000 if ran else None))
     c = r.get("connrate", {}).get("median")
     if c:
         out.append((">= 3000 forwarded connections/s", fmt(c["burrow"], "/s"),
                     c["burrow"] is not None and c["burrow"] >= 3000))
     mm = r.get("memory")
-    if mm:
+    if mm and "error" not in mm["burrow"]:
         per = max(v["kib_per_connection"] for v in mm["burrow"].values())
         out.append(("<= 4 KiB RSS per idle forwarded connection (worse agent)",
                     f"{per:.2f} KiB", per <= 4))
