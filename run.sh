@@ -9,7 +9,9 @@
 #   ./run.sh natlab [--pairs a/b,..] [--check-paths] [--keep] [--json FILE]
 #                            agents behind real NATs in network namespaces (root)
 #   ./run.sh docker-test     build the images, run the docker-compose NAS/laptop demos, check them
-#   ./run.sh bench | fuzz
+#   ./run.sh bench [--quick] burrow beside direct TCP and kcptun: docs/benchmarks.{md,json,png}
+#                            (--quick: one short run into build/bench-quick/; needs root for loss)
+#   ./run.sh fuzz
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +24,7 @@ PACKAGES=(
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps
+    kcptun python3-matplotlib
 )
 # What ./run.sh docker-test needs besides: the engine, compose, and debootstrap for the base
 # image when no registry is reachable. Kept apart so `./run.sh test` never installs a daemon.
@@ -114,6 +117,16 @@ cmd_docker_test() {
     "$ROOT/docker/test.sh" "$@"
 }
 
+# Debian's interpreter, where python3-matplotlib is installed (a pyenv or venv python3 earlier
+# in PATH would not see it, and the plot would be skipped).
+cmd_bench() {
+    cmd_deps
+    cmd_build
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    exec "$py" "$ROOT/tests/bench/run_bench.py" --burrow "$ROOT/build/burrow" "$@"
+}
+
 not_yet() { die "$1: not built yet (see issue $2)"; }
 
 case "${1:-}" in
@@ -122,7 +135,7 @@ case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     demo) shift; cmd_demo "$@" ;;
     natlab) shift; cmd_deps; cmd_natlab "$@" ;;
-    bench) not_yet bench 8 ;;
+    bench) shift; cmd_bench "$@" ;;
     fuzz) not_yet fuzz 9 ;;
     docker-test) shift; cmd_docker_test "$@" ;;
     *)

@@ -1,0 +1,1096 @@
+#!/usr/bin/env python3
+"""burrow side by side with direct TCP and kcptun on one machine, in one run (issue 8).
+
+Usage: run_bench.py [--burrow BUILD/burrow] [--quick] [--out DIR] [--only SECTIONS]
+                    [--natlab-json FILE [--natlab-source TEXT]] [--keep] [--render JSON]
+  --quick        one run of each figure, shorter transfers (under 5 minutes); writes to
+                 build/bench-quick/ unless --out is given, so it never overwrites docs/
+  --out DIR      where benchmarks.md, benchmarks.json and benchmarks.png go (default: docs/)
+  --only S,..    a subset of: throughput, loss, latency, connrate, memory, natlab
+  --natlab-json  results of `tests/natlab/natlab.py --json FILE` for time to first byte and to
+                 the direct path behind real NATs (otherwise natlab.py is run when it exists)
+  --keep         keep the folder with every process's log
+  --render JSON  rewrite benchmarks.md and .png from a benchmarks.json (after editing the
+                 hand-written benchmarks-notes.md beside it), without measuring
+
+What runs (every figure is the median of the runs, systems interleaved A B C A B C):
+  throughput  iperf3 single stream, -P 8 and --bidir: direct TCP, through burrow (server and two
+              agents on 127.0.0.1, direct path), through kcptun (fast3, aes, windows 4096,
+              nocomp); CPU seconds per GB of the tunnel processes, both sides
+  loss        goodput of one iperf3 stream over a veth pair between two network namespaces,
+              tbf 100 Mbit/s on both ends, iptables -m statistic random drop 0/1/5% of the
+              tunnel's UDP (plain TCP: of its TCP segments) on the veth
+  latency     64-byte request/response round trips (p50, p99) through the forward, idle and
+              while iperf3 runs through the same tunnel (same session); direct and kcptun beside
+  connrate    connect, send 100 B, receive 100 B, close, per second, 4 client processes
+  memory      agent RSS idle, and the increase per idle forwarded connection (1000 of them)
+  natlab      time to first byte and to the direct path (loopback here; behind NATs from natlab)
+
+Not a test: nothing here fails on a slow figure; it fails only when a tool cannot run.
+"""
+import argparse, datetime, json, os, re, resource, selectors, shutil, socket, statistics
+import subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402
+
+SECTIONS = ("throughput", "loss", "latency", "connrate", "memory", "natlab")
+SYSTEMS = ("direct", "burrow", "kcptun")
+# kcptun as the issue asks: fast3 profile, AES, 4096-packet windows, no compression. FEC keeps
+# kcptun's default (10 data + 3 parity shards): that is how people run it.
+KCPTUN_ARGS = ["--crypt", "aes", "--mode", "fast3", "--sndwnd", "4096", "--rcvwnd", "4096",
+               "--nocomp", "--quiet", "--key", "burrow-bench"]
+LOSS_RATES = (0.0, 0.01, 0.05)
+WAN_RATE = "100mbit"  # issue 8: tbf 100 Mbit/s on the WAN link
+# tbf: a burst of 64 KiB (above rate/HZ at any HZ) and at most 20 ms of queue, a home router's
+WAN_TBF = ["rate", WAN_RATE, "burst", "64kb", "latency", "20ms"]
+REQUEST = 64  # bytes per latency probe (issue 8)
+SINK_MARK = b"B"  # first byte of a bulk upload to the echo server (probes start with b"r")
+CONN_PAYLOAD = 100  # bytes each way per connection in the connection-rate test (issue 8)
+CONN_WORKERS = 4  # client processes: enough to keep 2 cores busy while one waits on a reply
+IDLE_CONNS = 1000  # issue 8: RSS increase per 1000 idle forwarded connections
+REGISTER_TIMEOUT = 20.0  # s: TLS + auth + UDP binding take well under a second, on a busy box more
+DIRECT_TIMEOUT = 15.0  # s: on loopback the agents go direct ~50 ms after the first connection
+IPERF_GRACE_S = 20  # beyond -t: connect, the final exchange of results, a slow shared machine
+IPERF_BUSY_RETRIES = 5  # 1 s apart: iperf3's server takes one test at a time
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class Profile:
+    def __init__(self, quick):
+        self.quick = quick
+        self.reps = 1 if quick else 3
+        self.seconds = 3 if quick else 8        # one iperf3 run
+        self.loss_seconds = 3 if quick else 8
+        self.latency_seconds = 2 if quick else 5  # of round trips per latency figure
+        self.conn_seconds = 2 if quick else 5
+        self.idle_conns = 300 if quick else IDLE_CONNS
+
+
+# ---------------------------------------------------------------- small tools
+
+def proc_cpu_s(pid):
+    """utime + stime of pid in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_KIB
+
+
+def cpu_of(pids):
+    return sum(proc_cpu_s(p) for p in pids)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def percentile(sorted_xs, q):
+    if not sorted_xs:
+        return None
+    i = min(len(sorted_xs) - 1, max(0, round(q / 100 * len(sorted_xs)) - 1))
+    return sorted_xs[i]
+
+
+def ns_argv(ns, argv):
+    return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60, **kw)
+
+
+def accepts(port, host="127.0.0.1"):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def say(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- helper processes
+
+def echo_server(port):
+    """A single-threaded epoll echo server: fast enough that the client and the tunnel, not the
+    server, set the connection rate; holds thousands of idle connections. A connection whose
+    first byte is SINK_MARK is a bulk upload instead: read and discarded, never echoed, so
+    bulk and interactive traffic can share one forward (one burrow session, one kcptun
+    tunnel) without the server itself blocking the echoes."""
+    sel = selectors.DefaultSelector()
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", port))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    sel.register(lsock, selectors.EVENT_READ, None)
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                for _ in range(64):
+                    try:
+                        c, _ = lsock.accept()
+                    except BlockingIOError:
+                        break
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ, True)
+                continue
+            c = key.fileobj
+            try:
+                b = c.recv(262144)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                b = b""
+            if not b:
+                sel.unregister(c)
+                c.close()
+                continue
+            if key.data is True and b[:1] == SINK_MARK:  # a bulk upload: read and discard
+                sel.modify(c, selectors.EVENT_READ, "sink")
+            if key.data == "sink" or b[:1] == SINK_MARK:
+                continue
+            sel.modify(c, selectors.EVENT_READ, False)  # an echo connection from now on
+            try:
+                c.setblocking(True)  # replies are small: a blocking send never waits long
+                c.sendall(b)
+                c.setblocking(False)
+            except OSError:
+                sel.unregister(c)
+                c.close()
+
+
+def conn_client(port, seconds):
+    """Connect, send 100 B, read 100 B, close, as often as possible; prints 'ok errors'."""
+    payload = b"x" * CONN_PAYLOAD
+    ok = errors = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(payload)
+            got = 0
+            while got < CONN_PAYLOAD:
+                b = s.recv(CONN_PAYLOAD - got)
+                if not b:
+                    break
+                got += len(b)
+            s.close()
+            if got == CONN_PAYLOAD:
+                ok += 1
+            else:
+                errors += 1
+        except OSError:
+            errors += 1
+    print(ok, errors)
+
+
+def bulk_client(port, seconds):
+    """Uploads as fast as the path takes for `seconds` to the echo server's sink; prints
+    Mbit/s (bytes handed to the socket: the bytes still in buffers at the end are a few MB)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(SINK_MARK)
+    chunk = bytes(256 * 1024)
+    sent = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while time.monotonic() < end:
+        sent += s.send(chunk)
+    took = time.monotonic() - t0
+    s.close()
+    print(f"{sent * 8 / took / 1e6:.1f}")
+
+
+def round_trips(port, seconds, min_samples=200):
+    """64-byte request/response round trips on one connection for `seconds`; microseconds."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(10)
+    req = b"r" * REQUEST
+    out = []
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end or len(out) < min_samples:
+            t0 = time.perf_counter_ns()
+            s.sendall(req)
+            got = 0
+            while got < REQUEST:
+                b = s.recv(REQUEST - got)
+                if not b:
+                    raise OSError("echo connection closed")
+                got += len(b)
+            out.append((time.perf_counter_ns() - t0) / 1000)
+    finally:
+        s.close()
+    return out
+
+
+# ---------------------------------------------------------------- the worlds
+
+class BurrowWorld:
+    """A server, nas (exposing `services`) and laptop (forwarding each service), on loopback or
+    spread over network namespaces (server and nas in ns_nas, laptop in ns_laptop)."""
+
+    def __init__(self, burrow, d, services, ns_nas=None, ns_laptop=None, server_host="127.0.0.1"):
+        self.burrow, self.d, self.services = burrow, d, services
+        os.makedirs(d, exist_ok=True)
+        self.ns_nas, self.ns_laptop = ns_nas, ns_laptop
+        in_ns = ns_nas is not None
+        self.tcp = 7000 if in_ns else harness.free_port()
+        stun = (3478, 3479) if in_ns else harness.free_ports(2, socket.SOCK_DGRAM)
+        admins = (7070, 7071) if in_ns else harness.free_ports(2)
+        self.laptop_admin = f"127.0.0.1:{admins[1]}"
+        self.forwards = {name: (8080 + i if in_ns else harness.free_port())
+                         for i, name in enumerate(services)}
+        keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
+        agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n'
+                         for n, k in keys.items())
+        self.write("server.toml", f"""[server]
+listen = "{server_host}:{self.tcp}"
+stun = ["{server_host}:{stun[0]}", "{server_host}:{stun[1]}"]
+cert_file = "server.crt"
+key_file = "server.key"
+identity_key = "server-identity.key"
+{agents}
+[[allow]]
+from = "laptop"
+to = "nas"
+services = ["*"]
+""")
+        fp = run([burrow, "server", "-c", self.path("server.toml"), "--print-fingerprint"])
+        header = (lambda name, admin: f'[agent]\nname = "{name}"\nkey_file = "{name}.key"\n'
+                  f'server = "{server_host}:{self.tcp}"\n'
+                  f'server_fingerprint = "{fp.stdout.strip()}"\nadmin = "127.0.0.1:{admin}"\n')
+        self.write("nas.toml", header("nas", admins[0]) + "".join(
+            f'\n[[expose]]\nservice = "{n}"\ntarget = "127.0.0.1:{p}"\nallow = ["laptop"]\n'
+            for n, p in services.items()))
+        self.write("laptop.toml", header("laptop", admins[1]) + "".join(
+            f'\n[[forward]]\nlisten = "127.0.0.1:{self.forwards[n]}"\npeer = "nas"\n'
+            f'service = "{n}"\n' for n in services))
+        self.procs = {}
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+
+    def spawn(self, name, ns, argv):
+        p = harness.spawn(name, ns_argv(ns, argv), self.path(f"{name}.log"), cwd=self.d)
+        self.procs[name] = p
+        return p
+
+    def start(self):
+        """Starts the server and both agents; returns once laptop's forwards listen."""
+        self.spawn("server", self.ns_nas, [self.burrow, "server", "-c", self.path("server.toml")])
+        self.procs["server"].wait_for(r"listening on", REGISTER_TIMEOUT)
+        self.spawn("nas", self.ns_nas, [self.burrow, "agent", "-c", self.path("nas.toml")])
+        self.spawn("laptop", self.ns_laptop,
+                   [self.burrow, "agent", "-c", self.path("laptop.toml")])
+        for n in ("nas", "laptop"):
+            self.procs[n].wait_for(rf"registered with the server as {n}\b", REGISTER_TIMEOUT)
+        for n, port in self.forwards.items():
+            self.laptop.wait_for(rf"forward 127\.0\.0\.1:{port}\s*->\s*nas/{n}\b.*listening",
+                                 REGISTER_TIMEOUT)
+
+    def wait_direct(self, since):
+        self.laptop.wait_for(r"path to nas: direct", DIRECT_TIMEOUT)
+        return time.monotonic() - since
+
+    def status_path(self):
+        """peers[].path of laptop's view, from `burrow status --json`."""
+        try:
+            r = run(ns_argv(self.ns_laptop, [self.burrow, "status", "--admin", self.laptop_admin,
+                                              "--json"]))
+            peers = json.loads(r.stdout).get("peers", [])
+            return ",".join(str(p.get("path")) for p in peers) or "none"
+        except (subprocess.SubprocessError, ValueError, OSError) as e:
+            return f"unknown ({e.__class__.__name__})"
+
+    @property
+    def laptop(self):
+        return self.procs["laptop"]
+
+    @property
+    def pids(self):
+        return [self.procs["laptop"].pid, self.procs["nas"].pid]
+
+
+class Kcptun:
+    """kcptun-client on 127.0.0.1:local -> kcptun-server on server_addr -> target port."""
+
+    def __init__(self, d, name, target_port, ns_client=None, ns_server=None,
+                 server_addr=None):
+        self.local = harness.free_port() if ns_client is None else 12948
+        server_addr = server_addr or f"127.0.0.1:{harness.free_port(socket.SOCK_DGRAM)}"
+        self.server = harness.spawn(f"{name}-server", ns_argv(ns_server, [
+            "kcptun-server", "-l", server_addr, "-t", f"127.0.0.1:{target_port}",
+            *KCPTUN_ARGS]), os.path.join(d, f"{name}-server.log"))
+        self.client = harness.spawn(f"{name}-client", ns_argv(ns_client, [
+            "kcptun-client", "-l", f"127.0.0.1:{self.local}", "-r", server_addr,
+            *KCPTUN_ARGS]), os.path.join(d, f"{name}-client.log"))
+        self.ns_client = ns_client
+
+    def wait(self):
+        # The log line, not a probe connection: an empty connection through kcptun reaches
+        # iperf3's server, which then resets the next real client.
+        self.client.wait_for(r"listening on", 10)
+
+    @property
+    def pids(self):
+        return [self.client.pid, self.server.pid]
+
+
+class IperfServer:
+    """iperf3 -s on 127.0.0.1:port (in ns, if given). A failed test can leave it 'busy running
+    a test' for good: restart() gives the next run a fresh one on the same port."""
+
+    def __init__(self, d, name, port, ns=None):
+        self.d, self.name, self.port, self.ns = d, name, port, ns
+        self.proc, self.starts = None, 0
+        self.restart()
+
+    def restart(self):
+        if self.proc and self.proc.alive():
+            self.proc.kill9()
+        self.starts += 1
+        self.proc = harness.spawn(self.name, ns_argv(self.ns, [
+            "iperf3", "-s", "-p", str(self.port), "--forceflush"]),
+            os.path.join(self.d, f"{self.name}-{self.starts}.log"))
+        self.proc.wait_for(r"Server listening on", 10)
+
+
+def iperf(port, seconds, extra=(), ns=None, host="127.0.0.1"):
+    """One iperf3 client run; returns (bytes received, Mbit/s) summed over directions."""
+    for attempt in range(IPERF_BUSY_RETRIES + 1):
+        r = subprocess.run(ns_argv(ns, ["iperf3", "-c", host, "-p", str(port), "-t",
+                                        str(seconds), "-J", *extra]),
+                           capture_output=True, text=True, timeout=seconds + IPERF_GRACE_S)
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            raise RuntimeError(f"iperf3 printed no JSON (exit {r.returncode}): {r.stderr.strip()}")
+        if "error" not in doc:
+            break
+        # The server still closing the last test (a tunnel that closes its streams lazily):
+        # a wait, not a failure of the run about to start.
+        if "busy" not in doc["error"] or attempt == IPERF_BUSY_RETRIES:
+            raise RuntimeError(f"iperf3: {doc['error']}")
+        time.sleep(1.0)
+    end = doc["end"]
+    sums = [end["sum_received"]] + ([end["sum_received_bidir_reverse"]]
+                                    if "sum_received_bidir_reverse" in end else [])
+    nbytes = sum(s["bytes"] for s in sums)
+    mbps = sum(s["bits_per_second"] for s in sums) / 1e6
+    return nbytes, mbps
+
+
+# ---------------------------------------------------------------- sections
+
+def start_burrow(ctx):
+    """Server and agents on loopback (a fresh set in a new folder each time), proven with one
+    echoed byte; the agents then go direct. Sets ctx["world"]."""
+    n = len(ctx["restarts"])
+    w = BurrowWorld(ctx["burrow"], os.path.join(ctx["d"], f"burrow-{n}"),
+                    {"iperf": ctx["iperf_port"], "echo": ctx["echo_port"]})
+    w.start()
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", w.forwards["echo"]), timeout=10)
+    s.settimeout(10)
+    s.sendall(b"f")
+    assert s.recv(1) == b"f", "no echo through the forward"
+    first_byte = round(time.monotonic() - t0, 3)
+    w.first_times = {"first_byte_s": first_byte, "direct_after_s": round(w.wait_direct(t0), 3)}
+    s.close()
+    ctx["world"] = w
+    return w
+
+
+def restart_burrow(ctx, why):
+    """After a run through burrow failed: the failure is recorded, and the next runs get fresh
+    agents, so that one stuck session does not turn every later figure into a timeout."""
+    say(f"restarting burrow's server and agents after: {why}")
+    for p in ctx["world"].procs.values():
+        if p.alive():
+            p.kill9()
+    ctx["restarts"].append(why)
+    start_burrow(ctx)
+
+
+MODES = {"single": [], "parallel8": ["-P", "8"], "bidir": ["--bidir"]}
+
+
+def bench_throughput(ctx, prof):
+    res = {m: {s: [] for s in SYSTEMS} for m in MODES}
+    for rep in range(prof.reps):
+        for mode, extra in MODES.items():
+            for system in SYSTEMS:
+                ports = {"direct": ctx["iperf_port"], "burrow": ctx["world"].forwards["iperf"],
+                         "kcptun": ctx["kcp_iperf"].local}
+                pids = {"direct": [], "burrow": ctx["world"].pids,
+                        "kcptun": ctx["kcp_iperf"].pids}
+                cpu0 = cpu_of(pids[system])
+                try:
+                    nbytes, mbps = iperf(ports[system], prof.seconds, extra)
+                    cpu = cpu_of(pids[system]) - cpu0
+                    run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes,
+                            "cpu_s": round(cpu, 2) if pids[system] else None,
+                            "cpu_s_per_gb": (round(cpu / (nbytes / 1e9), 2)
+                                             if pids[system] and nbytes else None)}
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    run_ = {"error": str(e)}
+                    ctx["iperf_srv"].restart()
+                    if system == "burrow":
+                        restart_burrow(ctx, f"throughput {mode} run {rep + 1}: {e}")
+                res[mode][system].append(run_)
+                say(f"throughput {mode} {system} run {rep + 1}: {run_}")
+    summary = {m: {s: {"mbit_s": median(r.get("mbit_s") for r in res[m][s]),
+                       "cpu_s_per_gb": median(r.get("cpu_s_per_gb") for r in res[m][s])}
+                   for s in SYSTEMS} for m in MODES}
+    failed = {f"{m} {s}": sum("error" in r for r in res[m][s]) for m in MODES for s in SYSTEMS}
+    return {"runs": res, "median": summary, "seconds_per_run": prof.seconds,
+            "failed_runs": {k: v for k, v in failed.items() if v}}
+
+
+class Lab:
+    """Two network namespaces joined by a veth pair: the 'WAN link' of the loss runs."""
+
+    SUBNET = "10.201.77"  # private to the namespaces; nothing outside sees it
+
+    def __init__(self):
+        tag = f"bb{os.getpid() % 100000}"
+        self.a, self.b = tag + "a", tag + "b"  # laptop side, nas side (also the device names)
+        self.addr = {self.a: f"{self.SUBNET}.1", self.b: f"{self.SUBNET}.2"}
+        self.made = False
+
+    def setup(self):
+        run(["ip", "netns", "add", self.a])
+        run(["ip", "netns", "add", self.b])
+        self.made = True
+        run(["ip", "link", "add", self.a, "netns", self.a, "type", "veth", "peer", "name",
+             self.b, "netns", self.b])
+        for ns in (self.a, self.b):
+            # One segment per packet, so a 1% drop is 1% of the wire's packets, not 1% of
+            # 64 KiB TSO/GSO super-packets.
+            run(["ip", "-n", ns, "link", "set", ns, "gso_max_segs", "1", "gso_max_size", "1500"])
+            run(["ip", "-n", ns, "addr", "add", f"{self.addr[ns]}/24", "dev", ns])
+            run(["ip", "-n", ns, "link", "set", ns, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", ns, "root", "tbf",
+                 *WAN_TBF])
+
+    def set_loss(self, proto, probability, port=None):
+        """Random drop of `proto` packets arriving from the veth at either end (and only those).
+        On INPUT, not OUTPUT: a drop on OUTPUT fails the sender's sendto() with EPERM, which
+        is a local error, not a loss on the wire (kcptun closes its session on it)."""
+        for ns in (self.a, self.b):
+            run(["ip", "netns", "exec", ns, "iptables", "-F", "INPUT"])
+            if probability > 0:
+                match = ["-m", "multiport", "--ports", str(port)] if port else []
+                run(["ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", ns, "-p", proto,
+                     *match, "-m", "statistic", "--mode", "random", "--probability",
+                     str(probability), "-j", "DROP"])
+
+    def destroy(self):
+        if self.made:
+            for ns in (self.a, self.b):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def bench_loss(burrow, d, prof):
+    if os.geteuid() != 0:
+        return {"skipped": "needs root for network namespaces"}
+    lab = Lab()
+    iperf_port = 5201
+    try:
+        lab.setup()
+        server_ip = lab.addr[lab.b]
+        srv = IperfServer(d, "loss-iperf3", iperf_port, ns=lab.b)
+        w = BurrowWorld(burrow, os.path.join(d, "loss"), {"iperf": iperf_port}, ns_nas=lab.b,
+                        ns_laptop=lab.a, server_host=server_ip)
+        w.start()
+        kcp = Kcptun(d, "loss-kcptun", iperf_port, ns_client=lab.a, ns_server=lab.b,
+                     server_addr=f"{server_ip}:29900")
+        kcp.wait()
+        t0 = time.monotonic()
+        iperf(w.forwards["iperf"], 1, ns=lab.a)  # opens the session; the path goes direct
+        w.wait_direct(t0)
+        targets = {"direct": (iperf_port, server_ip, "tcp"),
+                   "burrow": (w.forwards["iperf"], "127.0.0.1", "udp"),
+                   "kcptun": (kcp.local, "127.0.0.1", "udp")}
+        res = {str(p): {s: [] for s in SYSTEMS} for p in LOSS_RATES}
+        for rep in range(prof.reps):
+            for p in LOSS_RATES:
+                for system in SYSTEMS:
+                    port, host, proto = targets[system]
+                    lab.set_loss(proto, p, iperf_port if proto == "tcp" else None)
+                    try:
+                        _, mbps = iperf(port, prof.loss_seconds, ns=lab.a, host=host)
+                        run_ = {"mbit_s": round(mbps, 1)}
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        run_ = {"error": str(e)}
+                        srv.restart()
+                    finally:
+                        lab.set_loss(proto, 0)
+                    if system == "burrow":
+                        run_["path_after"] = w.status_path()
+                    res[str(p)][system].append(run_)
+                    say(f"loss {p:.0%} {system} run {rep + 1}: {run_}")
+        summary = {p: {s: median(r.get("mbit_s") for r in res[p][s]) for s in SYSTEMS}
+                   for p in res}
+        for s in SYSTEMS:  # goodput at p as a share of the loss-free goodput of the same system
+            base = summary["0.0"][s]
+            for p in res:
+                summary[p][s + "_share"] = (round(summary[p][s] / base, 3)
+                                            if base and summary[p][s] is not None else None)
+        return {"runs": res, "median": summary, "seconds_per_run": prof.loss_seconds,
+                "link": f"veth between two network namespaces, tbf {' '.join(WAN_TBF)} on both "
+                        f"ends, GSO/TSO off (one segment per packet)"}
+    finally:
+        for p in list(harness._procs):
+            if p.argv[:3] == ["ip", "netns", "exec"] and p.argv[3] in (lab.a, lab.b) and p.alive():
+                p.popen.kill()
+                p.popen.wait()
+        lab.destroy()
+
+
+def latency_summary(samples):
+    xs = sorted(samples)
+    return {"n": len(xs), "p50_us": round(percentile(xs, 50), 1),
+            "p99_us": round(percentile(xs, 99), 1), "max_us": round(xs[-1], 1)}
+
+
+def bench_latency(ctx, prof):
+    out, cdf = {}, {}
+
+    def measure(name, port):
+        try:
+            xs = round_trips(port, prof.latency_seconds)
+        except OSError as e:  # a reset mid-measurement is a result to report, not a crash
+            out[name] = {"n": 0, "p50_us": None, "p99_us": None, "max_us": None,
+                         "error": f"{e.__class__.__name__}: {e}"}
+            say(f"latency {name}: {out[name]['error']}")
+            return False
+        out[name] = latency_summary(xs)
+        cdf[name] = xs
+        say(f"latency {name}: {out[name]}")
+        return True
+
+    def under_load(name, port):
+        """Round trips while a bulk upload runs through the same forward (so for burrow the
+        same session, for kcptun the same tunnel); the bulk's own rate is kept beside the
+        figure, since a stalled bulk transfer would make 'under load' an idle figure."""
+        bulk = subprocess.Popen([sys.executable, __file__, "_bulk", str(port),
+                                 str(prof.latency_seconds + 2)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.0)  # past slow start: measure against a full pipe (not a sync)
+            if not measure(name, port):
+                raise RuntimeError("the interactive connection failed")
+            o, e = bulk.communicate(timeout=prof.latency_seconds + 20)
+            if bulk.returncode != 0:
+                raise RuntimeError(f"bulk upload failed: {e.strip().splitlines()[-1:]}")
+            out[name]["bulk_mbit_s"] = float(o)
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+            bulk.kill()
+            bulk.wait()
+            out[name]["bulk_error"] = str(e)
+            if name.startswith("burrow"):
+                restart_burrow(ctx, f"latency under load: {e}")
+        say(f"latency {name} bulk: {out[name].get('bulk_mbit_s', out[name].get('bulk_error'))}")
+
+    rounds = []
+    for _ in range(1 if prof.quick else 2):  # two interleaved rounds: shows the variation
+        measure("direct idle", ctx["echo_port"])
+        measure("burrow idle", ctx["world"].forwards["echo"])
+        measure("kcptun idle", ctx["kcp_echo"].local)
+        under_load("direct under load", ctx["echo_port"])
+        under_load("burrow under load", ctx["world"].forwards["echo"])
+        under_load("kcptun under load", ctx["kcp_echo"].local)
+        rounds.append(dict(out))
+    return {"summary": out, "rounds": rounds,
+            "cdf_us": {k: v[::max(1, len(v) // 2000)] for k, v in cdf.items()},
+            "seconds_each": prof.latency_seconds,
+            "note": "Under load, a second connection uploads as fast as it can through the same "
+                    "forward (burrow: the same session; kcptun: the same tunnel; direct: the "
+                    "same loopback) into the echo server's discard mode; its rate is in the "
+                    "last column"}
+
+
+def bench_connrate(ctx, prof):
+    ports = {"direct": ctx["echo_port"], "burrow": ctx["world"].forwards["echo"],
+             "kcptun": ctx["kcp_echo"].local}
+    res = {s: [] for s in SYSTEMS}
+    for rep in range(prof.reps):
+        for system in SYSTEMS:
+            procs = [subprocess.Popen([sys.executable, __file__, "_connclient",
+                                       str(ports[system]), str(prof.conn_seconds)],
+                                      stdout=subprocess.PIPE, text=True)
+                     for _ in range(CONN_WORKERS)]
+            ok = errors = 0
+            for p in procs:
+                o, e = (int(x) for x in p.communicate(timeout=prof.conn_seconds + 60)[0].split())
+                ok, errors = ok + o, errors + e
+            run_ = {"per_s": round(ok / prof.conn_seconds), "errors": errors}
+            res[system].append(run_)
+            say(f"connrate {system} run {rep + 1}: {run_}")
+            time.sleep(1.0)  # let TIME_WAIT sockets and the agents' closing streams drain
+    return {"runs": res, "median": {s: median(r["per_s"] for r in res[s]) for s in SYSTEMS},
+            "workers": CONN_WORKERS, "seconds_per_run": prof.conn_seconds}
+
+
+def hold_connections(port, n):
+    """n connections through port, each proven open end to end by a 1-byte echo."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.settimeout(10)
+        s.sendall(b"m")
+        if s.recv(1) != b"m":
+            raise RuntimeError("no echo through the forward")
+        socks.append(s)
+    return socks
+
+
+def settle_rss(pids, seconds=1.0):
+    time.sleep(seconds)  # RSS after the last allocation, not a synchronisation
+    return [proc_rss_kib(p) for p in pids]
+
+
+def bench_memory(ctx, prof):
+    w = ctx["world"]
+    out = {"idle_rss_kib_at_start": ctx["idle_rss"], "connections": prof.idle_conns}
+    for name, port, pids, labels in (
+            ("burrow", w.forwards["echo"], w.pids, ("laptop", "nas")),
+            ("kcptun", ctx["kcp_echo"].local, ctx["kcp_echo"].pids, ("client", "server"))):
+        before = settle_rss(pids)
+        try:
+            socks = hold_connections(port, prof.idle_conns)
+        except (OSError, RuntimeError) as e:
+            out[name] = {"error": f"{e.__class__.__name__}: {e}"}
+            say(f"memory {name}: {out[name]['error']}")
+            continue
+        after = settle_rss(pids)
+        for s in socks:
+            s.close()
+        out[name] = {lab: {"rss_before_kib": b, "rss_after_kib": a,
+                           "kib_per_connection": round((a - b) / prof.idle_conns, 2)}
+                     for lab, b, a in zip(labels, before, after)}
+        say(f"memory {name}: {out[name]}")
+    time.sleep(1.0)
+    out["burrow_rss_kib_at_end"] = dict(zip(("laptop", "nas"), [proc_rss_kib(p) for p in w.pids]))
+    return out
+
+
+def bench_natlab(burrow, d, prof, natlab_json, natlab_source=None):
+    out = {"loopback": {"first_byte_s": ROOT_TIMES.get("first_byte_s"),
+                        "direct_after_s": ROOT_TIMES.get("direct_after_s")}}
+    path = natlab_json
+    script = os.path.join(ROOT, "tests", "natlab", "natlab.py")
+    if not path and os.path.exists(script) and not prof.quick and os.geteuid() == 0:
+        path = os.path.join(d, "natlab.json")
+        say("natlab: running three NAT pairs for first byte and direct-path times")
+        r = subprocess.run([sys.executable, script, burrow, "--pairs",
+                            "none/none,portrestricted/portrestricted,portrestricted/symmetric",
+                            "--json", path], capture_output=True, text=True, timeout=600)
+        if not os.path.exists(path):
+            out["natlab"] = {"error": f"natlab.py exit {r.returncode}: {r.stdout[-400:]}"}
+            return out
+    if path and os.path.exists(path):
+        out["natlab_source"] = (natlab_source or f"{natlab_json} (--natlab-json)" if natlab_json
+                                else "tests/natlab/natlab.py, run by this benchmark")
+        with open(path) as f:
+            out["natlab"] = [{k: r.get(k) for k in ("pair", "path", "first_byte_s",
+                                                    "first_byte_from_start_s", "direct_after_s",
+                                                    "transfer_s")} for r in json.load(f)]
+    else:
+        out["natlab"] = {"missing": "tests/natlab/ is not on this branch and no --natlab-json "
+                                    "was given"}
+    return out
+
+
+ROOT_TIMES = {}
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    def sh(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return ""
+    lscpu = sh(["lscpu"])
+    keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket",
+            "CPU max MHz", "L2 cache", "L3 cache", "Hypervisor vendor", "Virtualization type")
+    cpu = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lscpu.splitlines()
+                                             if ":" in line) if k.strip() in keep}
+    mem = re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read())
+    return {"lscpu": cpu, "kernel": os.uname().release,
+            "mem_total_mib": int(mem.group(1)) // 1024 if mem else None,
+            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "iperf3": sh(["iperf3", "--version"]).splitlines()[0] if shutil.which("iperf3") else "",
+            "kcptun": sh(["dpkg-query", "-W", "-f", "${Version}", "kcptun"]),
+            "git": sh(["git", "-C", ROOT, "describe", "--always", "--dirty"])}
+
+
+def fmt(x, unit="", nd=0):
+    return "—" if x is None else f"{x:,.{nd}f}{unit}"
+
+
+def write_markdown(path, r):
+    m = r["machine"]
+    L = ["# burrow benchmarks", "",
+         f"One run of `{r['command']}` on {r['date']} (burrow {m['git']}, kcptun {m['kcptun']}, "
+         f"{m['iperf3']}). Regenerate with `./run.sh bench`; `./run.sh bench --quick` is a "
+         "one-run smoke version written to build/bench-quick/. Raw figures: "
+         "[benchmarks.json](benchmarks.json); plot: [benchmarks.png](benchmarks.png).", "",
+         "## Machine", "",
+         "| | |", "|---|---|"]
+    for k, v in m["lscpu"].items():
+        L.append(f"| {k} | {v} |")
+    L += [f"| Kernel | {m['kernel']} |", f"| Memory | {m['mem_total_mib']} MiB |",
+          f"| Load average at start | {' '.join(m['loadavg'])} |",
+          f"| Load average at end | {' '.join(r['loadavg_end'])} |", ""]
+    if r.get("shared_note"):
+        L += [r["shared_note"], ""]
+    t = r.get("throughput")
+    if t:
+        L += ["## Throughput (iperf3 over 127.0.0.1)", "",
+              f"Median of {len(t['runs']['single']['direct'])} interleaved runs of "
+              f"{t['seconds_per_run']} s. CPU = user + system seconds of the tunnel's two "
+              "processes (burrow: both agents; kcptun: client and server) per GB moved.", "",
+              "| streams | direct TCP | burrow | CPU s/GB | kcptun | CPU s/GB | burrow / kcptun |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for mode, label in (("single", "1"), ("parallel8", "8 (-P 8)"), ("bidir", "1 each way")):
+            s = t["median"][mode]
+            ratio = (s["burrow"]["mbit_s"] / s["kcptun"]["mbit_s"]
+                     if s["burrow"]["mbit_s"] and s["kcptun"]["mbit_s"] else None)
+            L.append(f"| {label} | {fmt(s['direct']['mbit_s'], ' Mbit/s')} | "
+                     f"{fmt(s['burrow']['mbit_s'], ' Mbit/s')} | "
+                     f"{fmt(s['burrow']['cpu_s_per_gb'], '', 1)} | "
+                     f"{fmt(s['kcptun']['mbit_s'], ' Mbit/s')} | "
+                     f"{fmt(s['kcptun']['cpu_s_per_gb'], '', 1)} | {fmt(ratio, 'x', 2)} |")
+        L.append("")
+        for k, v in t.get("failed_runs", {}).items():
+            errs = sorted({x["error"][:120] for x in t["runs"][k.split()[0]][k.split()[1]]
+                           if "error" in x})
+            L.append(f"- **{k}: {v} of {len(t['runs']['single']['direct'])} runs failed** "
+                     f"(left out of the median): {'; '.join(errs)}")
+        if r.get("burrow_restarts"):
+            L.append(f"- burrow's server and agents were restarted {len(r['burrow_restarts'])} "
+                     "time(s) after a failed run, so that later runs start from a fresh "
+                     "session (see Notes).")
+        if t.get("failed_runs") or r.get("burrow_restarts"):
+            L.append("")
+    lo = r.get("loss")
+    if lo and "median" in lo:
+        L += ["## Goodput under random loss", "",
+              f"One iperf3 stream for {lo['seconds_per_run']} s over a {lo['link']}. "
+              "The loss applies to the tunnel's UDP datagrams (burrow, kcptun) or to the TCP "
+              "segments (plain TCP), both directions; medians of "
+              f"{len(lo['runs']['0.0']['direct'])} interleaved runs. In brackets: share of the "
+              "same system's loss-free goodput.", "",
+              "| loss | plain TCP | burrow | kcptun |", "|---|---:|---:|---:|"]
+        for p, s in lo["median"].items():
+            L.append(f"| {float(p):.0%} | " + " | ".join(
+                f"{fmt(s[x], ' Mbit/s', 1)} ({fmt(s[x + '_share'] and s[x + '_share'] * 100, '%')})"
+                for x in SYSTEMS) + " |")
+        L.append("")
+    elif lo:
+        L += ["## Goodput under random loss", "", f"Skipped: {lo.get('skipped')}", ""]
+    la = r.get("latency")
+    if la:
+        L += ["## Latency (64-byte request/response on one connection)", "",
+              f"Round trips for {la['seconds_each']} s each; the last round shown "
+              "(all rounds in the JSON). " + la["note"] + ".", "",
+              "| path | round trips | p50 | p99 | max | bulk beside it |",
+              "|---|---:|---:|---:|---:|---:|"]
+        for k, v in la["summary"].items():
+            bulk = ("—" if "under load" not in k else
+                    fmt(v.get("bulk_mbit_s"), " Mbit/s") if "bulk_error" not in v else
+                    f"failed: {v['bulk_error'][:60]}")
+            if "error" in v:
+                L.append(f"| {k} | failed: {v['error'][:70]} | | | | {bulk} |")
+                continue
+            L.append(f"| {k} | {v['n']:,} | {fmt(v['p50_us'], ' µs')} | "
+                     f"{fmt(v['p99_us'], ' µs')} | {fmt(v['max_us'] / 1000, ' ms', 1)} | "
+                     f"{bulk} |")
+        L.append("")
+    c = r.get("connrate")
+    if c:
+        L += ["## Connection rate", "",
+              f"{c['workers']} client processes, each: connect, send 100 B, read 100 B, close; "
+              f"{c['seconds_per_run']} s per run, medians. The echo server is one Python "
+              "epoll loop.", "", "| path | connections/s | errors (all runs) |", "|---|---:|---:|"]
+        for s in SYSTEMS:
+            L.append(f"| {s} | {fmt(c['median'][s])} | {sum(x['errors'] for x in c['runs'][s])} |")
+        L.append("")
+    mm = r.get("memory")
+    if mm:
+        idle = mm["idle_rss_kib_at_start"]
+        L += ["## Memory", "",
+              f"Agent RSS after start and one connection: laptop {idle['laptop'] / 1024:.1f} MiB, "
+              f"nas {idle['nas'] / 1024:.1f} MiB. Increase with {mm['connections']} idle "
+              "forwarded connections (each proven open by a 1-byte echo):", "",
+              "| process | RSS before | RSS after | per connection |", "|---|---:|---:|---:|"]
+        for sysname in ("burrow", "kcptun"):
+            if "error" in mm[sysname]:
+                L.append(f"| {sysname} | failed: {mm[sysname]['error'][:80]} | | |")
+                continue
+            for lab, v in mm[sysname].items():
+                L.append(f"| {sysname} {lab} | {v['rss_before_kib'] / 1024:.1f} MiB | "
+                         f"{v['rss_after_kib'] / 1024:.1f} MiB | "
+                         f"{v['kib_per_connection']:.2f} KiB |")
+        L.append("")
+    n = r.get("natlab")
+    if n:
+        lb = n["loopback"]
+        L += ["## Time to first byte and to the direct path", "",
+              f"Loopback (this run): first echoed byte {fmt(lb['first_byte_s'] and lb['first_byte_s'] * 1000, ' ms')} "
+              "after the first connect (the session is opened on demand, relay first); "
+              f"laptop logs the direct path {fmt(lb['direct_after_s'] and lb['direct_after_s'] * 1000, ' ms')} "
+              "after that connect.", ""]
+        nl = n.get("natlab")
+        if isinstance(nl, list):
+            L += [f"Behind the NAT lab's real NATs (from {n.get('natlab_source')}):", "",
+                  "| NAS / laptop | path | first byte | direct after |", "|---|---|---:|---:|"]
+            for x in nl:
+                L.append(f"| {x['pair']} | {x['path']} | {fmt(x['first_byte_s'], ' s', 3)} | "
+                         f"{fmt(x['direct_after_s'], ' s', 3)} |")
+        elif nl:
+            L.append(f"NAT lab: {next(iter(nl.values()))}.")
+        L.append("")
+    if r.get("targets"):
+        L += ["## Issue 8 targets", "", "| target | figure | met |", "|---|---|---|"]
+        for tname, fig, ok in r["targets"]:
+            L.append(f"| {tname} | {fig} | {'yes' if ok else ('no' if ok is False else '—')} |")
+        L.append("")
+    if r.get("closing_note"):
+        L += ["## Notes", "", r["closing_note"], ""]
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def targets(r):
+    out = []
+    t = r.get("throughput", {}).get("median", {}).get("single")
+    if t and t["burrow"]["mbit_s"] and t["kcptun"]["mbit_s"]:
+        x = t["burrow"]["mbit_s"] / t["kcptun"]["mbit_s"]
+        out.append(("single stream >= 2x kcptun (stretch 4x)", f"{x:.2f}x", x >= 2))
+    lo = r.get("loss", {}).get("median")
+    if lo:
+        for p, need in (("0.01", 0.90), ("0.05", 0.75)):
+            share = lo[p]["burrow_share"]
+            out.append((f"goodput at {float(p):.0%} loss >= {need:.0%} of loss-free",
+                        fmt(share and share * 100, "%"), share is not None and share >= need))
+    la = r.get("latency", {}).get("summary")
+    if la:
+        idle, load = la["burrow idle"]["p99_us"], la["burrow under load"]["p99_us"]
+        ran = "bulk_mbit_s" in la["burrow under load"] and idle and load
+        out.append(("p99 under bulk <= idle p99 + 10 ms",
+                    (f"{load / 1000:.1f} ms vs {idle / 1000:.1f} ms + 10 ms" if ran else
+                     "no figure: the bulk transfer or the interactive connection failed"),
+                    load <= idle + 10000 if ran else None))
+    c = r.get("connrate", {}).get("median")
+    if c:
+        out.append((">= 3000 forwarded connections/s", fmt(c["burrow"], "/s"),
+                    c["burrow"] is not None and c["burrow"] >= 3000))
+    mm = r.get("memory")
+    if mm and "error" not in mm["burrow"]:
+        per = max(v["kib_per_connection"] for v in mm["burrow"].values())
+        out.append(("<= 4 KiB RSS per idle forwarded connection (worse agent)",
+                    f"{per:.2f} KiB", per <= 4))
+        idle = max(mm["idle_rss_kib_at_start"].values()) / 1024
+        out.append(("agent idle RSS < 10 MB", f"{idle:.1f} MiB", idle * 1.048576 < 10))
+    return out
+
+
+def plot(path, r):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("no matplotlib (Debian python3-matplotlib): no plot")
+        return False
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    t = r.get("throughput")
+    if t:
+        modes = list(MODES)
+        width = 0.27
+        for i, s in enumerate(SYSTEMS):
+            vals = [t["median"][m][s]["mbit_s"] or 0 for m in modes]
+            a1.bar([j + (i - 1) * width for j in range(len(modes))], vals, width, label=s)
+            for j, v in enumerate(vals):
+                if v:
+                    a1.text(j + (i - 1) * width, v, f"{v:,.0f}", ha="center", va="bottom",
+                            fontsize="x-small")
+        a1.set_xticks(range(len(modes)), ["1 stream", "8 streams", "bidir"])
+        a1.set_ylabel("Mbit/s (median; log scale)")
+        a1.set_yscale("log")
+        a1.set_ylim(bottom=10)
+        a1.set_title("iperf3 throughput on 127.0.0.1")
+        a1.legend()
+    la = r.get("latency")
+    if la:
+        for name, xs in la["cdf_us"].items():
+            xs = sorted(xs)
+            a2.plot([x / 1000 for x in xs], [(i + 1) / len(xs) for i in range(len(xs))],
+                    label=name)
+        a2.set_xscale("log")
+        a2.set_xlabel("64-byte round trip, ms (log)")
+        a2.set_ylabel("fraction of round trips")
+        a2.set_title("latency CDF")
+        a2.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "_echo":
+        return echo_server(int(sys.argv[2]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "_bulk":
+        return bulk_client(int(sys.argv[2]), float(sys.argv[3]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "_connclient":
+        return conn_client(int(sys.argv[2]), float(sys.argv[3]))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--burrow", default=os.path.join(ROOT, "build", "burrow"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--natlab-json")
+    ap.add_argument("--natlab-source", help="where the --natlab-json file came from (for the doc)")
+    ap.add_argument("--keep", action="store_true", help="keep the logs' folder")
+    ap.add_argument("--render", metavar="JSON", help="only rewrite the .md and .png from JSON")
+    opts = ap.parse_args()
+    if opts.render:
+        return render(opts.render, opts.out or os.path.dirname(os.path.abspath(opts.render)))
+    only = opts.only.split(",")
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section {', '.join(bad)}; known: {', '.join(SECTIONS)}")
+    for tool in ("iperf3", "kcptun-client", "kcptun-server"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} not found (./run.sh deps installs it)", file=sys.stderr)
+            return 2
+    burrow = os.path.abspath(opts.burrow)
+    out_dir = opts.out or (os.path.join(ROOT, "build", "bench-quick") if opts.quick
+                           else os.path.join(ROOT, "docs"))
+    os.makedirs(out_dir, exist_ok=True)
+    prof = Profile(opts.quick)
+    # 1000 idle connections hold ~2000 descriptors in each agent and in us: raise the soft limit
+    # to the hard one; children inherit it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    signal_exit()
+    report = {"command": "./run.sh bench" + (" --quick" if opts.quick else "")
+              + (f" --only {opts.only}" if opts.only != ",".join(SECTIONS) else ""),
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": machine(), "quick": opts.quick}
+    d = tempfile.mkdtemp(prefix="burrow-bench-")
+    started = time.monotonic()
+    try:
+        ctx = {"iperf_port": harness.free_port(), "echo_port": harness.free_port()}
+        ctx["iperf_srv"] = IperfServer(d, "iperf3", ctx["iperf_port"])
+        harness.spawn("echo", [sys.executable, __file__, "_echo", str(ctx["echo_port"])],
+                      os.path.join(d, "echo.log"))
+        harness.wait_until(lambda: accepts(ctx["echo_port"]), 10, "the echo server to listen")
+        need_loopback = any(s in only for s in ("throughput", "latency", "connrate", "memory",
+                                                "natlab"))
+        if need_loopback:
+            ctx["burrow"], ctx["d"], ctx["restarts"] = burrow, d, []
+            w = start_burrow(ctx)
+            ROOT_TIMES.update(w.first_times)
+            ctx["idle_rss"] = dict(zip(("laptop", "nas"), settle_rss(w.pids)))
+            ctx["kcp_iperf"] = Kcptun(d, "kcptun-iperf", ctx["iperf_port"])
+            ctx["kcp_echo"] = Kcptun(d, "kcptun-echo", ctx["echo_port"])
+            ctx["kcp_iperf"].wait()
+            ctx["kcp_echo"].wait()
+            say(f"burrow up: first byte {ROOT_TIMES['first_byte_s']} s, direct after "
+                f"{ROOT_TIMES['direct_after_s']} s; idle RSS {ctx['idle_rss']} KiB")
+        if "memory" in only:  # first: later transfers leave freed heap that hides growth
+            report["memory"] = bench_memory(ctx, prof)
+        if "throughput" in only:
+            report["throughput"] = bench_throughput(ctx, prof)
+        if "latency" in only:
+            report["latency"] = bench_latency(ctx, prof)
+        if "connrate" in only:
+            report["connrate"] = bench_connrate(ctx, prof)
+        if "loss" in only:
+            report["loss"] = bench_loss(burrow, d, prof)
+        if "natlab" in only:
+            report["natlab"] = bench_natlab(burrow, d, prof, opts.natlab_json, opts.natlab_source)
+        report["burrow_restarts"] = ctx.get("restarts", [])
+        report["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+        report["seconds"] = round(time.monotonic() - started)
+        report["shared_note"] = shared_note(report)
+        report["targets"] = targets(report)
+        with open(os.path.join(out_dir, "benchmarks.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        render(os.path.join(out_dir, "benchmarks.json"), out_dir)
+        say(f"done in {report['seconds']} s: {out_dir}/benchmarks.md, .json, .png")
+        for tname, fig, ok in report["targets"]:
+            say(f"target {tname}: {fig} ({'met' if ok else 'MISSED'})")
+        return 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        harness._cleanup(True)
+        return 1
+    finally:
+        harness._cleanup(False)
+        if opts.keep:
+            say(f"logs kept in {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def render(json_path, out_dir):
+    """benchmarks.md and benchmarks.png from the raw figures, with the hand-written analysis
+    (profiles of missed targets) from benchmarks-notes.md beside them when it exists."""
+    with open(json_path) as f:
+        report = json.load(f)
+    note_path = os.path.join(out_dir, "benchmarks-notes.md")
+    if os.path.exists(note_path):
+        with open(note_path) as f:
+            report["closing_note"] = f.read().strip()
+    write_markdown(os.path.join(out_dir, "benchmarks.md"), report)
+    plot(os.path.join(out_dir, "benchmarks.png"), report)
+    return 0
+
+
+def shared_note(r):
+    load = max(float(x) for x in r["machine"]["loadavg"] + r["loadavg_end"])
+    cpus = os.cpu_count() or 1
+    if load > 0.5 * cpus:
+        return (f"**Shared machine:** the load average reached {load:.1f} on {cpus} CPUs during "
+                "this run (other builds and tests ran beside it), so absolute figures are low "
+                "and noisy; the interleaved runs keep the comparison between systems fair.")
+    return ""
+
+
+def signal_exit():
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
