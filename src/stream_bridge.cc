@@ -122,7 +122,12 @@ void StreamBridge::on_tcp_drained() {
 void StreamBridge::on_tcp_closed(const std::string& reason) {
     auto keep = shared_from_this();
     tcp_closed_ = true;
-    const bool clean = tcp_eof_ && fin_sent_;
+    // Clean only when both directions finished: the client's FIN went into the stream and the
+    // peer's FIN came out to the client. A socket that closes with the peer's direction still
+    // open (the client left after its half-close, a write failed) would otherwise leave that
+    // direction's bytes unread in the stream for good: its credit never returns, and once the
+    // session's window is used up that way every stream on the session stalls.
+    const bool clean = tcp_eof_ && fin_sent_ && tcp_shut_;
     if (host_ && !stream_done_ && !clean) {
         // The client went away (RST, an error) before finishing: the peer must not wait.
         spdlog::debug("{}: stream {}: tcp closed ({}), resetting", label_, id_, reason);

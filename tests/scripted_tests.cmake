@@ -12,7 +12,7 @@ if(Python3_FOUND)
     # below what a hang would take. bigfile moves 100 MiB; restart waits for reconnects.
     foreach(case_timeout bigfile:150 concurrent:90 halfclose:45 refused:45 restart:120
                          sighup:45 badconfig:60 status:45 unknownkey:30
-                         wrongfingerprint:30 relaytcp:90)
+                         wrongfingerprint:30 relaytcp:90 abandon:90)
         string(REPLACE ":" ";" pair ${case_timeout})
         list(GET pair 0 case)
         list(GET pair 1 timeout)

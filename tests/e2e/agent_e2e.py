@@ -694,10 +694,47 @@ def case_relaytcp(burrow, d):
 RELAYTCP_TRANSFER = 4 * MIB
 
 
+# ---- clients that leave early must not leak the session's credit ----
+
+ABANDON_CONNECTIONS = 24
+ABANDON_ASK = 8 * MIB  # far more than a stream window: most of it is never read
+
+
+def case_abandon(burrow, d):
+    """Clients that half-close, read a little and then close while the NAS still sends: each
+    such stream must be reset so its unread bytes give their credit back. (They once stayed
+    open, and after ~16 MiB of unread bytes the whole session stalled.)"""
+    target = harness.Target(harness.producer)
+    w = World(burrow, d, target.port).start()
+    for i in range(ABANDON_CONNECTIONS):
+        s = connect(w.web)
+        s.sendall(b"%d\n" % ABANDON_ASK)
+        s.shutdown(socket.SHUT_WR)
+        got = s.recv(64 * 1024)
+        assert got, f"connection {i}: nothing came back"
+        s.close()
+    # The session still carries new connections, in both directions.
+    s = connect(w.web)
+    s.sendall(b"%d\n" % MIB)
+    got = recv_all(s)
+    s.close()
+    assert got == harness.pattern_bytes(0, MIB), len(got)
+    # And nothing is left open on either side.
+    def no_streams(admin):
+        r = subprocess.run([burrow, "status", "--admin", f"127.0.0.1:{admin}", "--json"],
+                           capture_output=True, text=True, timeout=10)
+        peers = json.loads(r.stdout).get("peers", []) if r.returncode == 0 else [{"streams": 1}]
+        return all(p.get("streams", 0) == 0 for p in peers)
+    wait_until(lambda: no_streams(w.laptop_admin) and no_streams(w.nas_admin), 20,
+               "every abandoned stream to be closed")
+    w.stop()
+
+
 CASES = {"bigfile": case_bigfile, "concurrent": case_concurrent, "halfclose": case_halfclose,
          "refused": case_refused, "restart": case_restart, "sighup": case_sighup,
          "badconfig": case_badconfig, "status": case_status, "unknownkey": case_unknownkey,
-         "wrongfingerprint": case_wrongfingerprint, "relaytcp": case_relaytcp}
+         "wrongfingerprint": case_wrongfingerprint, "relaytcp": case_relaytcp,
+         "abandon": case_abandon}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))
