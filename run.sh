@@ -109,7 +109,8 @@ cmd_fuzz() {
             *) only+=("$1"); shift ;;
         esac
     done
-    [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || die "fuzz: --seconds must be a positive number"
+    [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] ||
+        die "fuzz: --seconds must be a positive number"
     cmd_deps
     configure build-fuzz -DBURROW_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DBURROW_BENCH=OFF \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -164,7 +165,8 @@ cmd_fuzz() {
                 >"$out/$t/merge.log" 2>&1 || die "fuzz: merge of $t failed (see $out/$t/merge.log)"
         fi
     done
-    [ "$failed" -eq 0 ] || die "fuzz: a target crashed; add the input to tests/fuzz/corpus/<target>/ once fixed"
+    [ "$failed" -eq 0 ] ||
+        die "fuzz: a target crashed; fix it, then add its input to tests/fuzz/corpus/<target>/"
 }
 
 not_yet() { die "$1: not built yet (see issue $2)"; }

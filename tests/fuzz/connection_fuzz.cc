@@ -25,7 +25,9 @@ std::optional<Bytes> consistent_frames(ByteView plaintext, int sender) {
     for (Frame& f : *frames) {
         if (auto* s = std::get_if<StreamFrame>(&f)) {
             Bytes& d = owned.emplace_back(s->data.size());
-            for (size_t i = 0; i < d.size(); ++i) d[i] = stream_content(sender, s->id, s->offset + i);
+            for (size_t i = 0; i < d.size(); ++i) {
+                d[i] = stream_content(sender, s->id, s->offset + i);
+            }
             s->data = d;
         }
         encode_frame(f, out);

@@ -31,7 +31,9 @@ void codec_round_trip(ByteView d, const Mac1Key& key) {
         FUZZ_CHECK(verify_mac1(key, encoded));
         again->mac1 = m->mac1;
         FUZZ_CHECK(*again == *m);
-        if (verify_mac1(key, d)) FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
+        if (verify_mac1(key, d)) {
+            FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
+        }
     }
     if (auto m = decode_response(d)) {
         const Bytes encoded = encode_response(*m, key);
@@ -39,7 +41,9 @@ void codec_round_trip(ByteView d, const Mac1Key& key) {
         FUZZ_CHECK(again.has_value());
         again->mac1 = m->mac1;
         FUZZ_CHECK(*again == *m);
-        if (verify_mac1(key, d)) FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
+        if (verify_mac1(key, d)) {
+            FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
+        }
     }
 }
 
@@ -93,10 +97,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 // The genuine response must still complete the attempt.
                 SeededRng responder_rng(2);
                 HandshakeResponder responder(ids.responder, ids.initiator_pub, responder_rng);
-                auto accepted = responder.consume_initiation(initiator.initiation(), now, next_index);
+                auto accepted =
+                    responder.consume_initiation(initiator.initiation(), now, next_index);
                 auto* a = std::get_if<HandshakeResponder::Accepted>(&accepted);
                 FUZZ_CHECK(a != nullptr);
-                FUZZ_CHECK(std::holds_alternative<Keypair>(initiator.consume_response(a->response, now)));
+                auto completed = initiator.consume_response(a->response, now);
+                FUZZ_CHECK(std::holds_alternative<Keypair>(completed));
             }
             break;
         }
