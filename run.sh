@@ -11,7 +11,8 @@
 #   ./run.sh docker-test     build the images, run the docker-compose NAS/laptop demos, check them
 #   ./run.sh bench [--quick] burrow beside direct TCP and kcptun: docs/benchmarks.{md,json,png}
 #                            (--quick: one short run into build/bench-quick/; needs root for loss)
-#   ./run.sh fuzz
+#   ./run.sh fuzz [--seconds N] [--merge] [TARGET...]
+#                            libFuzzer targets (tests/fuzz/) for N s each (default 60), build-fuzz/
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +24,7 @@ PACKAGES=(
     cmake ninja-build g++ pkg-config git coturn openssl
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
+    clang libclang-rt-14-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps
     kcptun python3-matplotlib
 )
@@ -127,7 +129,80 @@ cmd_bench() {
     exec "$py" "$ROOT/tests/bench/run_bench.py" --burrow "$ROOT/build/burrow" "$@"
 }
 
-not_yet() { die "$1: not built yet (see issue $2)"; }
+# Builds the libFuzzer targets with clang into build-fuzz/ and runs each for --seconds on a
+# scratch copy of its corpus (tests/fuzz/corpus/<target>/ stays as committed unless --merge,
+# which adds the inputs that found new coverage). Two targets run at a time, one process each,
+# so the machine's cores are not oversubscribed. Exit 1 if any target crashed.
+cmd_fuzz() {
+    local seconds=60 merge=0 only=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --seconds) [ $# -ge 2 ] || die "fuzz: --seconds needs a value"; seconds=$2; shift 2 ;;
+            --merge) merge=1; shift ;;
+            -*) die "fuzz: unknown option $1" ;;
+            *) only+=("$1"); shift ;;
+        esac
+    done
+    [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] ||
+        die "fuzz: --seconds must be a positive number"
+    cmd_deps
+    configure build-fuzz -DBURROW_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DBURROW_BENCH=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    ninja -C build-fuzz -j "$JOBS"
+
+    local targets=() f name
+    for f in tests/fuzz/*_fuzz.cc; do
+        name=$(basename "$f" _fuzz.cc)
+        if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" $name "* ]]; then targets+=("$name"); fi
+    done
+    [ ${#targets[@]} -gt 0 ] || die "fuzz: no such target: ${only[*]}"
+
+    local out=build-fuzz/runs
+    rm -rf "$out"
+    mkdir -p "$out"
+    # A run: the target on a scratch corpus; crash inputs land in $out/<target>/artifacts/.
+    run_one() {
+        local t=$1 dir=$out/$1
+        mkdir -p "$dir/corpus" "$dir/artifacts"
+        cp tests/fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+            "build-fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=25 -print_final_stats=1 \
+            -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
+        echo $? >"$dir/rc"
+    }
+    say "fuzz: ${#targets[@]} targets, ${seconds}s each, 2 at a time; logs in $out/<target>/log"
+    local running=0 t
+    for t in "${targets[@]}"; do
+        run_one "$t" &
+        running=$((running + 1))
+        if [ "$running" -ge 2 ]; then wait -n || true; running=$((running - 1)); fi
+    done
+    wait || true
+
+    local failed=0 rc execs cov ft crashes
+    printf '%-12s %12s %8s %8s %8s\n' target executions cov ft crashes
+    for t in "${targets[@]}"; do
+        rc=$(cat "$out/$t/rc")
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t/log" | tail -1)
+        # libFuzzer's last status line ("#N  DONE  cov: C ft: F ...", or the last pulse).
+        cov=$(grep -o 'cov: [0-9]*' "$out/$t/log" | tail -1 | cut -d' ' -f2)
+        ft=$(grep -o 'ft: [0-9]*' "$out/$t/log" | tail -1 | cut -d' ' -f2)
+        crashes=$(find "$out/$t/artifacts" -type f | wc -l)
+        if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then crashes=1; fi
+        printf '%-12s %12s %8s %8s %8s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$crashes"
+        if [ "$crashes" -ne 0 ]; then
+            failed=1
+            find "$out/$t/artifacts" -type f -printf '    crash input: %p\n'
+        fi
+        if [ "$merge" -eq 1 ] && [ "$rc" -eq 0 ]; then
+            "build-fuzz/${t}_fuzz" -merge=1 tests/fuzz/corpus/"$t" "$out/$t/corpus" \
+                >"$out/$t/merge.log" 2>&1 || die "fuzz: merge of $t failed (see $out/$t/merge.log)"
+        fi
+    done
+    [ "$failed" -eq 0 ] ||
+        die "fuzz: a target crashed; fix it, then add its input to tests/fuzz/corpus/<target>/"
+}
+
 
 case "${1:-}" in
     deps) shift; cmd_deps "$@" ;;
@@ -136,7 +211,7 @@ case "${1:-}" in
     demo) shift; cmd_demo "$@" ;;
     natlab) shift; cmd_deps; cmd_natlab "$@" ;;
     bench) shift; cmd_bench "$@" ;;
-    fuzz) not_yet fuzz 9 ;;
+    fuzz) shift; cmd_fuzz "$@" ;;
     docker-test) shift; cmd_docker_test "$@" ;;
     *)
         sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'

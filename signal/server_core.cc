@@ -363,7 +363,10 @@ void ServerCore::send_ping(Connection& c, Time now, Actions& out) {
     c.ping_value++;
     c.ping_sent = now;
     c.next_ping = now + config_.limits.ping_interval;
-    out.emplace_back(std::in_place_type<SendControl>, c.id, Ping{c.ping_value});
+    // A built SendControl, not its fields: clang 14 (the fuzz build, tests/fuzz/) lacks C++20
+    // parenthesized aggregate initialisation. in_place_type keeps GCC 12 from a false
+    // -Wmaybe-uninitialized about the variant's other alternatives.
+    out.emplace_back(std::in_place_type<SendControl>, SendControl{c.id, Ping{c.ping_value}});
 }
 
 void ServerCore::on_pong(Connection& c, const Pong& pong, Time now) {

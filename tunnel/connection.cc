@@ -330,7 +330,9 @@ void Connection::on_datagram(ByteView datagram, Time now) {
     }
     // Cheapest checks first, state last (CONVENTIONS.md §3).
     const auto pn = protection_.packet_number(datagram);
-    if (!pn) {
+    // A packet number past kVarintMax could never be acknowledged (ACK frames carry varints,
+    // RFC 9000 §12.3 caps packet numbers at 2^62 - 1): drop it rather than track it.
+    if (!pn || *pn > kVarintMax) {
         ++stats_.drop_malformed;
         return;
     }

@@ -1,0 +1,398 @@
+// Writes the seed corpora of tests/fuzz/corpus/: valid inputs built with the codecs' own
+// encoders and the fixtures the targets use (tests/fuzz/fuzz_fixtures.h), so fuzzing starts
+// from messages that get past every check, not from random bytes.
+//
+//   build/burrow-fuzz-seeds CORPUS_ROOT EXAMPLES_DIR
+//
+// Each target gets its seeds as CORPUS_ROOT/<target>/seed-NN; existing seeds are overwritten,
+// other files (crash reproducers, merged inputs) are left alone.
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+#include "signal/control.h"
+#include "signal/stun.h"
+#include "tests/fuzz/fuzz_fixtures.h"
+#include "tests/fuzz/fuzz_pair.h"
+#include "tunnel/frame.h"
+#include "tunnel/packet.h"
+#include "tunnel/path_probe.h"
+
+using namespace burrow;
+using namespace burrow::fuzz;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path g_root;
+
+void write_seeds(const std::string& target, const std::vector<Bytes>& seeds) {
+    const fs::path dir = g_root / target;
+    fs::create_directories(dir);
+    for (size_t i = 0; i < seeds.size(); ++i) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "seed-%02zu", i);
+        std::ofstream out(dir / name, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(seeds[i].data()),
+                  static_cast<std::streamsize>(seeds[i].size()));
+    }
+    std::printf("%-12s %zu seeds\n", target.c_str(), seeds.size());
+}
+
+Bytes with_prefix(std::initializer_list<uint8_t> prefix, ByteView rest) {
+    Bytes out(prefix);
+    out.insert(out.end(), rest.begin(), rest.end());
+    return out;
+}
+
+void put16(Bytes& out, uint16_t v) {
+    out.push_back(static_cast<uint8_t>(v >> 8));
+    out.push_back(static_cast<uint8_t>(v));
+}
+void put32(Bytes& out, uint32_t v) {
+    put16(out, static_cast<uint16_t>(v >> 16));
+    put16(out, static_cast<uint16_t>(v));
+}
+
+const Bytes kPayload = {'h', 'e', 'l', 'l', 'o', ',', ' ', 'b', 'u', 'r', 'r', 'o', 'w'};
+
+std::vector<std::vector<Frame>> frame_sets() {
+    std::vector<std::vector<Frame>> sets = {
+        {PingFrame{}},
+        {PaddingFrame{5}},
+        {AckFrame{{{10, 20}}, 250}},
+        {AckFrame{{{90, 100}, {50, 60}, {0, 3}}, 0}},
+        {StreamFrame{0, 0, kPayload, false}},
+        {StreamFrame{4, 1'000'000, kPayload, true}},
+        {StreamFrame{1, 0, {}, true}},
+        {StreamOpenFrame{0, "web"}},
+        {ResetStreamFrame{2, ResetReason::kRefused, 77}},
+        {MaxDataFrame{1 << 20}},
+        {MaxStreamDataFrame{0, 65536}},
+        {MaxStreamsFrame{100}},
+        {PathChallengeFrame{{1, 2, 3, 4, 5, 6, 7, 8}}},
+        {PathResponseFrame{{8, 7, 6, 5, 4, 3, 2, 1}}},
+        {CloseFrame{2, "protocol violation"}},
+        {StreamOpenFrame{0, "web"}, StreamFrame{0, 0, kPayload, false}, PingFrame{}},
+        {AckFrame{{{5, 5}}, 10}, MaxDataFrame{100000}, PaddingFrame{20}},
+        {ResetStreamFrame{0, ResetReason::kAborted, 0}, CloseFrame{0, ""}},
+    };
+    return sets;
+}
+
+Bytes encode_frames(const std::vector<Frame>& frames) {
+    Bytes out;
+    for (const Frame& f : frames) encode_frame(f, out);
+    return out;
+}
+
+void frame_seeds() {
+    std::vector<Bytes> seeds;
+    uint64_t pn = 0;
+    for (const auto& set : frame_sets()) {
+        const Bytes plain = encode_frames(set);
+        seeds.push_back(with_prefix({0}, plain));
+        Bytes packet;
+        NullProtection(0x01020304).seal(pn++ * 1000, plain, packet);
+        seeds.push_back(with_prefix({1}, packet));
+    }
+    write_seeds("frame", seeds);
+}
+
+void stun_seeds() {
+    std::vector<Bytes> seeds;
+    const StunTransactionId txid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const SocketAddress v4 = SocketAddress::ipv4({203, 0, 113, 5}, 50001);
+    const SocketAddress v6 = *parse_socket_address("[2001:db8::7]:41000");
+    seeds.push_back(encode_binding_request(txid, false));
+    seeds.push_back(encode_binding_request(txid, true));
+    seeds.push_back(encode_binding_success(txid, v4, "burrow"));
+    seeds.push_back(encode_binding_success(txid, v6, ""));
+    seeds.push_back(encode_binding_error(txid, 400, "Bad Request"));
+    const uint16_t unknown[] = {0x0024, 0x0025};
+    seeds.push_back(encode_binding_error(txid, 420, "Unknown Attribute", unknown));
+    StunMessage m;
+    m.type = kStunBindingRequest;
+    m.transaction_id = txid;
+    m.software = std::string(48, 'p');
+    seeds.push_back(encode_stun(m));
+    m.fingerprint = true;
+    seeds.push_back(encode_stun(m));
+    StunMessage ind;
+    ind.type = kStunBindingIndication;
+    ind.transaction_id = txid;
+    seeds.push_back(encode_stun(ind));
+    // A request with a comprehension-required attribute this codec does not know (PRIORITY).
+    Bytes unknown_attr = encode_binding_request(txid, false);
+    const Bytes attr = {0x00, 0x24, 0x00, 0x04, 0x6e, 0x00, 0x01, 0xff};
+    unknown_attr.insert(unknown_attr.end(), attr.begin(), attr.end());
+    unknown_attr[3] = static_cast<uint8_t>(unknown_attr.size() - kStunHeaderSize);
+    seeds.push_back(unknown_attr);
+    // MAPPED-ADDRESS, as old servers send it.
+    Bytes mapped = {0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42};
+    mapped.insert(mapped.end(), txid.begin(), txid.end());
+    const Bytes mapped_attr = {0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x12, 0x34, 10, 1, 2, 3};
+    mapped.insert(mapped.end(), mapped_attr.begin(), mapped_attr.end());
+    seeds.push_back(mapped);
+    write_seeds("stun", seeds);
+}
+
+std::vector<ControlMessage> control_messages() {
+    const SocketAddress v4 = SocketAddress::ipv4({192, 168, 1, 20}, 40000);
+    const SocketAddress v6 = *parse_socket_address("[2001:db8::7]:41000");
+    PublicKey key{};
+    key.fill(0x42);
+    return {
+        ServerHello{key, {}},
+        Auth{key, {}, "burrow 0.1.0"},
+        AuthOk{"nas", {}, {3478, 3479}, 3478},
+        ControlErrorMessage{3, "authentication failed"},
+        Register{{{CandidateKind::kHost, v4}, {CandidateKind::kServerReflexive, v6}},
+                 NatMapping::kEndpointIndependent},
+        ConnectRequest{"nas", "web"},
+        PeerInfo{42, "laptop", key, {{CandidateKind::kPredicted, v4}},
+                 NatMapping::kPerDestination, {}, 500, SessionRole::kResponder, "web"},
+        ConnectRefused{"nas", "ssh", "not allowed"},
+        RelayData{42, kPayload},
+        Ping{7},
+        Pong{7},
+    };
+}
+
+void control_seeds() {
+    std::vector<Bytes> seeds;
+    const auto messages = control_messages();
+    for (size_t i = 0; i < messages.size(); ++i) {
+        // Alternate the frame cap and the piece-size seed.
+        seeds.push_back(with_prefix({static_cast<uint8_t>((i << 1) | (i & 1))},
+                                    encode_control(messages[i])));
+    }
+    Bytes all = {0x01};
+    for (const auto& m : messages) {
+        const Bytes e = encode_control(m);
+        all.insert(all.end(), e.begin(), e.end());
+    }
+    seeds.push_back(all);
+    write_seeds("control", seeds);
+}
+
+void handshake_seeds() {
+    std::vector<Bytes> seeds;
+    const Identities& ids = identities();
+    const Time now = time_from_us(1'000'000);
+    // The target's InitiatorHandshake (rng 1) and HandshakeResponder (rng 2).
+    SeededRng irng(1);
+    InitiatorHandshake initiator = make_initiator(irng);
+    SeededRng rrng(2);
+    HandshakeResponder responder(ids.responder, ids.initiator_pub, rrng);
+    auto accepted = responder.consume_initiation(initiator.initiation(), now,
+                                                 [] { return kResponderIndex; });
+    const Bytes response = std::get<HandshakeResponder::Accepted>(accepted).response;
+    for (uint8_t fix : {0, 4}) {
+        seeds.push_back(with_prefix({static_cast<uint8_t>(0 | fix)}, initiator.initiation()));
+        seeds.push_back(with_prefix({static_cast<uint8_t>(1 | fix)}, response));
+    }
+    // Sessions: an initiator Session (rng 3, as the target builds it) and any responder.
+    const SessionConfig config = session_config(0);
+    SeededRng srng(3), brng(9);
+    Session si(Role::kInitiator, ids.initiator, ids.responder_pub, config, srng, Time{},
+               kWallClock);
+    Session sr(Role::kResponder, ids.responder, ids.initiator_pub, config, brng, Time{},
+               kWallClock);
+    si.start(Time{});
+    const Bytes session_initiation = *si.poll_transmit(Time{});
+    sr.on_datagram(session_initiation, now);
+    const Bytes session_response = *sr.poll_transmit(now);
+    seeds.push_back(with_prefix({2}, session_initiation));
+    seeds.push_back(with_prefix({6}, session_initiation));
+    seeds.push_back(with_prefix({3}, session_response));
+    seeds.push_back(with_prefix({7}, session_response));
+    // Right sizes and types, wrong contents.
+    seeds.push_back(with_prefix({4}, Bytes(kInitiationSize, 0x01)));
+    seeds.push_back(with_prefix({5}, Bytes(kResponseSize, 0x02)));
+    write_seeds("handshake", seeds);
+}
+
+void probe_seeds() {
+    std::vector<Bytes> seeds;
+    EstablishedPair pair;
+    for (ProbeKind kind : {ProbeKind::kChallenge, ProbeKind::kResponse}) {
+        Probe p{kind, {1, 2, 3, 4, 5, 6, 7, 8}};
+        seeds.push_back(with_prefix({0}, *pair.a.seal_probe(p, pair.now)));
+        seeds.push_back(with_prefix({0}, *pair.b.seal_probe(p, pair.now)));
+        Bytes structured = {1, static_cast<uint8_t>(kind == ProbeKind::kResponse)};
+        structured.insert(structured.end(), p.data.begin(), p.data.end());
+        structured.push_back(0);  // no corruption
+        seeds.push_back(structured);
+        structured.back() = 1;  // one corruption: position 20, mask 0x80
+        structured.push_back(20);
+        structured.push_back(0x80);
+        seeds.push_back(structured);
+    }
+    write_seeds("probe", seeds);
+}
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+void config_seeds(const fs::path& examples) {
+    std::vector<Bytes> seeds;
+    auto add = [&](uint8_t selector, const std::string& text) {
+        seeds.push_back(with_prefix({selector}, as_bytes(text)));
+    };
+    const std::string nas = read_text(examples / "nas.toml");
+    const std::string laptop = read_text(examples / "laptop.toml");
+    const std::string server = read_text(examples / "server.toml");
+    add(0, nas);
+    add(0, laptop);
+    add(1, server);
+    add(0, "[agent]\nname = \"a\"\nkey_file = \"nas.key\"\nserver = \"[::1]:7000\"\n"
+           "server_ca = \"ca.pem\"\nudp_port = 4000\nadmin = \"127.0.0.1:7070\"\n"
+           "log_level = \"debug\"\n");
+    add(0, "[agent]\nname = \"a\"\nkey_file = \"nas.key\"\nserver = \"s.example:7000\"\n"
+           "server_fingerprint = \"sha256:" + std::string(64, 'a') + "\"\n"
+           "[[expose]]\nservice = \"web\"\ntarget = \"127.0.0.1:80\"\nallow = [\"b\", \"c\"]\n"
+           "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"b\"\nservice = \"ssh\"\n");
+    add(1, "[server]\nlisten = \"0.0.0.0:7000\"\nstun = [\"0.0.0.0:3478\", \"0.0.0.0:3479\"]\n"
+           "cert_file = \"c\"\nkey_file = \"k\"\nidentity_key = \"i\"\nmax_agents = 5\n"
+           "relay_rate_mbit = 1\nrelay_packets_per_sec = 10\nstun_standard_clients = true\n");
+    add(0, "[agent]\nname = \"NAS\"\n");  // errors: each should be one line
+    add(1, "[server]\nlisten = 7000\n");
+    write_seeds("config", seeds);
+}
+
+// Op scripts for the pair targets (tests/fuzz/fuzz_pair.h): a handshake and some streams over
+// a network that first behaves, then loses, duplicates, corrupts and reorders.
+Bytes pair_script(uint64_t seed, uint8_t flags, bool inject_frames) {
+    SeededRng rng(seed);
+    Bytes s = {flags};
+    auto deliver_all = [&](int rounds) {
+        for (int i = 0; i < rounds; ++i) {
+            s.push_back(1), s.push_back(1);  // deliver to B
+            s.push_back(1), s.push_back(0);  // deliver to A
+        }
+    };
+    auto clock = [&](uint16_t units) { s.push_back(0), put16(s, units); };
+    auto app = [&](int side, int action, uint8_t pick, uint16_t n) {
+        s.push_back(6);
+        s.push_back(static_cast<uint8_t>(side | (action << 1)));
+        s.push_back(pick);
+        if (action == 1 || action == 2) put16(s, n);
+    };
+    deliver_all(3);
+    clock(100);
+    app(0, 0, 0, 0);  // A opens a stream
+    app(0, 1, 0, static_cast<uint16_t>(500 + rng.uniform(3000)));
+    deliver_all(4);
+    app(1, 1, 0, static_cast<uint16_t>(rng.uniform(2000)));  // B answers on it
+    for (int i = 0; i < 12; ++i) {
+        const uint8_t op = static_cast<uint8_t>(rng.uniform(inject_frames ? 8 : 7));
+        switch (op) {
+            case 0: clock(static_cast<uint16_t>(rng.uniform(3000))); break;
+            case 6: app(static_cast<int>(rng.uniform(2)), static_cast<int>(rng.uniform(5)), 0,
+                        static_cast<uint16_t>(rng.uniform(4096)));
+                break;
+            case 7: {
+                s.push_back(7);
+                s.push_back(static_cast<uint8_t>(rng.uniform(2)));
+                put32(s, static_cast<uint32_t>(1000 + rng.uniform(100)));
+                const auto sets = frame_sets();
+                const Bytes plain = encode_frames(sets[rng.uniform(sets.size())]);
+                put16(s, static_cast<uint16_t>(plain.size()));
+                s.insert(s.end(), plain.begin(), plain.end());
+                break;
+            }
+            case 4:
+                s.push_back(4), s.push_back(static_cast<uint8_t>(rng.uniform(2)));
+                put16(s, static_cast<uint16_t>(rng.uniform(1500)));
+                s.push_back(0x40);
+                break;
+            default: s.push_back(op), s.push_back(static_cast<uint8_t>(rng.uniform(2))); break;
+        }
+        deliver_all(1);
+    }
+    app(0, 3, 0, 0);  // A half-closes
+    deliver_all(4);
+    clock(2000);
+    deliver_all(4);
+    return s;
+}
+
+void pair_seeds(const std::string& target, bool inject_frames) {
+    std::vector<Bytes> seeds;
+    for (uint64_t seed = 0; seed < 24; ++seed) {
+        seeds.push_back(pair_script(seed, static_cast<uint8_t>(seed % 8), inject_frames));
+    }
+    write_seeds(target, seeds);
+}
+
+void server_seeds() {
+    std::vector<Bytes> seeds;
+    const StunTransactionId txid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    StunMessage padded;
+    padded.transaction_id = txid;
+    padded.software = std::string(40, 'p');
+    padded.fingerprint = true;
+    auto raw = [](uint8_t source, uint8_t port, const Bytes& d) {
+        Bytes s = {0, source, port};
+        put16(s, static_cast<uint16_t>(d.size()));
+        s.insert(s.end(), d.begin(), d.end());
+        return s;
+    };
+    for (uint8_t source = 0; source < 3; ++source) {
+        seeds.push_back(raw(source, 0, encode_stun(padded)));
+        seeds.push_back(raw(source, 1, encode_binding_request(txid, true)));
+    }
+    Bytes relay = {1, 0, 0};
+    put16(relay, static_cast<uint16_t>(kPayload.size()));
+    relay.insert(relay.end(), kPayload.begin(), kPayload.end());
+    seeds.push_back(relay);
+    relay[1] = 1;
+    seeds.push_back(relay);
+    seeds.push_back({2, 3, 10, 0, 0, 9, 0x1f, 0x90, 1});  // nas's Bind from a new address
+    seeds.push_back({3, 0x75, 0x30});                     // 30 s pass
+    const Bytes ping = encode_control(Ping{9});
+    Bytes control = {4, 1};
+    put16(control, static_cast<uint16_t>(ping.size()));
+    control.insert(control.end(), ping.begin(), ping.end());
+    seeds.push_back(control);
+    const Bytes req = encode_control(ConnectRequest{"nas", "web"});
+    control = {4, 2};
+    put16(control, static_cast<uint16_t>(req.size()));
+    control.insert(control.end(), req.begin(), req.end());
+    seeds.push_back(control);
+    // Relay over TLS from the laptop, then a timer long enough to drop idle agents.
+    const Bytes relay_tls = encode_control(RelayData{0, kPayload});
+    control = {4, 0};
+    put16(control, static_cast<uint16_t>(relay_tls.size()));
+    control.insert(control.end(), relay_tls.begin(), relay_tls.end());
+    control.insert(control.end(), {3, 0xff, 0xff});
+    seeds.push_back(control);
+    write_seeds("server_udp", seeds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: burrow-fuzz-seeds CORPUS_ROOT EXAMPLES_DIR\n");
+        return 2;
+    }
+    g_root = argv[1];
+    frame_seeds();
+    stun_seeds();
+    control_seeds();
+    handshake_seeds();
+    probe_seeds();
+    config_seeds(argv[2]);
+    pair_seeds("session", false);
+    pair_seeds("connection", true);
+    server_seeds();
+    return 0;
+}
