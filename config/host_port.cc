@@ -124,4 +124,9 @@ bool is_loopback(const HostPort& a) {
     return a.host.substr(0, dot) == std::to_string(kIpv4LoopbackNet);
 }
 
+std::optional<SocketAddress> literal_socket_address(const HostPort& a) {
+    if (!a.ip_literal()) return std::nullopt;
+    return parse_socket_address(to_string(a));
+}
+
 }  // namespace burrow

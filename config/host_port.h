@@ -9,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+
+#include "signal/socket_address.h"
 
 namespace burrow {
 
@@ -39,5 +42,8 @@ bool is_wildcard(const HostPort& a);
 // 127.0.0.0/8 or ::1. Names are never loopback here, not even "localhost": what a name
 // resolves to is up to the resolver.
 bool is_loopback(const HostPort& a);
+
+// The socket address of an IP literal; nullopt for a DNS name (resolve it on the loop instead).
+std::optional<SocketAddress> literal_socket_address(const HostPort& a);
 
 }  // namespace burrow

@@ -195,6 +195,8 @@ enum class ControlDecodeError {
     kMalformed     // body does not parse exactly
 };
 const char* to_string(ControlDecodeError e);
+// "endpoint-independent", "per-destination", "unknown": as logs and `burrow status` say it.
+const char* to_string(NatMapping m);
 
 // Decodes one frame's version, type and body (everything after the length).
 std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView frame);

@@ -1,6 +1,7 @@
 #include "signal/path_manager.h"
 
-#include <cstring>
+#include <cstdio>
+
 
 namespace burrow {
 
@@ -64,9 +65,7 @@ void PathManager::spray_round(Time now) {
     while (sp.ports.size() < kSprayPorts) {
         const auto port = static_cast<uint16_t>(kSprayLowestPort + rng_.uniform(span));
         if (sp.ports.contains(port)) continue;
-        PathData data;
-        const uint64_t r = rng_.next_u64();
-        std::memcpy(data.data(), &r, data.size());
+        const PathData data = random_path_data(rng_);
         sp.ports[port] = data;
         SocketAddress to = sp.ip;
         to.port = port;
@@ -104,8 +103,7 @@ void PathManager::queue(ProbeToSend probe) {
 
 void PathManager::send_challenge(const SocketAddress& to, Candidate& c, Time now) {
     Challenge ch;
-    const uint64_t r = rng_.next_u64();
-    std::memcpy(ch.data.data(), &r, ch.data.size());
+    ch.data = random_path_data(rng_);
     ch.sent_at = now;
     if (c.challenges.size() >= kMaxChallengesPerCandidate) c.challenges.pop_front();
     c.challenges.push_back(ch);

@@ -28,11 +28,6 @@ int fail(int status, const std::string& line) {
     return status;
 }
 
-// config/ checked that these are IP literals, so this cannot fail for a loaded config.
-SocketAddress to_socket_address(const HostPort& hp) {
-    return parse_socket_address(to_string(hp)).value_or(SocketAddress{});
-}
-
 // The identity key agents authenticate against: loaded, or created (mode 0600) on first start.
 std::variant<PrivateKey, std::string> ensure_identity_key(const std::string& path) {
     if (!std::filesystem::exists(path)) {
@@ -49,10 +44,15 @@ std::variant<PrivateKey, std::string> ensure_identity_key(const std::string& pat
     return std::get<PrivateKey>(loaded);
 }
 
+// config/ checked that these are IP literals, so this cannot fail for a loaded config.
+SocketAddress literal(const HostPort& hp) {
+    return literal_socket_address(hp).value_or(SocketAddress{});
+}
+
 ServerRuntimeConfig runtime_config(const ServerConfig& config, const PrivateKey& identity) {
     ServerRuntimeConfig rt;
-    rt.listen = to_socket_address(config.listen);
-    rt.stun = {to_socket_address(config.stun[0]), to_socket_address(config.stun[1])};
+    rt.listen = literal(config.listen);
+    rt.stun = {literal(config.stun[0]), literal(config.stun[1])};
     rt.identity = identity;
     rt.max_agents = config.max_agents;
     rt.relay_bytes_per_second = config.relay_rate_mbit * kBitsPerMbit / kBitsPerByte;

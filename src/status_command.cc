@@ -39,7 +39,7 @@ std::variant<SocketAddress, std::string> admin_from_flag(const std::string& text
         return "status: --admin \"" + text + "\" must be an IP address, such as 127.0.0.1:" +
                std::to_string(kDefaultAdminPort);
     }
-    return parse_socket_address(to_string(hp)).value_or(SocketAddress{});
+    return literal_socket_address(hp).value_or(SocketAddress{});
 }
 
 }  // namespace
@@ -56,7 +56,7 @@ int run_status(const StatusOptions& options) {
         const AgentConfig& config = std::get<AgentConfig>(loaded);
         // config/ accepts only loopback IP literals here, so this always parses.
         if (config.admin) {
-            admin = parse_socket_address(to_string(*config.admin)).value_or(admin);
+            admin = literal_socket_address(*config.admin).value_or(admin);
         }
     }
 

@@ -27,9 +27,11 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 #include "tunnel/bytes.h"
 #include "tunnel/frame.h"
+#include "tunnel/rng.h"
 
 namespace burrow {
 
@@ -40,6 +42,14 @@ inline constexpr size_t kProbeSize = 1 + 4 + 8 + 1 + kPathDataLen + 16;
 enum class ProbeKind : uint8_t { kChallenge = 1, kResponse = 2 };
 
 using PathData = std::array<uint8_t, kPathDataLen>;
+
+// Fresh random data for a challenge: what the answer must echo.
+inline PathData random_path_data(Rng& rng) {
+    PathData data;
+    const uint64_t r = rng.next_u64();
+    std::memcpy(data.data(), &r, data.size());
+    return data;
+}
 
 struct Probe {
     ProbeKind kind = ProbeKind::kChallenge;
