@@ -126,7 +126,6 @@ class PathManager {
     // Whether address is one of this session's candidates (given, learned from a probe, or a
     // rebinding being checked): where a handshake from a direct address may belong.
     bool knows(const SocketAddress& address) const { return candidates_.contains(address); }
-    bool probing() const { return !candidates_.empty(); }
     const PathStats& stats() const { return stats_; }
 
   private:

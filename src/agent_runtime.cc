@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -50,25 +49,13 @@ std::string path_name(bool udp_bound) {
     return udp_bound ? "relay-udp" : "relay-tcp";
 }
 
-const char* nat_name(NatMapping m) {
-    switch (m) {
-        case NatMapping::kEndpointIndependent:
-            return "endpoint-independent";
-        case NatMapping::kPerDestination:
-            return "per-destination";
-        case NatMapping::kUnknown:
-            break;
-    }
-    return "unknown";
-}
-
 std::string forward_label(const ForwardConfig& f) {
     return "forward " + to_string(f.listen) + " -> " + f.peer + "/" + f.service;
 }
 
 // config/ checked that listen addresses are IP literals.
 SocketAddress literal_address(const HostPort& hp) {
-    return parse_socket_address(to_string(hp)).value_or(SocketAddress{});
+    return literal_socket_address(hp).value_or(SocketAddress{});
 }
 
 // The addresses of this machine's non-loopback interfaces, with the agent's UDP port: the
@@ -175,10 +162,9 @@ struct Waiter {
 };
 
 struct AgentCounters {
-    uint64_t udp_from_unknown = 0;  // datagrams from anyone but the server (no direct paths yet)
+    uint64_t udp_from_unknown = 0;  // datagrams from anyone but the server that no session owns
     uint64_t relay_unknown_session = 0;
     uint64_t streams_refused = 0;
-    uint64_t sessions_started = 0;
 };
 
 class Agent {
@@ -508,7 +494,6 @@ class Agent {
         };
         ps->timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         sessions_[info.session_id] = std::move(ps);
-        counters_.sessions_started++;
         spdlog::debug("session {} with {} for {} ({})", info.session_id, info.peer, info.service,
                       role == Role::kInitiator ? "initiator" : "responder");
         // Relay first (DESIGN.md §4): the handshake goes through the server at once.
@@ -643,10 +628,8 @@ class Agent {
         }
         const Time now = clock_.now();
         for (auto& sock : ps.birthday_) {
-            PathData data;
-            const uint64_t r = rng_.next_u64();
-            std::memcpy(data.data(), &r, data.size());
-            if (auto sealed = ps.session_->seal_probe(Probe{ProbeKind::kChallenge, data}, now)) {
+            const Probe opening{ProbeKind::kChallenge, random_path_data(rng_)};
+            if (auto sealed = ps.session_->seal_probe(opening, now)) {
                 sock->send(*ps.remote_reflexive_, *sealed);
             }
         }
@@ -896,8 +879,7 @@ class Agent {
     }
 
     void on_client_event(const Registered& e) {
-        registrations_++;
-        spdlog::info("registered with the server as {} (nat {}, {})", e.name, nat_name(e.nat),
+        spdlog::info("registered with the server as {} (nat {}, {})", e.name, to_string(e.nat),
                      client_.udp_bound() ? "udp relay" : "udp not confirmed yet");
     }
     void on_client_event(const AuthFailed& e) {
@@ -953,7 +935,7 @@ class Agent {
         waiting_.clear();
     }
     void on_client_event(const NatDiscovered& e) {
-        spdlog::debug("nat: {} (main {}, secondary {})", nat_name(e.mapping),
+        spdlog::debug("nat: {} (main {}, secondary {})", to_string(e.mapping),
                       e.mapped[0] ? to_string(*e.mapped[0]) : "-",
                       e.mapped[1] ? to_string(*e.mapped[1]) : "-");
         nat_ = e;
@@ -988,7 +970,6 @@ class Agent {
     std::optional<NatDiscovered> nat_;
     AgentCounters counters_;
 
-    uint64_t registrations_ = 0;
     bool stopping_ = false;
     bool in_after_client_ = false;
     bool pending_after_client_ = false;
@@ -1005,13 +986,14 @@ nlohmann::json Agent::status_json() const {
                     {"uptime_s", to_ms(now - started_at_) / 1000.0}};
     std::string udp = "unknown";
     if (client_.udp_bound()) udp = "bound";
+    const uint64_t registrations = client_.stats().registrations;
     json server = {{"address", to_string(config_.server)},
                    {"state", to_string(client_.state())},
                    {"registered", client_.registered()},
                    {"udp", udp},
-                   {"reconnects", registrations_ > 0 ? registrations_ - 1 : 0}};
+                   {"reconnects", registrations > 0 ? registrations - 1 : 0}};
     if (nat_) {
-        server["nat"] = nat_name(nat_->mapping);
+        server["nat"] = to_string(nat_->mapping);
         if (nat_->mapped[0]) server["reflexive"] = to_string(*nat_->mapped[0]);
     }
     out["server"] = server;
@@ -1104,7 +1086,6 @@ nlohmann::json Agent::status_json() const {
 struct SignalWatch {
     uv_signal_t handle;
     Agent* agent = nullptr;
-    int signum = 0;
 };
 
 void on_signal(uv_signal_t* handle, int signum) {
@@ -1130,7 +1111,6 @@ int run_agent_loop(AgentRuntimeOptions options) {
         const std::array<int, 3> signals{SIGINT, SIGTERM, SIGHUP};
         for (size_t i = 0; i < watches.size(); ++i) {
             watches[i].agent = &agent;
-            watches[i].signum = signals[i];
             uv_signal_init(&loop, &watches[i].handle);
             watches[i].handle.data = &watches[i];
             uv_signal_start(&watches[i].handle, on_signal, signals[i]);
