@@ -59,11 +59,10 @@ struct Connection::Stream {
 };
 
 Connection::Connection(Role role, const ConnectionConfig& config, PacketProtection& protection,
-                       Rng& rng, Time now)
+                       Time now)
     : role_(role),
       config_(config),
       protection_(protection),
-      rng_(rng),
       cc_(make_congestion_controller(config.congestion, config.max_datagram_size)),
       pacer_(config.max_datagram_size),
       peer_max_streams_(kInitialMaxStreams),

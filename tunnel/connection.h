@@ -44,7 +44,6 @@
 #include "tunnel/range_set.h"
 #include "tunnel/recv_stream.h"
 #include "tunnel/replay_window.h"
-#include "tunnel/rng.h"
 #include "tunnel/rtt_estimator.h"
 #include "tunnel/send_stream.h"
 #include "tunnel/stream_scheduler.h"
@@ -135,8 +134,7 @@ enum class ConnectionError : uint64_t {
 
 class Connection {
 public:
-    Connection(Role role, const ConnectionConfig& config, PacketProtection& protection, Rng& rng,
-               Time now);
+    Connection(Role role, const ConnectionConfig& config, PacketProtection& protection, Time now);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -216,7 +214,6 @@ private:
     Role role_;
     ConnectionConfig config_;
     PacketProtection& protection_;
-    Rng& rng_;
     State state_ = State::kOpen;
 
     uint64_t next_packet_number_ = 0;

@@ -44,7 +44,7 @@ Session::Session(Role role, const PrivateKey& local_static, const PublicKey& pee
       wall_clock_at_zero_us_(wall_clock_at_zero_us),
       created_at_(now),
       protection_(config.key_limits),
-      connection_(role, config.connection, protection_, rng, now) {
+      connection_(role, config.connection, protection_, now) {
     if (!suite_available(suite_)) suite_ = CipherSuite::kChaCha20Poly1305;
     protection_.set_now(now);
     if (role_ == Role::kResponder) responder_.emplace(local_static, peer_static, rng);

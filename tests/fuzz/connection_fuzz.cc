@@ -40,10 +40,9 @@ std::optional<Bytes> consistent_frames(ByteView plaintext, int sender) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FuzzReader in(data, size);
     const SessionConfig config = session_config(in.u8());
-    SeededRng rng_a(1), rng_b(2);
     NullProtection prot_a, prot_b;  // both use receiver index 0, as the unit tests do
-    Connection a(Role::kInitiator, config.connection, prot_a, rng_a, Time{});
-    Connection b(Role::kResponder, config.connection, prot_b, rng_b, Time{});
+    Connection a(Role::kInitiator, config.connection, prot_a, Time{});
+    Connection b(Role::kResponder, config.connection, prot_b, Time{});
     PairDriver<Connection> pair(a, b, Time{}, kPacketHeaderSize);
     while (!in.empty()) {
         const uint8_t op = in.u8();

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "tunnel/connection.h"
+#include "tunnel/rng.h"
 
 using namespace burrow;
 using namespace std::chrono_literals;
@@ -10,12 +11,11 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Pair {
-    SeededRng rng{1};
     NullProtection prot_a{7}, prot_b{7};
     ConnectionConfig cfg;
     Time now{};
-    Connection a{Role::kInitiator, cfg, prot_a, rng, now};
-    Connection b{Role::kResponder, cfg, prot_b, rng, now};
+    Connection a{Role::kInitiator, cfg, prot_a, now};
+    Connection b{Role::kResponder, cfg, prot_b, now};
     Duration one_way = 5ms;
 
     // Moves every packet across (after one_way) until both sides are quiet or `limit` passes.
@@ -154,8 +154,8 @@ TEST_CASE("reset reaches the peer with its reason and retires the stream") {
 TEST_CASE("write pushes back at the send buffer and resumes with StreamWritable") {
     Pair p;
     p.cfg.stream_send_buffer = 64 * 1024;
-    Connection a(Role::kInitiator, p.cfg, p.prot_a, p.rng, p.now);
-    Connection b(Role::kResponder, p.cfg, p.prot_b, p.rng, p.now);
+    Connection a(Role::kInitiator, p.cfg, p.prot_a, p.now);
+    Connection b(Role::kResponder, p.cfg, p.prot_b, p.now);
     auto id = *a.open_stream("bulk");
     const Bytes big(200 * 1024, 1);
     const size_t first = a.write(id, big);

@@ -45,14 +45,13 @@ uint64_t to_u64(size_t n) {
 std::unique_ptr<TransferEndpoint> make_endpoint(const TransferConfig& config, Role role,
                                                 uint64_t seed) {
     if (config.make_endpoint) return config.make_endpoint(role, config.connection, seed, Time{});
-    return std::make_unique<ConnectionEndpoint>(role, config.connection, seed, Time{});
+    return std::make_unique<ConnectionEndpoint>(role, config.connection, Time{});
 }
 
 }  // namespace
 
-ConnectionEndpoint::ConnectionEndpoint(Role role, const ConnectionConfig& config, uint64_t seed,
-                                       Time now)
-    : protection_(), rng_(seed), conn_(role, config, protection_, rng_, now) {}
+ConnectionEndpoint::ConnectionEndpoint(Role role, const ConnectionConfig& config, Time now)
+    : protection_(), conn_(role, config, protection_, now) {}
 
 uint8_t content_byte(uint64_t seed, uint64_t stream, uint64_t offset) {
     return static_cast<uint8_t>(content_word(seed, stream, offset / 8) >> (8 * (offset % 8)));

@@ -43,7 +43,7 @@ using EndpointFactory = std::function<std::unique_ptr<TransferEndpoint>(
 // A Connection as the simulator sees it, with its own NullProtection and SeededRng.
 class ConnectionEndpoint final : public TransferEndpoint {
   public:
-    ConnectionEndpoint(Role role, const ConnectionConfig& config, uint64_t seed, Time now);
+    ConnectionEndpoint(Role role, const ConnectionConfig& config, Time now);
 
     void on_datagram(ByteView d, Time now) override { conn_.on_datagram(d, now); }
     void on_timer(Time now) override { conn_.on_timer(now); }
@@ -55,8 +55,7 @@ class ConnectionEndpoint final : public TransferEndpoint {
 
   private:
     NullProtection protection_;
-    SeededRng rng_;
-    Connection conn_;  // last: it keeps references to the two above
+    Connection conn_;  // last: it keeps a reference to protection_
 };
 
 // The content of stream `stream` of a run with `seed`: byte `offset` is content_byte(...).
