@@ -256,24 +256,12 @@ class BurrowWorld:
         self.forwards = {name: (8080 + i if in_ns else harness.free_port())
                          for i, name in enumerate(services)}
         keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
-        agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n'
-                         for n, k in keys.items())
-        self.write("server.toml", f"""[server]
-listen = "{server_host}:{self.tcp}"
-stun = ["{server_host}:{stun[0]}", "{server_host}:{stun[1]}"]
-cert_file = "server.crt"
-key_file = "server.key"
-identity_key = "server-identity.key"
-{agents}
-[[allow]]
-from = "laptop"
-to = "nas"
-services = ["*"]
-""")
-        fp = run([burrow, "server", "-c", self.path("server.toml"), "--print-fingerprint"])
+        self.write("server.toml", harness.server_toml(server_host, self.tcp, stun, keys,
+                                                      [("laptop", "nas", ["*"])]))
+        fp = harness.fingerprint(burrow, self.path("server.toml"))
         header = (lambda name, admin: f'[agent]\nname = "{name}"\nkey_file = "{name}.key"\n'
                   f'server = "{server_host}:{self.tcp}"\n'
-                  f'server_fingerprint = "{fp.stdout.strip()}"\nadmin = "127.0.0.1:{admin}"\n')
+                  f'server_fingerprint = "{fp}"\nadmin = "127.0.0.1:{admin}"\n')
         self.write("nas.toml", header("nas", admins[0]) + "".join(
             f'\n[[expose]]\nservice = "{n}"\ntarget = "127.0.0.1:{p}"\nallow = ["laptop"]\n'
             for n, p in services.items()))

@@ -46,9 +46,7 @@ class World:
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key"))
                      for n in ("nas", "laptop", "intruder")}
         self.write("server.toml", self.server_toml())
-        self.fingerprint = subprocess.run(
-            [burrow, "server", "-c", self.path("server.toml"), "--print-fingerprint"],
-            check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        self.fingerprint = harness.fingerprint(burrow, self.path("server.toml"))
         self.write("nas.toml", self.agent_header("nas", self.nas_admin) + f"""
 [[expose]]
 service = "web"
@@ -78,20 +76,8 @@ service = "web"
             f.write(text)
 
     def server_toml(self):
-        agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n'
-                         for n, k in self.keys.items())
-        return f"""[server]
-listen = "127.0.0.1:{self.tcp}"
-stun = ["127.0.0.1:{self.stun1}", "127.0.0.1:{self.stun2}"]
-cert_file = "server.crt"
-key_file = "server.key"
-identity_key = "server-identity.key"
-{agents}
-[[allow]]
-from = "laptop"
-to = "nas"
-services = ["web", "secret"]
-"""
+        return harness.server_toml("127.0.0.1", self.tcp, (self.stun1, self.stun2), self.keys,
+                                   [("laptop", "nas", ["web", "secret"])])
 
     def agent_header(self, name, admin):
         return f"""[agent]

@@ -5,8 +5,8 @@ Every process started through spawn() is killed when the script ends, failure in
 also when the script itself is killed (the kernel sends the child SIGKILL: PR_SET_PDEATHSIG),
 so a ctest timeout leaves nothing behind.
 """
-import ctypes, glob, os, re, shutil, signal, socket, socketserver, subprocess, sys, tempfile
-import threading, time, traceback
+import ctypes, glob, json, os, re, shutil, signal, socket, socketserver, subprocess, sys
+import tempfile, threading, time, traceback
 
 _procs = []
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -40,6 +40,28 @@ def keygen(burrow, path):
     """Creates a private key file; returns the public key."""
     return subprocess.run([burrow, "keygen", "-o", path], check=True, capture_output=True,
                           text=True, timeout=10).stdout.strip()
+
+
+def server_toml(host, tcp_port, stun_ports, keys, allow):
+    """A server.toml on host: keys is {agent name: public key}, allow a list of
+    (from, to, [services]) rules; certificate and identity files beside the config."""
+    agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n' for n, k in keys.items())
+    rules = "".join(f'\n[[allow]]\nfrom = "{f}"\nto = "{t}"\nservices = {json.dumps(list(s))}\n'
+                    for f, t, s in allow)
+    stun = ", ".join(f'"{host}:{p}"' for p in stun_ports)
+    return f"""[server]
+listen = "{host}:{tcp_port}"
+stun = [{stun}]
+cert_file = "server.crt"
+key_file = "server.key"
+identity_key = "server-identity.key"
+{agents}{rules}"""
+
+
+def fingerprint(burrow, server_toml_path):
+    """The server certificate's sha256 fingerprint (the certificate is made if missing)."""
+    return subprocess.run([burrow, "server", "-c", server_toml_path, "--print-fingerprint"],
+                          check=True, capture_output=True, text=True, timeout=10).stdout.strip()
 
 
 def wait_until(predicate, timeout, what):

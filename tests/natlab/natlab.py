@@ -19,6 +19,8 @@ import argparse, hashlib, json, os, re, shutil, signal, subprocess, sys, tempfil
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import harness  # noqa: E402
 import lab  # noqa: E402
 
 SKIP_CODE = 77  # ctest SKIP_RETURN_CODE (tests/scripted_tests.cmake)
@@ -157,11 +159,9 @@ class World:
 
     def __init__(self, burrow, d):
         self.burrow, self.d = burrow, d
-        self.keys = {n: run_out([burrow, "keygen", "-o", self.path(f"{n}.key")]).strip()
-                     for n in ("nas", "laptop")}
+        self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", self.server_toml())
-        self.fingerprint = run_out([burrow, "server", "-c", self.path("server.toml"),
-                                    "--print-fingerprint"]).strip()
+        self.fingerprint = harness.fingerprint(burrow, self.path("server.toml"))
         for name in ("nas", "laptop"):
             self.write(f"{name}.toml", self.agent_toml(name))
         os.mkdir(self.path("www"))
@@ -183,21 +183,8 @@ class World:
             f.write(text)
 
     def server_toml(self):
-        agents = "".join(f'\n[[agents]]\nname = "{n}"\npublic_key = "{k}"\n'
-                         for n, k in self.keys.items())
-        stun = ", ".join(f'"{lab.SERVER_IP}:{p}"' for p in lab.SERVER_STUN_PORTS)
-        return f"""[server]
-listen = "{lab.SERVER_IP}:{lab.SERVER_TCP_PORT}"
-stun = [{stun}]
-cert_file = "server.crt"
-key_file = "server.key"
-identity_key = "server-identity.key"
-{agents}
-[[allow]]
-from = "laptop"
-to = "nas"
-services = ["web"]
-"""
+        return harness.server_toml(lab.SERVER_IP, lab.SERVER_TCP_PORT, lab.SERVER_STUN_PORTS,
+                                   self.keys, [("laptop", "nas", ["web"])])
 
     def agent_toml(self, name):
         text = f"""[agent]
@@ -220,10 +207,6 @@ listen = "127.0.0.1:{FORWARD_PORT}"
 peer = "nas"
 service = "web"
 """
-
-
-def run_out(argv):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=20).stdout
 
 
 def path_events(proc, peer):
