@@ -152,22 +152,34 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
     if (!active_) {
         switch_to(from, "probe answered", rtt);
     } else if (*active_ != from) {
-        // Two paths work; move only when the one in use has gone quiet (the peer's NAT
-        // rebound, or a better path appeared after the old one broke).
-        const Candidate& cur = candidates_[*active_];
-        if (now - cur.last_heard >= kDirectKeepalive) {
+        // Two paths work; move when the peer sends its data from this one (it chose it: with
+        // the birthday technique it keeps one socket of many and closes the rest), or when the
+        // one in use has gone quiet (the peer's NAT rebound, or the old path broke).
+        if (!follow_peer(from, now, rtt) &&
+            now - candidates_[*active_].last_heard >= kDirectKeepalive) {
             switch_to(from, "the previous direct path went quiet", rtt);
         }
     }
 }
 
+bool PathManager::follow_peer(const SocketAddress& from, Time now, Duration rtt) {
+    if (!active_ || *active_ == from || data_from_ != from) return false;
+    auto it = candidates_.find(from);
+    if (it == candidates_.end() || !it->second.validated) return false;
+    if (now - candidates_[*active_].last_heard < kFollowQuiet) return false;
+    switch_to(from, "the peer sends from this path", rtt);
+    return true;
+}
+
 void PathManager::on_authenticated(const SocketAddress& from, Time now) {
+    if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
+    data_from_ = from;
     auto it = candidates_.find(from);
     if (it != candidates_.end()) {
         it->second.last_heard = now;
+        follow_peer(from, now, {});
         return;
     }
-    if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
     // A new source for this session's packets: probe it before sending anything there.
     if (Candidate* c = add(from, now, true)) c->last_heard = now;
 }

@@ -10,8 +10,11 @@
 //                                         (peer-reflexive: the peer's NAT mapped it there)
 //   probe response from A matches one      A is validated; the first validated path becomes
 //   of our challenges to A                 the active one
-//   authenticated data from A             A is alive; a new A (the peer's NAT rebound) is
-//                                         probed before anything is sent to it
+//   authenticated data from A             A is alive; a new A (the peer's NAT rebound, or
+//                                         it kept another of its birthday sockets) is probed
+//                                         before anything is sent to it; once validated, and
+//                                         the path in use is quiet, A becomes the active
+//                                         path: we answer the way the peer sends
 //   active path silent kDirectKeepalive   a challenge on it
 //   active path silent kDirectSilence     back to the relay, and probing goes on; back to
 //                                         direct when a probe is answered again
@@ -55,6 +58,12 @@ inline constexpr Duration kDirectKeepalive = std::chrono::seconds(1);
 // A direct path heard nothing from for this long is given up for the relay (issue 6's target
 // is 3 s from the break to the relay).
 inline constexpr Duration kDirectSilence = std::chrono::milliseconds(2500);
+// The peer's data comes from a validated path other than ours while ours has been silent this
+// long: the peer has moved (its NAT rebound, or it kept another of its birthday sockets and
+// closed ours), so we answer the way it sends, as QUIC follows a peer's non-probing packets
+// (RFC 9000 §9.3). The silence guard keeps a replayed or reordered packet from an old path
+// from pulling us off a path in use.
+inline constexpr Duration kFollowQuiet = std::chrono::milliseconds(100);
 // Challenges older than this can no longer validate anything.
 inline constexpr Duration kChallengeLifetime = std::chrono::seconds(10);
 // Candidates kept per session: the peer's host and reflexive addresses plus a few learned
@@ -150,6 +159,8 @@ class PathManager {
     void schedule_next(Candidate& c, Time now);
     void queue(ProbeToSend probe);
     void switch_to(std::optional<SocketAddress> direct, std::string reason, Duration rtt);
+    // Moves to `from` when the peer sends its data from there (see kFollowQuiet).
+    bool follow_peer(const SocketAddress& from, Time now, Duration rtt);
 
     void spray_round(Time now);
     bool match_spray(const SocketAddress& from, const Probe& probe, Time now);
@@ -166,6 +177,8 @@ class PathManager {
     std::optional<Spray> spray_;
     std::deque<ProbeToSend> spray_out_;  // a round at a time; not capped like out_
     std::optional<SocketAddress> active_;
+    // Where the peer's latest authenticated data packet came from: the path it sends on.
+    std::optional<SocketAddress> data_from_;
     Time keepalive_at_ = kNever;
     std::deque<ProbeToSend> out_;
     std::deque<PathChange> changes_;

@@ -104,6 +104,7 @@ class PeerSession final : public StreamBridge::Host {
             if (sock.get() != keep) sock->close();
         }
         std::erase_if(birthday_, [keep](auto& sock) { return sock.get() != keep; });
+        std::erase_if(routes_, [keep](auto& route) { return route.second.get() != keep; });
         if (birthday_timer_) {
             uv_close(reinterpret_cast<uv_handle_t*>(birthday_timer_.release()),
                      [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });

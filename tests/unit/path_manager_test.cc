@@ -169,6 +169,77 @@ TEST_CASE("path manager: a rebound peer address is probed and taken once the old
     CHECK(change->direct == b);
 }
 
+TEST_CASE("path manager: data from another validated path moves the active path there") {
+    SeededRng rng(61);
+    PathManager pm(rng);
+    const SocketAddress a = addr(1, 1000);
+    const SocketAddress b = addr(1, 1001);  // the peer's other socket (birthday technique)
+    pm.add_candidates({a, b}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    REQUIRE(sent.size() == 2);
+    pm.on_probe(sent[0].to, answer(sent[0]), at(10ms));
+    pm.on_probe(sent[1].to, answer(sent[1]), at(11ms));
+    const SocketAddress first = sent[0].to;
+    const SocketAddress second = sent[1].to;
+    REQUIRE(pm.active() == first);
+    (void)pm.poll_change();
+
+    pm.on_authenticated(first, at(20ms));  // data on the path in use changes nothing
+    CHECK(pm.active() == first);
+    CHECK_FALSE(pm.poll_change());
+    // A packet from the other path while the one in use is busy (reordered or replayed from
+    // an old path) does not move it.
+    pm.on_authenticated(second, at(25ms));
+    CHECK(pm.active() == first);
+
+    // The peer kept the other socket: it sends from there only, so that mapping is the open one.
+    pm.on_authenticated(second, at(20ms + kFollowQuiet));
+    CHECK(pm.active() == second);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->direct == second);
+}
+
+TEST_CASE("path manager: data from a new address is probed, then followed though the old is fresh") {
+    SeededRng rng(62);
+    PathManager pm(rng);
+    const SocketAddress a = addr(1, 1000);
+    const SocketAddress b = addr(1, 1001);
+    pm.add_candidates({a}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    pm.on_probe(a, answer(sent[0]), at(10ms));
+    (void)pm.poll_change();
+
+    pm.on_authenticated(a, at(100ms));
+    pm.on_authenticated(b, at(210ms));
+    CHECK(pm.active() == a);  // never to an address before it answers a probe
+    pm.on_timer(at(210ms));
+    std::optional<ProbeToSend> to_b;
+    for (auto& p : drain(pm)) {
+        if (p.to == b && p.probe.kind == ProbeKind::kChallenge) to_b = p;
+    }
+    REQUIRE(to_b);
+    pm.on_probe(b, answer(*to_b), at(220ms));  // a quiet 120 ms, far below kDirectKeepalive
+    CHECK(pm.active() == b);
+}
+
+TEST_CASE("path manager: a validated path the peer does not send from does not take over") {
+    SeededRng rng(63);
+    PathManager pm(rng);
+    const SocketAddress a = addr(1, 1000);
+    const SocketAddress b = addr(2, 2000);
+    pm.add_candidates({a, b}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    REQUIRE(sent.size() == 2);
+    pm.on_probe(sent[0].to, answer(sent[0]), at(10ms));
+    pm.on_authenticated(sent[0].to, at(15ms));
+    pm.on_probe(sent[1].to, answer(sent[1]), at(20ms));
+    CHECK(pm.active() == sent[0].to);
+}
+
 TEST_CASE("path manager: candidates are capped; learned ones that never answer make room") {
     SeededRng rng(7);
     PathManager pm(rng);
