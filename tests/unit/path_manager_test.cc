@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <set>
 
 using namespace burrow;
@@ -26,6 +27,33 @@ std::vector<ProbeToSend> drain(PathManager& pm) {
 // The peer's side of a probe: a response with the same data, from where it was sent.
 Probe answer(const ProbeToSend& p) {
     return Probe{ProbeKind::kResponse, p.probe.data};
+}
+
+// a is the only candidate, and validated: the active path, its change already taken.
+void start_on(PathManager& pm, const SocketAddress& a) {
+    pm.add_candidates({a}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    REQUIRE(sent.size() == 1);
+    pm.on_probe(a, answer(sent[0]), at(10ms));
+    REQUIRE(pm.poll_change());
+}
+
+// The challenge among what pm sends now that goes to `to`, if any.
+std::optional<ProbeToSend> challenge_to(PathManager& pm, const SocketAddress& to) {
+    std::optional<ProbeToSend> found;
+    for (auto& p : drain(pm)) {
+        if (p.to == to && p.probe.kind == ProbeKind::kChallenge) found = p;
+    }
+    return found;
+}
+
+// The active path is now `to`, and the change was reported.
+void check_moved_to(PathManager& pm, const SocketAddress& to) {
+    CHECK(pm.active() == to);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->direct == to);
 }
 
 }  // namespace
@@ -144,29 +172,15 @@ TEST_CASE("path manager: a rebound peer address is probed and taken once the old
     PathManager pm(rng);
     const SocketAddress a = addr(1, 1000);
     const SocketAddress b = addr(1, 1001);  // the peer's NAT mapped it anew
-    pm.add_candidates({a}, at(0ms));
-    pm.on_timer(at(0ms));
-    auto sent = drain(pm);
-    pm.on_probe(a, answer(sent[0]), at(10ms));
-    (void)pm.poll_change();
+    start_on(pm, a);
 
     pm.on_authenticated(b, at(2s));
     CHECK(pm.active() == a);  // nothing is sent to b before it answers a probe
     pm.on_timer(at(2s));
-    ProbeToSend to_b{};
-    bool found = false;
-    for (auto& p : drain(pm)) {
-        if (p.to == b && p.probe.kind == ProbeKind::kChallenge) {
-            to_b = p;
-            found = true;
-        }
-    }
-    REQUIRE(found);
-    pm.on_probe(b, answer(to_b), at(2010ms));
-    CHECK(pm.active() == b);
-    auto change = pm.poll_change();
-    REQUIRE(change);
-    CHECK(change->direct == b);
+    auto to_b = challenge_to(pm, b);
+    REQUIRE(to_b);
+    pm.on_probe(b, answer(*to_b), at(2010ms));
+    check_moved_to(pm, b);
 }
 
 TEST_CASE("path manager: data from another validated path moves the active path there") {
@@ -195,10 +209,7 @@ TEST_CASE("path manager: data from another validated path moves the active path 
 
     // The peer kept the other socket: it sends from there only, so that mapping is the open one.
     pm.on_authenticated(second, at(20ms + kFollowQuiet));
-    CHECK(pm.active() == second);
-    auto change = pm.poll_change();
-    REQUIRE(change);
-    CHECK(change->direct == second);
+    check_moved_to(pm, second);
 }
 
 TEST_CASE("path manager: data from a new address is probed, then followed though the old is fresh") {
@@ -206,20 +217,13 @@ TEST_CASE("path manager: data from a new address is probed, then followed though
     PathManager pm(rng);
     const SocketAddress a = addr(1, 1000);
     const SocketAddress b = addr(1, 1001);
-    pm.add_candidates({a}, at(0ms));
-    pm.on_timer(at(0ms));
-    auto sent = drain(pm);
-    pm.on_probe(a, answer(sent[0]), at(10ms));
-    (void)pm.poll_change();
+    start_on(pm, a);
 
     pm.on_authenticated(a, at(100ms));
     pm.on_authenticated(b, at(210ms));
     CHECK(pm.active() == a);  // never to an address before it answers a probe
     pm.on_timer(at(210ms));
-    std::optional<ProbeToSend> to_b;
-    for (auto& p : drain(pm)) {
-        if (p.to == b && p.probe.kind == ProbeKind::kChallenge) to_b = p;
-    }
+    auto to_b = challenge_to(pm, b);
     REQUIRE(to_b);
     pm.on_probe(b, answer(*to_b), at(220ms));  // a quiet 120 ms, far below kDirectKeepalive
     CHECK(pm.active() == b);
