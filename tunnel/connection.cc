@@ -48,6 +48,10 @@ struct Connection::Stream {
     bool reset_acked = false;
     bool reset_local = false;
     ResetReason reset_reason = ResetReason::kAborted;
+    // How much the peer sent is known (its FIN or its RESET_STREAM arrived). A reset stream
+    // stays until then: bytes of the peer's lost in flight are only counted against the
+    // session window through that final size, and would otherwise never come back as credit.
+    bool peer_final = false;
     bool max_stream_data_pending = false;
     bool in_control_queue = false;
     bool write_blocked = false;  // the app was pushed back; tell it when there is room
@@ -208,16 +212,24 @@ void Connection::shutdown_write(StreamId id) {
     mark_ready(*s);
 }
 
+// Bytes read, or never to be read (a reset stream): the peer may send as much again. The update
+// goes out at once when it is due: credit given back by a reset must not wait for a later read,
+// which may never come while the peer is blocked on that very credit.
+void Connection::give_back_session_credit(uint64_t n) {
+    if (n == 0) return;
+    session_recv_.on_consumed(n);
+    if (session_recv_.should_update()) {
+        session_recv_.take_update();
+        send_max_data_ = true;
+    }
+}
+
 size_t Connection::read(StreamId id, MutableByteView out) {
     Stream* s = find(id);
     if (!s || s->reset_local) return 0;
     const size_t n = s->recv.read(out);
     if (n > 0) {
-        session_recv_.on_consumed(n);
-        if (session_recv_.should_update()) {
-            session_recv_.take_update();
-            send_max_data_ = true;
-        }
+        give_back_session_credit(n);
         if (!s->recv.fin_received()) {
             if (auto m = s->recv.take_max_stream_data_update()) {
                 s->advertised_max = *m;
@@ -245,8 +257,9 @@ void Connection::reset_stream(StreamId id, ResetReason reason) {
     s->reset_local = true;
     s->reset_reason = reason;
     s->reset_pending = true;
+    s->peer_final = s->recv.fin_received();
     // Whatever the peer sent that we will never read gives its credit back.
-    session_recv_.on_consumed(s->recv.highest_received() - s->recv.read_offset());
+    give_back_session_credit(s->recv.highest_received() - s->recv.read_offset());
     scheduler_.remove(id);
     queue_control(*s);
 }
@@ -294,7 +307,7 @@ void Connection::maybe_retire(StreamId id) {
     if (!s) return;
     bool done;
     if (s->reset_local) {
-        done = s->reset_acked;
+        done = s->reset_acked && s->peer_final;
     } else {
         done = s->send.all_acked() && s->recv.finished() && s->finish_reported &&
                (!s->local || s->open_acked);
@@ -466,7 +479,11 @@ void Connection::on_stream_frame(const StreamFrame& f, bool& violation) {
     stats_.stream_bytes_received += newly;
     if (s->reset_local) {
         // Nobody will read it: hand the credit straight back.
-        session_recv_.on_consumed(newly);
+        give_back_session_credit(newly);
+        if (s->recv.fin_received() && !s->peer_final) {
+            s->peer_final = true;
+            maybe_retire(f.id);
+        }
         return;
     }
     if (!s->announced) return;  // reported once STREAM_OPEN arrives
@@ -495,9 +512,24 @@ void Connection::on_reset_frame(const ResetStreamFrame& f, bool& violation) {
     }
     // The peer aborted both directions: everything it sent that we did not read, and
     // everything up to its final size, is credit back.
-    session_recv_.on_consumed(s->reset_local ? newly : unread_before + newly);
-    if (s->announced && !s->reset_local) events_.push_back(StreamReset{f.id, f.reason});
-    retire(f.id);
+    give_back_session_credit(s->reset_local ? newly : unread_before + newly);
+    s->peer_final = true;
+    if (s->reset_local) {  // ours crossed theirs, or theirs answers ours
+        maybe_retire(f.id);
+        return;
+    }
+    if (s->announced) events_.push_back(StreamReset{f.id, f.reason});
+    if (s->send.finished() && s->send.all_acked()) {
+        retire(f.id);  // the peer has all we sent, FIN included: it knows our final size
+        return;
+    }
+    // Answer with our own final size, so that the peer can count what we sent and it lost
+    // in flight; the stream leaves once that answer is acknowledged.
+    s->reset_local = true;
+    s->reset_reason = f.reason;
+    s->reset_pending = true;
+    scheduler_.remove(f.id);
+    queue_control(*s);
 }
 
 void Connection::on_ack_frame(const AckFrame& ack, Time now) {

@@ -189,6 +189,7 @@ private:
     void handle_frame(const Frame& f, Time now, bool& violation);
     void on_stream_frame(const StreamFrame& f, bool& violation);
     void on_reset_frame(const ResetStreamFrame& f, bool& violation);
+    void give_back_session_credit(uint64_t n);
     void on_ack_frame(const AckFrame& ack, Time now);
     void on_packets_lost(std::vector<SentPacket>& lost);
     void requeue(const SentFrame& f);

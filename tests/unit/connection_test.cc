@@ -2,6 +2,8 @@
 // can (not) do. Lossy and adversarial networks are covered by tests/sim/.
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include "tunnel/connection.h"
 #include "tunnel/rng.h"
 
@@ -11,21 +13,29 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Pair {
+    explicit Pair(ConnectionConfig c = {}) : cfg(c) {}
+
     NullProtection prot_a{7}, prot_b{7};
     ConnectionConfig cfg;
     Time now{};
     Connection a{Role::kInitiator, cfg, prot_a, now};
     Connection b{Role::kResponder, cfg, prot_b, now};
     Duration one_way = 5ms;
+    // Returns true to lose a datagram (to_b: it was going from a to b).
+    std::function<bool(bool to_b)> lose;
+    // Datagrams on their way: (arrival, (to_b, bytes)); kept between run() calls.
+    std::vector<std::pair<Time, std::pair<bool, Bytes>>> flight;
 
     // Moves every packet across (after one_way) until both sides are quiet or `limit` passes.
     void run(Duration limit = 2s) {
         const Time end = now + limit;
-        std::vector<std::pair<Time, std::pair<bool, Bytes>>> flight;  // (arrival, (to_b, bytes))
         while (now < end) {
             for (int side = 0; side < 2; ++side) {
                 Connection& c = side == 0 ? a : b;
-                while (auto p = c.poll_transmit(now)) flight.push_back({now + one_way, {side == 0, *p}});
+                while (auto p = c.poll_transmit(now)) {
+                    if (lose && lose(side == 0)) continue;
+                    flight.push_back({now + one_way, {side == 0, *p}});
+                }
             }
             Time next = std::min(a.next_deadline(), b.next_deadline());
             for (auto& f : flight) next = std::min(next, f.first);
@@ -149,6 +159,104 @@ TEST_CASE("reset reaches the peer with its reason and retires the stream") {
     CHECK(p.a.open_stream_count() == 0);
     CHECK(p.b.open_stream_count() == 0);
     CHECK(p.a.write(id, as_bytes("more")) == 0);
+}
+
+TEST_CASE("a reset stream whose peer data was lost in flight still gives its credit back") {
+    // The smallest session window (the initial one), so that credit lost at each reset would
+    // stall the session within a few rounds (each round loses up to 1 MiB of b's in flight).
+    ConnectionConfig cfg;
+    cfg.session_receive_window = kInitialSessionWindow;
+    Pair p(cfg);
+    // Pair::run stops early once both sides only wait for far timers; here time must pass
+    // for the PTOs that recover the lost bursts.
+    auto step = [&p](Duration d) {
+        const Time until = p.now + d;
+        p.run(d);
+        p.now = std::max(p.now, until);
+        p.a.on_timer(p.now);
+        p.b.on_timer(p.now);
+    };
+    const Bytes chunk(1024 * 1024, 0x5a);
+    const Bytes warm(256 * 1024, 0x11);
+    for (int round = 0; round < 20; ++round) {
+        auto id = *p.a.open_stream("iperf");
+        p.a.write(id, as_bytes("go"));
+        step(50ms);
+        drain(p.b);
+        // b sends a clean 256 KiB first (its congestion window opens), then a burst that is
+        // lost on the way, and a resets the stream before any retransmission can arrive:
+        // only b knows how far it had sent.
+        size_t warm_sent = 0, warm_read = 0;
+        for (int i = 0; i < 500 && warm_read < warm.size(); ++i) {
+            warm_sent += p.b.write(id, ByteView(warm).subspan(warm_sent));
+            step(5ms);
+            drain(p.a);
+            warm_read += read_all(p.a, id).size();
+        }
+        REQUIRE(warm_read == warm.size());
+        p.lose = [](bool to_b) { return !to_b; };
+        CHECK(p.b.write(id, chunk) > 0);
+        p.run(30ms);
+        p.a.reset_stream(id, ResetReason::kAborted);
+        p.lose = nullptr;
+        // The answer waits for b's lost burst to leave its congestion window (a PTO).
+        for (int i = 0; i < 600 && p.a.open_stream_count() + p.b.open_stream_count() > 0; ++i) {
+            step(100ms);
+        }
+        drain(p.a);
+        drain(p.b);
+        CHECK(p.a.open_stream_count() == 0);
+        CHECK(p.b.open_stream_count() == 0);
+    }
+    REQUIRE_FALSE(p.a.is_closed());
+    REQUIRE_FALSE(p.b.is_closed());
+    // Every byte b sent is accounted for on a's side: a fresh stream still moves a whole window.
+    auto id = *p.b.open_stream("after");
+    const Bytes big(cfg.session_receive_window, 0x33);
+    size_t sent = 0;
+    Bytes got;
+    for (int i = 0; i < 3000 && got.size() < big.size(); ++i) {
+        sent += p.b.write(id, ByteView(big).subspan(sent));
+        step(20ms);
+        drain(p.a);
+        const Bytes part = read_all(p.a, id);
+        got.insert(got.end(), part.begin(), part.end());
+    }
+    CHECK(got.size() == big.size());
+}
+
+TEST_CASE("resets that cross, or that meet a finished direction, retire the stream on both sides") {
+    Pair p;
+    // Both sides abort at the same moment, each with data on the way to the other.
+    auto id = *p.a.open_stream("x");
+    p.a.write(id, Bytes(5000, 1));
+    p.run();
+    drain(p.b);
+    p.a.write(id, Bytes(3000, 2));
+    p.b.write(id, Bytes(3000, 3));
+    p.a.reset_stream(id, ResetReason::kAborted);
+    p.b.reset_stream(id, ResetReason::kAborted);
+    p.run();
+    CHECK(p.a.open_stream_count() == 0);
+    CHECK(p.b.open_stream_count() == 0);
+    CHECK_FALSE(p.a.is_closed());
+    CHECK_FALSE(p.b.is_closed());
+
+    // b has sent everything, FIN included, and a has it all: a's reset needs no answer.
+    auto id2 = *p.a.open_stream("y");
+    p.run();
+    drain(p.b);
+    p.b.write(id2, Bytes(2000, 4));
+    p.b.shutdown_write(id2);
+    p.run();
+    drain(p.a);
+    p.a.reset_stream(id2, ResetReason::kAborted);
+    p.run();
+    bool reset_seen = false;
+    for (auto& e : drain(p.b)) reset_seen = reset_seen || std::holds_alternative<StreamReset>(e);
+    CHECK(reset_seen);
+    CHECK(p.a.open_stream_count() == 0);
+    CHECK(p.b.open_stream_count() == 0);
 }
 
 TEST_CASE("write pushes back at the send buffer and resumes with StreamWritable") {
