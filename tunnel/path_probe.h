@@ -27,7 +27,6 @@
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 
 #include "tunnel/bytes.h"
 #include "tunnel/frame.h"
@@ -46,8 +45,7 @@ using PathData = std::array<uint8_t, kPathDataLen>;
 // Fresh random data for a challenge: what the answer must echo.
 inline PathData random_path_data(Rng& rng) {
     PathData data;
-    const uint64_t r = rng.next_u64();
-    std::memcpy(data.data(), &r, data.size());
+    rng.fill(data);
     return data;
 }
 
