@@ -21,6 +21,7 @@
 #include "src/admin_server.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
+#include "src/defer.h"
 #include "src/key_file.h"
 #include "src/log.h"
 #include "src/resolve.h"
@@ -888,17 +889,7 @@ class Agent {
         exit_status_ = kExitAuthFailed;
         // Not from here: this may run inside the client timer's own callback, which stop()
         // closes. The loop calls it next.
-        auto* later = new uv_timer_t;
-        uv_timer_init(loop_, later);
-        later->data = this;
-        uv_timer_start(
-            later,
-            [](uv_timer_t* t) {
-                static_cast<Agent*>(t->data)->stop();
-                uv_close(reinterpret_cast<uv_handle_t*>(t),
-                         [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-            },
-            0, 0);
+        defer(loop_, [this] { stop(); });
     }
     void on_client_event(const PeerReady& e) { on_peer_ready(e); }
     void on_client_event(const ConnectRefusedEvent& e) { on_connect_refused(e); }

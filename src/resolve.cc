@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "src/defer.h"
 #include "src/os_error.h"
 #include "src/sockaddr.h"
 
@@ -50,27 +51,10 @@ void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done) {
         return;
     }
     // Could not even queue the lookup: report it from the loop like any other failure.
-    auto* failed = request.release();
-    failed->req.data = failed;
-    auto* timer = new uv_timer_t;
-    uv_timer_init(loop, timer);
-    struct Failed {
-        ResolveRequest* request;
-        int rc;
-    };
-    timer->data = new Failed{failed, rc};
-    uv_timer_start(
-        timer,
-        [](uv_timer_t* t) {
-            auto* f = static_cast<Failed*>(t->data);
-            std::unique_ptr<ResolveRequest> r(f->request);
-            const std::string line = "resolve " + r->where.host + ": " + uv_error_text(f->rc);
-            delete f;
-            uv_close(reinterpret_cast<uv_handle_t*>(t),
-                     [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-            r->done(std::nullopt, line);
-        },
-        0, 0);
+    std::shared_ptr<ResolveRequest> failed(std::move(request));
+    defer(loop, [failed, rc] {
+        failed->done(std::nullopt, "resolve " + failed->where.host + ": " + uv_error_text(rc));
+    });
 }
 
 }  // namespace burrow
