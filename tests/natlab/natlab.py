@@ -115,6 +115,15 @@ class Proc:
         with self.cond:
             return [(t, m) for t, line in self.lines for m in [rx.search(line)] if m]
 
+    def count(self, pattern):
+        """How many log lines so far match pattern."""
+        return len(self.find(pattern))
+
+    def log(self):
+        """The log so far."""
+        with self.cond:
+            return "\n".join(line for _, line in self.lines)
+
     def wait_for(self, pattern, timeout):
         rx = re.compile(pattern)
         end = time.monotonic() + timeout
@@ -169,11 +178,6 @@ class World:
         with open(self.path("www/file"), "wb") as f:
             f.write(data)
         self.sha256 = hashlib.sha256(data).hexdigest()
-        # `burrow status` is another helper's work: use it once the binary lists it (an
-        # unknown subcommand with --help just prints the top-level help and exits 0).
-        top_help = subprocess.run([burrow, "--help"], capture_output=True, text=True,
-                                  timeout=10).stdout
-        self.has_status = re.search(r"^\s+status\s", top_help, re.M) is not None
 
     def path(self, name):
         return os.path.join(self.d, name)
@@ -218,9 +222,7 @@ def path_events(proc, peer):
 
 
 def status_path(world, ns, peer):
-    """peers[].path from `burrow status --admin ... --json`, when that subcommand exists."""
-    if not world.has_status:
-        return None
+    """peers[].path from `burrow status --admin ... --json`; None when the agent does not say."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
                         "--json"], capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
@@ -463,6 +465,8 @@ def verdict(res, check_paths):
         problems.append("first byte")
     if res["lab_error"]:
         problems.append("lab")
+    if res["error"]:
+        problems.append("error")
     if check_paths and res["path"] != res["expected"]:
         problems.append("path")
     cone = res["expected"] == "direct" and "symmetric" not in res["pair"]
