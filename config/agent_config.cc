@@ -18,15 +18,15 @@ struct Positions {
     std::vector<Located<std::string>> peers;     // forward[i].peer
 };
 
-void read_agent(TableReader& t, std::string_view base_dir, AgentConfig& config,
-                Positions& positions) {
+void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& files,
+                AgentConfig& config, Positions& positions) {
     Issues& issues = t.issues();
     if (auto name = t.required_string("name", "\"nas\"")) {
         if (check_agent_name(issues, *name)) config.name = name->value;
     }
     if (auto key_file = t.required_string("key_file", "\"nas.key\"")) {
         config.key_file = resolve_path(base_dir, key_file->value);
-        check_file_exists(issues, *key_file, config.key_file,
+        check_file_exists(issues, files, *key_file, config.key_file,
                           "create it with: burrow keygen -o " + config.key_file);
     }
     if (auto server = t.required_string("server", "\"signal.example.net:7000\"")) {
@@ -55,7 +55,7 @@ void read_agent(TableReader& t, std::string_view base_dir, AgentConfig& config,
     }
     if (ca) {
         config.server_ca = resolve_path(base_dir, ca->value);
-        check_file_exists(issues, *ca, *config.server_ca,
+        check_file_exists(issues, files, *ca, *config.server_ca,
                           "give the PEM file of the CA that signed the server's certificate");
     }
     if (auto port = t.optional_integer("udp_port", 0, kMaxPort)) {
@@ -140,9 +140,18 @@ void cross_check(const AgentConfig& config, const Positions& positions, Issues& 
 
 }  // namespace
 
+bool needs_restart(const AgentConfig& running, const AgentConfig& next) {
+    AgentConfig a = running, b = next;
+    a.log_level = b.log_level;
+    a.expose = b.expose;
+    a.forward = b.forward;
+    return !(a == b);
+}
+
 std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
                                                           std::string_view source_name,
-                                                          std::string_view base_dir) {
+                                                          std::string_view base_dir,
+                                                          const FileProbe& files) {
     auto parsed = parse_toml(text, source_name);
     if (auto* error = std::get_if<ConfigError>(&parsed)) return *error;
     const toml::table& doc = std::get<toml::table>(parsed);
@@ -151,7 +160,7 @@ std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
     TableReader root(doc, "", position_of(doc.source()), issues);
     AgentConfig config;
     Positions positions;
-    if (auto agent = root.required_table("agent")) read_agent(*agent, base_dir, config, positions);
+    if (auto agent = root.required_table("agent")) read_agent(*agent, base_dir, files, config, positions);
     for (auto& expose : root.table_array("expose")) read_expose(expose, config, positions);
     for (auto& forward : root.table_array("forward")) read_forward(forward, config, positions);
     root.finish();
@@ -160,10 +169,6 @@ std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
     if (issues.empty()) cross_check(config, positions, issues);
     if (!issues.empty()) return issues.first(source_name);
     return config;
-}
-
-std::variant<AgentConfig, ConfigError> load_agent_config(const std::string& path) {
-    return load_file<AgentConfig>(path, parse_agent_config);
 }
 
 }  // namespace burrow

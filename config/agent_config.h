@@ -20,7 +20,7 @@
 //   peer = "nas"
 //   service = "web"
 //
-// Loading either yields a config in which every check below has passed, or one ConfigError
+// Parsing either yields a config in which every check below has passed, or one ConfigError
 // line (config/config_error.h). Nothing is half-applied: there is nothing to apply.
 #pragma once
 
@@ -32,26 +32,12 @@
 #include <vector>
 
 #include "config/config_error.h"
-#include "config/host_port.h"
+#include "config/file_probe.h"
+#include "signal/agent_settings.h"
+#include "signal/host_port.h"
 #include "config/values.h"
 
 namespace burrow {
-
-struct ExposeConfig {
-    std::string service;
-    HostPort target;                 // IP literal or DNS name
-    std::vector<std::string> allow;  // peer agent names, non-empty, no repeats
-
-    bool operator==(const ExposeConfig&) const = default;
-};
-
-struct ForwardConfig {
-    HostPort listen;  // IP literal; no two forwards can bind the same port
-    std::string peer;
-    std::string service;
-
-    bool operator==(const ForwardConfig&) const = default;
-};
 
 struct AgentConfig {
     std::string name;
@@ -69,13 +55,16 @@ struct AgentConfig {
     bool operator==(const AgentConfig&) const = default;
 };
 
-// Reads and validates the file at path; relative paths inside resolve against its folder.
-std::variant<AgentConfig, ConfigError> load_agent_config(const std::string& path);
+// Whether next differs from running in [agent] beyond log_level: what a reload cannot apply
+// (the identity, the server, the sockets).
+bool needs_restart(const AgentConfig& running, const AgentConfig& next);
 
-// The same for text already in memory. source_name is what messages call the file;
-// base_dir is the folder relative paths resolve against ("" for the current one).
+// Validates a file's text (src/config_file.h reads the file). source_name is what messages
+// call the file; base_dir is the folder relative paths resolve against ("" for the current
+// one); files answers whether key_file and server_ca exist.
 std::variant<AgentConfig, ConfigError> parse_agent_config(std::string_view text,
                                                           std::string_view source_name,
-                                                          std::string_view base_dir);
+                                                          std::string_view base_dir,
+                                                          const FileProbe& files);
 
 }  // namespace burrow

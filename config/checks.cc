@@ -1,21 +1,10 @@
 #include "config/checks.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <memory>
+#include <vector>
 
 namespace burrow::config_detail {
 
 namespace {
-
-namespace fs = std::filesystem;
-
-// Far beyond any real config (a server.toml listing 10000 agents is about 1 MiB); stops a
-// mistaken path such as /dev/zero from eating memory.
-constexpr size_t kMaxConfigSize = 16 * 1024 * 1024;
-constexpr size_t kReadChunk = 4096;  // one page per fread
 
 std::string why_address(AddressUse use) {
     switch (use) {
@@ -101,46 +90,47 @@ std::vector<std::string> values_of(const std::vector<Located<std::string>>& list
 }
 
 std::string resolve_path(std::string_view base_dir, std::string_view path) {
-    const fs::path p(path);
-    if (p.is_absolute() || base_dir.empty()) return p.lexically_normal().string();
-    return (fs::path(base_dir) / p).lexically_normal().string();
+    std::string joined(path);
+    if (!base_dir.empty() && !path.starts_with('/')) {
+        joined = std::string(base_dir) + "/" + std::string(path);
+    }
+    const bool absolute = joined.starts_with('/');
+    std::vector<std::string_view> parts;
+    std::string_view rest(joined);
+    while (!rest.empty()) {
+        const size_t slash = rest.find('/');
+        const std::string_view part = rest.substr(0, slash);
+        rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+        if (part.empty() || part == ".") continue;
+        if (part == ".." && !parts.empty() && parts.back() != "..") {
+            parts.pop_back();
+        } else if (part != ".." || !absolute) {
+            parts.push_back(part);  // a leading ".." stays in a relative path; "/.." is "/"
+        }
+    }
+    std::string out = absolute ? "/" : "";
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (i > 0) out += '/';
+        out += parts[i];
+    }
+    return out.empty() ? "." : out;
 }
 
-bool check_file_exists(Issues& issues, const Located<std::string>& text,
+bool check_file_exists(Issues& issues, const FileProbe& files, const Located<std::string>& text,
                        const std::string& resolved, std::string_view fix) {
-    std::error_code ec;
-    const auto status = fs::status(resolved, ec);
-    if (fs::is_directory(status)) {
-        issues.add(text, quote(text.value) + " is a directory (" + resolved + "), not a file");
-        return false;
+    switch (files(resolved)) {
+        case FileKind::kFile:
+            return true;
+        case FileKind::kDirectory:
+            issues.add(text, quote(text.value) + " is a directory (" + resolved + "), not a file");
+            return false;
+        case FileKind::kMissing:
+            break;
     }
-    if (fs::exists(status)) return true;
     const std::string where =
         resolved == text.value ? std::string() : " (looked for " + resolved + ")";
     issues.add(text, quote(text.value) + " does not exist" + where + "; " + std::string(fix));
     return false;
-}
-
-std::variant<std::string, ConfigError> read_config_text(const std::string& path) {
-    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (!file) return ConfigError{path + ": cannot open: " + std::strerror(errno)};
-    std::string text;
-    char buf[kReadChunk];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, file.get())) > 0) {
-        text.append(buf, n);
-        if (text.size() > kMaxConfigSize) {
-            return ConfigError{path + ": too large for a config file (over " +
-                               std::to_string(kMaxConfigSize) + " bytes)"};
-        }
-    }
-    if (std::ferror(file.get()))
-        return ConfigError{path + ": cannot read: " + std::strerror(errno)};
-    return text;
-}
-
-std::string folder_of(const std::string& path) {
-    return fs::path(path).parent_path().string();
 }
 
 }  // namespace burrow::config_detail

@@ -9,7 +9,8 @@
 #include <variant>
 #include <vector>
 
-#include "config/host_port.h"
+#include "signal/host_port.h"
+#include "config/file_probe.h"
 #include "config/toml_reader.h"
 #include "config/values.h"
 
@@ -39,25 +40,13 @@ void check_no_repeats(Issues& issues, const std::vector<Located<std::string>>& l
 // The values of a located list.
 std::vector<std::string> values_of(const std::vector<Located<std::string>>& list);
 
-// path as is when absolute, else base_dir/path, lexically normalised.
+// path as is when absolute, else base_dir/path, lexically normalised ("a/./b/../c" is "a/c");
+// no file is looked at.
 std::string resolve_path(std::string_view base_dir, std::string_view path);
 
 // An issue unless the resolved file exists (existence only: the file's owner reads it).
-// `fix` tells the user how to create it.
-bool check_file_exists(Issues& issues, const Located<std::string>& text,
+// `fix` tells the user how to create it. files is how src/ answers "is there a file?".
+bool check_file_exists(Issues& issues, const FileProbe& files, const Located<std::string>& text,
                        const std::string& resolved, std::string_view fix);
-
-// The whole file, or a one-line error naming it.
-std::variant<std::string, ConfigError> read_config_text(const std::string& path);
-// The folder relative paths in the file at path resolve against ("" for the current one).
-std::string folder_of(const std::string& path);
-
-// Reads the file at path and hands its text, its name and its folder to parse.
-template <class Config, class Parse>
-std::variant<Config, ConfigError> load_file(const std::string& path, Parse parse) {
-    auto text = read_config_text(path);
-    if (auto* error = std::get_if<ConfigError>(&text)) return *error;
-    return parse(std::get<std::string>(text), path, folder_of(path));
-}
 
 }  // namespace burrow::config_detail

@@ -217,8 +217,4 @@ std::variant<ServerConfig, ConfigError> parse_server_config(std::string_view tex
     return config;
 }
 
-std::variant<ServerConfig, ConfigError> load_server_config(const std::string& path) {
-    return load_file<ServerConfig>(path, parse_server_config);
-}
-
 }  // namespace burrow

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "config/config_error.h"
-#include "config/host_port.h"
+#include "signal/host_port.h"
 #include "config/values.h"
 #include "signal/acl.h"
 #include "tunnel/noise.h"
@@ -80,10 +80,7 @@ struct ServerConfig {
     bool operator==(const ServerConfig&) const = default;
 };
 
-// Reads and validates the file at path; relative paths inside resolve against its folder.
-std::variant<ServerConfig, ConfigError> load_server_config(const std::string& path);
-
-// The same for text already in memory. source_name is what messages call the file;
+// Validates a file's text (src/config_file.h reads the file). source_name is what messages call the file;
 // base_dir is the folder relative paths resolve against ("" for the current one).
 std::variant<ServerConfig, ConfigError> parse_server_config(std::string_view text,
                                                             std::string_view source_name,

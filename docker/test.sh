@@ -170,7 +170,7 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     if [[ "$expect" == relay-* ]]; then
         # Not merely "not punched yet": every session starts on the relay, so the path must
         # stay relayed through the whole fast punching schedule (3.2 s from the session's
-        # start, signal/path_manager.h) and after one more fetch through the tunnel.
+        # start, tunnel/path_manager.h) and after one more fetch through the tunnel.
         compose exec -T laptop curl -sf -m 5 -o /dev/null http://127.0.0.1:8080/ ||
             { show_logs; fail "$name: second fetch through the tunnel"; }
         local hold_until=$((SECONDS + RELAY_HOLD))

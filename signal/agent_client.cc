@@ -33,14 +33,6 @@ std::string printable(std::string_view s, size_t cap) {
     return out;
 }
 
-std::string key_base64(const PublicKey& key) {
-    std::string b64(sodium_base64_ENCODED_LEN(key.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-    sodium_bin2base64(b64.data(), b64.size(), key.data(), key.size(),
-                      sodium_base64_VARIANT_ORIGINAL);
-    b64.resize(b64.find('\0'));
-    return b64;
-}
-
 std::string seconds(Duration d) {
     return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
 }
@@ -190,8 +182,8 @@ void AgentClient::handle(ControlMessage&& m, Time now) {
 void AgentClient::on_server_hello(const ServerHello& hello, Time now) {
     (void)now;
     if (config_.server_key && *config_.server_key != hello.server_static_pub) {
-        return fail("the signalling server's identity key " + key_base64(hello.server_static_pub) +
-                    " is not the configured " + key_base64(*config_.server_key) +
+        return fail("the signalling server's identity key " + key_to_base64(hello.server_static_pub) +
+                    " is not the configured " + key_to_base64(*config_.server_key) +
                     ": check the server's key, or that this is the right server");
     }
     std::optional<AuthProof> proof =
@@ -227,7 +219,7 @@ void AgentClient::on_server_error(const ControlErrorMessage& e, Time now) {
     switch (static_cast<ControlErrorCode>(e.code)) {
         case ControlErrorCode::kUnknownKey:
             return fail("the signalling server does not know this agent's key " +
-                        key_base64(public_key_) + ": add it as an [[agent]] to server.toml" + said);
+                        key_to_base64(public_key_) + ": add it as an [[agent]] to server.toml" + said);
         case ControlErrorCode::kAuthFailed:
             return fail("the signalling server rejected this agent's authentication" + said +
                         ": check that the agent's key file is the one server.toml lists");

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "signal/control.h"
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
 #include "tunnel/time.h"
 

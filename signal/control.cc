@@ -313,18 +313,6 @@ Bytes encode_control(const ControlMessage& m) {
     return out;
 }
 
-const char* to_string(NatMapping m) {
-    switch (m) {
-        case NatMapping::kEndpointIndependent:
-            return "endpoint-independent";
-        case NatMapping::kPerDestination:
-            return "per-destination";
-        case NatMapping::kUnknown:
-            break;
-    }
-    return "unknown";
-}
-
 const char* to_string(ControlDecodeError e) {
     switch (e) {
         case ControlDecodeError::kOversized:

@@ -48,9 +48,10 @@
 #include <variant>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
 #include "tunnel/frame.h"
+#include "tunnel/nat_mapping.h"
 #include "tunnel/noise.h"
 
 namespace burrow {
@@ -91,10 +92,6 @@ struct Candidate {
     SocketAddress address;
     bool operator==(const Candidate&) const = default;
 };
-
-// How the agent's NAT maps outgoing UDP (RFC 4787 §4.1): learned by comparing the reflexive
-// addresses seen by the server's two STUN ports.
-enum class NatMapping : uint8_t { kUnknown = 0, kEndpointIndependent = 1, kPerDestination = 2 };
 
 enum class SessionRole : uint8_t { kInitiator = 1, kResponder = 2 };
 
@@ -195,8 +192,6 @@ enum class ControlDecodeError {
     kMalformed     // body does not parse exactly
 };
 const char* to_string(ControlDecodeError e);
-// "endpoint-independent", "per-destination", "unknown": as logs and `burrow status` say it.
-const char* to_string(NatMapping m);
 
 // Decodes one frame's version, type and body (everything after the length).
 std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView frame);

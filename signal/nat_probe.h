@@ -21,7 +21,7 @@
 
 #include "signal/agent_udp.h"
 #include "signal/control.h"
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "signal/stun.h"
 #include "signal/udp_server.h"
 #include "tunnel/rng.h"

@@ -16,7 +16,7 @@
 #include "signal/acl.h"
 #include "signal/control.h"
 #include "signal/server_action.h"
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "signal/token_bucket.h"
 #include "tunnel/time.h"
 

@@ -11,7 +11,7 @@
 #include <variant>
 
 #include "signal/control.h"
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
 
 namespace burrow {

@@ -47,7 +47,7 @@
 #include <string_view>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
 
 namespace burrow {

@@ -25,7 +25,7 @@
 #include <unordered_map>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "src/os_error.h"
 #include "src/tcp.h"
 #include "tunnel/time.h"

@@ -5,6 +5,7 @@
 
 #include "config/agent_config.h"
 #include "src/agent_runtime.h"
+#include "src/config_file.h"
 #include "src/key_file.h"
 #include "src/log.h"
 #include "src/tls.h"

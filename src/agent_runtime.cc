@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "signal/agent_client.h"
-#include "signal/path_manager.h"
 #include "src/admin_server.h"
 #include "src/clock.h"
+#include "src/config_file.h"
 #include "src/core_timer.h"
 #include "src/defer.h"
 #include "src/key_file.h"
@@ -31,6 +31,7 @@
 #include "src/tcp.h"
 #include "src/udp_socket.h"
 #include "src/version.h"
+#include "tunnel/path_manager.h"
 #include "tunnel/session.h"
 
 namespace burrow {
@@ -135,7 +136,7 @@ class PeerSession final : public StreamBridge::Host {
     std::optional<SocketAddress> remote_reflexive_;
     NatMapping remote_nat_ = NatMapping::kUnknown;
     // Our NAT maps per destination and the peer's does not: the birthday technique's many
-    // sockets (signal/path_manager.h), each sending towards the peer's reflexive address.
+    // sockets (tunnel/path_manager.h), each sending towards the peer's reflexive address.
     std::vector<std::shared_ptr<UdpSocket>> birthday_;
     std::unique_ptr<uv_timer_t> birthday_timer_;
     int birthday_rounds_ = 0;

@@ -17,7 +17,6 @@ namespace {
 
 constexpr mode_t kKeyFileMode = 0600;
 constexpr mode_t kGroupOtherBits = 077;
-constexpr size_t kKeyBase64Len = 44;      // 4 * ceil(32 / 3), padding included
 constexpr size_t kMaxKeyFileSize = 4096;  // a key file is 45 bytes; anything this big is not one
 constexpr int kB64Variant = sodium_base64_VARIANT_ORIGINAL;
 
@@ -68,14 +67,6 @@ bool fill_key_file(int fd, const std::string& line) {
 }
 
 }  // namespace
-
-std::string key_to_base64(std::span<const uint8_t, 32> key) {
-    std::array<char, kKeyBase64Len + 1> b64;  // + NUL
-    sodium_bin2base64(b64.data(), b64.size(), key.data(), key.size(), kB64Variant);
-    std::string out(b64.data(), kKeyBase64Len);
-    sodium_memzero(b64.data(), b64.size());
-    return out;
-}
 
 std::variant<PrivateKey, KeyFileError> load_key_file(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

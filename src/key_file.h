@@ -29,8 +29,4 @@ std::variant<PrivateKey, KeyFileError> load_key_file(const std::string& path);
 std::optional<KeyFileError> save_key_file(const std::string& path, const PrivateKey& key,
                                           bool overwrite);
 
-// Base64 (ORIGINAL variant) of 32 key bytes: the key-file line, and the form in which public
-// keys are shown and written into configs.
-std::string key_to_base64(std::span<const uint8_t, 32> key);
-
 }  // namespace burrow

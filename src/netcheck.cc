@@ -9,9 +9,10 @@
 #include <variant>
 
 #include "config/agent_config.h"
-#include "config/host_port.h"
+#include "signal/host_port.h"
 #include "signal/nat_probe.h"
 #include "src/clock.h"
+#include "src/config_file.h"
 #include "src/core_timer.h"
 #include "src/resolve.h"
 #include "src/system_rng.h"

@@ -12,8 +12,8 @@
 #include <optional>
 #include <string>
 
-#include "config/host_port.h"
-#include "signal/socket_address.h"
+#include "signal/host_port.h"
+#include "tunnel/socket_address.h"
 
 namespace burrow {
 

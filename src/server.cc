@@ -10,6 +10,7 @@
 
 #include "config/server_config.h"
 #include "src/cert.h"
+#include "src/config_file.h"
 #include "src/key_file.h"
 #include "src/log.h"
 #include "src/server_runtime.h"

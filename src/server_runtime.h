@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "src/tls.h"
 #include "tunnel/noise.h"
 

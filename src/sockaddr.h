@@ -10,7 +10,7 @@
 
 #include <optional>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 
 namespace burrow {
 

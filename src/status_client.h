@@ -8,7 +8,7 @@
 #include <string>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/time.h"
 
 namespace burrow {

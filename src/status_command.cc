@@ -7,8 +7,9 @@
 #include <variant>
 
 #include "config/agent_config.h"
-#include "config/host_port.h"
-#include "signal/socket_address.h"
+#include "signal/host_port.h"
+#include "src/config_file.h"
+#include "tunnel/socket_address.h"
 #include "src/admin_server.h"
 #include "src/status_client.h"
 #include "src/status_table.h"

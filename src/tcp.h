@@ -24,7 +24,7 @@
 #include <string>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "src/os_error.h"
 #include "tunnel/bytes.h"
 #include "tunnel/time.h"

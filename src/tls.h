@@ -32,7 +32,7 @@
 #include <string>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "src/os_error.h"
 #include "src/tcp.h"
 #include "tunnel/bytes.h"

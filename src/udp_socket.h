@@ -22,7 +22,7 @@
 #include <memory>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "src/clock.h"
 #include "src/os_error.h"
 #include "tunnel/bytes.h"

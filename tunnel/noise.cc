@@ -155,6 +155,15 @@ PublicKey public_key(const PrivateKey& key) {
     return pub;
 }
 
+std::string key_to_base64(std::span<const uint8_t, kDhLen> key) {
+    std::array<char, kKeyBase64Len + 1> b64;  // + NUL
+    sodium_bin2base64(b64.data(), b64.size(), key.data(), key.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    std::string out(b64.data(), kKeyBase64Len);
+    sodium_memzero(b64.data(), b64.size());  // it may have been a private key
+    return out;
+}
+
 // --- protocol names -----------------------------------------------------------------------------
 
 std::string NoiseProtocol::name() const {

@@ -67,6 +67,11 @@ using Psk = SecretKey;
 // X25519 public key of a private key: the scalar times the base point.
 PublicKey public_key(const PrivateKey& key);
 
+// Base64 (libsodium's ORIGINAL variant, padded: 44 characters) of 32 key bytes: the form in
+// which keys are shown, written into configs and stored in key files.
+inline constexpr size_t kKeyBase64Len = 44;  // 4 * ceil(32 / 3)
+std::string key_to_base64(std::span<const uint8_t, kDhLen> key);
+
 enum class NoiseHash { kSha256, kBlake2b };
 enum class NoiseRole { kInitiator, kResponder };
 

@@ -21,7 +21,7 @@
 #include <variant>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/noise.h"
 
 namespace burrow::bench {

@@ -9,8 +9,6 @@
 // Invariants: the loader returns a config or exactly one error line naming the source; a config
 // satisfies what its header promises (names present, allow lists non-empty, exactly one of
 // fingerprint and CA, distinct STUN endpoints and server paths, listen ports not reused).
-#include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "config/agent_config.h"
@@ -23,17 +21,14 @@ namespace {
 
 constexpr std::string_view kSource = "fuzz.toml";
 
-const std::string& base_dir() {
-    static const std::string dir = [] {
-        namespace fs = std::filesystem;
-        const fs::path p = fs::temp_directory_path() / "burrow-config-fuzz";
-        fs::create_directories(p);
-        for (const char* name : {"nas.key", "laptop.key", "ca.pem"}) {
-            std::ofstream(p / name) << "placeholder\n";
-        }
-        return p.string();
-    }();
-    return dir;
+// The files the configs may name; config/ asks about them through a FileProbe, so the fuzzer
+// never touches the disk.
+const std::string kBaseDir = "/fuzz";
+FileKind fake_files(const std::string& path) {
+    for (const char* name : {"/fuzz/nas.key", "/fuzz/laptop.key", "/fuzz/ca.pem"}) {
+        if (path == name) return FileKind::kFile;
+    }
+    return path == kBaseDir ? FileKind::kDirectory : FileKind::kMissing;
 }
 
 void check_error(const ConfigError& e) {
@@ -75,11 +70,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
     if (data[0] & 1) {
-        auto r = parse_server_config(text, kSource, base_dir());
+        auto r = parse_server_config(text, kSource, kBaseDir);
         if (auto* e = std::get_if<ConfigError>(&r)) check_error(*e);
         else check(std::get<ServerConfig>(r));
     } else {
-        auto r = parse_agent_config(text, kSource, base_dir());
+        auto r = parse_agent_config(text, kSource, kBaseDir, fake_files);
         if (auto* e = std::get_if<ConfigError>(&r)) check_error(*e);
         else check(std::get<AgentConfig>(r));
     }

@@ -27,8 +27,8 @@
 #include <variant>
 #include <vector>
 
-#include "signal/path_manager.h"
-#include "signal/socket_address.h"
+#include "tunnel/path_manager.h"
+#include "tunnel/socket_address.h"
 #include "tests/sim/net/path_network.h"
 #include "tests/sim/net/transfer.h"
 #include "tunnel/crypto_init.h"

@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;

@@ -28,7 +28,7 @@
 #include <set>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tests/sim/net/link.h"
 #include "tunnel/bytes.h"
 #include "tunnel/time.h"

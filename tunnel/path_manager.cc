@@ -1,4 +1,4 @@
-#include "signal/path_manager.h"
+#include "tunnel/path_manager.h"
 
 #include <cstdio>
 

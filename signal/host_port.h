@@ -3,9 +3,9 @@
 //
 //   127.0.0.1:80   [::1]:8080   signal.example.net:7000
 //
-// A literal is parsed by signal/socket_address.h and stored in its canonical text form (so
+// A literal is parsed by tunnel/socket_address.h and stored in its canonical text form (so
 // "0:0::1" and "::1" compare equal); a name is checked for DNS syntax only, never resolved:
-// config/ does no I/O beyond reading files and checking that key files exist.
+// nothing here does I/O.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <variant>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 
 namespace burrow {
 

@@ -23,8 +23,8 @@
 // redirect traffic: the probe is sealed with the session keys, and the response must carry
 // the random data we sent to that very address.
 //
-// This lives in signal/ because it works on SocketAddress and candidates, which the control
-// plane already defines; it has no I/O and no clock, like every core.
+// It has no I/O and no clock, like every core; the agent's PeerLink (tunnel/peer_link.h) drives
+// it beside the Session whose keys seal the probes.
 #pragma once
 
 #include <chrono>
@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/path_probe.h"
 #include "tunnel/rng.h"
 #include "tunnel/time.h"

@@ -1,4 +1,4 @@
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 
 #include <algorithm>
 

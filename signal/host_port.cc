@@ -1,10 +1,10 @@
-#include "config/host_port.h"
+#include "signal/host_port.h"
 
 #include <algorithm>
 #include <cctype>
 #include <optional>
 
-#include "signal/socket_address.h"
+#include "tunnel/socket_address.h"
 
 namespace burrow {
 
@@ -34,7 +34,7 @@ std::variant<uint16_t, std::string> parse_port(std::string_view text) {
 }
 
 // The canonical text of the IP literal in host:port (RFC 5952 for IPv6, without brackets), or
-// nullopt if it is not one. signal/socket_address.h does the parsing, so that an address reads
+// nullopt if it is not one. tunnel/socket_address.h does the parsing, so that an address reads
 // the same in a config file as on the wire.
 std::optional<std::string> canonical_ip(std::string_view host_port) {
     const auto address = parse_socket_address(host_port);

@@ -1,4 +1,4 @@
-// A UDP/TCP endpoint as the control plane carries it: an IPv4 or IPv6 address and a port.
+// A UDP/TCP endpoint as the data and control planes carry it: an IPv4 or IPv6 address and a port.
 //
 // A plain value type (no sockaddr, no OS headers) so that the sans-IO cores, the STUN codec and
 // the signalling messages can share it; src/ converts to and from sockaddr at the socket.
