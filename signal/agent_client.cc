@@ -374,7 +374,8 @@ void AgentClient::set_host_candidates(std::vector<SocketAddress> addresses, Time
     if (registered()) send_control(Register{candidates(), nat_->mapping});
 }
 
-void AgentClient::connect(std::string_view peer, std::string_view service, Time now) {
+void AgentClient::connect(std::string_view peer, std::string_view service, uint64_t session_id,
+                          Time now) {
     if (!valid_name(peer, kMaxAgentNameLen)) {
         return refuse_locally(
             std::string(peer), std::string(service),
@@ -390,21 +391,21 @@ void AgentClient::connect(std::string_view peer, std::string_view service, Time 
                               "not authenticated with the signalling server");
     }
     if (registered()) {
-        send_control(ConnectRequest{std::string(peer), std::string(service)});
+        send_control(ConnectRequest{std::string(peer), std::string(service), session_id});
         return;
     }
     if (pending_connects_.size() >= kMaxPendingConnects) {
         return refuse_locally(std::string(peer), std::string(service),
                               "too many connects waiting for the signalling server");
     }
-    pending_connects_.push_back(
-        PendingConnect{std::string(peer), std::string(service), now + kPendingConnectTimeout});
+    pending_connects_.push_back(PendingConnect{std::string(peer), std::string(service), session_id,
+                                               now + kPendingConnectTimeout});
 }
 
 void AgentClient::flush_pending_connects(Time now) {
     expire_pending_connects(now);
     for (PendingConnect& p : pending_connects_) {
-        send_control(ConnectRequest{std::move(p.peer), std::move(p.service)});
+        send_control(ConnectRequest{std::move(p.peer), std::move(p.service), p.session_id});
     }
     pending_connects_.clear();
 }

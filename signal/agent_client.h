@@ -123,9 +123,11 @@ class AgentClient {
     void on_timer(Time now);
 
     // --- the agent's requests ---
-    // Asks the server for a session to peer's service. The answer is a PeerReady or a
+    // Asks the server for peer's service. session_id: the relay session of our link with the
+    // peer (0: none), which the server keeps the pair on. The answer is a PeerReady or a
     // ConnectRefused event. Waits (bounded) while the client is not yet registered.
-    void connect(std::string_view peer, std::string_view service, Time now);
+    void connect(std::string_view peer, std::string_view service, uint64_t session_id,
+                 Time now);
     // A session packet for the peer of session_id, through the server's relay. False, and
     // counted, when dropped.
     bool send_relay(uint64_t session_id, ByteView payload, Time now);
@@ -163,6 +165,7 @@ class AgentClient {
     struct PendingConnect {
         std::string peer;
         std::string service;
+        uint64_t session_id = 0;
         Time deadline{};
     };
 

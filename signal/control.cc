@@ -89,6 +89,7 @@ struct BodyWriter {
     Type operator()(const ConnectRequest& m) {
         put_text(w, m.peer, kMaxAgentNameLen);
         put_text(w, m.service, kMaxServiceNameLen);
+        w.u64(m.session_id);
         return Type::kConnectRequest;
     }
     Type operator()(const PeerInfo& m) {
@@ -101,6 +102,7 @@ struct BodyWriter {
         w.u32(m.start_in_ms);
         w.u8(static_cast<uint8_t>(m.role));
         put_text(w, m.service, kMaxServiceNameLen);
+        w.u8(m.opener ? 1 : 0);
         return Type::kPeerInfo;
     }
     Type operator()(const ConnectRefused& m) {
@@ -194,6 +196,12 @@ NatMapping get_nat(ByteReader& r) {
     return static_cast<NatMapping>(v);
 }
 
+bool get_flag(ByteReader& r) {
+    const uint8_t v = r.u8();
+    if (v > 1) r.fail();
+    return v == 1;
+}
+
 SessionRole get_role(ByteReader& r) {
     const uint8_t v = r.u8();
     if (v != static_cast<uint8_t>(SessionRole::kInitiator) &&
@@ -243,6 +251,7 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             ConnectRequest m;
             m.peer = get_text(r, kMaxAgentNameLen);
             m.service = get_text(r, kMaxServiceNameLen);
+            m.session_id = r.u64();
             return m;
         }
         case Type::kPeerInfo: {
@@ -256,6 +265,7 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             m.start_in_ms = r.u32();
             m.role = get_role(r);
             m.service = get_text(r, kMaxServiceNameLen);
+            m.opener = get_flag(r);
             return m;
         }
         case Type::kConnectRefused: {

@@ -31,10 +31,11 @@
 //                                           relay_udp_port u16
 //   0x04  Error            both             code u16, message text
 //   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
-//   0x06  ConnectRequest   agent -> server  peer text, service text
+//   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
 //                                           candidates, nat u8, relay_token[16],
-//                                           start_in_ms u32, role u8, service text
+//                                           start_in_ms u32, role u8, service text,
+//                                           opener u8 (0 or 1)
 //   0x08  ConnectRefused   server -> agent  peer text, service text, reason text
 //   0x09  RelayData        both             session_id u64, payload
 //   0x0a  Ping             both             value u64
@@ -56,7 +57,9 @@
 
 namespace burrow {
 
-inline constexpr uint8_t kControlVersion = 1;
+// 2: one session per pair of agents (ConnectRequest names the requester's session with the
+// peer, PeerInfo says which side opens the service).
+inline constexpr uint8_t kControlVersion = 2;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -137,6 +140,9 @@ struct Register {
 struct ConnectRequest {
     std::string peer;
     std::string service;
+    // The relay session id of the requester's link with the peer; 0 when it has none. The
+    // server keeps the pair on that session (one session per pair of agents).
+    uint64_t session_id = 0;
     bool operator==(const ConnectRequest&) const = default;
 };
 struct PeerInfo {
@@ -149,8 +155,12 @@ struct PeerInfo {
     // Start punching this many ms after receiving the message: both sides get it at about the
     // same time, and an offset needs no synchronised clocks.
     uint32_t start_in_ms = 0;
+    // This agent's Noise role in the pair's session (fixed while the session lives).
     SessionRole role = SessionRole::kInitiator;
     std::string service;
+    // true: this agent asked to open `service` on the peer; false: the peer may open `service`
+    // on this agent.
+    bool opener = true;
     bool operator==(const PeerInfo&) const = default;
 };
 struct ConnectRefused {

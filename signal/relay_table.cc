@@ -4,22 +4,42 @@
 
 namespace burrow {
 
-const RelaySession* RelayTable::open(std::string_view initiator, std::string_view responder,
-                                     std::string_view service, Time now, Rng& rng) {
-    if (!acl_.allowed(initiator, responder, service)) return nullptr;
-    for (std::string_view agent : {initiator, responder}) {
+const RelaySession* RelayTable::open(std::string_view requester, std::string_view peer,
+                                     std::string_view service, uint64_t requested_id, Time now,
+                                     Rng& rng) {
+    if (!acl_.allowed(requester, peer, service)) return nullptr;
+    RelaySession* s = find_pair(requester, peer);
+    if (s && requested_id == 0 &&
+        !(s->initiator == peer && now - s->created < kPairReuseWindow)) {
+        sessions_.erase(s->id);  // the requester has no link: the peer's is stale
+        s = nullptr;
+    }
+    if (!s) s = &create(requester, peer, requested_id, now, rng);
+    s->services.insert(std::string(service));
+    s->last_used = now;
+    return s;
+}
+
+RelaySession* RelayTable::find_pair(std::string_view a, std::string_view b) {
+    for (auto& [id, s] : sessions_) {
+        if (s.has_member(a) && s.has_member(b)) return &s;
+    }
+    return nullptr;
+}
+
+RelaySession& RelayTable::create(std::string_view requester, std::string_view peer,
+                                 uint64_t wanted_id, Time now, Rng& rng) {
+    for (std::string_view agent : {requester, peer}) {
         while (max_per_agent_ > 0 && count_for(agent) >= max_per_agent_) evict_oldest_of(agent);
     }
     RelaySession s;
-    do {
-        s.id = rng.next_u64();
-    } while (s.id == 0 || sessions_.count(s.id));  // 0 reads as "no session" in logs
+    s.id = wanted_id;
+    while (s.id == 0 || sessions_.count(s.id)) s.id = rng.next_u64();  // 0 reads as "none"
     rng.fill(s.token);
-    s.initiator = initiator;
-    s.responder = responder;
-    s.service = service;
-    s.last_used = now;
-    return &sessions_.emplace(s.id, std::move(s)).first->second;
+    s.initiator = requester;
+    s.responder = peer;
+    s.created = now;
+    return sessions_.emplace(s.id, std::move(s)).first->second;
 }
 
 RelaySession* RelayTable::find(uint64_t id) {

@@ -1,14 +1,26 @@
-// Relay sessions: which two agents may exchange relayed packets, for which service, under
-// which id and token.
+// Relay sessions: which two agents may exchange relayed packets, under which id and token. One
+// session per pair of agents (DESIGN.md §3): every service between them rides the same one.
 //
 // A session exists only because a ConnectRequest passed the ACL; open() checks the ACL again
 // itself, so no caller can create a relay between agents the ACL keeps apart. The session id
-// and the 128-bit token are random: the id names the session in logs and lookups, the token
-// (known only to the two agents) authenticates relay datagrams.
+// and the 128-bit token are random: the id names the session (and the agents' link) in logs
+// and lookups, the token (known only to the two agents) authenticates relay datagrams.
+//
+// Which session a request gets, by the id the requester names (its link with the peer, or 0):
+//
+//   the pair's session, and the id names it           that session (a service is added)
+//   the pair's session, id 0, the peer opened it       that session: both sides asked at once
+//     less than kPairReuseWindow ago
+//   the pair's session, id 0, otherwise                a new session replaces it: the requester
+//                                                      has no link, so the peer's is stale
+//   the pair's session, another id                     that session: the peer has moved on
+//   no session for the pair                            a new one, under the named id when it is
+//                                                      free (the links survive a server restart)
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -19,12 +31,17 @@
 
 namespace burrow {
 
+// Both agents' first requests for a pair, each made before the other's PeerInfo arrived, land
+// within a few round trips to the server of each other.
+inline constexpr Duration kPairReuseWindow = std::chrono::seconds(10);
+
 struct RelaySession {
     uint64_t id = 0;
     RelayToken token{};
-    std::string initiator;
+    std::string initiator;  // the agent whose request created it: the Noise initiator
     std::string responder;
-    std::string service;
+    std::set<std::string> services;  // approved on it so far, for logs
+    Time created{};
     Time last_used{};
 
     bool has_member(std::string_view agent) const {
@@ -43,9 +60,10 @@ class RelayTable {
     // refused would lock out a long-running agent).
     RelayTable(const Acl& acl, size_t max_per_agent) : acl_(acl), max_per_agent_(max_per_agent) {}
 
-    // nullptr when the ACL does not allow initiator to open service on responder.
-    const RelaySession* open(std::string_view initiator, std::string_view responder,
-                             std::string_view service, Time now, Rng& rng);
+    // The pair's session for requester opening service on peer (see the table above); nullptr
+    // when the ACL does not allow it.
+    const RelaySession* open(std::string_view requester, std::string_view peer,
+                             std::string_view service, uint64_t requested_id, Time now, Rng& rng);
     RelaySession* find(uint64_t id);
     // Ends every session `agent` is part of (it went offline).
     void close_agent(std::string_view agent);
@@ -53,6 +71,9 @@ class RelayTable {
     size_t count_for(std::string_view agent) const;
 
   private:
+    RelaySession* find_pair(std::string_view a, std::string_view b);
+    RelaySession& create(std::string_view requester, std::string_view peer, uint64_t wanted_id,
+                         Time now, Rng& rng);
     void evict_oldest_of(std::string_view agent);
 
     const Acl& acl_;

@@ -325,17 +325,18 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     AgentRecord* self = registry_.find(c.agent);
     AgentRecord* peer = registry_.find(req.peer);
     if (!self || !peer || !peer->online()) return refuse("peer offline");
-    const RelaySession* s = relays_.open(c.agent, req.peer, req.service, now, rng_);
+    const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
     if (!s) return refuse("not allowed by the server");
 
-    out.push_back(SendControl{c.id, peer_info(*s, *peer, *self, SessionRole::kInitiator)});
-    out.push_back(SendControl{*peer->conn, peer_info(*s, *self, *peer, SessionRole::kResponder)});
+    out.push_back(SendControl{c.id, peer_info(*s, req.service, *peer, *self, true)});
+    out.push_back(SendControl{*peer->conn, peer_info(*s, req.service, *self, *peer, false)});
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
 }
 
-PeerInfo ServerCore::peer_info(const RelaySession& s, const AgentRecord& about,
-                               const AgentRecord& to, SessionRole role) const {
+PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
+                               const AgentRecord& about, const AgentRecord& to,
+                               bool opener) const {
     PeerInfo p;
     p.session_id = s.id;
     p.peer = about.name;
@@ -354,8 +355,9 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, const AgentRecord& about,
     if (std::optional<Duration> r = rtt(to.name)) lead -= *r / 2;
     p.start_in_ms = static_cast<uint32_t>(
         std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(lead).count()));
-    p.role = role;
-    p.service = s.service;
+    p.role = s.initiator == to.name ? SessionRole::kInitiator : SessionRole::kResponder;
+    p.service = service;
+    p.opener = opener;
     return p;
 }
 

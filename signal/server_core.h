@@ -125,8 +125,9 @@ class ServerCore {
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);
     void send_ping(Connection& c, Time now, Actions& out);
-    PeerInfo peer_info(const RelaySession& s, const AgentRecord& about, const AgentRecord& to,
-                       SessionRole role) const;
+    // What `to` learns of `about`; opener: `to` asked to open service.
+    PeerInfo peer_info(const RelaySession& s, std::string_view service, const AgentRecord& about,
+                       const AgentRecord& to, bool opener) const;
     // Sends Error (when code is set), closes and forgets the connection; an agent whose current
     // connection it was goes offline.
     void reject(ConnId id, std::optional<ControlErrorCode> code, std::string client_message,

@@ -1,17 +1,9 @@
-// The running agent: AgentClient (signal/) and one Session (tunnel/) per peer, wired to the
-// libuv loop. src/agent.cc turns the config file into what this takes.
-//
-//   TLS control connection   <-> AgentClient (dial, auth, register, rendezvous, TLS relay)
-//   one UDP socket           <-> AgentClient (STUN, Bind, UDP relay) and, later, direct paths
-//   [[forward]] listeners    -> a stream on the session to the peer (made on first use)
-//   incoming streams         -> checked against [[expose]] and the server's approval, then a
-//                               TCP connect to the target
-//
-// Sessions run over the server's relay (relay-udp while the server confirmed our UDP address,
-// relay-tcp inside the TLS connection otherwise). A relayed session cannot outlive the control
-// connection: when it drops, the server forgets the relay, so the sessions end and their
-// forwarded connections are reset; new connections make new sessions once the agent is
-// registered again.
+// The running agent: the executor of signal/agent_core.h on the libuv loop. It owns the sockets
+// (the main UDP socket, the links' extra ones, the forwards' listeners, the forwarded TCP
+// connections), the TLS connection to the server, the timer and the status endpoint, feeds
+// every event to the AgentCore and carries out the actions it returns. It decides nothing:
+// the NAT strategy, the ACL and approvals, paths, timers and reload all live in the core.
+// src/agent.cc turns the config file into what this takes.
 #pragma once
 
 #include <memory>

@@ -194,7 +194,8 @@ size_t Connection::write(StreamId id, ByteView data) {
     Stream* s = find(id);
     if (state_ != State::kOpen || !s || s->reset_local || s->send.finished()) return 0;
     const size_t n = s->send.write(data);
-    if (n < data.size()) s->write_blocked = true;
+    // A writer that filled the buffer (whether or not it offered more) waits for room.
+    if (n < data.size() || s->send.writable() == 0) s->write_blocked = true;
     if (n > 0) mark_ready(*s);
     return n;
 }
@@ -335,10 +336,10 @@ void Connection::retire(StreamId id) {
 
 // --- network side: receive -----------------------------------------------------------------
 
-void Connection::on_datagram(ByteView datagram, Time now) {
+bool Connection::on_datagram(ByteView datagram, Time now) {
     if (state_ == State::kClosed) {
         ++stats_.drop_after_close;
-        return;
+        return false;
     }
     // Cheapest checks first, state last (CONVENTIONS.md §3).
     const auto pn = protection_.packet_number(datagram);
@@ -346,27 +347,27 @@ void Connection::on_datagram(ByteView datagram, Time now) {
     // RFC 9000 §12.3 caps packet numbers at 2^62 - 1): drop it rather than track it.
     if (!pn || *pn > kVarintMax) {
         ++stats_.drop_malformed;
-        return;
+        return false;
     }
     switch (replay_.classify(*pn)) {
         case ReplayWindow::Verdict::kNew:
             break;
         case ReplayWindow::Verdict::kDuplicate:
             ++stats_.drop_duplicate;
-            return;
+            return false;
         case ReplayWindow::Verdict::kTooOld:
             ++stats_.drop_too_old;
-            return;
+            return false;
     }
     const auto plaintext = protection_.open(*pn, datagram);
     if (!plaintext) {
         ++stats_.drop_malformed;
-        return;
+        return false;
     }
     const auto frames = decode_frames(*plaintext);
     if (!frames || frames->empty()) {
         ++stats_.drop_malformed;
-        return;
+        return false;
     }
     replay_.mark(*pn);
     last_activity_ = now;
@@ -378,11 +379,11 @@ void Connection::on_datagram(ByteView datagram, Time now) {
         for (const Frame& f : *frames) {
             if (std::holds_alternative<CloseFrame>(f)) {
                 enter_closed(ConnectionError::kNone, "", true);
-                return;
+                return true;
             }
         }
         close_resend_ = true;
-        return;
+        return true;
     }
 
     bool eliciting = false;
@@ -392,12 +393,13 @@ void Connection::on_datagram(ByteView datagram, Time now) {
         handle_frame(f, now, violation);
         if (violation || state_ != State::kOpen) break;
     }
-    if (state_ != State::kOpen) return;
+    if (state_ != State::kOpen) return true;
     if (violation) {
         close(ConnectionError::kProtocolViolation, "protocol violation", now);
-        return;
+        return true;
     }
     acks_.on_packet_received(*pn, eliciting, now);
+    return true;
 }
 
 void Connection::handle_frame(const Frame& frame, Time now, bool& violation) {

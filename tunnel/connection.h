@@ -16,8 +16,9 @@
 //                               closed
 //
 // Backpressure: write() accepts at most the free space of the stream's send buffer; when it
-// returns less than offered, wait for StreamWritable. The peer only grants credit as its
-// application reads, so a slow reader stops the sender and nothing buffers without bound.
+// returns less than offered or fills the buffer, wait for StreamWritable. The peer only grants
+// credit as its application reads, so a slow reader stops the sender and nothing buffers
+// without bound.
 //
 // Packets are protected by a PacketProtection (tunnel/packet.h). This layer works on packet
 // numbers and plaintext frames; the session layer plugs in AEAD encryption there.
@@ -140,7 +141,9 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     // --- network side ---------------------------------------------------------------------
-    void on_datagram(ByteView datagram, Time now);
+    // True when the packet authenticated and was new (whatever its frames then did); false
+    // when it was dropped (counted in stats()).
+    bool on_datagram(ByteView datagram, Time now);
     void on_timer(Time now);
     std::optional<Bytes> poll_transmit(Time now);
     Time next_deadline() const;

@@ -63,15 +63,15 @@ void Session::start(Time now) {
     send_initiation(now);
 }
 
-void Session::on_datagram(ByteView datagram, Time now) {
+Session::Input Session::on_datagram(ByteView datagram, Time now) {
     protection_.set_now(now);
     if (state_ == SessionState::kDead) {
         ++stats_.drop_unexpected;
-        return;
+        return Input::kDropped;
     }
     if (datagram.empty()) {
         ++stats_.drop_malformed;
-        return;
+        return Input::kDropped;
     }
     // Type and exact size first: a datagram of the wrong size costs nothing more.
     switch (datagram[0]) {
@@ -81,33 +81,32 @@ void Session::on_datagram(ByteView datagram, Time now) {
             } else if (role_ != Role::kResponder) {
                 ++stats_.drop_unexpected;
             } else {
-                on_initiation(datagram, now);
+                return on_initiation(datagram, now) ? Input::kHandshake : Input::kDropped;
             }
-            break;
+            return Input::kDropped;
         case kMessageTypeResponse:
             if (datagram.size() != kResponseSize) {
                 ++stats_.drop_malformed;
             } else if (role_ != Role::kInitiator) {
                 ++stats_.drop_unexpected;
             } else {
-                on_response(datagram, now);
+                return on_response(datagram, now) ? Input::kHandshake : Input::kDropped;
             }
-            break;
+            return Input::kDropped;
         case kPacketTypeData:
-            on_data(datagram, now);
-            break;
+            return on_data(datagram, now) ? Input::kData : Input::kDropped;
         default:
             ++stats_.drop_malformed;
-            break;
+            return Input::kDropped;
     }
 }
 
-void Session::on_initiation(ByteView datagram, Time now) {
+bool Session::on_initiation(ByteView datagram, Time now) {
     auto result =
         responder_->consume_initiation(datagram, now, [this] { return allocate_index(); });
     if (const auto* drop = std::get_if<HandshakeDrop>(&result)) {
         count(*drop);
-        return;
+        return false;
     }
     auto& accepted = std::get<HandshakeResponder::Accepted>(result);
     // The keys wait in `next` until the initiator uses them (SessionProtection::open).
@@ -116,9 +115,10 @@ void Session::on_initiation(ByteView datagram, Time now) {
     ++stats_.handshakes_sent;
     ++stats_.handshakes_completed;
     had_keys_ = true;
+    return true;
 }
 
-void Session::on_response(ByteView datagram, Time now) {
+bool Session::on_response(ByteView datagram, Time now) {
     if (!pending_) {
         // Nothing of ours in flight: classify without any DH.
         if (!decode_response(datagram)) {
@@ -128,7 +128,7 @@ void Session::on_response(ByteView datagram, Time now) {
         } else {
             ++stats_.drop_unknown_index;
         }
-        return;
+        return false;
     }
     InitiatorHandshake& h = pending_->handshake;
     const uint64_t reads_before = h.noise_reads();
@@ -136,7 +136,7 @@ void Session::on_response(ByteView datagram, Time now) {
     stats_.handshake_noise_reads += h.noise_reads() - reads_before;
     if (const auto* drop = std::get_if<HandshakeDrop>(&result)) {
         count(*drop);
-        return;
+        return false;
     }
     // The response proves the responder holds the keys: use them at once. The old current
     // stays as previous to decrypt what the responder sends until it switches too.
@@ -148,27 +148,29 @@ void Session::on_response(ByteView datagram, Time now) {
     ++stats_.handshakes_completed;
     had_keys_ = true;
     update_state();
+    return true;
 }
 
-void Session::on_data(ByteView datagram, Time now) {
+bool Session::on_data(ByteView datagram, Time now) {
     switch (protection_.classify(datagram)) {
         case DataVerdict::kAccept:
             break;
         case DataVerdict::kMalformed:
             ++stats_.drop_malformed;
-            return;
+            return false;
         case DataVerdict::kUnknownIndex:
             ++stats_.drop_unknown_index;
-            return;
+            return false;
         case DataVerdict::kKeyExpired:
             ++stats_.drop_key_expired;
-            return;
+            return false;
     }
     // The Connection checks its replay window, then opens (decrypt failures are counted by
     // protection_), then marks the counter. Opening under `next` confirms those keys.
     const uint64_t confirmed = protection_.keypairs_confirmed();
-    connection_.on_datagram(datagram, now);
+    const bool accepted = connection_.on_datagram(datagram, now);
     if (protection_.keypairs_confirmed() != confirmed) update_state();
+    return accepted;
 }
 
 void Session::count(HandshakeDrop drop) {

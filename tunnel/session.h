@@ -124,7 +124,13 @@ class Session {
     // Initiator: sends the first initiation (no-op if already started, and for a responder).
     void start(Time now);
 
-    void on_datagram(ByteView datagram, Time now);
+    // What became of a datagram. Drops are counted in stats() under their reason.
+    enum class Input : uint8_t {
+        kHandshake,  // a handshake message that authenticated (it may still change nothing)
+        kData,       // a data packet that authenticated and was new
+        kDropped,
+    };
+    Input on_datagram(ByteView datagram, Time now);
     void on_timer(Time now);
     std::optional<Bytes> poll_transmit(Time now);
     Time next_deadline() const;
@@ -132,6 +138,7 @@ class Session {
     Connection& connection() { return connection_; }
     const Connection& connection() const { return connection_; }
     Role role() const { return role_; }
+    const PublicKey& peer_key() const { return peer_static_; }
     SessionState state() const { return state_; }
     bool established() const { return state_ == SessionState::kEstablished; }
     // Why the session died; empty while it lives.
@@ -161,9 +168,10 @@ class Session {
     };
 
     void send_initiation(Time now);
-    void on_initiation(ByteView datagram, Time now);
-    void on_response(ByteView datagram, Time now);
-    void on_data(ByteView datagram, Time now);
+    // Each true when the datagram authenticated.
+    bool on_initiation(ByteView datagram, Time now);
+    bool on_response(ByteView datagram, Time now);
+    bool on_data(ByteView datagram, Time now);
     void count(HandshakeDrop drop);
     uint32_t allocate_index();
     Duration attempt_limit() const;

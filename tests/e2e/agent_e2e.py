@@ -101,7 +101,7 @@ admin = "127.0.0.1:{admin}"
         return p
 
     def start_agent(self, name):
-        p = harness.spawn(name, [self.burrow, "agent", "-c", self.path(f"{name}.toml")],
+        p = harness.spawn(name, [self.burrow, "agent", "-v", "-c", self.path(f"{name}.toml")],
                           self.path(f"{name}.log"))
         self.procs[name] = p
         return p

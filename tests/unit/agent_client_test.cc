@@ -300,7 +300,7 @@ class World {
 // laptop and nas registered; returns the PeerReady each got for laptop -> nas/web.
 std::pair<PeerReady, PeerReady> rendezvous(World& w, Agent& laptop, Agent& nas) {
     REQUIRE(w.run_until([&] { return laptop.client->registered() && nas.client->registered(); }));
-    laptop.client->connect("nas", "web", w.h.now);
+    laptop.client->connect("nas", "web", 0, w.h.now);
     w.pump();
     auto a = laptop.last<PeerReady>();
     auto b = nas.last<PeerReady>();
@@ -443,10 +443,10 @@ TEST_CASE("connect refused: by the ACL, a peer offline, a bad name") {
     Agent& laptop = w.add("laptop");
     REQUIRE(w.run_until([&] { return laptop.client->registered(); }));
 
-    laptop.client->connect("nas", "web", w.h.now);  // allowed, but the nas is offline
-    laptop.client->connect("nas", "ssh", w.h.now);  // not in the ACL
-    laptop.client->connect("bad\nname", "web", w.h.now);
-    laptop.client->connect("nas", std::string(kMaxServiceNameLen + 1, 's'), w.h.now);
+    laptop.client->connect("nas", "web", 0, w.h.now);  // allowed, but the nas is offline
+    laptop.client->connect("nas", "ssh", 0, w.h.now);  // not in the ACL
+    laptop.client->connect("bad\nname", "web", 0, w.h.now);
+    laptop.client->connect("nas", std::string(kMaxServiceNameLen + 1, 's'), 0, w.h.now);
     w.pump();
     auto refused = laptop.all<ConnectRefused>();
     REQUIRE(refused.size() == 4);
@@ -633,7 +633,7 @@ TEST_CASE("auth failures are fatal, reported once, and never retried") {
         SeededRng other(98);
         Agent& nas = w.add("nas", NatKind::kEndpointIndependent, std::nullopt,
                            public_key(PrivateKey::generate(other)));
-        nas.client->connect("laptop", "web", w.h.now);  // waiting: refused by the failure
+        nas.client->connect("laptop", "web", 0, w.h.now);  // waiting: refused by the failure
         w.run_for(seconds(60));
         auto failed = nas.all<AuthFailed>();
         REQUIRE(failed.size() == 1);
@@ -644,7 +644,7 @@ TEST_CASE("auth failures are fatal, reported once, and never retried") {
         REQUIRE(refused.size() == 1);
         CHECK_THAT(refused[0].reason, Catch::Contains("not authenticated"));
         // Later connects are refused at once.
-        nas.client->connect("laptop", "web", w.h.now);
+        nas.client->connect("laptop", "web", 0, w.h.now);
         w.pump();
         CHECK(nas.all<ConnectRefused>().size() == 2);
     }
@@ -828,7 +828,7 @@ TEST_CASE("relay while disconnected is dropped and counted; sessions end with th
     CHECK_FALSE(laptop.client->send_relay(id, payload_of(3), w.h.now));
     CHECK(laptop.client->stats().drop_relay_unknown_session == 1);
     // A fresh connect works.
-    laptop.client->connect("nas", "web", w.h.now);
+    laptop.client->connect("nas", "web", 0, w.h.now);
     w.pump();
     auto again = laptop.all<PeerReady>();
     REQUIRE(again.size() == 2);
@@ -846,7 +846,7 @@ TEST_CASE("connects wait for registration, and are refused when it does not come
         Agent& laptop = w.add("laptop");
         laptop.udp_blocked = true;  // registration waits for the STUN probe to give up
         const Time asked = w.h.now;
-        laptop.client->connect("nas", "web", w.h.now);
+        laptop.client->connect("nas", "web", 0, w.h.now);
         REQUIRE(w.run_until([&] { return !laptop.all<PeerReady>().empty(); }, seconds(5)));
         CHECK(laptop.times<PeerReady>()[0] == asked + milliseconds(3100));
         // Register went first, so the nas learned the laptop's candidates.
@@ -864,7 +864,7 @@ TEST_CASE("connects wait for registration, and are refused when it does not come
         World w;
         Agent& laptop = w.add("laptop");
         laptop.refuse_dials = true;
-        laptop.client->connect("nas", "web", w.h.now);
+        laptop.client->connect("nas", "web", 0, w.h.now);
         const Time asked = w.h.now;
         REQUIRE(w.run_until([&] { return !laptop.all<ConnectRefused>().empty(); }, seconds(20)));
         CHECK(laptop.times<ConnectRefused>()[0] == asked + kPendingConnectTimeout);
@@ -877,7 +877,7 @@ TEST_CASE("connects wait for registration, and are refused when it does not come
         Agent& laptop = w.add("laptop");
         laptop.refuse_dials = true;
         for (size_t i = 0; i <= kMaxPendingConnects; ++i) {
-            laptop.client->connect("nas", "web", w.h.now);
+            laptop.client->connect("nas", "web", 0, w.h.now);
         }
         w.pump();
         auto refused = laptop.all<ConnectRefused>();
@@ -937,7 +937,7 @@ TEST_CASE("property: lossy UDP, chunked TLS, any NAT: registration always, never
         }
 
         // Relayed packets arrive intact, each at most once, in order; over TLS none is lost.
-        laptop.client->connect("nas", "web", w.h.now);
+        laptop.client->connect("nas", "web", 0, w.h.now);
         w.pump();
         auto ready = laptop.last<PeerReady>();
         REQUIRE(ready);

@@ -1,0 +1,105 @@
+// What the agent's core (signal/agent_core.h) asks src/ to do. src/agent_runtime.cc carries each
+// action out on the OS and reports back through the core's on_* calls; it decides nothing.
+//
+//   the server     DialServer -> on_control_connected | on_control_closed;  WriteControl;
+//                  CloseControl
+//   UDP sockets    OpenUdpSocket -> on_udp_socket_failed if the OS refuses;  CloseUdpSocket.
+//                  (The main socket, route kRouteMain, is src/'s from the start.)
+//   forwards       ListenTcp -> on_listen_failed if the OS refuses;  StopListening
+//   TCP            ConnectTcp -> on_tcp_connected | on_tcp_connect_failed;  TcpFlush,
+//                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
+//                  TcpReset (tunnel/stream_pipe.h says what each means)
+//   the process    Log (one line), Exit
+//
+// UDP datagrams do not come as actions: src/ drains AgentCore::poll_transmit() after every
+// input, in the same turn.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "signal/host_port.h"
+#include "tunnel/bytes.h"
+#include "tunnel/peer_link.h"
+#include "tunnel/socket_address.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+// One forwarded TCP connection, named by the core; never reused while the agent runs.
+using TcpId = uint64_t;
+
+enum class Severity : uint8_t { kDebug, kInfo, kWarn, kError };
+
+struct DialServer {
+    HostPort server;
+};
+struct WriteControl {
+    Bytes bytes;
+};
+struct CloseControl {};
+struct OpenUdpSocket {
+    RouteId route;
+    int buffer_bytes;  // the socket buffers to ask for
+};
+struct CloseUdpSocket {
+    RouteId route;
+};
+struct ListenTcp {
+    std::string forward;  // the forward's key: its listen address as written
+    SocketAddress address;
+};
+struct StopListening {
+    std::string forward;
+};
+struct ConnectTcp {
+    TcpId id;
+    HostPort target;   // a DNS name is resolved by src/
+    Duration timeout;  // give up (on_tcp_connect_failed) after this
+};
+struct TcpFlush {
+    TcpId id;
+};
+struct TcpPauseReading {
+    TcpId id;
+};
+struct TcpResumeReading {
+    TcpId id;
+};
+struct TcpShutdown {
+    TcpId id;
+};
+struct TcpFinish {
+    TcpId id;
+};
+struct TcpClose {
+    TcpId id;
+};
+struct TcpReset {
+    TcpId id;
+};
+struct Log {
+    Severity severity;
+    std::string line;
+};
+// Finish the current drain (send what poll_transmit still returns), then close everything and
+// end the loop. A message is the one line to print on stderr ("burrow: <message>").
+struct Exit {
+    int status = 0;
+    std::string message;
+};
+
+using AgentAction =
+    std::variant<DialServer, WriteControl, CloseControl, OpenUdpSocket, CloseUdpSocket, ListenTcp,
+                 StopListening, ConnectTcp, TcpFlush, TcpPauseReading, TcpResumeReading,
+                 TcpShutdown, TcpFinish, TcpClose, TcpReset, Log, Exit>;
+
+// A datagram to send: on the main socket or a link's own socket, to `to`.
+struct UdpTransmit {
+    RouteId route = kRouteMain;
+    SocketAddress to;
+    Bytes data;
+};
+
+}  // namespace burrow

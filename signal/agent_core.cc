@@ -1,0 +1,912 @@
+#include "signal/agent_core.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace burrow {
+namespace {
+
+std::string forward_label(const ForwardConfig& f) {
+    return "forward " + to_string(f.listen) + " -> " + f.peer + "/" + f.service;
+}
+
+std::string relay_name(bool udp_bound) {
+    return udp_bound ? "relay-udp" : "relay-tcp";
+}
+
+std::string plural(size_t n, const char* word) {
+    return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+std::string ms_text(Duration d) {
+    const int64_t tenths = std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 100;
+    return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " ms";
+}
+
+}  // namespace
+
+AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
+    : config_(std::move(config)),
+      rng_(rng),
+      started_at_(now),
+      client_(AgentClientConfig{config_.key, std::nullopt, config_.software}, rng, now) {}
+
+// --- life ----------------------------------------------------------------------------------------
+
+void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now) {
+    log(Severity::kInfo, "agent " + config_.name + " (" + key_to_base64(public_key(config_.key)) +
+                             "), udp port " +
+                             std::to_string(host_addresses.empty() ? 0 : host_addresses[0].port));
+    for (const auto& f : config_.forward) start_forward(f, true);
+    client_.set_host_candidates(std::move(host_addresses), now);
+    after_client(now);
+}
+
+void AgentCore::stop(Time now) {
+    shut_down(0, "", now);
+}
+
+void AgentCore::shut_down(int status, std::string message, Time now) {
+    if (stopping_) return;
+    stopping_ = true;
+    for (auto& [key, fw] : forwards_) act(StopListening{key});
+    forwards_.clear();
+    for (auto& [key, waiters] : waiting_) {
+        for (const Waiter& w : waiters) act(TcpClose{w.id});
+    }
+    waiting_.clear();
+    for (auto& [name, peer] : peers_) {
+        if (peer.dead) continue;
+        Connection& conn = peer.link->connection();
+        conn.close(ConnectionError::kApplicationClose, "agent stopping", now);
+        // The CLOSE goes out before the link does.
+        while (auto t = peer.link->poll_transmit(now)) {
+            if (t->route == kRouteRelay) {
+                client_.send_relay(peer.relay_id, t->data, now);
+            } else {
+                final_transmits_.push_back(UdpTransmit{t->route, t->to, std::move(t->data)});
+            }
+        }
+        end_link(peer, "agent stopping", false);
+    }
+    peers_.clear();
+    act(CloseControl{});
+    act(Exit{status, std::move(message)});
+}
+
+void AgentCore::reload(std::vector<ExposeConfig> expose, std::vector<ForwardConfig> forward,
+                       Time now) {
+    (void)now;
+    int added = 0, removed = 0;
+    std::set<std::string> keep;
+    for (const auto& f : forward) keep.insert(to_string(f.listen));
+    for (auto it = forwards_.begin(); it != forwards_.end();) {
+        if (keep.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        // Connections already accepted stay up; only the listener goes.
+        act(StopListening{it->first});
+        log(Severity::kInfo, forward_label(it->second.config) + " stopped");
+        it = forwards_.erase(it);
+        ++removed;
+    }
+    for (const auto& f : forward) {
+        auto it = forwards_.find(to_string(f.listen));
+        if (it == forwards_.end()) {
+            start_forward(f, false);
+            ++added;
+        } else if (!(it->second.config == f)) {
+            log(Severity::kInfo,
+                forward_label(it->second.config) + " now goes to " + f.peer + "/" + f.service);
+            it->second.config = f;
+        }
+    }
+    config_.expose = std::move(expose);
+    config_.forward = std::move(forward);
+    log(Severity::kInfo, std::to_string(added) + " forwards added, " + std::to_string(removed) +
+                             " removed, " + std::to_string(config_.expose.size()) +
+                             " services exposed");
+}
+
+void AgentCore::start_forward(const ForwardConfig& f, bool initial) {
+    const std::string key = to_string(f.listen);
+    Forward fw;
+    fw.config = f;
+    fw.initial = initial;
+    forwards_[key] = fw;
+    // config/ checked that listen addresses are IP literals.
+    act(ListenTcp{key, literal_socket_address(f.listen).value_or(SocketAddress{})});
+    log(Severity::kInfo, forward_label(f) + " listening");
+}
+
+void AgentCore::on_listen_failed(std::string_view forward, std::string_view error, Time now) {
+    auto it = forwards_.find(forward);
+    if (it == forwards_.end()) return;
+    const bool fatal = it->second.initial;
+    forwards_.erase(it);
+    if (fatal) {
+        // DESIGN.md §6: a port in use at start is one line and exit status 1.
+        shut_down(1, std::string(error), now);
+        return;
+    }
+    log(Severity::kError, "reload: " + std::string(error));
+}
+
+// --- the server ----------------------------------------------------------------------------------
+
+void AgentCore::on_control_connected(const SocketAddress& server, Time now) {
+    dial_pending_ = false;
+    server_address_ = server;
+    client_.on_connected(now);
+    after_client(now);
+}
+
+void AgentCore::on_control_bytes(ByteView bytes, Time now) {
+    client_.on_control_bytes(bytes, now);
+    after_client(now);
+}
+
+void AgentCore::on_control_closed(std::string_view reason, Time now) {
+    dial_pending_ = false;
+    client_.on_disconnected(reason, now);
+    after_client(now);
+}
+
+// After every input to the client: its events, then a dial if one is due.
+void AgentCore::after_client(Time now) {
+    while (auto event = client_.poll_event()) {
+        std::visit([&](auto& e) { on_client_event(e, now); }, *event);
+        if (stopping_) return;
+    }
+    if (!stopping_ && !dial_pending_ && client_.want_connect(now)) {
+        dial_pending_ = true;
+        client_.on_dial_started(now);
+        log(Severity::kDebug, "connecting to the server " + to_string(config_.server));
+        act(DialServer{config_.server});
+    }
+}
+
+void AgentCore::on_client_event(const Registered& e, Time) {
+    log(Severity::kInfo, "registered with the server as " + e.name + " (nat " + to_string(e.nat) +
+                             ", " + (client_.udp_bound() ? "udp relay" : "udp not confirmed yet") +
+                             ")");
+}
+
+void AgentCore::on_client_event(const AuthFailed& e, Time now) {
+    log(Severity::kError, "the server refused this agent: " + e.reason);
+    shut_down(1, "", now);
+}
+
+void AgentCore::on_client_event(const PeerReady& e, Time now) {
+    const PeerInfo& info = e.info;
+    Peer& peer = peers_[info.peer];
+    peer.name = info.peer;
+    if (peer.link &&
+        (peer.relay_id != info.session_id || peer.link->session().peer_key() != info.peer_pub)) {
+        end_link(peer, "replaced by a new session with " + info.peer, true);
+    }
+    const bool fresh = !peer.link;
+    if (fresh) {
+        PeerLinkConfig lc;
+        lc.role = info.role == SessionRole::kInitiator ? Role::kInitiator : Role::kResponder;
+        lc.local_key = config_.key;
+        lc.peer_key = info.peer_pub;
+        lc.session = config_.session;
+        lc.wall_clock_at_zero_us = config_.wall_clock_at_zero_us;
+        peer.link = std::make_unique<PeerLink>(lc, rng_, now);
+        peer.relay_id = info.session_id;
+        peer.dead = false;
+        peer.may_open.clear();
+        peer.may_accept.clear();
+        log(Severity::kDebug, "session " + std::to_string(info.session_id) + " with " + info.peer +
+                                  " (" + (lc.role == Role::kInitiator ? "initiator" : "responder") +
+                                  ")");
+    }
+    (info.opener ? peer.may_open : peer.may_accept).insert(info.service);
+    PunchPlan plan;
+    for (const auto& c : info.candidates) {
+        plan.candidates.push_back(c.address);
+        if (c.kind == CandidateKind::kServerReflexive) plan.reflexive = c.address;
+    }
+    plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
+    plan.theirs = info.nat;
+    peer.link->set_punch_plan(std::move(plan), now);
+    // Relay first (DESIGN.md §4): the handshake goes through the server at once.
+    if (fresh) peer.link->start(now);
+    open_waiters(peer, now);
+    // Streams the peer opened before this approval reached us.
+    std::deque<Peer::Unapproved> held = std::move(peer.unapproved);
+    peer.unapproved.clear();
+    for (auto& u : held) on_stream_opened(peer, u.stream, u.service, now);
+    process(peer, now);
+}
+
+void AgentCore::on_client_event(const ConnectRefusedEvent& e, Time) {
+    auto it = waiting_.find({e.peer, e.service});
+    if (it == waiting_.end()) {
+        log(Severity::kWarn, "connect to " + e.peer + "/" + e.service + " refused: " + e.reason);
+        return;
+    }
+    std::deque<Waiter> waiters = std::move(it->second);
+    waiting_.erase(it);
+    std::string label = "forward -> " + e.peer + "/" + e.service;
+    for (const Waiter& w : waiters) {
+        auto fw = forwards_.find(w.forward);
+        if (fw != forwards_.end()) {
+            fw->second.refused++;
+            label = forward_label(fw->second.config);
+        }
+        // An answer, not a failure: the client sees a clean end.
+        act(TcpFinish{w.id});
+    }
+    log(Severity::kWarn, label + ": refused by the server: " + e.reason + " (" +
+                             plural(waiters.size(), "connection") + " closed)");
+}
+
+void AgentCore::on_client_event(const RelayReceived& e, Time now) {
+    Peer* peer = find_peer_by_relay(e.session_id);
+    if (!peer) {
+        drops_.relay_unknown_session++;
+        return;
+    }
+    peer->link->on_datagram(kRouteRelay, SocketAddress{}, e.payload, now);
+    process(*peer, now);
+}
+
+void AgentCore::on_client_event(const Disconnected& e, Time now) {
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(e.retry_at - now);
+    const int64_t tenths = std::max<int64_t>(0, wait.count() / 100);
+    log(Severity::kWarn, "signalling server " + to_string(config_.server) + ": " + e.reason +
+                             "; retrying in " + std::to_string(tenths / 10) + "." +
+                             std::to_string(tenths % 10) + " s");
+    act(CloseControl{});
+    // Relayed sessions cannot go on: the server forgets its relays with the connection.
+    // Sessions on a direct path do not need the server and stay up.
+    for (auto& [name, peer] : peers_) {
+        if (!peer.dead && !peer.link->direct()) {
+            end_link(peer, "the relay went away with the server connection", true);
+        }
+    }
+    std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
+    for (auto& [key, waiters] : waiting_) {
+        for (const Waiter& w : waiters) act(TcpClose{w.id});
+    }
+    waiting_.clear();
+}
+
+void AgentCore::on_client_event(const NatDiscovered& e, Time) {
+    log(Severity::kDebug, std::string("nat: ") + to_string(e.mapping) + " (main " +
+                              (e.mapped[0] ? to_string(*e.mapped[0]) : "-") + ", secondary " +
+                              (e.mapped[1] ? to_string(*e.mapped[1]) : "-") + ")");
+    nat_ = e;
+}
+
+void AgentCore::on_client_event(const UdpBound&, Time) {
+    log(Severity::kDebug, "udp relay confirmed by the server");
+}
+
+void AgentCore::on_client_event(const UdpBlocked& e, Time) {
+    log(Severity::kWarn, "no UDP answer from the server after " + std::to_string(e.tries) +
+                             " tries: relaying inside the TLS connection (slower)");
+}
+
+// --- UDP -----------------------------------------------------------------------------------------
+
+void AgentCore::on_udp(RouteId route, const SocketAddress& from, ByteView datagram, Time now) {
+    if (route == kRouteMain && server_address_ && from.ip == server_address_->ip &&
+        from.v6 == server_address_->v6) {
+        for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
+            if (client_.server_udp_port(port) == from.port) {
+                client_.on_udp(port, datagram, now);
+                after_client(now);
+                return;
+            }
+        }
+    }
+    Peer* owner = nullptr;
+    if (route == kRouteMain) {
+        for (auto& [name, peer] : peers_) {
+            if (!peer.dead && peer.link->claims(from, datagram)) owner = &peer;
+        }
+    } else if (auto it = socket_owner_.find(route); it != socket_owner_.end()) {
+        auto p = peers_.find(it->second);
+        if (p != peers_.end() && !p->second.dead) owner = &p->second;
+    }
+    if (!owner) {
+        drops_.udp_from_unknown++;
+        return;
+    }
+    owner->link->on_datagram(route, from, datagram, now);
+    process(*owner, now);
+}
+
+void AgentCore::on_udp_socket_failed(RouteId route, std::string_view error) {
+    auto it = socket_owner_.find(route);
+    if (it == socket_owner_.end()) return;
+    const std::string owner = it->second;
+    socket_owner_.erase(it);
+    auto p = peers_.find(owner);
+    if (p == peers_.end() || p->second.dead) return;
+    p->second.link->remove_socket(route);
+    // One line for the first failure: the rest of the batch fail the same way.
+    if (p->second.link->stats().sockets_failed == 1) {
+        log(Severity::kWarn, "birthday sockets: " + std::string(error) + "; using the others");
+    }
+}
+
+Time AgentCore::next_deadline() const {
+    Time t = client_.next_deadline();
+    for (const auto& [name, peer] : peers_) {
+        if (peer.dead) continue;
+        t = std::min(t, peer.link->next_deadline());
+        if (!peer.unapproved.empty()) t = std::min(t, peer.unapproved.front().deadline);
+    }
+    return t;
+}
+
+void AgentCore::on_timer(Time now) {
+    client_.on_timer(now);
+    after_client(now);
+    for (auto& [name, peer] : peers_) {
+        if (peer.dead) continue;
+        if (now >= peer.link->next_deadline()) peer.link->on_timer(now);
+        expire_unapproved(peer, now);
+        process(peer, now);
+    }
+    std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
+}
+
+std::optional<AgentAction> AgentCore::poll_action() {
+    if (auto bytes = client_.poll_control()) return WriteControl{std::move(*bytes)};
+    if (actions_.empty()) return std::nullopt;
+    AgentAction a = std::move(actions_.front());
+    actions_.pop_front();
+    return a;
+}
+
+std::optional<UdpTransmit> AgentCore::poll_transmit(Time now) {
+    if (!final_transmits_.empty()) {
+        UdpTransmit t = std::move(final_transmits_.front());
+        final_transmits_.pop_front();
+        return t;
+    }
+    while (true) {
+        while (auto datagram = client_.poll_udp()) {
+            auto port = client_.server_udp_port(datagram->to);
+            if (!server_address_ || !port) continue;
+            SocketAddress to = *server_address_;
+            to.port = *port;
+            return UdpTransmit{kRouteMain, to, std::move(datagram->bytes)};
+        }
+        bool relayed = false;
+        for (auto& [name, peer] : peers_) {
+            if (peer.dead) continue;
+            auto t = peer.link->poll_transmit(now);
+            if (!t) continue;
+            if (t->route != kRouteRelay) return UdpTransmit{t->route, t->to, std::move(t->data)};
+            // Through the server: the client wraps it for UDP or the TLS connection.
+            client_.send_relay(peer.relay_id, t->data, now);
+            relayed = true;
+            break;
+        }
+        if (!relayed) return std::nullopt;
+    }
+}
+
+// --- forwards ------------------------------------------------------------------------------------
+
+std::optional<TcpId> AgentCore::on_tcp_accepted(std::string_view forward, Time now) {
+    auto it = forwards_.find(forward);
+    if (it == forwards_.end() || stopping_) return std::nullopt;
+    Forward& fw = it->second;
+    fw.connections++;
+    const TcpId id = next_tcp_++;
+    const ForwardConfig& f = fw.config;
+    auto& queue = waiting_[{f.peer, f.service}];
+    if (queue.size() >= kMaxWaitingPerPeerService) {
+        drops_.waiting_full++;
+        log(Severity::kWarn, forward_label(f) + ": " + std::to_string(queue.size()) +
+                                 " connections already wait for the session; closing this one");
+        act(TcpClose{id});
+        return id;
+    }
+    queue.push_back(Waiter{id, it->first});
+    auto p = peers_.find(f.peer);
+    if (p != peers_.end() && !p->second.dead && p->second.may_open.contains(f.service)) {
+        open_waiters(p->second, now);
+        process(p->second, now);
+        return id;
+    }
+    if (queue.size() == 1) {
+        log(Severity::kDebug,
+            forward_label(f) + ": asking the server for " + f.peer + "/" + f.service);
+        const uint64_t link = p != peers_.end() && !p->second.dead ? p->second.relay_id : 0;
+        client_.connect(f.peer, f.service, link, now);
+        after_client(now);
+    }
+    return id;
+}
+
+// The connections waiting for services this peer now lets us open become streams.
+void AgentCore::open_waiters(Peer& peer, Time now) {
+    for (const std::string& service : peer.may_open) {
+        auto it = waiting_.find({peer.name, service});
+        if (it == waiting_.end()) continue;
+        std::deque<Waiter> waiters = std::move(it->second);
+        waiting_.erase(it);
+        for (const Waiter& w : waiters) {
+            auto fw = forwards_.find(w.forward);
+            if (fw == forwards_.end()) {
+                act(TcpClose{w.id});
+                continue;
+            }
+            open_forward_stream(peer, w.id, fw->second, now);
+        }
+    }
+}
+
+void AgentCore::open_forward_stream(Peer& peer, TcpId id, const Forward& fw, Time now) {
+    (void)now;
+    const ForwardConfig& f = fw.config;
+    std::optional<StreamId> stream = peer.link->connection().open_stream(f.service);
+    if (!stream) {
+        log(Severity::kWarn, forward_label(f) + ": the session with " + f.peer +
+                                 " takes no more streams; closing the connection");
+        act(TcpClose{id});
+        return;
+    }
+    peer.streams[*stream] = id;
+    pipes_.emplace(id, Pipe{peer.name, StreamPipe(*stream, true), "forward " + to_string(f.listen),
+                            forward_label(f)});
+    act(TcpResumeReading{id});
+}
+
+// --- incoming streams ----------------------------------------------------------------------------
+
+const ExposeConfig* AgentCore::find_expose(std::string_view service) const {
+    for (const auto& e : config_.expose) {
+        if (e.service == service) return &e;
+    }
+    return nullptr;
+}
+
+void AgentCore::on_stream_opened(Peer& peer, StreamId id, const std::string& service, Time now) {
+    const ExposeConfig* expose = find_expose(service);
+    if (!expose) {
+        return refuse_stream(peer, id, service, ResetReason::kUnknownService,
+                             "no such service is exposed");
+    }
+    if (std::find(expose->allow.begin(), expose->allow.end(), peer.name) == expose->allow.end()) {
+        expose_counters_[service].refused++;
+        return refuse_stream(peer, id, service, ResetReason::kNotAllowed,
+                             peer.name + " is not in its allow list");
+    }
+    if (!peer.may_accept.contains(service)) {
+        if (peer.unapproved.size() >= kMaxAwaitingApproval) {
+            expose_counters_[service].refused++;
+            return refuse_stream(peer, id, service, ResetReason::kNotAllowed,
+                                 "too many streams wait for the server's approval");
+        }
+        // Its approval may be on its way from the server (see kApprovalWait).
+        peer.unapproved.push_back(Peer::Unapproved{id, service, now + kApprovalWait});
+        return;
+    }
+    accept_stream(peer, id, *expose, now);
+}
+
+void AgentCore::accept_stream(Peer& peer, StreamId id, const ExposeConfig& expose, Time now) {
+    (void)now;
+    expose_counters_[expose.service].streams++;
+    const TcpId tcp = next_tcp_++;
+    peer.streams[id] = tcp;
+    pipes_.emplace(tcp, Pipe{peer.name, StreamPipe(id, false), "expose " + expose.service,
+                             "expose " + expose.service + " for " + peer.name + " -> " +
+                                 to_string(expose.target)});
+    act(ConnectTcp{tcp, expose.target, kTargetConnectTimeout});
+}
+
+void AgentCore::refuse_stream(Peer& peer, StreamId id, const std::string& service,
+                              ResetReason reason, const std::string& why) {
+    drops_.streams_refused++;
+    log(Severity::kWarn, "refused stream from " + peer.name + " to " + service + ": " + why);
+    peer.link->connection().reset_stream(id, reason);
+}
+
+void AgentCore::expire_unapproved(Peer& peer, Time now) {
+    while (!peer.unapproved.empty() && now >= peer.unapproved.front().deadline) {
+        const Peer::Unapproved u = peer.unapproved.front();
+        peer.unapproved.pop_front();
+        expose_counters_[u.service].refused++;
+        refuse_stream(peer, u.stream, u.service, ResetReason::kNotAllowed,
+                      "the server did not approve it for this session");
+    }
+}
+
+// --- links ---------------------------------------------------------------------------------------
+
+AgentCore::Peer* AgentCore::find_peer_by_relay(uint64_t relay_id) {
+    for (auto& [name, peer] : peers_) {
+        if (!peer.dead && peer.relay_id == relay_id) return &peer;
+    }
+    return nullptr;
+}
+
+const PeerLink* AgentCore::link(std::string_view peer) const {
+    auto it = peers_.find(peer);
+    return it == peers_.end() || it->second.dead ? nullptr : it->second.link.get();
+}
+
+std::string AgentCore::path_of(const PeerLink& link) const {
+    if (const auto& direct = link.direct()) return "direct " + to_string(*direct);
+    return relay_name(client_.udp_bound());
+}
+
+// After any input to a link: what it asks for, then its streams' events.
+void AgentCore::process(Peer& peer, Time now) {
+    if (peer.dead) return;
+    while (auto e = peer.link->poll_event()) on_link_event(peer, *e, now);
+    while (!peer.dead) {
+        std::optional<ConnectionEvent> e = peer.link->connection().poll_event();
+        if (!e) break;
+        on_stream_event(peer, *e, now);
+    }
+}
+
+void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
+    std::visit(
+        [&](const auto& e) {
+            using E = std::decay_t<decltype(e)>;
+            if constexpr (std::is_same_v<E, LinkUp>) {
+                log(Severity::kInfo,
+                    "session with " + peer.name + " up (" + path_of(*peer.link) + ", " +
+                        (peer.link->session().role() == Role::kInitiator ? "we connected"
+                                                                         : "they connected") +
+                        ")");
+            } else if constexpr (std::is_same_v<E, LinkPunching>) {
+                log(Severity::kDebug, "punching to " + peer.name + ": " + to_string(e.technique) +
+                                          " (our nat " +
+                                          (nat_ ? to_string(nat_->mapping) : "unknown") + ")");
+            } else if constexpr (std::is_same_v<E, LinkPathChanged>) {
+                if (e.direct) {
+                    log(Severity::kInfo, "path to " + peer.name + ": direct " +
+                                             to_string(*e.direct) + " (rtt " + ms_text(e.rtt) +
+                                             ", " + e.reason + ")");
+                } else {
+                    log(Severity::kInfo, "path to " + peer.name + ": " +
+                                             relay_name(client_.udp_bound()) + " (" + e.reason +
+                                             ")");
+                }
+            } else if constexpr (std::is_same_v<E, LinkWantsSockets>) {
+                std::vector<RouteId> routes;
+                for (size_t i = 0; i < e.count; ++i) {
+                    const RouteId r = next_route_++;
+                    socket_owner_[r] = peer.name;
+                    routes.push_back(r);
+                    act(OpenUdpSocket{r, kBirthdaySocketBuffer});
+                }
+                log(Severity::kDebug, "our NAT is symmetric: opening " + std::to_string(e.count) +
+                                          " sockets towards " + peer.name);
+                peer.link->add_sockets(routes, now);
+            } else if constexpr (std::is_same_v<E, LinkReleasesSockets>) {
+                for (RouteId r : e.routes) {
+                    socket_owner_.erase(r);
+                    act(CloseUdpSocket{r});
+                }
+            }
+        },
+        event);
+}
+
+void AgentCore::on_stream_event(Peer& peer, const ConnectionEvent& event, Time now) {
+    if (const auto* closed = std::get_if<ConnectionClosed>(&event)) {
+        end_link(
+            peer,
+            closed->by_peer ? "closed by " + peer.name + ": " + closed->reason : closed->reason,
+            true);
+        return;
+    }
+    if (const auto* opened = std::get_if<StreamOpened>(&event)) {
+        on_stream_opened(peer, opened->id, opened->service, now);
+        return;
+    }
+    const StreamId id = std::visit(
+        [](const auto& e) -> StreamId {
+            if constexpr (requires { e.id; }) {
+                return e.id;
+            } else {
+                return 0;
+            }
+        },
+        event);
+    auto s = peer.streams.find(id);
+    if (s == peer.streams.end()) return;
+    const TcpId tcp = s->second;
+    Pipe* p = find_pipe(tcp);
+    if (!p) return;
+    Connection& conn = peer.link->connection();
+    std::visit(
+        [&](const auto& e) {
+            using E = std::decay_t<decltype(e)>;
+            if constexpr (std::is_same_v<E, StreamReadable>) {
+                p->pipe.on_readable();
+            } else if constexpr (std::is_same_v<E, StreamWritable>) {
+                p->pipe.on_writable(conn);
+            } else if constexpr (std::is_same_v<E, StreamFinished>) {
+                p->pipe.on_finished();
+            } else if constexpr (std::is_same_v<E, StreamReset>) {
+                p->pipe.on_reset(e.reason);
+            } else if constexpr (std::is_same_v<E, StreamClosed>) {
+                p->pipe.on_closed();
+            }
+        },
+        event);
+    drain_pipe(tcp);
+}
+
+// Ends a link: its forwarded connections are reset, the relay forgets it, its sockets close.
+// The entry stays (dead) until the caller's loop over peers_ is done with it.
+void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it) {
+    if (peer.dead || !peer.link) return;
+    peer.dead = true;
+    if (log_it) {
+        log(Severity::kInfo, "session with " + peer.name + " closed: " + reason + " (" +
+                                 plural(peer.streams.size(), "forwarded connection") + " reset)");
+    }
+    std::vector<TcpId> tcps;
+    for (const auto& [stream, tcp] : peer.streams) tcps.push_back(tcp);
+    peer.streams.clear();
+    for (TcpId tcp : tcps) {
+        if (Pipe* p = find_pipe(tcp)) {
+            p->pipe.session_gone();
+            drain_pipe(tcp);
+        }
+    }
+    for (RouteId r : peer.link->sockets()) {
+        socket_owner_.erase(r);
+        act(CloseUdpSocket{r});
+    }
+    peer.unapproved.clear();
+    client_.forget_session(peer.relay_id);
+    // The link object stays until the peer entry goes: a caller up the stack may still be
+    // inside one of its calls.
+}
+
+// --- TCP -----------------------------------------------------------------------------------------
+
+AgentCore::Pipe* AgentCore::find_pipe(TcpId id) {
+    auto it = pipes_.find(id);
+    return it == pipes_.end() ? nullptr : &it->second;
+}
+
+Connection* AgentCore::connection_of(const Pipe& p) {
+    auto it = peers_.find(p.peer);
+    if (it == peers_.end() || it->second.dead) return nullptr;
+    return &it->second.link->connection();
+}
+
+void AgentCore::drain_pipe(TcpId id) {
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    while (auto a = p->pipe.poll_action()) {
+        switch (*a) {
+            case PipeAction::kResumeReading:
+                act(TcpResumeReading{id});
+                break;
+            case PipeAction::kPauseReading:
+                act(TcpPauseReading{id});
+                break;
+            case PipeAction::kFlush:
+                act(TcpFlush{id});
+                break;
+            case PipeAction::kShutdown:
+                act(TcpShutdown{id});
+                break;
+            case PipeAction::kFinish:
+                act(TcpFinish{id});
+                break;
+            case PipeAction::kClose:
+                act(TcpClose{id});
+                break;
+            case PipeAction::kReset:
+                act(TcpReset{id});
+                break;
+        }
+    }
+    if (auto note = p->pipe.note(); note && !p->noted) {
+        p->noted = true;
+        switch (*note) {
+            case PipeNote::kRefusedByPeer:
+                log(Severity::kWarn, p->label + ": refused by the peer: " +
+                                         reset_reason_text(p->pipe.reset_reason()));
+                break;
+            case PipeNote::kResetByPeer:
+                log(Severity::kDebug,
+                    p->label + ": stream " + std::to_string(p->pipe.id()) +
+                        " reset by the peer: " + reset_reason_text(p->pipe.reset_reason()));
+                break;
+            case PipeNote::kClientAborted:
+                log(Severity::kDebug, p->label + ": stream " + std::to_string(p->pipe.id()) +
+                                          ": tcp closed early, resetting");
+                break;
+        }
+    }
+    if (p->pipe.done()) {
+        auto peer = peers_.find(p->peer);
+        if (peer != peers_.end()) peer->second.streams.erase(p->pipe.id());
+        pipes_.erase(id);
+    }
+}
+
+void AgentCore::on_tcp_connected(TcpId id, Time now) {
+    Pipe* p = find_pipe(id);
+    if (!p) {
+        act(TcpClose{id});
+        return;
+    }
+    if (Connection* conn = connection_of(*p)) {
+        p->pipe.on_tcp_connected(*conn);
+    } else {
+        p->pipe.session_gone();
+    }
+    drain_pipe(id);
+    auto peer = peers_.find(p->peer);
+    if (peer != peers_.end()) process(peer->second, now);
+}
+
+void AgentCore::on_tcp_connect_failed(TcpId id, ConnectFailure why, std::string_view error,
+                                      Time now) {
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    drops_.streams_refused++;
+    log(Severity::kWarn, "refused stream from " + p->peer + " to " +
+                             p->origin.substr(p->origin.find(' ') + 1) + ": " + std::string(error));
+    p->pipe.refuse(connection_of(*p), why == ConnectFailure::kUnresolved ? ResetReason::kUnreachable
+                                                                         : ResetReason::kRefused);
+    const std::string peer_name = p->peer;
+    drain_pipe(id);
+    auto peer = peers_.find(peer_name);
+    if (peer != peers_.end()) process(peer->second, now);
+}
+
+size_t AgentCore::tcp_read_space(TcpId id) const {
+    auto it = pipes_.find(id);
+    if (it == pipes_.end()) return 0;
+    auto peer = peers_.find(it->second.peer);
+    if (peer == peers_.end() || peer->second.dead) return 0;
+    return it->second.pipe.read_space(peer->second.link->connection());
+}
+
+void AgentCore::on_tcp_data(TcpId id, ByteView data, Time now) {
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    Connection* conn = connection_of(*p);
+    if (!conn) return;
+    p->pipe.on_tcp_data(*conn, data);
+    const std::string peer_name = p->peer;
+    drain_pipe(id);
+    auto peer = peers_.find(peer_name);
+    if (peer != peers_.end()) process(peer->second, now);
+}
+
+void AgentCore::on_tcp_eof(TcpId id, Time now) {
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    Connection* conn = connection_of(*p);
+    if (!conn) return;
+    p->pipe.on_tcp_eof(*conn);
+    const std::string peer_name = p->peer;
+    drain_pipe(id);
+    auto peer = peers_.find(peer_name);
+    if (peer != peers_.end()) process(peer->second, now);
+}
+
+size_t AgentCore::tcp_output(TcpId id, MutableByteView out, Time now) {
+    (void)now;
+    Pipe* p = find_pipe(id);
+    if (!p) return 0;
+    Connection* conn = connection_of(*p);
+    if (!conn) return 0;
+    const size_t n = p->pipe.read_output(*conn, out);
+    if (n == 0) drain_pipe(id);  // a FIN may follow the last byte
+    return n;
+}
+
+void AgentCore::on_tcp_drained(TcpId id, Time now) {
+    (void)now;
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    if (Connection* conn = connection_of(*p)) p->pipe.on_tcp_drained(*conn);
+    drain_pipe(id);
+}
+
+void AgentCore::on_tcp_shutdown_done(TcpId id, Time now) {
+    (void)now;
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    p->pipe.on_tcp_shutdown_done();
+    drain_pipe(id);
+}
+
+void AgentCore::on_tcp_closed(TcpId id, Time now) {
+    // A connection that still waited for its stream.
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+        auto& q = it->second;
+        auto w = std::find_if(q.begin(), q.end(), [&](const Waiter& x) { return x.id == id; });
+        if (w == q.end()) continue;
+        q.erase(w);
+        if (q.empty()) waiting_.erase(it);
+        return;
+    }
+    Pipe* p = find_pipe(id);
+    if (!p) return;
+    p->pipe.on_tcp_closed(connection_of(*p));
+    const std::string peer_name = p->peer;
+    drain_pipe(id);
+    auto peer = peers_.find(peer_name);
+    if (peer != peers_.end()) process(peer->second, now);
+}
+
+// --- status --------------------------------------------------------------------------------------
+
+AgentStatus AgentCore::status(Time now) const {
+    AgentStatus s;
+    s.name = config_.name;
+    s.public_key = key_to_base64(public_key(config_.key));
+    s.uptime_s = to_ms(now - started_at_) / 1000.0;
+    s.server = to_string(config_.server);
+    s.server_state = client_.state();
+    s.registered = client_.registered();
+    s.udp_bound = client_.udp_bound();
+    const uint64_t registrations = client_.stats().registrations;
+    s.reconnects = registrations > 0 ? registrations - 1 : 0;
+    if (nat_) {
+        s.nat = nat_->mapping;
+        s.reflexive = nat_->mapped[0];
+    }
+    std::map<std::string, uint64_t> active;
+    for (const auto& [id, p] : pipes_) active[p.origin]++;
+    for (const auto& [name, peer] : peers_) {
+        if (peer.dead) continue;
+        const PeerLink& link = *peer.link;
+        const Connection& c = link.connection();
+        PeerStatus ps;
+        ps.peer = name;
+        ps.session_id = peer.relay_id;
+        ps.role = link.session().role();
+        ps.state = link.session().state();
+        ps.path = path_of(link);
+        ps.technique = link.technique() ? to_string(*link.technique()) : "";
+        ps.rtt_ms = to_ms(c.rtt().smoothed());
+        ps.connection = c.stats();
+        ps.loss = ps.connection.packets_sent ? static_cast<double>(ps.connection.packets_lost) /
+                                                   static_cast<double>(ps.connection.packets_sent)
+                                             : 0.0;
+        ps.session = link.session().stats();
+        ps.paths = link.paths().stats();
+        ps.streams = peer.streams.size();
+        ps.may_open.assign(peer.may_open.begin(), peer.may_open.end());
+        ps.may_accept.assign(peer.may_accept.begin(), peer.may_accept.end());
+        ps.streams_awaiting_approval = peer.unapproved.size();
+        s.peers.push_back(std::move(ps));
+    }
+    for (const auto& [key, f] : forwards_) {
+        s.forwards.push_back(ForwardStatus{key, f.config.peer, f.config.service, f.connections,
+                                           active["forward " + key], f.refused});
+    }
+    for (const auto& e : config_.expose) {
+        auto it = expose_counters_.find(e.service);
+        const ExposeCounters c = it != expose_counters_.end() ? it->second : ExposeCounters{};
+        s.exposes.push_back(ExposeStatus{e.service, to_string(e.target), e.allow, c.streams,
+                                         active["expose " + e.service], c.refused});
+    }
+    s.client = client_.stats();
+    s.drops = drops_;
+    return s;
+}
+
+void AgentCore::log(Severity severity, std::string line) {
+    act(Log{severity, std::move(line)});
+}
+
+}  // namespace burrow

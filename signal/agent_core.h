@@ -1,0 +1,227 @@
+// AgentCore: everything the agent decides, sans-IO (DESIGN.md §2), as ServerCore is for the
+// server. src/agent_runtime.cc owns the sockets, the TLS connection, the timer and the admin
+// endpoint and only executes what this returns (signal/agent_action.h).
+//
+//   AgentClient      the signalling protocol with the server (signal/agent_client.h)
+//   one PeerLink     per peer (tunnel/peer_link.h): one session per pair of agents, every
+//                    service between them a stream of it
+//   forwards         [[forward]]: accepted TCP connections wait (bounded) for the peer's link
+//                    and the server's approval of the service, then become streams
+//   exposes          [[expose]]: a stream the peer opens is checked against the service's allow
+//                    list and the services the server approved for that peer, then connected
+//                    to the target
+//   pipes            one StreamPipe (tunnel/stream_pipe.h) per forwarded connection
+//
+// Inputs are the on_* calls and on_timer(now); outputs are poll_action() (until nullopt) and
+// poll_transmit(now) (until nullopt), drained after every input in the same turn, and one timer
+// armed at next_deadline().
+//
+// Links are keyed by peer name and named at the server by a relay session id. A rendezvous
+// (PeerInfo) with the id of our link for that peer only adds an approved service; one with
+// another id replaces the link (the peer lost its link: it restarted, or it timed out). A
+// connect request names our link's id, so the server keeps the pair on it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "signal/agent_action.h"
+#include "signal/agent_client.h"
+#include "signal/agent_settings.h"
+#include "signal/agent_status.h"
+#include "tunnel/peer_link.h"
+#include "tunnel/stream_pipe.h"
+
+namespace burrow {
+
+// Forwarded connections that wait for one peer/service (the link or the server's approval).
+// A burst beyond this (a misbehaving client on the forward's port) is closed rather than held
+// without bound.
+inline constexpr size_t kMaxWaitingPerPeerService = 256;
+// A peer may open a stream a moment before the server's approval of that service reaches us
+// (its PeerInfo went out at the same time as ours, on another connection). Streams that wait
+// for it are held this long, then refused.
+inline constexpr Duration kApprovalWait = std::chrono::seconds(3);
+inline constexpr size_t kMaxAwaitingApproval = 64;  // per peer; more are refused at once
+// A target that has not accepted within this is treated as unreachable; the client behind the
+// forward sees a clean close instead of hanging on a stream that never starts.
+inline constexpr Duration kTargetConnectTimeout = std::chrono::seconds(10);
+
+enum class ConnectFailure : uint8_t {
+    kUnresolved,  // the target's name did not resolve
+    kRefused,     // connect() failed or timed out
+};
+
+struct AgentCoreConfig {
+    std::string name;  // [agent] name, for the first log lines
+    PrivateKey key;
+    HostPort server;
+    std::string software = "burrow";
+    std::vector<ExposeConfig> expose;
+    std::vector<ForwardConfig> forward;
+    SessionConfig session;              // every link's
+    int64_t wall_clock_at_zero_us = 0;  // see Session
+};
+
+class AgentCore {
+  public:
+    // Precondition: crypto_init() has succeeded.
+    AgentCore(AgentCoreConfig config, Rng& rng, Time now);
+    AgentCore(const AgentCore&) = delete;
+    AgentCore& operator=(const AgentCore&) = delete;
+
+    // The forwards start listening and the first dial is due. host_addresses: this machine's
+    // interface addresses with the main UDP socket's port (the same-LAN candidates).
+    void start(std::vector<SocketAddress> host_addresses, Time now);
+    // Closes everything; ends with Exit{0}.
+    void stop(Time now);
+    // [[expose]] and [[forward]] from a reloaded file: added forwards listen, removed ones stop,
+    // open connections and links stay.
+    void reload(std::vector<ExposeConfig> expose, std::vector<ForwardConfig> forward, Time now);
+
+    // --- the server ---
+    void on_control_connected(const SocketAddress& server, Time now);
+    void on_control_bytes(ByteView bytes, Time now);
+    // The connection or the attempt ended (also after a CloseControl).
+    void on_control_closed(std::string_view reason, Time now);
+
+    // --- UDP ---
+    void on_udp(RouteId route, const SocketAddress& from, ByteView datagram, Time now);
+    void on_udp_socket_failed(RouteId route, std::string_view error);
+
+    // --- forwards and TCP ---
+    void on_listen_failed(std::string_view forward, std::string_view error, Time now);
+    // A connection accepted on a forward's listener; src/ does not read it until
+    // TcpResumeReading. nullopt: close it at once.
+    std::optional<TcpId> on_tcp_accepted(std::string_view forward, Time now);
+    void on_tcp_connected(TcpId id, Time now);
+    void on_tcp_connect_failed(TcpId id, ConnectFailure why, std::string_view error, Time now);
+    // How many bytes src/ may read from the socket now.
+    size_t tcp_read_space(TcpId id) const;
+    void on_tcp_data(TcpId id, ByteView data, Time now);
+    void on_tcp_eof(TcpId id, Time now);
+    // After TcpFlush: bytes for the socket, until 0 or the socket's queue is full.
+    size_t tcp_output(TcpId id, MutableByteView out, Time now);
+    // The socket's queue has room again after tcp_output filled it.
+    void on_tcp_drained(TcpId id, Time now);
+    void on_tcp_shutdown_done(TcpId id, Time now);
+    // The socket is gone (whoever closed it); the last call for id.
+    void on_tcp_closed(TcpId id, Time now);
+
+    // --- time and output ---
+    void on_timer(Time now);
+    Time next_deadline() const;
+    std::optional<AgentAction> poll_action();
+    std::optional<UdpTransmit> poll_transmit(Time now);
+
+    AgentStatus status(Time now) const;
+    const AgentClient& client() const { return client_; }
+    // The link with peer, if any (tests and the simulator look inside).
+    const PeerLink* link(std::string_view peer) const;
+    size_t pipe_count() const { return pipes_.size(); }
+
+  private:
+    struct Peer {
+        std::string name;
+        uint64_t relay_id = 0;
+        std::unique_ptr<PeerLink> link;
+        std::set<std::string> may_open;    // approved: we open these services on the peer
+        std::set<std::string> may_accept;  // approved: the peer opens these on us
+        std::map<StreamId, TcpId> streams;
+        struct Unapproved {
+            StreamId stream;
+            std::string service;
+            Time deadline;
+        };
+        std::deque<Unapproved> unapproved;
+        bool dead = false;
+    };
+    struct Pipe {
+        std::string peer;
+        StreamPipe pipe;
+        std::string origin;  // "forward 127.0.0.1:8080" or "expose web": status counts by it
+        std::string label;   // names the connection in log lines
+        bool noted = false;  // its PipeNote has been logged
+    };
+    struct Forward {
+        ForwardConfig config;
+        bool initial = false;  // from the file at start: failing to listen is fatal
+        uint64_t connections = 0;
+        uint64_t refused = 0;
+    };
+    struct ExposeCounters {
+        uint64_t streams = 0;
+        uint64_t refused = 0;
+    };
+    struct Waiter {
+        TcpId id;
+        std::string forward;
+    };
+    using PeerService = std::pair<std::string, std::string>;
+
+    void log(Severity severity, std::string line);
+    // Closes everything and asks src/ to exit with status (and message on stderr).
+    void shut_down(int status, std::string message, Time now);
+    void act(AgentAction action) { actions_.push_back(std::move(action)); }
+    void after_client(Time now);
+    void on_client_event(const Registered& e, Time now);
+    void on_client_event(const AuthFailed& e, Time now);
+    void on_client_event(const PeerReady& e, Time now);
+    void on_client_event(const ConnectRefusedEvent& e, Time now);
+    void on_client_event(const RelayReceived& e, Time now);
+    void on_client_event(const Disconnected& e, Time now);
+    void on_client_event(const NatDiscovered& e, Time now);
+    void on_client_event(const UdpBound& e, Time now);
+    void on_client_event(const UdpBlocked& e, Time now);
+
+    void start_forward(const ForwardConfig& f, bool initial);
+    void open_waiters(Peer& peer, Time now);
+    void open_forward_stream(Peer& peer, TcpId id, const Forward& fw, Time now);
+    void on_stream_opened(Peer& peer, StreamId id, const std::string& service, Time now);
+    void accept_stream(Peer& peer, StreamId id, const ExposeConfig& expose, Time now);
+    void refuse_stream(Peer& peer, StreamId id, const std::string& service, ResetReason reason,
+                       const std::string& why);
+    void expire_unapproved(Peer& peer, Time now);
+    const ExposeConfig* find_expose(std::string_view service) const;
+
+    Peer* find_peer_by_relay(uint64_t relay_id);
+    void process(Peer& peer, Time now);
+    void on_link_event(Peer& peer, const LinkEvent& e, Time now);
+    void on_stream_event(Peer& peer, const ConnectionEvent& e, Time now);
+    void end_link(Peer& peer, const std::string& reason, bool log_it);
+    std::string path_of(const PeerLink& link) const;
+
+    Pipe* find_pipe(TcpId id);
+    // Carries out what the pipe asks, and forgets it once done.
+    void drain_pipe(TcpId id);
+    Connection* connection_of(const Pipe& p);
+
+    AgentCoreConfig config_;
+    Rng& rng_;
+    Time started_at_;
+    AgentClient client_;
+    std::optional<SocketAddress> server_address_;
+    std::optional<NatDiscovered> nat_;
+    std::map<std::string, Peer, std::less<>> peers_;
+    std::map<RouteId, std::string> socket_owner_;  // link sockets, by the peer that holds them
+    RouteId next_route_ = kRouteMain + 1;
+    std::map<TcpId, Pipe> pipes_;
+    TcpId next_tcp_ = 1;
+    std::map<std::string, Forward, std::less<>> forwards_;  // by listen address as written
+    std::map<std::string, ExposeCounters> expose_counters_;
+    std::map<PeerService, std::deque<Waiter>> waiting_;
+    std::deque<AgentAction> actions_;
+    std::deque<UdpTransmit> final_transmits_;  // CLOSE packets of links ended by stop()
+    AgentDrops drops_;
+    bool stopping_ = false;
+    bool dial_pending_ = false;  // DialServer emitted, no connected/closed report yet
+};
+
+}  // namespace burrow

@@ -1,0 +1,80 @@
+// What `burrow status` shows of a running agent, as the agent's core reports it. src/ turns it
+// into JSON for the admin endpoint (src/agent_status_json.cc); every drop has a counter.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "signal/agent_client.h"
+#include "tunnel/connection.h"
+#include "tunnel/path_manager.h"
+#include "tunnel/session.h"
+
+namespace burrow {
+
+struct PeerStatus {
+    std::string peer;
+    uint64_t session_id = 0;  // the relay session that names the link at the server
+    Role role = Role::kInitiator;
+    SessionState state = SessionState::kHandshaking;
+    std::string path;       // "direct ADDR", "relay-udp" or "relay-tcp"
+    std::string technique;  // how it punches: "plain", "spray", "birthday" ("" before keys)
+    double rtt_ms = 0;
+    double loss = 0;
+    ConnectionStats connection;
+    SessionStats session;
+    PathStats paths;
+    uint64_t streams = 0;                    // forwarded connections open on the session
+    std::vector<std::string> may_open;       // services the server lets us open on the peer
+    std::vector<std::string> may_accept;     // services the server lets the peer open on us
+    uint64_t streams_awaiting_approval = 0;  // opened before the server's approval arrived
+};
+
+struct ForwardStatus {
+    std::string listen;
+    std::string peer;
+    std::string service;
+    uint64_t connections = 0;
+    uint64_t active = 0;
+    uint64_t refused = 0;
+};
+
+struct ExposeStatus {
+    std::string service;
+    std::string target;
+    std::vector<std::string> allow;
+    uint64_t streams = 0;
+    uint64_t active = 0;
+    uint64_t refused = 0;
+};
+
+// Datagrams and streams the core itself dropped or refused (the client's are in client).
+struct AgentDrops {
+    uint64_t udp_from_unknown = 0;       // no link claimed it
+    uint64_t relay_unknown_session = 0;  // relayed for a session no link has
+    uint64_t streams_refused = 0;        // incoming streams refused (service, allow, approval)
+    uint64_t waiting_full = 0;           // forwarded connections closed: too many waited
+};
+
+struct AgentStatus {
+    std::string name;
+    std::string public_key;  // base64
+    double uptime_s = 0;
+    std::string server;  // as configured
+    AgentClientState server_state = AgentClientState::kWaiting;
+    bool registered = false;
+    bool udp_bound = false;
+    uint64_t reconnects = 0;
+    std::optional<NatMapping> nat;
+    std::optional<SocketAddress> reflexive;
+    std::vector<PeerStatus> peers;
+    std::vector<ForwardStatus> forwards;
+    std::vector<ExposeStatus> exposes;
+    AgentClientStats client;
+    AgentDrops drops;
+};
+
+}  // namespace burrow

@@ -1,0 +1,111 @@
+#include "src/agent_status_json.h"
+
+#include <set>
+
+#include "src/version.h"
+
+namespace burrow {
+namespace {
+
+nlohmann::json peer_json(const PeerStatus& p) {
+    const ConnectionStats& cs = p.connection;
+    const SessionStats& ss = p.session;
+    std::set<std::string> services(p.may_open.begin(), p.may_open.end());
+    services.insert(p.may_accept.begin(), p.may_accept.end());
+    return {
+        {"peer", p.peer},
+        {"session_id", p.session_id},
+        {"role", p.role == Role::kInitiator ? "initiator" : "responder"},
+        {"state", session_state_name(p.state)},
+        {"path", p.path},
+        {"technique", p.technique},
+        {"rtt_ms", p.rtt_ms},
+        {"loss", p.loss},
+        {"bytes_sent", cs.bytes_sent},
+        {"bytes_received", cs.bytes_received},
+        {"streams", p.streams},
+        {"probes",
+         {{"challenges_sent", p.paths.challenges_sent},
+          {"responses_sent", p.paths.responses_sent},
+          {"paths_validated", p.paths.paths_validated},
+          {"fallbacks", p.paths.fallbacks}}},
+        {"services", services},
+        {"may_open", p.may_open},
+        {"may_accept", p.may_accept},
+        {"streams_awaiting_approval", p.streams_awaiting_approval},
+        {"drops",
+         {{"malformed", ss.drop_malformed + cs.drop_malformed},
+          {"bad_mac1", ss.drop_bad_mac1},
+          {"unknown_peer", ss.drop_unknown_peer},
+          {"replayed_initiation", ss.drop_replayed_initiation},
+          {"decrypt_failed", ss.drop_decrypt_failed},
+          {"unknown_index", ss.drop_unknown_index},
+          {"key_expired", ss.drop_key_expired},
+          {"duplicate", cs.drop_duplicate},
+          {"too_old", cs.drop_too_old},
+          {"bad_probe", ss.drop_bad_probe}}},
+    };
+}
+
+}  // namespace
+
+nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
+    using nlohmann::json;
+    json out;
+    out["agent"] = {{"name", s.name},
+                    {"public_key", s.public_key},
+                    {"version", version_string()},
+                    {"uptime_s", s.uptime_s}};
+    json server = {{"address", s.server},
+                   {"state", to_string(s.server_state)},
+                   {"registered", s.registered},
+                   {"udp", s.udp_bound ? "bound" : "unknown"},
+                   {"reconnects", s.reconnects}};
+    if (s.nat) server["nat"] = to_string(*s.nat);
+    if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
+    out["server"] = server;
+    json peers = json::array();
+    for (const auto& p : s.peers) peers.push_back(peer_json(p));
+    out["peers"] = peers;
+    json forwards = json::array();
+    for (const auto& f : s.forwards) {
+        forwards.push_back({{"listen", f.listen},
+                            {"peer", f.peer},
+                            {"service", f.service},
+                            {"connections", f.connections},
+                            {"active", f.active},
+                            {"refused", f.refused}});
+    }
+    out["forwards"] = forwards;
+    json exposes = json::array();
+    for (const auto& e : s.exposes) {
+        exposes.push_back({{"service", e.service},
+                           {"target", e.target},
+                           {"allow", e.allow},
+                           {"streams", e.streams},
+                           {"active", e.active},
+                           {"refused", e.refused}});
+    }
+    out["exposes"] = exposes;
+    const AgentClientStats& c = s.client;
+    out["drops"] = {
+        {"relay_offline", c.drop_relay_offline},
+        {"relay_unknown_session", c.drop_relay_unknown_session + s.drops.relay_unknown_session},
+        {"relay_too_large", c.drop_relay_too_large},
+        {"relay_queue_full", c.drop_relay_queue_full},
+        {"relay_bad_token", c.drop_relay_bad_token},
+        {"udp_malformed", c.drop_udp_malformed},
+        {"udp_unexpected", c.drop_udp_unexpected},
+        {"udp_from_unknown", s.drops.udp_from_unknown},
+        {"udp_truncated", udp.truncated},
+        {"udp_send_queue_full", udp.send_queue_full},
+        {"stun_malformed", c.drop_stun_malformed},
+        {"stun_unmatched", c.drop_stun_unmatched},
+        {"control_unexpected", c.drop_control_unexpected},
+        {"connects_refused_locally", c.connects_refused_locally},
+        {"streams_refused", s.drops.streams_refused},
+        {"waiting_full", s.drops.waiting_full}};
+    return out;
+}
+
+}  // namespace burrow

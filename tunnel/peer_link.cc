@@ -1,0 +1,190 @@
+#include "tunnel/peer_link.h"
+
+#include <algorithm>
+
+#include "tunnel/path_probe.h"
+
+namespace burrow {
+
+PeerLink::PeerLink(const PeerLinkConfig& config, Rng& rng, Time now)
+    : rng_(rng),
+      session_(config.role, config.local_key, config.peer_key, config.session, rng, now,
+               config.wall_clock_at_zero_us),
+      paths_(rng) {}
+
+void PeerLink::start(Time now) {
+    session_.start(now);
+}
+
+void PeerLink::set_punch_plan(PunchPlan plan, Time now) {
+    const bool punching = technique_.has_value();
+    plan_ = std::move(plan);
+    if (punching) {
+        paths_.add_candidates(plan_->candidates, now);
+        paths_.on_timer(now);
+    }
+    after_input(now);
+}
+
+bool PeerLink::claims(const SocketAddress& from, ByteView datagram) const {
+    if (auto index = Session::receiver_index(datagram)) return session_.owns_index(*index);
+    // A handshake message (a rekey) names no index of ours: it is ours when it comes from an
+    // address this link knows.
+    return !datagram.empty() && paths_.knows(from);
+}
+
+LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from, ByteView datagram,
+                                  Time now) {
+    LinkVerdict verdict = LinkAccepted{};
+    if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
+        if (auto probe = session_.open_probe(datagram, now)) {
+            // Authenticated: answers and later packets to `from` leave by the socket whose NAT
+            // mapping it reached.
+            if (route != kRouteMain) routes_[from] = route;
+            paths_.on_probe(from, *probe, now);
+        } else {
+            verdict = LinkDropped{LinkDrop::kRefused};
+        }
+    } else {
+        switch (session_.on_datagram(datagram, now)) {
+            case Session::Input::kData:
+                if (route != kRouteRelay) paths_.on_authenticated(from, now);
+                break;
+            case Session::Input::kHandshake:
+                break;
+            case Session::Input::kDropped:
+                verdict = LinkDropped{LinkDrop::kRefused};
+                break;
+        }
+    }
+    after_input(now);
+    return verdict;
+}
+
+void PeerLink::on_timer(Time now) {
+    session_.on_timer(now);
+    if (technique_) paths_.on_timer(now);
+    if (now >= birthday_round_at_) birthday_round(now);
+    after_input(now);
+}
+
+Time PeerLink::next_deadline() const {
+    Time t = std::min(session_.next_deadline(), birthday_round_at_);
+    if (technique_) t = std::min(t, paths_.next_deadline());
+    return t;
+}
+
+std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
+    while (auto probe = paths_.poll_probe()) {
+        auto sealed = session_.seal_probe(probe->probe, now);
+        if (!sealed) {
+            ++stats_.probes_unsealed;
+            continue;
+        }
+        return LinkTransmit{route_to(probe->to), probe->to, std::move(*sealed)};
+    }
+    while (!openings_.empty() && plan_ && plan_->reflexive) {
+        const RouteId route = openings_.front();
+        openings_.pop_front();
+        const Probe opening{ProbeKind::kChallenge, random_path_data(rng_)};
+        if (auto sealed = session_.seal_probe(opening, now)) {
+            ++stats_.opening_probes;
+            return LinkTransmit{route, *plan_->reflexive, std::move(*sealed)};
+        }
+        ++stats_.probes_unsealed;
+    }
+    auto datagram = session_.poll_transmit(now);
+    if (!datagram) return std::nullopt;
+    if (const auto& direct = paths_.active()) {
+        return LinkTransmit{route_to(*direct), *direct, std::move(*datagram)};
+    }
+    return LinkTransmit{kRouteRelay, SocketAddress{}, std::move(*datagram)};
+}
+
+std::optional<LinkEvent> PeerLink::poll_event() {
+    if (events_.empty()) return std::nullopt;
+    LinkEvent e = std::move(events_.front());
+    events_.pop_front();
+    return e;
+}
+
+void PeerLink::add_sockets(const std::vector<RouteId>& routes, Time now) {
+    sockets_.insert(sockets_.end(), routes.begin(), routes.end());
+    stats_.birthday_sockets += routes.size();
+    if (!sockets_.empty() && birthday_round_at_ == kNever && !paths_.active()) {
+        birthday_round_at_ = now;
+        birthday_round(now);
+    }
+}
+
+void PeerLink::remove_socket(RouteId route) {
+    if (std::erase(sockets_, route) == 0) return;
+    ++stats_.sockets_failed;
+    std::erase(openings_, route);
+    std::erase_if(routes_, [&](const auto& entry) { return entry.second == route; });
+}
+
+// --- private -----------------------------------------------------------------------------------
+
+void PeerLink::after_input(Time now) {
+    if (!announced_up_ && session_.established()) {
+        announced_up_ = true;
+        events_.push_back(LinkUp{});
+    }
+    // Relay first, then punch (DESIGN.md §4): both sides probe every candidate once the
+    // session has keys to seal probes with.
+    if (!technique_ && plan_ && session_.established()) start_punching(now);
+    while (auto change = paths_.poll_change()) {
+        if (change->direct && !sockets_.empty()) {
+            auto route = routes_.find(*change->direct);
+            release_sockets(route != routes_.end() ? std::optional(route->second) : std::nullopt);
+        }
+        events_.push_back(LinkPathChanged{change->direct, change->reason, change->rtt});
+    }
+}
+
+void PeerLink::start_punching(Time now) {
+    technique_ = choose_technique(plan_->ours, plan_->theirs, plan_->reflexive.has_value());
+    events_.push_back(LinkPunching{*technique_});
+    paths_.add_candidates(plan_->candidates, now);
+    if (*technique_ == PunchTechnique::kSpray) paths_.start_spray(*plan_->reflexive, now);
+    if (*technique_ == PunchTechnique::kBirthday) {
+        events_.push_back(LinkWantsSockets{kBirthdaySockets});
+    }
+    paths_.on_timer(now);
+}
+
+// One round: an opening probe from every socket, until a path is found or the rounds run out.
+void PeerLink::birthday_round(Time now) {
+    if (paths_.active() || birthday_rounds_ >= kBirthdayOpeningRounds) {
+        birthday_round_at_ = kNever;
+        openings_.clear();
+        const auto& active = paths_.active();
+        auto route = active ? routes_.find(*active) : routes_.end();
+        release_sockets(route != routes_.end() ? std::optional(route->second) : std::nullopt);
+        return;
+    }
+    ++birthday_rounds_;
+    openings_.assign(sockets_.begin(), sockets_.end());
+    birthday_round_at_ = now + kBirthdayRoundInterval;
+}
+
+// Closes the birthday sockets but keep (the one the path was found through).
+void PeerLink::release_sockets(std::optional<RouteId> keep) {
+    LinkReleasesSockets released;
+    for (RouteId r : sockets_) {
+        if (r != keep) released.routes.push_back(r);
+    }
+    if (released.routes.empty()) return;
+    std::erase_if(sockets_, [&](RouteId r) { return r != keep; });
+    std::erase_if(routes_, [&](const auto& entry) { return entry.second != keep; });
+    std::erase_if(openings_, [&](RouteId r) { return r != keep; });
+    events_.push_back(std::move(released));
+}
+
+RouteId PeerLink::route_to(const SocketAddress& to) const {
+    auto it = routes_.find(to);
+    return it != routes_.end() ? it->second : kRouteMain;
+}
+
+}  // namespace burrow

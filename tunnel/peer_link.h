@@ -1,0 +1,176 @@
+// PeerLink: everything an agent holds for one peer, sans-IO (DESIGN.md §2-4). One per pair of
+// agents: every service between them is a stream of the same session.
+//
+//   Session       the Noise keys and the Connection (streams, loss recovery, congestion)
+//   PathManager   which path the session's packets take: the relay, or a validated direct
+//                 address; probes, fallback, rebinding (tunnel/path_manager.h)
+//   routes        how a datagram leaves: kRouteRelay (the server's relay; the signalling client
+//                 picks UDP or the TLS connection), kRouteMain (the agent's UDP socket), or a
+//                 birthday socket's route id, which the agent's core hands out
+//   punching      the technique for the pair of NATs (tunnel/punch_planner.h) and the birthday
+//                 side's schedule of opening probes
+//   keepalives    the Connection's PINGs and the PathManager's checks of a quiet direct path
+//
+// Driven like every core:
+//
+//   on_datagram(route, from, bytes, now) -> verdict    any datagram for this peer
+//   on_timer(now)                                       next_deadline() was reached
+//   poll_transmit(now) -> {route, to, bytes}            until nullopt
+//   poll_event()                                        what the agent must act on or log
+//
+// The session starts on the relay (its first handshake goes through the server at once); once
+// it has keys, both sides punch, and the first validated direct path takes the traffic. A
+// datagram on the main socket belongs to this link when claims() says so: a data or probe
+// packet carrying one of the session's receiver indexes, or a handshake message from an
+// address this link knows (the peer's direct path may be one we have not validated yet).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tunnel/nat_mapping.h"
+#include "tunnel/path_manager.h"
+#include "tunnel/punch_planner.h"
+#include "tunnel/rng.h"
+#include "tunnel/session.h"
+#include "tunnel/socket_address.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+// How a datagram travels: a UDP socket of the agent's (the main one, or one the core opened
+// for this link), or the server's relay.
+using RouteId = uint32_t;
+inline constexpr RouteId kRouteMain = 0;
+inline constexpr RouteId kRouteRelay = UINT32_MAX;
+
+struct LinkTransmit {
+    RouteId route = kRouteMain;
+    SocketAddress to;  // unused for kRouteRelay
+    Bytes data;
+};
+
+struct PeerLinkConfig {
+    Role role = Role::kInitiator;  // the Noise role, fixed for the link's life
+    PrivateKey local_key;
+    PublicKey peer_key{};
+    SessionConfig session;
+    int64_t wall_clock_at_zero_us = 0;  // see Session
+};
+
+// What the rendezvous told us about the peer, and what we know of our own NAT.
+struct PunchPlan {
+    std::vector<SocketAddress> candidates;   // the peer's host and reflexive addresses
+    std::optional<SocketAddress> reflexive;  // the peer's server-reflexive address
+    NatMapping ours = NatMapping::kUnknown;
+    NatMapping theirs = NatMapping::kUnknown;
+};
+
+// --- events ----------------------------------------------------------------------------------
+struct LinkUp {};  // the first handshake completed: the session carries streams
+struct LinkPunching {
+    PunchTechnique technique;
+};
+struct LinkPathChanged {
+    std::optional<SocketAddress> direct;  // nullopt: the relay
+    std::string reason;
+    Duration rtt{};  // of the probe that validated a direct path
+};
+// Birthday: open `count` UDP sockets for this link and hand their routes to add_sockets().
+struct LinkWantsSockets {
+    size_t count = 0;
+};
+// These sockets are no longer needed: close them.
+struct LinkReleasesSockets {
+    std::vector<RouteId> routes;
+};
+using LinkEvent =
+    std::variant<LinkUp, LinkPunching, LinkPathChanged, LinkWantsSockets, LinkReleasesSockets>;
+
+// --- verdicts --------------------------------------------------------------------------------
+enum class LinkDrop : uint8_t {
+    kNotOurs,  // not addressed to this link's session
+    kRefused,  // the session or the probe check refused it (SessionStats says why)
+};
+struct LinkAccepted {};
+struct LinkDropped {
+    LinkDrop reason;
+};
+using LinkVerdict = std::variant<LinkAccepted, LinkDropped>;
+
+struct LinkStats {
+    uint64_t probes_unsealed = 0;   // a probe to send while there were no keys: skipped
+    uint64_t opening_probes = 0;    // birthday probes sent
+    uint64_t birthday_sockets = 0;  // opened for this link, all told
+    uint64_t sockets_failed = 0;    // of those, the OS refused
+};
+
+class PeerLink {
+  public:
+    PeerLink(const PeerLinkConfig& config, Rng& rng, Time now);
+    PeerLink(const PeerLink&) = delete;
+    PeerLink& operator=(const PeerLink&) = delete;
+
+    // Initiator: the first handshake, through the relay. A responder waits for it.
+    void start(Time now);
+    // The peer's candidates (again after a later rendezvous: more candidates). Punching starts
+    // once the session has keys to seal probes with.
+    void set_punch_plan(PunchPlan plan, Time now);
+    // Whether a datagram that came in on the main socket from `from` belongs to this link.
+    bool claims(const SocketAddress& from, ByteView datagram) const;
+    LinkVerdict on_datagram(RouteId route, const SocketAddress& from, ByteView datagram, Time now);
+    void on_timer(Time now);
+    std::optional<LinkTransmit> poll_transmit(Time now);
+    Time next_deadline() const;
+    std::optional<LinkEvent> poll_event();
+
+    // The sockets a LinkWantsSockets asked for (fewer if the OS refused some).
+    void add_sockets(const std::vector<RouteId>& routes, Time now);
+    // A socket the OS would not open after all.
+    void remove_socket(RouteId route);
+    // Every socket this link holds (to close when the link ends).
+    const std::vector<RouteId>& sockets() const { return sockets_; }
+
+    Session& session() { return session_; }
+    const Session& session() const { return session_; }
+    Connection& connection() { return session_.connection(); }
+    const Connection& connection() const { return session_.connection(); }
+    const PathManager& paths() const { return paths_; }
+    // The direct path in use; nullopt on the relay.
+    const std::optional<SocketAddress>& direct() const { return paths_.active(); }
+    std::optional<PunchTechnique> technique() const { return technique_; }
+    const LinkStats& stats() const { return stats_; }
+
+  private:
+    void after_input(Time now);
+    void start_punching(Time now);
+    void birthday_round(Time now);
+    void release_sockets(std::optional<RouteId> keep);
+    RouteId route_to(const SocketAddress& to) const;
+
+    Rng& rng_;
+    Session session_;
+    PathManager paths_;
+    std::optional<PunchPlan> plan_;
+    std::optional<PunchTechnique> technique_;  // set when punching starts
+    bool announced_up_ = false;
+
+    // Birthday: our sockets, the peer's reflexive address they open mappings towards, and the
+    // opening probes of the current round still to send.
+    std::vector<RouteId> sockets_;
+    Time birthday_round_at_ = kNever;
+    int birthday_rounds_ = 0;
+    std::deque<RouteId> openings_;
+    // Direct addresses reached through a socket other than the main one.
+    std::map<SocketAddress, RouteId> routes_;
+
+    std::deque<LinkEvent> events_;
+    LinkStats stats_;
+};
+
+}  // namespace burrow

@@ -1,0 +1,45 @@
+// Which way a link punches through the two NATs, and the birthday side's schedule
+// (DESIGN.md §4 step 3). Pure: the PeerLink (tunnel/peer_link.h) asks and follows.
+//
+//   our NAT                peer's NAT              technique
+//   any                    any, no reflexive addr  plain: probes to the peer's candidates
+//   endpoint-independent   per-destination         spray: plain, plus rounds of kSprayPorts
+//                                                  probes to random ports of the peer's
+//                                                  public address (PathManager::start_spray)
+//   per-destination        endpoint-independent    birthday: plain, plus kBirthdaySockets
+//                                                  sockets of ours, each opening a mapping
+//                                                  towards the peer's reflexive address
+//   otherwise                                      plain (both symmetric: the relay stays)
+//
+// The spray and the birthday sockets meet when one of the peer's probes hits one of our open
+// mappings: with 256 mappings among ~64500 ports, one round of 1000 probes finds one with
+// probability 98% (tunnel/path_manager.h).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "tunnel/nat_mapping.h"
+#include "tunnel/path_manager.h"
+#include "tunnel/time.h"
+
+namespace burrow {
+
+enum class PunchTechnique : uint8_t { kPlain, kSpray, kBirthday };
+const char* to_string(PunchTechnique t);
+
+PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known);
+
+// The birthday side sends one opening probe from each socket per round: the mapping must exist
+// when the peer's spray arrives and stay open while it sprays.
+inline constexpr Duration kBirthdayRoundInterval = std::chrono::seconds(1);
+// Rounds until the sockets are given up: longer than the peer's whole spray
+// (kSprayRounds x kSprayInterval = 15 s).
+inline constexpr int kBirthdayOpeningRounds = 16;
+static_assert(kBirthdayOpeningRounds * kBirthdayRoundInterval >= kSprayRounds * kSprayInterval);
+// A birthday socket carries probes only, unless it becomes the path: a small buffer each keeps
+// 256 of them cheap.
+inline constexpr int kBirthdaySocketBuffer = 64 * 1024;
+
+}  // namespace burrow
