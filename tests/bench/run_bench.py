@@ -145,7 +145,8 @@ def why(e):
     """An exception as one line, with the stderr of a failed command."""
     if isinstance(e, subprocess.CalledProcessError):
         return f"{' '.join(map(str, e.cmd))}: exit {e.returncode}: {(e.stderr or '').strip()}"
-    return f"{e.__class__.__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    text = " / ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+    return f"{e.__class__.__name__}: {text[:400]}"
 
 
 def say(msg):
@@ -891,9 +892,10 @@ def bench_throughput(ctx, prof):
     return {"runs": res, "syscall_runs": sys_res, "median": summary, "systems": systems,
             "skipped": skipped, "seconds_per_run": prof.seconds,
             "syscall_seconds": prof.syscall_seconds,
-            "syscalls": sys_why or (f"perf stat -e {SYSCALL_EVENT} -p PIDS, one run of "
-                                    f"{prof.syscall_seconds} s per system and mode apart from "
-                                    "the throughput runs"),
+            "syscalls_method": "" if sys_why else (
+                f"perf stat -e {SYSCALL_EVENT} -p PIDS, one run of {prof.syscall_seconds} s per "
+                "system and mode apart from the throughput runs"),
+            "syscalls_skipped": sys_why,
             "peer_path": (f"two network namespaces joined by a veth (no rate limit, GSO/TSO on), "
                           f"iperf3 client in one and server in the other"),
             "failed_runs": {k: v for k, v in failed.items() if v}}
@@ -914,6 +916,8 @@ def throughput_run(ctx, peers, system, mode, extra, rep, seconds, count=False):
             cpu0 = cpu_of(pids)
             nbytes, mbps = iperf(port, seconds, extra, ns=ns, host=host)
             cpu = cpu_of(pids) - cpu0
+            if nbytes == 0:  # a stall, not a figure: listed as a failed run, not a median of 0
+                raise RuntimeError(f"iperf3 ended normally but no byte arrived in {seconds} s")
             run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes,
                     "cpu_s": round(cpu, 2) if pids else None,
                     "cpu_s_per_gb": round(cpu / (nbytes / 1e9), 2) if pids and nbytes else None}
@@ -1329,7 +1333,7 @@ def write_markdown(path, r):
                 b = LABELS[burrow_beside(t["median"]["single"], other)]
                 L.append(f"| **{b} / {label}** | | " + " | ".join(cells) + " |")
         L.append("")
-        sc = t.get("syscalls")
+        sc = t.get("syscalls_method")
         L += ["Cost per GB moved. CPU: user + system seconds of the tunnel's two processes "
               "(burrow: both agents; kcptun: client and server; wireguard-go, Nebula: both "
               "ends) per GB, from the runs above. Syscalls: "
@@ -1337,8 +1341,8 @@ def write_markdown(path, r):
                  f"separate {t.get('syscall_seconds')} s run of each kind in the last round, so "
                  "that counting costs nothing in the figures above; * marks a lower bound (a "
                  "thread was created after perf attached, and `perf stat -p` does not follow "
-                 "new threads)." if sc and sc.startswith("perf stat") else
-                 f"not counted: {sc or 'not measured in this run'}."), "",
+                 "new threads)." if sc else
+                 f"not counted: {t.get('syscalls_skipped') or 'not measured in this run'}."), "",
               "| system | CPU s/GB, 1 stream | -P 8 | --bidir | syscalls/GB, 1 stream | -P 8 "
               "| --bidir |", "|---|---:|---:|---:|---:|---:|---:|"]
         for s in systems:
@@ -1473,22 +1477,27 @@ def targets(r):
     out = []
     t = r.get("throughput", {}).get("median")
     if t:
+        nofig = "no figure (every run failed: see the throughput section)"
         for mode, label in (("single", "single stream"), ("parallel8", "-P 8"),
                             ("bidir", "--bidir")):
             name, x = ratio_to(t[mode], "kcptun")
-            if x is not None:
-                out.append((f"{label} >= 2x the fastest kcptun"
-                            + (" (stretch 4x)" if mode == "single" else ""),
-                            f"{x:.2f}x of {LABELS[name]} at {t[mode][name]['mbit_s']:,.0f} "
-                            "Mbit/s", x >= 2))
+            out.append((f"{label} >= 2x the fastest kcptun"
+                        + (" (stretch 4x)" if mode == "single" else ""),
+                        f"{x:.2f}x of {LABELS[name]} at {t[mode][name]['mbit_s']:,.0f} Mbit/s"
+                        if x is not None else nofig, x >= 2 if x is not None else None))
         one = t["single"]
+        skipped = r["throughput"].get("skipped", {})
         for peer in ("wireguard_go", "nebula"):
-            _, x = ratio_to(one, peer)
-            if x is not None:
-                b = burrow_beside(one, peer)
+            if peer not in one:
                 out.append((f"single stream ahead of {LABELS[peer]}",
-                            f"{LABELS[b]} {one[b]['mbit_s']:,.0f} vs {one[peer]['mbit_s']:,.0f} "
-                            f"Mbit/s ({x:.2f}x)", x > 1))
+                            f"not measured: {skipped.get(peer, 'not in this run')[:100]}", None))
+                continue
+            _, x = ratio_to(one, peer)
+            b = burrow_beside(one, peer)
+            out.append((f"single stream ahead of {LABELS[peer]}",
+                        f"{LABELS[b]} {one[b]['mbit_s']:,.0f} vs {one[peer]['mbit_s']:,.0f} "
+                        f"Mbit/s ({x:.2f}x)" if x is not None else nofig,
+                        x > 1 if x is not None else None))
         k = fastest_kcptun(one)
         if k and one["burrow"]["cpu_s_per_gb"] and one[k]["cpu_s_per_gb"]:
             b, o = one["burrow"]["cpu_s_per_gb"], one[k]["cpu_s_per_gb"]
@@ -1621,7 +1630,8 @@ def main():
               + (f" --only {opts.only}" if opts.only != ",".join(SECTIONS) else ""),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "quick": opts.quick}
-    d = tempfile.mkdtemp(prefix="burrow-bench-")
+    remove_orphaned_dirs()
+    d = tempfile.mkdtemp(prefix=f"burrow-bench-{os.getpid()}-")
     started = time.monotonic()
     try:
         ctx = {"iperf_port": harness.free_port(), "echo_port": harness.free_port()}
@@ -1667,7 +1677,8 @@ def main():
         render(os.path.join(out_dir, "benchmarks.json"), out_dir)
         say(f"done in {report['seconds']} s: {out_dir}/benchmarks.md, .json, .png")
         for tname, fig, ok in report["targets"]:
-            say(f"target {tname}: {fig} ({'met' if ok else 'MISSED'})")
+            say(f"target {tname}: {fig} "
+                f"({'met' if ok else 'MISSED' if ok is False else 'no figure'})")
         return 0
     except BaseException:
         import traceback
@@ -1677,9 +1688,24 @@ def main():
     finally:
         harness._cleanup(False)
         if opts.keep:
+            open(os.path.join(d, KEPT), "w").close()
             say(f"logs kept in {d}")
         else:
             shutil.rmtree(d, ignore_errors=True)
+
+
+KEPT = "KEPT"  # in a folder kept with --keep: remove_orphaned_dirs() leaves it alone
+
+
+def remove_orphaned_dirs():
+    """The folders (keys, logs, iperf3 output) of benches killed with SIGKILL, which could not
+    remove them: burrow-bench-PID-* whose PID is gone, unless kept with --keep."""
+    import glob
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "burrow-bench-*-*")):
+        m = re.match(r"burrow-bench-(\d+)-", os.path.basename(path))
+        if (m and not os.path.exists(f"/proc/{m.group(1)}")
+                and not os.path.exists(os.path.join(path, KEPT))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def render(json_path, out_dir):
@@ -1687,6 +1713,7 @@ def render(json_path, out_dir):
     (profiles of missed targets) from benchmarks-notes.md beside them when it exists."""
     with open(json_path) as f:
         report = json.load(f)
+    report["targets"] = targets(report)  # from the figures, with this file's targets
     note_path = os.path.join(out_dir, "benchmarks-notes.md")
     if os.path.exists(note_path):
         with open(note_path) as f:
