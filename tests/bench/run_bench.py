@@ -669,6 +669,18 @@ class PeerLab:
             p.wait_for(r"Nebula interface is active", 15)
         self.pids["nebula"] = [procs[self.a].pid, procs[self.b].pid]
 
+    def mtus(self):
+        """The MTU of each tunnel's interface (as its package set it), for the report."""
+        out = {}
+        for system, dev in (("wireguard_go", self.wg_if[self.a]),
+                            ("nebula", self.neb_if[self.a])):
+            r = subprocess.run(["ip", "-n", self.a, "-o", "link", "show", "dev", dev],
+                               capture_output=True, text=True)
+            m = re.search(r"\bmtu (\d+)", r.stdout)
+            if m:
+                out[system] = int(m.group(1))
+        return out
+
     def restart_iperf(self):
         self.iperf_srv.restart()
         self.procs.append(self.iperf_srv.proc)
@@ -853,7 +865,7 @@ def bench_throughput(ctx, prof):
                  else peer_tools_missing())
     skipped = {s: peers_why for s in PEERS} if peers_why else {}
     sys_why = perf_why_not()
-    peers = None
+    peers, mtus = None, {}
     # The namespace lock is held for the whole section: the peers' runs interleave with the
     # loopback ones, and the namespaces live until the last run.
     with (NamespaceLock() if not peers_why else contextlib.nullcontext()):
@@ -862,6 +874,7 @@ def bench_throughput(ctx, prof):
                 remove_stale_namespaces()
                 peers = PeerLab(ctx["d"], ctx["burrow"])
                 skipped = peers.setup()
+                mtus = peers.mtus()
                 for s, why in skipped.items():
                     say(f"throughput: {s} skipped: {why}")
             systems = [s for s in TP_SYSTEMS if s not in skipped]
@@ -890,7 +903,7 @@ def bench_throughput(ctx, prof):
     failed = {f"{m} {s}": sum("error" in r for r in res[m][s] + sys_res[m][s])
               for m in MODES for s in systems}
     return {"runs": res, "syscall_runs": sys_res, "median": summary, "systems": systems,
-            "skipped": skipped, "seconds_per_run": prof.seconds,
+            "skipped": skipped, "tunnel_mtu": mtus, "seconds_per_run": prof.seconds,
             "syscall_seconds": prof.syscall_seconds,
             "syscalls_method": "" if sys_why else (
                 f"perf stat -e {SYSCALL_EVENT} -p PIDS, one run of {prof.syscall_seconds} s per "
@@ -1314,7 +1327,9 @@ def write_markdown(path, r):
               "agents, direct path) and kcptun (client and server). veth: "
               f"{t.get('peer_path', 'two network namespaces joined by a veth')}, through each "
               "tunnel's addresses (wireguard-go and Nebula each need a TUN device, hence the "
-              "namespaces); direct TCP over each path is that path's ceiling, not a peer.", "",
+              "namespaces); direct TCP over each path is that path's ceiling, not a peer."
+              + "".join(f" {LABELS[k]}'s interface MTU: {v}." for k, v in
+                        t.get("tunnel_mtu", {}).items()), "",
               "| system | path | 1 stream | 8 streams (-P 8) | 1 each way (--bidir) |",
               "|---|---|---:|---:|---:|"]
         for s in systems:
