@@ -527,8 +527,9 @@ NEBULA_PORT = 4242
 class PeerLab:
     """Two network namespaces (bb-PID-pa, the client side, and bb-PID-pb) joined by one veth
     with no rate limit, an iperf3 server in pb, and two userspace tunnels between them over
-    that veth, each with the configuration its package gives by default:
+    that veth, each with the configuration its package gives by default, and burrow:
       direct_veth   iperf3 to pb's veth address: the ceiling of this path
+      burrow_veth   burrow's server and nas in pb, laptop in pa (as in the loss lab)
       wireguard_go  wireguard-go (TUN bbwPIDa/b, MTU 1420) keyed with `wg genkey`, set up
                     with `wg set`; peers at fixed endpoints
       nebula        Nebula (TUN bbnPIDa/b, MTU 1300), a CA and two host certificates made with
@@ -603,8 +604,8 @@ class PeerLab:
         w.wait_direct(t0)
         self.pids["burrow_veth"] = w.pids
 
-    def restart_burrow(self, why):
-        say(f"restarting burrow (veth) after: {why}")
+    def restart_burrow(self, reason):
+        say(f"restarting burrow (veth) after: {reason}")
         for p in self.world.procs.values():
             if p.alive():
                 p.kill9()
@@ -875,8 +876,8 @@ def bench_throughput(ctx, prof):
                 peers = PeerLab(ctx["d"], ctx["burrow"])
                 skipped = peers.setup()
                 mtus = peers.mtus()
-                for s, why in skipped.items():
-                    say(f"throughput: {s} skipped: {why}")
+                for s, reason in skipped.items():
+                    say(f"throughput: {s} skipped: {reason}")
             systems = [s for s in TP_SYSTEMS if s not in skipped]
             res = {m: {s: [] for s in systems} for m in MODES}
             sys_res = {m: {s: [] for s in systems} for m in MODES}
@@ -909,8 +910,8 @@ def bench_throughput(ctx, prof):
                 f"perf stat -e {SYSCALL_EVENT} -p PIDS, one run of {prof.syscall_seconds} s per "
                 "system and mode apart from the throughput runs"),
             "syscalls_skipped": sys_why,
-            "peer_path": (f"two network namespaces joined by a veth (no rate limit, GSO/TSO on), "
-                          f"iperf3 client in one and server in the other"),
+            "peer_path": ("two network namespaces joined by a veth (no rate limit, GSO/TSO on), "
+                          "iperf3 client in one and server in the other"),
             "failed_runs": {k: v for k, v in failed.items() if v}}
 
 
