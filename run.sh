@@ -9,8 +9,9 @@
 #   ./run.sh natlab [--pairs a/b,..] [--check-paths] [--keep] [--json FILE]
 #                            agents behind real NATs in network namespaces (root)
 #   ./run.sh docker-test     build the images, run the docker-compose NAS/laptop demos, check them
-#   ./run.sh bench [--quick] burrow beside direct TCP and kcptun: docs/benchmarks.{md,json,png}
-#                            (--quick: one short run into build/bench-quick/; needs root for loss)
+#   ./run.sh bench [--quick] burrow beside direct TCP, kcptun, wireguard-go and Nebula:
+#                            docs/benchmarks.{md,json,png} (--quick: one short run into
+#                            build/bench-quick/; root for loss and the namespaced peers)
 #   ./run.sh fuzz [--seconds N] [--merge] [TARGET...]
 #                            libFuzzer targets (tests/fuzz/) for N s each (default 60), build-fuzz/
 set -euo pipefail
@@ -26,8 +27,11 @@ PACKAGES=(
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
     clang libclang-rt-14-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps
-    kcptun python3-matplotlib
 )
+# What ./run.sh bench needs besides: the tunnels it compares burrow with (kcptun, wireguard-go
+# with wg from wireguard-tools, Nebula with nebula-cert), perf for syscall counts, matplotlib
+# for the plot. Kept apart so `./run.sh test` does not install them.
+BENCH_PACKAGES=(kcptun wireguard-go wireguard-tools nebula linux-perf python3-matplotlib)
 # What ./run.sh docker-test needs besides: the engine, compose, and debootstrap for the base
 # image when no registry is reachable. Kept apart so `./run.sh test` never installs a daemon.
 DOCKER_PACKAGES=(docker.io docker-compose debootstrap)
@@ -123,6 +127,7 @@ cmd_docker_test() {
 # in PATH would not see it, and the plot would be skipped).
 cmd_bench() {
     cmd_deps
+    install_missing "${BENCH_PACKAGES[@]}"
     cmd_build
     local py=python3
     [ -x /usr/bin/python3 ] && py=/usr/bin/python3
@@ -214,7 +219,7 @@ case "${1:-}" in
     fuzz) shift; cmd_fuzz "$@" ;;
     docker-test) shift; cmd_docker_test "$@" ;;
     *)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
         [ -n "${1:-}" ] && die "unknown command: $1"
         exit 2
         ;;

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""burrow side by side with direct TCP and kcptun on one machine, in one run (issue 8).
+"""burrow side by side with direct TCP, kcptun, wireguard-go and Nebula on one machine, in one
+run (issues 8 and 14).
 
 Usage: run_bench.py [--burrow BUILD/burrow] [--quick] [--out DIR] [--only SECTIONS]
                     [--natlab-json FILE [--natlab-source TEXT]] [--keep] [--render JSON]
@@ -14,22 +15,29 @@ Usage: run_bench.py [--burrow BUILD/burrow] [--quick] [--out DIR] [--only SECTIO
                  hand-written benchmarks-notes.md beside it), without measuring
 
 What runs (every figure is the median of the runs, systems interleaved A B C A B C):
-  throughput  iperf3 single stream, -P 8 and --bidir: direct TCP, through burrow (server and two
-              agents on 127.0.0.1, direct path), through kcptun (fast3, aes, windows 4096,
-              nocomp); CPU seconds per GB of the tunnel processes, both sides
+  throughput  iperf3 single stream, -P 8 and --bidir. On 127.0.0.1: direct TCP, burrow (server
+              and two agents, direct path), kcptun (fast3, aes, windows 4096, nocomp) with its
+              default FEC and with FEC off. Between two network namespaces joined by a veth
+              (root; bb-PID-pa/pb): direct TCP, burrow, wireguard-go and Nebula (the two need a
+              TUN device each). CPU seconds per GB of the tunnel processes, both sides; syscalls
+              per GB from `perf stat -e raw_syscalls:sys_enter -p` in a separate shorter run
   loss        goodput of one iperf3 stream over a veth pair between two network namespaces,
               tbf 100 Mbit/s on both ends, iptables -m statistic random drop 0/1/5% of the
-              tunnel's UDP (plain TCP: of its TCP segments) on the veth
+              tunnel's UDP (plain TCP: of its TCP segments) on the veth; burrow, kcptun with
+              and without FEC
   latency     64-byte request/response round trips (p50, p99) through the forward, idle and
               while iperf3 runs through the same tunnel (same session); direct and kcptun beside
   connrate    connect, send 100 B, receive 100 B, close, per second, 4 client processes
   memory      agent RSS idle, and the increase per idle forwarded connection (1000 of them)
   natlab      time to first byte and to the direct path (loopback here; behind NATs from natlab)
 
-Not a test: nothing here fails on a slow figure; it fails only when a tool cannot run.
+Namespace work (loss, the peers) runs under the NAT lab's lock (tests/natlab/lab.py
+LOCK_FILE, fcntl.flock), and every namespace is named bb-PID-*: a run removes what a killed run
+left behind. Not a test: nothing here fails on a slow figure; it fails only when a tool cannot
+run (a peer that cannot be set up is reported as not measured, with the reason).
 """
-import argparse, datetime, json, os, re, resource, selectors, shutil, socket, statistics
-import subprocess, sys, tempfile, time
+import argparse, contextlib, datetime, json, os, re, resource, selectors, shutil, socket
+import statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -37,11 +45,27 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402
 
 SECTIONS = ("throughput", "loss", "latency", "connrate", "memory", "natlab")
-SYSTEMS = ("direct", "burrow", "kcptun")
-# kcptun as the issue asks: fast3 profile, AES, 4096-packet windows, no compression. FEC keeps
-# kcptun's default (10 data + 3 parity shards): that is how people run it.
+SYSTEMS = ("direct", "burrow", "kcptun")  # latency, connection rate, memory
+# kcptun as issue 8 asks: fast3 profile, AES, 4096-packet windows, no compression. "kcptun"
+# keeps kcptun's default FEC (10 data + 3 parity shards): that is how people run it.
 KCPTUN_ARGS = ["--crypt", "aes", "--mode", "fast3", "--sndwnd", "4096", "--rcvwnd", "4096",
                "--nocomp", "--quiet", "--key", "burrow-bench"]
+# "kcptun_nofec" (issue 14): the same with FEC off on both ends, kcptun's fastest on a clean
+# path; the comparison target is whichever kcptun configuration was faster in the run.
+KCPTUN_NOFEC_ARGS = ["--datashard", "0", "--parityshard", "0"]
+KCPTUNS = ("kcptun", "kcptun_nofec")
+# Throughput (issue 14), in the order the runs interleave: the loopback systems, then the
+# namespaced path (two network namespaces joined by a veth) with the ceiling of that path and
+# the userspace tunnels that need a TUN device and so a namespace each.
+# burrow runs on both paths: beside kcptun on loopback, and beside the peers on the veth.
+TP_SYSTEMS = ("direct", "burrow", "kcptun", "kcptun_nofec", "direct_veth", "burrow_veth",
+              "wireguard_go", "nebula")
+PEERS = ("direct_veth", "burrow_veth", "wireguard_go", "nebula")  # in PeerLab's namespaces
+LABELS = {"direct": "direct TCP (loopback)", "burrow": "burrow", "kcptun": "kcptun (FEC 10+3)",
+          "kcptun_nofec": "kcptun (FEC off)", "direct_veth": "direct TCP (veth)",
+          "burrow_veth": "burrow (veth)", "wireguard_go": "wireguard-go", "nebula": "Nebula"}
+LOSS_SYSTEMS = ("direct", "burrow", "kcptun", "kcptun_nofec")
+NS_PREFIX = "bb-"  # every namespace this file makes (tests/natlab's are bl-*)
 LOSS_RATES = (0.0, 0.01, 0.05)
 WAN_RATE = "100mbit"  # issue 8: tbf 100 Mbit/s on the WAN link
 # tbf: a burst of 64 KiB (above rate/HZ at any HZ) and at most 20 ms of queue, a home router's
@@ -64,6 +88,7 @@ class Profile:
         self.quick = quick
         self.reps = 1 if quick else 3
         self.seconds = 3 if quick else 8        # one iperf3 run
+        self.syscall_seconds = 2 if quick else 4  # one iperf3 run under perf stat
         self.loss_seconds = 3 if quick else 8
         self.latency_seconds = 2 if quick else 5  # of round trips per latency figure
         self.conn_seconds = 2 if quick else 5
@@ -114,6 +139,14 @@ def accepts(port, host="127.0.0.1"):
         return True
     except OSError:
         return False
+
+
+def why(e):
+    """An exception as one line, with the stderr of a failed command."""
+    if isinstance(e, subprocess.CalledProcessError):
+        return f"{' '.join(map(str, e.cmd))}: exit {e.returncode}: {(e.stderr or '').strip()}"
+    text = " / ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+    return f"{e.__class__.__name__}: {text[:400]}"
 
 
 def say(msg):
@@ -322,15 +355,16 @@ class Kcptun:
     """kcptun-client on 127.0.0.1:local -> kcptun-server on server_addr -> target port."""
 
     def __init__(self, d, name, target_port, ns_client=None, ns_server=None,
-                 server_addr=None):
-        self.local = harness.free_port() if ns_client is None else 12948
+                 server_addr=None, fec=True, local=12948):
+        self.local = harness.free_port() if ns_client is None else local
         server_addr = server_addr or f"127.0.0.1:{harness.free_port(socket.SOCK_DGRAM)}"
+        args = KCPTUN_ARGS + ([] if fec else KCPTUN_NOFEC_ARGS)
         self.server = harness.spawn(f"{name}-server", ns_argv(ns_server, [
             "kcptun-server", "-l", server_addr, "-t", f"127.0.0.1:{target_port}",
-            *KCPTUN_ARGS]), os.path.join(d, f"{name}-server.log"))
+            *args]), os.path.join(d, f"{name}-server.log"))
         self.client = harness.spawn(f"{name}-client", ns_argv(ns_client, [
             "kcptun-client", "-l", f"127.0.0.1:{self.local}", "-r", server_addr,
-            *KCPTUN_ARGS]), os.path.join(d, f"{name}-client.log"))
+            *args]), os.path.join(d, f"{name}-client.log"))
         self.ns_client = ns_client
 
     def wait(self):
@@ -387,6 +421,369 @@ def iperf(port, seconds, extra=(), ns=None, host="127.0.0.1"):
     return nbytes, mbps
 
 
+# ---------------------------------------------------------------- namespaces, peers, syscalls
+
+def ns_name(role):
+    """bb-PID-ROLE: our pid in the name, so remove_stale_namespaces() can tell a crashed run's
+    leftovers from a running bench's; at most 15 characters (they also name the veth ends)."""
+    return f"{NS_PREFIX}{os.getpid()}-{role}"
+
+
+def _natlab_lock_file():
+    """tests/natlab/lab.py's lock file: the NAT lab and this bench take namespaces, veths and
+    iptables on one machine, and neither may run its namespace work beside the other's."""
+    try:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "natlab_lab", os.path.join(ROOT, "tests", "natlab", "lab.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.LOCK_FILE
+    except (OSError, ImportError, AttributeError):
+        return os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
+                            "burrow-natlab.lock")
+
+
+class NamespaceLock:
+    """`with NamespaceLock():` holds the NAT lab's machine-wide lock (fcntl.flock) around
+    namespace work, waiting while a natlab run (or another bench) holds it."""
+
+    def __enter__(self):
+        import fcntl
+        self.path = _natlab_lock_file()
+        self.f = open(self.path, "a")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another natlab run or bench holds {self.path}; waiting for it")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()  # closing the file releases the lock
+        return False
+
+
+def remove_stale_namespaces():
+    """Namespaces and wireguard-go sockets of a bench that died without cleaning up (SIGKILL):
+    bb-PID-* whose PID is gone. Called with the namespace lock held."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(rf"{re.escape(NS_PREFIX)}(\d+)-", name)
+        if not m or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        say(f"removing namespace {name} left by a bench that is gone")
+        kill_in_namespace(name)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    for sock in os.listdir(WG_SOCK_DIR) if os.path.isdir(WG_SOCK_DIR) else []:
+        m = re.match(r"bbw(\d+)[ab]\.sock$", sock)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            os.unlink(os.path.join(WG_SOCK_DIR, sock))
+
+
+def kill_in_namespace(ns):
+    """SIGKILL, by pid, whatever runs in one of our namespaces (only this file starts
+    processes there)."""
+    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    for pid in r.stdout.split():
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def reach(ns, host, port=9, timeout=20.0):
+    """Waits until a TCP connect from ns to host:port is answered (accepted or refused): the
+    path through a tunnel is up. The first packets start the tunnel's handshake."""
+    r = subprocess.run(ns_argv(ns, [sys.executable, __file__, "_reach", host, str(port),
+                                    str(timeout)]), capture_output=True, text=True,
+                       timeout=timeout + 10)
+    if r.returncode != 0:
+        raise RuntimeError(f"{host} not reachable from {ns} within {timeout} s: "
+                           f"{(r.stdout + r.stderr).strip()[-300:]}")
+
+
+def reach_client(host, port, timeout):
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return 0
+        except ConnectionRefusedError:
+            return 0
+        except OSError as e:
+            if time.monotonic() >= end:
+                print(f"{e.__class__.__name__}: {e}")
+                return 1
+            time.sleep(0.1)
+
+
+WG_SOCK_DIR = "/var/run/wireguard"  # wireguard-go's UAPI sockets: machine-wide, not per ns
+WG_PORT = 51820
+NEBULA_PORT = 4242
+
+
+class PeerLab:
+    """Two network namespaces (bb-PID-pa, the client side, and bb-PID-pb) joined by one veth
+    with no rate limit, an iperf3 server in pb, and two userspace tunnels between them over
+    that veth, each with the configuration its package gives by default, and burrow:
+      direct_veth   iperf3 to pb's veth address: the ceiling of this path
+      burrow_veth   burrow's server and nas in pb, laptop in pa (as in the loss lab)
+      wireguard_go  wireguard-go (TUN bbwPIDa/b, MTU 1420) keyed with `wg genkey`, set up
+                    with `wg set`; peers at fixed endpoints
+      nebula        Nebula (TUN bbnPIDa/b, MTU 1300), a CA and two host certificates made with
+                    nebula-cert at run time, no lighthouse: a static host map, punchy off
+    Everything lives inside the two namespaces or in the bench's temp folder, except
+    wireguard-go's sockets in /var/run/wireguard, which destroy() removes as well."""
+
+    VETH, WG, NEB = "10.201.78", "10.201.79", "10.201.80"  # inside the namespaces only
+    IPERF_PORT = 5201
+
+    def __init__(self, d, burrow):
+        self.burrow = burrow
+        self.d = os.path.join(d, "peers")
+        os.makedirs(self.d, exist_ok=True)
+        self.a, self.b = ns_name("pa"), ns_name("pb")
+        self.made, self.procs = [], []
+        self.wg_if = {self.a: f"bbw{os.getpid()}a", self.b: f"bbw{os.getpid()}b"}
+        self.neb_if = {self.a: f"bbn{os.getpid()}a", self.b: f"bbn{os.getpid()}b"}
+        self.host = {"direct_veth": f"{self.VETH}.2", "wireguard_go": f"{self.WG}.2",
+                     "nebula": f"{self.NEB}.2"}
+        self.pids = {"direct_veth": []}
+        self.iperf_srv, self.world, self.worlds = None, None, []
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def spawn(self, name, ns, argv):
+        p = harness.spawn(name, ns_argv(ns, argv), self.path(f"{name}.log"), cwd=self.d)
+        self.procs.append(p)
+        return p
+
+    def setup(self):
+        """Builds what it can; returns {system: why} for the systems it could not set up."""
+        setups = (("direct_veth", self.setup_namespaces), ("burrow_veth", self.setup_burrow),
+                  ("wireguard_go", self.setup_wireguard), ("nebula", self.setup_nebula))
+        skipped = {}
+        for system, fn in setups:
+            try:
+                fn()
+                if system in self.host:
+                    reach(self.a, self.host[system])
+            except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as e:
+                skipped[system] = f"set-up failed: {why(e)}"
+                if system == "direct_veth":  # no namespaces: no peer at all
+                    return {s: skipped[system] for s, _ in setups}
+        return skipped
+
+    def setup_namespaces(self):
+        for ns in (self.a, self.b):
+            run(["ip", "netns", "add", ns])
+            self.made.append(ns)
+        run(["ip", "link", "add", self.a, "netns", self.a, "type", "veth", "peer", "name",
+             self.b, "netns", self.b])
+        for i, ns in ((1, self.a), (2, self.b)):
+            run(["ip", "-n", ns, "addr", "add", f"{self.VETH}.{i}/24", "dev", ns])
+            run(["ip", "-n", ns, "link", "set", ns, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        self.iperf_srv = IperfServer(self.d, "peers-iperf3", self.IPERF_PORT, ns=self.b)
+        self.procs.append(self.iperf_srv.proc)
+
+    def setup_burrow(self):
+        """burrow as in the loss lab: server and nas in pb, laptop in pa; iperf3 through
+        laptop's forward (127.0.0.1 in pa) to the iperf3 server (127.0.0.1 in pb)."""
+        w = BurrowWorld(self.burrow, self.path(f"burrow-{len(self.worlds)}"),
+                        {"iperf": self.IPERF_PORT}, ns_nas=self.b, ns_laptop=self.a,
+                        server_host=f"{self.VETH}.2")
+        self.world = w
+        self.worlds.append(w)  # destroy() kills their processes
+        w.start()
+        t0 = time.monotonic()
+        iperf(w.forwards["iperf"], 1, ns=self.a)  # opens the session; the path goes direct
+        w.wait_direct(t0)
+        self.pids["burrow_veth"] = w.pids
+
+    def restart_burrow(self, reason):
+        say(f"restarting burrow (veth) after: {reason}")
+        for p in self.world.procs.values():
+            if p.alive():
+                p.kill9()
+        self.setup_burrow()
+
+    def setup_wireguard(self):
+        keys = {}
+        for ns in (self.a, self.b):
+            priv = run(["wg", "genkey"]).stdout.strip()
+            pub = run(["wg", "pubkey"], input=priv + "\n").stdout.strip()
+            fd = os.open(self.path(f"wg-{ns}.key"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(priv + "\n")
+            keys[ns] = pub
+        procs = {}
+        for ns in (self.a, self.b):
+            # -f: stay in the foreground (our child, its log to our file); the variable only
+            # silences the banner saying that the kernel has WireGuard built in.
+            procs[ns] = self.spawn(f"wireguard-go-{ns[-1]}", ns, [
+                "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", self.wg_if[ns]])
+        for ns in (self.a, self.b):
+            sock = os.path.join(WG_SOCK_DIR, f"{self.wg_if[ns]}.sock")
+            harness.wait_until(lambda: os.path.exists(sock), 10,
+                               f"wireguard-go's socket {sock}")
+        for i, ns, other in ((1, self.a, self.b), (2, self.b, self.a)):
+            j = 3 - i
+            run(ns_argv(ns, ["wg", "set", self.wg_if[ns], "private-key",
+                             self.path(f"wg-{ns}.key"), "listen-port", str(WG_PORT), "peer",
+                             keys[other], "allowed-ips", f"{self.WG}.{j}/32", "endpoint",
+                             f"{self.VETH}.{j}:{WG_PORT}"]))
+            run(["ip", "-n", ns, "addr", "add", f"{self.WG}.{i}/24", "dev", self.wg_if[ns]])
+            run(["ip", "-n", ns, "link", "set", self.wg_if[ns], "up"])
+        self.pids["wireguard_go"] = [procs[self.a].pid, procs[self.b].pid]
+
+    def setup_nebula(self):
+        cert = lambda *a: run(["nebula-cert", *a], cwd=self.d)  # noqa: E731
+        cert("ca", "-name", "burrow-bench", "-duration", "48h", "-out-crt", "ca.crt",
+             "-out-key", "ca.key")
+        procs = {}
+        for i, ns, other in ((1, self.a, self.b), (2, self.b, self.a)):
+            j = 3 - i
+            host = f"host{i}"
+            cert("sign", "-ca-crt", "ca.crt", "-ca-key", "ca.key", "-name", host,
+                 "-ip", f"{self.NEB}.{i}/24", "-out-crt", f"{host}.crt", "-out-key", f"{host}.key")
+            # JSON is YAML: Nebula reads it as its config. Everything else stays at Nebula's
+            # defaults (cipher AES-GCM, tun MTU 1300, one routine, default socket buffers).
+            conf = {"pki": {"ca": self.path("ca.crt"), "cert": self.path(f"{host}.crt"),
+                            "key": self.path(f"{host}.key")},
+                    "static_host_map": {f"{self.NEB}.{j}": [f"{self.VETH}.{j}:{NEBULA_PORT}"]},
+                    "lighthouse": {"am_lighthouse": False, "hosts": []},
+                    "listen": {"host": "0.0.0.0", "port": NEBULA_PORT},
+                    "punchy": {"punch": False},
+                    "tun": {"dev": self.neb_if[ns]},
+                    "logging": {"level": "info"},
+                    "firewall": {d: [{"port": "any", "proto": "any", "host": "any"}]
+                                 for d in ("outbound", "inbound")}}
+            with open(self.path(f"nebula-{host}.yml"), "w") as f:
+                json.dump(conf, f, indent=1)
+            procs[ns] = self.spawn(f"nebula-{host}", ns,
+                                   ["nebula", "-config", self.path(f"nebula-{host}.yml")])
+        for p in procs.values():
+            p.wait_for(r"Nebula interface is active", 15)
+        self.pids["nebula"] = [procs[self.a].pid, procs[self.b].pid]
+
+    def mtus(self):
+        """The MTU of each tunnel's interface (as its package set it), for the report."""
+        out = {}
+        for system, dev in (("wireguard_go", self.wg_if[self.a]),
+                            ("nebula", self.neb_if[self.a])):
+            r = subprocess.run(["ip", "-n", self.a, "-o", "link", "show", "dev", dev],
+                               capture_output=True, text=True)
+            m = re.search(r"\bmtu (\d+)", r.stdout)
+            if m:
+                out[system] = int(m.group(1))
+        return out
+
+    def restart_iperf(self):
+        self.iperf_srv.restart()
+        self.procs.append(self.iperf_srv.proc)
+
+    def destroy(self):
+        """Kills what runs in the namespaces, deletes them (with the veth and the TUN devices
+        in them) and wireguard-go's sockets. Safe to call after a partial setup."""
+        for p in self.procs + [p for w in self.worlds for p in w.procs.values()]:
+            if p.alive():
+                p.popen.kill()
+                p.popen.wait()
+        for ns in self.made:
+            kill_in_namespace(ns)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for name in self.wg_if.values():
+            try:
+                os.unlink(os.path.join(WG_SOCK_DIR, f"{name}.sock"))
+            except FileNotFoundError:
+                pass
+        # The keys, certificates and logs stay in the bench's folder, removed with it.
+
+
+SYSCALL_EVENT = "raw_syscalls:sys_enter"
+
+
+def perf_why_not():
+    """"" when `perf stat -e raw_syscalls:sys_enter` counts here, else why not. (Hardware
+    counters may be missing in a VM; the tracepoint needs only tracefs and root.)"""
+    if not shutil.which("perf"):
+        return "perf not installed (Debian linux-perf)"
+    try:
+        r = subprocess.run(["perf", "stat", "-x,", "-e", SYSCALL_EVENT, "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"perf stat failed: {e}"
+    m = re.search(rf"^(\d+),[^,]*,{re.escape(SYSCALL_EVENT)}", r.stderr, re.M)
+    if r.returncode != 0 or not m or int(m.group(1)) == 0:
+        return f"perf stat -e {SYSCALL_EVENT} does not count here: {r.stderr.strip()[-200:]}"
+    return ""
+
+
+def threads_of(pids):
+    out = set()
+    for p in pids:
+        try:
+            out |= {(p, t) for t in os.listdir(f"/proc/{p}/task")}
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def count_syscalls(pids, fn, d):
+    """Runs fn() while `perf stat -e raw_syscalls:sys_enter -p PIDS` counts the system calls
+    of those processes' threads; returns (count, threads created meanwhile, fn's result).
+    perf starts with its counters disabled and is told to enable and disable them over a
+    control pipe, with an acknowledgement each time, so the window is exactly fn's run.
+    perf -p follows the threads that exist when it attaches, not those created later: the
+    caller records the count of new threads, and the figure is then a lower bound."""
+    import select
+    out = os.path.join(d, f"perf-{time.monotonic_ns()}.csv")
+    ctl_r, ctl_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    before = threads_of(pids)
+    with open(os.path.join(d, "perf.log"), "a") as log:
+        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", SYSCALL_EVENT, "-o", out,
+                                 "-D", "-1", "--control", f"fd:{ctl_r},{ack_w}",
+                                 "-p", ",".join(str(p) for p in pids)],
+                                pass_fds=(ctl_r, ack_w), stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+    os.close(ctl_r)
+    os.close(ack_w)
+
+    def command(word):
+        os.write(ctl_w, word.encode() + b"\n")
+        if not select.select([ack_r], [], [], 10)[0] or not os.read(ack_r, 64).startswith(b"ack"):
+            raise RuntimeError(f"perf stat did not acknowledge '{word}' (see perf.log)")
+
+    try:
+        command("enable")
+        result = fn()
+        command("disable")
+        added = len(threads_of(pids) - before)
+    finally:
+        perf.send_signal(2)
+        try:
+            perf.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            perf.kill()
+            perf.wait()
+        os.close(ctl_w)
+        os.close(ack_r)
+        text = ""
+        if os.path.exists(out):
+            with open(out) as f:
+                text = f.read()
+            os.unlink(out)
+    m = re.search(rf"^(\d+),[^,]*,{re.escape(SYSCALL_EVENT)}", text, re.M)
+    if not m:
+        raise RuntimeError("perf stat printed no count")
+    return int(m.group(1)), added, result
+
+
 # ---------------------------------------------------------------- sections
 
 def start_burrow(ctx):
@@ -419,39 +816,146 @@ def restart_burrow(ctx, why):
     start_burrow(ctx)
 
 
+def restart_kcptun(ctx, system, why):
+    """As restart_burrow, for the kcptun pair of the throughput runs (kcptun with FEC off
+    has been seen to stall for good in --bidir, with or without this harness)."""
+    say(f"restarting {system} after: {why}")
+    key = "kcp_iperf" if system == "kcptun" else "kcp_iperf_nofec"
+    for p in ctx[key].client, ctx[key].server:
+        if p.alive():
+            p.kill9()
+    ctx.setdefault("tunnel_restarts", []).append(f"{system}: {why}")
+    n = len(ctx["tunnel_restarts"])
+    ctx[key] = Kcptun(ctx["d"], f"{system}-iperf-{n}", ctx["iperf_port"],
+                      fec=system == "kcptun")
+    ctx[key].wait()
+
+
 MODES = {"single": [], "parallel8": ["-P", "8"], "bidir": ["--bidir"]}
 
 
+def tp_target(ctx, peers, system):
+    """(port, host, namespace, tunnel pids, iperf3 server) of one system's iperf3 path."""
+    if system == "direct":
+        return ctx["iperf_port"], "127.0.0.1", None, [], ctx["iperf_srv"]
+    if system == "burrow":
+        w = ctx["world"]
+        return w.forwards["iperf"], "127.0.0.1", None, w.pids, ctx["iperf_srv"]
+    if system in KCPTUNS:
+        k = ctx["kcp_iperf" if system == "kcptun" else "kcp_iperf_nofec"]
+        return k.local, "127.0.0.1", None, k.pids, ctx["iperf_srv"]
+    if system == "burrow_veth":
+        return (peers.world.forwards["iperf"], "127.0.0.1", peers.a, peers.pids[system],
+                peers.iperf_srv)
+    return peers.IPERF_PORT, peers.host[system], peers.a, peers.pids[system], peers.iperf_srv
+
+
+def peer_tools_missing():
+    for tool in ("wireguard-go", "wg", "nebula", "nebula-cert"):
+        if not shutil.which(tool):
+            return f"{tool} not found (./run.sh bench installs it)"
+    return ""
+
+
 def bench_throughput(ctx, prof):
-    res = {m: {s: [] for s in SYSTEMS} for m in MODES}
-    for rep in range(prof.reps):
-        for mode, extra in MODES.items():
-            for system in SYSTEMS:
-                ports = {"direct": ctx["iperf_port"], "burrow": ctx["world"].forwards["iperf"],
-                         "kcptun": ctx["kcp_iperf"].local}
-                pids = {"direct": [], "burrow": ctx["world"].pids,
-                        "kcptun": ctx["kcp_iperf"].pids}
-                cpu0 = cpu_of(pids[system])
-                try:
-                    nbytes, mbps = iperf(ports[system], prof.seconds, extra)
-                    cpu = cpu_of(pids[system]) - cpu0
-                    run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes,
-                            "cpu_s": round(cpu, 2) if pids[system] else None,
-                            "cpu_s_per_gb": (round(cpu / (nbytes / 1e9), 2)
-                                             if pids[system] and nbytes else None)}
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    run_ = {"error": str(e)}
-                    ctx["iperf_srv"].restart()
-                    if system == "burrow":
-                        restart_burrow(ctx, f"throughput {mode} run {rep + 1}: {e}")
-                res[mode][system].append(run_)
-                say(f"throughput {mode} {system} run {rep + 1}: {run_}")
+    """iperf3 single stream, -P 8 and --bidir through every system, interleaved; CPU s/GB of
+    the tunnel processes in the same runs; in the last round, after each system's run, a
+    separate shorter run of the same kind under perf for the syscalls per GB, so that the
+    tracepoint's cost never touches the throughput or CPU figures."""
+    peers_why = ("needs root for network namespaces" if os.geteuid() != 0
+                 else peer_tools_missing())
+    skipped = {s: peers_why for s in PEERS} if peers_why else {}
+    sys_why = perf_why_not()
+    peers, mtus = None, {}
+    # The namespace lock is held for the whole section: the peers' runs interleave with the
+    # loopback ones, and the namespaces live until the last run.
+    with (NamespaceLock() if not peers_why else contextlib.nullcontext()):
+        try:
+            if not peers_why:
+                remove_stale_namespaces()
+                peers = PeerLab(ctx["d"], ctx["burrow"])
+                skipped = peers.setup()
+                mtus = peers.mtus()
+                for s, reason in skipped.items():
+                    say(f"throughput: {s} skipped: {reason}")
+            systems = [s for s in TP_SYSTEMS if s not in skipped]
+            res = {m: {s: [] for s in systems} for m in MODES}
+            sys_res = {m: {s: [] for s in systems} for m in MODES}
+            for rep in range(prof.reps):
+                for mode, extra in MODES.items():
+                    for system in systems:
+                        res[mode][system].append(
+                            throughput_run(ctx, peers, system, mode, extra, rep, prof.seconds))
+                        if rep == prof.reps - 1 and not sys_why and system not in (
+                                "direct", "direct_veth"):
+                            sys_res[mode][system].append(throughput_run(
+                                ctx, peers, system, mode, extra, rep, prof.syscall_seconds,
+                                count=True))
+        finally:
+            if peers:
+                peers.destroy()
     summary = {m: {s: {"mbit_s": median(r.get("mbit_s") for r in res[m][s]),
-                       "cpu_s_per_gb": median(r.get("cpu_s_per_gb") for r in res[m][s])}
-                   for s in SYSTEMS} for m in MODES}
-    failed = {f"{m} {s}": sum("error" in r for r in res[m][s]) for m in MODES for s in SYSTEMS}
-    return {"runs": res, "median": summary, "seconds_per_run": prof.seconds,
+                       "cpu_s_per_gb": median(r.get("cpu_s_per_gb") for r in res[m][s]),
+                       "syscalls_per_gb": median(r.get("syscalls_per_gb")
+                                                 for r in sys_res[m][s]),
+                       "syscalls_lower_bound": any(r.get("threads_added")
+                                                   for r in sys_res[m][s])}
+                   for s in systems} for m in MODES}
+    failed = {f"{m} {s}": sum("error" in r for r in res[m][s] + sys_res[m][s])
+              for m in MODES for s in systems}
+    return {"runs": res, "syscall_runs": sys_res, "median": summary, "systems": systems,
+            "skipped": skipped, "tunnel_mtu": mtus, "seconds_per_run": prof.seconds,
+            "syscall_seconds": prof.syscall_seconds,
+            "syscalls_method": "" if sys_why else (
+                f"perf stat -e {SYSCALL_EVENT} -p PIDS, one run of {prof.syscall_seconds} s per "
+                "system and mode apart from the throughput runs"),
+            "syscalls_skipped": sys_why,
+            "peer_path": ("two network namespaces joined by a veth (no rate limit, GSO/TSO on), "
+                          "iperf3 client in one and server in the other"),
             "failed_runs": {k: v for k, v in failed.items() if v}}
+
+
+def throughput_run(ctx, peers, system, mode, extra, rep, seconds, count=False):
+    """One iperf3 run through system: Mbit/s and CPU s/GB, or (count) syscalls per GB."""
+    port, host, ns, pids, srv = tp_target(ctx, peers, system)
+    kind = "syscalls" if count else "throughput"
+    try:
+        if count:
+            # A process that made a thread during the run (perf -p misses that thread's calls)
+            # has it for the next run: one more run then counts every thread.
+            for attempt in (1, 2):
+                n, added, (nbytes, mbps) = count_syscalls(
+                    pids, lambda: iperf(port, seconds, extra, ns=ns, host=host), ctx["d"])
+                if not added:
+                    break
+            run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes, "syscalls": n,
+                    "syscalls_per_gb": round(n / (nbytes / 1e9)) if nbytes else None,
+                    "threads_added": added, "attempts": attempt}
+        else:
+            cpu0 = cpu_of(pids)
+            nbytes, mbps = iperf(port, seconds, extra, ns=ns, host=host)
+            cpu = cpu_of(pids) - cpu0
+            if nbytes == 0:  # a stall, not a figure: listed as a failed run, not a median of 0
+                raise RuntimeError(f"iperf3 ended normally but no byte arrived in {seconds} s")
+            run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes,
+                    "cpu_s": round(cpu, 2) if pids else None,
+                    "cpu_s_per_gb": round(cpu / (nbytes / 1e9), 2) if pids and nbytes else None}
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+        run_ = {"error": str(e)}
+        if srv is ctx["iperf_srv"]:
+            srv.restart()
+        else:
+            peers.restart_iperf()
+        if system == "burrow":
+            restart_burrow(ctx, f"{kind} {mode} run {rep + 1}: {e}")
+        elif system in KCPTUNS:
+            restart_kcptun(ctx, system, f"{kind} {mode} run {rep + 1}: {e}")
+        elif system == "burrow_veth":
+            ctx.setdefault("tunnel_restarts", []).append(f"{system}: {kind} {mode} run "
+                                                         f"{rep + 1}: {e}")
+            peers.restart_burrow(e)
+    say(f"{kind} {mode} {system} run {rep + 1}: {run_}")
+    return run_
 
 
 class Lab:
@@ -460,15 +964,15 @@ class Lab:
     SUBNET = "10.201.77"  # private to the namespaces; nothing outside sees it
 
     def __init__(self):
-        tag = f"bb{os.getpid() % 100000}"
-        self.a, self.b = tag + "a", tag + "b"  # laptop side, nas side (also the device names)
+        # laptop side, nas side (also the names of the veth ends)
+        self.a, self.b = ns_name("la"), ns_name("lb")
         self.addr = {self.a: f"{self.SUBNET}.1", self.b: f"{self.SUBNET}.2"}
-        self.made = False
+        self.made = []
 
     def setup(self):
-        run(["ip", "netns", "add", self.a])
-        run(["ip", "netns", "add", self.b])
-        self.made = True
+        for ns in (self.a, self.b):
+            run(["ip", "netns", "add", ns])
+            self.made.append(ns)
         run(["ip", "link", "add", self.a, "netns", self.a, "type", "veth", "peer", "name",
              self.b, "netns", self.b])
         for ns in (self.a, self.b):
@@ -494,14 +998,20 @@ class Lab:
                      str(probability), "-j", "DROP"])
 
     def destroy(self):
-        if self.made:
-            for ns in (self.a, self.b):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for ns in self.made:
+            kill_in_namespace(ns)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def bench_loss(burrow, d, prof):
     if os.geteuid() != 0:
         return {"skipped": "needs root for network namespaces"}
+    with NamespaceLock():
+        remove_stale_namespaces()
+        return loss_in_lab(burrow, d, prof)
+
+
+def loss_in_lab(burrow, d, prof):
     lab = Lab()
     iperf_port = 5201
     try:
@@ -511,19 +1021,27 @@ def bench_loss(burrow, d, prof):
         w = BurrowWorld(burrow, os.path.join(d, "loss"), {"iperf": iperf_port}, ns_nas=lab.b,
                         ns_laptop=lab.a, server_host=server_ip)
         w.start()
-        kcp = Kcptun(d, "loss-kcptun", iperf_port, ns_client=lab.a, ns_server=lab.b,
-                     server_addr=f"{server_ip}:29900")
-        kcp.wait()
+        def start_kcptun(system, n=0):
+            nofec = system == "kcptun_nofec"
+            k = Kcptun(d, f"loss-{system}-{n}", iperf_port, ns_client=lab.a, ns_server=lab.b,
+                       server_addr=f"{server_ip}:{29901 if nofec else 29900}", fec=not nofec,
+                       local=12949 if nofec else 12948)
+            k.wait()
+            return k
+
+        kcp = {s: start_kcptun(s) for s in KCPTUNS}
         t0 = time.monotonic()
         iperf(w.forwards["iperf"], 1, ns=lab.a)  # opens the session; the path goes direct
         w.wait_direct(t0)
         targets = {"direct": (iperf_port, server_ip, "tcp"),
                    "burrow": (w.forwards["iperf"], "127.0.0.1", "udp"),
-                   "kcptun": (kcp.local, "127.0.0.1", "udp")}
-        res = {str(p): {s: [] for s in SYSTEMS} for p in LOSS_RATES}
+                   "kcptun": (kcp["kcptun"].local, "127.0.0.1", "udp"),
+                   "kcptun_nofec": (kcp["kcptun_nofec"].local, "127.0.0.1", "udp")}
+        restarts = []
+        res = {str(p): {s: [] for s in LOSS_SYSTEMS} for p in LOSS_RATES}
         for rep in range(prof.reps):
             for p in LOSS_RATES:
-                for system in SYSTEMS:
+                for system in LOSS_SYSTEMS:
                     port, host, proto = targets[system]
                     lab.set_loss(proto, p, iperf_port if proto == "tcp" else None)
                     try:
@@ -532,20 +1050,28 @@ def bench_loss(burrow, d, prof):
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
                         run_ = {"error": str(e)}
                         srv.restart()
+                        if system in KCPTUNS:  # a stalled kcptun session stays stalled
+                            say(f"restarting {system} in the loss lab after: {e}")
+                            for pr in (kcp[system].client, kcp[system].server):
+                                pr.kill9()
+                            restarts.append(f"{system} at {p:.0%} run {rep + 1}: {e}")
+                            kcp[system] = start_kcptun(system, len(restarts))
                     finally:
                         lab.set_loss(proto, 0)
                     if system == "burrow":
                         run_["path_after"] = w.status_path()
                     res[str(p)][system].append(run_)
                     say(f"loss {p:.0%} {system} run {rep + 1}: {run_}")
-        summary = {p: {s: median(r.get("mbit_s") for r in res[p][s]) for s in SYSTEMS}
+        summary = {p: {s: median(r.get("mbit_s") for r in res[p][s]) for s in LOSS_SYSTEMS}
                    for p in res}
-        for s in SYSTEMS:  # goodput at p as a share of the loss-free goodput of the same system
+        for s in LOSS_SYSTEMS:  # goodput at p as a share of the same system's loss-free goodput
             base = summary["0.0"][s]
             for p in res:
                 summary[p][s + "_share"] = (round(summary[p][s] / base, 3)
                                             if base and summary[p][s] is not None else None)
-        return {"runs": res, "median": summary, "seconds_per_run": prof.loss_seconds,
+        return {"runs": res, "median": summary, "systems": list(LOSS_SYSTEMS),
+                "kcptun_restarts": restarts,
+                "seconds_per_run": prof.loss_seconds,
                 "link": f"veth between two network namespaces, tbf {' '.join(WAN_TBF)} on both "
                         f"ends, GSO/TSO off (one segment per packet)"}
     finally:
@@ -733,6 +1259,9 @@ def machine():
             "loadavg": open("/proc/loadavg").read().split()[:3],
             "iperf3": sh(["iperf3", "--version"]).splitlines()[0] if shutil.which("iperf3") else "",
             "kcptun": sh(["dpkg-query", "-W", "-f", "${Version}", "kcptun"]),
+            "wireguard-go": sh(["dpkg-query", "-W", "-f", "${Version}", "wireguard-go"]),
+            "nebula": sh(["dpkg-query", "-W", "-f", "${Version}", "nebula"]),
+            "perf": sh(["dpkg-query", "-W", "-f", "${Version}", "linux-perf"]),
             "git": sh(["git", "-C", ROOT, "describe", "--always", "--dirty"])}
 
 
@@ -740,10 +1269,48 @@ def fmt(x, unit="", nd=0):
     return "—" if x is None else f"{x:,.{nd}f}{unit}"
 
 
+def fmt_count(x):
+    """A count per GB: 4,019,398 -> '4.02 M', 41,200 -> '41.2 k'."""
+    if x is None:
+        return "—"
+    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k" if x >= 1e3 else f"{x:.0f}"
+
+
+def tp_systems(t):
+    """The throughput systems a report has (older reports: direct, burrow, kcptun)."""
+    return t.get("systems") or [s for s in TP_SYSTEMS if s in t["median"]["single"]]
+
+
+def fastest_kcptun(mm):
+    """The kcptun configuration with the most Mbit/s in one mode's medians, or None."""
+    have = [(mm[k]["mbit_s"], k) for k in KCPTUNS if k in mm and mm[k]["mbit_s"]]
+    return max(have)[1] if have else None
+
+
+def burrow_beside(mm, other):
+    """The burrow figure to set beside `other`: on the same path (the veth for the peers in
+    namespaces when burrow ran there too, else loopback)."""
+    if other in PEERS and mm.get("burrow_veth", {}).get("mbit_s"):
+        return "burrow_veth"
+    return "burrow"
+
+
+def ratio_to(mm, other):
+    """(name, burrow Mbit/s / name's) in one mode's medians, burrow on the same path as name;
+    other "kcptun" means the fastest kcptun configuration. (None, None) without both figures."""
+    name = fastest_kcptun(mm) if other == "kcptun" else other
+    b = burrow_beside(mm, name)
+    if not name or name not in mm or b not in mm:
+        return None, None
+    b, o = mm[b]["mbit_s"], mm[name]["mbit_s"]
+    return (name, b / o) if b and o else (name, None)
+
+
 def write_markdown(path, r):
     m = r["machine"]
     L = ["# burrow benchmarks", "",
          f"One run of `{r['command']}` on {r['date']} (burrow {m['git']}, kcptun {m['kcptun']}, "
+         + "".join(f"{k} {m[k]}, " for k in ("wireguard-go", "nebula") if m.get(k)) +
          f"{m['iperf3']}). Regenerate with `./run.sh bench`; `./run.sh bench --quick` is a "
          "one-run smoke version written to build/bench-quick/. Raw figures: "
          "[benchmarks.json](benchmarks.json); plot: [benchmarks.png](benchmarks.png).", "",
@@ -758,46 +1325,93 @@ def write_markdown(path, r):
         L += [r["shared_note"], ""]
     t = r.get("throughput")
     if t:
-        L += ["## Throughput (iperf3 over 127.0.0.1)", "",
-              f"Median of {len(t['runs']['single']['direct'])} interleaved runs of "
-              f"{t['seconds_per_run']} s. CPU = user + system seconds of the tunnel's two "
-              "processes (burrow: both agents; kcptun: client and server) per GB moved.", "",
-              "| streams | direct TCP | burrow | CPU s/GB | kcptun | CPU s/GB | burrow / kcptun |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-        for mode, label in (("single", "1"), ("parallel8", "8 (-P 8)"), ("bidir", "1 each way")):
-            s = t["median"][mode]
-            ratio = (s["burrow"]["mbit_s"] / s["kcptun"]["mbit_s"]
-                     if s["burrow"]["mbit_s"] and s["kcptun"]["mbit_s"] else None)
-            L.append(f"| {label} | {fmt(s['direct']['mbit_s'], ' Mbit/s')} | "
-                     f"{fmt(s['burrow']['mbit_s'], ' Mbit/s')} | "
-                     f"{fmt(s['burrow']['cpu_s_per_gb'], '', 1)} | "
-                     f"{fmt(s['kcptun']['mbit_s'], ' Mbit/s')} | "
-                     f"{fmt(s['kcptun']['cpu_s_per_gb'], '', 1)} | {fmt(ratio, 'x', 2)} |")
+        systems = tp_systems(t)
+        n_runs = len(t["runs"]["single"]["direct"])
+        L += ["## Throughput (iperf3)", "",
+              f"Median of {n_runs} interleaved runs of {t['seconds_per_run']} s, every system "
+              "in the same run. Loopback: iperf3 over 127.0.0.1 through burrow (server and two "
+              "agents, direct path) and kcptun (client and server). veth: "
+              f"{t.get('peer_path', 'two network namespaces joined by a veth')}, through each "
+              "tunnel's addresses (wireguard-go and Nebula each need a TUN device, hence the "
+              "namespaces); direct TCP over each path is that path's ceiling, not a peer."
+              + "".join(f" {LABELS[k]}'s interface MTU: {v}." for k, v in
+                        t.get("tunnel_mtu", {}).items()), "",
+              "| system | path | 1 stream | 8 streams (-P 8) | 1 each way (--bidir) |",
+              "|---|---|---:|---:|---:|"]
+        for s in systems:
+            L.append(f"| {LABELS.get(s, s)} | {'veth' if s in PEERS else 'loopback'} | " +
+                     " | ".join(fmt(t["median"][m][s]["mbit_s"], " Mbit/s") for m in MODES) +
+                     " |")
+        for other, label in (("kcptun", "fastest kcptun"), ("wireguard_go", "wireguard-go"),
+                             ("nebula", "Nebula")):
+            cells = []
+            for m in MODES:
+                name, x = ratio_to(t["median"][m], other)
+                fec = {"kcptun": "FEC 10+3", "kcptun_nofec": "FEC off"}.get(name)
+                cells.append(fmt(x, "x", 2) + (f" (vs {fec})" if other == "kcptun" and fec
+                                               else ""))
+            if any(c != "—" for c in cells):
+                b = LABELS[burrow_beside(t["median"]["single"], other)]
+                L.append(f"| **{b} / {label}** | | " + " | ".join(cells) + " |")
         L.append("")
+        sc = t.get("syscalls_method")
+        L += ["Cost per GB moved. CPU: user + system seconds of the tunnel's two processes "
+              "(burrow: both agents; kcptun: client and server; wireguard-go, Nebula: both "
+              "ends) per GB, from the runs above. Syscalls: "
+              + (f"`perf stat -e raw_syscalls:sys_enter -p` on the same processes during a "
+                 f"separate {t.get('syscall_seconds')} s run of each kind in the last round, so "
+                 "that counting costs nothing in the figures above (repeated once when a "
+                 "process made a thread during it: `perf stat -p` does not follow new "
+                 "threads); * marks a lower bound, a new thread in the repeat too." if sc else
+                 f"not counted: {t.get('syscalls_skipped') or 'not measured in this run'}."), "",
+              "| system | CPU s/GB, 1 stream | -P 8 | --bidir | syscalls/GB, 1 stream | -P 8 "
+              "| --bidir |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for s in systems:
+            if s.startswith("direct"):
+                continue
+            med = t["median"]
+            L.append(f"| {LABELS.get(s, s)} | " +
+                     " | ".join(fmt(med[m][s]["cpu_s_per_gb"], "", 1) for m in MODES) + " | " +
+                     " | ".join(fmt_count(med[m][s].get("syscalls_per_gb"))
+                                + ("*" if med[m][s].get("syscalls_lower_bound") else "")
+                                for m in MODES) + " |")
+        L.append("")
+        for s, why_ in t.get("skipped", {}).items():
+            L.append(f"- **{LABELS.get(s, s)} not measured:** {why_}")
+        runs_of = lambda m, s: (t["runs"][m].get(s, [])  # noqa: E731
+                                + t.get("syscall_runs", {}).get(m, {}).get(s, []))
         for k, v in t.get("failed_runs", {}).items():
-            errs = sorted({x["error"][:120] for x in t["runs"][k.split()[0]][k.split()[1]]
-                           if "error" in x})
-            L.append(f"- **{k}: {v} of {len(t['runs']['single']['direct'])} runs failed** "
+            m, s = k.split()
+            errs = sorted({x["error"][:120] for x in runs_of(m, s) if "error" in x})
+            L.append(f"- **{m} {LABELS.get(s, s)}: {v} of {len(runs_of(m, s))} runs failed** "
                      f"(left out of the median): {'; '.join(errs)}")
         if r.get("burrow_restarts"):
             L.append(f"- burrow's server and agents were restarted {len(r['burrow_restarts'])} "
                      "time(s) after a failed run, so that later runs start from a fresh "
                      "session (see Notes).")
-        if t.get("failed_runs") or r.get("burrow_restarts"):
+        for x in r.get("tunnel_restarts", []):
+            L.append(f"- restarted after a failed run: {x[:160]}")
+        if (t.get("failed_runs") or r.get("burrow_restarts") or t.get("skipped")
+                or r.get("tunnel_restarts")):
             L.append("")
     lo = r.get("loss")
     if lo and "median" in lo:
+        lsys = lo.get("systems", SYSTEMS)
+        llab = dict(LABELS, direct="plain TCP")
         L += ["## Goodput under random loss", "",
               f"One iperf3 stream for {lo['seconds_per_run']} s over a {lo['link']}. "
               "The loss applies to the tunnel's UDP datagrams (burrow, kcptun) or to the TCP "
               "segments (plain TCP), both directions; medians of "
               f"{len(lo['runs']['0.0']['direct'])} interleaved runs. In brackets: share of the "
               "same system's loss-free goodput.", "",
-              "| loss | plain TCP | burrow | kcptun |", "|---|---:|---:|---:|"]
+              "| loss | " + " | ".join(llab.get(s, s) for s in lsys) + " |",
+              "|---|" + "---:|" * len(lsys)]
         for p, s in lo["median"].items():
             L.append(f"| {float(p):.0%} | " + " | ".join(
                 f"{fmt(s[x], ' Mbit/s', 1)} ({fmt(s[x + '_share'] and s[x + '_share'] * 100, '%')})"
-                for x in SYSTEMS) + " |")
+                for x in lsys) + " |")
+        for x in lo.get("kcptun_restarts", []):
+            L += ["", f"- restarted after a failed run: {x[:160]}"]
         L.append("")
     elif lo:
         L += ["## Goodput under random loss", "", f"Skipped: {lo.get('skipped')}", ""]
@@ -864,7 +1478,7 @@ def write_markdown(path, r):
             L.append(f"NAT lab: {next(iter(nl.values()))}.")
         L.append("")
     if r.get("targets"):
-        L += ["## Issue 8 targets", "", "| target | figure | met |", "|---|---|---|"]
+        L += ["## Targets (issues 8 and 14)", "", "| target | figure | met |", "|---|---|---|"]
         for tname, fig, ok in r["targets"]:
             L.append(f"| {tname} | {fig} | {'yes' if ok else ('no' if ok is False else '—')} |")
         L.append("")
@@ -874,12 +1488,48 @@ def write_markdown(path, r):
         f.write("\n".join(L))
 
 
+# burrow's syscalls per GB before issue 14 (c58a7b0: one sendmsg per datagram on one side, one
+# recvmsg and one TCP write per datagram on the other), one iperf3 stream on loopback, median of
+# quick runs on the 2-core machine: the base of issue 14's "at least 10x fewer syscalls per GB".
+SYSCALLS_PER_GB_BEFORE_14 = 4.0e6
+
+
 def targets(r):
     out = []
-    t = r.get("throughput", {}).get("median", {}).get("single")
-    if t and t["burrow"]["mbit_s"] and t["kcptun"]["mbit_s"]:
-        x = t["burrow"]["mbit_s"] / t["kcptun"]["mbit_s"]
-        out.append(("single stream >= 2x kcptun (stretch 4x)", f"{x:.2f}x", x >= 2))
+    t = r.get("throughput", {}).get("median")
+    if t:
+        nofig = "no figure (every run failed: see the throughput section)"
+        for mode, label in (("single", "single stream"), ("parallel8", "-P 8"),
+                            ("bidir", "--bidir")):
+            name, x = ratio_to(t[mode], "kcptun")
+            out.append((f"{label} >= 2x the fastest kcptun"
+                        + (" (stretch 4x)" if mode == "single" else ""),
+                        f"{x:.2f}x of {LABELS[name]} at {t[mode][name]['mbit_s']:,.0f} Mbit/s"
+                        if x is not None else nofig, x >= 2 if x is not None else None))
+        one = t["single"]
+        skipped = r["throughput"].get("skipped", {})
+        for peer in ("wireguard_go", "nebula"):
+            if peer not in one:
+                out.append((f"single stream ahead of {LABELS[peer]}",
+                            f"not measured: {skipped.get(peer, 'not in this run')[:100]}", None))
+                continue
+            _, x = ratio_to(one, peer)
+            b = burrow_beside(one, peer)
+            out.append((f"single stream ahead of {LABELS[peer]}",
+                        f"{LABELS[b]} {one[b]['mbit_s']:,.0f} vs {one[peer]['mbit_s']:,.0f} "
+                        f"Mbit/s ({x:.2f}x)" if x is not None else nofig,
+                        x > 1 if x is not None else None))
+        k = fastest_kcptun(one)
+        if k and one["burrow"]["cpu_s_per_gb"] and one[k]["cpu_s_per_gb"]:
+            b, o = one["burrow"]["cpu_s_per_gb"], one[k]["cpu_s_per_gb"]
+            out.append(("CPU s/GB (single stream) <= 1/3 of the fastest kcptun's",
+                        f"{b:.1f} vs {o:.1f} of {LABELS[k]}", b <= o / 3))
+        sc = one["burrow"].get("syscalls_per_gb")
+        if sc:
+            out.append(("syscalls/GB (single stream) 10x fewer than before issue 14",
+                        f"{fmt_count(sc)} vs {fmt_count(SYSCALLS_PER_GB_BEFORE_14)} "
+                        f"({SYSCALLS_PER_GB_BEFORE_14 / sc:.1f}x fewer)",
+                        sc <= SYSCALLS_PER_GB_BEFORE_14 / 10))
     lo = r.get("loss", {}).get("median")
     if lo:
         for p, need in (("0.01", 0.90), ("0.05", 0.75)):
@@ -920,20 +1570,24 @@ def plot(path, r):
     t = r.get("throughput")
     if t:
         modes = list(MODES)
-        width = 0.27
-        for i, s in enumerate(SYSTEMS):
+        systems = tp_systems(t)
+        width = 0.8 / len(systems)
+        for i, s in enumerate(systems):
+            off = (i - (len(systems) - 1) / 2) * width
             vals = [t["median"][m][s]["mbit_s"] or 0 for m in modes]
-            a1.bar([j + (i - 1) * width for j in range(len(modes))], vals, width, label=s)
+            a1.bar([j + off for j in range(len(modes))], vals, width,
+                   label=LABELS.get(s, s), hatch="//" if s in PEERS else None)
             for j, v in enumerate(vals):
                 if v:
-                    a1.text(j + (i - 1) * width, v, f"{v:,.0f}", ha="center", va="bottom",
-                            fontsize="x-small")
+                    a1.text(j + off, v, f"{v:,.0f}", ha="center", va="bottom",
+                            fontsize="xx-small", rotation=90)
         a1.set_xticks(range(len(modes)), ["1 stream", "8 streams", "bidir"])
         a1.set_ylabel("Mbit/s (median; log scale)")
         a1.set_yscale("log")
-        a1.set_ylim(bottom=10)
-        a1.set_title("iperf3 throughput on 127.0.0.1")
-        a1.legend()
+        top = max((t["median"][m][s]["mbit_s"] or 0) for m in modes for s in systems)
+        a1.set_ylim(10, max(top, 10) * 30)  # room above the bars for the legend
+        a1.set_title("iperf3 throughput (loopback; hatched: over a veth)")
+        a1.legend(fontsize="x-small", ncol=3, loc="upper center")
     la = r.get("latency")
     if la:
         for name, xs in la["cdf_us"].items():
@@ -945,6 +1599,8 @@ def plot(path, r):
         a2.set_ylabel("fraction of round trips")
         a2.set_title("latency CDF")
         a2.legend(fontsize="small")
+    else:
+        a2.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return True
@@ -959,6 +1615,8 @@ def main():
         return bulk_client(int(sys.argv[2]), float(sys.argv[3]))
     if len(sys.argv) >= 2 and sys.argv[1] == "_connclient":
         return conn_client(int(sys.argv[2]), float(sys.argv[3]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "_reach":
+        return reach_client(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--burrow", default=os.path.join(ROOT, "build", "burrow"))
     ap.add_argument("--quick", action="store_true")
@@ -993,7 +1651,8 @@ def main():
               + (f" --only {opts.only}" if opts.only != ",".join(SECTIONS) else ""),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "quick": opts.quick}
-    d = tempfile.mkdtemp(prefix="burrow-bench-")
+    remove_orphaned_dirs()
+    d = tempfile.mkdtemp(prefix=f"burrow-bench-{os.getpid()}-")
     started = time.monotonic()
     try:
         ctx = {"iperf_port": harness.free_port(), "echo_port": harness.free_port()}
@@ -1009,9 +1668,11 @@ def main():
             ROOT_TIMES.update(w.first_times)
             ctx["idle_rss"] = dict(zip(("laptop", "nas"), settle_rss(w.pids)))
             ctx["kcp_iperf"] = Kcptun(d, "kcptun-iperf", ctx["iperf_port"])
+            ctx["kcp_iperf_nofec"] = Kcptun(d, "kcptun-nofec-iperf", ctx["iperf_port"],
+                                            fec=False)
             ctx["kcp_echo"] = Kcptun(d, "kcptun-echo", ctx["echo_port"])
-            ctx["kcp_iperf"].wait()
-            ctx["kcp_echo"].wait()
+            for k in ("kcp_iperf", "kcp_iperf_nofec", "kcp_echo"):
+                ctx[k].wait()
             say(f"burrow up: first byte {ROOT_TIMES['first_byte_s']} s, direct after "
                 f"{ROOT_TIMES['direct_after_s']} s; idle RSS {ctx['idle_rss']} KiB")
         if "memory" in only:  # first: later transfers leave freed heap that hides growth
@@ -1027,6 +1688,7 @@ def main():
         if "natlab" in only:
             report["natlab"] = bench_natlab(burrow, d, prof, opts.natlab_json, opts.natlab_source)
         report["burrow_restarts"] = ctx.get("restarts", [])
+        report["tunnel_restarts"] = ctx.get("tunnel_restarts", [])
         report["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
         report["seconds"] = round(time.monotonic() - started)
         report["shared_note"] = shared_note(report)
@@ -1036,7 +1698,8 @@ def main():
         render(os.path.join(out_dir, "benchmarks.json"), out_dir)
         say(f"done in {report['seconds']} s: {out_dir}/benchmarks.md, .json, .png")
         for tname, fig, ok in report["targets"]:
-            say(f"target {tname}: {fig} ({'met' if ok else 'MISSED'})")
+            say(f"target {tname}: {fig} "
+                f"({'met' if ok else 'MISSED' if ok is False else 'no figure'})")
         return 0
     except BaseException:
         import traceback
@@ -1046,9 +1709,24 @@ def main():
     finally:
         harness._cleanup(False)
         if opts.keep:
+            open(os.path.join(d, KEPT), "w").close()
             say(f"logs kept in {d}")
         else:
             shutil.rmtree(d, ignore_errors=True)
+
+
+KEPT = "KEPT"  # in a folder kept with --keep: remove_orphaned_dirs() leaves it alone
+
+
+def remove_orphaned_dirs():
+    """The folders (keys, logs, iperf3 output) of benches killed with SIGKILL, which could not
+    remove them: burrow-bench-PID-* whose PID is gone, unless kept with --keep."""
+    import glob
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "burrow-bench-*-*")):
+        m = re.match(r"burrow-bench-(\d+)-", os.path.basename(path))
+        if (m and not os.path.exists(f"/proc/{m.group(1)}")
+                and not os.path.exists(os.path.join(path, KEPT))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def render(json_path, out_dir):
@@ -1056,6 +1734,7 @@ def render(json_path, out_dir):
     (profiles of missed targets) from benchmarks-notes.md beside them when it exists."""
     with open(json_path) as f:
         report = json.load(f)
+    report["targets"] = targets(report)  # from the figures, with this file's targets
     note_path = os.path.join(out_dir, "benchmarks-notes.md")
     if os.path.exists(note_path):
         with open(note_path) as f:
