@@ -4,9 +4,9 @@
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
 #   3. each variant of docker/compose/nas-laptop: up, the NAS's page fetched by the laptop
-#      through the tunnel, the lab checked for leaks (a probe that must fail, and must succeed
-#      while the home router forwards a port), the session's path checked, down (always,
-#      failure included)
+#      through the tunnel, the session's path checked, the lab checked for leaks (a probe that
+#      must fail, and must succeed while a control opens the way), down (always, failure
+#      included)
 # Timings are printed per step.
 
 # The path the laptop's session with nas must be on, per variant: "direct" (any direct

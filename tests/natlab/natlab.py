@@ -285,7 +285,7 @@ class Fault:
                 self.note = "flushed the laptop NAT's conntrack"
             elif self.kind == "block":
                 # Longer than the agents' 2.5 s of silence before they fall back to the relay.
-                # Stamped before the rules go in: no path event after it predates the block.
+                # Stamped before the rules go in: every path event the block causes is later.
                 self.blocked_at = time.monotonic()
                 self.lab.block_direct("laptop")
                 time.sleep(BLOCK_S)
