@@ -1,5 +1,7 @@
 #include "config/checks.h"
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace burrow::config_detail {
@@ -16,6 +18,18 @@ std::string why_address(AddressUse use) {
             return "loopback only: 127.0.0.1:port or [::1]:port";
     }
     return {};
+}
+
+// The address a listener really binds: an IPv4-mapped IPv6 address binds the IPv4 address it
+// maps, so Linux makes [::ffff:127.0.0.1]:80 and 127.0.0.1:80 fight over the port. IPv6 hosts
+// are in canonical form (canonical_ip), which writes mapped addresses as "::ffff:a.b.c.d".
+HostPort bound_form(const HostPort& a) {
+    constexpr std::string_view kMapped = "::ffff:";
+    if (a.kind == HostKind::kIpv6 && a.host.rfind(kMapped, 0) == 0 &&
+        a.host.find('.') != std::string::npos) {
+        return HostPort{a.host.substr(kMapped.size()), a.port, HostKind::kIpv4};
+    }
+    return a;
 }
 
 }  // namespace
@@ -61,7 +75,8 @@ std::optional<LogLevel> check_log_level(Issues& issues, const Located<std::strin
     return level;
 }
 
-bool addresses_overlap(const HostPort& a, const HostPort& b) {
+bool addresses_overlap(const HostPort& bind_a, const HostPort& bind_b) {
+    const HostPort a = bound_form(bind_a), b = bound_form(bind_b);
     if (a.port != b.port) return false;
     const auto covers = [](const HostPort& wild, const HostPort& other) {
         return is_wildcard(wild) && (wild.kind == other.kind || wild.kind == HostKind::kIpv6);

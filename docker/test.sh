@@ -4,7 +4,9 @@
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
 #   3. each variant of docker/compose/nas-laptop: up, the NAS's page fetched by the laptop
-#      through the tunnel, the session's path checked, down (always, failure included)
+#      through the tunnel, the session's path checked, the lab checked for leaks (a probe that
+#      must fail, and must succeed while a control opens the way), down (always, failure
+#      included)
 # Timings are printed per step.
 
 # The path the laptop's session with nas must be on, per variant: "direct" (any direct
@@ -114,6 +116,67 @@ show_logs() {
     compose logs --no-color --tail=40 >&2 || true
 }
 
+# The leak probe: can the laptop reach a service on the NAS other than through burrow? The
+# demo's page server listens on the NAS's 127.0.0.1 only, which no routing mistake could ever
+# expose, so the probe starts a listener of its own on the NAS's LAN address and tries it at
+# that address and through the home router's public address. Prints each URL that answered.
+NAS_LAN=192.168.77.10      # docker-compose.yml: home network
+HOME_WAN=198.51.100.20     # home-router on internet
+LEAK_PORT=8001
+leak_probe() {
+    # One exec for both (each costs a second or so); 2 s: an answer on this lab takes a few ms.
+    compose exec -T laptop sh -c '
+        for url in "$@"; do
+            if curl -sf --connect-timeout 2 -m 3 -o /dev/null "$url"; then echo "$url"; fi
+        done' probe "http://$NAS_LAN:$LEAK_PORT/" "http://$HOME_WAN:$LEAK_PORT/"
+}
+
+# The two leaks the controls make on purpose, each undone at once (-D / disconnect):
+# forward_home -I|-D   the home router forwards LEAK_PORT on its public address to the NAS
+# attach_laptop connect|disconnect   the laptop gets an interface on the home LAN
+forward_home() {
+    compose exec -T home-router sh -ec "
+        iptables -t nat $1 PREROUTING -d $HOME_WAN -p tcp --dport $LEAK_PORT \
+            -j DNAT --to-destination $NAS_LAN
+        iptables $1 FORWARD -d $NAS_LAN -p tcp --dport $LEAK_PORT -j ACCEPT" >/dev/null
+}
+attach_laptop() {
+    local home
+    home=$(docker inspect -f '{{range $net, $_ := .NetworkSettings.Networks}}{{$net}}{{end}}' \
+        "$(compose ps -q nas)")
+    docker network "$1" "$home" "$(compose ps -q laptop)" >/dev/null
+}
+
+# leak_control NAME WHAT URL ON OFF: with the leak ON, the probe must reach URL; OFF undoes it.
+leak_control() {
+    local name=$1 what=$2 url=$3 on=$4 off=$5 reached
+    $on || { $off || true; fail "$name: could not make the control leak ($what)"; }
+    reached=$(leak_probe)
+    $off || fail "$name: could not undo the control leak ($what)"
+    grep -qxF "$url" <<<"$reached" ||
+        fail "$name: the leak probe did not see $what (reached: ${reached:-nothing})"
+}
+
+leak_check() {  # leak_check NAME: fails when the probe gets through, or could not have
+    local name=$1 reached
+    compose exec -T -u burrow nas sh -ec "mkdir -p /tmp/leak && echo leak >/tmp/leak/index.html
+        busybox httpd -p $NAS_LAN:$LEAK_PORT -h /tmp/leak" ||
+        { show_logs; fail "$name: could not start the leak probe's listener on the NAS"; }
+    compose exec -T nas curl -sf -m 2 -o /dev/null "http://$NAS_LAN:$LEAK_PORT/" ||
+        { show_logs; fail "$name: the leak probe's listener does not answer on the NAS itself"; }
+    reached=$(leak_probe)
+    [ -z "$reached" ] ||
+        fail "$name: the laptop reaches the NAS without burrow ($reached): the NAT lab leaks"
+    # Controls: a probe that cannot fire proves nothing.
+    leak_control "$name" "a port forward on the home router" "http://$HOME_WAN:$LEAK_PORT/" \
+        "forward_home -I" "forward_home -D"
+    leak_control "$name" "the laptop on the home LAN" "http://$NAS_LAN:$LEAK_PORT/" \
+        "attach_laptop connect" "attach_laptop disconnect"
+    reached=$(leak_probe)
+    [ -z "$reached" ] || fail "$name: a control leak was not undone ($reached)"
+    say "$name: no way to the NAS but burrow (and the probe sees a port forward, a shared LAN)"
+}
+
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     local name=$1 expect=$2 nat=$3
     shift 3
@@ -144,15 +207,12 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     [ "$got" = "$served" ] || { show_logs; fail "$name: the page differs: '$got' != '$served'"; }
     say "$name: page through the tunnel ($(since "$t"))"
 
-    # The lab itself: NATs of the kind the variant says, and no way from the cafe to the NAS
-    # except burrow.
+    # The lab itself: NATs of the kind the variant says (and, at the end, no way from the cafe
+    # to the NAS except burrow).
     local logs
     logs=$(compose logs --no-color laptop)
     grep -q "registered with the server as laptop (nat $nat" <<<"$logs" ||
         { show_logs; fail "$name: the laptop did not see a $nat NAT"; }
-    if compose exec -T laptop curl -sf -m 3 -o /dev/null http://192.168.77.10:8000/; then
-        fail "$name: the laptop reaches the NAS without burrow: the NAT lab leaks"
-    fi
 
     t=$(now)
     local found="" source path=""
@@ -181,6 +241,11 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
             sleep 0.5
         done
     fi
+
+    # Last: its controls change the network for a moment, which must not touch the path checks.
+    t=$(now)
+    leak_check "$name"
+    say "$name: leak probe and its controls ($(since "$t"))"
 
     t=$(now)
     teardown

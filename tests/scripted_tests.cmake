@@ -19,7 +19,7 @@ if(Python3_FOUND)
         add_test(NAME e2e/agent_${case}
                  COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/agent_e2e.py
                          $<TARGET_FILE:burrow> ${case})
-        # 77: harness.SKIP, e.g. status when `burrow status` is not built.
+        # 77: harness.SKIP, only relaytcp when not root (it blocks UDP with iptables).
         set_tests_properties(e2e/agent_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
                              SKIP_RETURN_CODE 77)
     endforeach()

@@ -3,13 +3,25 @@
 // with.
 //
 // Input: selector byte (even: agent, odd: server), then the file's text. Relative paths resolve
-// against a scratch folder holding the files the examples name (nas.key, laptop.key, ca.pem),
-// so valid inputs get past the file checks.
+// against /fuzz, where the files the examples name (nas.key, laptop.key, ca.pem) exist as far as
+// the FileProbe says, so valid inputs get past the file checks.
 //
 // Invariants: the loader returns a config or exactly one error line naming the source; a config
 // satisfies what its header promises (names present, allow lists non-empty, exactly one of
-// fingerprint and CA, distinct STUN endpoints and server paths, listen ports not reused).
+// fingerprint and CA, distinct server paths, listen ports not reused: no two of the agent's
+// admin and forward listeners, nor the server's two STUN sockets, would fight over a port).
+// Whether two binds fight is judged here from the addresses' bytes as Linux does, not with the
+// loader's own helper, so a loader that misjudges it fails the invariant.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <iterator>
+#include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "config/agent_config.h"
 #include "config/server_config.h"
@@ -37,6 +49,48 @@ void check_error(const ConfigError& e) {
     FUZZ_CHECK(e.message.rfind(kSource, 0) == 0);
 }
 
+// A listening address as the kernel sees it: an IPv4-mapped IPv6 address ([::ffff:a.b.c.d])
+// binds the IPv4 address a.b.c.d.
+struct BindAddress {
+    int family;
+    std::array<uint8_t, 16> ip;
+    uint16_t port;
+};
+
+BindAddress bind_address(const HostPort& h) {
+    BindAddress b{AF_INET, {}, h.port};
+    if (::inet_pton(AF_INET, h.host.c_str(), b.ip.data()) == 1) return b;
+    b.family = AF_INET6;
+    FUZZ_CHECK(::inet_pton(AF_INET6, h.host.c_str(), b.ip.data()) == 1);  // listen: IP literals
+    // ::ffff:0:0/96, IPv4-mapped addresses (RFC 4291 §2.5.5.2).
+    static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::equal(std::begin(kMappedPrefix), std::end(kMappedPrefix), b.ip.begin())) {
+        std::copy(b.ip.begin() + 12, b.ip.end(), b.ip.begin());
+        std::fill(b.ip.begin() + 4, b.ip.end(), 0);
+        b.family = AF_INET;
+    }
+    return b;
+}
+
+// Whether binding both (same protocol) fails with "address in use" on Linux: same port, and the
+// same address, or a wildcard of the same family, or "::", which binds IPv4 too (dual-stack is
+// the default, net.ipv6.bindv6only=0).
+bool binds_collide(const HostPort& a, const HostPort& b) {
+    const BindAddress x = bind_address(a), y = bind_address(b);
+    if (x.port != y.port) return false;
+    const auto wildcard = [](const BindAddress& v) {
+        return std::all_of(v.ip.begin(), v.ip.end(), [](uint8_t byte) { return byte == 0; });
+    };
+    if (x.family == y.family) return x.ip == y.ip || wildcard(x) || wildcard(y);
+    return (x.family == AF_INET6 && wildcard(x)) || (y.family == AF_INET6 && wildcard(y));
+}
+
+void check_no_collisions(const std::vector<HostPort>& binds) {
+    for (size_t i = 0; i < binds.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) FUZZ_CHECK(!binds_collide(binds[i], binds[j]));
+    }
+}
+
 void check(const AgentConfig& c) {
     FUZZ_CHECK(!c.name.empty() && c.name.size() <= 32);
     FUZZ_CHECK(c.server_fingerprint.has_value() != c.server_ca.has_value());
@@ -48,11 +102,18 @@ void check(const AgentConfig& c) {
         services.insert(e.service);
     }
     FUZZ_CHECK(services.size() == c.expose.size());
-    for (const ForwardConfig& f : c.forward) FUZZ_CHECK(!f.peer.empty() && !f.service.empty());
+    std::vector<HostPort> tcp_listeners;  // the admin endpoint and every forward: all TCP
+    if (c.admin) tcp_listeners.push_back(*c.admin);
+    for (const ForwardConfig& f : c.forward) {
+        FUZZ_CHECK(!f.peer.empty() && !f.service.empty());
+        tcp_listeners.push_back(f.listen);
+    }
+    check_no_collisions(tcp_listeners);
 }
 
 void check(const ServerConfig& c) {
-    FUZZ_CHECK(!(c.stun[0] == c.stun[1]));
+    // The two STUN sockets (UDP); the control listener is TCP and may share a port with them.
+    check_no_collisions({c.stun[0], c.stun[1]});
     FUZZ_CHECK(c.cert_file != c.key_file && c.key_file != c.identity_key &&
                c.cert_file != c.identity_key);
     std::set<std::string> names;

@@ -264,6 +264,25 @@ void config_seeds(const fs::path& examples) {
            "relay_rate_mbit = 1\nrelay_packets_per_sec = 10\nstun_standard_clients = true\n");
     add(0, "[agent]\nname = \"NAS\"\n");  // errors: each should be one line
     add(1, "[server]\nlisten = 7000\n");
+    // Listen ports: two that collide on Linux (each must be rejected), and some that only look
+    // alike (accepted). A loader that misjudges either way fails the invariant or an error.
+    const std::string agent =
+        "[agent]\nname = \"a\"\nkey_file = \"nas.key\"\n"
+        "server = \"s.example:7000\"\nserver_ca = \"ca.pem\"\n";
+    const auto forward = [](const std::string& listen) {
+        return "[[forward]]\nlisten = \"" + listen + "\"\npeer = \"b\"\nservice = \"web\"\n";
+    };
+    add(0, agent + "admin = \"127.0.0.1:7070\"\n" + forward("0.0.0.0:7070"));
+    add(0, agent + forward("[::]:8080") + forward("127.0.0.1:8080"));
+    add(0, agent + forward("127.0.0.1:8080") + forward("[::ffff:127.0.0.1]:8080"));
+    add(0, agent + "admin = \"[::1]:7070\"\n" + forward("0.0.0.0:7070") +
+               forward("127.0.0.1:8080") + forward("127.0.0.2:8080"));
+    add(1,
+        "[server]\nlisten = \"0.0.0.0:3478\"\nstun = [\"0.0.0.0:3478\", \"127.0.0.1:3478\"]\n"
+        "cert_file = \"c\"\nkey_file = \"k\"\nidentity_key = \"i\"\n");
+    add(1,
+        "[server]\nlisten = \"0.0.0.0:3478\"\nstun = [\"127.0.0.1:3478\", \"[::1]:3478\"]\n"
+        "cert_file = \"c\"\nkey_file = \"k\"\nidentity_key = \"i\"\n");
     write_seeds("config", seeds);
 }
 

@@ -6,11 +6,13 @@ Usage: nat_kinds.py [KIND ...]   (default: every kind but none; exit 77 when not
 
 For a kind K the lab is K/none: the prober sits behind K, the server namespace is the STUN-like
 observer (two ports, plus a third the prober never talks to), and the laptop namespace (on the
-internet) is a stranger; for shared, the stranger is the other agent on the same LAN. Checked:
+internet) is a stranger. For shared (both agents behind one NAT) the stranger is a host added
+to the internet bridge for the check, and the other agent on the LAN is a neighbour. Checked:
   mapping    same public address towards two ports of the server: endpoint-independent
   filtering  does a packet from the server's other port / from a stranger get in?
   hazard     DESIGN.md §8: the stranger sends first (an early punch packet), then the prober
              answers it: the stranger must see the mapping the server saw, and get through.
+  neighbour  (shared only) the other agent reaches us at our LAN address.
 """
 import json, os, subprocess, sys
 
@@ -49,6 +51,8 @@ EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, haz
     "shared": ("endpoint-independent", False, False, True),
     "symmetric": ("per-destination", False, False, False),
 }
+# shared: a stranger on the internet beside the server and the NAT (TEST-NET-2, as the lab).
+SHARED_STRANGER_IP = f"{lab.INET_NET}.99"
 
 
 class Helper:
@@ -75,7 +79,6 @@ def check(kind):
     helpers = []
     try:
         the_lab.build()
-        stranger_ip = lab.WAN_IPS["laptop"] if kind != "shared" else None
         me, srv = Helper(the_lab.agent_ns["nas"]), Helper(lab.SERVER_NS)
         helpers += [me, srv]
         s1, s2 = lab.SERVER_STUN_PORTS
@@ -94,28 +97,36 @@ def check(kind):
         srv("send", s3, *mapped1, "f1")
         from_port = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["f1"]
         if kind == "shared":
-            # The stranger is the other agent on the same LAN: it reaches us by host address.
-            peer = Helper(the_lab.agent_ns["laptop"])
-            helpers.append(peer)
-            peer("bind", 5000)
-            peer("send", 5000, the_lab.agent_ip["nas"], 4000, "lan")
-            from_stranger = False
-            lan_ok = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["lan"]
-            hazard = lan_ok and mapping == "endpoint-independent"
+            # The internet namespace's bridge gets an address of its own: a host that is
+            # neither the server nor behind the NAT.
+            lab.run(["ip", "-n", lab.INET_NS, "addr", "add",
+                     f"{SHARED_STRANGER_IP}/{lab.PREFIX_LEN}", "dev", "br0"])
+            stranger_ns, stranger_ip = lab.INET_NS, SHARED_STRANGER_IP
         else:
-            stranger = Helper(the_lab.agent_ns["laptop"])
-            helpers.append(stranger)
-            stranger("bind", 5000)
-            stranger("send", 5000, *mapped1, "p0")  # the early punch packet
-            from_stranger = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p0"]
-            me("send", 4000, stranger_ip, 5000, "p1")
-            seen = stranger("recv", 5000, WAIT_S)
-            stranger("send", 5000, *(tuple(seen[0][1:]) if seen else mapped1), "p2")
-            back = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p2"]
-            hazard = bool(seen) and tuple(seen[0][1:]) == mapped1 and back
+            stranger_ns, stranger_ip = the_lab.agent_ns["laptop"], lab.WAN_IPS["laptop"]
+        stranger = Helper(stranger_ns)
+        helpers.append(stranger)
+        stranger("bind", 5000)
+        stranger("send", 5000, *mapped1, "p0")  # the early punch packet
+        from_stranger = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p0"]
+        me("send", 4000, stranger_ip, 5000, "p1")
+        seen = stranger("recv", 5000, WAIT_S)
+        stranger("send", 5000, *(tuple(seen[0][1:]) if seen else mapped1), "p2")
+        back = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p2"]
+        hazard = bool(seen) and tuple(seen[0][1:]) == mapped1 and back
+        problems = []
+        if kind == "shared":
+            # The other agent on the same LAN reaches us by our host address.
+            neighbour = Helper(the_lab.agent_ns["laptop"])
+            helpers.append(neighbour)
+            neighbour("bind", 5000)
+            neighbour("send", 5000, the_lab.agent_ip["nas"], 4000, "lan")
+            if [m for m, *_ in me("recv", 4000, WAIT_S)] != ["lan"]:
+                problems.append("neighbour: the other agent on the LAN did not reach us")
         got = (mapping, from_port, from_stranger, hazard)
         names = ("mapping", "from the server's other port", "from a stranger", "hazard holds")
-        return [f"{n}: got {g}, want {w}" for n, g, w in zip(names, got, EXPECT[kind]) if g != w]
+        return problems + [f"{n}: got {g}, want {w}"
+                           for n, g, w in zip(names, got, EXPECT[kind]) if g != w]
     finally:
         for h in helpers:
             h.p.kill()

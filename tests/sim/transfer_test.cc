@@ -229,9 +229,18 @@ TEST_CASE("interactive requests are answered while bulk streams fill the path") 
     const auto expected = static_cast<size_t>(r.duration / c.interactive_interval);
     CHECK(r.interactive_latency_ms.size() >= expected);
     CHECK(r.interactive_latency_ms.size() <= expected + 1);
-    // Nothing answers faster than the round trip, and p99 >= p50 by definition.
-    CHECK(r.p50_ms >= 40);
-    CHECK(r.p99_ms >= r.p50_ms);
-    CHECK(r.goodput_fraction > 0);
+    // Nothing answers faster than the round trip.
+    const double rtt_ms = 2 * to_ms(link.delay);
+    CHECK(r.p50_ms >= rtt_ms);
+    // Nor much slower, although bulk streams keep the path full: round-robin sends a request
+    // in the next packet, so an answer takes the round trip plus the wait in a full bottleneck
+    // queue, which holds one bandwidth-delay product (default_queue_bytes): one more round
+    // trip. The typical answer waits in a queue BBR keeps short. Lowest-stream-first
+    // scheduling starves the interactive stream behind the bulk ones: p50 752 ms, p99 995 ms
+    // here (tests/mutations/README.md, lowest-stream-first).
+    CHECK(r.p50_ms <= 1.5 * rtt_ms);
+    CHECK(r.p99_ms <= 2 * rtt_ms * 1.25);  // 25%: the queue's burst allowance, pacing
+    // The bulk streams still had the path.
+    CHECK(r.goodput_fraction > 0.5);
     CHECK(r.goodput_fraction <= 1.0);
 }

@@ -491,6 +491,11 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          kAgentHead + "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"web\"\n"
                       "[[forward]]\nlisten = \"[::]:8080\"\npeer = \"pc\"\nservice = \"ssh\"\n",
          "nas.toml:11:10: forward[1].listen: ", "takes the port of forward[0].listen"},
+        {"an IPv4-mapped forward on an IPv4 one's port (Linux binds the IPv4 address)",
+         kAgentHead + "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"web\"\n"
+                      "[[forward]]\nlisten = \"[::ffff:127.0.0.1]:8080\"\npeer = \"pc\"\n"
+                      "service = \"ssh\"\n",
+         "nas.toml:11:10: forward[1].listen: ", "takes the port of forward[0].listen"},
         {"a forward on the admin port",
          kAgentHead + "admin = \"127.0.0.1:7070\"\n"
                       "[[forward]]\nlisten = \"0.0.0.0:7070\"\npeer = \"pc\"\nservice = \"web\"\n",
@@ -502,6 +507,24 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
     };
     REQUIRE(cases.size() >= 30);
     for (const auto& c : cases) expect_error(parse_agent_config(c.text, "nas.toml", dir.path(), on_disk), c);
+}
+
+TEST_CASE("listeners on one port but different addresses are accepted") {
+    // Each pair binds on Linux side by side (an IPv4 wildcard leaves IPv6 alone, and two
+    // loopback addresses are two addresses); the check must not refuse what works.
+    TempDir dir;
+    dir.touch("nas.key");
+    const auto forward = [](const std::string& listen, const std::string& service) {
+        return "[[forward]]\nlisten = \"" + listen + "\"\npeer = \"pc\"\nservice = \"" + service +
+               "\"\n";
+    };
+    const std::string text = kAgentHead + "admin = \"[::1]:7070\"\n" +
+                             forward("0.0.0.0:7070", "a") + forward("127.0.0.1:8080", "b") +
+                             forward("127.0.0.2:8080", "c") +
+                             forward("[::ffff:127.0.0.3]:8080", "d");
+    auto result = parse_agent_config(text, "nas.toml", dir.path());
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    CHECK(std::get<AgentConfig>(result).forward.size() == 4);
 }
 
 TEST_CASE("the first error in file order is the one reported") {

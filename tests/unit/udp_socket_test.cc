@@ -1,5 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +33,22 @@ SocketAddress loopback6(uint16_t port = 0) {
     std::array<uint8_t, kIpv6Size> ip{};
     ip[15] = 1;
     return SocketAddress::ipv6(ip, port);
+}
+
+// Why this kernel cannot bind an IPv6 UDP socket to [::1], or nullopt when it can. Asked with
+// plain socket calls, never through UdpSocket: a UdpSocket that fails at IPv6 must fail the
+// test below, not pass for a machine without IPv6.
+std::optional<std::string> kernel_lacks_ipv6() {
+    const int fd = ::socket(AF_INET6, SOCK_DGRAM, 0);
+    if (fd < 0) return std::string("socket(AF_INET6): ") + std::strerror(errno);
+    sockaddr_in6 at{};
+    at.sin6_family = AF_INET6;
+    at.sin6_addr = in6addr_loopback;
+    const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&at), sizeof at);
+    const int error = errno;
+    ::close(fd);
+    if (rc != 0) return std::string("bind [::1]:0: ") + std::strerror(error);
+    return std::nullopt;
 }
 
 std::shared_ptr<UdpSocket> bind_or_fail(TestLoop& loop, const LoopClock& clock,
@@ -137,16 +160,12 @@ TEST_CASE("udp: a datagram larger than the receive buffer is counted and dropped
 TEST_CASE("udp: IPv6 loopback, and IPv4 peers of a dual-stack socket look like IPv4") {
     TestLoop loop;
     LoopClock clock;
-    std::vector<Received> at_dual, at_v6;
-    auto dual_r = UdpSocket::bind(loop.get(), clock, SocketAddress::ipv6({}, 0),
-                                  [&](const SocketAddress& from, ByteView d, Time now) {
-                                      at_dual.push_back({from, Bytes(d.begin(), d.end()), now});
-                                  });
-    if (std::holds_alternative<OsError>(dual_r)) {
-        WARN("no IPv6 here: " << std::get<OsError>(dual_r).message);
+    if (const auto why = kernel_lacks_ipv6()) {
+        WARN("SKIP: this kernel has no IPv6 (" << *why << ") " << std::string(40, '!'));
         return;
     }
-    auto dual = std::get<std::shared_ptr<UdpSocket>>(dual_r);
+    std::vector<Received> at_dual, at_v6;
+    auto dual = bind_or_fail(loop, clock, SocketAddress::ipv6({}, 0), &at_dual);
     auto v4 = bind_or_fail(loop, clock, loopback4(), nullptr);
     auto v6 = bind_or_fail(loop, clock, loopback6(), &at_v6);
 
