@@ -522,7 +522,7 @@ TEST_CASE("listeners on one port but different addresses are accepted") {
                              forward("0.0.0.0:7070", "a") + forward("127.0.0.1:8080", "b") +
                              forward("127.0.0.2:8080", "c") +
                              forward("[::ffff:127.0.0.3]:8080", "d");
-    auto result = parse_agent_config(text, "nas.toml", dir.path());
+    auto result = parse_agent_config(text, "nas.toml", dir.path(), on_disk);
     if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
     CHECK(std::get<AgentConfig>(result).forward.size() == 4);
 }
