@@ -21,14 +21,25 @@ PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now,
     auto it = candidates_.find(address);
     if (it != candidates_.end()) return &it->second;
     if (candidates_.size() >= kMaxPathCandidates) {
-        // Make room by the oldest learned candidate that never answered (likely spoofed),
-        // never by one the server gave or one that works.
+        // Make room by the oldest learned candidate that never answered (likely spoofed), else
+        // by the learned one silent longest past kDirectSilence (it worked once, but the peer
+        // closed it: a birthday socket it did not keep); never by one the server gave, the
+        // active path, or one that works.
+        // (class, age): lower evicts first.
+        auto rank = [&](const auto& entry) -> std::optional<std::pair<int, Time>> {
+            const Candidate& k = entry.second;
+            if (!k.learned || (active_ && entry.first == *active_)) return std::nullopt;
+            if (!k.validated) return std::pair{0, k.started};
+            if (now - k.last_heard >= kDirectSilence) return std::pair{1, k.last_heard};
+            return std::nullopt;
+        };
         auto victim = candidates_.end();
+        std::optional<std::pair<int, Time>> victim_rank;
         for (auto c = candidates_.begin(); c != candidates_.end(); ++c) {
-            if (!c->second.learned || c->second.validated) continue;
-            if (active_ && c->first == *active_) continue;
-            if (victim == candidates_.end() || c->second.started < victim->second.started) {
+            const auto r = rank(*c);
+            if (r && (!victim_rank || *r < *victim_rank)) {
                 victim = c;
+                victim_rank = r;
             }
         }
         if (victim == candidates_.end()) {

@@ -35,22 +35,34 @@ bool PeerLink::claims(const SocketAddress& from, ByteView datagram) const {
 
 LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from, ByteView datagram,
                                   Time now) {
-    LinkVerdict verdict = LinkAccepted{};
+    LinkVerdict verdict = LinkDropped{LinkDrop::kRefused};
     if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
         if (auto probe = session_.open_probe(datagram, now)) {
             // Authenticated: answers and later packets to `from` leave by the socket whose NAT
-            // mapping it reached.
-            if (route != kRouteMain) routes_[from] = route;
+            // mapping it reached. Several birthday sockets may hear the same peer (its spray
+            // hits more than one of our mappings): the first keeps the route, as the peer most
+            // likely validated the first answer, until the peer's data says otherwise.
+            if (route != kRouteMain && route != kRouteRelay) {
+                routes_.try_emplace(from, route);
+                // Once we are direct the spray is over: a challenge by a birthday socket is
+                // the peer checking the path it chose.
+                if (probe->kind == ProbeKind::kChallenge && paths_.active()) {
+                    follow_socket(from, route);
+                }
+            }
             paths_.on_probe(from, *probe, now);
-        } else {
-            verdict = LinkDropped{LinkDrop::kRefused};
+            verdict = LinkAccepted{probe->kind == ProbeKind::kChallenge ? DatagramKind::kChallenge
+                                                                        : DatagramKind::kResponse};
         }
     } else {
         switch (session_.on_datagram(datagram, now)) {
             case Session::Input::kData:
                 if (route != kRouteRelay) paths_.on_authenticated(from, now);
+                if (route != kRouteMain && route != kRouteRelay) follow_socket(from, route);
+                verdict = LinkAccepted{DatagramKind::kData};
                 break;
             case Session::Input::kHandshake:
+                verdict = LinkAccepted{DatagramKind::kHandshake};
                 break;
             case Session::Input::kDropped:
                 verdict = LinkDropped{LinkDrop::kRefused};
@@ -81,7 +93,10 @@ std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
             ++stats_.probes_unsealed;
             continue;
         }
-        return LinkTransmit{route_to(probe->to), probe->to, std::move(*sealed)};
+        const DatagramKind kind = probe->probe.kind == ProbeKind::kChallenge
+                                      ? DatagramKind::kChallenge
+                                      : DatagramKind::kResponse;
+        return LinkTransmit{route_to(probe->to), probe->to, std::move(*sealed), kind};
     }
     while (!openings_.empty() && plan_ && plan_->reflexive) {
         const RouteId route = openings_.front();
@@ -89,16 +104,20 @@ std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
         const Probe opening{ProbeKind::kChallenge, random_path_data(rng_)};
         if (auto sealed = session_.seal_probe(opening, now)) {
             ++stats_.opening_probes;
-            return LinkTransmit{route, *plan_->reflexive, std::move(*sealed)};
+            return LinkTransmit{route, *plan_->reflexive, std::move(*sealed),
+                                DatagramKind::kOpening};
         }
         ++stats_.probes_unsealed;
     }
     auto datagram = session_.poll_transmit(now);
     if (!datagram) return std::nullopt;
+    const DatagramKind kind = !datagram->empty() && (*datagram)[0] == kPacketTypeData
+                                  ? DatagramKind::kData
+                                  : DatagramKind::kHandshake;
     if (const auto& direct = paths_.active()) {
-        return LinkTransmit{route_to(*direct), *direct, std::move(*datagram)};
+        return LinkTransmit{route_to(*direct), *direct, std::move(*datagram), kind};
     }
-    return LinkTransmit{kRouteRelay, SocketAddress{}, std::move(*datagram)};
+    return LinkTransmit{kRouteRelay, SocketAddress{}, std::move(*datagram), kind};
 }
 
 std::optional<LinkEvent> PeerLink::poll_event() {
@@ -135,9 +154,12 @@ void PeerLink::after_input(Time now) {
     // session has keys to seal probes with.
     if (!technique_ && plan_ && session_.established()) start_punching(now);
     while (auto change = paths_.poll_change()) {
-        if (change->direct && !sockets_.empty()) {
-            auto route = routes_.find(*change->direct);
-            release_sockets(route != routes_.end() ? std::optional(route->second) : std::nullopt);
+        // A direct path: the sockets no probe of the peer's reached are of no more use. Those
+        // it did reach stay until it shows which one it kept (follow_socket), at most
+        // kBirthdayChoiceWait.
+        if (change->direct) {
+            if (direct_since_ == kNever) direct_since_ = now;
+            release_unrouted();
         }
         events_.push_back(LinkPathChanged{change->direct, change->reason, change->rtt});
     }
@@ -156,10 +178,15 @@ void PeerLink::start_punching(Time now) {
 
 // One round: an opening probe from every socket, until a path is found or the rounds run out.
 void PeerLink::birthday_round(Time now) {
-    if (paths_.active() || birthday_rounds_ >= kBirthdayOpeningRounds) {
+    const auto& active = paths_.active();
+    if (active && now < direct_since_ + kBirthdayChoiceWait) {
+        birthday_round_at_ = direct_since_ + kBirthdayChoiceWait;
+        openings_.clear();
+        return;
+    }
+    if (active || birthday_rounds_ >= kBirthdayOpeningRounds) {
         birthday_round_at_ = kNever;
         openings_.clear();
-        const auto& active = paths_.active();
         auto route = active ? routes_.find(*active) : routes_.end();
         release_sockets(route != routes_.end() ? std::optional(route->second) : std::nullopt);
         return;
@@ -167,6 +194,29 @@ void PeerLink::birthday_round(Time now) {
     ++birthday_rounds_;
     openings_.assign(sockets_.begin(), sockets_.end());
     birthday_round_at_ = now + kBirthdayRoundInterval;
+}
+
+// The peer's data came in by a birthday socket: that is the mapping it chose. Our packets to it
+// leave there, and the other sockets go.
+void PeerLink::follow_socket(const SocketAddress& from, RouteId route) {
+    routes_[from] = route;
+    if (sockets_.size() > 1) release_sockets(route);
+}
+
+void PeerLink::release_unrouted() {
+    LinkReleasesSockets released;
+    std::vector<RouteId> kept;
+    for (RouteId r : sockets_) {
+        const bool routed = std::any_of(routes_.begin(), routes_.end(),
+                                        [&](const auto& e) { return e.second == r; });
+        (routed ? kept : released.routes).push_back(r);
+    }
+    if (released.routes.empty()) return;
+    sockets_ = std::move(kept);
+    std::erase_if(openings_, [&](RouteId r) {
+        return std::find(sockets_.begin(), sockets_.end(), r) == sockets_.end();
+    });
+    events_.push_back(std::move(released));
 }
 
 // Closes the birthday sockets but keep (the one the path was found through).

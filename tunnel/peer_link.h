@@ -49,10 +49,21 @@ using RouteId = uint32_t;
 inline constexpr RouteId kRouteMain = 0;
 inline constexpr RouteId kRouteRelay = UINT32_MAX;
 
+// What a datagram is, as far as the link knows without looking inside: for counters, logs
+// and tests.
+enum class DatagramKind : uint8_t {
+    kHandshake,  // a Noise handshake message
+    kData,       // a session packet (streams, ACKs, keepalives)
+    kChallenge,  // a probe that asks a path to answer (PathManager's)
+    kResponse,   // a probe's answer
+    kOpening,    // a birthday socket's probe: opens its NAT mapping; nobody tracks its answer
+};
+
 struct LinkTransmit {
     RouteId route = kRouteMain;
     SocketAddress to;  // unused for kRouteRelay
     Bytes data;
+    DatagramKind kind = DatagramKind::kData;
 };
 
 struct PeerLinkConfig {
@@ -97,7 +108,9 @@ enum class LinkDrop : uint8_t {
     kNotOurs,  // not addressed to this link's session
     kRefused,  // the session or the probe check refused it (SessionStats says why)
 };
-struct LinkAccepted {};
+struct LinkAccepted {
+    DatagramKind kind;
+};
 struct LinkDropped {
     LinkDrop reason;
 };
@@ -151,6 +164,8 @@ class PeerLink {
     void start_punching(Time now);
     void birthday_round(Time now);
     void release_sockets(std::optional<RouteId> keep);
+    void release_unrouted();
+    void follow_socket(const SocketAddress& from, RouteId route);
     RouteId route_to(const SocketAddress& to) const;
 
     Rng& rng_;
@@ -164,6 +179,7 @@ class PeerLink {
     // opening probes of the current round still to send.
     std::vector<RouteId> sockets_;
     Time birthday_round_at_ = kNever;
+    Time direct_since_ = kNever;  // the first direct path
     int birthday_rounds_ = 0;
     std::deque<RouteId> openings_;
     // Direct addresses reached through a socket other than the main one.

@@ -38,6 +38,11 @@ inline constexpr Duration kBirthdayRoundInterval = std::chrono::seconds(1);
 // (kSprayRounds x kSprayInterval = 15 s).
 inline constexpr int kBirthdayOpeningRounds = 16;
 static_assert(kBirthdayOpeningRounds * kBirthdayRoundInterval >= kSprayRounds * kSprayInterval);
+// After going direct, the birthday sockets that heard the peer stay open this long for the peer
+// to show (by data, or a keepalive challenge: kDirectKeepalive) which one it validated; the
+// rest then close.
+inline constexpr Duration kBirthdayChoiceWait = std::chrono::seconds(3);
+static_assert(kBirthdayChoiceWait > 2 * kDirectKeepalive);
 // A birthday socket carries probes only, unless it becomes the path: a small buffer each keeps
 // 256 of them cheap.
 inline constexpr int kBirthdaySocketBuffer = 64 * 1024;
