@@ -270,7 +270,15 @@ void Session::send_initiation(Time now) {
         return;
     }
     const Duration jitter(static_cast<int64_t>(rng_.uniform(to_us(kRekeyTimeoutJitter))));
-    pending_.emplace(PendingInitiation{std::move(*h), now + kRekeyTimeout + jitter});
+    // Before the first keys nothing flows, so a lost message is retried sooner: doubling from
+    // kFirstHandshakeTimeout up to kRekeyTimeout. A rekey has old keys to send under meanwhile.
+    Duration timeout = kRekeyTimeout;
+    if (!had_keys_) {
+        timeout = std::min<Duration>(kFirstHandshakeTimeout * (1 << std::min(first_attempts_, 3)),
+                                     kRekeyTimeout);
+        ++first_attempts_;
+    }
+    pending_.emplace(PendingInitiation{std::move(*h), now + timeout + jitter});
     // An older attempt not yet sent is superseded: its response would be ignored anyway.
     outbox_.clear();
     outbox_.push_back(pending_->handshake.initiation());

@@ -47,6 +47,9 @@
 namespace burrow {
 
 inline constexpr Duration kRekeyTimeout = std::chrono::seconds(5);  // WireGuard §6.1
+// The first handshake's first retry: a forwarded connection waits for it, so a lost message
+// must not cost kRekeyTimeout. 1 s is RFC 6298's initial RTO, above any relay round trip.
+inline constexpr Duration kFirstHandshakeTimeout = std::chrono::seconds(1);
 // wireguard-go's RekeyTimeoutJitterMaxMs: spreads retries so two sessions that lost packets
 // together do not retry in lockstep.
 inline constexpr Duration kRekeyTimeoutJitter = std::chrono::milliseconds(334);
@@ -196,6 +199,7 @@ class Session {
     std::optional<PendingInitiation> pending_;     // initiator: the attempt in flight
     std::optional<Time> started_at_;               // initiator: when start() was called
     bool had_keys_ = false;                        // a handshake has completed
+    int first_attempts_ = 0;                       // initiations sent before had_keys_
     std::deque<Bytes> outbox_;                     // handshake messages to send
     SessionState state_ = SessionState::kHandshaking;
     uint64_t probes_sealed_ = 0;  // the probe counter, below kProbeCounterBit
