@@ -1,6 +1,5 @@
-// Path management in the loop: two Sessions, each with a PathManager, joined by the relay and
-// a direct path (tests/sim/net/path_network.h), driven the way src/agent_runtime.cc drives
-// them. Every scenario runs hundreds of seeds with random loss and reordering on both paths,
+// Path management in the loop: two PeerLinks (tunnel/peer_link.h, the objects the agent ships),
+// joined by the relay and a direct path (tests/sim/net/path_network.h). Every scenario runs hundreds of seeds with random loss and reordering on both paths,
 // a byte-exact bulk transfer each way and an interactive request/response stream:
 //
 //   1. relay first, then direct within a bound;
@@ -28,6 +27,7 @@
 #include <vector>
 
 #include "tunnel/path_manager.h"
+#include "tunnel/peer_link.h"
 #include "tunnel/socket_address.h"
 #include "tests/sim/net/path_network.h"
 #include "tests/sim/net/transfer.h"
@@ -72,11 +72,7 @@ std::string at_ms(Time t) {
     return buf;
 }
 
-bool is_probe(ByteView d) {
-    return !d.empty() && d[0] == kPacketTypeProbe;
-}
-
-// --- one agent's side of a session, routed as src/agent_runtime.cc routes it ----------------
+// --- one agent's side: the PeerLink that ships, its datagrams carried by the PathNetwork ------
 
 struct PathEvent {
     Time at;
@@ -84,96 +80,63 @@ struct PathEvent {
     std::string reason;
 };
 
+// Hands the PathNetwork's datagrams to a PeerLink as AgentCore does (the relay by its route, a
+// direct datagram only when the link claims it) and records what the link says it sent and
+// accepted: the adapter makes no decision of its own.
 class AgentEndpoint final : public PathEndpoint {
   public:
     AgentEndpoint(Role role, const PrivateKey& self, const PublicKey& peer, uint64_t seed,
                   std::vector<SocketAddress> peer_candidates)
-        : rng_(seed),
-          session_(role, self, peer, SessionConfig{}, rng_, Time{}, kWallClock),
-          paths_(rng_),
-          peer_candidates_(std::move(peer_candidates)) {
-        session_.start(Time{});  // relay first: the handshake goes through the server at once
+        : rng_(seed), link_(config(role, self, peer), rng_, Time{}) {
+        PunchPlan plan;
+        plan.candidates = std::move(peer_candidates);
+        link_.set_punch_plan(std::move(plan), Time{});
+        link_.start(Time{});  // relay first: the handshake goes through the server at once
+        after_input(Time{});
     }
 
-    // RelayReceived: straight into the session (the relay is not a PathManager path).
     void on_relay(ByteView d, Time now) override {
-        session_.on_datagram(d, now);
+        link_.on_datagram(kRouteRelay, SocketAddress{}, d, now);
         after_input(now);
     }
 
-    // on_direct_datagram: find the session by receiver index (a handshake message only by the
-    // active path), probes to the PathManager, data that authenticates marks its source alive.
     void on_direct(const SocketAddress& from, ByteView d, Time now) override {
-        if (auto index = Session::receiver_index(d)) {
-            if (!session_.owns_index(*index)) {
-                ++udp_from_unknown_;
-                return;
-            }
-        } else if (d.empty() || paths_.active() != from) {
+        if (!link_.claims(from, d)) {
             ++udp_from_unknown_;
             return;
         }
-        if (is_probe(d)) {
-            if (auto probe = session_.open_probe(d, now)) {
-                last_authenticated_[from] = now;
-                if (probe->kind == ProbeKind::kResponse) responses_from_[from].push_back(now);
-                paths_.on_probe(from, *probe, now);
-            }
-            after_input(now);
-            return;
-        }
-        const uint64_t before = session_.connection().stats().packets_received;
-        session_.on_datagram(d, now);
-        if (session_.connection().stats().packets_received != before) {
-            paths_.on_authenticated(from, now);
-            last_authenticated_[from] = now;
+        const LinkVerdict v = link_.on_datagram(kRouteMain, from, d, now);
+        if (const auto* ok = std::get_if<LinkAccepted>(&v)) {
+            if (ok->kind != DatagramKind::kHandshake) last_authenticated_[from] = now;
+            if (ok->kind == DatagramKind::kResponse) responses_from_[from].push_back(now);
         }
         after_input(now);
     }
 
     void on_timer(Time now) override {
-        session_.on_timer(now);
-        if (probing_) paths_.on_timer(now);
+        link_.on_timer(now);
         after_input(now);
     }
 
-    // transmit_one: a probe first (sealed, to the address the PathManager names), then a
-    // session packet to the active direct path or through the relay.
     std::optional<Outgoing> poll_transmit(Time now) override {
-        while (auto probe = paths_.poll_probe()) {
-            auto sealed = session_.seal_probe(probe->probe, now);
-            if (!sealed) {
-                ++probes_unsealed_;
-                continue;
-            }
-            if (probe->probe.kind == ProbeKind::kChallenge) {
-                challenges_to_[probe->to].push_back(now);
-            } else {
-                ++responses_to_[probe->to];
-            }
-            return Outgoing{probe->to, std::move(*sealed)};
+        auto t = link_.poll_transmit(now);
+        if (!t) return std::nullopt;
+        if (t->route == kRouteRelay) return Outgoing{std::nullopt, std::move(t->data)};
+        switch (t->kind) {
+            case DatagramKind::kChallenge: challenges_to_[t->to].push_back(now); break;
+            case DatagramKind::kResponse: ++responses_to_[t->to]; break;
+            case DatagramKind::kData: ++data_to_[t->to]; break;
+            case DatagramKind::kHandshake:
+            case DatagramKind::kOpening: break;
         }
-        auto d = session_.poll_transmit(now);
-        if (!d) return std::nullopt;
-        const std::optional<SocketAddress>& active = paths_.active();
-        if (active) {
-            ++data_to_[*active];
-        } else {
-            ++data_via_relay_;
-        }
-        return Outgoing{active, std::move(*d)};
+        return Outgoing{t->to, std::move(t->data)};
     }
 
-    Time next_deadline() const override {
-        Time t = session_.next_deadline();
-        if (probing_) t = std::min(t, paths_.next_deadline());
-        return t;
-    }
+    Time next_deadline() const override { return link_.next_deadline(); }
 
-    Session& session() { return session_; }
-    Connection& connection() { return session_.connection(); }
-    const PathManager& paths() const { return paths_; }
-    bool probing() const { return probing_; }
+    Session& session() { return link_.session(); }
+    Connection& connection() { return link_.connection(); }
+    const PathManager& paths() const { return link_.paths(); }
     Time probing_since() const { return probing_since_; }
     const std::vector<PathEvent>& changes() const { return changes_; }
     // Times at which each address was sent a challenge / answered one of ours.
@@ -189,29 +152,34 @@ class AgentEndpoint final : public PathEndpoint {
     const std::map<SocketAddress, Time>& last_authenticated() const {
         return last_authenticated_;
     }
-    uint64_t data_via_relay() const { return data_via_relay_; }
-    uint64_t probes_unsealed() const { return probes_unsealed_; }
+    // Stream bytes the session had sent when it first went direct: they went by the relay.
+    uint64_t stream_bytes_before_direct() const { return stream_bytes_before_direct_; }
     uint64_t udp_from_unknown() const { return udp_from_unknown_; }
 
   private:
-    // process_session: punching starts once the session has keys; path changes are logged.
+    static PeerLinkConfig config(Role role, const PrivateKey& self, const PublicKey& peer) {
+        PeerLinkConfig c;
+        c.role = role;
+        c.local_key = self;
+        c.peer_key = peer;
+        c.wall_clock_at_zero_us = kWallClock;
+        return c;
+    }
+
     void after_input(Time now) {
-        if (!probing_ && session_.established()) {
-            probing_ = true;
-            probing_since_ = now;
-            paths_.add_candidates(peer_candidates_, now);
-            paths_.on_timer(now);
-        }
-        while (auto change = paths_.poll_change()) {
-            changes_.push_back(PathEvent{now, change->direct, change->reason});
+        while (auto e = link_.poll_event()) {
+            if (std::holds_alternative<LinkPunching>(*e)) probing_since_ = now;
+            if (const auto* c = std::get_if<LinkPathChanged>(&*e)) {
+                if (c->direct && changes_.empty()) {
+                    stream_bytes_before_direct_ = link_.connection().stats().stream_bytes_sent;
+                }
+                changes_.push_back(PathEvent{now, c->direct, c->reason});
+            }
         }
     }
 
     SeededRng rng_;
-    Session session_;
-    PathManager paths_;
-    std::vector<SocketAddress> peer_candidates_;
-    bool probing_ = false;
+    PeerLink link_;
     Time probing_since_ = kNever;
     std::vector<PathEvent> changes_;
     std::map<SocketAddress, std::vector<Time>> challenges_to_;
@@ -219,8 +187,7 @@ class AgentEndpoint final : public PathEndpoint {
     std::map<SocketAddress, uint64_t> responses_to_;
     std::map<SocketAddress, uint64_t> data_to_;
     std::map<SocketAddress, Time> last_authenticated_;
-    uint64_t data_via_relay_ = 0;
-    uint64_t probes_unsealed_ = 0;
+    uint64_t stream_bytes_before_direct_ = 0;
     uint64_t udp_from_unknown_ = 0;
 };
 
@@ -651,8 +618,8 @@ TEST_CASE("relay first, then direct within a bound; byte-exact both ways") {
                 problem = std::string(who) + " direct only " +
                           at_ms(Time{} + (e->changes().front().at - e->probing_since())) +
                           " after probing started";
-            } else if (e->data_via_relay() == 0) {
-                problem = std::string(who) + " sent nothing through the relay first";
+            } else if (e->stream_bytes_before_direct() == 0) {
+                problem = std::string(who) + " sent no stream data through the relay first";
             } else if (e->data_to().count(peer) == 0) {
                 problem = std::string(who) + " sent no data on the direct path";
             } else if (unexpected_drops(e->session().stats()) != 0) {

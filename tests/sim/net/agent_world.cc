@@ -1,0 +1,566 @@
+#include "tests/sim/net/agent_world.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "signal/control.h"
+#include "tests/sim/net/transfer.h"
+#include "tunnel/crypto_init.h"
+
+namespace burrow::sim {
+namespace {
+
+using namespace std::chrono_literals;
+
+const SocketAddress kServerIp = SocketAddress::ipv4({192, 0, 2, 1}, 0);
+constexpr uint16_t kTlsPort = 7000;
+constexpr std::array<uint16_t, 2> kStunPorts = {3478, 3479};
+constexpr uint16_t kWebPort = 80;
+constexpr uint16_t kEchoPort = 7;
+constexpr size_t kChunk = 64 * 1024;  // one socket read or write
+constexpr int64_t kWallClock = 1'700'000'000'000'000;
+
+SocketAddress with_port(SocketAddress a, uint16_t port) {
+    a.port = port;
+    return a;
+}
+
+std::string at_ms(Time t) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%9.3f", to_ms(t - Time{}));
+    return buf;
+}
+
+}  // namespace
+
+struct AgentWorld::Tcp {
+    enum class App { kClient, kWeb, kEcho };
+    TcpId id = 0;
+    App app = App::kClient;
+    WorldClient* client = nullptr;
+    Bytes to_core;  // what the application wrote that the agent has not read yet
+    size_t to_core_at = 0;
+    bool app_fin = false;    // the application half-closed
+    bool fin_given = false;  // ... and the agent has been told
+    bool reading = false;    // the agent reads (TcpResumeReading)
+    Bytes request;           // targets: what arrived from the agent
+    uint64_t request_stream = 0;
+    bool agent_fin = false;  // the agent's FIN (TcpShutdown)
+    bool ended = false;
+};
+
+struct AgentWorld::Host {
+    Host(std::string n, uint64_t seed) : name(std::move(n)), rng(seed) {}
+    std::string name;
+    SeededRng rng;
+    std::unique_ptr<AgentCore> core;
+    SocketAddress lan;  // its own address (private behind a NAT)
+    SocketAddress public_ip;
+    uint16_t main_port = 0;
+    std::optional<SimNat> nat;
+    std::map<RouteId, uint16_t> sockets;  // local ports
+    uint16_t next_port = 40000;
+    std::optional<ConnId> conn;  // its control connection at the server
+    std::map<std::string, SocketAddress> listens;
+    std::map<TcpId, std::unique_ptr<Tcp>> tcps;
+    Time floor{};
+    bool exited = false;
+};
+
+AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^ 0x776f726c64) {
+    crypto_init();
+    SeededRng keys(config.seed ^ 0x6b657973);
+    const PrivateKey server_key = PrivateKey::generate(keys);
+    const PrivateKey nas_key = PrivateKey::generate(keys);
+    const PrivateKey laptop_key = PrivateKey::generate(keys);
+
+    AclConfig acl;
+    acl.agents = {{"nas", public_key(nas_key)}, {"laptop", public_key(laptop_key)}};
+    acl.allow = {{"laptop", "nas", {"web", "echo"}}};
+    ServerCoreConfig sc;
+    sc.static_key = server_key;
+    sc.stun_ports = kStunPorts;
+    sc.relay_udp_port = kStunPorts[0];
+    server_ = std::make_unique<ServerCore>(sc, *Acl::create(acl, nullptr), rng_);
+
+    const std::array<NatKind, 2> kinds = {config.nas_nat, config.laptop_nat};
+    const std::array<const char*, 2> names = {"nas", "laptop"};
+    const std::array<SocketAddress, 2> publics = {SocketAddress::ipv4({203, 0, 113, 10}, 0),
+                                                  SocketAddress::ipv4({198, 51, 100, 20}, 0)};
+    const std::array<SocketAddress, 2> lans = {SocketAddress::ipv4({10, 0, 1, 2}, 0),
+                                               SocketAddress::ipv4({10, 0, 2, 2}, 0)};
+    for (int i = 0; i < 2; ++i) {
+        auto h = std::make_unique<Host>(names[i], config.seed * 2 + static_cast<uint64_t>(i));
+        h->public_ip = publics[i];
+        h->main_port = static_cast<uint16_t>(41641 + i);
+        h->sockets[kRouteMain] = h->main_port;
+        if (auto nat = nat_config(kinds[i])) {
+            h->lan = lans[i];
+            h->nat.emplace(*nat, publics[i],
+                           config.seed ^ (0x6e6174ULL + static_cast<uint64_t>(i)));
+        } else {
+            h->lan = publics[i];
+        }
+        AgentCoreConfig ac;
+        ac.name = names[i];
+        ac.key = i == 0 ? nas_key : laptop_key;
+        ac.server = HostPort{"192.0.2.1", kTlsPort, HostKind::kIpv4};
+        ac.wall_clock_at_zero_us = kWallClock;
+        if (i == 0) {
+            ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
+                         {"echo", {"127.0.0.1", kEchoPort, HostKind::kIpv4}, {"laptop"}}};
+        } else {
+            ac.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "nas", "web"},
+                          {{"127.0.0.1", 8007, HostKind::kIpv4}, "nas", "echo"}};
+        }
+        h->core = std::make_unique<AgentCore>(ac, h->rng, now_);
+        hosts_[i] = std::move(h);
+    }
+    for (auto& h : hosts_) {
+        h->core->start({with_port(h->lan, h->main_port)}, now_);
+        drain(*h);
+    }
+}
+
+AgentWorld::~AgentWorld() = default;
+
+AgentCore& AgentWorld::core(WorldSide side) {
+    return *hosts_[static_cast<int>(side)]->core;
+}
+
+const PeerLink* AgentWorld::link(WorldSide side) const {
+    const char* peer = side == WorldSide::kNas ? "laptop" : "nas";
+    return hosts_[static_cast<int>(side)]->core->link(peer);
+}
+
+bool AgentWorld::registered(WorldSide side) const {
+    return hosts_[static_cast<int>(side)]->core->client().registered();
+}
+
+void AgentWorld::at(Time t, std::function<void()> fn) {
+    events_.emplace(std::max(t, now_), std::move(fn));
+}
+
+void AgentWorld::log(const std::string& who, const std::string& line) {
+    log_.push_back(at_ms(now_) + " " + who + ": " + line);
+}
+
+std::string AgentWorld::log_tail(size_t lines) const {
+    std::string out;
+    const size_t from = log_.size() > lines ? log_.size() - lines : 0;
+    for (size_t i = from; i < log_.size(); ++i) out += "    " + log_[i] + "\n";
+    return out;
+}
+
+// --- time ----------------------------------------------------------------------------------------
+
+Time AgentWorld::next_timer(std::string* who) const {
+    Time best = std::max(server_->next_deadline(), server_floor_);
+    if (who) *who = "server";
+    for (const auto& h : hosts_) {
+        if (h->exited) continue;
+        const Time t = std::max(h->core->next_deadline(), h->floor);
+        if (t < best) {
+            best = t;
+            if (who) *who = h->name;
+        }
+    }
+    return best;
+}
+
+bool AgentWorld::run_until(const std::function<bool()>& done, Time limit) {
+    while (!done()) {
+        std::string who;
+        const Time timer = next_timer(&who);
+        const Time event = events_.empty() ? kNever : events_.begin()->first;
+        const Time next = std::min(timer, event);
+        if (next == kNever || next > limit) {
+            now_ = std::max(now_, limit);
+            return false;
+        }
+        now_ = std::max(now_, next);
+        stats_.events++;
+        if (event <= timer) {
+            auto fn = std::move(events_.begin()->second);
+            events_.erase(events_.begin());
+            fn();
+            continue;
+        }
+        if (who == "server") {
+            execute_server(server_->on_timer(now_));
+            if (server_->next_deadline() <= now_) {
+                server_floor_ = now_ + std::chrono::microseconds(1);
+                stats_.livelock_steps++;
+            }
+            continue;
+        }
+        Host& h = who == "nas" ? *hosts_[0] : *hosts_[1];
+        h.core->on_timer(now_);
+        drain(h);
+        if (h.core->next_deadline() <= now_) {
+            h.floor = now_ + std::chrono::microseconds(1);
+            stats_.livelock_steps++;
+        }
+    }
+    return true;
+}
+
+// --- the agents' executor ------------------------------------------------------------------------
+
+void AgentWorld::drain(Host& h) {
+    auto actions = [&] {
+        bool any = false;
+        while (auto a = h.core->poll_action()) {
+            execute(h, *a);
+            any = true;
+        }
+        return any;
+    };
+    while (!h.exited) {
+        bool any = actions();
+        while (auto t = h.core->poll_transmit(now_)) {
+            any = true;
+            auto port = h.sockets.find(t->route);
+            if (port == h.sockets.end()) continue;  // a socket it closed
+            const SocketAddress local = with_port(h.lan, port->second);
+            std::optional<SocketAddress> from = local;
+            if (h.nat) from = h.nat->outbound(local, t->to, now_);
+            if (!from) {
+                stats_.udp_undeliverable++;
+                continue;
+            }
+            send_udp(*from, t->to, std::move(t->data), t->to.ip != kServerIp.ip);
+        }
+        // Relayed packets for the TLS connection leave as actions, after poll_transmit.
+        any = actions() || any;
+        if (!any) break;
+    }
+}
+
+void AgentWorld::execute(Host& h, AgentAction& action) {
+    std::visit(
+        [&](auto& a) {
+            using A = std::decay_t<decltype(a)>;
+            const Duration d = config_.server_one_way;
+            if constexpr (std::is_same_v<A, Log>) {
+                log(h.name, a.line);
+            } else if constexpr (std::is_same_v<A, Exit>) {
+                h.exited = true;
+            } else if constexpr (std::is_same_v<A, DialServer>) {
+                // TCP and TLS handshakes: two round trips, then the server's hello.
+                at(now_ + 4 * d, [this, &h] {
+                    const ConnId conn = next_conn_++;
+                    h.conn = conn;
+                    h.core->on_control_connected(with_port(kServerIp, kTlsPort), now_);
+                    drain(h);
+                    execute_server(server_->on_connection_open(conn, now_));
+                });
+            } else if constexpr (std::is_same_v<A, WriteControl>) {
+                if (!h.conn) return;
+                if (config_.trace)
+                    log(h.name, "writes " + std::to_string(a.bytes.size()) + " control bytes");
+                const ConnId conn = *h.conn;
+                at(now_ + d, [this, conn, bytes = std::move(a.bytes)] {
+                    execute_server(server_->on_control_bytes(conn, bytes, now_));
+                });
+            } else if constexpr (std::is_same_v<A, CloseControl>) {
+                if (!h.conn) return;
+                const ConnId conn = *h.conn;
+                h.conn.reset();
+                at(now_ + d,
+                   [this, conn] { execute_server(server_->on_connection_closed(conn, now_)); });
+            } else if constexpr (std::is_same_v<A, OpenUdpSocket>) {
+                h.sockets[a.route] = h.next_port++;
+            } else if constexpr (std::is_same_v<A, CloseUdpSocket>) {
+                h.sockets.erase(a.route);
+            } else if constexpr (std::is_same_v<A, ListenTcp>) {
+                h.listens[a.forward] = a.address;
+            } else if constexpr (std::is_same_v<A, StopListening>) {
+                h.listens.erase(a.forward);
+            } else if constexpr (std::is_same_v<A, ConnectTcp>) {
+                const TcpId id = a.id;
+                if (a.target.port != kWebPort && a.target.port != kEchoPort) {
+                    at(now_ + 1ms, [this, &h, id] {
+                        h.core->on_tcp_connect_failed(id, ConnectFailure::kRefused,
+                                                      "connection refused", now_);
+                        drain(h);
+                    });
+                    return;
+                }
+                auto t = std::make_unique<Tcp>();
+                t->id = id;
+                t->app = a.target.port == kWebPort ? Tcp::App::kWeb : Tcp::App::kEcho;
+                h.tcps[id] = std::move(t);
+                at(now_ + 200us, [this, &h, id] {
+                    h.core->on_tcp_connected(id, now_);
+                    drain(h);
+                });
+            } else if constexpr (std::is_same_v<A, TcpFlush>) {
+                const TcpId id = a.id;
+                at(now_, [this, &h, id] {
+                    if (auto it = h.tcps.find(id); it != h.tcps.end()) flush(h, *it->second);
+                });
+            } else if constexpr (std::is_same_v<A, TcpPauseReading>) {
+                if (auto it = h.tcps.find(a.id); it != h.tcps.end()) it->second->reading = false;
+            } else if constexpr (std::is_same_v<A, TcpResumeReading>) {
+                const TcpId id = a.id;
+                if (auto it = h.tcps.find(id); it != h.tcps.end()) it->second->reading = true;
+                at(now_, [this, &h, id] {
+                    if (auto it = h.tcps.find(id); it != h.tcps.end()) pump(h, *it->second);
+                });
+            } else if constexpr (std::is_same_v<A, TcpShutdown>) {
+                const TcpId id = a.id;
+                at(now_, [this, &h, id] {
+                    auto it = h.tcps.find(id);
+                    if (it == h.tcps.end()) return;
+                    it->second->agent_fin = true;
+                    on_app_bytes(h, *it->second);
+                    h.core->on_tcp_shutdown_done(id, now_);
+                    drain(h);
+                });
+            } else if constexpr (std::is_same_v<A, TcpFinish> || std::is_same_v<A, TcpClose> ||
+                                 std::is_same_v<A, TcpReset>) {
+                auto it = h.tcps.find(a.id);
+                if (it == h.tcps.end()) return;
+                Tcp& t = *it->second;
+                if (t.client && !t.client->finished && !t.client->failed) {
+                    t.client->failed = true;
+                    t.client->failure =
+                        std::string(std::is_same_v<A, TcpReset>    ? "reset"
+                                    : std::is_same_v<A, TcpFinish> ? "refused (clean end)"
+                                                                   : "closed") +
+                        " after " + std::to_string(t.client->received) + " of " +
+                        std::to_string(t.client->expect) + " bytes";
+                }
+                const TcpId id = a.id;
+                at(now_, [this, &h, id] { close_tcp(h, id); });
+            }
+        },
+        action);
+}
+
+void AgentWorld::close_tcp(Host& h, TcpId id) {
+    auto it = h.tcps.find(id);
+    if (it == h.tcps.end()) return;
+    h.tcps.erase(it);
+    h.core->on_tcp_closed(id, now_);
+    drain(h);
+}
+
+// --- the applications ----------------------------------------------------------------------------
+
+WorldClient& AgentWorld::open(const std::string& service, uint64_t bytes) {
+    auto c = std::make_unique<WorldClient>();
+    c->service = service;
+    c->stream = next_stream_++;
+    c->opened = now_;
+    c->expect = bytes;
+    WorldClient& client = *c;
+    clients_.push_back(std::move(c));
+    Host& laptop = *hosts_[1];
+    const std::string forward = service == "web" ? "127.0.0.1:8080" : "127.0.0.1:8007";
+    std::optional<TcpId> id = laptop.core->on_tcp_accepted(forward, now_);
+    if (!id) {
+        client.failed = true;
+        client.failure = "the forward did not accept";
+        return client;
+    }
+    auto t = std::make_unique<Tcp>();
+    t->id = *id;
+    t->client = &client;
+    if (service == "web") {
+        const std::string request = std::to_string(client.stream) + " " + std::to_string(bytes);
+        t->to_core.assign(request.begin(), request.end());
+    } else {
+        t->to_core.resize(bytes);
+        fill_content(config_.seed, client.stream, 0, t->to_core);
+        client.echo_of = t->to_core;
+    }
+    t->app_fin = true;  // the request is all the client sends
+    laptop.tcps[*id] = std::move(t);
+    drain(laptop);
+    return client;
+}
+
+// The agent reads what the application wrote, as far as the stream has room.
+void AgentWorld::pump(Host& h, Tcp& t) {
+    const TcpId id = t.id;
+    while (t.reading && t.to_core_at < t.to_core.size()) {
+        const size_t space = h.core->tcp_read_space(id);
+        if (space == 0) break;
+        const size_t n = std::min({space, t.to_core.size() - t.to_core_at, kChunk});
+        h.core->on_tcp_data(id, ByteView(t.to_core.data() + t.to_core_at, n), now_);
+        t.to_core_at += n;
+        drain(h);
+        if (!h.tcps.contains(id)) return;
+    }
+    if (t.reading && t.to_core_at == t.to_core.size() && t.app_fin && !t.fin_given) {
+        t.fin_given = true;
+        h.core->on_tcp_eof(id, now_);
+        drain(h);
+    }
+}
+
+// The agent writes the stream's bytes to the application (an unbounded socket queue).
+void AgentWorld::flush(Host& h, Tcp& t) {
+    uint8_t buf[kChunk];
+    const size_t before = t.request.size();
+    while (size_t n = h.core->tcp_output(t.id, MutableByteView(buf, sizeof buf), now_)) {
+        t.request.insert(t.request.end(), buf, buf + n);
+    }
+    drain(h);
+    auto it = h.tcps.find(t.id);
+    if (it != h.tcps.end() && it->second->request.size() != before) on_app_bytes(h, t);
+}
+
+void AgentWorld::on_app_bytes(Host& h, Tcp& t) {
+    if (t.client) {
+        WorldClient& c = *t.client;
+        const ByteView got(t.request.data() + c.received, t.request.size() - c.received);
+        if (!got.empty() && c.first_byte == kNever) c.first_byte = now_;
+        const size_t bad =
+            c.service == "web"
+                ? first_content_mismatch(config_.seed, c.stream, c.received, got)
+                : static_cast<size_t>(
+                      std::mismatch(
+                          got.begin(), got.end(),
+                          c.echo_of.begin() + static_cast<std::ptrdiff_t>(
+                                                  std::min<uint64_t>(c.received, c.echo_of.size())),
+                          c.echo_of.end())
+                          .first -
+                      got.begin());
+        if (!c.failed && (c.received + got.size() > c.expect || bad != got.size())) {
+            c.failed = true;
+            c.failure = "byte " + std::to_string(c.received + bad) + " differs";
+        }
+        c.received += got.size();
+        if (t.agent_fin && !c.failed && !c.finished) {
+            if (c.received == c.expect) {
+                c.finished = true;
+                c.done_at = now_;
+            } else {
+                c.failed = true;
+                c.failure = "FIN after " + std::to_string(c.received) + " of " +
+                            std::to_string(c.expect) + " bytes";
+            }
+        }
+        return;
+    }
+    if (t.app == Tcp::App::kEcho) {
+        t.to_core.insert(t.to_core.end(), t.request.begin(), t.request.end());
+        t.request.clear();
+        if (t.agent_fin) t.app_fin = true;
+        pump(h, t);
+        return;
+    }
+    // web: the request is "<stream> <bytes>", whole once the client's FIN arrived.
+    if (!t.agent_fin || t.app_fin) return;
+    const std::string text(t.request.begin(), t.request.end());
+    char* end = nullptr;
+    const uint64_t stream = std::strtoull(text.c_str(), &end, 10);
+    const uint64_t bytes = std::strtoull(end, nullptr, 10);
+    t.to_core.resize(bytes);
+    fill_content(config_.seed, stream, 0, t.to_core);
+    t.app_fin = true;
+    pump(h, t);
+}
+
+// --- the server's executor and the network -------------------------------------------------------
+
+AgentWorld::Host* AgentWorld::host_by_conn(ConnId conn) {
+    for (auto& h : hosts_) {
+        if (h->conn == conn) return h.get();
+    }
+    return nullptr;
+}
+
+void AgentWorld::execute_server(std::vector<ServerAction> actions) {
+    const Duration d = config_.server_one_way;
+    for (ServerAction& action : actions) {
+        std::visit(
+            [&](auto& a) {
+                using A = std::decay_t<decltype(a)>;
+                if constexpr (std::is_same_v<A, SendControl>) {
+                    Host* h = host_by_conn(a.conn);
+                    if (!h) return;
+                    if (config_.trace)
+                        log("server",
+                            std::string("sends ") + message_name(a.message) + " to " + h->name);
+                    const ConnId conn = a.conn;
+                    at(now_ + d, [this, h, conn, bytes = encode_control(a.message)] {
+                        if (h->conn != conn) return;
+                        h->core->on_control_bytes(bytes, now_);
+                        drain(*h);
+                    });
+                } else if constexpr (std::is_same_v<A, CloseConnection>) {
+                    Host* h = host_by_conn(a.conn);
+                    if (!h) return;
+                    const ConnId conn = a.conn;
+                    log("server", "closes connection " + std::to_string(conn) + ": " + a.reason);
+                    at(now_ + d, [this, h, conn] {
+                        if (h->conn != conn) return;
+                        h->conn.reset();
+                        h->core->on_control_closed("closed by the server", now_);
+                        drain(*h);
+                    });
+                } else if constexpr (std::is_same_v<A, SendDatagram>) {
+                    send_udp(with_port(kServerIp, kStunPorts[static_cast<size_t>(a.from)]), a.to,
+                             std::move(a.bytes), false);
+                } else if constexpr (std::is_same_v<A, LogEvent>) {
+                    log("server", a.line);
+                }
+            },
+            action);
+    }
+}
+
+void AgentWorld::send_udp(const SocketAddress& from, const SocketAddress& to, Bytes data,
+                          bool direct) {
+    stats_.udp_sent++;
+    if (config_.trace) {
+        log("net", "udp " + to_string(from) + " -> " + to_string(to) + " " +
+                       std::to_string(data.size()) + " bytes");
+    }
+    if (config_.loss > 0 && rng_.chance(config_.loss)) {
+        stats_.udp_lost++;
+        return;
+    }
+    Duration delay = direct ? config_.direct_one_way : config_.server_one_way;
+    if (config_.jitter > Duration(0)) {
+        delay += Duration(
+            static_cast<int64_t>(rng_.uniform(static_cast<uint64_t>(config_.jitter.count()) + 1)));
+    }
+    if (config_.reorder > 0 && rng_.chance(config_.reorder)) delay += config_.reorder_delay;
+    at(now_ + delay, [this, from, to, data = std::move(data)] { arrive_udp(from, to, data); });
+}
+
+void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, const Bytes& data) {
+    if (to.ip == kServerIp.ip) {
+        for (size_t i = 0; i < kStunPorts.size(); ++i) {
+            if (to.port != kStunPorts[i]) continue;
+            if (auto action = server_->on_udp(static_cast<UdpPort>(i), from, data, now_)) {
+                execute_server({std::move(*action)});
+            }
+            return;
+        }
+        stats_.udp_undeliverable++;
+        return;
+    }
+    for (auto& h : hosts_) {
+        if (h->public_ip.ip != to.ip || h->exited) continue;
+        std::optional<SocketAddress> local = to;
+        if (h->nat) local = h->nat->inbound(to, from, now_);
+        if (!local) break;
+        for (const auto& [route, port] : h->sockets) {
+            if (port != local->port) continue;
+            h->core->on_udp(route, from, data, now_);
+            drain(*h);
+            return;
+        }
+        break;
+    }
+    stats_.udp_undeliverable++;
+}
+
+}  // namespace burrow::sim

@@ -1,0 +1,128 @@
+// A whole deployment in virtual time: a ServerCore and two AgentCores (a NAS exposing services,
+// a laptop forwarding to them), each agent behind its own simulated NAT (nat.h), joined by a
+// lossy, reordering internet. The cores are the objects that ship; what this file plays is the
+// operating system around them, as src/agent_runtime.cc and src/server_runtime.cc are on a
+// real machine: it carries out their actions (sockets, TLS bytes, TCP connections), hands their
+// datagrams to the network, and calls their timers. It decides nothing for them.
+//
+//          TLS (reliable, in order, server_one_way)            UDP (lossy, reordered)
+//   nas  <==================================> server <==================================> laptop
+//    |  \__ NAT (nas_nat) ____ internet ______________________________ NAT (laptop_nat) __/  |
+//    |                                                                                       |
+//   targets: "web" answers a request "N" with N pattern bytes; "echo" echoes     clients on the
+//                                                                                 forwards
+//
+// Like Network (network.h), nothing sleeps: run_until() jumps to the next event, equal times
+// run in the order they were scheduled, and a seed replays exactly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "signal/agent_core.h"
+#include "signal/server_core.h"
+#include "tests/sim/net/nat.h"
+#include "tunnel/rng.h"
+
+namespace burrow::sim {
+
+enum class WorldSide : uint8_t { kNas = 0, kLaptop = 1 };
+
+struct WorldConfig {
+    uint64_t seed = 1;
+    NatKind nas_nat = NatKind::kPortRestricted;
+    NatKind laptop_nat = NatKind::kPortRestricted;
+    Duration server_one_way = std::chrono::milliseconds(15);  // either agent <-> the server
+    Duration direct_one_way = std::chrono::milliseconds(8);   // agent <-> agent
+    Duration jitter = std::chrono::milliseconds(0);           // uniform, added per datagram
+    double loss = 0;                                          // per UDP datagram
+    double reorder = 0;  // chance a datagram is held back reorder_delay
+    Duration reorder_delay = std::chrono::milliseconds(5);
+    bool trace = false;  // log every datagram and control message (log_tail shows them)
+};
+
+// One connection a test opened through the laptop's forward, as its client sees it.
+struct WorldClient {
+    std::string service;
+    uint64_t expect = 0;  // bytes the answer must have
+    uint64_t stream = 0;  // which pattern the answer follows (fill_content's stream)
+    Bytes echo_of;        // "echo": the answer must be these bytes
+    uint64_t received = 0;
+    bool finished = false;  // the answer ended with a FIN
+    bool failed = false;
+    std::string failure;
+    Time opened{};
+    Time first_byte = kNever;
+    Time done_at = kNever;
+};
+
+struct WorldStats {
+    uint64_t events = 0;
+    uint64_t udp_sent = 0;
+    uint64_t udp_lost = 0;
+    uint64_t udp_undeliverable = 0;  // no socket at that address, or a NAT dropped it
+    uint64_t livelock_steps = 0;
+};
+
+class AgentWorld {
+  public:
+    explicit AgentWorld(WorldConfig config);
+    ~AgentWorld();
+    AgentWorld(const AgentWorld&) = delete;
+    AgentWorld& operator=(const AgentWorld&) = delete;
+
+    // Runs events in time order until done() or the next event lies beyond limit.
+    bool run_until(const std::function<bool()>& done, Time limit);
+    Time now() const { return now_; }
+
+    // Opens a connection to the laptop's forward for `service`: "web" asks for `bytes` pattern
+    // bytes, "echo" sends `bytes` pattern bytes and expects them back.
+    WorldClient& open(const std::string& service, uint64_t bytes);
+
+    bool registered(WorldSide side) const;
+    AgentCore& core(WorldSide side);
+    const PeerLink* link(WorldSide side) const;
+    ServerCore& server() { return *server_; }
+    const WorldStats& stats() const { return stats_; }
+    // The last log lines of every core, for a failure message.
+    std::string log_tail(size_t lines = 30) const;
+
+  private:
+    struct Host;
+    struct Tcp;
+    struct Event;
+
+    void at(Time t, std::function<void()> fn);
+    void drain(Host& h);
+    void execute(Host& h, AgentAction& a);
+    void execute_server(std::vector<ServerAction> actions);
+    void send_udp(const SocketAddress& from, const SocketAddress& to, Bytes data, bool direct);
+    void arrive_udp(const SocketAddress& from, const SocketAddress& to, const Bytes& data);
+    void pump(Host& h, Tcp& t);
+    void flush(Host& h, Tcp& t);
+    void on_app_bytes(Host& h, Tcp& t);
+    void close_tcp(Host& h, TcpId id);
+    Host* host_by_conn(ConnId conn);
+    Time next_timer(std::string* who) const;
+    void log(const std::string& who, const std::string& line);
+
+    WorldConfig config_;
+    SeededRng rng_;
+    Time now_{};
+    std::multimap<Time, std::function<void()>> events_;
+    std::unique_ptr<ServerCore> server_;
+    Time server_floor_{};
+    std::unique_ptr<Host> hosts_[2];
+    std::vector<std::unique_ptr<WorldClient>> clients_;
+    uint64_t next_conn_ = 1;
+    uint64_t next_stream_ = 1;
+    std::vector<std::string> log_;
+    WorldStats stats_;
+};
+
+}  // namespace burrow::sim
