@@ -44,6 +44,7 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from, Byte
             // likely validated the first answer, until the peer's data says otherwise.
             if (route != kRouteMain && route != kRouteRelay) {
                 routes_.try_emplace(from, route);
+                heard_.insert(route);
                 // Once we are direct the spray is over: a challenge by a birthday socket is
                 // the peer checking the path it chose.
                 if (probe->kind == ProbeKind::kChallenge && paths_.active()) {
@@ -159,7 +160,7 @@ void PeerLink::after_input(Time now) {
         // kBirthdayChoiceWait.
         if (change->direct) {
             if (direct_since_ == kNever) direct_since_ = now;
-            release_unrouted();
+            release_unheard();
         }
         events_.push_back(LinkPathChanged{change->direct, change->reason, change->rtt});
     }
@@ -203,14 +204,10 @@ void PeerLink::follow_socket(const SocketAddress& from, RouteId route) {
     if (sockets_.size() > 1) release_sockets(route);
 }
 
-void PeerLink::release_unrouted() {
+void PeerLink::release_unheard() {
     LinkReleasesSockets released;
     std::vector<RouteId> kept;
-    for (RouteId r : sockets_) {
-        const bool routed = std::any_of(routes_.begin(), routes_.end(),
-                                        [&](const auto& e) { return e.second == r; });
-        (routed ? kept : released.routes).push_back(r);
-    }
+    for (RouteId r : sockets_) (heard_.contains(r) ? kept : released.routes).push_back(r);
     if (released.routes.empty()) return;
     sockets_ = std::move(kept);
     std::erase_if(openings_, [&](RouteId r) {
@@ -228,6 +225,7 @@ void PeerLink::release_sockets(std::optional<RouteId> keep) {
     if (released.routes.empty()) return;
     std::erase_if(sockets_, [&](RouteId r) { return r != keep; });
     std::erase_if(routes_, [&](const auto& entry) { return entry.second != keep; });
+    std::erase_if(heard_, [&](RouteId r) { return r != keep; });
     std::erase_if(openings_, [&](RouteId r) { return r != keep; });
     events_.push_back(std::move(released));
 }

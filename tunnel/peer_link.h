@@ -29,6 +29,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -164,7 +165,7 @@ class PeerLink {
     void start_punching(Time now);
     void birthday_round(Time now);
     void release_sockets(std::optional<RouteId> keep);
-    void release_unrouted();
+    void release_unheard();
     void follow_socket(const SocketAddress& from, RouteId route);
     RouteId route_to(const SocketAddress& to) const;
 
@@ -182,8 +183,10 @@ class PeerLink {
     Time direct_since_ = kNever;  // the first direct path
     int birthday_rounds_ = 0;
     std::deque<RouteId> openings_;
-    // Direct addresses reached through a socket other than the main one.
+    // Direct addresses reached through a socket other than the main one, and the sockets an
+    // authenticated probe of the peer's reached.
     std::map<SocketAddress, RouteId> routes_;
+    std::set<RouteId> heard_;
 
     std::deque<LinkEvent> events_;
     LinkStats stats_;

@@ -65,7 +65,7 @@ ControlMessage random_message(Rng& rng, size_t index) {
             return Register{random_candidates(rng), static_cast<NatMapping>(rng.uniform(3))};
         case 5:
             return ConnectRequest{random_text(rng, kMaxAgentNameLen),
-                                  random_text(rng, kMaxServiceNameLen)};
+                                  random_text(rng, kMaxServiceNameLen), rng.next_u64()};
         case 6: {
             PeerInfo p;
             p.session_id = rng.next_u64();
@@ -77,6 +77,7 @@ ControlMessage random_message(Rng& rng, size_t index) {
             p.start_in_ms = static_cast<uint32_t>(rng.next_u64());
             p.role = rng.chance(0.5) ? SessionRole::kInitiator : SessionRole::kResponder;
             p.service = random_text(rng, kMaxServiceNameLen);
+            p.opener = rng.chance(0.5);
             return p;
         }
         case 7:
@@ -153,6 +154,23 @@ TEST_CASE("every control message round-trips through a stream in random pieces")
             INFO(message_name(sent[i]));
             CHECK(got[i] == sent[i]);
         }
+    }
+}
+
+TEST_CASE("PeerInfo's opener flag is one byte, 0 or 1; anything else is malformed") {
+    PeerInfo p;
+    p.peer = "nas";
+    p.service = "web";
+    for (bool opener : {false, true}) {
+        p.opener = opener;
+        Bytes f = encode_control(p);
+        CHECK(f.back() == (opener ? 1 : 0));
+        auto ok = decode_control_body(ByteView(f).subspan(kControlLengthSize));
+        REQUIRE(std::holds_alternative<ControlMessage>(ok));
+        CHECK(std::get<PeerInfo>(std::get<ControlMessage>(ok)).opener == opener);
+        f.back() = 2;
+        CHECK(decode_error_of(ByteView(f).subspan(kControlLengthSize)) ==
+              ControlDecodeError::kMalformed);
     }
 }
 

@@ -274,6 +274,33 @@ TEST_CASE("path manager: candidates are capped; learned ones that never answer m
     CHECK_FALSE(pm.knows(addr(39, 5000)));
 }
 
+TEST_CASE("path manager: a full table of answered candidates gives way once they fall silent") {
+    // The birthday side's many sockets each answered once, filling the table; the peer kept one
+    // and closed the rest. The socket it kept must still be learnable when it calls.
+    SeededRng rng(8);
+    PathManager pm(rng);
+    for (int i = 0; i < static_cast<int>(kMaxPathCandidates); ++i) {
+        pm.on_probe(addr(1, static_cast<uint16_t>(6000 + i)), Probe{ProbeKind::kChallenge, {}},
+                    at(0ms));
+    }
+    pm.on_timer(at(0ms));
+    for (auto& p : drain(pm)) {
+        if (p.probe.kind == ProbeKind::kChallenge) pm.on_probe(p.to, answer(p), at(10ms));
+    }
+    CHECK(pm.stats().paths_validated == kMaxPathCandidates);
+    const SocketAddress kept = addr(1, 7777);
+    pm.on_probe(kept, Probe{ProbeKind::kChallenge, {}}, at(20ms));
+    CHECK_FALSE(pm.knows(kept));  // every one of them works: none may go
+    CHECK(pm.stats().drop_candidate_limit == 1);
+    // The active one (the first validated) stays; another, silent past kDirectSilence, goes.
+    const Time later = at(10ms) + kDirectSilence;
+    pm.on_probe(kept, Probe{ProbeKind::kChallenge, {}}, later);
+    CHECK(pm.knows(kept));
+    CHECK(pm.stats().candidates_evicted == 1);
+    REQUIRE(pm.active());
+    CHECK(pm.knows(*pm.active()));
+}
+
 TEST_CASE("path manager: the birthday spray probes many random ports and takes the one that answers") {
     SeededRng rng(8);
     PathManager pm(rng);

@@ -270,6 +270,8 @@ TEST_CASE("rendezvous: PeerInfo to both sides") {
     CHECK(to_nas.peer_pub == h.pubs.at("laptop"));
     CHECK(to_laptop.service == "web");
     CHECK(to_nas.service == "web");
+    CHECK(to_laptop.opener);  // laptop asked to open web on nas
+    CHECK_FALSE(to_nas.opener);
     CHECK(to_laptop.candidates.size() == 2);
     CHECK(to_laptop.nat == NatMapping::kEndpointIndependent);
     CHECK(to_nas.candidates.empty());
@@ -283,7 +285,22 @@ TEST_CASE("rendezvous: PeerInfo to both sides") {
     CHECK(s->responder == "nas");
 }
 
-TEST_CASE("rendezvous: sessions get distinct ids and tokens") {
+TEST_CASE("rendezvous: a request naming the pair's session keeps it; roles stay") {
+    Harness h;
+    auto [first, _] = rendezvous(h);
+    Actions a = h.send(1, ConnectRequest{"nas", "web", first.session_id});
+    auto again_laptop = messages_to<PeerInfo>(a, 1);
+    auto again_nas = messages_to<PeerInfo>(a, 2);
+    REQUIRE(again_laptop.size() == 1);
+    REQUIRE(again_nas.size() == 1);
+    CHECK(again_laptop[0].session_id == first.session_id);
+    CHECK(again_laptop[0].relay_token == first.relay_token);
+    CHECK(again_laptop[0].role == SessionRole::kInitiator);
+    CHECK(again_nas[0].role == SessionRole::kResponder);
+    CHECK(h.core->relays().size() == 1);
+}
+
+TEST_CASE("rendezvous: a requester without a link gets a new session") {
     Harness h;
     auto [first, _] = rendezvous(h);
     Actions a = h.send(1, ConnectRequest{"nas", "web"});

@@ -488,7 +488,9 @@ void AgentWorld::execute_server(std::vector<ServerAction> actions) {
                         log("server",
                             std::string("sends ") + message_name(a.message) + " to " + h->name);
                     const ConnId conn = a.conn;
-                    at(now_ + d, [this, h, conn, bytes = encode_control(a.message)] {
+                    const Duration lag =
+                        h == hosts_[0].get() ? config_.nas_control_lag : Duration(0);
+                    at(now_ + d + lag, [this, h, conn, bytes = encode_control(a.message)] {
                         if (h->conn != conn) return;
                         h->core->on_control_bytes(bytes, now_);
                         drain(*h);

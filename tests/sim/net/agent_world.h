@@ -43,6 +43,9 @@ struct WorldConfig {
     double loss = 0;                                          // per UDP datagram
     double reorder = 0;  // chance a datagram is held back reorder_delay
     Duration reorder_delay = std::chrono::milliseconds(5);
+    // Added to what the server writes to the NAS's control connection (TCP retransmissions): its
+    // PeerInfo then comes after the laptop's streams.
+    Duration nas_control_lag = std::chrono::milliseconds(0);
     bool trace = false;  // log every datagram and control message (log_tail shows them)
 };
 

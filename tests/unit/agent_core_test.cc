@@ -1,0 +1,200 @@
+// AgentCore: the agent's decisions. Alone (its actions for a given input), and in the
+// simulated world (tests/sim/net/agent_world.h) with a real ServerCore and a second agent, on a
+// perfect network so each case is one deterministic story.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "signal/agent_core.h"
+#include "tests/sim/net/agent_world.h"
+#include "tunnel/crypto_init.h"
+
+using namespace burrow;
+using namespace burrow::sim;
+using namespace std::chrono_literals;
+
+namespace {
+
+AgentCoreConfig laptop_config(Rng& rng) {
+    AgentCoreConfig c;
+    c.name = "laptop";
+    c.key = PrivateKey::generate(rng);
+    c.server = HostPort{"192.0.2.1", 7000, HostKind::kIpv4};
+    c.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "nas", "web"}};
+    return c;
+}
+
+std::vector<AgentAction> drain_actions(AgentCore& core) {
+    std::vector<AgentAction> out;
+    while (auto a = core.poll_action()) out.push_back(std::move(*a));
+    return out;
+}
+
+template <class A>
+std::vector<A> only(const std::vector<AgentAction>& actions) {
+    std::vector<A> out;
+    for (const auto& a : actions) {
+        if (const auto* x = std::get_if<A>(&a)) out.push_back(*x);
+    }
+    return out;
+}
+
+SessionStats stats_of(AgentWorld& w, WorldSide side) {
+    return w.link(side)->session().stats();
+}
+
+}  // namespace
+
+TEST_CASE("start: each forward listens, then the server is dialled") {
+    REQUIRE(crypto_init());
+    SeededRng rng(1);
+    AgentCore core(laptop_config(rng), rng, Time{});
+    core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
+    const auto actions = drain_actions(core);
+    const auto listens = only<ListenTcp>(actions);
+    REQUIRE(listens.size() == 1);
+    CHECK(listens[0].forward == "127.0.0.1:8080");
+    CHECK(listens[0].address == SocketAddress::ipv4({127, 0, 0, 1}, 8080));
+    REQUIRE(only<DialServer>(actions).size() == 1);
+    CHECK(only<DialServer>(actions)[0].server.port == 7000);
+}
+
+TEST_CASE("a forward that cannot listen at start ends the agent with one line and status 1") {
+    REQUIRE(crypto_init());
+    SeededRng rng(2);
+    AgentCore core(laptop_config(rng), rng, Time{});
+    core.start({}, Time{});
+    drain_actions(core);
+    core.on_listen_failed("127.0.0.1:8080", "listen 127.0.0.1:8080: address already in use",
+                          Time{});
+    const auto exits = only<Exit>(drain_actions(core));
+    REQUIRE(exits.size() == 1);
+    CHECK(exits[0].status == 1);
+    CHECK(exits[0].message == "listen 127.0.0.1:8080: address already in use");
+}
+
+TEST_CASE("reload: a forward added listens, one removed stops, a failed new one only logs") {
+    REQUIRE(crypto_init());
+    SeededRng rng(3);
+    AgentCoreConfig config = laptop_config(rng);
+    AgentCore core(config, rng, Time{});
+    core.start({}, Time{});
+    drain_actions(core);
+    std::vector<ForwardConfig> next = {{{"127.0.0.1", 9090, HostKind::kIpv4}, "nas", "web"}};
+    core.reload({}, next, Time{});
+    const auto actions = drain_actions(core);
+    REQUIRE(only<StopListening>(actions).size() == 1);
+    CHECK(only<StopListening>(actions)[0].forward == "127.0.0.1:8080");
+    REQUIRE(only<ListenTcp>(actions).size() == 1);
+    CHECK(only<ListenTcp>(actions)[0].forward == "127.0.0.1:9090");
+    core.on_listen_failed("127.0.0.1:9090", "listen 127.0.0.1:9090: address already in use",
+                          Time{});
+    const auto after = drain_actions(core);
+    CHECK(only<Exit>(after).empty());
+    CHECK(core.status(Time{}).forwards.empty());
+}
+
+TEST_CASE("connections beyond the waiting bound are closed, and counted") {
+    REQUIRE(crypto_init());
+    SeededRng rng(4);
+    AgentCore core(laptop_config(rng), rng, Time{});
+    core.start({}, Time{});
+    drain_actions(core);
+    std::vector<TcpId> ids;
+    for (size_t i = 0; i < kMaxWaitingPerPeerService + 3; ++i) {
+        auto id = core.on_tcp_accepted("127.0.0.1:8080", Time{});
+        REQUIRE(id);
+        ids.push_back(*id);
+    }
+    const auto closes = only<TcpClose>(drain_actions(core));
+    REQUIRE(closes.size() == 3);
+    CHECK(closes[0].id == ids[kMaxWaitingPerPeerService]);
+    CHECK(core.status(Time{}).drops.waiting_full == 3);
+    CHECK_FALSE(core.on_tcp_accepted("127.0.0.1:9999", Time{}));  // no such forward
+}
+
+TEST_CASE("a second service to a connected peer opens with zero handshakes on the same link") {
+    AgentWorld w(WorldConfig{});
+    REQUIRE(w.run_until(
+        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
+        Time{} + 10s));
+    WorldClient& web = w.open("web", 100'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    REQUIRE(web.finished);
+    const PeerLink* nas = w.link(WorldSide::kNas);
+    const PeerLink* laptop = w.link(WorldSide::kLaptop);
+    REQUIRE(nas);
+    REQUIRE(laptop);
+    const uint64_t nas_handshakes = stats_of(w, WorldSide::kNas).handshakes_completed;
+    const uint64_t laptop_handshakes = stats_of(w, WorldSide::kLaptop).handshakes_completed;
+    const uint64_t initiations = stats_of(w, WorldSide::kLaptop).handshakes_sent;
+    CHECK(laptop_handshakes == 1);
+    const uint64_t session = w.core(WorldSide::kLaptop).status(w.now()).peers.at(0).session_id;
+
+    WorldClient& echo = w.open("echo", 50'000);
+    REQUIRE(w.run_until([&] { return echo.finished || echo.failed; }, w.now() + 10s));
+    CHECK(echo.finished);
+    CHECK(w.link(WorldSide::kNas) == nas);
+    CHECK(w.link(WorldSide::kLaptop) == laptop);
+    CHECK(stats_of(w, WorldSide::kNas).handshakes_completed == nas_handshakes);
+    CHECK(stats_of(w, WorldSide::kLaptop).handshakes_completed == laptop_handshakes);
+    CHECK(stats_of(w, WorldSide::kLaptop).handshakes_sent == initiations);
+    const AgentStatus laptop_status = w.core(WorldSide::kLaptop).status(w.now());
+    REQUIRE(laptop_status.peers.size() == 1);
+    CHECK(laptop_status.peers[0].session_id == session);
+    CHECK(laptop_status.peers[0].may_open == std::vector<std::string>{"echo", "web"});
+    const AgentStatus nas_status = w.core(WorldSide::kNas).status(w.now());
+    REQUIRE(nas_status.peers.size() == 1);
+    CHECK(nas_status.peers[0].may_accept == std::vector<std::string>{"echo", "web"});
+    CHECK(nas_status.peers[0].may_open.empty());
+    CHECK(w.server().relays().size() == 1);
+}
+
+TEST_CASE("a stream that comes before the server's approval waits for it") {
+    WorldConfig c;
+    c.nas_control_lag = 400ms;  // the NAS hears of the second service well after the laptop
+    AgentWorld w(c);
+    REQUIRE(w.run_until(
+        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
+        Time{} + 10s));
+    WorldClient& web = w.open("web", 10'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    REQUIRE(web.finished);
+    REQUIRE(
+        w.run_until([&] { return w.link(WorldSide::kNas)->direct().has_value(); }, w.now() + 5s));
+    WorldClient& echo = w.open("echo", 1'000);
+    bool waited = false;
+    REQUIRE(w.run_until(
+        [&] {
+            const auto s = w.core(WorldSide::kNas).status(w.now());
+            waited = waited || (!s.peers.empty() && s.peers[0].streams_awaiting_approval == 1);
+            return echo.finished || echo.failed;
+        },
+        w.now() + 10s));
+    CHECK(waited);
+    CHECK(echo.finished);
+    CHECK(w.core(WorldSide::kNas).status(w.now()).drops.streams_refused == 0);
+}
+
+TEST_CASE("a stream the server never approved is refused after kApprovalWait") {
+    AgentWorld w(WorldConfig{});
+    REQUIRE(w.run_until(
+        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
+        Time{} + 10s));
+    WorldClient& web = w.open("web", 10'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    // A laptop that opens echo without asking the server (a peer that lies).
+    auto* link = const_cast<PeerLink*>(w.link(WorldSide::kLaptop));
+    REQUIRE(link->connection().open_stream("echo"));
+    const Time opened = w.now();
+    w.run_until([] { return false; }, opened + kApprovalWait / 2);
+    CHECK(w.core(WorldSide::kNas).status(w.now()).peers.at(0).streams_awaiting_approval == 1);
+    w.run_until([] { return false; }, opened + kApprovalWait + 500ms);
+    const AgentStatus nas = w.core(WorldSide::kNas).status(w.now());
+    CHECK(nas.peers.at(0).streams_awaiting_approval == 0);
+    CHECK(nas.drops.streams_refused == 1);
+    CHECK(nas.exposes.at(1).service == "echo");
+    CHECK(nas.exposes.at(1).refused == 1);
+    CHECK(nas.exposes.at(1).streams == 0);
+}

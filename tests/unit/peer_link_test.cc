@@ -1,0 +1,247 @@
+// PeerLink: one peer's session, paths, routes and punching. Two links joined by hand: the test
+// carries each datagram where its route says and looks at verdicts, events and routes.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <vector>
+
+#include "tunnel/crypto_init.h"
+#include "tunnel/peer_link.h"
+
+using namespace burrow;
+using namespace std::chrono_literals;
+
+namespace {
+
+const SocketAddress kA = SocketAddress::ipv4({198, 51, 100, 1}, 4000);  // A's public address
+const SocketAddress kB = SocketAddress::ipv4({203, 0, 113, 2}, 5000);   // B's
+const SocketAddress kStranger = SocketAddress::ipv4({192, 0, 2, 9}, 9);
+
+struct Links {
+    explicit Links(uint64_t seed) : rng_a(seed), rng_b(seed + 100) {
+        REQUIRE(crypto_init());
+        SeededRng keys(seed ^ 0x6b6579);
+        const PrivateKey ka = PrivateKey::generate(keys), kb = PrivateKey::generate(keys);
+        a.emplace(config(Role::kInitiator, ka, public_key(kb)), rng_a, now);
+        b.emplace(config(Role::kResponder, kb, public_key(ka)), rng_b, now);
+    }
+    static PeerLinkConfig config(Role role, const PrivateKey& self, const PublicKey& peer) {
+        PeerLinkConfig c;
+        c.role = role;
+        c.local_key = self;
+        c.peer_key = peer;
+        return c;
+    }
+
+    // The handshake through the relay; both sides then have keys.
+    void handshake() {
+        a->start(now);
+        for (int i = 0; i < 4; ++i) {
+            relay(*a, *b);
+            relay(*b, *a);
+        }
+        REQUIRE(a->session().established());
+        REQUIRE(b->session().established());
+    }
+    // Every relayed datagram of from goes to to; direct ones are returned.
+    std::vector<LinkTransmit> relay(PeerLink& from, PeerLink& to) {
+        std::vector<LinkTransmit> direct;
+        while (auto t = from.poll_transmit(now)) {
+            if (t->route == kRouteRelay) {
+                to.on_datagram(kRouteRelay, SocketAddress{}, t->data, now);
+            } else {
+                direct.push_back(std::move(*t));
+            }
+        }
+        return direct;
+    }
+    std::vector<LinkEvent> events(PeerLink& l) {
+        std::vector<LinkEvent> out;
+        while (auto e = l.poll_event()) out.push_back(std::move(*e));
+        return out;
+    }
+
+    Time now{};
+    SeededRng rng_a, rng_b;
+    std::optional<PeerLink> a, b;
+};
+
+template <class E>
+const E* find_event(const std::vector<LinkEvent>& events) {
+    for (const auto& e : events) {
+        if (const auto* x = std::get_if<E>(&e)) return x;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("relay first: the handshake goes by the relay, then both sides probe and go direct") {
+    Links l(1);
+    l.a->set_punch_plan(PunchPlan{{kB}, kB}, l.now);
+    l.b->set_punch_plan(PunchPlan{{kA}, kA}, l.now);
+    l.a->start(l.now);
+    auto first = l.a->poll_transmit(l.now);
+    REQUIRE(first);
+    CHECK(first->route == kRouteRelay);
+    CHECK(first->kind == DatagramKind::kHandshake);
+    l.b->on_datagram(kRouteRelay, SocketAddress{}, first->data, l.now);
+    auto a_direct = l.relay(*l.b, *l.a);  // the response; b now probes kA
+    auto events_a = l.events(*l.a);
+    REQUIRE(find_event<LinkUp>(events_a));
+    REQUIRE(find_event<LinkPunching>(events_a));
+    CHECK(find_event<LinkPunching>(events_a)->technique == PunchTechnique::kPlain);
+    // Probes cross on the main socket until a challenge is answered.
+    for (int round = 0; round < 4; ++round) {
+        for (auto& t : l.relay(*l.a, *l.b)) {
+            CHECK(t.route == kRouteMain);
+            CHECK(t.to == kB);
+            l.b->on_datagram(kRouteMain, kA, t.data, l.now);
+        }
+        for (auto& t : l.relay(*l.b, *l.a)) l.a->on_datagram(kRouteMain, kB, t.data, l.now);
+        l.now += 50ms;
+        l.a->on_timer(l.now);
+        l.b->on_timer(l.now);
+    }
+    CHECK(l.a->direct() == kB);
+    CHECK(l.b->direct() == kA);
+    const auto later = l.events(*l.a);
+    const auto* change = find_event<LinkPathChanged>(later);
+    REQUIRE(change);
+    CHECK(change->direct == kB);
+}
+
+TEST_CASE("claims and verdicts: what belongs to the link, and what it refuses") {
+    Links l(2);
+    l.a->set_punch_plan(PunchPlan{{kB}, std::nullopt}, l.now);
+    l.handshake();
+    // A data packet of b's carries a's receiver index: a's from any address.
+    l.b->connection().ping();
+    auto data = l.b->poll_transmit(l.now);
+    REQUIRE(data);
+    CHECK(data->kind == DatagramKind::kData);
+    CHECK(l.a->claims(kStranger, data->data));
+    CHECK_FALSE(l.b->claims(kStranger, data->data));  // not b's own index
+    const LinkVerdict ok = l.a->on_datagram(kRouteRelay, SocketAddress{}, data->data, l.now);
+    REQUIRE(std::holds_alternative<LinkAccepted>(ok));
+    CHECK(std::get<LinkAccepted>(ok).kind == DatagramKind::kData);
+    // The same packet again: the replay window refuses it.
+    const LinkVerdict again = l.a->on_datagram(kRouteRelay, SocketAddress{}, data->data, l.now);
+    REQUIRE(std::holds_alternative<LinkDropped>(again));
+    CHECK(std::get<LinkDropped>(again).reason == LinkDrop::kRefused);
+    // A handshake message names no index: it is a's only from an address a knows.
+    Bytes initiation(148, 0);
+    initiation[0] = 0x01;
+    CHECK(l.a->claims(kB, initiation));
+    CHECK_FALSE(l.a->claims(kStranger, initiation));
+    CHECK_FALSE(l.a->claims(kB, Bytes{}));
+    // Garbage shaped like a probe for a's index does not open.
+    Bytes forged = data->data;
+    forged[0] = kPacketTypeProbe;
+    forged.resize(kProbeSize);
+    const LinkVerdict bad = l.a->on_datagram(kRouteMain, kStranger, forged, l.now);
+    REQUIRE(std::holds_alternative<LinkDropped>(bad));
+    CHECK_FALSE(l.a->direct());
+}
+
+TEST_CASE("birthday: sockets open, each sends opening probes; the peer's choice is kept") {
+    Links l(3);
+    // a's NAT maps per destination, b's does not: a opens many sockets towards b.
+    l.a->set_punch_plan(
+        PunchPlan{{kB}, kB, NatMapping::kPerDestination, NatMapping::kEndpointIndependent}, l.now);
+    l.b->set_punch_plan(
+        PunchPlan{{kA}, kA, NatMapping::kEndpointIndependent, NatMapping::kPerDestination}, l.now);
+    l.handshake();
+    auto events = l.events(*l.a);
+    REQUIRE(find_event<LinkPunching>(events));
+    CHECK(find_event<LinkPunching>(events)->technique == PunchTechnique::kBirthday);
+    REQUIRE(find_event<LinkWantsSockets>(events));
+    CHECK(find_event<LinkWantsSockets>(events)->count == kBirthdaySockets);
+    const auto events_b = l.events(*l.b);
+    REQUIRE(find_event<LinkPunching>(events_b));
+    CHECK(find_event<LinkPunching>(events_b)->technique == PunchTechnique::kSpray);
+
+    // Four sockets, as if the OS gave only those.
+    l.a->add_sockets({1, 2, 3, 4}, l.now);
+    std::vector<RouteId> openings;
+    for (const auto& t : l.relay(*l.a, *l.b)) {
+        if (t.kind == DatagramKind::kOpening) {
+            CHECK(t.to == kB);
+            openings.push_back(t.route);
+        }
+    }
+    std::sort(openings.begin(), openings.end());
+    CHECK(openings == std::vector<RouteId>{1, 2, 3, 4});
+
+    // b's spray reaches sockets 2 and 3 (both their mappings opened towards kB).
+    const PathData d1{1}, d2{2};
+    auto p1 = l.b->session().seal_probe(Probe{ProbeKind::kChallenge, d1}, l.now);
+    auto p2 = l.b->session().seal_probe(Probe{ProbeKind::kChallenge, d2}, l.now);
+    REQUIRE(p1);
+    REQUIRE(p2);
+    CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(2, kB, *p1, l.now)));
+    CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(3, kB, *p2, l.now)));
+    // Both answers leave by the socket that heard kB first.
+    std::vector<RouteId> answered;
+    for (const auto& t : l.relay(*l.a, *l.b)) {
+        if (t.kind == DatagramKind::kResponse) answered.push_back(t.route);
+    }
+    CHECK(answered == std::vector<RouteId>{2, 2});
+
+    // a's own challenge to kB (sent by socket 2, the route to kB) is answered: a goes direct and
+    // closes the sockets that never heard b; 2 and 3 wait for b to show its choice.
+    l.now += 50ms;
+    l.a->on_timer(l.now);
+    for (const auto& t : l.relay(*l.a, *l.b)) {
+        if (t.kind != DatagramKind::kChallenge) continue;
+        CHECK(t.route == 2);
+        l.b->on_datagram(kRouteMain, kA, t.data, l.now);
+    }
+    for (const auto& t : l.relay(*l.b, *l.a)) {
+        if (t.kind == DatagramKind::kResponse) l.a->on_datagram(2, kB, t.data, l.now);
+    }
+    CHECK(l.a->direct() == kB);
+    events = l.events(*l.a);
+    const auto* released = find_event<LinkReleasesSockets>(events);
+    REQUIRE(released);
+    CHECK(released->routes == std::vector<RouteId>{1, 4});
+    CHECK(l.a->sockets() == std::vector<RouteId>{2, 3});
+
+    // b validated socket 3's port and sends its data there: a follows and closes socket 2.
+    l.b->connection().ping();
+    auto data = l.b->poll_transmit(l.now);
+    REQUIRE(data);
+    CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(3, kB, data->data, l.now)));
+    events = l.events(*l.a);
+    released = find_event<LinkReleasesSockets>(events);
+    REQUIRE(released);
+    CHECK(released->routes == std::vector<RouteId>{2});
+    l.a->connection().ping();
+    auto out = l.a->poll_transmit(l.now);
+    REQUIRE(out);
+    CHECK(out->route == 3);
+    CHECK(out->to == kB);
+}
+
+TEST_CASE("birthday sockets that nobody answers close after the last round") {
+    Links l(4);
+    l.a->set_punch_plan(
+        PunchPlan{{kB}, kB, NatMapping::kPerDestination, NatMapping::kEndpointIndependent}, l.now);
+    l.handshake();
+    l.events(*l.a);
+    l.a->add_sockets({1, 2}, l.now);
+    int rounds = 0;
+    std::vector<RouteId> released;
+    for (Time end = l.now + 30s; l.now < end;) {
+        l.now = std::max(l.now + 1ms, std::min(l.a->next_deadline(), end));
+        l.a->on_timer(l.now);
+        int openings = 0;
+        for (const auto& t : l.relay(*l.a, *l.b)) openings += t.kind == DatagramKind::kOpening;
+        if (openings > 0) ++rounds;
+        const auto ev = l.events(*l.a);
+        if (const auto* r = find_event<LinkReleasesSockets>(ev)) released = r->routes;
+    }
+    CHECK(rounds == kBirthdayOpeningRounds);  // add_sockets sent the first itself
+    CHECK(released == std::vector<RouteId>{1, 2});
+    CHECK(l.a->sockets().empty());
+}
