@@ -20,6 +20,7 @@
 #include "src/core_timer.h"
 #include "src/log.h"
 #include "src/resolve.h"
+#include "src/signals.h"
 #include "src/sockaddr.h"
 #include "src/system_rng.h"
 #include "src/tcp.h"
@@ -30,23 +31,6 @@ namespace burrow {
 namespace {
 
 constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (a port in use)
-
-// This machine's non-loopback IPv4 addresses with port: the same-LAN candidates.
-std::vector<SocketAddress> host_addresses(uint16_t port) {
-    std::vector<SocketAddress> out;
-    uv_interface_address_t* list = nullptr;
-    int count = 0;
-    if (uv_interface_addresses(&list, &count) != 0) return out;
-    for (int i = 0; i < count; ++i) {
-        if (list[i].is_internal) continue;
-        auto a = from_sockaddr(reinterpret_cast<const sockaddr*>(&list[i].address));
-        if (!a || a->v6) continue;  // IPv4 only until direct paths exist for IPv6 (issue 17)
-        a->port = port;
-        out.push_back(*a);
-    }
-    uv_free_interface_addresses(list, count);
-    return out;
-}
 
 AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock) {
     AgentCoreConfig c;
@@ -69,12 +53,7 @@ class Agent {
           core_(core_config(options_, clock_), rng_, clock_.now()) {}
 
     std::optional<OsError> start() {
-        auto udp = UdpSocket::bind(loop_, clock_,
-                                   SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port),
-                                   [this](const SocketAddress& from, ByteView data, Time now) {
-                                       core_.on_udp(kRouteMain, from, data, now);
-                                       drain();
-                                   });
+        auto udp = bind_udp(kRouteMain, options_.config.udp_port, UdpOptions{});
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         if (auto err = start_admin()) return err;
@@ -83,7 +62,7 @@ class Agent {
         hooks.transmit_one = [this](Time now) { return step(now); };
         hooks.next_deadline = [this] { return core_.next_deadline(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
-        core_.start(host_addresses(udp_->local_address().port), clock_.now());
+        core_.start(interface_addresses(udp_->local_address().port), clock_.now());
         drain();
         return std::nullopt;
     }
@@ -213,21 +192,22 @@ class Agent {
 
     // --- UDP sockets of the links ---
     void execute(const OpenUdpSocket& o) {
-        UdpOptions small;
-        small.socket_buffer_bytes = o.buffer_bytes;
-        const RouteId route = o.route;
-        auto sock = UdpSocket::bind(
-            loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, 0),
-            [this, route](const SocketAddress& from, ByteView data, Time now) {
-                core_.on_udp(route, from, data, now);
-                drain();
-            },
-            small);
+        UdpOptions options;
+        options.socket_buffer_bytes = o.buffer_bytes;
+        auto sock = bind_udp(o.route, 0, options);
         if (auto* err = std::get_if<OsError>(&sock)) {
-            core_.on_udp_socket_failed(route, err->message);
-            return;
+            return core_.on_udp_socket_failed(o.route, err->message);
         }
-        sockets_[route] = std::get<std::shared_ptr<UdpSocket>>(sock);
+        sockets_[o.route] = std::get<std::shared_ptr<UdpSocket>>(sock);
+    }
+    std::variant<std::shared_ptr<UdpSocket>, OsError> bind_udp(RouteId route, uint16_t port,
+                                                               UdpOptions options) {
+        auto receive = [this, route](const SocketAddress& from, ByteView data, Time now) {
+            core_.on_udp(route, from, data, now);
+            drain();
+        };
+        return UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, port), receive,
+                               options);
     }
     void execute(const CloseUdpSocket& c) {
         auto it = sockets_.find(c.route);
@@ -291,8 +271,8 @@ class Agent {
         const size_t limit = TcpOptions{}.max_write_queue;
         while (tcp->write_queue_bytes() < limit) {
             const size_t room = std::min(buffer_.size(), limit - tcp->write_queue_bytes());
-            const size_t n = core_.tcp_output(f.id, MutableByteView(buffer_.data(), room),
-                                              clock_.now());
+            const size_t n =
+                core_.tcp_output(f.id, MutableByteView(buffer_.data(), room), clock_.now());
             if (n == 0) return;
             tcp->write(ByteView(buffer_.data(), n));
         }
@@ -406,21 +386,6 @@ class Agent {
     bool finished_ = false;
 };
 
-struct SignalWatch {
-    uv_signal_t handle;
-    Agent* agent = nullptr;
-};
-
-void on_signal(uv_signal_t* handle, int signum) {
-    auto* watch = static_cast<SignalWatch*>(handle->data);
-    if (signum == SIGHUP) {
-        spdlog::info("SIGHUP: reloading the configuration");
-        return watch->agent->reload();
-    }
-    spdlog::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    watch->agent->stop();
-}
-
 }  // namespace
 
 int run_agent_loop(AgentRuntimeOptions options) {
@@ -429,25 +394,20 @@ int run_agent_loop(AgentRuntimeOptions options) {
     int exit_status = 0;
     {
         Agent agent(&loop, std::move(options));
-        std::array<SignalWatch, 3> watches;
-        const std::array<int, 3> signals{SIGINT, SIGTERM, SIGHUP};
-        for (size_t i = 0; i < watches.size(); ++i) {
-            watches[i].agent = &agent;
-            uv_signal_init(&loop, &watches[i].handle);
-            watches[i].handle.data = &watches[i];
-            uv_signal_start(&watches[i].handle, on_signal, signals[i]);
-            // Only the sockets keep the loop running; a stop() lets it end.
-            uv_unref(reinterpret_cast<uv_handle_t*>(&watches[i].handle));
-        }
         if (auto err = agent.start()) {
             std::fprintf(stderr, "burrow: %s\n", err->message.c_str());
             exit_status = kExitOsError;
             agent.stop();
         }
-        uv_run(&loop, UV_RUN_DEFAULT);
+        run_with_signals(&loop, {SIGINT, SIGTERM, SIGHUP}, [&agent](int signum) {
+            if (signum == SIGHUP) {
+                spdlog::info("SIGHUP: reloading the configuration");
+                return agent.reload();
+            }
+            spdlog::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+            agent.stop();
+        });
         if (exit_status == 0) exit_status = agent.exit_status();
-        for (auto& w : watches) uv_close(reinterpret_cast<uv_handle_t*>(&w.handle), nullptr);
-        uv_run(&loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&loop);
     return exit_status;

@@ -16,6 +16,7 @@
 #include "signal/server_core.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
+#include "src/signals.h"
 #include "src/system_rng.h"
 #include "src/tcp.h"
 #include "src/udp_socket.h"
@@ -216,17 +217,6 @@ class Server {
     ConnId next_id_ = 1;
 };
 
-struct SignalWatch {
-    uv_signal_t handle;
-    Server* server = nullptr;
-};
-
-void on_signal(uv_signal_t* handle, int signum) {
-    auto* watch = static_cast<SignalWatch*>(handle->data);
-    spdlog::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    watch->server->stop();
-}
-
 }  // namespace
 
 int run_server_loop(const ServerRuntimeConfig& config, std::shared_ptr<TlsContext> tls) {
@@ -241,24 +231,15 @@ int run_server_loop(const ServerRuntimeConfig& config, std::shared_ptr<TlsContex
     int exit_status = 0;
     {
         Server server(&loop, make_core_config(config), std::move(*acl), std::move(tls));
-        std::array<SignalWatch, 2> watches;
-        const std::array<int, 2> signals{SIGINT, SIGTERM};
-        for (size_t i = 0; i < watches.size(); ++i) {
-            watches[i].server = &server;
-            uv_signal_init(&loop, &watches[i].handle);
-            watches[i].handle.data = &watches[i];
-            uv_signal_start_oneshot(&watches[i].handle, on_signal, signals[i]);
-            // Only the sockets keep the loop running; a stop() lets it end.
-            uv_unref(reinterpret_cast<uv_handle_t*>(&watches[i].handle));
-        }
         if (auto err = server.start(config)) {
             std::fprintf(stderr, "burrow: %s\n", err->message.c_str());
             exit_status = kExitOsError;
             server.stop();
         }
-        uv_run(&loop, UV_RUN_DEFAULT);
-        for (auto& w : watches) uv_close(reinterpret_cast<uv_handle_t*>(&w.handle), nullptr);
-        uv_run(&loop, UV_RUN_DEFAULT);
+        run_with_signals(&loop, {SIGINT, SIGTERM}, [&server](int signum) {
+            spdlog::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+            server.stop();
+        });
     }
     uv_loop_close(&loop);
     return exit_status;

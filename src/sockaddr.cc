@@ -1,5 +1,7 @@
 #include "src/sockaddr.h"
 
+#include <uv.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -63,6 +65,22 @@ sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket) {
         std::memcpy(&in6.sin6_addr, mapped.data(), kIpv6Size);
     }
     std::memcpy(&out, &in6, sizeof in6);
+    return out;
+}
+
+std::vector<SocketAddress> interface_addresses(uint16_t port) {
+    std::vector<SocketAddress> out;
+    uv_interface_address_t* list = nullptr;
+    int count = 0;
+    if (uv_interface_addresses(&list, &count) != 0) return out;
+    for (int i = 0; i < count; ++i) {
+        if (list[i].is_internal) continue;
+        auto a = from_sockaddr(reinterpret_cast<const sockaddr*>(&list[i].address));
+        if (!a || a->v6) continue;  // IPv4 only until direct paths exist for IPv6 (issue 17)
+        a->port = port;
+        out.push_back(*a);
+    }
+    uv_free_interface_addresses(list, count);
     return out;
 }
 

@@ -1,4 +1,5 @@
-// Conversions between SocketAddress (signal/, a plain value) and the OS's sockaddr.
+// Conversions between SocketAddress (tunnel/, a plain value) and the OS's sockaddr, and this
+// machine's interface addresses.
 //
 // Dual-stack IPv6 sockets see IPv4 peers as IPv4-mapped addresses (::ffff:a.b.c.d); we turn
 // those back into IPv4 on the way in, so a peer has one address whatever socket it reached, and
@@ -8,7 +9,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "tunnel/socket_address.h"
 
@@ -20,5 +23,9 @@ std::optional<SocketAddress> from_sockaddr(const sockaddr* sa);
 // The sockaddr for a. With to_v6_socket an IPv4 address becomes IPv4-mapped IPv6, the form a
 // dual-stack IPv6 socket needs.
 sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket = false);
+
+// This machine's non-loopback IPv4 addresses, each with `port`: an agent's host candidates
+// (the same-LAN case).
+std::vector<SocketAddress> interface_addresses(uint16_t port);
 
 }  // namespace burrow
