@@ -163,8 +163,7 @@ std::string agent_line(const json& status) {
     const json& a = agent ? *agent : kNone;
     const std::optional<double> uptime = number(a, "uptime_s");
     return "agent   " + text(a, "name") + "  version " + text(a, "version") + "  up " +
-           (uptime ? format_uptime(*uptime) : kMissing) + "  key " +
-           text(a, "public_key") + "\n";
+           (uptime ? format_uptime(*uptime) : kMissing) + "  key " + text(a, "public_key") + "\n";
 }
 
 std::string server_line(const json& status) {
@@ -180,13 +179,20 @@ std::string server_line(const json& status) {
 std::string peers_section(const json& status) {
     const json& peers = array_or_empty(status, "peers");
     if (peers.empty()) return "no peers\n";
-    Table table({"PEER", "PATH", "RTT", "LOSS", "SENT", "RECEIVED", "STREAMS", "STATE"});
+    // One session per peer: SERVICES lists every service it carries, either way.
+    Table table(
+        {"PEER", "PATH", "RTT", "LOSS", "SENT", "RECEIVED", "STREAMS", "SERVICES", "STATE"});
     for (const json& p : peers) {
         std::string state = text(p, "state");
         if (const std::string role = text(p, "role"); role != kMissing) state += " (" + role + ")";
+        std::string services;
+        for (const json& s : array_or_empty(p, "services")) {
+            if (!s.is_string()) continue;
+            services += (services.empty() ? "" : ",") + s.get<std::string>();
+        }
         table.add({text(p, "peer"), text(p, "path"), rtt_text(p), loss_text(p),
                    bytes_text(p, "bytes_sent"), bytes_text(p, "bytes_received"),
-                   count_text(p, "streams"), state});
+                   count_text(p, "streams"), services.empty() ? kMissing : services, state});
     }
     return table.render();
 }

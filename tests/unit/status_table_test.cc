@@ -20,7 +20,7 @@ const char* const kSample = R"({
              "reconnects": 0},
   "peers": [{"peer": "nas", "session_id": 42, "role": "initiator", "state": "established",
              "path": "relay-udp", "rtt_ms": 1.25, "loss": 0.001, "bytes_sent": 1234,
-             "bytes_received": 5678, "streams": 2,
+             "bytes_received": 5678, "streams": 2, "services": ["ssh", "web"],
              "drops": {"decrypt_failed": 0, "malformed": 1}}],
   "forwards": [{"listen": "127.0.0.1:8080", "peer": "nas", "service": "web",
                 "connections": 10, "active": 2, "refused": 1}],
@@ -70,22 +70,21 @@ bool contains(const std::string& s, const std::string& part) {
 TEST_CASE("status table: the full sample") {
     const std::string out = render_status(json::parse(kSample));
     INFO(out);
-    CHECK(line_starting(out, "agent ") ==
-          "agent   laptop  version 0.1.0  up 12s  key base64...");
+    CHECK(line_starting(out, "agent ") == "agent   laptop  version 0.1.0  up 12s  key base64...");
     CHECK(line_starting(out, "server ") ==
           "server  127.0.0.1:7000  state online  registered yes  udp bound  "
           "nat endpoint-independent  reflexive 203.0.113.5:40000  reconnects 0");
 
     const auto peers_header = cells(line_starting(out, "PEER "));
     CHECK(peers_header == std::vector<std::string>{"PEER", "PATH", "RTT", "LOSS", "SENT",
-                                                   "RECEIVED", "STREAMS", "STATE"});
+                                                   "RECEIVED", "STREAMS", "SERVICES", "STATE"});
     CHECK(cells(line_starting(out, "nas ")) ==
           std::vector<std::string>{"nas", "relay-udp", "1.25 ms", "0.10%", "1.2 KiB", "5.5 KiB",
-                                   "2", "established (initiator)"});
+                                   "2", "ssh,web", "established (initiator)"});
 
-    CHECK(cells(line_starting(out, "LISTEN ")) ==
-          std::vector<std::string>{"LISTEN", "PEER", "SERVICE", "CONNECTIONS", "ACTIVE",
-                                   "REFUSED"});
+    CHECK(cells(line_starting(out, "LISTEN ")) == std::vector<std::string>{"LISTEN", "PEER",
+                                                                           "SERVICE", "CONNECTIONS",
+                                                                           "ACTIVE", "REFUSED"});
     CHECK(cells(line_starting(out, "127.0.0.1:8080 ")) ==
           std::vector<std::string>{"127.0.0.1:8080", "nas", "web", "10", "2", "1"});
 
@@ -114,7 +113,7 @@ TEST_CASE("status table: columns line up") {
     // Missing fields of that peer are "-".
     CHECK(cells(row) == std::vector<std::string>{"a-much-longer-peer-name",
                                                  "direct 198.51.100.7:41641", "230 ms", "-", "-",
-                                                 "-", "-", "established"});
+                                                 "-", "-", "-", "established"});
 }
 
 TEST_CASE("status table: {} prints every line with '-' and empty sections") {
@@ -150,9 +149,9 @@ TEST_CASE("status table: wrong types print '-' and never throw") {
           "reconnects -");
     // A peer that is not an object is a row of "-"; the other keeps what is usable.
     CHECK(cells(line_starting(out, "nas ")) ==
-          std::vector<std::string>{"nas", "-", "-", "-", "-", "-", "2", "-"});
+          std::vector<std::string>{"nas", "-", "-", "-", "-", "-", "2", "-", "-"});
     CHECK(cells(line_starting(out, "- ")) ==
-          std::vector<std::string>{"-", "-", "-", "-", "-", "-", "-", "-"});
+          std::vector<std::string>{"-", "-", "-", "-", "-", "-", "-", "-", "-"});
     CHECK(contains(out, "no forwards\n"));
     CHECK(cells(line_starting(out, "web ")) ==
           std::vector<std::string>{"web", "-", "-", "-", "-", "-"});
