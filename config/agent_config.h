@@ -1,4 +1,4 @@
-// An agent's TOML file (DESIGN.md §6), loaded into plain, validated data.
+// An agent's TOML file (docs/architecture.md §7), loaded into plain, validated data.
 //
 //   [agent]
 //   name = "nas"                        # [a-z0-9-]{1,32}

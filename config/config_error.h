@@ -3,7 +3,7 @@
 //
 //   nas.toml:12:10: expose[1].target: "127.0.0.1:99999" is not a valid address (port 1-65535)
 //
-// The caller prints it and exits with status 2 (DESIGN.md §6) before opening any socket.
+// The caller prints it and exits with status 2 (docs/architecture.md §7) before opening any socket.
 #pragma once
 
 #include <string>

@@ -16,7 +16,7 @@ using namespace config_detail;
 constexpr int64_t kMaxMaxAgents = 1'000'000;
 constexpr int64_t kMaxRelayRateMbit = 100'000;  // 100 Gbit/s
 constexpr int64_t kMaxRelayPacketsPerSec = 10'000'000;
-constexpr size_t kStunPorts = 2;  // DESIGN.md §5: two ports, to tell per-destination mapping
+constexpr size_t kStunPorts = 2;  // docs/architecture.md §6: two ports, to tell per-destination mapping
 
 // Where values were written, for the checks that compare entries with each other.
 struct Positions {

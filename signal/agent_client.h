@@ -1,5 +1,5 @@
 // The agent's side of the signalling protocol, sans-IO: one agent's relationship with the
-// server (DESIGN.md §4-5). src/ owns the TLS connection, the UDP socket and the timer and
+// server (docs/architecture.md §5-5). src/ owns the TLS connection, the UDP socket and the timer and
 // drives this object:
 //
 //   want_connect(now) / reconnect_at()     when to dial the server

@@ -126,7 +126,7 @@ void AgentCore::on_listen_failed(std::string_view forward, std::string_view erro
     const bool fatal = it->second.initial;
     forwards_.erase(it);
     if (fatal) {
-        // DESIGN.md §6: a port in use at start is one line and exit status 1.
+        // docs/architecture.md §7: a port in use at start is one line and exit status 1.
         shut_down(1, std::string(error), now);
         return;
     }
@@ -212,7 +212,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
     peer.link->set_punch_plan(std::move(plan), now);
-    // Relay first (DESIGN.md §4): the handshake goes through the server at once.
+    // Relay first (docs/architecture.md §5): the handshake goes through the server at once.
     if (fresh) peer.link->start(now);
     open_waiters(peer, now);
     // Streams the peer opened before this approval reached us.

@@ -1,4 +1,4 @@
-// AgentCore: everything the agent decides, sans-IO (DESIGN.md §2), as ServerCore is for the
+// AgentCore: everything the agent decides, sans-IO (docs/architecture.md §2), as ServerCore is for the
 // server. src/agent_runtime.cc owns the sockets, the TLS connection, the timer and the admin
 // endpoint and only executes what this returns (signal/agent_action.h).
 //
@@ -14,7 +14,8 @@
 //
 // Inputs are the on_* calls and on_timer(now); outputs are poll_action() (until nullopt) and
 // poll_transmit(now) (until nullopt), drained after every input in the same turn, and one timer
-// armed at next_deadline().
+// armed at next_deadline(). A session packet for the relay inside the TLS connection leaves as
+// a WriteControl action that poll_transmit() produced: poll actions again after transmits.
 //
 // Links are keyed by peer name and named at the server by a relay session id. A rendezvous
 // (PeerInfo) with the id of our link for that peer only adds an approved service; one with

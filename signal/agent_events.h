@@ -30,7 +30,7 @@ struct AuthFailed {
     std::string reason;
 };
 
-// A session to set up (DESIGN.md §4): as initiator after our connect(), as responder when a
+// A session to set up (docs/architecture.md §5): as initiator after our connect(), as responder when a
 // peer connected to us. Punching starts at start_at.
 struct PeerReady {
     PeerInfo info;

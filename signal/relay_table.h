@@ -1,5 +1,5 @@
 // Relay sessions: which two agents may exchange relayed packets, under which id and token. One
-// session per pair of agents (DESIGN.md §3): every service between them rides the same one.
+// session per pair of agents (docs/architecture.md §4): every service between them rides the same one.
 //
 // A session exists only because a ConnectRequest passed the ACL; open() checks the ACL again
 // itself, so no caller can create a relay between agents the ACL keeps apart. The session id

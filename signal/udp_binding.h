@@ -22,7 +22,7 @@
 
 namespace burrow {
 
-// Many NATs forget an idle UDP mapping after 30 s (DESIGN.md §3); refreshing below that keeps
+// Many NATs forget an idle UDP mapping after 30 s (docs/architecture.md §4); refreshing below that keeps
 // the server's view of our address valid with one 17-byte datagram per 25 s.
 inline constexpr Duration kBindRefreshInterval = std::chrono::seconds(25);
 

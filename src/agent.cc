@@ -13,8 +13,8 @@
 namespace burrow {
 namespace {
 
-constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
-constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused
+constexpr int kExitUsage = 2;    // docs/architecture.md §7: bad input
+constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused
 
 int fail(int status, const std::string& line) {
     std::fprintf(stderr, "burrow: %s\n", line.c_str());

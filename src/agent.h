@@ -1,4 +1,4 @@
-// `burrow agent`: one side of the tunnel (DESIGN.md §3-6).
+// `burrow agent`: one side of the tunnel (docs/architecture.md §4-6).
 //
 //   $ burrow agent -c laptop.toml
 //   ... info agent laptop (base64 key), udp port 40123

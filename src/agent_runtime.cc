@@ -30,7 +30,7 @@
 namespace burrow {
 namespace {
 
-constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (a port in use)
+constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
 
 AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock) {
     AgentCoreConfig c;

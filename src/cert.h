@@ -1,4 +1,4 @@
-// The signalling server's TLS certificate (DESIGN.md §5).
+// The signalling server's TLS certificate (docs/architecture.md §6).
 //
 // On first start the server makes its own: an ECDSA P-256 key and a self-signed certificate
 // for it (CN "burrow-server", valid 10 years, random serial), written as PEM, the key with mode

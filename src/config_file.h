@@ -1,5 +1,5 @@
 // Config files from disk: src/ reads the text and answers config/'s questions about other
-// files; config/ (pure) validates. Errors are one line naming the file (DESIGN.md §6).
+// files; config/ (pure) validates. Errors are one line naming the file (docs/architecture.md §7).
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// Drives a sans-IO core from the libuv loop with one timer (DESIGN.md §2).
+// Drives a sans-IO core from the libuv loop with one timer (docs/architecture.md §2).
 //
 //   core.on_datagram(path, bytes, timer->now());   // any input...
 //   timer->kick();                                  // ...then drain and re-arm

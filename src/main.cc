@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr int kExitUsage = 2;  // DESIGN.md §6: bad input exits with status 2
+constexpr int kExitUsage = 2;  // docs/architecture.md §7: bad input exits with status 2
 
 struct KeygenOptions {
     std::string output;
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     }
     CLI::App app{"burrow: reach a TCP port behind a NAT from another machine behind a NAT"};
     app.require_subcommand(1);
-    // One line per error (DESIGN.md §6), not CLI11's default two.
+    // One line per error (docs/architecture.md §7), not CLI11's default two.
     app.failure_message([](const CLI::App*, const CLI::Error& e) {
         return std::string("burrow: ") + e.what() + "\n";
     });

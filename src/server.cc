@@ -19,8 +19,8 @@
 namespace burrow {
 namespace {
 
-constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (an unreadable file)
-constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
+constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (an unreadable file)
+constexpr int kExitUsage = 2;    // docs/architecture.md §7: bad input
 constexpr double kBitsPerByte = 8;
 constexpr double kBitsPerMbit = 1e6;
 

@@ -1,4 +1,4 @@
-// `burrow server`: the signalling server's OS side (DESIGN.md §5).
+// `burrow server`: the signalling server's OS side (docs/architecture.md §6).
 //
 // ServerCore (signal/server_core.h) decides everything; this file only moves bytes between it
 // and the world: one TLS listener for the agents' control connections, two UDP sockets for

@@ -25,8 +25,8 @@
 namespace burrow {
 namespace {
 
-constexpr int kExitOsError = 1;  // DESIGN.md §6: the OS refused (a port in use)
-constexpr int kExitUsage = 2;    // DESIGN.md §6: bad input
+constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
+constexpr int kExitUsage = 2;    // docs/architecture.md §7: bad input
 
 ServerCoreConfig make_core_config(const ServerRuntimeConfig& config) {
     ServerCoreConfig core;

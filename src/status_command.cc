@@ -19,7 +19,7 @@ namespace burrow {
 namespace {
 
 constexpr int kExitFailed = 1;  // the agent could not be asked, or answered nonsense
-constexpr int kExitUsage = 2;   // DESIGN.md §6: bad input
+constexpr int kExitUsage = 2;   // docs/architecture.md §7: bad input
 // The agent answers from its event loop in well under a millisecond; 3 s leaves room for a
 // machine under load and still fails fast enough for a script or a shell prompt.
 constexpr auto kStatusTimeout = std::chrono::seconds(3);

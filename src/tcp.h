@@ -1,5 +1,5 @@
 // Plain TCP on the libuv loop: a listener, a connector with a timeout, and a connection with
-// the controls a forwarded TCP connection needs (DESIGN.md §3 "TCP semantics").
+// the controls a forwarded TCP connection needs (docs/architecture.md §4 "TCP semantics").
 //
 //   read      on_data(bytes) until on_eof (the peer's FIN); pause_reading()/resume_reading()
 //             stop and restart the socket reads, so a slow consumer pushes back on the sender
@@ -33,7 +33,7 @@ namespace burrow {
 
 struct TcpOptions {
     // Bytes write() accepts beyond what the kernel has taken. A forwarded connection's sender
-    // must stop granting credit when this fills (DESIGN.md §3: never buffer without bound).
+    // must stop granting credit when this fills (docs/architecture.md §4: never buffer without bound).
     size_t max_write_queue = 256 * 1024;
 };
 

@@ -1,5 +1,5 @@
 // TLS 1.2 over a libuv TCP connection, with mbedTLS: the agents' control connection to the
-// signalling server (DESIGN.md §5).
+// signalling server (docs/architecture.md §6).
 //
 // mbedTLS never touches the socket. Its BIO callbacks move bytes between the TCP connection
 // (src/tcp.h) and the TLS engine: ciphertext read from the socket is offered to

@@ -40,7 +40,7 @@ if(Python3_FOUND)
     endforeach()
 endif()
 
-# natlab (DESIGN.md §8, step 4): real NATs in network namespaces; needs root, else skipped (77).
+# natlab (docs/architecture.md §10, step 4): real NATs in network namespaces; needs root, else skipped (77).
 # RUN_SERIAL: the lab's timings (first byte within 1 s) must not compete with a parallel build
 # of other tests, and its bl-* namespace names are machine-wide.
 if(Python3_FOUND)

@@ -341,7 +341,7 @@ bool Connection::on_datagram(ByteView datagram, Time now) {
         ++stats_.drop_after_close;
         return false;
     }
-    // Cheapest checks first, state last (CONVENTIONS.md §3).
+    // Cheapest checks first, state last (docs/architecture.md §12).
     const auto pn = protection_.packet_number(datagram);
     // A packet number past kVarintMax could never be acknowledged (ACK frames carry varints,
     // RFC 9000 §12.3 caps packet numbers at 2^62 - 1): drop it rather than track it.

@@ -1,5 +1,5 @@
 // Connection: the reliable, multiplexed, congestion-controlled stream transport between two
-// agents. Sans-IO (DESIGN.md §2): it is driven entirely from outside.
+// agents. Sans-IO (docs/architecture.md §2): it is driven entirely from outside.
 //
 //   on_datagram(bytes, now)     a packet arrived
 //   on_timer(now)               next_deadline() has passed

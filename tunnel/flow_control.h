@@ -3,7 +3,7 @@
 // Both directions count absolute byte offsets, as QUIC does (RFC 9000 §4.1): a limit is the
 // highest offset (per stream) or the highest sum of offsets (per session) the sender may
 // reach. Credit is granted as the application reads, so a slow local TCP reader stops the
-// remote sender instead of making us buffer without bound (DESIGN.md §3).
+// remote sender instead of making us buffer without bound (docs/architecture.md §4).
 #pragma once
 
 #include <cstdint>

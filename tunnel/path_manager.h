@@ -1,5 +1,5 @@
 // PathManager: which way a session's packets go, relay or a direct UDP path, sans-IO
-// (DESIGN.md §3 "Paths", §4 steps 3-4).
+// (docs/architecture.md §4 "Paths", §4 steps 3-4).
 //
 // The session starts on the server's relay. Once it has keys, the agent hands the peer's
 // candidates here; from then on both agents send authenticated probes (tunnel/path_probe.h)
@@ -72,7 +72,7 @@ inline constexpr size_t kMaxPathCandidates = 16;
 // Probes waiting to be sent; beyond it the oldest are dropped (the schedule sends more).
 inline constexpr size_t kMaxQueuedProbes = 64;
 
-// The birthday technique (DESIGN.md §4): when our NAT maps endpoint-independently and the
+// The birthday technique (docs/architecture.md §5): when our NAT maps endpoint-independently and the
 // peer's maps per destination, the peer opens kBirthdaySockets sockets that each send towards
 // our reflexive address (each gets its own random public port), and we probe kSprayPorts
 // random ports of the peer's public address. With 256 open mappings among the ~64500 ports

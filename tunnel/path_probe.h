@@ -1,5 +1,5 @@
 // Path probes: the authenticated PATH_CHALLENGE / PATH_RESPONSE exchange that proves a direct
-// UDP path works before it carries data (DESIGN.md §3 "Paths", §4 step 3). A probe is its own
+// UDP path works before it carries data (docs/architecture.md §4 "Paths", §4 step 3). A probe is its own
 // small packet rather than a frame inside a data packet, because it must travel on the path it
 // tests and its answer must come back on that same path, while data packets go wherever the
 // session's active path is.

@@ -151,7 +151,7 @@ void PeerLink::after_input(Time now) {
         announced_up_ = true;
         events_.push_back(LinkUp{});
     }
-    // Relay first, then punch (DESIGN.md §4): both sides probe every candidate once the
+    // Relay first, then punch (docs/architecture.md §5): both sides probe every candidate once the
     // session has keys to seal probes with.
     if (!technique_ && plan_ && session_.established()) start_punching(now);
     while (auto change = paths_.poll_change()) {

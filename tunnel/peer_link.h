@@ -1,4 +1,4 @@
-// PeerLink: everything an agent holds for one peer, sans-IO (DESIGN.md §2-4). One per pair of
+// PeerLink: everything an agent holds for one peer, sans-IO (docs/architecture.md §2-4). One per pair of
 // agents: every service between them is a stream of the same session.
 //
 //   Session       the Noise keys and the Connection (streams, loss recovery, congestion)

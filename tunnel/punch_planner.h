@@ -1,5 +1,5 @@
 // Which way a link punches through the two NATs, and the birthday side's schedule
-// (DESIGN.md §4 step 3). Pure: the PeerLink (tunnel/peer_link.h) asks and follows.
+// (docs/architecture.md §5 step 3). Pure: the PeerLink (tunnel/peer_link.h) asks and follows.
 //
 //   our NAT                peer's NAT              technique
 //   any                    any, no reflexive addr  plain: probes to the peer's candidates

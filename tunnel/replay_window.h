@@ -16,7 +16,7 @@ namespace burrow {
 
 class ReplayWindow {
   public:
-    static constexpr uint64_t kSize = 2048;  // DESIGN.md §3: at least 2048
+    static constexpr uint64_t kSize = 2048;  // docs/architecture.md §4: at least 2048
     enum class Verdict { kNew, kDuplicate, kTooOld };
 
     // No state change. Counters more than kSize - 1 below largest() are kTooOld.

@@ -1,6 +1,6 @@
 // Session: one encrypted peer-to-peer session. It owns the handshake (tunnel/handshake.h),
 // the keypairs and packet protection (tunnel/session_protection.h) and the Connection that
-// carries the streams (tunnel/connection.h). Sans-IO (DESIGN.md §2):
+// carries the streams (tunnel/connection.h). Sans-IO (docs/architecture.md §2):
 //
 //   start(now)                  initiator: send the first initiation
 //   on_datagram(bytes, now)     any datagram from the peer's path

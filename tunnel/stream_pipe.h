@@ -1,5 +1,5 @@
 // StreamPipe: one forwarded TCP connection joined to one session stream, as a pure state
-// machine (DESIGN.md §3 "TCP semantics"). The agent's core (signal/agent_core.h) owns one per
+// machine (docs/architecture.md §4 "TCP semantics"). The agent's core (signal/agent_core.h) owns one per
 // forwarded connection; src/ holds the socket and does what the pipe's actions say.
 //
 //   TCP bytes    -> Connection::write. src/ reads at most read_space() bytes at a time, so the

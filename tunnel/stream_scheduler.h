@@ -1,5 +1,5 @@
 // Round-robin over streams with something to send, so a small interactive stream is
-// never stuck behind a bulk one (DESIGN.md §3).
+// never stuck behind a bulk one (docs/architecture.md §4).
 //
 // The caller pops the front stream, sends one chunk of it, and pushes it back if it still
 // has data: each ready stream gets one turn per round. Every operation is O(1), so

@@ -27,7 +27,7 @@ esac
 
 # shellcheck disable=SC2086
 iptables -t nat -A POSTROUTING -o "$wan" $masquerade
-# Drop unsolicited inbound on the WAN side, as real routers do (DESIGN.md section 8): without
+# Drop unsolicited inbound on the WAN side, as real routers do (docs/architecture.md section 8): without
 # it an early punch packet from the peer is delivered to the router itself, conntrack keeps
 # an entry for it and the NAT remaps our next outgoing packet to another port.
 for chain in INPUT FORWARD; do

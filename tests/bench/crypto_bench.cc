@@ -1,6 +1,6 @@
 // burrow-bench crypto: AEAD throughput on data-packet-sized messages, libsodium (what the
 // data plane uses, through tunnel/aead.h) against mbedTLS (what the TLS control channel
-// links anyway), to keep DESIGN.md §7's choice honest on each machine.
+// links anyway), to keep docs/architecture.md §11's choice honest on each machine.
 #include <mbedtls/chachapoly.h>
 #include <mbedtls/gcm.h>
 

@@ -594,7 +594,7 @@ def case_status(burrow, d):
     print("status: peer nas:", {k: nas.get(k) for k in ("path", "state", "bytes_sent",
                                                          "bytes_received", "streams")})
     # The session starts on the relay and moves to a direct path once one is validated
-    # (DESIGN.md §4); here that can happen before we ask, to loopback or to any local
+    # (docs/architecture.md §5); here that can happen before we ask, to loopback or to any local
     # interface address (a host candidate), so either is right.
     assert re.fullmatch(r"relay-udp|direct [0-9a-f.:\[\]]+:\d+", nas.get("path", "")), nas
     assert nas.get("state") == "established", nas

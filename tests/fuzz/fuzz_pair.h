@@ -3,7 +3,7 @@
 // reordered at the fuzzer's choice, the clock moves forward by fuzzer-chosen steps, and the
 // application side opens streams, writes, half-closes and resets them.
 //
-// Invariant (ngtcp2 fuzz/rob.cc, CONVENTIONS.md 8): a stream delivers exactly the bytes its
+// Invariant (ngtcp2 fuzz/rob.cc; docs/architecture.md §12): a stream delivers exactly the bytes its
 // sender wrote, in order, each once. Every byte written is a pure function of (sender, stream,
 // offset), so a reader can check each byte it gets against the offset it expects next; a byte
 // delivered twice or out of order breaks the match, and more bytes than were written breaks the

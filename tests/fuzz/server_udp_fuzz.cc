@@ -13,7 +13,7 @@
 // Source byte % 4: laptop, nas, a fixed stranger, or a stranger whose IPv4 address and port
 // come next (6 bytes).
 //
-// Invariants (DESIGN.md §5): the server sends datagrams only back to their source or to a bound
+// Invariants (docs/architecture.md §6): the server sends datagrams only back to their source or to a bound
 // agent, never to an arbitrary address; to a source that was not a bound agent it never sends
 // more bytes than it got; a relayed packet is never larger than the one received; relay data
 // goes over TLS only to an online agent's connection.

@@ -1,5 +1,5 @@
 """The natlab topology: network namespaces joined by veths and bridges, each NAT a namespace
-with real iptables rules (DESIGN.md §8, step 4). Python 3 stdlib plus `ip`, `iptables-restore`,
+with real iptables rules (docs/architecture.md §10, step 4). Python 3 stdlib plus `ip`, `iptables-restore`,
 `sysctl` and `conntrack`; needs root.
 
     bl-inet      the "internet": one bridge, 198.51.100.0/24 (TEST-NET-2, never routed)
@@ -132,7 +132,7 @@ def nat_rules(kind, lan_hosts, wan_ip):
     """iptables-restore input for a NAT namespace of this kind. WAN is "wan", LAN is "lan".
 
     Every kind drops unsolicited inbound on the WAN side, in INPUT and in FORWARD, as
-    DESIGN.md §8 requires: otherwise the peer's early punch packet is delivered to the NAT
+    docs/architecture.md §10 requires: otherwise the peer's early punch packet is delivered to the NAT
     box itself, conntrack keeps an entry for it, and the NAT remaps our outgoing port.
     """
     filt = [

@@ -10,7 +10,7 @@ internet) is a stranger. For shared (both agents behind one NAT) the stranger is
 to the internet bridge for the check, and the other agent on the LAN is a neighbour. Checked:
   mapping    same public address towards two ports of the server: endpoint-independent
   filtering  does a packet from the server's other port / from a stranger get in?
-  hazard     DESIGN.md §8: the stranger sends first (an early punch packet), then the prober
+  hazard     docs/architecture.md §10: the stranger sends first (an early punch packet), then the prober
              answers it: the stranger must see the mapping the server saw, and get through.
   neighbour  (shared only) the other agent reaches us at our LAN address.
 """

@@ -272,7 +272,7 @@ TEST_CASE("resets that cross, or that meet a finished direction, retire the stre
 }
 
 TEST_CASE("streams take turns: a small stream is not stuck behind bulk ones opened before it") {
-    // DESIGN.md §3: streams are scheduled round-robin, so an interactive stream is never stuck
+    // docs/architecture.md §4: streams are scheduled round-robin, so an interactive stream is never stuck
     // behind a bulk one. Three bulk streams queue far more than a congestion window, then a
     // small "interactive" stream (the highest id) queues one request. Watched packet by packet
     // at the receiver: the request arrives within one round of turns, and no bulk stream with

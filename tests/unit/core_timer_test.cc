@@ -14,7 +14,7 @@ using burrow::test::TestLoop;
 
 namespace {
 
-// A core in the DESIGN.md §2 shape whose deadline and output the test controls.
+// A core in the docs/architecture.md §2 shape whose deadline and output the test controls.
 struct FakeCore {
     Time deadline = kNever;
     std::vector<Time> timer_calls;

@@ -12,7 +12,7 @@
 //               recommended; many home routers use 30 s)
 //   udp         false: every UDP packet is dropped (a network that only lets TCP out)
 //
-// Like the lab's real NATs (DESIGN.md §8), an inbound packet that no mapping lets in is dropped
+// Like the lab's real NATs (docs/architecture.md §10), an inbound packet that no mapping lets in is dropped
 // and creates no state.
 #pragma once
 

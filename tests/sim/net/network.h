@@ -21,7 +21,7 @@
 
 namespace burrow::sim {
 
-// What the simulator drives: the sans-IO shape of DESIGN.md §2.
+// What the simulator drives: the sans-IO shape of docs/architecture.md §2.
 class SimEndpoint {
   public:
     virtual ~SimEndpoint() = default;
