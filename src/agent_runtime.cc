@@ -230,13 +230,22 @@ class Agent {
         if (auto* err = std::get_if<OsError>(&listener)) {
             return core_.on_listen_failed(key, err->message, clock_.now());
         }
-        listeners_[key] = std::get<std::shared_ptr<TcpListener>>(listener);
+        auto& accepting = listeners_[key] = std::get<std::shared_ptr<TcpListener>>(listener);
+        accepting->on_descriptors_low([this, key](int free, int limit) {
+            report([&] { core_.on_descriptors_low(key, free, limit, clock_.now()); });
+        });
     }
     void execute(const StopListening& s) {
         if (auto it = listeners_.find(s.forward); it != listeners_.end()) {
             it->second->close();
             listeners_.erase(it);
         }
+    }
+    void execute(const PauseAccepting& p) {
+        if (auto it = listeners_.find(p.forward); it != listeners_.end()) it->second->pause();
+    }
+    void execute(const ResumeAccepting& r) {
+        if (auto it = listeners_.find(r.forward); it != listeners_.end()) it->second->resume();
     }
 
     // --- forwarded TCP connections ---
