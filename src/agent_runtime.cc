@@ -18,6 +18,7 @@
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
+#include "src/heap_trimmer.h"
 #include "src/log.h"
 #include "src/resolve.h"
 #include "src/signals.h"
@@ -63,6 +64,7 @@ class Agent {
         hooks.transmit_one = [this](Time now) { return step(now); };
         hooks.next_deadline = [this] { return core_.next_deadline(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        trimmer_ = HeapTrimmer::create(loop_);
         core_.start(interface_addresses(udp_->local_address().port), clock_.now());
         drain();
         return std::nullopt;
@@ -347,6 +349,7 @@ class Agent {
         if (auto tls = std::move(tls_)) tls->close();
         if (udp_) udp_->close();
         if (timer_) timer_->close();
+        if (trimmer_) trimmer_->close();
     }
 
     // --- helpers ---
@@ -362,6 +365,7 @@ class Agent {
             .on_closed =
                 [this, id](const std::string&) {
                     tcps_.erase(id);
+                    if (trimmer_) trimmer_->on_connection_closed();
                     report([&] { core_.on_tcp_closed(id, clock_.now()); });
                 },
         });
@@ -383,6 +387,7 @@ class Agent {
     AgentRuntimeOptions options_;
     AgentCore core_;
     std::shared_ptr<CoreTimer> timer_;
+    std::shared_ptr<HeapTrimmer> trimmer_;
     std::shared_ptr<UdpSocket> udp_;
     std::map<RouteId, std::shared_ptr<UdpSocket>> sockets_;
     std::shared_ptr<TlsConnection> tls_;
