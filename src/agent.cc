@@ -8,7 +8,6 @@
 #include "src/config_file.h"
 #include "src/key_file.h"
 #include "src/log.h"
-#include "src/open_files.h"
 #include "src/tls.h"
 
 namespace burrow {
@@ -29,7 +28,6 @@ int run_agent(const AgentRunOptions& options) {
     if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
     AgentConfig config = std::get<AgentConfig>(std::move(loaded));
     init_logging(options.verbosity > 0 ? level_for_verbosity(options.verbosity) : config.log_level);
-    raise_and_log_open_files_limit();
 
     auto key = load_key_file(config.key_file);
     if (auto* err = std::get_if<KeyFileError>(&key)) return fail(kExitUsage, err->message);

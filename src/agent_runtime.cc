@@ -20,6 +20,7 @@
 #include "src/core_timer.h"
 #include "src/heap_trimmer.h"
 #include "src/log.h"
+#include "src/open_files.h"
 #include "src/resolve.h"
 #include "src/signals.h"
 #include "src/sockaddr.h"
@@ -32,6 +33,7 @@ namespace burrow {
 namespace {
 
 constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
+const std::vector<int> kAgentSignals = {SIGINT, SIGTERM, SIGHUP};
 
 AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock) {
     AgentCoreConfig c;
@@ -59,6 +61,8 @@ class Agent {
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         if (auto err = start_admin()) return err;
+        // Before the forwards listen: their listeners read the limit.
+        raise_and_log_open_files_limit();
         CoreTimer::Hooks hooks;
         hooks.on_timer = [this](Time now) { core_.on_timer(now); };
         hooks.transmit_one = [this](Time now) { return step(now); };
@@ -404,6 +408,9 @@ class Agent {
 }  // namespace
 
 int run_agent_loop(AgentRuntimeOptions options) {
+    // The agent logs its first lines while it starts; a SIGTERM sent on seeing them waits for
+    // the loop's handler instead of killing it (e2e/agent_badconfig does just that).
+    hold_signals(kAgentSignals);
     uv_loop_t loop;
     uv_loop_init(&loop);
     int exit_status = 0;
@@ -414,7 +421,7 @@ int run_agent_loop(AgentRuntimeOptions options) {
             exit_status = kExitOsError;
             agent.stop();
         }
-        run_with_signals(&loop, {SIGINT, SIGTERM, SIGHUP}, [&agent](int signum) {
+        run_with_signals(&loop, kAgentSignals, [&agent](int signum) {
             if (signum == SIGHUP) {
                 spdlog::info("SIGHUP: reloading the configuration");
                 return agent.reload();
