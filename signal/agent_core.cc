@@ -531,15 +531,16 @@ void AgentCore::refuse_forwarded(TcpId id, const std::string& forward,
     }
 }
 
-void AgentCore::on_descriptors_low(std::string_view forward, int free, int limit, Time now) {
+void AgentCore::on_descriptors_low(std::string_view forward, int limit, Time now) {
     auto it = forwards_.find(forward);
     if (it == forwards_.end() || it->second.paused_until != kNever) return;
     drops_.listen_paused++;
     it->second.paused_until = now + kAcceptPause;
     act(PauseAccepting{it->first});
-    warn_repeated(forward_label(it->second.config) + ": out of file descriptors (" +
-                      std::to_string(free) + " of " + std::to_string(limit) +
-                      " left); not accepting for " + span_text(kAcceptPause),
+    // The same line every time (no per-event figures), so a run of pauses is one line and a
+    // summary.
+    warn_repeated(forward_label(it->second.config) + ": out of file descriptors (limit " +
+                      std::to_string(limit) + "); not accepting for " + span_text(kAcceptPause),
                   now);
 }
 

@@ -115,8 +115,8 @@ class AgentCore {
 
     // --- forwards and TCP ---
     void on_listen_failed(std::string_view forward, std::string_view error, Time now);
-    // The forward's last accepted connection left the process few descriptors (free of limit).
-    void on_descriptors_low(std::string_view forward, int free, int limit, Time now);
+    // The forward's last accepted connection left the process few of its limit's descriptors.
+    void on_descriptors_low(std::string_view forward, int limit, Time now);
     // A connection accepted on a forward's listener; src/ does not read it until
     // TcpResumeReading. nullopt: close it at once.
     std::optional<TcpId> on_tcp_accepted(std::string_view forward, Time now);

@@ -237,8 +237,8 @@ class Agent {
             return core_.on_listen_failed(key, err->message, clock_.now());
         }
         auto& accepting = listeners_[key] = std::get<std::shared_ptr<TcpListener>>(listener);
-        accepting->on_descriptors_low([this, key](int free, int limit) {
-            report([&] { core_.on_descriptors_low(key, free, limit, clock_.now()); });
+        accepting->on_descriptors_low([this, key](int, int limit) {
+            report([&] { core_.on_descriptors_low(key, limit, clock_.now()); });
         });
     }
     void execute(const StopListening& s) {

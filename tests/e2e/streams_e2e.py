@@ -3,11 +3,14 @@
 "nas" (exposes web) and "laptop" (forwards 127.0.0.1:WEB -> nas/web).
 
 Usage: streams_e2e.py BURROW_BINARY CASE
-  CASE: wrk | limit
+  CASE: wrk | descriptors | limit
 
   wrk    nginx behind nas; first 2,000 idle connections held open through the forward (the
          agents' memory per idle forwarded connection), then `wrk -c4000 -t2 -d10s`: no socket
          error, no non-2xx answer, nothing refused, and both agents' RSS back near idle after.
+  descriptors  laptop runs with 160 open files and 250 connections arrive at once: its forward
+         pauses (logged once) and the connections past the limit wait in the backlog; each one
+         is answered as earlier ones close, none is dropped.
   limit  nas sets [agent] max_streams = 100 and a Python echo target holds connections open:
          the 101st connection waits, opens once streams close (MAX_STREAMS), and one that waits
          longer than the agent's 10 s is closed cleanly and counted as refused (stream_limit),
@@ -87,15 +90,17 @@ server_fingerprint = "{self.fingerprint}"
 admin = "127.0.0.1:{admin}"
 """
 
-    def start(self):
+    def start(self, laptop_files=None):
+        """laptop_files: the laptop's open-files limit (soft and hard), if not the default."""
         self.procs["server"] = harness.spawn(
             "server", [self.burrow, "server", "-c", self.path("server.toml")],
             self.path("server.log"))
         self.procs["server"].wait_for(r"listening on")
         for name in ("nas", "laptop"):
-            self.procs[name] = harness.spawn(
-                name, [self.burrow, "agent", "-c", self.path(f"{name}.toml")],
-                self.path(f"{name}.log"))
+            argv = [self.burrow, "agent", "-c", self.path(f"{name}.toml")]
+            if name == "laptop" and laptop_files:
+                argv = ["prlimit", f"--nofile={laptop_files}:{laptop_files}", *argv]
+            self.procs[name] = harness.spawn(name, argv, self.path(f"{name}.log"))
         for name in ("nas", "laptop"):
             self.procs[name].wait_for(rf"registered with the server as {name}\b",
                                       REGISTER_TIMEOUT)
@@ -277,6 +282,44 @@ def case_wrk(burrow, d):
     nginx.kill9()
 
 
+# ---- descriptors ----
+
+# The laptop's whole open-files limit: with about 20 for its own sockets and files it takes
+# ~140 connections before accept() fails, and the forward pauses at ~75 to keep
+# TcpListener::kDescriptorReserve (64) free; more connections than either arrive at once.
+LAPTOP_FILES = 160
+DESCRIPTOR_CONNECTIONS = 250
+
+
+def case_descriptors(burrow, d):
+    raise_own_open_files_limit()
+    target = harness.Target(harness.echo)
+    w = World(burrow, d, target.port).start(laptop_files=LAPTOP_FILES)
+    clients = [connect(w.web) for _ in range(DESCRIPTOR_CONNECTIONS)]  # the backlog takes all
+    for s in clients:
+        s.sendall(b"ping")
+    print("descriptors: laptop says:",
+          w.laptop.wait_for(r"out of file descriptors.*$").group(0).strip())
+    # In order: each answers (those in the backlog once earlier ones closed), then closes.
+    for i, s in enumerate(clients):
+        try:
+            got = s.recv(4)
+        except OSError as e:
+            raise AssertionError(f"connection {i}: {e!r}")
+        assert got == b"ping", f"connection {i}: {got!r} instead of the echo"
+        s.close()
+    status = w.status(w.laptop_admin)
+    paused = status["drops"]["listen_paused"]
+    lines = w.laptop.count(r"out of file descriptors")
+    print(f"descriptors: {DESCRIPTOR_CONNECTIONS} connections answered; forward paused "
+          f"{paused} times, {lines} log lines")
+    assert paused >= 1, status["drops"]
+    assert status["forwards"][0]["refused"] == 0, status["forwards"][0]
+    assert lines == 1, f"{lines} lines for {paused} pauses (want one, then a summary)"
+    w.stop()
+    target.close()
+
+
 # ---- limit ----
 
 def _answer_within(sock, payload, timeout):
@@ -367,7 +410,7 @@ def case_limit(burrow, d):
     target.close()
 
 
-CASES = {"wrk": case_wrk, "limit": case_limit}
+CASES = {"wrk": case_wrk, "descriptors": case_descriptors, "limit": case_limit}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))
