@@ -17,7 +17,7 @@ Usage: streams_e2e.py BURROW_BINARY CASE
          with one warning line for several.
 Every process started here is killed on exit, failure included.
 """
-import json, os, re, resource, socket, subprocess, sys, threading, time, urllib.request
+import json, os, re, resource, shutil, socket, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -205,7 +205,13 @@ def parse_wrk(out):
             "non2xx": number(r"Non-2xx or 3xx responses: (\d+)")}
 
 
+def require_programs(*names):
+    missing = [n for n in names if not shutil.which(n)]
+    assert not missing, f"{', '.join(missing)} not found: ./run.sh deps installs them"
+
+
 def case_wrk(burrow, d):
+    require_programs("wrk", "nginx")
     files = raise_own_open_files_limit()
     nginx, port = start_nginx(d, files)
     w = World(burrow, d, port).start()
@@ -292,6 +298,7 @@ DESCRIPTOR_CONNECTIONS = 250
 
 
 def case_descriptors(burrow, d):
+    require_programs("prlimit")
     raise_own_open_files_limit()
     target = harness.Target(harness.echo)
     w = World(burrow, d, target.port).start(laptop_files=LAPTOP_FILES)
