@@ -1,5 +1,7 @@
 #include "config/agent_config.h"
 
+#include <limits>
+
 #include "config/checks.h"
 #include "config/toml_reader.h"
 
@@ -67,6 +69,19 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
     }
     if (auto level = t.optional_string("log_level")) {
         if (auto parsed = check_log_level(issues, *level)) config.log_level = *parsed;
+    }
+    if (auto streams = t.optional_integer("max_streams", std::numeric_limits<int64_t>::min(),
+                                          std::numeric_limits<int64_t>::max())) {
+        if (streams->value < kMinMaxStreams || streams->value > kMaxMaxStreams) {
+            issues.add(*streams, std::to_string(streams->value) + " is out of range (" +
+                                     std::to_string(kMinMaxStreams) + "-" +
+                                     std::to_string(kMaxMaxStreams) +
+                                     "): a peer may always open " +
+                                     std::to_string(kMinMaxStreams) +
+                                     " streams before it hears our limit");
+        } else {
+            config.max_streams = static_cast<uint64_t>(streams->value);
+        }
     }
     t.finish();
 }

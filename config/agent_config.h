@@ -9,6 +9,8 @@
 //   # udp_port = 0                      # 0: any
 //   # admin = "127.0.0.1:7070"          # loopback only
 //   # log_level = "info"                # trace|debug|info|warn|error
+//   # max_streams = 16384               # forwarded connections a peer may have open at once
+//                                       # through this agent (100-1048576)
 //
 //   [[expose]]                          # a local service that allowed peers may open
 //   service = "web"                     # [a-z0-9-_.]{1,64}
@@ -36,8 +38,18 @@
 #include "signal/agent_settings.h"
 #include "signal/host_port.h"
 #include "config/values.h"
+#include "tunnel/connection.h"
+#include "tunnel/flow_control.h"
 
 namespace burrow {
+
+// The session's own default (tunnel/connection.h explains it).
+inline constexpr uint64_t kDefaultMaxStreams = ConnectionConfig{}.max_incoming_streams;
+// The floor is the credit a peer assumes before our first MAX_STREAMS (kInitialMaxStreams): a
+// lower limit could not be enforced. The ceiling keeps a mistyped value from letting one peer
+// hold millions of streams' worth of state.
+inline constexpr int64_t kMinMaxStreams = static_cast<int64_t>(kInitialMaxStreams);
+inline constexpr int64_t kMaxMaxStreams = 1 << 20;
 
 struct AgentConfig {
     std::string name;
@@ -49,6 +61,8 @@ struct AgentConfig {
     uint16_t udp_port = 0;                 // 0: let the OS choose
     std::optional<HostPort> admin;         // a loopback literal
     LogLevel log_level = LogLevel::kInfo;
+    // Streams (forwarded connections) a peer may have open at once on its session with us.
+    uint64_t max_streams = kDefaultMaxStreams;
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
 

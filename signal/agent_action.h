@@ -5,7 +5,8 @@
 //                  CloseControl
 //   UDP sockets    OpenUdpSocket -> on_udp_socket_failed if the OS refuses;  CloseUdpSocket.
 //                  (The main socket, route kRouteMain, is src/'s from the start.)
-//   forwards       ListenTcp -> on_listen_failed if the OS refuses;  StopListening
+//   forwards       ListenTcp -> on_listen_failed if the OS refuses;  StopListening;
+//                  PauseAccepting, ResumeAccepting (after on_descriptors_low)
 //   TCP            ConnectTcp -> on_tcp_connected | on_tcp_connect_failed;  TcpFlush,
 //                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
 //                  TcpReset (tunnel/stream_pipe.h says what each means)
@@ -53,6 +54,14 @@ struct ListenTcp {
 struct StopListening {
     std::string forward;
 };
+// Leave new connections in the listener's backlog (the kernel holds them, the clients wait)
+// until ResumeAccepting: the process is short of descriptors.
+struct PauseAccepting {
+    std::string forward;
+};
+struct ResumeAccepting {
+    std::string forward;
+};
 struct ConnectTcp {
     TcpId id;
     HostPort target;   // a DNS name is resolved by src/
@@ -92,8 +101,9 @@ struct Exit {
 
 using AgentAction =
     std::variant<DialServer, WriteControl, CloseControl, OpenUdpSocket, CloseUdpSocket, ListenTcp,
-                 StopListening, ConnectTcp, TcpFlush, TcpPauseReading, TcpResumeReading,
-                 TcpShutdown, TcpFinish, TcpClose, TcpReset, Log, Exit>;
+                 StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
+                 TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
+                 Log, Exit>;
 
 // A datagram to send: on the main socket or a link's own socket, to `to`.
 struct UdpTransmit {

@@ -18,6 +18,16 @@ std::string plural(size_t n, const char* word) {
     return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
+// "forward 127.0.0.1:8080": what a forwarded connection's Pipe::origin starts with.
+constexpr std::string_view kForwardOrigin = "forward ";
+
+// "250 ms" below a second, "10.0 s" from there on.
+std::string span_text(Duration d) {
+    const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    if (ms < 1000) return std::to_string(ms) + " ms";
+    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
+}
+
 std::string ms_text(Duration d) {
     const int64_t tenths = std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 100;
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " ms";
@@ -67,7 +77,7 @@ void AgentCore::shut_down(int status, std::string message, Time now) {
                 final_transmits_.push_back(UdpTransmit{t->route, t->to, std::move(t->data)});
             }
         }
-        end_link(peer, "agent stopping", false);
+        end_link(peer, "agent stopping", false, now);
     }
     peers_.clear();
     act(CloseControl{});
@@ -184,7 +194,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     peer.name = info.peer;
     if (peer.link &&
         (peer.relay_id != info.session_id || peer.link->session().peer_key() != info.peer_pub)) {
-        end_link(peer, "replaced by a new session with " + info.peer, true);
+        end_link(peer, "replaced by a new session with " + info.peer, true, now);
     }
     const bool fresh = !peer.link;
     if (fresh) {
@@ -233,12 +243,9 @@ void AgentCore::on_client_event(const ConnectRefusedEvent& e, Time) {
     std::string label = "forward -> " + e.peer + "/" + e.service;
     for (const Waiter& w : waiters) {
         auto fw = forwards_.find(w.forward);
-        if (fw != forwards_.end()) {
-            fw->second.refused++;
-            label = forward_label(fw->second.config);
-        }
+        if (fw != forwards_.end()) label = forward_label(fw->second.config);
         // An answer, not a failure: the client sees a clean end.
-        act(TcpFinish{w.id});
+        refuse_forwarded(w.id, w.forward, &ForwardRefusals::acl, true);
     }
     log(Severity::kWarn, label + ": refused by the server: " + e.reason + " (" +
                              plural(waiters.size(), "connection") + " closed)");
@@ -265,12 +272,14 @@ void AgentCore::on_client_event(const Disconnected& e, Time now) {
     // Sessions on a direct path do not need the server and stay up.
     for (auto& [name, peer] : peers_) {
         if (!peer.dead && !peer.link->direct()) {
-            end_link(peer, "the relay went away with the server connection", true);
+            end_link(peer, "the relay went away with the server connection", true, now);
         }
     }
     std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
     for (auto& [key, waiters] : waiting_) {
-        for (const Waiter& w : waiters) act(TcpClose{w.id});
+        for (const Waiter& w : waiters) {
+            refuse_forwarded(w.id, w.forward, &ForwardRefusals::no_session, false);
+        }
     }
     waiting_.clear();
 }
@@ -341,8 +350,10 @@ Time AgentCore::next_deadline() const {
         if (peer.dead) continue;
         t = std::min(t, peer.link->next_deadline());
         if (!peer.unapproved.empty()) t = std::min(t, peer.unapproved.front().deadline);
+        if (!peer.credit_waiters.empty()) t = std::min(t, peer.credit_waiters.front().deadline);
     }
-    return t;
+    for (const auto& [key, fw] : forwards_) t = std::min(t, fw.paused_until);
+    return std::min(t, repeated_.next_deadline());
 }
 
 void AgentCore::on_timer(Time now) {
@@ -352,9 +363,12 @@ void AgentCore::on_timer(Time now) {
         if (peer.dead) continue;
         if (now >= peer.link->next_deadline()) peer.link->on_timer(now);
         expire_unapproved(peer, now);
+        expire_credit_waiters(peer, now);
         process(peer, now);
     }
     std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
+    resume_forwards(now);
+    log_repeated_summaries(now);
 }
 
 std::optional<AgentAction> AgentCore::poll_action() {
@@ -404,11 +418,12 @@ std::optional<TcpId> AgentCore::on_tcp_accepted(std::string_view forward, Time n
     const TcpId id = next_tcp_++;
     const ForwardConfig& f = fw.config;
     auto& queue = waiting_[{f.peer, f.service}];
-    if (queue.size() >= kMaxWaitingPerPeerService) {
+    if (queue.size() >= kMaxWaitingConnections) {
         drops_.waiting_full++;
-        log(Severity::kWarn, forward_label(f) + ": " + std::to_string(queue.size()) +
-                                 " connections already wait for the session; closing this one");
-        act(TcpClose{id});
+        warn_repeated(forward_label(f) + ": " + std::to_string(kMaxWaitingConnections) +
+                          " connections already wait for the session; closing new ones",
+                      now);
+        refuse_forwarded(id, it->first, &ForwardRefusals::queue_full, false);
         return id;
     }
     queue.push_back(Waiter{id, it->first});
@@ -435,31 +450,106 @@ void AgentCore::open_waiters(Peer& peer, Time now) {
         if (it == waiting_.end()) continue;
         std::deque<Waiter> waiters = std::move(it->second);
         waiting_.erase(it);
-        for (const Waiter& w : waiters) {
-            auto fw = forwards_.find(w.forward);
-            if (fw == forwards_.end()) {
-                act(TcpClose{w.id});
-                continue;
-            }
-            open_forward_stream(peer, w.id, fw->second, now);
-        }
+        for (const Waiter& w : waiters) open_forward_stream(peer, w.id, w.forward, now);
     }
 }
 
-void AgentCore::open_forward_stream(Peer& peer, TcpId id, const Forward& fw, Time now) {
-    (void)now;
-    const ForwardConfig& f = fw.config;
-    std::optional<StreamId> stream = peer.link->connection().open_stream(f.service);
-    if (!stream) {
-        log(Severity::kWarn, forward_label(f) + ": the session with " + f.peer +
-                                 " takes no more streams; closing the connection");
+void AgentCore::open_forward_stream(Peer& peer, TcpId id, const std::string& forward, Time now) {
+    auto fw = forwards_.find(forward);
+    if (fw == forwards_.end()) {
         act(TcpClose{id});
         return;
     }
+    // Behind the connections that already wait for credit: they open in order.
+    if (peer.credit_waiters.empty() && try_open_stream(peer, id, fw->second)) return;
+    const ForwardConfig& f = fw->second.config;
+    if (peer.credit_waiters.size() >= kMaxWaitingConnections) {
+        warn_repeated(forward_label(f) + ": " + std::to_string(kMaxWaitingConnections) +
+                          " connections already wait for " + f.peer +
+                          "'s stream limit; closing new ones",
+                      now);
+        refuse_forwarded(id, forward, &ForwardRefusals::queue_full, false);
+        return;
+    }
+    if (peer.credit_waiters.empty()) {
+        warn_repeated(forward_label(f) + ": the session with " + f.peer +
+                          " is at the peer's stream limit; new connections wait for it",
+                      now);
+    }
+    peer.credit_waiters.push_back(Peer::CreditWaiter{id, forward, now + kStreamCreditWait});
+}
+
+bool AgentCore::try_open_stream(Peer& peer, TcpId id, const Forward& fw) {
+    const ForwardConfig& f = fw.config;
+    // nullopt: no credit left (a closed connection ends the link, and its waiters with it).
+    std::optional<StreamId> stream = peer.link->connection().open_stream(f.service);
+    if (!stream) return false;
     peer.streams[*stream] = id;
-    pipes_.emplace(id, Pipe{peer.name, StreamPipe(*stream, true), "forward " + to_string(f.listen),
+    pipes_.emplace(id, Pipe{peer.name, StreamPipe(*stream, true),
+                            std::string(kForwardOrigin) + to_string(f.listen),
                             forward_label(f)});
     act(TcpResumeReading{id});
+    return true;
+}
+
+// The peer's MAX_STREAMS came in a packet just processed: the oldest waiters open first.
+void AgentCore::open_credit_waiters(Peer& peer) {
+    while (!peer.credit_waiters.empty()) {
+        const Peer::CreditWaiter& w = peer.credit_waiters.front();
+        auto fw = forwards_.find(w.forward);
+        if (fw == forwards_.end()) {
+            act(TcpClose{w.id});  // the forward went with a reload
+        } else if (!try_open_stream(peer, w.id, fw->second)) {
+            return;
+        }
+        peer.credit_waiters.pop_front();
+    }
+}
+
+void AgentCore::expire_credit_waiters(Peer& peer, Time now) {
+    while (!peer.credit_waiters.empty() && now >= peer.credit_waiters.front().deadline) {
+        const Peer::CreditWaiter w = peer.credit_waiters.front();
+        peer.credit_waiters.pop_front();
+        auto fw = forwards_.find(w.forward);
+        const std::string label =
+            fw != forwards_.end() ? forward_label(fw->second.config) : "forward " + w.forward;
+        warn_repeated(label + ": no stream credit from " + peer.name + " within " +
+                          span_text(kStreamCreditWait) + "; closing the connection",
+                      now);
+        // The clean end a refused connection gets: the client sees EOF, not a reset.
+        refuse_forwarded(w.id, w.forward, &ForwardRefusals::stream_limit, true);
+    }
+}
+
+void AgentCore::refuse_forwarded(TcpId id, const std::string& forward,
+                                 uint64_t ForwardRefusals::*why, bool clean) {
+    if (auto fw = forwards_.find(forward); fw != forwards_.end()) (fw->second.refused.*why)++;
+    if (clean) {
+        act(TcpFinish{id});
+    } else {
+        act(TcpClose{id});
+    }
+}
+
+void AgentCore::on_descriptors_low(std::string_view forward, int limit, Time now) {
+    auto it = forwards_.find(forward);
+    if (it == forwards_.end() || it->second.paused_until != kNever) return;
+    drops_.listen_paused++;
+    it->second.paused_until = now + kAcceptPause;
+    act(PauseAccepting{it->first});
+    // The same line every time (no per-event figures), so a run of pauses is one line and a
+    // summary.
+    warn_repeated(forward_label(it->second.config) + ": out of file descriptors (limit " +
+                      std::to_string(limit) + "); not accepting for " + span_text(kAcceptPause),
+                  now);
+}
+
+void AgentCore::resume_forwards(Time now) {
+    for (auto& [key, fw] : forwards_) {
+        if (now < fw.paused_until) continue;
+        fw.paused_until = kNever;
+        act(ResumeAccepting{key});
+    }
 }
 
 // --- incoming streams ----------------------------------------------------------------------------
@@ -475,18 +565,18 @@ void AgentCore::on_stream_opened(Peer& peer, StreamId id, const std::string& ser
     const ExposeConfig* expose = find_expose(service);
     if (!expose) {
         return refuse_stream(peer, id, service, ResetReason::kUnknownService,
-                             "no such service is exposed");
+                             "no such service is exposed", now);
     }
     if (std::find(expose->allow.begin(), expose->allow.end(), peer.name) == expose->allow.end()) {
         expose_counters_[service].refused++;
         return refuse_stream(peer, id, service, ResetReason::kNotAllowed,
-                             peer.name + " is not in its allow list");
+                             peer.name + " is not in its allow list", now);
     }
     if (!peer.may_accept.contains(service)) {
         if (peer.unapproved.size() >= kMaxAwaitingApproval) {
             expose_counters_[service].refused++;
             return refuse_stream(peer, id, service, ResetReason::kNotAllowed,
-                                 "too many streams wait for the server's approval");
+                                 "too many streams wait for the server's approval", now);
         }
         // Its approval may be on its way from the server (see kApprovalWait).
         peer.unapproved.push_back(Peer::Unapproved{id, service, now + kApprovalWait});
@@ -507,9 +597,9 @@ void AgentCore::accept_stream(Peer& peer, StreamId id, const ExposeConfig& expos
 }
 
 void AgentCore::refuse_stream(Peer& peer, StreamId id, const std::string& service,
-                              ResetReason reason, const std::string& why) {
+                              ResetReason reason, const std::string& why, Time now) {
     drops_.streams_refused++;
-    log(Severity::kWarn, "refused stream from " + peer.name + " to " + service + ": " + why);
+    warn_repeated("refused stream from " + peer.name + " to " + service + ": " + why, now);
     peer.link->connection().reset_stream(id, reason);
 }
 
@@ -519,7 +609,7 @@ void AgentCore::expire_unapproved(Peer& peer, Time now) {
         peer.unapproved.pop_front();
         expose_counters_[u.service].refused++;
         refuse_stream(peer, u.stream, u.service, ResetReason::kNotAllowed,
-                      "the server did not approve it for this session");
+                      "the server did not approve it for this session", now);
     }
 }
 
@@ -551,6 +641,7 @@ void AgentCore::process(Peer& peer, Time now) {
         if (!e) break;
         on_stream_event(peer, *e, now);
     }
+    if (!peer.dead) open_credit_waiters(peer);
 }
 
 void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
@@ -603,7 +694,7 @@ void AgentCore::on_stream_event(Peer& peer, const ConnectionEvent& event, Time n
         end_link(
             peer,
             closed->by_peer ? "closed by " + peer.name + ": " + closed->reason : closed->reason,
-            true);
+            true, now);
         return;
     }
     if (const auto* opened = std::get_if<StreamOpened>(&event)) {
@@ -641,12 +732,12 @@ void AgentCore::on_stream_event(Peer& peer, const ConnectionEvent& event, Time n
             }
         },
         event);
-    drain_pipe(tcp);
+    drain_pipe(tcp, now);
 }
 
 // Ends a link: its forwarded connections are reset, the relay forgets it, its sockets close.
 // The entry stays (dead) until the caller's loop over peers_ is done with it.
-void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it) {
+void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it, Time now) {
     if (peer.dead || !peer.link) return;
     peer.dead = true;
     if (log_it) {
@@ -659,7 +750,7 @@ void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it) {
     for (TcpId tcp : tcps) {
         if (Pipe* p = find_pipe(tcp)) {
             p->pipe.session_gone();
-            drain_pipe(tcp);
+            drain_pipe(tcp, now);
         }
     }
     for (RouteId r : peer.link->sockets()) {
@@ -667,6 +758,10 @@ void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it) {
         act(CloseUdpSocket{r});
     }
     peer.unapproved.clear();
+    for (const auto& w : peer.credit_waiters) {
+        refuse_forwarded(w.id, w.forward, &ForwardRefusals::no_session, false);
+    }
+    peer.credit_waiters.clear();
     client_.forget_session(peer.relay_id);
     // The link object stays until the peer entry goes: a caller up the stack may still be
     // inside one of its calls.
@@ -685,7 +780,7 @@ Connection* AgentCore::connection_of(const Pipe& p) {
     return &it->second.link->connection();
 }
 
-void AgentCore::drain_pipe(TcpId id) {
+void AgentCore::drain_pipe(TcpId id, Time now) {
     Pipe* p = find_pipe(id);
     if (!p) return;
     while (auto a = p->pipe.poll_action()) {
@@ -717,8 +812,13 @@ void AgentCore::drain_pipe(TcpId id) {
         p->noted = true;
         switch (*note) {
             case PipeNote::kRefusedByPeer:
-                log(Severity::kWarn, p->label + ": refused by the peer: " +
-                                         reset_reason_text(p->pipe.reset_reason()));
+                if (p->origin.starts_with(kForwardOrigin)) {
+                    auto fw = forwards_.find(p->origin.substr(kForwardOrigin.size()));
+                    if (fw != forwards_.end()) fw->second.refused.peer++;
+                }
+                warn_repeated(p->label + ": refused by the peer: " +
+                                  reset_reason_text(p->pipe.reset_reason()),
+                              now);
                 break;
             case PipeNote::kResetByPeer:
                 log(Severity::kDebug,
@@ -749,7 +849,7 @@ void AgentCore::on_tcp_connected(TcpId id, Time now) {
     } else {
         p->pipe.session_gone();
     }
-    drain_pipe(id);
+    drain_pipe(id, now);
     auto peer = peers_.find(p->peer);
     if (peer != peers_.end()) process(peer->second, now);
 }
@@ -759,12 +859,13 @@ void AgentCore::on_tcp_connect_failed(TcpId id, ConnectFailure why, std::string_
     Pipe* p = find_pipe(id);
     if (!p) return;
     drops_.streams_refused++;
-    log(Severity::kWarn, "refused stream from " + p->peer + " to " +
-                             p->origin.substr(p->origin.find(' ') + 1) + ": " + std::string(error));
+    warn_repeated("refused stream from " + p->peer + " to " +
+                      p->origin.substr(p->origin.find(' ') + 1) + ": " + std::string(error),
+                  now);
     p->pipe.refuse(connection_of(*p), why == ConnectFailure::kUnresolved ? ResetReason::kUnreachable
                                                                          : ResetReason::kRefused);
     const std::string peer_name = p->peer;
-    drain_pipe(id);
+    drain_pipe(id, now);
     auto peer = peers_.find(peer_name);
     if (peer != peers_.end()) process(peer->second, now);
 }
@@ -784,7 +885,7 @@ void AgentCore::on_tcp_data(TcpId id, ByteView data, Time now) {
     if (!conn) return;
     p->pipe.on_tcp_data(*conn, data);
     const std::string peer_name = p->peer;
-    drain_pipe(id);
+    drain_pipe(id, now);
     auto peer = peers_.find(peer_name);
     if (peer != peers_.end()) process(peer->second, now);
 }
@@ -796,36 +897,33 @@ void AgentCore::on_tcp_eof(TcpId id, Time now) {
     if (!conn) return;
     p->pipe.on_tcp_eof(*conn);
     const std::string peer_name = p->peer;
-    drain_pipe(id);
+    drain_pipe(id, now);
     auto peer = peers_.find(peer_name);
     if (peer != peers_.end()) process(peer->second, now);
 }
 
 size_t AgentCore::tcp_output(TcpId id, MutableByteView out, Time now) {
-    (void)now;
     Pipe* p = find_pipe(id);
     if (!p) return 0;
     Connection* conn = connection_of(*p);
     if (!conn) return 0;
     const size_t n = p->pipe.read_output(*conn, out);
-    if (n == 0) drain_pipe(id);  // a FIN may follow the last byte
+    if (n == 0) drain_pipe(id, now);  // a FIN may follow the last byte
     return n;
 }
 
 void AgentCore::on_tcp_drained(TcpId id, Time now) {
-    (void)now;
     Pipe* p = find_pipe(id);
     if (!p) return;
     if (Connection* conn = connection_of(*p)) p->pipe.on_tcp_drained(*conn);
-    drain_pipe(id);
+    drain_pipe(id, now);
 }
 
 void AgentCore::on_tcp_shutdown_done(TcpId id, Time now) {
-    (void)now;
     Pipe* p = find_pipe(id);
     if (!p) return;
     p->pipe.on_tcp_shutdown_done();
-    drain_pipe(id);
+    drain_pipe(id, now);
 }
 
 void AgentCore::on_tcp_closed(TcpId id, Time now) {
@@ -838,11 +936,18 @@ void AgentCore::on_tcp_closed(TcpId id, Time now) {
         if (q.empty()) waiting_.erase(it);
         return;
     }
+    for (auto& [name, peer] : peers_) {
+        auto& q = peer.credit_waiters;
+        auto w = std::find_if(q.begin(), q.end(), [&](const auto& x) { return x.id == id; });
+        if (w == q.end()) continue;
+        q.erase(w);
+        return;
+    }
     Pipe* p = find_pipe(id);
     if (!p) return;
     p->pipe.on_tcp_closed(connection_of(*p));
     const std::string peer_name = p->peer;
-    drain_pipe(id);
+    drain_pipe(id, now);
     auto peer = peers_.find(peer_name);
     if (peer != peers_.end()) process(peer->second, now);
 }
@@ -890,9 +995,17 @@ AgentStatus AgentCore::status(Time now) const {
         ps.streams_awaiting_approval = peer.unapproved.size();
         s.peers.push_back(std::move(ps));
     }
+    std::map<std::string, uint64_t> waiting;
+    for (const auto& [key, waiters] : waiting_) {
+        for (const Waiter& w : waiters) waiting[w.forward]++;
+    }
+    for (const auto& [name, peer] : peers_) {
+        for (const auto& w : peer.credit_waiters) waiting[w.forward]++;
+    }
     for (const auto& [key, f] : forwards_) {
         s.forwards.push_back(ForwardStatus{key, f.config.peer, f.config.service, f.connections,
-                                           active["forward " + key], f.refused});
+                                           active[std::string(kForwardOrigin) + key],
+                                           waiting[key], f.refused});
     }
     for (const auto& e : config_.expose) {
         auto it = expose_counters_.find(e.service);
@@ -907,6 +1020,17 @@ AgentStatus AgentCore::status(Time now) const {
 
 void AgentCore::log(Severity severity, std::string line) {
     act(Log{severity, std::move(line)});
+}
+
+void AgentCore::warn_repeated(const std::string& key, Time now) {
+    if (repeated_.note(key, now)) log(Severity::kWarn, key);
+}
+
+void AgentCore::log_repeated_summaries(Time now) {
+    for (const auto& s : repeated_.due(now)) {
+        log(Severity::kWarn, s.key + " (" + plural(s.count, "more time") + " in the last " +
+                                 span_text(s.over) + ")");
+    }
 }
 
 }  // namespace burrow

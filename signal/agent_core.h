@@ -6,7 +6,9 @@
 //   one PeerLink     per peer (tunnel/peer_link.h): one session per pair of agents, every
 //                    service between them a stream of it
 //   forwards         [[forward]]: accepted TCP connections wait (bounded) for the peer's link
-//                    and the server's approval of the service, then become streams
+//                    and the server's approval of the service, then become streams; when the
+//                    peer's stream limit is reached they wait (bounded, kStreamCreditWait) for
+//                    its credit and open in order as it comes
 //   exposes          [[expose]]: a stream the peer opens is checked against the service's allow
 //                    list and the services the server approved for that peer, then connected
 //                    to the target
@@ -37,15 +39,29 @@
 #include "signal/agent_client.h"
 #include "signal/agent_settings.h"
 #include "signal/agent_status.h"
+#include "signal/log_throttle.h"
 #include "tunnel/peer_link.h"
 #include "tunnel/stream_pipe.h"
 
 namespace burrow {
 
-// Forwarded connections that wait for one peer/service (the link or the server's approval).
-// A burst beyond this (a misbehaving client on the forward's port) is closed rather than held
-// without bound.
-inline constexpr size_t kMaxWaitingPerPeerService = 256;
+// Forwarded connections that wait, per peer and service for the link or the server's approval,
+// and per peer for its stream credit. Each holds a descriptor and an idle socket, so a burst
+// beyond this (a misbehaving client on the forward's port) is closed rather than held without
+// bound; 4096 still takes a load generator's few thousand connections on a cold forward.
+inline constexpr size_t kMaxWaitingConnections = 4096;
+// A connection that finds the peer's stream limit reached waits this long for credit (the
+// peer's MAX_STREAMS as its streams close), then is closed cleanly: long enough to ride out a
+// burst of short connections, short enough that a client is not left hanging on a session
+// that stays full.
+inline constexpr Duration kStreamCreditWait = std::chrono::seconds(10);
+// When the process is short of descriptors a forward stops accepting for this long: connections
+// wait in the kernel's backlog instead of being accepted and dropped in a loop, and a quarter
+// second is short against a client's connect timeout but long enough for connections to end.
+inline constexpr Duration kAcceptPause = std::chrono::milliseconds(250);
+// A warning that repeats per connection is logged once, then as one summary line with a count
+// at most this often (signal/log_throttle.h).
+inline constexpr Duration kRepeatedLogInterval = std::chrono::seconds(10);
 // A peer may open a stream a moment before the server's approval of that service reaches us
 // (its PeerInfo went out at the same time as ours, on another connection). Streams that wait
 // for it are held this long, then refused.
@@ -99,6 +115,8 @@ class AgentCore {
 
     // --- forwards and TCP ---
     void on_listen_failed(std::string_view forward, std::string_view error, Time now);
+    // The forward's last accepted connection left the process few of its limit's descriptors.
+    void on_descriptors_low(std::string_view forward, int limit, Time now);
     // A connection accepted on a forward's listener; src/ does not read it until
     // TcpResumeReading. nullopt: close it at once.
     std::optional<TcpId> on_tcp_accepted(std::string_view forward, Time now);
@@ -142,6 +160,13 @@ class AgentCore {
             Time deadline;
         };
         std::deque<Unapproved> unapproved;
+        // Forwarded connections waiting for the peer's stream credit, oldest first.
+        struct CreditWaiter {
+            TcpId id;
+            std::string forward;
+            Time deadline;
+        };
+        std::deque<CreditWaiter> credit_waiters;
         bool dead = false;
     };
     struct Pipe {
@@ -155,7 +180,8 @@ class AgentCore {
         ForwardConfig config;
         bool initial = false;  // from the file at start: failing to listen is fatal
         uint64_t connections = 0;
-        uint64_t refused = 0;
+        ForwardRefusals refused;
+        Time paused_until = kNever;  // accepting again then (kNever: not paused)
     };
     struct ExposeCounters {
         uint64_t streams = 0;
@@ -168,6 +194,12 @@ class AgentCore {
     using PeerService = std::pair<std::string, std::string>;
 
     void log(Severity severity, std::string line);
+    // A warning that may repeat per connection: key is the line without per-connection details.
+    void warn_repeated(const std::string& key, Time now);
+    void log_repeated_summaries(Time now);
+    // Closes a forwarded connection that never got its stream, counting why.
+    void refuse_forwarded(TcpId id, const std::string& forward, uint64_t ForwardRefusals::*why,
+                          bool clean);
     // Closes everything and asks src/ to exit with status (and message on stderr).
     void shut_down(int status, std::string message, Time now);
     void act(AgentAction action) { actions_.push_back(std::move(action)); }
@@ -184,11 +216,16 @@ class AgentCore {
 
     void start_forward(const ForwardConfig& f, bool initial);
     void open_waiters(Peer& peer, Time now);
-    void open_forward_stream(Peer& peer, TcpId id, const Forward& fw, Time now);
+    void open_forward_stream(Peer& peer, TcpId id, const std::string& forward, Time now);
+    // false: the peer's stream limit is reached.
+    bool try_open_stream(Peer& peer, TcpId id, const Forward& fw);
+    void open_credit_waiters(Peer& peer);
+    void expire_credit_waiters(Peer& peer, Time now);
+    void resume_forwards(Time now);
     void on_stream_opened(Peer& peer, StreamId id, const std::string& service, Time now);
     void accept_stream(Peer& peer, StreamId id, const ExposeConfig& expose, Time now);
     void refuse_stream(Peer& peer, StreamId id, const std::string& service, ResetReason reason,
-                       const std::string& why);
+                       const std::string& why, Time now);
     void expire_unapproved(Peer& peer, Time now);
     const ExposeConfig* find_expose(std::string_view service) const;
 
@@ -196,12 +233,12 @@ class AgentCore {
     void process(Peer& peer, Time now);
     void on_link_event(Peer& peer, const LinkEvent& e, Time now);
     void on_stream_event(Peer& peer, const ConnectionEvent& e, Time now);
-    void end_link(Peer& peer, const std::string& reason, bool log_it);
+    void end_link(Peer& peer, const std::string& reason, bool log_it, Time now);
     std::string path_of(const PeerLink& link) const;
 
     Pipe* find_pipe(TcpId id);
     // Carries out what the pipe asks, and forgets it once done.
-    void drain_pipe(TcpId id);
+    void drain_pipe(TcpId id, Time now);
     Connection* connection_of(const Pipe& p);
 
     AgentCoreConfig config_;
@@ -221,6 +258,7 @@ class AgentCore {
     std::deque<AgentAction> actions_;
     std::deque<UdpTransmit> final_transmits_;  // CLOSE packets of links ended by stop()
     AgentDrops drops_;
+    LogThrottle repeated_{kRepeatedLogInterval};
     bool stopping_ = false;
     bool dial_pending_ = false;  // DialServer emitted, no connected/closed report yet
 };

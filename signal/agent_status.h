@@ -33,13 +33,25 @@ struct PeerStatus {
     uint64_t streams_awaiting_approval = 0;  // opened before the server's approval arrived
 };
 
+// Why a forward closed connections without reaching the peer's service; each is counted.
+struct ForwardRefusals {
+    uint64_t stream_limit = 0;  // waited kStreamCreditWait for the peer's stream credit
+    uint64_t queue_full = 0;    // kMaxWaitingConnections already waited
+    uint64_t acl = 0;           // the server refused it (its ACL, or the peer is not online)
+    uint64_t no_session = 0;    // the server connection or the session ended while it waited
+    uint64_t peer = 0;          // the peer refused the stream (its allow list, the target)
+
+    uint64_t total() const { return stream_limit + queue_full + acl + no_session + peer; }
+};
+
 struct ForwardStatus {
     std::string listen;
     std::string peer;
     std::string service;
     uint64_t connections = 0;
     uint64_t active = 0;
-    uint64_t refused = 0;
+    uint64_t waiting = 0;  // accepted, waiting for the session, the approval or stream credit
+    ForwardRefusals refused;
 };
 
 struct ExposeStatus {
@@ -57,6 +69,7 @@ struct AgentDrops {
     uint64_t relay_unknown_session = 0;  // relayed for a session no link has
     uint64_t streams_refused = 0;        // incoming streams refused (service, allow, approval)
     uint64_t waiting_full = 0;           // forwarded connections closed: too many waited
+    uint64_t listen_paused = 0;          // a forward stopped accepting: out of descriptors
 };
 
 struct AgentStatus {

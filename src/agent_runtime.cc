@@ -18,7 +18,9 @@
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
+#include "src/heap_trimmer.h"
 #include "src/log.h"
+#include "src/open_files.h"
 #include "src/resolve.h"
 #include "src/signals.h"
 #include "src/sockaddr.h"
@@ -31,6 +33,7 @@ namespace burrow {
 namespace {
 
 constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
+const std::vector<int> kAgentSignals = {SIGINT, SIGTERM, SIGHUP};
 
 AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock) {
     AgentCoreConfig c;
@@ -40,6 +43,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.software = std::string("burrow/") + version_string();
     c.expose = o.config.expose;
     c.forward = o.config.forward;
+    c.session.connection.max_incoming_streams = o.config.max_streams;
     c.wall_clock_at_zero_us = wall_clock_us() - to_us(clock.now());
     return c;
 }
@@ -57,11 +61,14 @@ class Agent {
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         if (auto err = start_admin()) return err;
+        // Before the forwards listen: their listeners read the limit.
+        raise_and_log_open_files_limit();
         CoreTimer::Hooks hooks;
         hooks.on_timer = [this](Time now) { core_.on_timer(now); };
         hooks.transmit_one = [this](Time now) { return step(now); };
         hooks.next_deadline = [this] { return core_.next_deadline(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        trimmer_ = HeapTrimmer::create(loop_);
         core_.start(interface_addresses(udp_->local_address().port), clock_.now());
         drain();
         return std::nullopt;
@@ -229,13 +236,22 @@ class Agent {
         if (auto* err = std::get_if<OsError>(&listener)) {
             return core_.on_listen_failed(key, err->message, clock_.now());
         }
-        listeners_[key] = std::get<std::shared_ptr<TcpListener>>(listener);
+        auto& accepting = listeners_[key] = std::get<std::shared_ptr<TcpListener>>(listener);
+        accepting->on_descriptors_low([this, key](int, int limit) {
+            report([&] { core_.on_descriptors_low(key, limit, clock_.now()); });
+        });
     }
     void execute(const StopListening& s) {
         if (auto it = listeners_.find(s.forward); it != listeners_.end()) {
             it->second->close();
             listeners_.erase(it);
         }
+    }
+    void execute(const PauseAccepting& p) {
+        if (auto it = listeners_.find(p.forward); it != listeners_.end()) it->second->pause();
+    }
+    void execute(const ResumeAccepting& r) {
+        if (auto it = listeners_.find(r.forward); it != listeners_.end()) it->second->resume();
     }
 
     // --- forwarded TCP connections ---
@@ -337,6 +353,7 @@ class Agent {
         if (auto tls = std::move(tls_)) tls->close();
         if (udp_) udp_->close();
         if (timer_) timer_->close();
+        if (trimmer_) trimmer_->close();
     }
 
     // --- helpers ---
@@ -352,6 +369,7 @@ class Agent {
             .on_closed =
                 [this, id](const std::string&) {
                     tcps_.erase(id);
+                    if (trimmer_) trimmer_->on_connection_closed();
                     report([&] { core_.on_tcp_closed(id, clock_.now()); });
                 },
         });
@@ -373,6 +391,7 @@ class Agent {
     AgentRuntimeOptions options_;
     AgentCore core_;
     std::shared_ptr<CoreTimer> timer_;
+    std::shared_ptr<HeapTrimmer> trimmer_;
     std::shared_ptr<UdpSocket> udp_;
     std::map<RouteId, std::shared_ptr<UdpSocket>> sockets_;
     std::shared_ptr<TlsConnection> tls_;
@@ -389,6 +408,9 @@ class Agent {
 }  // namespace
 
 int run_agent_loop(AgentRuntimeOptions options) {
+    // The agent logs its first lines while it starts; a SIGTERM sent on seeing them waits for
+    // the loop's handler instead of killing it (e2e/agent_badconfig does just that).
+    hold_signals(kAgentSignals);
     uv_loop_t loop;
     uv_loop_init(&loop);
     int exit_status = 0;
@@ -399,7 +421,7 @@ int run_agent_loop(AgentRuntimeOptions options) {
             exit_status = kExitOsError;
             agent.stop();
         }
-        run_with_signals(&loop, {SIGINT, SIGTERM, SIGHUP}, [&agent](int signum) {
+        run_with_signals(&loop, kAgentSignals, [&agent](int signum) {
             if (signum == SIGHUP) {
                 spdlog::info("SIGHUP: reloading the configuration");
                 return agent.reload();

@@ -74,7 +74,14 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                             {"service", f.service},
                             {"connections", f.connections},
                             {"active", f.active},
-                            {"refused", f.refused}});
+                            {"waiting", f.waiting},
+                            {"refused", f.refused.total()},
+                            {"refusals",
+                             {{"stream_limit", f.refused.stream_limit},
+                              {"queue_full", f.refused.queue_full},
+                              {"acl", f.refused.acl},
+                              {"no_session", f.refused.no_session},
+                              {"peer", f.refused.peer}}}});
     }
     out["forwards"] = forwards;
     json exposes = json::array();
@@ -104,7 +111,8 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
         {"control_unexpected", c.drop_control_unexpected},
         {"connects_refused_locally", c.connects_refused_locally},
         {"streams_refused", s.drops.streams_refused},
-        {"waiting_full", s.drops.waiting_full}};
+        {"waiting_full", s.drops.waiting_full},
+        {"listen_paused", s.drops.listen_paused}};
     return out;
 }
 

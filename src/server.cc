@@ -13,6 +13,7 @@
 #include "src/config_file.h"
 #include "src/key_file.h"
 #include "src/log.h"
+#include "src/open_files.h"
 #include "src/server_runtime.h"
 #include "src/tls.h"
 
@@ -71,6 +72,7 @@ int run_server(const ServerRunOptions& options) {
     if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
     const ServerConfig config = std::get<ServerConfig>(std::move(loaded));
     init_logging(options.verbosity > 0 ? level_for_verbosity(options.verbosity) : config.log_level);
+    raise_and_log_open_files_limit();
 
     auto cert = ensure_server_cert(config.cert_file, config.key_file);
     if (auto* err = std::get_if<CertError>(&cert)) return fail(kExitOsError, err->message);

@@ -197,14 +197,28 @@ std::string peers_section(const json& status) {
     return table.render();
 }
 
+// "12 (stream_limit 10, queue_full 2)": the total, then each non-zero reason.
+std::string refused_text(const json& forward) {
+    std::string reasons;
+    if (const json* r = field(forward, "refusals"); r != nullptr && r->is_object()) {
+        for (const auto& [name, value] : r->items()) {
+            const std::optional<uint64_t> c = count(value);
+            if (!c || *c == 0) continue;
+            reasons += (reasons.empty() ? "" : ", ") + sanitize(name) + " " + std::to_string(*c);
+        }
+    }
+    const std::string total = count_text(forward, "refused");
+    return reasons.empty() ? total : total + " (" + reasons + ")";
+}
+
 std::string forwards_section(const json& status) {
     const json& forwards = array_or_empty(status, "forwards");
     if (forwards.empty()) return "no forwards\n";
-    Table table({"LISTEN", "PEER", "SERVICE", "CONNECTIONS", "ACTIVE", "REFUSED"});
+    Table table({"LISTEN", "PEER", "SERVICE", "CONNECTIONS", "ACTIVE", "WAITING", "REFUSED"});
     for (const json& f : forwards) {
         table.add({text(f, "listen"), text(f, "peer"), text(f, "service"),
-                   count_text(f, "connections"), count_text(f, "active"),
-                   count_text(f, "refused")});
+                   count_text(f, "connections"), count_text(f, "active"), count_text(f, "waiting"),
+                   refused_text(f)});
     }
     return table.render();
 }

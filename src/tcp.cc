@@ -1,6 +1,9 @@
 #include "src/tcp.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <climits>
 #include <csignal>
 #include <utility>
 
@@ -336,6 +339,9 @@ std::variant<std::shared_ptr<TcpListener>, OsError> TcpListener::listen(uv_loop_
                                                                         TcpOptions options) {
     ignore_sigpipe();
     std::shared_ptr<TcpListener> l(new TcpListener(std::move(on_accept), options));
+    if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0) {
+        l->open_files_limit_ = static_cast<int>(std::min<rlim_t>(files.rlim_cur, INT_MAX));
+    }
     uv_tcp_init(loop, &l->tcp_);
     l->tcp_.data = l.get();
     l->self_ = l;
@@ -375,21 +381,45 @@ void TcpListener::on_connection(uv_stream_t* server, int status) {
     auto* self = static_cast<TcpListener*>(server->data);
     if (status < 0) {
         spdlog::warn("accept on {}: {}", to_string(self->local_), uv_error_text(status));
+        if ((status == UV_EMFILE || status == UV_ENFILE) && self->on_low_) {
+            self->on_low_(0, self->open_files_limit_);
+        }
         return;
     }
-    auto c = TcpConnection::make(server->loop, self->options_);
+    if (self->paused_) {
+        self->holding_ = true;  // returning without uv_accept() stops libuv's polling
+        return;
+    }
+    self->accept_one();
+}
+
+void TcpListener::resume() {
+    paused_ = false;
+    if (!holding_ || closed_) return;
+    holding_ = false;
+    accept_one();  // uv_accept() starts libuv's polling again
+}
+
+void TcpListener::accept_one() {
+    uv_stream_t* server = reinterpret_cast<uv_stream_t*>(&tcp_);
+    auto c = TcpConnection::make(server->loop, options_);
     const int rc = uv_accept(server, c->stream());
     if (rc != 0) {
-        spdlog::debug("accept on {}: {}", to_string(self->local_), uv_error_text(rc));
+        spdlog::debug("accept on {}: {}", to_string(local_), uv_error_text(rc));
         c->close();
         return;
     }
     c->on_established();
-    if (self->on_accept_) {
-        self->on_accept_(std::move(c));
+    // Descriptors are handed out lowest first, so every number below this one is in use.
+    uv_os_fd_t fd = -1;
+    const bool low = uv_fileno(reinterpret_cast<uv_handle_t*>(c->stream()), &fd) == 0 &&
+                     open_files_limit_ > 0 && fd >= open_files_limit_ - kDescriptorReserve;
+    if (on_accept_) {
+        on_accept_(std::move(c));
     } else {
         c->close();
     }
+    if (low && on_low_ && !closed_) on_low_(open_files_limit_ - fd - 1, open_files_limit_);
 }
 
 void TcpListener::on_closed(uv_handle_t* handle) {

@@ -148,15 +148,34 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
     void close();
     const SocketAddress& local_address() const { return local_; }
 
+    // Descriptors left free for everything but this listener's connections: the exposing side's
+    // connects, the server's TLS connection, the status endpoint, the resolver. An accepted
+    // connection that leaves fewer calls on_descriptors_low, before accept() itself fails (then
+    // libuv closes waiting connections at once to get out of its loop).
+    static constexpr int kDescriptorReserve = 64;
+    // free: descriptors left below the soft RLIMIT_NOFILE (limit) after the last accept.
+    using LowFn = std::function<void(int free, int limit)>;
+    void on_descriptors_low(LowFn fn) { on_low_ = std::move(fn); }
+    // New connections wait in the kernel's backlog until resume(): libuv stops polling the
+    // listening socket while a connection it accepted waits for uv_accept(), and we hold that
+    // one back. No handle is closed; resume() takes the held connection and polls again.
+    void pause() { paused_ = true; }
+    void resume();
+
   private:
     TcpListener(AcceptFn on_accept, TcpOptions options);
     static void on_connection(uv_stream_t* server, int status);
     static void on_closed(uv_handle_t* handle);
+    void accept_one();
 
     uv_tcp_t tcp_;
     AcceptFn on_accept_;
+    LowFn on_low_;
     TcpOptions options_;
     SocketAddress local_;
+    int open_files_limit_ = 0;  // the soft RLIMIT_NOFILE when we started listening
+    bool paused_ = false;
+    bool holding_ = false;  // libuv accepted a connection we have not taken yet
     bool closed_ = false;
     std::shared_ptr<TcpListener> self_;
 };

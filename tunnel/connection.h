@@ -66,8 +66,11 @@ struct ConnectionConfig {
     uint64_t session_receive_window = 16 * 1024 * 1024;
     // Bytes one stream's send buffer accepts from the application before write() pushes back.
     size_t stream_send_buffer = 1024 * 1024;
-    // Streams the peer may have open at once.
-    uint64_t max_incoming_streams = 1024;
+    // Streams the peer may have open at once (credit grows back as they close, MAX_STREAMS).
+    // 16,384: a load generator's few thousand concurrent connections through one forward fit
+    // with room to spare, while an idle stream holds no buffer memory (send and receive
+    // buffers grow only with data), so the ceiling costs nothing until it is used.
+    uint64_t max_incoming_streams = 16384;
     // No packet from the peer for this long closes the connection.
     Duration idle_timeout = std::chrono::seconds(30);
     // Send a PING when we have sent nothing ack-eliciting for this long, so NAT mappings

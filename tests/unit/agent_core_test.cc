@@ -3,6 +3,7 @@
 // perfect network so each case is one deterministic story.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -102,16 +103,70 @@ TEST_CASE("connections beyond the waiting bound are closed, and counted") {
     core.start({}, Time{});
     drain_actions(core);
     std::vector<TcpId> ids;
-    for (size_t i = 0; i < kMaxWaitingPerPeerService + 3; ++i) {
+    for (size_t i = 0; i < kMaxWaitingConnections + 3; ++i) {
         auto id = core.on_tcp_accepted("127.0.0.1:8080", Time{});
         REQUIRE(id);
         ids.push_back(*id);
     }
-    const auto closes = only<TcpClose>(drain_actions(core));
+    const auto actions = drain_actions(core);
+    const auto closes = only<TcpClose>(actions);
     REQUIRE(closes.size() == 3);
-    CHECK(closes[0].id == ids[kMaxWaitingPerPeerService]);
-    CHECK(core.status(Time{}).drops.waiting_full == 3);
+    CHECK(closes[0].id == ids[kMaxWaitingConnections]);
+    const AgentStatus status = core.status(Time{});
+    CHECK(status.drops.waiting_full == 3);
+    REQUIRE(status.forwards.size() == 1);
+    CHECK(status.forwards[0].refused.queue_full == 3);
+    CHECK(status.forwards[0].refused.total() == 3);
+    CHECK(status.forwards[0].waiting == kMaxWaitingConnections);
+    // One warning line for the three, then one summary with the count.
+    auto warnings = [](const std::vector<AgentAction>& from) {
+        std::vector<std::string> out;
+        for (const auto& l : only<Log>(from)) {
+            if (l.severity == Severity::kWarn) out.push_back(l.line);
+        }
+        return out;
+    };
+    CHECK(warnings(actions).size() == 1);
+    CHECK(core.next_deadline() <= Time{} + kRepeatedLogInterval);
+    core.on_timer(Time{} + kRepeatedLogInterval);
+    std::vector<std::string> summary;
+    for (const auto& line : warnings(drain_actions(core))) {
+        if (line.find("already wait") != std::string::npos) summary.push_back(line);
+    }
+    REQUIRE(summary.size() == 1);
+    CHECK(summary[0].ends_with("(2 more times in the last 10.0 s)"));
     CHECK_FALSE(core.on_tcp_accepted("127.0.0.1:9999", Time{}));  // no such forward
+}
+
+TEST_CASE("a forward short of descriptors stops accepting for kAcceptPause, logged once") {
+    REQUIRE(crypto_init());
+    SeededRng rng(5);
+    AgentCore core(laptop_config(rng), rng, Time{});
+    core.start({}, Time{});
+    drain_actions(core);
+    const Time t0 = Time{} + 1s;
+    core.on_descriptors_low("127.0.0.1:8080", 1024, t0);
+    auto actions = drain_actions(core);
+    REQUIRE(only<PauseAccepting>(actions).size() == 1);
+    CHECK(only<PauseAccepting>(actions)[0].forward == "127.0.0.1:8080");
+    REQUIRE(only<Log>(actions).size() == 1);
+    CHECK(only<Log>(actions)[0].line.ends_with(
+        "out of file descriptors (limit 1024); not accepting for 250 ms"));
+    // Reported again while paused (connections accepted before the pause took effect): no
+    // second pause, no second line.
+    core.on_descriptors_low("127.0.0.1:8080", 1024, t0 + 1ms);
+    CHECK(drain_actions(core).empty());
+    CHECK(core.next_deadline() <= t0 + kAcceptPause);
+    core.on_timer(t0 + kAcceptPause);
+    actions = drain_actions(core);
+    REQUIRE(only<ResumeAccepting>(actions).size() == 1);
+    CHECK(only<ResumeAccepting>(actions)[0].forward == "127.0.0.1:8080");
+    // Short again right after: a new pause, counted; its line waits for the summary.
+    core.on_descriptors_low("127.0.0.1:8080", 1024, t0 + kAcceptPause + 1ms);
+    actions = drain_actions(core);
+    CHECK(only<PauseAccepting>(actions).size() == 1);
+    CHECK(only<Log>(actions).empty());
+    CHECK(core.status(t0).drops.listen_paused == 2);
 }
 
 TEST_CASE("a second service to a connected peer opens with zero handshakes on the same link") {
@@ -197,4 +252,87 @@ TEST_CASE("a stream the server never approved is refused after kApprovalWait") {
     CHECK(nas.exposes.at(1).service == "echo");
     CHECK(nas.exposes.at(1).refused == 1);
     CHECK(nas.exposes.at(1).streams == 0);
+}
+
+namespace {
+
+// The laptop's status line for one of its forwards.
+ForwardStatus forward_status(AgentWorld& w, const std::string& service) {
+    for (const auto& f : w.core(WorldSide::kLaptop).status(w.now()).forwards) {
+        if (f.service == service) return f;
+    }
+    FAIL("no forward for " << service);
+    return {};
+}
+
+// A world whose NAS lets the laptop open only kInitialMaxStreams streams, all of them taken by
+// echo connections that stay open.
+std::vector<WorldClient*> fill_stream_limit(AgentWorld& w) {
+    REQUIRE(w.run_until(
+        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
+        Time{} + 10s));
+    std::vector<WorldClient*> held;
+    for (uint64_t i = 0; i < kInitialMaxStreams; ++i) held.push_back(&w.open("echo", 1000, true));
+    REQUIRE(w.run_until(
+        [&] {
+            return std::all_of(held.begin(), held.end(),
+                               [](const WorldClient* c) { return c->received == 1000; });
+        },
+        w.now() + 10s));
+    for (const WorldClient* c : held) REQUIRE_FALSE(c->failed);
+    return held;
+}
+
+}  // namespace
+
+TEST_CASE("connections past the peer's stream limit wait, then open in order as credit comes") {
+    WorldConfig c;
+    c.nas_max_streams = kInitialMaxStreams;
+    AgentWorld w(c);
+    std::vector<WorldClient*> held = fill_stream_limit(w);
+    std::vector<WorldClient*> waiting;
+    for (int i = 0; i < 5; ++i) waiting.push_back(&w.open("echo", 2000));
+    w.run_until([] { return false; }, w.now() + 1s);
+    for (const WorldClient* c : waiting) {
+        CHECK(c->received == 0);
+        CHECK_FALSE(c->failed);
+    }
+    CHECK(forward_status(w, "echo").waiting == 5);
+    CHECK(forward_status(w, "echo").active == kInitialMaxStreams);
+
+    // 20 streams close: the NAS grants credit (MAX_STREAMS) and the waiting five open.
+    for (size_t i = 0; i < 20; ++i) w.release(*held[i]);
+    REQUIRE(w.run_until(
+        [&] {
+            return std::all_of(waiting.begin(), waiting.end(),
+                               [](const WorldClient* c) { return c->finished || c->failed; });
+        },
+        w.now() + 5s));
+    for (size_t i = 0; i < waiting.size(); ++i) {
+        INFO("waiting connection " << i << ": " << waiting[i]->failure);
+        CHECK(waiting[i]->finished);
+        if (i > 0) CHECK(waiting[i - 1]->first_byte <= waiting[i]->first_byte);
+    }
+    const ForwardStatus f = forward_status(w, "echo");
+    CHECK(f.waiting == 0);
+    CHECK(f.refused.total() == 0);
+}
+
+TEST_CASE("a connection that waits kStreamCreditWait in vain is closed cleanly and counted") {
+    WorldConfig c;
+    c.nas_max_streams = kInitialMaxStreams;
+    AgentWorld w(c);
+    fill_stream_limit(w);
+    WorldClient& late = w.open("echo", 1000);
+    const Time opened = w.now();
+    w.run_until([] { return false; }, opened + kStreamCreditWait - 500ms);
+    CHECK_FALSE(late.failed);
+    CHECK(forward_status(w, "echo").waiting == 1);
+    REQUIRE(w.run_until([&] { return late.failed; }, opened + kStreamCreditWait + 1s));
+    CHECK(late.failure == "refused (clean end) after 0 of 1000 bytes");
+    const ForwardStatus f = forward_status(w, "echo");
+    CHECK(f.waiting == 0);
+    CHECK(f.refused.stream_limit == 1);
+    CHECK(f.refused.total() == 1);
+    CHECK(f.active == kInitialMaxStreams);
 }

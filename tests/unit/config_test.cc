@@ -273,6 +273,7 @@ server_ca = "ca.pem"
 udp_port = 41641
 admin = "[::1]:7070"
 log_level = "debug"
+max_streams = 500
 
 [[expose]]
 service = "web"
@@ -299,6 +300,7 @@ service = "web"
     expected.udp_port = 41641;
     expected.admin = HostPort{"::1", 7070, HostKind::kIpv6};
     expected.log_level = LogLevel::kDebug;
+    expected.max_streams = 500;
     expected.expose = {
         {"web", {"127.0.0.1", 80, HostKind::kIpv4}, {"laptop", "phone"}},
         {"ssh", {"files.lan", 22, HostKind::kName}, {"laptop"}},
@@ -320,6 +322,7 @@ TEST_CASE("a minimal agent file gets the defaults") {
     CHECK(config.udp_port == 0);
     CHECK_FALSE(config.admin);
     CHECK(config.log_level == LogLevel::kInfo);
+    CHECK(config.max_streams == 16384);
     CHECK(config.expose.empty());
     CHECK(config.forward.empty());
 }
@@ -435,6 +438,14 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          "nas.toml:6:9: agent.admin: ", "loopback only"},
         {"admin by name", kAgentHead + "admin = \"localhost:7070\"\n",
          "nas.toml:6:9: agent.admin: ", "loopback only"},
+        {"max_streams below what a peer may open before our limit",
+         kAgentHead + "max_streams = 50\n",
+         "nas.toml:6:15: agent.max_streams: ",
+         "50 is out of range (100-1048576): a peer may always open 100 streams"},
+        {"max_streams too large", kAgentHead + "max_streams = 2000000\n",
+         "nas.toml:6:15: agent.max_streams: ", "2000000 is out of range (100-1048576)"},
+        {"max_streams as a string", kAgentHead + "max_streams = \"many\"\n",
+         "nas.toml:6:15: agent.max_streams: ", "expected an integer, got a string"},
         {"unknown log level", kAgentHead + "log_level = \"verbose\"\n",
          "nas.toml:6:13: agent.log_level: ", "\"verbose\" is not a log level"},
         {"expose without allow",

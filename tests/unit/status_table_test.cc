@@ -23,7 +23,10 @@ const char* const kSample = R"({
              "bytes_received": 5678, "streams": 2, "services": ["ssh", "web"],
              "drops": {"decrypt_failed": 0, "malformed": 1}}],
   "forwards": [{"listen": "127.0.0.1:8080", "peer": "nas", "service": "web",
-                "connections": 10, "active": 2, "refused": 1}],
+                "connections": 10, "active": 2, "waiting": 3, "refused": 12,
+                "refusals": {"stream_limit": 10, "queue_full": 2, "acl": 0}},
+               {"listen": "127.0.0.1:2222", "peer": "nas", "service": "ssh",
+                "connections": 1, "active": 0, "refused": 1}],
   "exposes": [{"service": "web", "target": "127.0.0.1:80", "allow": ["laptop"],
                "streams": 3, "active": 1, "refused": 0}],
   "drops": {"relay_queue_full": 0, "udp_malformed": 2}
@@ -82,11 +85,15 @@ TEST_CASE("status table: the full sample") {
           std::vector<std::string>{"nas", "relay-udp", "1.25 ms", "0.10%", "1.2 KiB", "5.5 KiB",
                                    "2", "ssh,web", "established (initiator)"});
 
-    CHECK(cells(line_starting(out, "LISTEN ")) == std::vector<std::string>{"LISTEN", "PEER",
-                                                                           "SERVICE", "CONNECTIONS",
-                                                                           "ACTIVE", "REFUSED"});
+    CHECK(cells(line_starting(out, "LISTEN ")) ==
+          std::vector<std::string>{"LISTEN", "PEER", "SERVICE", "CONNECTIONS", "ACTIVE", "WAITING",
+                                   "REFUSED"});
+    // Refusals: the total, then each non-zero reason (by name).
     CHECK(cells(line_starting(out, "127.0.0.1:8080 ")) ==
-          std::vector<std::string>{"127.0.0.1:8080", "nas", "web", "10", "2", "1"});
+          std::vector<std::string>{"127.0.0.1:8080", "nas", "web", "10", "2", "3",
+                                   "12 (queue_full 2, stream_limit 10)"});
+    CHECK(cells(line_starting(out, "127.0.0.1:2222 ")) ==
+          std::vector<std::string>{"127.0.0.1:2222", "nas", "ssh", "1", "0", "-", "1"});
 
     CHECK(cells(line_starting(out, "SERVICE ")) ==
           std::vector<std::string>{"SERVICE", "TARGET", "ALLOW", "STREAMS", "ACTIVE", "REFUSED"});

@@ -1,10 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "src/tcp.h"
 #include "tests/unit/uv_test_loop.h"
@@ -312,5 +315,66 @@ TEST_CASE("tcp: closing from inside on_data is safe") {
     CHECK(*closed == "closed");
     listener->close();
     client->close();
+    loop.settle();
+}
+
+TEST_CASE("tcp: a listener short of descriptors says so, and paused leaves connections waiting") {
+    TestLoop loop;
+    // A soft limit that leaves only the reserve above the next descriptor: every connection
+    // accepted from here on finds the process short.
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    const int next_fd = dup(0);
+    REQUIRE(next_fd >= 0);
+    ::close(next_fd);
+    rlimit tight = saved;
+    tight.rlim_cur = static_cast<rlim_t>(next_fd + TcpListener::kDescriptorReserve);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &tight) == 0);
+    struct Restore {
+        rlimit limit;
+        ~Restore() { setrlimit(RLIMIT_NOFILE, &limit); }
+    } restore{saved};
+
+    std::vector<std::shared_ptr<TcpConnection>> accepted;
+    auto r = TcpListener::listen(loop.get(), loopback4(), [&](std::shared_ptr<TcpConnection> c) {
+        accepted.push_back(std::move(c));
+    });
+    REQUIRE(std::holds_alternative<std::shared_ptr<TcpListener>>(r));
+    auto listener = std::get<std::shared_ptr<TcpListener>>(r);
+    int lows = 0;
+    int free_left = -1, limit_seen = 0;
+    listener->on_descriptors_low([&](int free, int limit) {
+        ++lows;
+        free_left = free;
+        limit_seen = limit;
+        listener->pause();
+    });
+    std::vector<std::shared_ptr<TcpConnection>> clients;
+    auto connect = [&] {
+        tcp_connect(loop.get(), listener->local_address(), 2s,
+                    [&](std::shared_ptr<TcpConnection> c, OsError) {
+                        if (c) clients.push_back(std::move(c));
+                    });
+    };
+
+    connect();
+    REQUIRE(loop.run_until([&] { return accepted.size() == 1 && lows == 1; }));
+    CHECK(limit_seen == next_fd + TcpListener::kDescriptorReserve);
+    CHECK(free_left >= 0);
+    CHECK(free_left < TcpListener::kDescriptorReserve);
+
+    // Paused: the second client's handshake completes in the kernel's backlog, but nothing is
+    // accepted until resume().
+    connect();
+    REQUIRE(loop.run_until([&] { return clients.size() == 2; }));
+    loop.run_for(200ms);
+    CHECK(accepted.size() == 1);
+    listener->resume();
+    REQUIRE(loop.run_until([&] { return accepted.size() == 2; }));
+    CHECK(lows == 2);  // still short: it paused again
+
+    for (auto& c : clients) c->close();
+    for (auto& c : accepted) c->close();
+    listener->close();
     loop.settle();
 }

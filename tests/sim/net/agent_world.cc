@@ -108,6 +108,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         ac.server = HostPort{"192.0.2.1", kTlsPort, HostKind::kIpv4};
         ac.wall_clock_at_zero_us = kWallClock;
         if (i == 0) {
+            ac.session.connection.max_incoming_streams = config.nas_max_streams;
             ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
                          {"echo", {"127.0.0.1", kEchoPort, HostKind::kIpv4}, {"laptop"}}};
         } else {
@@ -278,6 +279,9 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                 h.listens[a.forward] = a.address;
             } else if constexpr (std::is_same_v<A, StopListening>) {
                 h.listens.erase(a.forward);
+            } else if constexpr (std::is_same_v<A, PauseAccepting> ||
+                                 std::is_same_v<A, ResumeAccepting>) {
+                // Only src/ reports a shortage of descriptors; the simulated OS has no limit.
             } else if constexpr (std::is_same_v<A, ConnectTcp>) {
                 const TcpId id = a.id;
                 if (a.target.port != kWebPort && a.target.port != kEchoPort) {
@@ -350,7 +354,7 @@ void AgentWorld::close_tcp(Host& h, TcpId id) {
 
 // --- the applications ----------------------------------------------------------------------------
 
-WorldClient& AgentWorld::open(const std::string& service, uint64_t bytes) {
+WorldClient& AgentWorld::open(const std::string& service, uint64_t bytes, bool hold) {
     auto c = std::make_unique<WorldClient>();
     c->service = service;
     c->stream = next_stream_++;
@@ -377,10 +381,20 @@ WorldClient& AgentWorld::open(const std::string& service, uint64_t bytes) {
         fill_content(config_.seed, client.stream, 0, t->to_core);
         client.echo_of = t->to_core;
     }
-    t->app_fin = true;  // the request is all the client sends
+    t->app_fin = !hold;  // the request is all the client sends
     laptop.tcps[*id] = std::move(t);
     drain(laptop);
     return client;
+}
+
+void AgentWorld::release(WorldClient& client) {
+    Host& laptop = *hosts_[1];
+    for (auto& [id, t] : laptop.tcps) {
+        if (t->client != &client) continue;
+        t->app_fin = true;
+        pump(laptop, *t);
+        return;
+    }
 }
 
 // The agent reads what the application wrote, as far as the stream has room.

@@ -46,6 +46,8 @@ struct WorldConfig {
     // Added to what the server writes to the NAS's control connection (TCP retransmissions): its
     // PeerInfo then comes after the laptop's streams.
     Duration nas_control_lag = std::chrono::milliseconds(0);
+    // The NAS's [agent] max_streams: how many streams the laptop may have open on it at once.
+    uint64_t nas_max_streams = ConnectionConfig{}.max_incoming_streams;
     bool trace = false;  // log every datagram and control message (log_tail shows them)
 };
 
@@ -84,8 +86,10 @@ class AgentWorld {
     Time now() const { return now_; }
 
     // Opens a connection to the laptop's forward for `service`: "web" asks for `bytes` pattern
-    // bytes, "echo" sends `bytes` pattern bytes and expects them back.
-    WorldClient& open(const std::string& service, uint64_t bytes);
+    // bytes, "echo" sends `bytes` pattern bytes and expects them back. hold: the client does not
+    // half-close after its bytes (an echo connection then stays open) until release().
+    WorldClient& open(const std::string& service, uint64_t bytes, bool hold = false);
+    void release(WorldClient& client);
 
     bool registered(WorldSide side) const;
     AgentCore& core(WorldSide side);
