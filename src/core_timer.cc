@@ -78,6 +78,8 @@ void CoreTimer::drain_and_arm(Time now) {
     }
     draining_ = false;
     if (closed_) return;
+    if (hooks_.flush) hooks_.flush();
+    if (closed_) return;
     if (limited) {
         // More output is waiting: come back after the loop has polled I/O.
         start(in_fire_ ? kTimerResolutionMs : 0, now);

@@ -3,8 +3,8 @@
 //   core.on_datagram(path, bytes, timer->now());   // any input...
 //   timer->kick();                                  // ...then drain and re-arm
 //
-// kick() drains poll_transmit into the send function and arms one uv_timer at
-// next_deadline(). When the timer fires, the core's on_timer(now) runs, then the same drain and
+// kick() drains poll_transmit into the send function, calls the flush hook, and arms one
+// uv_timer at next_deadline(). When the timer fires, the core's on_timer(now) runs, then the same drain and
 // re-arm. The session, the server core and the signalling client each get one CoreTimer; the
 // hooks say how to call them (core_hooks() builds them for any core with the usual methods).
 //
@@ -39,6 +39,9 @@ class CoreTimer : public std::enable_shared_from_this<CoreTimer> {
         // Takes one datagram from the core and sends it; false once the core has none.
         std::function<bool(Time now)> transmit_one;
         std::function<Time()> next_deadline;
+        // Optional: runs after every drain, so the datagrams of one drain reach the kernel
+        // together (src/udp_socket.h batches them; this hands the batch over).
+        std::function<void()> flush;
     };
     struct Stats {
         uint64_t timer_fires = 0;     // libuv timer callbacks, early ones included

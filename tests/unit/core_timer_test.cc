@@ -145,6 +145,25 @@ TEST_CASE("core timer sends a bounded burst per kick and the rest on later itera
     CHECK(h.timer->stats().drain_limited == 3);
 }
 
+TEST_CASE("core timer flushes once after each drain, bounded ones and timer fires included") {
+    TestLoop loop;
+    LoopClock clock;
+    FakeCore core;
+    std::vector<size_t> sent_at_flush;  // how many datagrams had been sent at each flush
+    size_t sent = 0;
+    CoreTimer::Hooks hooks = core_hooks(core, [&](Bytes&&) { ++sent; });
+    hooks.flush = [&] { sent_at_flush.push_back(sent); };
+    auto timer = CoreTimer::create(loop.get(), clock, std::move(hooks));
+    constexpr size_t kTotal = CoreTimer::kMaxTransmitsPerKick + 5;
+    for (size_t i = 0; i < kTotal; ++i) core.outbox.push_back(Bytes{1});
+    timer->kick();
+    CHECK(sent_at_flush == std::vector<size_t>{CoreTimer::kMaxTransmitsPerKick});
+    REQUIRE(loop.run_until([&] { return sent_at_flush.size() == 2; }, 2s));
+    CHECK(sent_at_flush[1] == kTotal);
+    timer->close();
+    loop.settle();
+}
+
 TEST_CASE("core timer sends what on_timer produced") {
     Harness h;
     h.core.deadline = h.clock.now() + 10ms;
