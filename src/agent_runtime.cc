@@ -60,6 +60,11 @@ class Agent {
         auto udp = bind_udp(kRouteMain, options_.config.udp_port, UdpOptions{});
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
+        const UdpStats& io = udp_->stats();
+        spdlog::info("udp {}: send {}, receive {}, socket buffers {} B in, {} B out",
+                     to_string(udp_->local_address()), to_string(io.send_mode),
+                     receive_mode_name(io.receive_mode), io.receive_buffer_bytes,
+                     io.send_buffer_bytes);
         if (auto err = start_admin()) return err;
         // Before the forwards listen: their listeners read the limit.
         raise_and_log_open_files_limit();
@@ -67,6 +72,7 @@ class Agent {
         hooks.on_timer = [this](Time now) { core_.on_timer(now); };
         hooks.transmit_one = [this](Time now) { return step(now); };
         hooks.next_deadline = [this] { return core_.next_deadline(); };
+        hooks.flush = [this] { flush_sockets(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         trimmer_ = HeapTrimmer::create(loop_);
         core_.start(interface_addresses(udp_->local_address().port), clock_.now());
@@ -123,7 +129,8 @@ class Agent {
         return std::nullopt;
     }
 
-    // After every input: the core's actions and datagrams, then its timer.
+    // After every input (a receive batch counts as one): the core's actions and datagrams, then
+    // its timer.
     void drain() {
         if (timer_) {
             timer_->kick();
@@ -131,7 +138,14 @@ class Agent {
             while (step(clock_.now())) {
             }
         }
+        flush_sockets();
         if (exiting_) finish();
+    }
+
+    // The datagrams of one drain go to the kernel together: a run to one peer is one GSO send.
+    void flush_sockets() {
+        for (auto& socket : unflushed_) socket->flush();
+        unflushed_.clear();
     }
 
     // One unit of the core's output: every pending action, then one datagram. A datagram for
@@ -139,9 +153,14 @@ class Agent {
     bool step(Time now) {
         const bool acted = run_actions();
         if (auto t = core_.poll_transmit(now)) {
-            UdpSocket* socket = t->route == kRouteMain ? udp_.get() : nullptr;
-            if (auto it = sockets_.find(t->route); it != sockets_.end()) socket = it->second.get();
-            if (socket) socket->send(t->to, t->data);
+            std::shared_ptr<UdpSocket> socket = t->route == kRouteMain ? udp_ : nullptr;
+            if (auto it = sockets_.find(t->route); it != sockets_.end()) socket = it->second;
+            if (socket) {
+                socket->send(t->to, t->data);
+                if (std::find(unflushed_.begin(), unflushed_.end(), socket) == unflushed_.end()) {
+                    unflushed_.push_back(std::move(socket));
+                }
+            }
             return true;
         }
         return run_actions() || acted;
@@ -209,12 +228,15 @@ class Agent {
     }
     std::variant<std::shared_ptr<UdpSocket>, OsError> bind_udp(RouteId route, uint16_t port,
                                                                UdpOptions options) {
-        auto receive = [this, route](const SocketAddress& from, ByteView data, Time now) {
-            core_.on_udp(route, from, data, now);
-            drain();
+        // The core's output is drained once per receive batch, not per datagram: the datagrams
+        // of a batch are acknowledged together.
+        UdpHandlers handlers{
+            .datagram = [this, route](const SocketAddress& from, ByteView data,
+                                      Time now) { core_.on_udp(route, from, data, now); },
+            .batch_end = [this] { drain(); },
         };
-        return UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, port), receive,
-                               options);
+        return UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, port),
+                               std::move(handlers), options);
     }
     void execute(const CloseUdpSocket& c) {
         auto it = sockets_.find(c.route);
@@ -344,6 +366,7 @@ class Agent {
     void finish() {
         if (finished_) return;
         finished_ = true;
+        unflushed_.clear();  // each socket sends what it holds as it closes
         if (admin_) admin_->close();
         for (auto& [key, l] : listeners_) l->close();
         for (auto& [route, s] : sockets_) s->close();
@@ -394,6 +417,7 @@ class Agent {
     std::shared_ptr<HeapTrimmer> trimmer_;
     std::shared_ptr<UdpSocket> udp_;
     std::map<RouteId, std::shared_ptr<UdpSocket>> sockets_;
+    std::vector<std::shared_ptr<UdpSocket>> unflushed_;  // sent on since the last flush
     std::shared_ptr<TlsConnection> tls_;
     std::shared_ptr<AdminServer> admin_;
     std::map<std::string, std::shared_ptr<TcpListener>> listeners_;

@@ -70,15 +70,18 @@ class Netcheck {
         : loop_(loop), servers_(servers), probe_(std::string("burrow/") + version_string()) {}
 
     std::optional<OsError> start() {
+        UdpHandlers handlers{
+            .datagram =
+                [this](const SocketAddress& from, ByteView data, Time) {
+                    for (size_t i = 0; i < servers_.size(); ++i) {
+                        if (from == servers_[i]) probe_.on_stun(static_cast<UdpPort>(i), data);
+                    }
+                    check_done();
+                },
+            .batch_end = {},
+        };
         auto udp = UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, 0),
-                                   [this](const SocketAddress& from, ByteView data, Time) {
-                                       for (size_t i = 0; i < servers_.size(); ++i) {
-                                           if (from == servers_[i]) {
-                                               probe_.on_stun(static_cast<UdpPort>(i), data);
-                                           }
-                                       }
-                                       check_done();
-                                   });
+                                   std::move(handlers));
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         CoreTimer::Hooks hooks;
@@ -91,6 +94,7 @@ class Netcheck {
             return true;
         };
         hooks.next_deadline = [this] { return probe_.next_deadline(); };
+        hooks.flush = [this] { udp_->flush(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         probe_.start(rng_, clock_.now(), out_);
         timer_->kick();

@@ -59,10 +59,13 @@ class Server {
         listener_ = std::get<std::shared_ptr<TcpListener>>(listener);
         for (size_t i = 0; i < udp_.size(); ++i) {
             const auto port = static_cast<UdpPort>(i);
-            auto socket =
-                UdpSocket::bind(loop_, clock_, config.stun[i],
-                                [this, port](const SocketAddress& from, ByteView datagram,
-                                             Time now) { on_udp(port, from, datagram, now); });
+            // The timer is kicked (and the relayed datagrams flushed) once per receive batch.
+            UdpHandlers handlers{
+                .datagram = [this, port](const SocketAddress& from, ByteView datagram,
+                                         Time now) { on_udp(port, from, datagram, now); },
+                .batch_end = [this] { timer_->kick(); },
+            };
+            auto socket = UdpSocket::bind(loop_, clock_, config.stun[i], std::move(handlers));
             if (auto* err = std::get_if<OsError>(&socket)) return *err;
             udp_[i] = std::get<std::shared_ptr<UdpSocket>>(socket);
         }
@@ -70,11 +73,18 @@ class Server {
         hooks.on_timer = [this](Time now) { execute(core_.on_timer(now)); };
         hooks.transmit_one = [](Time) { return false; };  // the core's output comes as actions
         hooks.next_deadline = [this] { return core_.next_deadline(); };
+        hooks.flush = [this] {
+            for (auto& socket : udp_) socket->flush();
+        };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         timer_->kick();
         spdlog::info("listening on {} (TLS), stun {} and {} (UDP)",
                      to_string(listener_->local_address()), to_string(udp_[0]->local_address()),
                      to_string(udp_[1]->local_address()));
+        const UdpStats& io = udp_[0]->stats();
+        spdlog::info("udp: send {}, receive {}, socket buffers {} B in, {} B out",
+                     to_string(io.send_mode), receive_mode_name(io.receive_mode),
+                     io.receive_buffer_bytes, io.send_buffer_bytes);
         return std::nullopt;
     }
 
@@ -140,7 +150,6 @@ class Server {
         std::optional<ServerAction> action = core_.on_udp(port, from, datagram, now);
         if (core_.drops().total() != before.total()) log_drop(before, from, datagram.size());
         if (action) execute_one(std::move(*action));
-        timer_->kick();
     }
 
     void log_drop(const DropCounters& before, const SocketAddress& from, size_t size) {

@@ -230,19 +230,23 @@ class SignalBench {
              static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)},
             0);
         BenchAgent* agent = &a;
-        auto bound = UdpSocket::bind(
-            loop_, clock_, local, [this, agent](const SocketAddress& from, ByteView d, Time now) {
-                if (stopping_) return;
-                const AgentClient& c = *agent->client;
-                if (from.port == c.server_udp_port(UdpPort::kMain)) {
-                    agent->client->on_udp(UdpPort::kMain, d, now);
-                } else if (from.port == c.server_udp_port(UdpPort::kSecondary)) {
-                    agent->client->on_udp(UdpPort::kSecondary, d, now);
-                } else {
-                    return;
-                }
-                pump(*agent);
-            });
+        UdpHandlers handlers{
+            .datagram =
+                [this, agent](const SocketAddress& from, ByteView d, Time now) {
+                    if (stopping_) return;
+                    const AgentClient& c = *agent->client;
+                    if (from.port == c.server_udp_port(UdpPort::kMain)) {
+                        agent->client->on_udp(UdpPort::kMain, d, now);
+                    } else if (from.port == c.server_udp_port(UdpPort::kSecondary)) {
+                        agent->client->on_udp(UdpPort::kSecondary, d, now);
+                    } else {
+                        return;
+                    }
+                    pump(*agent);
+                },
+            .batch_end = {},
+        };
+        auto bound = UdpSocket::bind(loop_, clock_, local, std::move(handlers));
         if (auto* s = std::get_if<std::shared_ptr<UdpSocket>>(&bound)) {
             a.udp = std::move(*s);
         } else {
