@@ -64,6 +64,17 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
     out["server"] = server;
+    // How the main socket moves datagrams (src/udp_socket.h): its modes, the buffers the kernel
+    // granted, and datagrams per call, which says whether batching happens.
+    out["udp"] = {{"send_mode", to_string(udp.send_mode)},
+                  {"receive_mode", receive_mode_name(udp.receive_mode)},
+                  {"receive_buffer_bytes", udp.receive_buffer_bytes},
+                  {"send_buffer_bytes", udp.send_buffer_bytes},
+                  {"datagrams_sent", udp.datagrams_sent},
+                  {"send_calls", udp.send_calls},
+                  {"datagrams_received", udp.datagrams_received},
+                  {"receive_calls", udp.receive_calls},
+                  {"mode_fallbacks", udp.mode_fallbacks}};
     json peers = json::array();
     for (const auto& p : s.peers) peers.push_back(peer_json(p));
     out["peers"] = peers;

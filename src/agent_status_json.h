@@ -9,7 +9,8 @@
 
 namespace burrow {
 
-// udp: the main socket's counters (truncated datagrams, a full send queue are dropped there).
+// udp: the main socket's modes, buffers and counters (truncated datagrams, a full send queue
+// are dropped there).
 nlohmann::json agent_status_json(const AgentStatus& status, const UdpStats& udp);
 
 }  // namespace burrow

@@ -176,6 +176,15 @@ std::string server_line(const json& status) {
            "\n";
 }
 
+std::string udp_line(const json& status) {
+    static const json kNone;
+    const json* udp = field(status, "udp");
+    const json& u = udp ? *udp : kNone;
+    return "udp     send " + text(u, "send_mode") + "  receive " + text(u, "receive_mode") +
+           "  buffers " + bytes_text(u, "receive_buffer_bytes") + " in, " +
+           bytes_text(u, "send_buffer_bytes") + " out\n";
+}
+
 std::string peers_section(const json& status) {
     const json& peers = array_or_empty(status, "peers");
     if (peers.empty()) return "no peers\n";
@@ -290,7 +299,8 @@ std::string format_uptime(double seconds) {
 std::string render_status(const json& status) {
     if (!status.is_object()) return kMalformed;
     try {
-        return agent_line(status) + server_line(status) + "\n" + peers_section(status) + "\n" +
+        return agent_line(status) + server_line(status) + udp_line(status) + "\n" +
+               peers_section(status) + "\n" +
                forwards_section(status) + "\n" + exposes_section(status) + "\n" +
                drops_line(status);
     } catch (const std::exception&) {

@@ -3,6 +3,7 @@
 //
 //   agent   laptop  version 0.1.0  up 12s  key base64...
 //   server  127.0.0.1:7000  state online  registered yes  udp bound  nat endpoint-independent ...
+//   udp     send gso  receive gro  buffers 16.0 MiB in, 16.0 MiB out
 //
 //   PEER  PATH       RTT      LOSS   SENT     RECEIVED  STREAMS  STATE
 //   nas   relay-udp  1.25 ms  0.10%  1.2 KiB  5.5 KiB   2        established (initiator)

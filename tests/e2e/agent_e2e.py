@@ -600,6 +600,18 @@ def case_status(burrow, d):
     assert nas.get("state") == "established", nas
     assert nas.get("bytes_sent", 0) >= STATUS_TRANSFER, nas
     assert nas.get("bytes_received", 0) >= STATUS_TRANSFER, nas
+    # The main socket's modes (src/udp_socket.h): the one BURROW_UDP_MODE forces, else the
+    # best the kernel offers; either way it sent and received through them.
+    udp = status.get("udp", {})
+    print("status: udp:", udp)
+    forced = os.environ.get("BURROW_UDP_MODE")
+    if forced:
+        assert udp.get("send_mode") == forced, udp
+        assert udp.get("receive_mode") == ("gro" if forced == "gso" else forced), udp
+    assert udp.get("send_mode") in ("gso", "mmsg", "single"), udp
+    assert udp.get("receive_mode") in ("gro", "mmsg", "single"), udp
+    assert udp.get("send_calls", 0) > 0 and udp.get("receive_calls", 0) > 0, udp
+    assert udp.get("receive_buffer_bytes", 0) > 0, udp
     s.close()
     w.stop()
 

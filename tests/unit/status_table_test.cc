@@ -18,6 +18,8 @@ const char* const kSample = R"({
   "server": {"address": "127.0.0.1:7000", "state": "online", "registered": true,
              "udp": "bound", "nat": "endpoint-independent", "reflexive": "203.0.113.5:40000",
              "reconnects": 0},
+  "udp": {"send_mode": "gso", "receive_mode": "gro", "receive_buffer_bytes": 16777216,
+          "send_buffer_bytes": 425984, "datagrams_sent": 640, "send_calls": 10},
   "peers": [{"peer": "nas", "session_id": 42, "role": "initiator", "state": "established",
              "path": "relay-udp", "rtt_ms": 1.25, "loss": 0.001, "bytes_sent": 1234,
              "bytes_received": 5678, "streams": 2, "services": ["ssh", "web"],
@@ -77,6 +79,8 @@ TEST_CASE("status table: the full sample") {
     CHECK(line_starting(out, "server ") ==
           "server  127.0.0.1:7000  state online  registered yes  udp bound  "
           "nat endpoint-independent  reflexive 203.0.113.5:40000  reconnects 0");
+    CHECK(line_starting(out, "udp ") ==
+          "udp     send gso  receive gro  buffers 16.0 MiB in, 416.0 KiB out");
 
     const auto peers_header = cells(line_starting(out, "PEER "));
     CHECK(peers_header == std::vector<std::string>{"PEER", "PATH", "RTT", "LOSS", "SENT",
@@ -130,6 +134,7 @@ TEST_CASE("status table: {} prints every line with '-' and empty sections") {
     CHECK(line_starting(out, "agent ") == "agent   -  version -  up -  key -");
     CHECK(line_starting(out, "server ") ==
           "server  -  state -  registered -  udp -  nat -  reflexive -  reconnects -");
+    CHECK(line_starting(out, "udp ") == "udp     send -  receive -  buffers - in, - out");
     CHECK(contains(out, "no peers\n"));
     CHECK(contains(out, "no forwards\n"));
     CHECK(contains(out, "no exposed services\n"));
