@@ -4,7 +4,6 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <array>
 #include <csignal>
 #include <cstdio>
 #include <map>
@@ -305,14 +304,23 @@ class Agent {
         TcpConnection* tcp = find_tcp(f.id);
         if (!tcp) return;
         // Never more than the queue takes: write() refuses what does not fit, and the bytes
-        // would be gone from the stream.
+        // would be gone from the stream. What the stream hands out in one go goes to the
+        // socket with one writev.
         const size_t limit = TcpOptions{}.max_write_queue;
         while (tcp->write_queue_bytes() < limit) {
             const size_t room = std::min(buffer_.size(), limit - tcp->write_queue_bytes());
-            const size_t n =
-                core_.tcp_output(f.id, MutableByteView(buffer_.data(), room), clock_.now());
-            if (n == 0) return;
-            tcp->write(ByteView(buffer_.data(), n));
+            chunks_.clear();
+            size_t used = 0;
+            while (used < room) {
+                const size_t n = core_.tcp_output(
+                    f.id, MutableByteView(buffer_.data() + used, room - used), clock_.now());
+                if (n == 0) break;
+                chunks_.emplace_back(buffer_.data() + used, n);
+                used += n;
+            }
+            if (chunks_.empty()) return;
+            tcp->write(chunks_);
+            if (used < room) return;  // the stream has nothing more now
         }
         tcp->notify_when_drained(limit / 2);
     }
@@ -422,7 +430,10 @@ class Agent {
     std::shared_ptr<AdminServer> admin_;
     std::map<std::string, std::shared_ptr<TcpListener>> listeners_;
     std::map<TcpId, std::shared_ptr<TcpConnection>> tcps_;
-    std::array<uint8_t, 64 * 1024> buffer_{};  // one socket write's worth of stream bytes
+    // One socket write's worth of stream bytes: as much as the write queue holds, so one flush
+    // can fill it with one writev.
+    Bytes buffer_ = Bytes(TcpOptions{}.max_write_queue);
+    std::vector<ByteView> chunks_;  // the pieces of buffer_ tcp_output filled, reused
     uint64_t dial_attempt_ = 0;
     int exit_status_ = 0;
     bool exiting_ = false;

@@ -6,6 +6,7 @@
 #include <climits>
 #include <csignal>
 #include <utility>
+#include <vector>
 
 #include "src/log.h"
 #include "src/sockaddr.h"
@@ -15,9 +16,10 @@ namespace burrow {
 namespace {
 
 // One read buffer per thread, shared by every connection: libuv fills it, on_read hands it to
-// the owner and is done with it before the next read. A buffer per connection would cost 64 KiB
-// for each idle one.
-constexpr size_t kReadBufferSize = 64 * 1024;
+// the owner and is done with it before the next read. A buffer per connection would cost this
+// much for each idle one. 256 KiB per read (issue 14): at a gigabit a sender refills the socket
+// faster than 64 KiB reads drain it, and each read costs a syscall and a trip through the core.
+constexpr size_t kReadBufferSize = 256 * 1024;
 thread_local char read_buffer[kReadBufferSize];
 
 constexpr int64_t kUsPerMs = 1000;
@@ -92,17 +94,30 @@ void TcpConnection::start(TcpCallbacks callbacks) {
 }
 
 bool TcpConnection::write(ByteView data) {
+    return write(std::span<const ByteView>(&data, 1));
+}
+
+bool TcpConnection::write(std::span<const ByteView> chunks) {
     if (state_ != State::kOpen || shutdown_requested_) return false;
-    if (data.empty()) return true;
-    if (queued_bytes_ > 0 && queued_bytes_ + data.size() > max_write_queue_) {
+    size_t total = 0;
+    for (const ByteView chunk : chunks) total += chunk.size();
+    if (total == 0) return true;
+    if (queued_bytes_ > 0 && queued_bytes_ + total > max_write_queue_) {
         notify_when_drained(max_write_queue_ / 2);
         return false;
     }
     size_t done = 0;
     if (queued_bytes_ == 0) {  // with writes queued, try_write would reorder (libuv refuses)
-        uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(data.data())),
-                                   static_cast<unsigned>(data.size()));
-        const int n = uv_try_write(stream(), &buf, 1);
+        // One writev for every chunk. The array is the thread's, reused: no allocation per write.
+        thread_local std::vector<uv_buf_t> bufs;
+        bufs.clear();
+        for (const ByteView chunk : chunks) {
+            // libuv's buffers are not const, but it only reads from them when writing.
+            bufs.push_back(
+                uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(chunk.data())),
+                            static_cast<unsigned>(chunk.size())));
+        }
+        const int n = uv_try_write(stream(), bufs.data(), static_cast<unsigned>(bufs.size()));
         if (n >= 0) {
             done = static_cast<size_t>(n);
         } else if (n != UV_EAGAIN) {
@@ -110,9 +125,17 @@ bool TcpConnection::write(ByteView data) {
             return false;
         }
     }
-    if (done == data.size()) return true;
+    if (done == total) return true;
 
-    auto* request = new WriteRequest{{}, this, Bytes(data.begin() + done, data.end())};
+    // The rest, copied into one request: the caller's buffers are only lent for this call.
+    Bytes rest;
+    rest.reserve(total - done);
+    for (const ByteView chunk : chunks) {
+        const size_t skip = std::min(done, chunk.size());
+        done -= skip;
+        rest.insert(rest.end(), chunk.begin() + static_cast<std::ptrdiff_t>(skip), chunk.end());
+    }
+    auto* request = new WriteRequest{{}, this, std::move(rest)};
     request->req.data = request;
     uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(request->data.data()),
                                static_cast<unsigned>(request->data.size()));

@@ -3,8 +3,9 @@
 //
 //   read      on_data(bytes) until on_eof (the peer's FIN); pause_reading()/resume_reading()
 //             stop and restart the socket reads, so a slow consumer pushes back on the sender
-//   write     copies into a bounded queue; write() returns false when the queue is full and
-//             on_drained fires once it has emptied to half, so the producer can go on
+//   write     copies into a bounded queue (several chunks: one writev); write() returns false
+//             when the queue is full and on_drained fires once it has emptied to half, so the
+//             producer can go on
 //   shutdown  our FIN after everything queued has been written (half-close)
 //   reset     an RST, which the peer sees as "connection reset by peer"
 //   close     now; anything still queued is dropped
@@ -21,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 
@@ -58,6 +60,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
     // when the queue is empty or data fits under max_write_queue; otherwise false, nothing is
     // queued, and on_drained follows. Also false after shutdown() or once closing.
     bool write(ByteView data);
+    // The same for several chunks, written with one writev (docs/architecture.md §12: one
+    // writev for many stream chunks) and accepted or refused as a whole.
+    bool write(std::span<const ByteView> chunks);
     size_t write_queue_bytes() const { return queued_bytes_; }
     void set_max_write_queue(size_t bytes) { max_write_queue_ = bytes; }
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -265,6 +266,35 @@ TEST_CASE("tcp: pause stops reading, the writer's queue fills, resume delivers e
         }
     }
     REQUIRE(loop.run_until([&] { return p.server.received.size() == total; }, 10s));
+    CHECK(matches_pattern(p.server.received));
+}
+
+TEST_CASE("tcp: chunks written together arrive in order, also when the kernel takes part") {
+    TestLoop loop;
+    TcpOptions options;
+    options.max_write_queue = 1024 * 1024;
+    Pair p(loop, options);
+    p.server.conn->pause_reading();  // so the kernel's buffers fill and writes stop midway
+
+    // Uneven chunks: where the kernel stops taking bytes falls inside one, and the rest of
+    // it and the chunks after it must be queued in order.
+    const std::array<size_t, 3> sizes = {5000, 70001, 12345};
+    size_t written = 0;
+    while (true) {
+        std::array<Bytes, 3> data;
+        std::array<ByteView, 3> chunks;
+        size_t offset = written;
+        for (size_t i = 0; i < sizes.size(); ++i) {
+            data[i] = pattern(offset, sizes[i]);
+            chunks[i] = data[i];
+            offset += sizes[i];
+        }
+        if (!p.client.conn->write(chunks)) break;
+        written = offset;
+    }
+    CHECK(p.client.conn->write_queue_bytes() > 0);  // the kernel took only part of them
+    p.server.conn->resume_reading();
+    REQUIRE(loop.run_until([&] { return p.server.received.size() == written; }, 10s));
     CHECK(matches_pattern(p.server.received));
 }
 
