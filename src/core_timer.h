@@ -4,9 +4,10 @@
 //   timer->kick();                                  // ...then drain and re-arm
 //
 // kick() drains poll_transmit into the send function, calls the flush hook, and arms one
-// uv_timer at next_deadline(). When the timer fires, the core's on_timer(now) runs, then the same drain and
-// re-arm. The session, the server core and the signalling client each get one CoreTimer; the
-// hooks say how to call them (core_hooks() builds them for any core with the usual methods).
+// uv_timer at next_deadline(). When the timer fires, the core's on_timer(now) runs, then the
+// same drain and re-arm. The session, the server core and the signalling client each get one
+// CoreTimer; the hooks say how to call them (core_hooks() builds them for any core with the
+// usual methods).
 //
 // Deadlines and libuv: libuv timers have millisecond resolution and count from the loop's
 // cached time, so a timer can fire up to a millisecond before the deadline. on_timer(now) is

@@ -347,7 +347,8 @@ bool UdpSocket::send_gso(Batch& batch) {
     const size_t segment = first.size;
     size_t count = 1;
     size_t bytes = segment;
-    while (segment > 0 && count < kMaxBatchDatagrams && batch.next + count < batch.datagrams.size()) {
+    while (segment > 0 && count < kMaxBatchDatagrams &&
+           batch.next + count < batch.datagrams.size()) {
         const Datagram& d = batch.datagrams[batch.next + count];
         const Datagram& previous = batch.datagrams[batch.next + count - 1];
         if (d.to != first.to || d.size == 0 || d.size > segment || previous.size != segment ||

@@ -1,10 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -292,7 +295,8 @@ TEST_CASE("udp: each mode carries mixed sizes to two destinations whole and in o
         (for_c ? to_c : to_b).push_back(std::move(d));
     }
     a->flush();
-    REQUIRE(loop.run_until([&] { return at_b.size() == to_b.size() && at_c.size() == to_c.size(); }));
+    REQUIRE(loop.run_until(
+        [&] { return at_b.size() == to_b.size() && at_c.size() == to_c.size(); }));
     for (size_t i = 0; i < to_b.size(); ++i) {
         REQUIRE(at_b[i].data == to_b[i]);
         CHECK(at_b[i].from == a->local_address());
@@ -398,6 +402,98 @@ TEST_CASE("udp: a socket whose GSO the kernel refuses resends the batch with sen
     CHECK(a->stats().mode_fallbacks == 1);
     CHECK(a->stats().send_failures == 0);
     CHECK(a->stats().datagrams_sent == sent.size());
+    a->close();
+    b->close();
+    loop.settle();
+}
+
+namespace {
+
+// This thread in a network namespace of its own whose loopback holds datagrams in a slow tbf
+// qdisc, charged to the socket that sent them, until open_gate(). On a plain loopback the
+// device frees a datagram's memory as it sends it, so a sender's buffer never fills there.
+// Needs CAP_SYS_ADMIN (unshare) and iproute2; ok() says whether it is in place.
+class SlowLoopback {
+  public:
+    SlowLoopback() : original_(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) {
+        if (::unshare(CLONE_NEWNET) != 0) {
+            why_ = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+            return;
+        }
+        entered_ = true;
+        // 8 kbit/s: about one datagram per second gets through; the rest waits in the qdisc.
+        if (std::system("ip link set lo up && tc qdisc add dev lo root tbf rate 8kbit "
+                        "burst 1600 limit 1000000") != 0) {
+            why_ = "ip link / tc qdisc failed";
+            return;
+        }
+        ok_ = true;
+    }
+    ~SlowLoopback() {
+        if (entered_) ::setns(original_, CLONE_NEWNET);
+        if (original_ >= 0) ::close(original_);
+    }
+    SlowLoopback(const SlowLoopback&) = delete;
+    SlowLoopback& operator=(const SlowLoopback&) = delete;
+
+    bool ok() const { return ok_; }
+    const std::string& why() const { return why_; }
+    // Removes the qdisc: what it held is dropped and its memory returns to the sockets.
+    bool open_gate() { return std::system("tc qdisc del dev lo root") == 0; }
+
+  private:
+    int original_;
+    bool entered_ = false;
+    bool ok_ = false;
+    std::string why_;
+};
+
+uint32_t index_of(const Bytes& d) {
+    uint32_t i = 0;
+    for (size_t k = 0; k < 4; ++k) i |= static_cast<uint32_t>(d[k]) << (8 * k);
+    return i;
+}
+
+}  // namespace
+
+TEST_CASE("udp: a full kernel buffer queues datagrams up to the bound, counts the rest, drains") {
+    SlowLoopback slow;  // first: the sockets and the loop live and die inside the namespace
+    if (!slow.ok()) {
+        WARN("SKIP: no private network namespace (" << slow.why() << ") " << std::string(40, '!'));
+        return;
+    }
+    TestLoop loop;
+    LoopClock clock;
+    std::vector<Received> inbox;
+    UdpOptions tight;
+    tight.socket_buffer_bytes = 4096;  // the kernel's least: room for a few datagrams
+    tight.max_send_queue_bytes = 10 * 1000;
+    auto a = bind_or_fail(loop, clock, loopback4(), nullptr, tight);
+    auto b = bind_or_fail(loop, clock, loopback4(), &inbox);
+
+    constexpr uint32_t kCount = 40;
+    for (uint32_t i = 0; i < kCount; ++i) {
+        REQUIRE(a->send(b->local_address(), numbered(i, 1000)));
+        a->flush();  // one call each: the kernel's buffer fills datagram by datagram
+    }
+    const uint64_t taken = a->stats().datagrams_sent;
+    INFO("the kernel took " << taken);
+    CHECK(taken < kCount / 2);
+    CHECK(a->send_queue_bytes() == tight.max_send_queue_bytes);  // ten wait
+    CHECK(a->stats().send_queue_full == kCount - taken - 10);
+    CHECK(a->stats().send_failures == 0);
+
+    REQUIRE(slow.open_gate());
+    REQUIRE(loop.run_until([&] { return a->send_queue_bytes() == 0; }));
+    CHECK(a->stats().datagrams_sent == taken + 10);
+    // The ten that waited arrive last and in order (the qdisc dropped most of what it held).
+    REQUIRE(loop.run_until(
+        [&] { return !inbox.empty() && index_of(inbox.back().data) == taken + 9; }));
+    REQUIRE(inbox.size() >= 10);
+    for (uint32_t k = 0; k < 10; ++k) {
+        const Received& r = inbox[inbox.size() - 10 + k];
+        CHECK(r.data == numbered(static_cast<uint32_t>(taken) + k, 1000));
+    }
     a->close();
     b->close();
     loop.settle();
