@@ -1,9 +1,10 @@
 // Connection: the reliable, multiplexed, congestion-controlled stream transport between two
 // agents. Sans-IO (docs/architecture.md §2): it is driven entirely from outside.
 //
-//   on_datagram(bytes, now)     a packet arrived
+//   on_datagram(bytes, now)     a packet arrived (a mutable view: opened in place)
 //   on_timer(now)               next_deadline() has passed
-//   poll_transmit(now)          a packet to send, until it returns nullopt
+//   write_transmit(now, buf)    a packet built into buf, until it returns 0
+//                               (poll_transmit(now): the same into a new vector)
 //   next_deadline()             when to call on_timer next (kNever if nothing is pending)
 //
 // and the application side (src/ maps each forwarded TCP connection onto a stream):
@@ -142,9 +143,22 @@ public:
 
     // --- network side ---------------------------------------------------------------------
     // True when the packet authenticated and was new (whatever its frames then did); false
-    // when it was dropped (counted in stats()).
+    // when it was dropped (counted in stats()). The mutable form decrypts in place (the
+    // datagram's bytes are scratch afterwards); the const form copies once into a buffer the
+    // connection keeps.
+    bool on_datagram(MutableByteView datagram, Time now);
     bool on_datagram(ByteView datagram, Time now);
+    // A vector, the way tests hold datagrams they may deliver again: the copying form (a
+    // non-const vector would otherwise convert to both views).
+    bool on_datagram(const Bytes& datagram, Time now) {
+        return on_datagram(ByteView(datagram), now);
+    }
     void on_timer(Time now);
+    // Builds the next packet into the front of `out` and returns its length, 0 when there is
+    // nothing to send now. Precondition: out.size() >= config.max_datagram_size (longer
+    // buffers are used only that far).
+    size_t write_transmit(Time now, MutableByteView out);
+    // write_transmit into a vector of its own.
     std::optional<Bytes> poll_transmit(Time now);
     Time next_deadline() const;
 
@@ -173,6 +187,8 @@ public:
     uint64_t congestion_window() const { return cc_->congestion_window(); }
     uint64_t bytes_in_flight() const { return loss_.bytes_in_flight(); }
     const char* congestion_name() const { return cc_->name(); }
+    // The buffer write_transmit needs.
+    size_t max_datagram_size() const { return config_.max_datagram_size; }
     size_t open_stream_count() const { return streams_.size(); }
     // Bytes held in stream buffers (send + receive); tests assert it stays within the windows.
     uint64_t buffered_bytes() const;
@@ -210,8 +226,9 @@ private:
     void mark_ready(Stream& s);
     void queue_control(Stream& s);
     bool has_pending_control() const;
-    std::optional<Bytes> build_packet(Time now, bool probe, bool include_ack,
-                                      bool ack_only = false);
+    size_t build_packet(Time now, MutableByteView out, bool probe, bool include_ack,
+                        bool ack_only = false);
+    size_t seal(uint64_t packet_number, MutableByteView out, size_t plaintext_len);
     void fill_control(PacketBuilder& b);
     void fill_stream_data(PacketBuilder& b);
 
@@ -256,6 +273,10 @@ private:
     Time last_ack_eliciting_sent_;
     Time close_deadline_ = kNever;
     ConnectionStats stats_;
+    // Reused on every packet, so the receive path allocates nothing in steady state: the
+    // decoded frames of the packet being handled, and the copy the const on_datagram opens.
+    std::vector<Frame> frames_;
+    Bytes receive_copy_;
 };
 
 }  // namespace burrow

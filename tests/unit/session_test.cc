@@ -460,7 +460,7 @@ TEST_CASE("a keypair that has just turned 180 s is refused before the timer remo
     p.run_until(expiry - 1ms, 100ms);
     const uint64_t expired = p.b.stats().drop_key_expired;
     p.now = expiry;              // deliver exactly at expiry, before any on_timer at that time
-    p.b.on_datagram({}, p.now);  // (time alone changes the state: let that happen first)
+    p.b.on_datagram(ByteView{}, p.now);  // (time alone changes the state: let that happen first)
     expect_refused(p.b, *late, p.now);
     CHECK(p.b.stats().drop_key_expired == expired + 1);
 }
