@@ -564,6 +564,7 @@ void Connection::on_ack_frame(const AckFrame& ack, Time now) {
                                lost.largest_sent, outcome.persistent_congestion});
     }
     pacer_.set_rate(cc_->pacing_rate());
+    if (outcome.rtt_sampled) acks_.on_rtt(rtt_.smoothed());
 }
 
 void Connection::on_frame_acked(const SentFrame& frame) {
