@@ -26,11 +26,11 @@ StreamId make_stream_id(uint64_t seq, Role opener) {
 }  // namespace
 
 struct Connection::Stream {
-    Stream(StreamId id_, bool local_, const ConnectionConfig& cfg)
+    Stream(StreamId id_, bool local_, const ConnectionConfig& cfg, BlockPool& pool)
         : id(id_),
           local(local_),
-          send(cfg.stream_send_buffer),
-          recv(kInitialStreamWindow, cfg.stream_receive_window),
+          send(cfg.stream_send_buffer, &pool),
+          recv(kInitialStreamWindow, cfg.stream_receive_window, &pool),
           send_credit(kInitialStreamWindow) {}
 
     StreamId id;
@@ -157,7 +157,7 @@ Connection::Stream* Connection::get_or_create_peer_stream(StreamId id, bool& vio
         return nullptr;
     }
     peer_seen_.add(seq, seq + 1);
-    auto stream = std::make_unique<Stream>(id, false, config_);
+    auto stream = std::make_unique<Stream>(id, false, config_, block_pool_);
     Stream* s = stream.get();
     streams_.emplace(id, std::move(stream));
     if (auto m = s->recv.take_max_stream_data_update()) {
@@ -175,7 +175,7 @@ std::optional<StreamId> Connection::open_stream(std::string_view service) {
     if (state_ != State::kOpen || service.size() > kMaxServiceNameLen) return std::nullopt;
     if (next_local_seq_ >= peer_max_streams_) return std::nullopt;
     const StreamId id = make_stream_id(next_local_seq_++, role_);
-    auto stream = std::make_unique<Stream>(id, true, config_);
+    auto stream = std::make_unique<Stream>(id, true, config_, block_pool_);
     Stream& s = *stream;
     streams_.emplace(id, std::move(stream));
     s.service = std::string(service);
@@ -540,7 +540,7 @@ void Connection::on_reset_frame(const ResetStreamFrame& f, bool& violation) {
 
 void Connection::on_ack_frame(const AckFrame& ack, Time now) {
     const uint64_t prior_in_flight = loss_.bytes_in_flight();
-    auto outcome = loss_.on_ack(ack, now, rtt_, AckTracker::kMaxAckDelay);
+    const auto& outcome = loss_.on_ack(ack, now, rtt_, AckTracker::kMaxAckDelay);
     uint64_t acked_bytes = 0;
     for (const SentPacket& p : outcome.acked) {
         rate_.on_packet_acked(p, now);
@@ -599,7 +599,7 @@ void Connection::on_frame_acked(const SentFrame& frame) {
         frame);
 }
 
-void Connection::on_packets_lost(std::vector<SentPacket>& lost) {
+void Connection::on_packets_lost(const std::vector<SentPacket>& lost) {
     stats_.packets_lost += lost.size();
     for (const SentPacket& p : lost) {
         if (!p.frames.empty()) ++stats_.packets_retransmitted_frames;
@@ -656,7 +656,7 @@ void Connection::on_timer(Time now) {
         return;
     }
     if (now >= loss_.deadline(rtt_, AckTracker::kMaxAckDelay)) {
-        auto outcome = loss_.on_timeout(now, rtt_, AckTracker::kMaxAckDelay);
+        const auto& outcome = loss_.on_timeout(now, rtt_, AckTracker::kMaxAckDelay);
         if (!outcome.lost.empty()) {
             const LossTally lost = tally(outcome.lost);
             const uint64_t prior = loss_.bytes_in_flight() + lost.bytes;

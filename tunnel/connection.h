@@ -46,6 +46,7 @@
 #include "tunnel/range_set.h"
 #include "tunnel/recv_stream.h"
 #include "tunnel/replay_window.h"
+#include "tunnel/ring_queue.h"
 #include "tunnel/rtt_estimator.h"
 #include "tunnel/send_stream.h"
 #include "tunnel/stream_scheduler.h"
@@ -210,7 +211,7 @@ private:
     void on_reset_frame(const ResetStreamFrame& f, bool& violation);
     void give_back_session_credit(uint64_t n);
     void on_ack_frame(const AckFrame& ack, Time now);
-    void on_packets_lost(std::vector<SentPacket>& lost);
+    void on_packets_lost(const std::vector<SentPacket>& lost);
     void requeue(const SentFrame& f);
     void on_frame_acked(const SentFrame& f);
     void maybe_retire(StreamId id);
@@ -246,6 +247,7 @@ private:
     DeliveryRateEstimator rate_;
     Pacer pacer_;
 
+    BlockPool block_pool_;  // declared before streams_, whose buffers point at it
     std::map<StreamId, std::unique_ptr<Stream>> streams_;
     StreamScheduler scheduler_;
     uint64_t next_local_seq_ = 0;
@@ -258,8 +260,8 @@ private:
     SendCredit session_send_;
     bool send_max_data_ = false;
 
-    std::deque<ConnectionEvent> events_;
-    std::deque<StreamId> control_queue_;  // streams with pending control frames
+    RingQueue<ConnectionEvent> events_;
+    RingQueue<StreamId> control_queue_;  // streams with pending control frames
     std::optional<CloseFrame> close_to_send_;
     bool close_sent_ = false;
     bool close_resend_ = false;  // the peer spoke after our CLOSE: say it again
