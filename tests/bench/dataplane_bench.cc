@@ -39,13 +39,14 @@ constexpr uint64_t kMicrosPerSecond = 1'000'000;
 constexpr size_t kAppChunk = 64 * 1024;
 // The first bytes are excluded from the allocation count: buffers, maps and the congestion
 // window grow to their steady size there.
-constexpr uint64_t kWarmupBytes = 4 * 1024 * 1024;
+constexpr uint64_t kWarmupBytes = 16 * 1024 * 1024;
 constexpr int64_t kWallClock = 1'700'000'000'000'000;  // microseconds since the Unix epoch
 constexpr uint64_t kSeed = 1;
 
 struct Datagram {
     Time at;
-    Bytes data;
+    Bytes buffer;  // a full datagram's room, kept across uses of the slot
+    size_t size = 0;
 };
 
 // Datagrams in flight, in arrival order (one delay for all). A ring whose slots keep their
@@ -147,10 +148,15 @@ class Run {
     }
 
   private:
+    // Each datagram is built in place in its flight slot (Session::write_transmit).
     void drain(Session& s, Flight& flight) {
-        while (auto d = s.poll_transmit(now_)) {
-            const Time at = flight.arrival(now_, d->size());
-            flight.back_slot() = Datagram{at, std::move(*d)};
+        const size_t room = s.connection().max_datagram_size();
+        for (;;) {
+            Datagram& slot = flight.back_slot();
+            if (slot.buffer.size() < room) slot.buffer.resize(room);
+            slot.size = s.write_transmit(now_, slot.buffer);
+            if (slot.size == 0) return;
+            slot.at = flight.arrival(now_, slot.size);
             flight.push();
         }
     }
@@ -160,13 +166,17 @@ class Run {
     void deliver() {
         for (auto [flight, to] : {std::pair{&to_b_, &b_}, std::pair{&to_a_, &a_}}) {
             if (flight->empty() || flight->front().at > now_) continue;
-            to->on_datagram(flight->front().data, now_);
+            Datagram& d = flight->front();
+            to->on_datagram(MutableByteView(d.buffer).first(d.size), now_);  // opened in place
             flight->pop();
         }
     }
 
     uint64_t read_all() {
         uint64_t n = 0;
+        // A's events (StreamWritable) are only drained, as an application would.
+        while (a_.connection().poll_event()) {
+        }
         Connection& c = b_.connection();
         while (auto e = c.poll_event()) {
             if (const auto* opened = std::get_if<StreamOpened>(&*e)) incoming_ = opened->id;
