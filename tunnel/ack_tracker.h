@@ -46,9 +46,9 @@ class AckTracker {
     static constexpr uint64_t kBulkAckElicitingThreshold = 10;
     // Ack-eliciting packets acknowledged every second one first: while the sender is in
     // STARTUP, its window grows on every ACK and its RTT estimate is young. quicly and
-    // Chrome switch after 100 packets; here that made STARTUP's overshoot on a 20 Mbit/s,
-    // 40 ms path (tests/sim/transfer_test.cc, interactive requests) cost the interactive
-    // stream's p99 150 ms instead of 83 ms, as STARTUP there runs to about 300 packets.
+    // Chrome switch after 100 packets; here, on the 20 Mbit/s, 40 ms path of
+    // tests/sim/transfer_test.cc (interactive requests), that raised the interactive p99
+    // from 83 to 150 ms, the requests sent during STARTUP's loss episode waiting longest.
     // 400 keeps 83 ms; later packets, the bulk of any long transfer, are decimated.
     static constexpr uint64_t kEarlyPackets = 400;
     // The delayed-ACK timer is at most this share of the RTT, so that with ten packets per
