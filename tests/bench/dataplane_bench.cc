@@ -5,6 +5,7 @@
 // packet, so a change to the packet path shows in numbers rather than in a profile.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -91,7 +92,8 @@ class Flight {
 };
 
 struct Result {
-    double seconds = 0;
+    double seconds = 0;      // wall clock
+    double cpu_seconds = 0;  // this process's CPU time: what a shared machine cannot skew
     uint64_t data_packets = 0;  // sent by A after warm-up
     uint64_t ack_packets = 0;   // sent by B after warm-up
     int64_t allocations = 0;    // after warm-up
@@ -121,6 +123,7 @@ class Run {
         uint64_t sent_a_at_start = 0, sent_b_at_start = 0;
         int64_t allocations_at_start = 0;
         const auto start = std::chrono::steady_clock::now();
+        const std::clock_t cpu_start = std::clock();
         while (received < total) {
             while (written < total) {
                 const size_t want = static_cast<size_t>(std::min<uint64_t>(kAppChunk, total - written));
@@ -141,6 +144,7 @@ class Run {
             if (!advance()) return std::nullopt;
         }
         r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        r.cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
         r.allocations = test::total_allocations.load() - allocations_at_start;
         r.data_packets = a_.connection().stats().packets_sent - sent_a_at_start;
         r.ack_packets = b_.connection().stats().packets_sent - sent_b_at_start;
@@ -223,7 +227,10 @@ int run_dataplane(uint64_t megabytes) {
     std::printf("dataplane: %llu MB one way between two Sessions in memory (both sides on one "
                 "core)\n\n",
                 static_cast<unsigned long long>(megabytes));
-    std::printf("%-28s %12.0f\n", "throughput MB/s", static_cast<double>(megabytes) / r->seconds);
+    std::printf("%-28s %12.0f\n", "throughput MB/s (wall)",
+                static_cast<double>(megabytes) / r->seconds);
+    std::printf("%-28s %12.0f\n", "MB per CPU second",
+                static_cast<double>(megabytes) / r->cpu_seconds);
     std::printf("%-28s %12llu\n", "data packets (after warm-up)",
                 static_cast<unsigned long long>(r->data_packets));
     std::printf("%-28s %12llu\n", "ack packets (after warm-up)",
