@@ -229,22 +229,38 @@ size_t Connection::read(StreamId id, MutableByteView out) {
     Stream* s = find(id);
     if (!s || s->reset_local) return 0;
     const size_t n = s->recv.read(out);
+    after_read(*s, n);
+    return n;
+}
+
+ByteView Connection::peek(StreamId id) const {
+    const Stream* s = find(id);
+    return s && !s->reset_local ? s->recv.peek() : ByteView{};
+}
+
+void Connection::consume(StreamId id, size_t n) {
+    Stream* s = find(id);
+    if (!s || s->reset_local) return;
+    s->recv.consume(n);
+    after_read(*s, n);
+}
+
+void Connection::after_read(Stream& s, size_t n) {
     if (n > 0) {
         give_back_session_credit(n);
-        if (!s->recv.fin_received()) {
-            if (auto m = s->recv.take_max_stream_data_update()) {
-                s->advertised_max = *m;
-                s->max_stream_data_pending = true;
-                queue_control(*s);
+        if (!s.recv.fin_received()) {
+            if (auto m = s.recv.take_max_stream_data_update()) {
+                s.advertised_max = *m;
+                s.max_stream_data_pending = true;
+                queue_control(s);
             }
         }
     }
-    if (s->recv.finished() && !s->finish_reported) {
-        s->finish_reported = true;
-        events_.push_back(StreamFinished{id});
-        maybe_retire(id);
+    if (s.recv.finished() && !s.finish_reported) {
+        s.finish_reported = true;
+        events_.push_back(StreamFinished{s.id});
+        maybe_retire(s.id);  // may destroy s: last
     }
-    return n;
 }
 
 size_t Connection::readable(StreamId id) const {

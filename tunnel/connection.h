@@ -170,6 +170,12 @@ public:
     size_t writable(StreamId id) const;
     void shutdown_write(StreamId id);
     size_t read(StreamId id, MutableByteView out);
+    // The stream's next in-order bytes where they lie in its buffer (no copy; up to a block's
+    // end), for a reader that can take them from there (a socket write); empty when none.
+    // Valid until the next non-const call. consume(id, n) then marks n of them read, with
+    // read()'s effects: credit goes back to the peer, StreamFinished after the last byte.
+    ByteView peek(StreamId id) const;
+    void consume(StreamId id, size_t n);
     size_t readable(StreamId id) const;
     void reset_stream(StreamId id, ResetReason reason);
     std::optional<ConnectionEvent> poll_event();
@@ -210,6 +216,8 @@ private:
     void on_stream_frame(const StreamFrame& f, bool& violation);
     void on_reset_frame(const ResetStreamFrame& f, bool& violation);
     void give_back_session_credit(uint64_t n);
+    // What reading n bytes of s means beyond the stream: credit, and the FIN's event.
+    void after_read(Stream& s, size_t n);
     void on_ack_frame(const AckFrame& ack, Time now);
     void on_packets_lost(const std::vector<SentPacket>& lost);
     void requeue(const SentFrame& f);

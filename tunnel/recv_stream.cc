@@ -1,6 +1,7 @@
 #include "tunnel/recv_stream.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace burrow {
 
@@ -87,6 +88,19 @@ size_t RecvStream::read(MutableByteView out) {
     const size_t n = std::min(out.size(), readable());
     if (n == 0) return 0;
     buffer_.copy_out(read_offset_, out.first(n));
+    consume(n);
+    return n;
+}
+
+ByteView RecvStream::peek() const {
+    const size_t n = readable();
+    if (n == 0) return {};
+    return buffer_.view(read_offset_, n);
+}
+
+void RecvStream::consume(size_t n) {
+    assert(n <= readable());
+    if (n == 0) return;
     read_offset_ += n;
     buffered_ -= n;
     flow_.on_consumed(n);
@@ -95,7 +109,6 @@ size_t RecvStream::read(MutableByteView out) {
     } else {
         buffer_.release_below(read_offset_);
     }
-    return n;
 }
 
 std::optional<uint64_t> RecvStream::take_max_stream_data_update() {

@@ -41,8 +41,14 @@ class RecvStream {
     // consumed at the session level, or that session credit is never returned.
     Result on_reset(uint64_t final_size, uint64_t& newly_received);
 
-    // In-order bytes only.
+    // In-order bytes only, copied into out.
     size_t read(MutableByteView out);
+    // The next in-order bytes where they lie, without a copy: as many as are contiguous in
+    // memory (up to a block's end), empty when none are readable. Valid until the next
+    // non-const call.
+    ByteView peek() const;
+    // Marks the first n readable bytes read (n <= readable()), as read() does after copying.
+    void consume(size_t n);
     // Contiguous bytes ready to read.
     size_t readable() const;
     // The peer's FIN arrived in a STREAM frame (its final size is known).
