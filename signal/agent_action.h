@@ -105,6 +105,14 @@ using AgentAction =
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
                  Log, Exit>;
 
+// A datagram AgentCore::write_transmit built into the caller's buffer (its first `size`
+// bytes), to send on the main socket or a link's own socket, to `to`.
+struct UdpWrite {
+    SocketAddress to;
+    RouteId route = kRouteMain;
+    size_t size = 0;
+};
+
 // A datagram to send: on the main socket or a link's own socket, to `to`.
 struct UdpTransmit {
     RouteId route = kRouteMain;

@@ -1,7 +1,10 @@
 #include "signal/agent_core.h"
 
 #include <algorithm>
+#include <cassert>
 #include <utility>
+
+#include "signal/udp_messages.h"
 
 namespace burrow {
 namespace {
@@ -303,6 +306,12 @@ void AgentCore::on_client_event(const UdpBlocked& e, Time) {
 // --- UDP -----------------------------------------------------------------------------------------
 
 void AgentCore::on_udp(RouteId route, const SocketAddress& from, ByteView datagram, Time now) {
+    receive_copy_.assign(datagram.begin(), datagram.end());
+    on_udp(route, from, MutableByteView(receive_copy_), now);
+}
+
+void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView datagram,
+                       Time now) {
     if (route == kRouteMain && server_address_ && from.ip == server_address_->ip &&
         from.v6 == server_address_->v6) {
         for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
@@ -380,10 +389,27 @@ std::optional<AgentAction> AgentCore::poll_action() {
 }
 
 std::optional<UdpTransmit> AgentCore::poll_transmit(Time now) {
+    Bytes out(kMaxUdpDatagram);
+    const auto w = write_transmit(now, out);
+    if (!w) return std::nullopt;
+    out.resize(w->size);
+    return UdpTransmit{w->route, w->to, std::move(out)};
+}
+
+std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out) {
+    assert(out.size() >= kMaxUdpDatagram);
+    // Control-side datagrams (CLOSEs of stopped links, Bind, STUN, relayed packets) are few:
+    // built apart, then copied into the caller's buffer.
+    const auto place = [&](const Bytes& bytes) {
+        assert(bytes.size() <= out.size());
+        std::copy(bytes.begin(), bytes.end(), out.begin());
+        return bytes.size();
+    };
     if (!final_transmits_.empty()) {
-        UdpTransmit t = std::move(final_transmits_.front());
+        const UdpTransmit& t = final_transmits_.front();
+        const UdpWrite w{t.to, t.route, place(t.data)};
         final_transmits_.pop_front();
-        return t;
+        return w;
     }
     while (true) {
         while (auto datagram = client_.poll_udp()) {
@@ -391,16 +417,16 @@ std::optional<UdpTransmit> AgentCore::poll_transmit(Time now) {
             if (!server_address_ || !port) continue;
             SocketAddress to = *server_address_;
             to.port = *port;
-            return UdpTransmit{kRouteMain, to, std::move(datagram->bytes)};
+            return UdpWrite{to, kRouteMain, place(datagram->bytes)};
         }
         bool relayed = false;
         for (auto& [name, peer] : peers_) {
             if (peer.dead) continue;
-            auto t = peer.link->poll_transmit(now);
-            if (!t) continue;
-            if (t->route != kRouteRelay) return UdpTransmit{t->route, t->to, std::move(t->data)};
+            const auto w = peer.link->write_transmit(now, out);
+            if (!w) continue;
+            if (w->route != kRouteRelay) return UdpWrite{w->to, w->route, w->size};
             // Through the server: the client wraps it for UDP or the TLS connection.
-            client_.send_relay(peer.relay_id, t->data, now);
+            client_.send_relay(peer.relay_id, ByteView(out).first(w->size), now);
             relayed = true;
             break;
         }

@@ -110,7 +110,15 @@ class AgentCore {
     void on_control_closed(std::string_view reason, Time now);
 
     // --- UDP ---
+    // The mutable form lets a link open a data packet in place (the datagram's bytes are
+    // scratch afterwards); the const form copies it once.
+    void on_udp(RouteId route, const SocketAddress& from, MutableByteView datagram, Time now);
     void on_udp(RouteId route, const SocketAddress& from, ByteView datagram, Time now);
+    // A vector, the way tests hold datagrams they may deliver again: the copying form (a
+    // non-const vector would otherwise convert to both views).
+    void on_udp(RouteId route, const SocketAddress& from, const Bytes& datagram, Time now) {
+        on_udp(route, from, ByteView(datagram), now);
+    }
     void on_udp_socket_failed(RouteId route, std::string_view error);
 
     // --- forwards and TCP ---
@@ -138,6 +146,11 @@ class AgentCore {
     void on_timer(Time now);
     Time next_deadline() const;
     std::optional<AgentAction> poll_action();
+    // The next datagram, built into the front of `out`; nullopt when there is nothing to
+    // send now. Precondition: out.size() >= kMaxUdpDatagram (signal/udp_messages.h), the
+    // largest datagram the agent sends.
+    std::optional<UdpWrite> write_transmit(Time now, MutableByteView out);
+    // write_transmit into a vector of its own.
     std::optional<UdpTransmit> poll_transmit(Time now);
 
     AgentStatus status(Time now) const;
@@ -257,6 +270,7 @@ class AgentCore {
     std::map<PeerService, std::deque<Waiter>> waiting_;
     std::deque<AgentAction> actions_;
     std::deque<UdpTransmit> final_transmits_;  // CLOSE packets of links ended by stop()
+    Bytes receive_copy_;  // what the const on_udp hands a link to open in place, reused
     AgentDrops drops_;
     LogThrottle repeated_{kRepeatedLogInterval};
     bool stopping_ = false;

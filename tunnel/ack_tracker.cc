@@ -1,5 +1,7 @@
 #include "tunnel/ack_tracker.h"
 
+#include <algorithm>
+
 namespace burrow {
 
 void AckTracker::on_packet_received(uint64_t pn, bool ack_eliciting, Time now) {
@@ -13,6 +15,7 @@ void AckTracker::on_packet_received(uint64_t pn, bool ack_eliciting, Time now) {
         if (reordered || after_gap) immediate_ = true;
         if (unacked_eliciting_ == 0) first_unacked_time_ = now;
         ++unacked_eliciting_;
+        if (eliciting_received_ <= kEarlyPackets) ++eliciting_received_;
         if (!largest_ack_eliciting_ || pn > *largest_ack_eliciting_) largest_ack_eliciting_ = pn;
     }
     if (!largest_ || pn > *largest_) {
@@ -30,13 +33,24 @@ void AckTracker::cap_ranges() {
     }
 }
 
+void AckTracker::on_rtt(Duration smoothed) {
+    ack_delay_ = std::min(kMaxAckDelay, smoothed / kAckDelayRttDivisor);
+}
+
 bool AckTracker::ack_now() const {
-    return unacked_eliciting_ >= kAckElicitingThreshold || (immediate_ && unacked_eliciting_ > 0);
+    // Ranges with a hole between them (until the ACKs reporting it are acknowledged and the
+    // ranges pruned) mean the sender is recovering a loss: its window opens only as ACKs
+    // come, so it hears every second packet again, as at the start.
+    const bool recovering = received_.interval_count() > 1;
+    const uint64_t threshold = eliciting_received_ <= kEarlyPackets || recovering
+                                   ? kAckElicitingThreshold
+                                   : kBulkAckElicitingThreshold;
+    return unacked_eliciting_ >= threshold || (immediate_ && unacked_eliciting_ > 0);
 }
 
 Time AckTracker::ack_deadline() const {
     if (unacked_eliciting_ == 0) return kNever;
-    return first_unacked_time_ + kMaxAckDelay;
+    return first_unacked_time_ + ack_delay_;
 }
 
 AckFrame AckTracker::build(Time now) const {

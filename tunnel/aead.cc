@@ -54,6 +54,38 @@ std::optional<Bytes> Aead::open(uint64_t counter, ByteView ad, ByteView cipherte
     return open_with_nonce(aead_nonce(suite_, counter), ad, ciphertext);
 }
 
+void Aead::seal_in_place(uint64_t counter, ByteView ad, MutableByteView buffer) const {
+    const AeadNonce nonce = aead_nonce(suite_, counter);
+    const size_t plaintext_len = buffer.size() - kAeadTagSize;
+    unsigned long long written = 0;
+    if (suite_ == CipherSuite::kAes256Gcm) {
+        crypto_aead_aes256gcm_encrypt_afternm(buffer.data(), &written, buffer.data(),
+                                              plaintext_len, ad.data(), ad.size(), nullptr,
+                                              nonce.data(), &aes_);
+    } else {
+        crypto_aead_chacha20poly1305_ietf_encrypt(buffer.data(), &written, buffer.data(),
+                                                  plaintext_len, ad.data(), ad.size(), nullptr,
+                                                  nonce.data(), key_.data());
+    }
+}
+
+bool Aead::open_in_place(uint64_t counter, ByteView ad, MutableByteView buffer) const {
+    if (buffer.size() < kAeadTagSize) return false;
+    const AeadNonce nonce = aead_nonce(suite_, counter);
+    unsigned long long written = 0;
+    int rc;
+    if (suite_ == CipherSuite::kAes256Gcm) {
+        rc = crypto_aead_aes256gcm_decrypt_afternm(buffer.data(), &written, nullptr, buffer.data(),
+                                                   buffer.size(), ad.data(), ad.size(),
+                                                   nonce.data(), &aes_);
+    } else {
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt(buffer.data(), &written, nullptr,
+                                                       buffer.data(), buffer.size(), ad.data(),
+                                                       ad.size(), nonce.data(), key_.data());
+    }
+    return rc == 0;
+}
+
 void Aead::seal_with_nonce(const AeadNonce& nonce, ByteView ad, ByteView plaintext,
                            Bytes& out) const {
     const size_t start = out.size();

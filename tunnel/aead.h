@@ -55,6 +55,14 @@ public:
     // The plaintext, or nullopt when the tag does not verify (or the input is shorter than one).
     std::optional<Bytes> open(uint64_t counter, ByteView ad, ByteView ciphertext) const;
 
+    // In place, for the data path (libsodium lets ciphertext and plaintext overlap exactly):
+    // buffer holds the plaintext followed by kAeadTagSize bytes of room; afterwards it holds
+    // the ciphertext and the tag. Precondition: buffer.size() >= kAeadTagSize.
+    void seal_in_place(uint64_t counter, ByteView ad, MutableByteView buffer) const;
+    // buffer holds ciphertext + tag; on success its first size() - kAeadTagSize bytes are the
+    // plaintext. False when the tag does not verify; the buffer's bytes are then unspecified.
+    bool open_in_place(uint64_t counter, ByteView ad, MutableByteView buffer) const;
+
     // The same with a caller-built nonce: for published test vectors whose nonces do not
     // have the shape above. Protocol code uses the counter forms.
     void seal_with_nonce(const AeadNonce& nonce, ByteView ad, ByteView plaintext, Bytes& out) const;

@@ -80,7 +80,10 @@ void Bbr::on_ack(const AckEvent& ev) {
     update_round(ev);
     if (ev.rate.rtt > Duration::zero()) {
         round_min_rtt_ = std::min(round_min_rtt_, ev.rate.rtt);
-        ++round_rtt_samples_;
+        // Counted per packet the ACK covers, not per ACK: a receiver that acknowledges every
+        // tenth packet (AckTracker) would otherwise leave rounds of up to 80 packets below
+        // HyStart's N_RTT_SAMPLE, and STARTUP would run on until it overflowed the queue.
+        round_rtt_samples_ += std::max<uint64_t>(1, ev.rate.newly_acked / max_datagram_size_);
     }
     check_startup_delay();
     update_bandwidth(ev.rate);

@@ -26,11 +26,11 @@ StreamId make_stream_id(uint64_t seq, Role opener) {
 }  // namespace
 
 struct Connection::Stream {
-    Stream(StreamId id_, bool local_, const ConnectionConfig& cfg)
+    Stream(StreamId id_, bool local_, const ConnectionConfig& cfg, BlockPool& pool)
         : id(id_),
           local(local_),
-          send(cfg.stream_send_buffer),
-          recv(kInitialStreamWindow, cfg.stream_receive_window),
+          send(cfg.stream_send_buffer, &pool),
+          recv(kInitialStreamWindow, cfg.stream_receive_window, &pool),
           send_credit(kInitialStreamWindow) {}
 
     StreamId id;
@@ -157,7 +157,7 @@ Connection::Stream* Connection::get_or_create_peer_stream(StreamId id, bool& vio
         return nullptr;
     }
     peer_seen_.add(seq, seq + 1);
-    auto stream = std::make_unique<Stream>(id, false, config_);
+    auto stream = std::make_unique<Stream>(id, false, config_, block_pool_);
     Stream* s = stream.get();
     streams_.emplace(id, std::move(stream));
     if (auto m = s->recv.take_max_stream_data_update()) {
@@ -175,7 +175,7 @@ std::optional<StreamId> Connection::open_stream(std::string_view service) {
     if (state_ != State::kOpen || service.size() > kMaxServiceNameLen) return std::nullopt;
     if (next_local_seq_ >= peer_max_streams_) return std::nullopt;
     const StreamId id = make_stream_id(next_local_seq_++, role_);
-    auto stream = std::make_unique<Stream>(id, true, config_);
+    auto stream = std::make_unique<Stream>(id, true, config_, block_pool_);
     Stream& s = *stream;
     streams_.emplace(id, std::move(stream));
     s.service = std::string(service);
@@ -229,22 +229,38 @@ size_t Connection::read(StreamId id, MutableByteView out) {
     Stream* s = find(id);
     if (!s || s->reset_local) return 0;
     const size_t n = s->recv.read(out);
+    after_read(*s, n);
+    return n;
+}
+
+ByteView Connection::peek(StreamId id) const {
+    const Stream* s = find(id);
+    return s && !s->reset_local ? s->recv.peek() : ByteView{};
+}
+
+void Connection::consume(StreamId id, size_t n) {
+    Stream* s = find(id);
+    if (!s || s->reset_local) return;
+    s->recv.consume(n);
+    after_read(*s, n);
+}
+
+void Connection::after_read(Stream& s, size_t n) {
     if (n > 0) {
         give_back_session_credit(n);
-        if (!s->recv.fin_received()) {
-            if (auto m = s->recv.take_max_stream_data_update()) {
-                s->advertised_max = *m;
-                s->max_stream_data_pending = true;
-                queue_control(*s);
+        if (!s.recv.fin_received()) {
+            if (auto m = s.recv.take_max_stream_data_update()) {
+                s.advertised_max = *m;
+                s.max_stream_data_pending = true;
+                queue_control(s);
             }
         }
     }
-    if (s->recv.finished() && !s->finish_reported) {
-        s->finish_reported = true;
-        events_.push_back(StreamFinished{id});
-        maybe_retire(id);
+    if (s.recv.finished() && !s.finish_reported) {
+        s.finish_reported = true;
+        events_.push_back(StreamFinished{s.id});
+        maybe_retire(s.id);  // may destroy s: last
     }
-    return n;
 }
 
 size_t Connection::readable(StreamId id) const {
@@ -337,6 +353,11 @@ void Connection::retire(StreamId id) {
 // --- network side: receive -----------------------------------------------------------------
 
 bool Connection::on_datagram(ByteView datagram, Time now) {
+    receive_copy_.assign(datagram.begin(), datagram.end());
+    return on_datagram(MutableByteView(receive_copy_), now);
+}
+
+bool Connection::on_datagram(MutableByteView datagram, Time now) {
     if (state_ == State::kClosed) {
         ++stats_.drop_after_close;
         return false;
@@ -359,13 +380,12 @@ bool Connection::on_datagram(ByteView datagram, Time now) {
             ++stats_.drop_too_old;
             return false;
     }
-    const auto plaintext = protection_.open(*pn, datagram);
+    const auto plaintext = protection_.open_in_place(*pn, datagram);
     if (!plaintext) {
         ++stats_.drop_malformed;
         return false;
     }
-    const auto frames = decode_frames(*plaintext);
-    if (!frames || frames->empty()) {
+    if (!decode_frames(*plaintext, frames_) || frames_.empty()) {
         ++stats_.drop_malformed;
         return false;
     }
@@ -376,7 +396,7 @@ bool Connection::on_datagram(ByteView datagram, Time now) {
 
     if (state_ == State::kClosing) {
         // Answer anything but a CLOSE with our CLOSE again (RFC 9000 §10.2.1).
-        for (const Frame& f : *frames) {
+        for (const Frame& f : frames_) {
             if (std::holds_alternative<CloseFrame>(f)) {
                 enter_closed(ConnectionError::kNone, "", true);
                 return true;
@@ -388,7 +408,7 @@ bool Connection::on_datagram(ByteView datagram, Time now) {
 
     bool eliciting = false;
     bool violation = false;
-    for (const Frame& f : *frames) {
+    for (const Frame& f : frames_) {
         eliciting = eliciting || is_ack_eliciting(f);
         handle_frame(f, now, violation);
         if (violation || state_ != State::kOpen) break;
@@ -536,7 +556,7 @@ void Connection::on_reset_frame(const ResetStreamFrame& f, bool& violation) {
 
 void Connection::on_ack_frame(const AckFrame& ack, Time now) {
     const uint64_t prior_in_flight = loss_.bytes_in_flight();
-    auto outcome = loss_.on_ack(ack, now, rtt_, AckTracker::kMaxAckDelay);
+    const auto& outcome = loss_.on_ack(ack, now, rtt_, AckTracker::kMaxAckDelay);
     uint64_t acked_bytes = 0;
     for (const SentPacket& p : outcome.acked) {
         rate_.on_packet_acked(p, now);
@@ -560,6 +580,7 @@ void Connection::on_ack_frame(const AckFrame& ack, Time now) {
                                lost.largest_sent, outcome.persistent_congestion});
     }
     pacer_.set_rate(cc_->pacing_rate());
+    if (outcome.rtt_sampled) acks_.on_rtt(rtt_.smoothed());
 }
 
 void Connection::on_frame_acked(const SentFrame& frame) {
@@ -594,7 +615,7 @@ void Connection::on_frame_acked(const SentFrame& frame) {
         frame);
 }
 
-void Connection::on_packets_lost(std::vector<SentPacket>& lost) {
+void Connection::on_packets_lost(const std::vector<SentPacket>& lost) {
     stats_.packets_lost += lost.size();
     for (const SentPacket& p : lost) {
         if (!p.frames.empty()) ++stats_.packets_retransmitted_frames;
@@ -651,7 +672,7 @@ void Connection::on_timer(Time now) {
         return;
     }
     if (now >= loss_.deadline(rtt_, AckTracker::kMaxAckDelay)) {
-        auto outcome = loss_.on_timeout(now, rtt_, AckTracker::kMaxAckDelay);
+        const auto& outcome = loss_.on_timeout(now, rtt_, AckTracker::kMaxAckDelay);
         if (!outcome.lost.empty()) {
             const LossTally lost = tally(outcome.lost);
             const uint64_t prior = loss_.bytes_in_flight() + lost.bytes;
@@ -687,18 +708,24 @@ Time Connection::next_deadline() const {
 // --- network side: transmit ----------------------------------------------------------------
 
 std::optional<Bytes> Connection::poll_transmit(Time now) {
-    if (state_ == State::kClosed) return std::nullopt;
+    Bytes out(config_.max_datagram_size);
+    const size_t n = write_transmit(now, out);
+    if (n == 0) return std::nullopt;
+    out.resize(n);
+    return out;
+}
+
+size_t Connection::write_transmit(Time now, MutableByteView out) {
+    assert(out.size() >= config_.max_datagram_size);
+    out = out.first(config_.max_datagram_size);
+    if (state_ == State::kClosed) return 0;
     if (state_ == State::kClosing) {
-        if (!close_to_send_ || (!close_resend_ && close_sent_)) return std::nullopt;
+        if (!close_to_send_ || (!close_resend_ && close_sent_)) return 0;
         close_resend_ = false;
         close_sent_ = true;
-        Bytes plain;
-        encode_frame(*close_to_send_, plain);
-        Bytes out;
-        if (!protection_.seal(next_packet_number_++, plain, out)) return std::nullopt;
-        ++stats_.packets_sent;
-        stats_.bytes_sent += out.size();
-        return out;
+        const size_t plain =
+            encode_frame(*close_to_send_, out.subspan(protection_.header_size()));
+        return seal(next_packet_number_++, out, plain);
     }
     const bool ack_owed = acks_.ack_now() || acks_.ack_deadline() <= now;
     const bool probe = probes_pending_ > 0;
@@ -707,31 +734,40 @@ std::optional<Bytes> Connection::poll_transmit(Time now) {
     const bool pacer_open = pacer_.earliest_send_time(now, config_.max_datagram_size) <= now;
     const bool want_eliciting = has_pending_control() || !scheduler_.empty();
     if (probe || (want_eliciting && cwnd_open && pacer_open)) {
-        if (auto p = build_packet(now, probe, ack_owed)) return p;
+        if (const size_t n = build_packet(now, out, probe, ack_owed)) return n;
     }
-    if (ack_owed) return build_packet(now, false, true, /*ack_only=*/true);
-    return std::nullopt;
+    if (ack_owed) return build_packet(now, out, false, true, /*ack_only=*/true);
+    return 0;
 }
 
-// Accumulates the frames of one packet within the datagram budget.
+size_t Connection::seal(uint64_t packet_number, MutableByteView out, size_t plaintext_len) {
+    const size_t n = protection_.seal_in_place(packet_number, out, plaintext_len);
+    if (n == 0) return 0;
+    ++stats_.packets_sent;
+    stats_.bytes_sent += n;
+    return n;
+}
+
+// Accumulates the frames of one packet in the datagram buffer, within the datagram budget.
 struct Connection::PacketBuilder {
-    explicit PacketBuilder(size_t limit_) : limit(limit_) { plain.reserve(limit); }
-    size_t room() const { return limit - plain.size(); }
+    explicit PacketBuilder(MutableByteView payload_) : payload(payload_) {}
+    size_t room() const { return payload.size() - used; }
     bool add(const Frame& f) {
         if (encoded_size(f) > room()) return false;
-        encode_frame(f, plain);
+        used += encode_frame(f, payload.subspan(used));
         eliciting = eliciting || is_ack_eliciting(f);
         return true;
     }
-    size_t limit;
-    Bytes plain;
+    MutableByteView payload;  // between the header's room and the tag's
+    size_t used = 0;
     SentPacket sent;
     bool eliciting = false;
 };
 
-std::optional<Bytes> Connection::build_packet(Time now, bool probe, bool include_ack,
-                                              bool ack_only) {
-    PacketBuilder b(config_.max_datagram_size - protection_.overhead());
+size_t Connection::build_packet(Time now, MutableByteView out, bool probe, bool include_ack,
+                                bool ack_only) {
+    PacketBuilder b(out.subspan(protection_.header_size(),
+                                config_.max_datagram_size - protection_.overhead()));
 
     // An ACK goes in any packet we send while one is owed (piggybacked on data).
     if ((include_ack || acks_.ack_deadline() != kNever) && acks_.has_ranges()) {
@@ -743,7 +779,7 @@ std::optional<Bytes> Connection::build_packet(Time now, bool probe, bool include
         }
     }
     if (ack_only) {
-        if (b.plain.empty()) return std::nullopt;
+        if (b.used == 0) return 0;
         if (++ack_only_run_ >= kAckOnlyBeforePing && b.add(PingFrame{})) {
             b.sent.frames.push_back(SentPing{});
         }
@@ -755,18 +791,15 @@ std::optional<Bytes> Connection::build_packet(Time now, bool probe, bool include
             rate_.on_app_limited(loss_.bytes_in_flight());
         }
     }
-    if (b.plain.empty()) return std::nullopt;
+    if (b.used == 0) return 0;
     if (b.eliciting) ack_only_run_ = 0;
 
     const uint64_t pn = next_packet_number_++;
-    Bytes out;
-    out.reserve(b.plain.size() + protection_.overhead());
-    if (!protection_.seal(pn, b.plain, out)) {
+    const size_t size = seal(pn, out, b.used);
+    if (size == 0) {
         for (const SentFrame& f : b.sent.frames) requeue(f);
-        return std::nullopt;
+        return 0;
     }
-    ++stats_.packets_sent;
-    stats_.bytes_sent += out.size();
     last_send_time_ = now;
     if (b.eliciting) {
         if (probe && probes_pending_ > 0) --probes_pending_;
@@ -774,7 +807,7 @@ std::optional<Bytes> Connection::build_packet(Time now, bool probe, bool include
         SentPacket& sent = b.sent;
         sent.packet_number = pn;
         sent.time_sent = now;
-        sent.size = static_cast<uint32_t>(out.size());
+        sent.size = static_cast<uint32_t>(size);
         sent.ack_eliciting = true;
         sent.in_flight = true;
         rate_.on_packet_sent(sent, loss_.bytes_in_flight(), now);
@@ -782,7 +815,7 @@ std::optional<Bytes> Connection::build_packet(Time now, bool probe, bool include
         pacer_.on_packet_sent(now, sent.size);
         loss_.on_packet_sent(std::move(sent));
     }
-    return out;
+    return size;
 }
 
 void Connection::fill_control(PacketBuilder& b) {

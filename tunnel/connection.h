@@ -1,9 +1,10 @@
 // Connection: the reliable, multiplexed, congestion-controlled stream transport between two
 // agents. Sans-IO (docs/architecture.md §2): it is driven entirely from outside.
 //
-//   on_datagram(bytes, now)     a packet arrived
+//   on_datagram(bytes, now)     a packet arrived (a mutable view: opened in place)
 //   on_timer(now)               next_deadline() has passed
-//   poll_transmit(now)          a packet to send, until it returns nullopt
+//   write_transmit(now, buf)    a packet built into buf, until it returns 0
+//                               (poll_transmit(now): the same into a new vector)
 //   next_deadline()             when to call on_timer next (kNever if nothing is pending)
 //
 // and the application side (src/ maps each forwarded TCP connection onto a stream):
@@ -45,6 +46,7 @@
 #include "tunnel/range_set.h"
 #include "tunnel/recv_stream.h"
 #include "tunnel/replay_window.h"
+#include "tunnel/ring_queue.h"
 #include "tunnel/rtt_estimator.h"
 #include "tunnel/send_stream.h"
 #include "tunnel/stream_scheduler.h"
@@ -145,9 +147,22 @@ public:
 
     // --- network side ---------------------------------------------------------------------
     // True when the packet authenticated and was new (whatever its frames then did); false
-    // when it was dropped (counted in stats()).
+    // when it was dropped (counted in stats()). The mutable form decrypts in place (the
+    // datagram's bytes are scratch afterwards); the const form copies once into a buffer the
+    // connection keeps.
+    bool on_datagram(MutableByteView datagram, Time now);
     bool on_datagram(ByteView datagram, Time now);
+    // A vector, the way tests hold datagrams they may deliver again: the copying form (a
+    // non-const vector would otherwise convert to both views).
+    bool on_datagram(const Bytes& datagram, Time now) {
+        return on_datagram(ByteView(datagram), now);
+    }
     void on_timer(Time now);
+    // Builds the next packet into the front of `out` and returns its length, 0 when there is
+    // nothing to send now. Precondition: out.size() >= config.max_datagram_size (longer
+    // buffers are used only that far).
+    size_t write_transmit(Time now, MutableByteView out);
+    // write_transmit into a vector of its own.
     std::optional<Bytes> poll_transmit(Time now);
     Time next_deadline() const;
 
@@ -158,6 +173,12 @@ public:
     size_t writable(StreamId id) const;
     void shutdown_write(StreamId id);
     size_t read(StreamId id, MutableByteView out);
+    // The stream's next in-order bytes where they lie in its buffer (no copy; up to a block's
+    // end), for a reader that can take them from there (a socket write); empty when none.
+    // Valid until the next non-const call. consume(id, n) then marks n of them read, with
+    // read()'s effects: credit goes back to the peer, StreamFinished after the last byte.
+    ByteView peek(StreamId id) const;
+    void consume(StreamId id, size_t n);
     size_t readable(StreamId id) const;
     void reset_stream(StreamId id, ResetReason reason);
     std::optional<ConnectionEvent> poll_event();
@@ -176,6 +197,8 @@ public:
     uint64_t congestion_window() const { return cc_->congestion_window(); }
     uint64_t bytes_in_flight() const { return loss_.bytes_in_flight(); }
     const char* congestion_name() const { return cc_->name(); }
+    // The buffer write_transmit needs.
+    size_t max_datagram_size() const { return config_.max_datagram_size; }
     size_t open_stream_count() const { return streams_.size(); }
     // Bytes held in stream buffers (send + receive); tests assert it stays within the windows.
     uint64_t buffered_bytes() const;
@@ -196,8 +219,10 @@ private:
     void on_stream_frame(const StreamFrame& f, bool& violation);
     void on_reset_frame(const ResetStreamFrame& f, bool& violation);
     void give_back_session_credit(uint64_t n);
+    // What reading n bytes of s means beyond the stream: credit, and the FIN's event.
+    void after_read(Stream& s, size_t n);
     void on_ack_frame(const AckFrame& ack, Time now);
-    void on_packets_lost(std::vector<SentPacket>& lost);
+    void on_packets_lost(const std::vector<SentPacket>& lost);
     void requeue(const SentFrame& f);
     void on_frame_acked(const SentFrame& f);
     void maybe_retire(StreamId id);
@@ -213,8 +238,9 @@ private:
     void mark_ready(Stream& s);
     void queue_control(Stream& s);
     bool has_pending_control() const;
-    std::optional<Bytes> build_packet(Time now, bool probe, bool include_ack,
-                                      bool ack_only = false);
+    size_t build_packet(Time now, MutableByteView out, bool probe, bool include_ack,
+                        bool ack_only = false);
+    size_t seal(uint64_t packet_number, MutableByteView out, size_t plaintext_len);
     void fill_control(PacketBuilder& b);
     void fill_stream_data(PacketBuilder& b);
 
@@ -232,6 +258,7 @@ private:
     DeliveryRateEstimator rate_;
     Pacer pacer_;
 
+    BlockPool block_pool_;  // declared before streams_, whose buffers point at it
     std::map<StreamId, std::unique_ptr<Stream>> streams_;
     StreamScheduler scheduler_;
     uint64_t next_local_seq_ = 0;
@@ -244,8 +271,8 @@ private:
     SendCredit session_send_;
     bool send_max_data_ = false;
 
-    std::deque<ConnectionEvent> events_;
-    std::deque<StreamId> control_queue_;  // streams with pending control frames
+    RingQueue<ConnectionEvent> events_;
+    RingQueue<StreamId> control_queue_;  // streams with pending control frames
     std::optional<CloseFrame> close_to_send_;
     bool close_sent_ = false;
     bool close_resend_ = false;  // the peer spoke after our CLOSE: say it again
@@ -259,6 +286,10 @@ private:
     Time last_ack_eliciting_sent_;
     Time close_deadline_ = kNever;
     ConnectionStats stats_;
+    // Reused on every packet, so the receive path allocates nothing in steady state: the
+    // decoded frames of the packet being handled, and the copy the const on_datagram opens.
+    std::vector<Frame> frames_;
+    Bytes receive_copy_;
 };
 
 }  // namespace burrow

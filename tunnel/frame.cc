@@ -285,6 +285,12 @@ void encode_frame(const Frame& f, Bytes& out) {
     std::visit([&w](const auto& frame) { encode(frame, w); }, f);
 }
 
+size_t encode_frame(const Frame& f, MutableByteView out) {
+    ByteWriter w(out);
+    std::visit([&w](const auto& frame) { encode(frame, w); }, f);
+    return w.size();
+}
+
 size_t encoded_size(const Frame& f) {
     return std::visit([](const auto& frame) { return size_of(frame); }, f);
 }
@@ -293,8 +299,8 @@ size_t stream_frame_overhead(StreamId id, uint64_t offset, size_t length) {
     return 1 + varint_size(id) + varint_size(offset) + varint_size(length);
 }
 
-std::optional<std::vector<Frame>> decode_frames(ByteView plaintext) {
-    std::vector<Frame> frames;
+bool decode_frames(ByteView plaintext, std::vector<Frame>& frames) {
+    frames.clear();
     size_t pos = 0;
     while (pos < plaintext.size()) {
         if (plaintext[pos] == type_byte(FrameType::kPadding)) {
@@ -309,10 +315,16 @@ std::optional<std::vector<Frame>> decode_frames(ByteView plaintext) {
         }
         ByteReader r(plaintext.subspan(pos + 1));
         std::optional<Frame> frame = read_frame(plaintext[pos], r);
-        if (!frame || !r.ok()) return std::nullopt;
+        if (!frame || !r.ok()) return false;
         frames.push_back(std::move(*frame));
         pos += 1 + r.position();
     }
+    return true;
+}
+
+std::optional<std::vector<Frame>> decode_frames(ByteView plaintext) {
+    std::vector<Frame> frames;
+    if (!decode_frames(plaintext, frames)) return std::nullopt;
     return frames;
 }
 

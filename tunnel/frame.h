@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "tunnel/bytes.h"
+#include "tunnel/small_vector.h"
 
 namespace burrow {
 
@@ -44,6 +45,10 @@ using StreamId = uint64_t;
 inline constexpr size_t kMaxServiceNameLen = 64;
 inline constexpr size_t kMaxCloseReasonLen = 256;
 inline constexpr size_t kPathDataLen = 8;  // RFC 9000 §19.17
+// ACK ranges held inside the frame before it moves them to the heap: as many as our own
+// AckTracker ever sends (its kMaxRanges), so building, sending and receiving our ACKs
+// allocates nothing per packet. Another sender's longer ACK still decodes, on the heap.
+inline constexpr size_t kAckRangesInline = 32;
 
 enum class FrameType : uint8_t {
     kPadding = 0x00,
@@ -85,7 +90,7 @@ struct AckRange {
 };
 struct AckFrame {
     // Descending, disjoint, non-adjacent ranges; ranges[0] holds the largest acked number.
-    std::vector<AckRange> ranges;
+    SmallVector<AckRange, kAckRangesInline> ranges;
     uint64_t ack_delay_us = 0;
     bool operator==(const AckFrame&) const = default;
 };
@@ -144,6 +149,9 @@ using Frame = std::variant<PaddingFrame, PingFrame, AckFrame, StreamFrame, Strea
 // Appends the encoding of f to out. Preconditions (asserted): every integer <= kVarintMax,
 // service and reason within their limits, ACK ranges well-formed.
 void encode_frame(const Frame& f, Bytes& out);
+// The same into the front of a fixed buffer of at least encoded_size(f) bytes; returns that
+// size.
+size_t encode_frame(const Frame& f, MutableByteView out);
 
 // Exact encoded size of f (what encode_frame would append).
 size_t encoded_size(const Frame& f);
@@ -157,6 +165,9 @@ size_t stream_frame_overhead(StreamId id, uint64_t offset, size_t length);
 // past 2^62, over-long name or reason, an ACK whose ranges underflow below zero.
 // Views in the result point into `plaintext`.
 std::optional<std::vector<Frame>> decode_frames(ByteView plaintext);
+// The same into a caller's vector (cleared first, its capacity reused: the receive path
+// decodes every packet into one). False, with `out` in an unspecified state, when malformed.
+bool decode_frames(ByteView plaintext, std::vector<Frame>& out);
 
 // True for frames that oblige the receiver to acknowledge (all but ACK, PADDING and CLOSE;
 // RFC 9002 §2 "ack-eliciting").

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <iterator>
 
 namespace burrow {
 
@@ -22,7 +23,22 @@ void LossDetector::on_packet_sent(SentPacket packet) {
         last_ack_eliciting_sent_ = packet.time_sent;
     }
     const uint64_t pn = packet.packet_number;
-    sent_.emplace_hint(sent_.end(), pn, std::move(packet));
+    if (spare_records_.empty()) {
+        sent_.emplace_hint(sent_.end(), pn, std::move(packet));
+        return;
+    }
+    SentMap::node_type node = std::move(spare_records_.back());
+    spare_records_.pop_back();
+    node.key() = pn;
+    node.mapped() = std::move(packet);
+    sent_.insert(sent_.end(), std::move(node));
+}
+
+LossDetector::SentMap::iterator LossDetector::release(SentMap::iterator it) {
+    const auto next = std::next(it);
+    SentMap::node_type node = sent_.extract(it);
+    if (spare_records_.size() < kMaxSpareRecords) spare_records_.push_back(std::move(node));
+    return next;
 }
 
 void LossDetector::forget(const SentPacket& p) {
@@ -30,9 +46,14 @@ void LossDetector::forget(const SentPacket& p) {
     if (p.ack_eliciting) --ack_eliciting_outstanding_;
 }
 
-LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, RttEstimator& rtt,
-                                              Duration max_ack_delay) {
-    AckOutcome out;
+const LossDetector::AckOutcome& LossDetector::on_ack(const AckFrame& ack, Time now,
+                                                     RttEstimator& rtt, Duration max_ack_delay) {
+    AckOutcome& out = ack_outcome_;
+    out.acked.clear();
+    out.lost.clear();
+    out.rtt_sampled = false;
+    out.largest_acked_sent_time = {};
+    out.persistent_congestion = false;
     if (ack.ranges.empty() || !sent_any_) return out;
 
     // Ranges arrive descending; walk them upwards so `acked` comes out ascending.
@@ -43,7 +64,7 @@ LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, Rtt
         while (it != sent_.end() && it->first <= r->largest) {
             forget(it->second);
             out.acked.push_back(std::move(it->second));
-            it = sent_.erase(it);
+            it = release(it);
         }
     }
     std::sort(out.acked.begin(), out.acked.end(), [](const SentPacket& a, const SentPacket& b) {
@@ -76,7 +97,7 @@ LossDetector::AckOutcome LossDetector::on_ack(const AckFrame& ack, Time now, Rtt
     }
     pto_count_ = 0;
 
-    out.lost = detect_lost(now, rtt);
+    detect_lost(now, rtt, out.lost);
     out.persistent_congestion = detect_persistent_congestion(out.lost, rtt, max_ack_delay);
     return out;
 }
@@ -97,10 +118,9 @@ void LossDetector::note_spurious_losses(uint64_t smallest, uint64_t largest) {
     if (spurious) packet_threshold_ = std::min(packet_threshold_ * 2, kMaxPacketThreshold);
 }
 
-std::vector<SentPacket> LossDetector::detect_lost(Time now, const RttEstimator& rtt) {
-    std::vector<SentPacket> lost;
+void LossDetector::detect_lost(Time now, const RttEstimator& rtt, std::vector<SentPacket>& lost) {
     loss_time_ = kNever;
-    if (!largest_acked_) return lost;
+    if (!largest_acked_) return;
     // RFC 9002 §6.1.2
     const Duration loss_delay = std::max(
         scale(std::max(rtt.latest(), rtt.smoothed()), kTimeThreshold), RttEstimator::kGranularity);
@@ -114,13 +134,12 @@ std::vector<SentPacket> LossDetector::detect_lost(Time now, const RttEstimator& 
             if (recently_lost_.interval_count() > kLostMemoryRanges) recently_lost_.pop_first();
             forget(p);
             lost.push_back(std::move(p));
-            it = sent_.erase(it);
+            it = release(it);
         } else {
             loss_time_ = std::min(loss_time_, p.time_sent + loss_delay);
             ++it;
         }
     }
-    return lost;
 }
 
 bool LossDetector::detect_persistent_congestion(const std::vector<SentPacket>& lost,
@@ -161,12 +180,15 @@ Duration LossDetector::pto(const RttEstimator& rtt, Duration max_ack_delay) cons
     return std::min(d, cap);
 }
 
-LossDetector::TimeoutOutcome LossDetector::on_timeout(Time now, const RttEstimator& rtt,
-                                                      Duration max_ack_delay) {
-    TimeoutOutcome out;
+const LossDetector::TimeoutOutcome& LossDetector::on_timeout(Time now, const RttEstimator& rtt,
+                                                             Duration max_ack_delay) {
+    TimeoutOutcome& out = timeout_outcome_;
+    out.lost.clear();
+    out.probes = 0;
+    out.persistent_congestion = false;
     if (loss_time_ != kNever) {
         if (now < loss_time_) return out;
-        out.lost = detect_lost(now, rtt);
+        detect_lost(now, rtt, out.lost);
         out.persistent_congestion = detect_persistent_congestion(out.lost, rtt, max_ack_delay);
         return out;
     }

@@ -60,16 +60,18 @@ class LossDetector {
     // and at least one newly acked packet is ack-eliciting (feeds `rtt`), resets pto_count
     // if anything was newly acked, then detects losses (packet and time thresholds).
     // Numbers never sent are ignored; the caller checks ack.largest against largest_sent()
-    // to detect that protocol violation.
-    AckOutcome on_ack(const AckFrame& ack, Time now, RttEstimator& rtt, Duration max_ack_delay);
+    // to detect that protocol violation. The outcome is the detector's own, reused by the
+    // next call (so an ACK allocates nothing): valid until then.
+    const AckOutcome& on_ack(const AckFrame& ack, Time now, RttEstimator& rtt,
+                             Duration max_ack_delay);
 
     struct TimeoutOutcome {
         std::vector<SentPacket> lost;  // time-threshold losses when the loss timer fired
         int probes = 0;                // PTO fired: send this many ack-eliciting probes (1 or 2)
         bool persistent_congestion = false;  // RFC 9002 §7.6, among `lost`
     };
-    // Call when now >= deadline(); an early call does nothing.
-    TimeoutOutcome on_timeout(Time now, const RttEstimator& rtt, Duration max_ack_delay);
+    // Call when now >= deadline(); an early call does nothing. Valid until the next call.
+    const TimeoutOutcome& on_timeout(Time now, const RttEstimator& rtt, Duration max_ack_delay);
     // Loss timer if armed, else the PTO deadline if ack-eliciting packets are in flight
     // (pto_base * 2^pto_count, capped at kMaxPto, from the last ack-eliciting send),
     // else kNever.
@@ -88,14 +90,26 @@ class LossDetector {
     std::vector<SentPacket> take_all();
 
   private:
-    std::vector<SentPacket> detect_lost(Time now, const RttEstimator& rtt);
+    using SentMap = std::map<uint64_t, SentPacket>;
+    // Records of packets no longer tracked, kept for the next packets sent: at most this
+    // many, about ten ACKs' worth under bulk, so the map allocates nothing per packet in
+    // steady state and an idle session does not hold its peak flight's records.
+    static constexpr size_t kMaxSpareRecords = 256;
+
+    // Appends the newly lost packets to `lost`.
+    void detect_lost(Time now, const RttEstimator& rtt, std::vector<SentPacket>& lost);
+    // Stops tracking *it (its record moved out first); the next iterator.
+    SentMap::iterator release(SentMap::iterator it);
     bool detect_persistent_congestion(const std::vector<SentPacket>& lost, const RttEstimator& rtt,
                                       Duration max_ack_delay) const;
     void forget(const SentPacket& p);
     void note_spurious_losses(uint64_t smallest, uint64_t largest);
     Duration pto(const RttEstimator& rtt, Duration max_ack_delay) const;
 
-    std::map<uint64_t, SentPacket> sent_;  // unacked and not yet lost, by packet number
+    SentMap sent_;  // unacked and not yet lost, by packet number
+    std::vector<SentMap::node_type> spare_records_;
+    AckOutcome ack_outcome_;
+    TimeoutOutcome timeout_outcome_;
     uint64_t bytes_in_flight_ = 0;
     uint64_t ack_eliciting_outstanding_ = 0;
     uint64_t largest_sent_ = 0;

@@ -36,34 +36,55 @@ void write_packet_header(const PacketHeader& h, Bytes& out);
 // nullopt unless the datagram is at least a header long and of the data type.
 std::optional<PacketHeader> read_packet_header(ByteView datagram);
 
-// Turns plaintext frames into a datagram and back. The Connection calls it for every packet;
-// the session layer implements it with the Noise transport keys, tests use NullProtection.
+// Turns plaintext frames into a datagram and back, in place: the Connection writes a packet's
+// frames into the caller's datagram buffer after header_size() bytes of room and leaves
+// tag_size() bytes after them; sealing writes the header in front and encrypts where the
+// frames lie. Opening decrypts where the ciphertext lies. The session layer implements it
+// with the Noise transport keys, tests use NullProtection.
 class PacketProtection {
 public:
     virtual ~PacketProtection() = default;
-    // Bytes a datagram carries beyond its plaintext (header + AEAD tag).
-    virtual size_t overhead() const = 0;
-    // Appends the whole datagram (header + protected payload) for packet number pn to out.
-    // Returns false when no packet may be sent now (no keys); the Connection then waits.
-    virtual bool seal(uint64_t packet_number, ByteView plaintext, Bytes& out) = 0;
+    // Bytes in front of the plaintext (the header) and after it (the AEAD tag).
+    virtual size_t header_size() const = 0;
+    virtual size_t tag_size() const = 0;
+    size_t overhead() const { return header_size() + tag_size(); }
+    // datagram[header_size(), header_size() + plaintext_len) holds the plaintext and
+    // datagram.size() >= overhead() + plaintext_len. Writes the header and protects the
+    // payload in place; returns the datagram's length, or 0 when no packet may be sent now
+    // (no keys; the Connection then waits).
+    virtual size_t seal_in_place(uint64_t packet_number, MutableByteView datagram,
+                                 size_t plaintext_len) = 0;
     // The packet number in the datagram's header if the header is well-formed and addressed
     // to us: a cheap check done before the replay window and before any decryption.
     virtual std::optional<uint64_t> packet_number(ByteView datagram) const = 0;
-    // Authenticates and decrypts; nullopt (and nothing changed) when it fails.
-    virtual std::optional<Bytes> open(uint64_t packet_number, ByteView datagram) = 0;
+    // Authenticates and decrypts in place: the plaintext, viewing `datagram`. nullopt when it
+    // fails; nothing but the datagram's own bytes changed then.
+    virtual std::optional<ByteView> open_in_place(uint64_t packet_number,
+                                                  MutableByteView datagram) = 0;
+
+    // Copying forms over the in-place ones, for tests and fuzzers that hold their bytes
+    // apart: seal appends the datagram to out, open returns a copy of the plaintext.
+    bool seal(uint64_t packet_number, ByteView plaintext, Bytes& out);
+    std::optional<Bytes> open(uint64_t packet_number, ByteView datagram);
 };
 
 // No encryption: the header followed by the plaintext. For tests and the simulator only.
 class NullProtection final : public PacketProtection {
 public:
     explicit NullProtection(uint32_t receiver_index = 0) : index_(receiver_index) {}
-    size_t overhead() const override { return kPacketHeaderSize; }
-    bool seal(uint64_t packet_number, ByteView plaintext, Bytes& out) override;
+    size_t header_size() const override { return kPacketHeaderSize; }
+    size_t tag_size() const override { return 0; }
+    size_t seal_in_place(uint64_t packet_number, MutableByteView datagram,
+                         size_t plaintext_len) override;
     std::optional<uint64_t> packet_number(ByteView datagram) const override;
-    std::optional<Bytes> open(uint64_t packet_number, ByteView datagram) override;
+    std::optional<ByteView> open_in_place(uint64_t packet_number,
+                                          MutableByteView datagram) override;
 
 private:
     uint32_t index_;
 };
+
+// Writes h into the first kPacketHeaderSize bytes of out (which must hold them).
+void write_packet_header(const PacketHeader& h, MutableByteView out);
 
 }  // namespace burrow

@@ -1,6 +1,7 @@
 #include "tunnel/peer_link.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "tunnel/path_probe.h"
 
@@ -35,6 +36,12 @@ bool PeerLink::claims(const SocketAddress& from, ByteView datagram) const {
 
 LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from, ByteView datagram,
                                   Time now) {
+    receive_copy_.assign(datagram.begin(), datagram.end());
+    return on_datagram(route, from, MutableByteView(receive_copy_), now);
+}
+
+LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
+                                  MutableByteView datagram, Time now) {
     LinkVerdict verdict = LinkDropped{LinkDrop::kRefused};
     if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
         if (auto probe = session_.open_probe(datagram, now)) {
@@ -88,6 +95,21 @@ Time PeerLink::next_deadline() const {
 }
 
 std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
+    Bytes out(max_datagram_size());
+    const auto w = write_transmit(now, out);
+    if (!w) return std::nullopt;
+    out.resize(w->size);
+    return LinkTransmit{w->route, w->to, std::move(out), w->kind};
+}
+
+std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out) {
+    assert(out.size() >= max_datagram_size());
+    // Probes are small and rare: sealed apart, then copied into the caller's buffer.
+    const auto place = [&](const Bytes& sealed) {
+        assert(sealed.size() <= out.size());
+        std::copy(sealed.begin(), sealed.end(), out.begin());
+        return sealed.size();
+    };
     while (auto probe = paths_.poll_probe()) {
         auto sealed = session_.seal_probe(probe->probe, now);
         if (!sealed) {
@@ -97,7 +119,7 @@ std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
         const DatagramKind kind = probe->probe.kind == ProbeKind::kChallenge
                                       ? DatagramKind::kChallenge
                                       : DatagramKind::kResponse;
-        return LinkTransmit{route_to(probe->to), probe->to, std::move(*sealed), kind};
+        return LinkWrite{route_to(probe->to), probe->to, place(*sealed), kind};
     }
     while (!openings_.empty() && plan_ && plan_->reflexive) {
         const RouteId route = openings_.front();
@@ -105,20 +127,18 @@ std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
         const Probe opening{ProbeKind::kChallenge, random_path_data(rng_)};
         if (auto sealed = session_.seal_probe(opening, now)) {
             ++stats_.opening_probes;
-            return LinkTransmit{route, *plan_->reflexive, std::move(*sealed),
-                                DatagramKind::kOpening};
+            return LinkWrite{route, *plan_->reflexive, place(*sealed), DatagramKind::kOpening};
         }
         ++stats_.probes_unsealed;
     }
-    auto datagram = session_.poll_transmit(now);
-    if (!datagram) return std::nullopt;
-    const DatagramKind kind = !datagram->empty() && (*datagram)[0] == kPacketTypeData
-                                  ? DatagramKind::kData
-                                  : DatagramKind::kHandshake;
+    const size_t size = session_.write_transmit(now, out);
+    if (size == 0) return std::nullopt;
+    const DatagramKind kind =
+        out[0] == kPacketTypeData ? DatagramKind::kData : DatagramKind::kHandshake;
     if (const auto& direct = paths_.active()) {
-        return LinkTransmit{route_to(*direct), *direct, std::move(*datagram), kind};
+        return LinkWrite{route_to(*direct), *direct, size, kind};
     }
-    return LinkTransmit{kRouteRelay, SocketAddress{}, std::move(*datagram), kind};
+    return LinkWrite{kRouteRelay, SocketAddress{}, size, kind};
 }
 
 std::optional<LinkEvent> PeerLink::poll_event() {

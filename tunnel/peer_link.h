@@ -13,9 +13,11 @@
 //
 // Driven like every core:
 //
-//   on_datagram(route, from, bytes, now) -> verdict    any datagram for this peer
+//   on_datagram(route, from, bytes, now) -> verdict    any datagram for this peer (a
+//                                                       mutable view: opened in place)
 //   on_timer(now)                                       next_deadline() was reached
-//   poll_transmit(now) -> {route, to, bytes}            until nullopt
+//   write_transmit(now, buf) -> {route, to, size}       built into buf, until nullopt
+//   poll_transmit(now) -> {route, to, bytes}            the same into a new vector
 //   poll_event()                                        what the agent must act on or log
 //
 // The session starts on the relay (its first handshake goes through the server at once); once
@@ -58,6 +60,14 @@ enum class DatagramKind : uint8_t {
     kChallenge,  // a probe that asks a path to answer (PathManager's)
     kResponse,   // a probe's answer
     kOpening,    // a birthday socket's probe: opens its NAT mapping; nobody tracks its answer
+};
+
+// A datagram write_transmit built into the caller's buffer: its first `size` bytes.
+struct LinkWrite {
+    RouteId route = kRouteMain;
+    SocketAddress to;  // unused for kRouteRelay
+    size_t size = 0;
+    DatagramKind kind = DatagramKind::kData;
 };
 
 struct LinkTransmit {
@@ -137,9 +147,22 @@ class PeerLink {
     void set_punch_plan(PunchPlan plan, Time now);
     // Whether a datagram that came in on the main socket from `from` belongs to this link.
     bool claims(const SocketAddress& from, ByteView datagram) const;
+    // The mutable form opens data packets in place (the datagram's bytes are scratch
+    // afterwards); the const form copies once into a buffer the link keeps.
+    LinkVerdict on_datagram(RouteId route, const SocketAddress& from, MutableByteView datagram,
+                            Time now);
     LinkVerdict on_datagram(RouteId route, const SocketAddress& from, ByteView datagram, Time now);
+    // A vector, the way tests hold datagrams they may deliver again: the copying form (a
+    // non-const vector would otherwise convert to both views).
+    LinkVerdict on_datagram(RouteId route, const SocketAddress& from, const Bytes& datagram,
+                            Time now) {
+        return on_datagram(route, from, ByteView(datagram), now);
+    }
     void on_timer(Time now);
+    // Precondition: out.size() >= max_datagram_size().
+    std::optional<LinkWrite> write_transmit(Time now, MutableByteView out);
     std::optional<LinkTransmit> poll_transmit(Time now);
+    size_t max_datagram_size() const { return session_.connection().max_datagram_size(); }
     Time next_deadline() const;
     std::optional<LinkEvent> poll_event();
 
@@ -190,6 +213,7 @@ class PeerLink {
 
     std::deque<LinkEvent> events_;
     LinkStats stats_;
+    Bytes receive_copy_;  // what the const on_datagram opens in place, reused
 };
 
 }  // namespace burrow

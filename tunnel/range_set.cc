@@ -1,25 +1,41 @@
 #include "tunnel/range_set.h"
 
+#include <algorithm>
+#include <iterator>
+
 namespace burrow {
 
+// Growing or trimming an interval changes its node in place, or moves the node to a new key
+// (map::extract keeps the allocation): only an interval that is really new, a new hole,
+// allocates. ACK tracking and stream reassembly extend or trim one interval per packet.
 void RangeSet::add(uint64_t start, uint64_t end) {
     if (start >= end) return;
-    // First interval whose start is > start; step back if the previous one touches us.
     auto it = ranges_.upper_bound(start);
     if (it != ranges_.begin()) {
         auto prev = std::prev(it);
-        if (prev->second >= start) {
+        if (prev->second >= start) {  // touches or overlaps the interval before: grow it
             if (prev->second >= end) return;  // already covered
-            start = prev->first;
-            it = prev;
+            prev->second = end;
+            absorb_following(prev);
+            return;
         }
     }
-    // Swallow every interval that starts within [start, end].
-    while (it != ranges_.end() && it->first <= end) {
-        if (it->second > end) end = it->second;
-        it = ranges_.erase(it);
+    if (it != ranges_.end() && it->first <= end) {  // reaches the next one: grow it downwards
+        auto node = ranges_.extract(it);
+        node.key() = start;
+        node.mapped() = std::max(node.mapped(), end);
+        absorb_following(ranges_.insert(std::move(node)).position);
+        return;
     }
-    ranges_.emplace(start, end);
+    ranges_.emplace_hint(it, start, end);
+}
+
+void RangeSet::absorb_following(Map::iterator it) {
+    auto next = std::next(it);
+    while (next != ranges_.end() && next->first <= it->second) {
+        it->second = std::max(it->second, next->second);
+        next = ranges_.erase(next);
+    }
 }
 
 void RangeSet::remove(uint64_t start, uint64_t end) {
@@ -32,12 +48,22 @@ void RangeSet::remove(uint64_t start, uint64_t end) {
             ++it;
             continue;
         }
-        it = ranges_.erase(it);
-        if (s < start) ranges_.emplace(s, start);
-        if (e > end) {
-            ranges_.emplace(end, e);
-            break;
+        if (s < start) {
+            it->second = start;  // keeps its head
+            if (e > end) {
+                ranges_.emplace_hint(std::next(it), end, e);  // split: a new interval
+                return;
+            }
+            ++it;
+            continue;
         }
+        if (e > end) {  // keeps its tail: the node moves to the new start
+            auto node = ranges_.extract(it);
+            node.key() = end;
+            ranges_.insert(std::move(node));
+            return;
+        }
+        it = ranges_.erase(it);
     }
 }
 

@@ -41,7 +41,11 @@ public:
     auto rend() const { return ranges_.rend(); }
 
 private:
-    std::map<uint64_t, uint64_t> ranges_;  // start -> end
+    using Map = std::map<uint64_t, uint64_t>;
+    // Merges into `it` the intervals after it that it now reaches.
+    void absorb_following(Map::iterator it);
+
+    Map ranges_;  // start -> end
 };
 
 }  // namespace burrow

@@ -1,10 +1,12 @@
 #include "tunnel/recv_stream.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace burrow {
 
-RecvStream::RecvStream(uint64_t initial_max, uint64_t window) : flow_(initial_max, window) {}
+RecvStream::RecvStream(uint64_t initial_max, uint64_t window, BlockPool* pool)
+    : flow_(initial_max, window), buffer_(pool) {}
 
 RecvStream::Result RecvStream::check_end(uint64_t end, bool fin) const {
     // RFC 9000 §4.5: the final size can not change, no data may lie past it, and a final
@@ -34,7 +36,9 @@ RecvStream::Result RecvStream::on_data(uint64_t offset, ByteView data, bool fin,
 
 void RecvStream::store(uint64_t offset, ByteView data) {
     const uint64_t end = offset + data.size();
-    uint64_t at = std::max(offset, read_offset_);
+    // Everything below contiguous_end_ is held or read already.
+    const uint64_t from = std::max(offset, contiguous_end_);
+    uint64_t at = from;
     // Copy only into the gaps: bytes already held keep their first copy.
     while (at < end) {
         const auto held = received_.first_from(at);
@@ -46,7 +50,18 @@ void RecvStream::store(uint64_t offset, ByteView data) {
         if (!held || held->end >= end) break;
         at = held->end;
     }
-    if (std::max(offset, read_offset_) < end) received_.add(std::max(offset, read_offset_), end);
+    if (from >= end) return;
+    if (from > contiguous_end_) {
+        received_.add(from, end);
+        return;
+    }
+    contiguous_end_ = end;
+    // The gap before out-of-order ranges may just have closed.
+    while (const auto first = received_.first()) {
+        if (first->start > contiguous_end_) break;
+        contiguous_end_ = std::max(contiguous_end_, first->end);
+        received_.pop_first();
+    }
 }
 
 RecvStream::Result RecvStream::on_reset(uint64_t final_size, uint64_t& newly_received) {
@@ -58,6 +73,7 @@ RecvStream::Result RecvStream::on_reset(uint64_t final_size, uint64_t& newly_rec
     final_size_ = final_size;
     reset_ = true;
     received_.clear();
+    contiguous_end_ = read_offset_;
     buffer_.clear();
     buffered_ = 0;
     return Result::kOk;
@@ -65,25 +81,34 @@ RecvStream::Result RecvStream::on_reset(uint64_t final_size, uint64_t& newly_rec
 
 size_t RecvStream::readable() const {
     if (reset_) return 0;
-    const auto first = received_.first();
-    if (!first || first->start != read_offset_) return 0;
-    return static_cast<size_t>(first->length());
+    return static_cast<size_t>(contiguous_end_ - read_offset_);
 }
 
 size_t RecvStream::read(MutableByteView out) {
     const size_t n = std::min(out.size(), readable());
     if (n == 0) return 0;
     buffer_.copy_out(read_offset_, out.first(n));
+    consume(n);
+    return n;
+}
+
+ByteView RecvStream::peek() const {
+    const size_t n = readable();
+    if (n == 0) return {};
+    return buffer_.view(read_offset_, n);
+}
+
+void RecvStream::consume(size_t n) {
+    assert(n <= readable());
+    if (n == 0) return;
     read_offset_ += n;
     buffered_ -= n;
-    received_.remove(read_offset_ - n, read_offset_);
     flow_.on_consumed(n);
     if (buffered_ == 0) {
         buffer_.clear();
     } else {
         buffer_.release_below(read_offset_);
     }
-    return n;
 }
 
 std::optional<uint64_t> RecvStream::take_max_stream_data_update() {

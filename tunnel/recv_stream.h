@@ -26,7 +26,8 @@ class RecvStream {
 
     // initial_max: the credit the peer assumes (kInitialStreamWindow); window: how far past
     // the read offset each MAX_STREAM_DATA lets the peer go.
-    explicit RecvStream(uint64_t initial_max, uint64_t window);
+    // pool: where the buffer takes blocks from and gives them back (the connection's).
+    explicit RecvStream(uint64_t initial_max, uint64_t window, BlockPool* pool = nullptr);
 
     // Data at [offset, offset+len); duplicates and overlaps are fine (the first copy wins).
     // Checks before changing anything: end <= flow-control max, and consistency with a
@@ -40,8 +41,14 @@ class RecvStream {
     // consumed at the session level, or that session credit is never returned.
     Result on_reset(uint64_t final_size, uint64_t& newly_received);
 
-    // In-order bytes only.
+    // In-order bytes only, copied into out.
     size_t read(MutableByteView out);
+    // The next in-order bytes where they lie, without a copy: as many as are contiguous in
+    // memory (up to a block's end), empty when none are readable. Valid until the next
+    // non-const call.
+    ByteView peek() const;
+    // Marks the first n readable bytes read (n <= readable()), as read() does after copying.
+    void consume(size_t n);
     // Contiguous bytes ready to read.
     size_t readable() const;
     // The peer's FIN arrived in a STREAM frame (its final size is known).
@@ -68,7 +75,11 @@ class RecvStream {
 
     RecvFlowController flow_;  // received = highest offset seen, consumed = read_offset_
     StreamBuffer buffer_;
-    RangeSet received_;  // ranges at or above read_offset_ held in buffer_
+    // Held in buffer_: [read_offset_, contiguous_end_), the readable bytes, and the ranges
+    // of received_, all above contiguous_end_ (out of order). Kept apart so that in-order
+    // data, the bulk of any transfer, touches no range set (and allocates nothing).
+    uint64_t contiguous_end_ = 0;
+    RangeSet received_;
     uint64_t read_offset_ = 0;
     uint64_t buffered_ = 0;
     std::optional<uint64_t> final_size_;

@@ -5,7 +5,8 @@
 
 namespace burrow {
 
-SendStream::SendStream(size_t buffer_limit) : buffer_limit_(buffer_limit) {}
+SendStream::SendStream(size_t buffer_limit, BlockPool* pool)
+    : buffer_limit_(buffer_limit), buffer_(pool) {}
 
 size_t SendStream::write(ByteView data) {
     const size_t n = std::min(data.size(), writable());
@@ -71,7 +72,11 @@ void SendStream::on_acked(uint64_t offset, uint64_t length, bool fin) {
     assert(end <= sent_end_);
     const uint64_t start = std::max(offset, acked_prefix_);
     if (start < end) {
-        acked_.add(start, end);
+        if (start == acked_prefix_ && (acked_.empty() || acked_.first()->start > end)) {
+            acked_prefix_ = end;  // in order, the usual case: no range to record
+        } else {
+            acked_.add(start, end);
+        }
         // An acknowledgement that overtakes a loss verdict cancels the resend.
         lost_.remove(start, end);
         advance_acked_prefix();

@@ -21,7 +21,8 @@ namespace burrow {
 
 class SendStream {
   public:
-    explicit SendStream(size_t buffer_limit);
+    // pool: where the buffer takes blocks from and gives them back (the connection's).
+    explicit SendStream(size_t buffer_limit, BlockPool* pool = nullptr);
 
     // Appends up to writable() bytes; returns how many.
     size_t write(ByteView data);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tunnel/frame.h"
+#include "tunnel/small_vector.h"
 #include "tunnel/time.h"
 
 namespace burrow {
@@ -46,13 +47,17 @@ struct DeliverySnapshot {
     bool is_app_limited = false;
 };
 
+// Frames one packet's record holds inline: a bulk packet carries a STREAM frame and often an
+// ACK, sometimes credit or a PING; more spill to the heap.
+inline constexpr size_t kSentFramesInline = 4;
+
 struct SentPacket {
     uint64_t packet_number = 0;
     Time time_sent{};
     uint32_t size = 0;           // whole datagram, bytes
     bool ack_eliciting = false;
     bool in_flight = false;      // counts toward bytes_in_flight (ack-eliciting or padded)
-    std::vector<SentFrame> frames;
+    SmallVector<SentFrame, kSentFramesInline> frames;
     DeliverySnapshot delivery;
 };
 

@@ -1,6 +1,7 @@
 #include "tunnel/session.h"
 
 #include <algorithm>
+#include <cassert>
 #include <string>
 
 #include "tunnel/wire.h"
@@ -64,6 +65,11 @@ void Session::start(Time now) {
 }
 
 Session::Input Session::on_datagram(ByteView datagram, Time now) {
+    receive_copy_.assign(datagram.begin(), datagram.end());
+    return on_datagram(MutableByteView(receive_copy_), now);
+}
+
+Session::Input Session::on_datagram(MutableByteView datagram, Time now) {
     protection_.set_now(now);
     if (state_ == SessionState::kDead) {
         ++stats_.drop_unexpected;
@@ -151,7 +157,7 @@ bool Session::on_response(ByteView datagram, Time now) {
     return true;
 }
 
-bool Session::on_data(ByteView datagram, Time now) {
+bool Session::on_data(MutableByteView datagram, Time now) {
     switch (protection_.classify(datagram)) {
         case DataVerdict::kAccept:
             break;
@@ -217,23 +223,34 @@ void Session::on_timer(Time now) {
 // --- outputs ------------------------------------------------------------------------------
 
 std::optional<Bytes> Session::poll_transmit(Time now) {
+    Bytes out(config_.connection.max_datagram_size);
+    const size_t n = write_transmit(now, out);
+    if (n == 0) return std::nullopt;
+    out.resize(n);
+    return out;
+}
+
+size_t Session::write_transmit(Time now, MutableByteView out) {
     protection_.set_now(now);
-    if (state_ == SessionState::kDead) return std::nullopt;
+    if (state_ == SessionState::kDead) return 0;
     const auto rekey_due = [&] {
         return role_ == Role::kInitiator && had_keys_ && !pending_ && !connection_.is_closed() &&
                protection_.needs_rekey();
     };
     if (rekey_due()) send_initiation(now);
     if (!outbox_.empty()) {
-        Bytes message = std::move(outbox_.front());
+        const Bytes& message = outbox_.front();
+        assert(message.size() <= out.size());
+        std::copy(message.begin(), message.end(), out.begin());
+        const size_t n = message.size();
         outbox_.pop_front();
-        return message;
+        return n;
     }
-    if (!protection_.can_send()) return std::nullopt;
-    auto packet = connection_.poll_transmit(now);
+    if (!protection_.can_send()) return 0;
+    const size_t n = connection_.write_transmit(now, out);
     // The message count can cross the rekey point here; the initiation goes out next call.
-    if (packet && rekey_due()) send_initiation(now);
-    return packet;
+    if (n > 0 && rekey_due()) send_initiation(now);
+    return n;
 }
 
 Time Session::next_deadline() const {

@@ -3,9 +3,11 @@
 // carries the streams (tunnel/connection.h). Sans-IO (docs/architecture.md §2):
 //
 //   start(now)                  initiator: send the first initiation
-//   on_datagram(bytes, now)     any datagram from the peer's path
+//   on_datagram(bytes, now)     any datagram from the peer's path (a mutable view: data
+//                               packets are opened in place)
 //   on_timer(now)               next_deadline() has passed
-//   poll_transmit(now)          a datagram to send, until nullopt
+//   write_transmit(now, buf)    a datagram built into buf, until it returns 0
+//                               (poll_transmit(now): the same into a new vector)
 //   next_deadline()             when to call on_timer next
 //
 // Roles are fixed for the session's life: the side the server told to connect is the
@@ -133,8 +135,21 @@ class Session {
         kData,       // a data packet that authenticated and was new
         kDropped,
     };
+    // The mutable form opens data packets in place (the datagram's bytes are scratch
+    // afterwards); the const form copies once into a buffer the session keeps.
+    Input on_datagram(MutableByteView datagram, Time now);
     Input on_datagram(ByteView datagram, Time now);
+    // A vector, the way tests hold datagrams they may deliver again: the copying form (a
+    // non-const vector would otherwise convert to both views).
+    Input on_datagram(const Bytes& datagram, Time now) {
+        return on_datagram(ByteView(datagram), now);
+    }
     void on_timer(Time now);
+    // The next datagram, built into the front of `out`: its length, 0 when there is nothing
+    // to send now. Precondition: out.size() >= the connection's max_datagram_size, which
+    // every handshake message fits in too.
+    size_t write_transmit(Time now, MutableByteView out);
+    // write_transmit into a vector of its own.
     std::optional<Bytes> poll_transmit(Time now);
     Time next_deadline() const;
 
@@ -174,7 +189,7 @@ class Session {
     // Each true when the datagram authenticated.
     bool on_initiation(ByteView datagram, Time now);
     bool on_response(ByteView datagram, Time now);
-    bool on_data(ByteView datagram, Time now);
+    bool on_data(MutableByteView datagram, Time now);
     void count(HandshakeDrop drop);
     uint32_t allocate_index();
     Duration attempt_limit() const;
@@ -205,6 +220,7 @@ class Session {
     uint64_t probes_sealed_ = 0;  // the probe counter, below kProbeCounterBit
     std::string dead_reason_;
     SessionStats stats_;
+    Bytes receive_copy_;  // what the const on_datagram opens in place, reused
 };
 
 }  // namespace burrow

@@ -35,18 +35,18 @@ bool SessionProtection::needs_rekey() const {
                         current_->sent >= limits_.rekey_after_messages);
 }
 
-bool SessionProtection::seal(uint64_t packet_number, ByteView plaintext, Bytes& out) {
+size_t SessionProtection::seal_in_place(uint64_t packet_number, MutableByteView datagram,
+                                        size_t plaintext_len) {
     // Noise §5.1 reserves the all-ones nonce; the Connection never gets near it, but a
     // counter must not wrap under any circumstances.
-    if (!can_send() || packet_number >= kNoiseMaxNonce) return false;
-    // The header is the associated data; built apart from out because sealing appends to out
-    // and may move its storage.
-    Bytes header;
-    write_packet_header({kPacketTypeData, current_->remote_index, packet_number}, header);
-    out.insert(out.end(), header.begin(), header.end());
-    current_->send.seal(packet_number, header, plaintext, out);
+    if (!can_send() || packet_number >= kNoiseMaxNonce) return 0;
+    // The header is the associated data; the payload after it is sealed where it lies.
+    write_packet_header({kPacketTypeData, current_->remote_index, packet_number}, datagram);
+    const size_t size = kPacketHeaderSize + plaintext_len + kAeadTagSize;
+    current_->send.seal_in_place(packet_number, datagram.first(kPacketHeaderSize),
+                                 datagram.subspan(kPacketHeaderSize, plaintext_len + kAeadTagSize));
     ++current_->sent;
-    return true;
+    return size;
 }
 
 DataVerdict SessionProtection::classify(ByteView datagram) const {
@@ -64,17 +64,18 @@ std::optional<uint64_t> SessionProtection::packet_number(ByteView datagram) cons
     return read_packet_header(datagram)->counter;
 }
 
-std::optional<Bytes> SessionProtection::open(uint64_t packet_number, ByteView datagram) {
+std::optional<ByteView> SessionProtection::open_in_place(uint64_t packet_number,
+                                                         MutableByteView datagram) {
     if (classify(datagram) != DataVerdict::kAccept) return std::nullopt;
     const auto h = read_packet_header(datagram);
     if (h->counter != packet_number) return std::nullopt;
     Keypair* k = find(h->receiver_index);
-    auto plaintext = k->recv.open(packet_number, datagram.first(kPacketHeaderSize),
-                                  datagram.subspan(kPacketHeaderSize));
-    if (!plaintext) {
+    const MutableByteView sealed = datagram.subspan(kPacketHeaderSize);
+    if (!k->recv.open_in_place(packet_number, datagram.first(kPacketHeaderSize), sealed)) {
         ++decrypt_failed_;
         return std::nullopt;
     }
+    const ByteView plaintext = ByteView(sealed).first(sealed.size() - kAeadTagSize);
     ++k->received;
     if (next_ && k == &*next_) {
         // The initiator has used the new keys, so it holds them: switch to them for sending.

@@ -59,10 +59,13 @@ class SessionProtection final : public PacketProtection {
     // the Connection.
     void set_now(Time now) { now_ = now; }
 
-    size_t overhead() const override { return kPacketHeaderSize + kAeadTagSize; }
-    bool seal(uint64_t packet_number, ByteView plaintext, Bytes& out) override;
+    size_t header_size() const override { return kPacketHeaderSize; }
+    size_t tag_size() const override { return kAeadTagSize; }
+    size_t seal_in_place(uint64_t packet_number, MutableByteView datagram,
+                         size_t plaintext_len) override;
     std::optional<uint64_t> packet_number(ByteView datagram) const override;
-    std::optional<Bytes> open(uint64_t packet_number, ByteView datagram) override;
+    std::optional<ByteView> open_in_place(uint64_t packet_number,
+                                          MutableByteView datagram) override;
 
     // The cheap checks of packet_number(), with the reason; no state changes.
     DataVerdict classify(ByteView datagram) const;

@@ -6,6 +6,48 @@
 
 namespace burrow {
 
+BlockPool::Block BlockPool::take_block() {
+    if (blocks_.empty()) {
+        // Uninitialised on purpose: every byte is written before it is read.
+        return std::make_unique_for_overwrite<uint8_t[]>(StreamBuffer::kBlockSize);
+    }
+    Block block = std::move(blocks_.back());
+    blocks_.pop_back();
+    return block;
+}
+
+void BlockPool::give_block(Block block) {
+    if (blocks_.size() < kMaxSpareBlocks) blocks_.push_back(std::move(block));
+}
+
+BlockPool::Index BlockPool::take_index() {
+    if (indexes_.empty()) return {};
+    Index index = std::move(indexes_.back());
+    indexes_.pop_back();
+    return index;
+}
+
+void BlockPool::give_index(Index index) {
+    index.clear();
+    if (index.capacity() > 0 && indexes_.size() < kMaxSpareIndexes) {
+        indexes_.push_back(std::move(index));
+    }
+}
+
+StreamBuffer::Block StreamBuffer::new_block() {
+    if (pool_ != nullptr) return pool_->take_block();
+    // Uninitialised on purpose: every byte is written before it is read.
+    return std::make_unique_for_overwrite<uint8_t[]>(kBlockSize);
+}
+
+void StreamBuffer::drop_block(Block& block) {
+    if (pool_ != nullptr) {
+        pool_->give_block(std::move(block));
+    } else {
+        block.reset();
+    }
+}
+
 const uint8_t* StreamBuffer::block_at(uint64_t index) const {
     assert(index >= first_block_ && index - first_block_ < live_slots());
     const uint8_t* block = blocks_[head_ + (index - first_block_)].get();
@@ -16,6 +58,7 @@ const uint8_t* StreamBuffer::block_at(uint64_t index) const {
 uint8_t* StreamBuffer::block_for_write(uint64_t index) {
     if (live_slots() == 0) {
         blocks_.clear();
+        if (blocks_.capacity() == 0 && pool_ != nullptr) blocks_ = pool_->take_index();
         head_ = 0;
         first_block_ = index;
     }
@@ -38,8 +81,7 @@ uint8_t* StreamBuffer::block_for_write(uint64_t index) {
     if (slot >= blocks_.size()) blocks_.resize(slot + 1);
     Block& block = blocks_[slot];
     if (!block) {
-        // Uninitialised on purpose: every byte is written before it is read.
-        block = std::make_unique_for_overwrite<uint8_t[]>(kBlockSize);
+        block = new_block();
         ++allocated_blocks_;
     }
     return block.get();
@@ -76,7 +118,7 @@ void StreamBuffer::release_below(uint64_t offset) {
     const uint64_t keep_from = offset / kBlockSize;
     while (live_slots() > 0 && first_block_ < keep_from) {
         if (blocks_[head_]) {
-            blocks_[head_].reset();
+            drop_block(blocks_[head_]);
             --allocated_blocks_;
         }
         ++head_;
@@ -93,7 +135,15 @@ void StreamBuffer::release_below(uint64_t offset) {
 }
 
 void StreamBuffer::clear() {
-    std::vector<Block>().swap(blocks_);  // clear() alone would keep the index's capacity
+    for (Block& block : blocks_) {
+        if (block) drop_block(block);
+    }
+    if (pool_ != nullptr) {
+        pool_->give_index(std::move(blocks_));
+        blocks_ = std::vector<Block>();  // the moved-from index, made certainly empty
+    } else {
+        std::vector<Block>().swap(blocks_);  // clear() alone would keep the index's capacity
+    }
     head_ = 0;
     first_block_ = 0;
     allocated_blocks_ = 0;

@@ -23,8 +23,36 @@
 
 namespace burrow {
 
+// Blocks and block indexes the streams of one connection gave up, for the next stream bytes
+// to land in. Under bulk transfer a sender frees a block about every dozen packets and needs
+// a new one as often, and a receiver whose reader keeps up empties its buffer (index
+// included) after nearly every packet: through the pool neither allocates. Bounded, so an
+// idle connection keeps at most kMaxSpareBlocks blocks.
+class BlockPool {
+  public:
+    using Block = std::unique_ptr<uint8_t[]>;
+    using Index = std::vector<Block>;
+    // Both ends of a bulk stream turn over a block or two between ACKs; 8 (128 KiB) leaves
+    // room for several streams at once.
+    static constexpr size_t kMaxSpareBlocks = 8;
+    static constexpr size_t kMaxSpareIndexes = 8;
+
+    Block take_block();
+    void give_block(Block block);
+    // An empty index, with the capacity of one given back if there is one.
+    Index take_index();
+    void give_index(Index index);
+
+  private:
+    std::vector<Block> blocks_;
+    std::vector<Index> indexes_;
+};
+
 class StreamBuffer {
   public:
+    // Without a pool, blocks and the index come from and go back to the heap.
+    explicit StreamBuffer(BlockPool* pool = nullptr) : pool_(pool) {}
+
     // 16 KiB holds about a dozen full packets' payload: large enough that the per-block
     // bookkeeping is negligible in bulk transfers, small enough that a stream holding a few
     // bytes does not pin much memory.
@@ -46,12 +74,16 @@ class StreamBuffer {
     size_t allocated_bytes() const { return allocated_blocks_ * kBlockSize; }
 
   private:
-    using Block = std::unique_ptr<uint8_t[]>;
+    using Block = BlockPool::Block;
+
+    Block new_block();
+    void drop_block(Block& block);
 
     size_t live_slots() const { return blocks_.size() - head_; }
     const uint8_t* block_at(uint64_t index) const;
     uint8_t* block_for_write(uint64_t index);
 
+    BlockPool* pool_;
     std::vector<Block> blocks_;  // blocks_[head_ + i] holds block first_block_ + i
     size_t head_ = 0;
     uint64_t first_block_ = 0;

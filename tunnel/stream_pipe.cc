@@ -99,7 +99,18 @@ size_t StreamPipe::read_output(Connection& conn, MutableByteView out) {
         want_flush_ = false;
         return 0;
     }
-    const size_t n = conn.read(id_, out);
+    // Taken span by span from where the stream holds them (Connection::peek), so these
+    // bytes are copied once on their way to the socket: into `out`.
+    size_t n = 0;
+    while (n < out.size()) {
+        const ByteView part = conn.peek(id_);
+        if (part.empty()) break;
+        const size_t take = std::min(part.size(), out.size() - n);
+        std::copy_n(part.begin(), take, out.begin() + static_cast<ptrdiff_t>(n));
+        conn.consume(id_, take);
+        n += take;
+    }
+    if (n == 0) conn.consume(id_, 0);  // a FIN after the last byte still finishes the stream
     to_tcp_ += n;
     if (n > 0) return n;
     want_flush_ = false;

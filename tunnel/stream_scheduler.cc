@@ -3,7 +3,14 @@
 namespace burrow {
 
 void StreamScheduler::push(StreamId id) {
-    if (!links_.try_emplace(id, Links{tail_, std::nullopt}).second) return;
+    if (links_.count(id) != 0) return;
+    if (spare_.empty()) {
+        links_.emplace(id, Links{tail_, std::nullopt});
+    } else {
+        spare_.key() = id;
+        spare_.mapped() = Links{tail_, std::nullopt};
+        links_.insert(std::move(spare_));
+    }
     if (tail_) {
         links_[*tail_].next = id;
     } else {
@@ -23,7 +30,7 @@ void StreamScheduler::remove(StreamId id) {
     const auto it = links_.find(id);
     if (it == links_.end()) return;
     const Links links = it->second;
-    links_.erase(it);
+    spare_ = links_.extract(it);
     if (links.prev) {
         links_[*links.prev].next = links.next;
     } else {

@@ -33,6 +33,9 @@ class StreamScheduler {
         std::optional<StreamId> next;
     };
 
+    // The node of the stream popped last, reused by the next push: a bulk stream goes
+    // round pop -> push once per packet, and that must not allocate.
+    std::unordered_map<StreamId, Links>::node_type spare_;
     std::unordered_map<StreamId, Links> links_;
     std::optional<StreamId> head_;
     std::optional<StreamId> tail_;

@@ -1,6 +1,7 @@
 #include "tunnel/wire.h"
 
 #include <cassert>
+#include <cstring>
 
 namespace burrow {
 
@@ -67,6 +68,16 @@ ByteView ByteReader::rest() {
     ByteView v = data_.subspan(pos_);
     pos_ = data_.size();
     return v;
+}
+
+void ByteWriter::bytes(ByteView b) {
+    if (vector_ != nullptr) {
+        vector_->insert(vector_->end(), b.begin(), b.end());
+        return;
+    }
+    assert(b.size() <= fixed_.size() - pos_);
+    if (!b.empty()) std::memcpy(fixed_.data() + pos_, b.data(), b.size());
+    pos_ += b.size();
 }
 
 void ByteWriter::u16(uint16_t v) {

@@ -14,6 +14,7 @@
 // once.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <optional>
 
@@ -52,19 +53,32 @@ private:
     bool ok_ = true;
 };
 
+// Appends to a vector, or fills a caller's fixed buffer from its start (the packet path: a
+// datagram is built where it will be sent from). A fixed buffer must be large enough for
+// everything written; the caller sizes it first (asserted).
 class ByteWriter {
 public:
-    explicit ByteWriter(Bytes& out) : out_(out) {}
-    void u8(uint8_t v) { out_.push_back(v); }
+    explicit ByteWriter(Bytes& out) : vector_(&out) {}
+    explicit ByteWriter(MutableByteView out) : fixed_(out) {}
+    void u8(uint8_t v) {
+        if (vector_ != nullptr) {
+            vector_->push_back(v);
+        } else {
+            assert(pos_ < fixed_.size());
+            fixed_[pos_++] = v;
+        }
+    }
     void u16(uint16_t v);
     void u32(uint32_t v);
     void u64(uint64_t v);
     void varint(uint64_t v);  // v must be <= kVarintMax
-    void bytes(ByteView b) { out_.insert(out_.end(), b.begin(), b.end()); }
-    size_t size() const { return out_.size(); }
+    void bytes(ByteView b);
+    size_t size() const { return vector_ != nullptr ? vector_->size() : pos_; }
 
 private:
-    Bytes& out_;
+    Bytes* vector_ = nullptr;
+    MutableByteView fixed_;
+    size_t pos_ = 0;
 };
 
 }  // namespace burrow

@@ -9,6 +9,9 @@
 // delivered twice or out of order breaks the match, and more bytes than were written breaks the
 // count. A FIN must come after exactly the bytes written, unless the target injected stream
 // data of its own (then only the content check holds).
+//
+// Datagrams take the data path's own route: each is built into a buffer by write_transmit and
+// opened in place from a mutable view (on_datagram(MutableByteView)), injected ones included.
 #pragma once
 
 #include <algorithm>
@@ -55,9 +58,10 @@ class PairDriver {
     // Stream data came from elsewhere than the sender's writes: FIN sizes are no longer known.
     void taint() { tainted_ = true; }
 
-    // Delivers a datagram to `side` as if from the network.
+    // Delivers a datagram to `side` as if from the network (a copy, opened in place).
     void deliver(int side, ByteView d) {
-        ep_[side]->on_datagram(d, now_);
+        scratch_.assign(d.begin(), d.end());
+        ep_[side]->on_datagram(MutableByteView(scratch_), now_);
         service();
     }
 
@@ -127,9 +131,9 @@ class PairDriver {
     void deliver_front(int side, bool keep_copy) {
         auto& q = queue_[side];
         if (q.empty()) return;
-        Bytes d = q.front();
+        scratch_ = q.front();
         if (!keep_copy) q.pop_front();
-        ep_[side]->on_datagram(d, now_);
+        ep_[side]->on_datagram(MutableByteView(scratch_), now_);
     }
 
     // Timers that are due, everything the endpoints want to send, and the application's reads.
@@ -138,9 +142,12 @@ class PairDriver {
             if (ep_[side]->next_deadline() <= now_) ep_[side]->on_timer(now_);
         }
         for (int side : {0, 1}) {
-            while (auto d = ep_[side]->poll_transmit(now_)) {
+            transmit_.resize(connection_of(*ep_[side]).max_datagram_size());
+            while (const size_t n = ep_[side]->write_transmit(now_, transmit_)) {
                 auto& q = queue_[1 - side];
-                if (q.size() < kMaxInFlight) q.push_back(std::move(*d));
+                if (q.size() < kMaxInFlight) {
+                    q.emplace_back(transmit_.begin(), transmit_.begin() + static_cast<ptrdiff_t>(n));
+                }
             }
             drain_events(side);
         }
@@ -227,6 +234,8 @@ class PairDriver {
     }
 
     Endpoint* ep_[2];
+    Bytes scratch_;   // the datagram being delivered, opened in place
+    Bytes transmit_;  // the datagram being built
     Time now_;
     size_t corrupt_limit_;
     std::deque<Bytes> queue_[2];  // queue_[side]: datagrams on their way to side

@@ -46,6 +46,41 @@ TEST_CASE("ack tracker acknowledges every second ack-eliciting packet") {
     CHECK(t.ack_now());
 }
 
+TEST_CASE("ack tracker acknowledges every tenth packet once past the connection's start") {
+    AckTracker t;
+    uint64_t pn = 0;
+    // The start: every second packet, as RFC 9000 §13.2.2 asks.
+    while (pn < AckTracker::kEarlyPackets) {
+        t.on_packet_received(pn, true, ms(0));
+        CHECK(t.ack_now() == (pn % 2 == 1));
+        if (t.ack_now()) t.on_ack_sent();
+        ++pn;
+    }
+    // Bulk: nine packets in order owe only the delayed ACK; the tenth owes one at once.
+    for (int round = 0; round < 3; ++round) {
+        for (uint64_t i = 1; i < AckTracker::kBulkAckElicitingThreshold; ++i) {
+            t.on_packet_received(pn++, true, ms(1));
+            CHECK_FALSE(t.ack_now());
+        }
+        t.on_packet_received(pn++, true, ms(1));
+        CHECK(t.ack_now());
+        t.on_ack_sent();
+    }
+    // A gap still asks for an ACK at once, whatever the count.
+    t.on_packet_received(pn + 1, true, ms(2));
+    CHECK(t.ack_now());
+}
+
+TEST_CASE("ack tracker delays an ACK by at most a quarter of the RTT") {
+    AckTracker t;
+    t.on_packet_received(0, true, ms(0));
+    CHECK(t.ack_deadline() == ms(0) + AckTracker::kMaxAckDelay);  // no RTT yet
+    t.on_rtt(milliseconds(8));
+    CHECK(t.ack_deadline() == ms(2));
+    t.on_rtt(milliseconds(400));  // a long path: kMaxAckDelay still caps it
+    CHECK(t.ack_deadline() == ms(0) + AckTracker::kMaxAckDelay);
+}
+
 TEST_CASE("ack tracker: packets that are not ack-eliciting owe nothing") {
     AckTracker t;
     for (uint64_t pn = 0; pn < 10; ++pn) t.on_packet_received(pn, false, ms(pn));

@@ -1,4 +1,4 @@
-// Counts live heap allocations in a test executable, so memory claims ("an idle stream holds
+// Counts heap allocations in a test or bench executable, so memory claims ("an idle stream holds
 // no heap memory") are measured rather than inferred from a module's own accounting.
 //
 // Replaces the global operator new/delete for the whole executable: include it from exactly
@@ -14,10 +14,16 @@
 namespace burrow::test {
 
 inline std::atomic<int64_t> live_allocations{0};
+// Every allocation ever made, freed or not: "no allocation per packet" is a claim about this
+// count, which a free right after each allocation would hide from live_allocations.
+inline std::atomic<int64_t> total_allocations{0};
 
 inline void* counted_alloc(std::size_t size) noexcept {
     void* p = std::malloc(size == 0 ? 1 : size);
-    if (p != nullptr) ++live_allocations;
+    if (p != nullptr) {
+        ++live_allocations;
+        ++total_allocations;
+    }
     return p;
 }
 inline void counted_free(void* p) noexcept {

@@ -29,7 +29,7 @@ SentPacket packet(uint64_t pn, Time sent, bool ack_eliciting = true, uint32_t si
 
 AckFrame ack_of(std::vector<AckRange> ranges, uint64_t delay_us = 0) {
     AckFrame a;
-    a.ranges = std::move(ranges);
+    for (const AckRange& r : ranges) a.ranges.push_back(r);
     a.ack_delay_us = delay_us;
     return a;
 }

@@ -62,6 +62,33 @@ TEST_CASE("in-order data is readable at once and in pieces") {
     CHECK(rx.read(buf) == 0);
 }
 
+TEST_CASE("peek shows readable bytes where they lie, up to a block's end; consume reads them") {
+    constexpr size_t kBlock = StreamBuffer::kBlockSize;
+    RecvStream rx(4 * kBlock, 4 * kBlock);
+    std::string data(kBlock + 100, '\0');
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+    CHECK(rx.peek().empty());
+    CHECK(feed(rx, 0, data) == Result::kOk);
+    // The first view stops at the block boundary; nothing is read by looking.
+    ByteView first = rx.peek();
+    REQUIRE(first.size() == kBlock);
+    CHECK(as_chars(first) == std::string_view(data).substr(0, kBlock));
+    CHECK(rx.read_offset() == 0);
+    rx.consume(10);
+    CHECK(rx.read_offset() == 10);
+    CHECK(rx.flow().consumed() == 10);
+    CHECK(as_chars(rx.peek()) == std::string_view(data).substr(10, kBlock - 10));
+    rx.consume(kBlock - 10);
+    CHECK(as_chars(rx.peek()) == std::string_view(data).substr(kBlock));
+    rx.consume(100);
+    CHECK(rx.peek().empty());
+    CHECK(rx.bytes_buffered() == 0);
+    CHECK(rx.allocated_bytes() == 0);
+    // Out-of-order bytes are not readable, so not shown.
+    CHECK(feed(rx, data.size() + 5, "late") == Result::kOk);
+    CHECK(rx.peek().empty());
+}
+
 TEST_CASE("out-of-order data waits for the gap to fill") {
     RecvStream rx(1000, 1000);
     uint64_t newly = 0;
