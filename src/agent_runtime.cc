@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "signal/agent_core.h"
+#include "signal/udp_messages.h"
 #include "src/admin_server.h"
 #include "src/agent_status_json.h"
 #include "src/clock.h"
@@ -151,14 +152,22 @@ class Agent {
     // the relay inside TLS comes out as an action, so actions are drained again after.
     bool step(Time now) {
         const bool acted = run_actions();
-        if (auto t = core_.poll_transmit(now)) {
+        // The core builds the datagram straight into the main socket's batch, where nearly
+        // every datagram goes; one for another route (a birthday socket) is copied there, and
+        // the main socket's room, left uncommitted, is simply reused.
+        const MutableByteView room =
+            udp_ ? udp_->send_buffer(kMaxUdpDatagram) : MutableByteView(scratch_);
+        if (auto t = core_.write_transmit(now, room)) {
             std::shared_ptr<UdpSocket> socket = t->route == kRouteMain ? udp_ : nullptr;
             if (auto it = sockets_.find(t->route); it != sockets_.end()) socket = it->second;
-            if (socket) {
-                socket->send(t->to, t->data);
-                if (std::find(unflushed_.begin(), unflushed_.end(), socket) == unflushed_.end()) {
-                    unflushed_.push_back(std::move(socket));
-                }
+            if (socket == udp_ && socket) {
+                socket->commit_send(t->to, t->size);
+            } else if (socket) {
+                socket->send(t->to, ByteView(room.data(), t->size));
+            }
+            if (socket &&
+                std::find(unflushed_.begin(), unflushed_.end(), socket) == unflushed_.end()) {
+                unflushed_.push_back(std::move(socket));
             }
             return true;
         }
@@ -230,7 +239,7 @@ class Agent {
         // The core's output is drained once per receive batch, not per datagram: the datagrams
         // of a batch are acknowledged together.
         UdpHandlers handlers{
-            .datagram = [this, route](const SocketAddress& from, ByteView data,
+            .datagram = [this, route](const SocketAddress& from, MutableByteView data,
                                       Time now) { core_.on_udp(route, from, data, now); },
             .batch_end = [this] { drain(); },
         };
@@ -425,6 +434,8 @@ class Agent {
     std::shared_ptr<HeapTrimmer> trimmer_;
     std::shared_ptr<UdpSocket> udp_;
     std::map<RouteId, std::shared_ptr<UdpSocket>> sockets_;
+    // Where a datagram is built before the main socket exists (it is dropped: no route).
+    Bytes scratch_ = Bytes(kMaxUdpDatagram);
     std::vector<std::shared_ptr<UdpSocket>> unflushed_;  // sent on since the last flush
     std::shared_ptr<TlsConnection> tls_;
     std::shared_ptr<AdminServer> admin_;

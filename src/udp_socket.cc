@@ -607,7 +607,7 @@ std::optional<size_t> UdpSocket::receive_failed(int error) {
 
 // Hands out the datagrams in data: one, or several of segment_size bytes (the last may be
 // shorter) that GRO coalesced. Returns how many.
-size_t UdpSocket::deliver(const sockaddr_storage& from_storage, const uint8_t* data, size_t size,
+size_t UdpSocket::deliver(const sockaddr_storage& from_storage, uint8_t* data, size_t size,
                           size_t segment_size, Time now) {
     const size_t count = segment_size == 0 ? 1 : (size + segment_size - 1) / segment_size;
     const auto from = from_sockaddr(reinterpret_cast<const sockaddr*>(&from_storage));
@@ -622,7 +622,7 @@ size_t UdpSocket::deliver(const sockaddr_storage& from_storage, const uint8_t* d
         } else {
             ++stats_.datagrams_received;
             stats_.bytes_received += piece;
-            if (handlers_.datagram) handlers_.datagram(*from, ByteView(data + offset, piece), now);
+            if (handlers_.datagram) handlers_.datagram(*from, MutableByteView(data + offset, piece), now);
         }
         offset += piece;
     } while (offset < size && !closed_);

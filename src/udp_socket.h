@@ -109,7 +109,9 @@ struct UdpStats {
 };
 
 struct UdpHandlers {
-    std::function<void(const SocketAddress& from, ByteView datagram, Time now)> datagram;
+    // The bytes are the socket's receive buffer, writable so that a core can open a packet in
+    // place (tunnel/session.h); they are scratch after the call.
+    std::function<void(const SocketAddress& from, MutableByteView datagram, Time now)> datagram;
     std::function<void()> batch_end;  // optional: after the datagrams of one readable event
 };
 
@@ -181,7 +183,7 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
     std::optional<size_t> receive_mmsg(Time now, size_t budget);
     std::optional<size_t> receive_single(Time now);
     std::optional<size_t> receive_failed(int error);
-    size_t deliver(const sockaddr_storage& from, const uint8_t* data, size_t size,
+    size_t deliver(const sockaddr_storage& from, uint8_t* data, size_t size,
                    size_t segment_size, Time now);
     void on_writable();
     bool transmit(Batch& batch);
