@@ -339,6 +339,12 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView
     process(*owner, now);
 }
 
+void AgentCore::on_udp_batch_end() {
+    for (auto& [name, peer] : peers_) {
+        if (peer.link) peer.link->on_receive_batch_end();
+    }
+}
+
 void AgentCore::on_udp_socket_failed(RouteId route, std::string_view error) {
     auto it = socket_owner_.find(route);
     if (it == socket_owner_.end()) return;

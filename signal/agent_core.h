@@ -120,6 +120,9 @@ class AgentCore {
         on_udp(route, from, ByteView(datagram), now);
     }
     void on_udp_socket_failed(RouteId route, std::string_view error);
+    // Every datagram of one socket read was handed in: each link acknowledges what it got in
+    // one ACK (Connection::on_receive_batch_end); call before draining the output.
+    void on_udp_batch_end();
 
     // --- forwards and TCP ---
     void on_listen_failed(std::string_view forward, std::string_view error, Time now);

@@ -241,7 +241,11 @@ class Agent {
         UdpHandlers handlers{
             .datagram = [this, route](const SocketAddress& from, MutableByteView data,
                                       Time now) { core_.on_udp(route, from, data, now); },
-            .batch_end = [this] { drain(); },
+            .batch_end =
+                [this] {
+                    core_.on_udp_batch_end();
+                    drain();
+                },
         };
         return UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, port),
                                std::move(handlers), options);

@@ -45,7 +45,8 @@ bool AckTracker::ack_now() const {
     const uint64_t threshold = eliciting_received_ <= kEarlyPackets || recovering
                                    ? kAckElicitingThreshold
                                    : kBulkAckElicitingThreshold;
-    return unacked_eliciting_ >= threshold || (immediate_ && unacked_eliciting_ > 0);
+    return unacked_eliciting_ >= threshold ||
+           ((immediate_ || batch_ended_) && unacked_eliciting_ > 0);
 }
 
 Time AckTracker::ack_deadline() const {
@@ -71,6 +72,11 @@ void AckTracker::on_ack_sent() {
     unacked_eliciting_ = 0;
     first_unacked_time_ = kNever;
     immediate_ = false;
+    batch_ended_ = false;
+}
+
+void AckTracker::on_receive_batch_end() {
+    if (unacked_eliciting_ > 0) batch_ended_ = true;
 }
 
 void AckTracker::on_ack_acked(uint64_t largest) {

@@ -66,7 +66,16 @@ class AckTracker {
     // True when an ACK should go out now: kAckElicitingThreshold ack-eliciting packets
     // unacknowledged (kBulkAckElicitingThreshold after the first kEarlyPackets; RFC 9000
     // §13.2.2), or an ack-eliciting packet arrived out of order / after a gap (§13.2.1).
+    // Also true after on_receive_batch_end() while anything ack-eliciting is unacknowledged.
     bool ack_now() const;
+    // The executor has handed in every datagram one read from the socket gave (a GRO or
+    // recvmmsg batch): what the batch brought is acknowledged now, in one ACK. Under bulk a
+    // batch holds dozens of packets, so this thins ACKs as much as the count threshold does;
+    // when the sender's window is smaller than the threshold (a short path, a window after
+    // loss, several streams sharing it) the ACK still leaves at once instead of after the
+    // delayed-ACK timer, which an event loop's 1 ms timers would stretch to a full
+    // millisecond on a path whose round trip is a tenth of that.
+    void on_receive_batch_end();
     // When the delayed-ACK timer fires (arrival of the first unacknowledged ack-eliciting
     // packet + the delay on_rtt set, kMaxAckDelay before); kNever if nothing ack-eliciting is
     // unacknowledged.
@@ -91,6 +100,7 @@ class AckTracker {
     Duration ack_delay_ = kMaxAckDelay;
     Time first_unacked_time_ = kNever;
     bool immediate_ = false;  // reordering or a gap seen since the last ACK we sent
+    bool batch_ended_ = false;  // a receive batch ended since the last ACK we sent
     // Below this, ranges were dropped by the kMaxRanges cap: packets arriving there now are
     // ancient reordering the peer has long declared lost; recording them would only push a
     // newer range out.

@@ -158,6 +158,9 @@ public:
         return on_datagram(ByteView(datagram), now);
     }
     void on_timer(Time now);
+    // Every datagram of one socket read was handed in: acknowledge them together now
+    // (AckTracker::on_receive_batch_end).
+    void on_receive_batch_end() { acks_.on_receive_batch_end(); }
     // Builds the next packet into the front of `out` and returns its length, 0 when there is
     // nothing to send now. Precondition: out.size() >= config.max_datagram_size (longer
     // buffers are used only that far).

@@ -159,6 +159,8 @@ class PeerLink {
         return on_datagram(route, from, ByteView(datagram), now);
     }
     void on_timer(Time now);
+    // Every datagram of one socket read was handed in (Connection::on_receive_batch_end).
+    void on_receive_batch_end() { session_.on_receive_batch_end(); }
     // Precondition: out.size() >= max_datagram_size().
     std::optional<LinkWrite> write_transmit(Time now, MutableByteView out);
     std::optional<LinkTransmit> poll_transmit(Time now);

@@ -145,6 +145,8 @@ class Session {
         return on_datagram(ByteView(datagram), now);
     }
     void on_timer(Time now);
+    // Every datagram of one socket read was handed in (Connection::on_receive_batch_end).
+    void on_receive_batch_end() { connection_.on_receive_batch_end(); }
     // The next datagram, built into the front of `out`: its length, 0 when there is nothing
     // to send now. Precondition: out.size() >= the connection's max_datagram_size, which
     // every handshake message fits in too.

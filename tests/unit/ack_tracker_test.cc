@@ -71,6 +71,32 @@ TEST_CASE("ack tracker acknowledges every tenth packet once past the connection'
     CHECK(t.ack_now());
 }
 
+TEST_CASE("ack tracker acknowledges what one receive batch brought when the batch ends") {
+    AckTracker t;
+    uint64_t pn = 0;
+    while (pn <= AckTracker::kEarlyPackets) {
+        t.on_packet_received(pn++, true, ms(0));
+        if (t.ack_now()) t.on_ack_sent();
+    }
+    t.on_ack_sent();
+    // A batch with nothing ack-eliciting in it owes nothing at its end.
+    t.on_packet_received(pn++, false, ms(1));
+    t.on_receive_batch_end();
+    CHECK_FALSE(t.ack_now());
+    // Three packets are below the bulk threshold: they would wait for the delayed-ACK timer;
+    // the batch's end acknowledges them at once, and only once.
+    for (int i = 0; i < 3; ++i) {
+        t.on_packet_received(pn++, true, ms(1));
+        CHECK_FALSE(t.ack_now());
+    }
+    t.on_receive_batch_end();
+    CHECK(t.ack_now());
+    t.on_ack_sent();
+    CHECK_FALSE(t.ack_now());
+    t.on_packet_received(pn++, true, ms(2));
+    CHECK_FALSE(t.ack_now());
+}
+
 TEST_CASE("ack tracker delays an ACK by at most a quarter of the RTT") {
     AckTracker t;
     t.on_packet_received(0, true, ms(0));
