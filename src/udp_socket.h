@@ -27,7 +27,9 @@
 //
 // Modes (UdpMode), best first; the socket starts at the best the kernel offers (or at the one
 // UdpOptions::mode or the environment's BURROW_UDP_MODE names) and moves down at run time when
-// the kernel refuses one, resending what was refused:
+// the kernel refuses one, resending what was refused. Segmented sends (gso) are used only when
+// asked for by name: receiving starts at GRO, sending at mmsg (UdpSocket::choose_modes says
+// why):
 //   gso     send: one sendmsg per run of equal-size datagrams to one destination (the last may
 //           be shorter) with a UDP_SEGMENT control message, which the kernel cuts up;
 //           receive: UDP_GRO, one recvmsg returns up to 64 KiB of datagrams of one size from
@@ -175,7 +177,8 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
     };
 
     UdpSocket(const LoopClock& clock, UdpHandlers handlers, UdpOptions options);
-    void choose_modes(UdpMode start);
+    // gso_send_asked: the caller or BURROW_UDP_MODE named gso (segmented sends are opt-in).
+    void choose_modes(UdpMode start, bool gso_send_asked);
     void set_buffer_sizes(int bytes);
     void set_poll_events(int events);
     void on_readable();

@@ -273,7 +273,7 @@ def round_trips(port, seconds, min_samples=200):
 
 # ---------------------------------------------------------------- the worlds
 
-class BurrowWorld:
+class BurrowWorld(harness.ConfigDir):
     """A server, nas (exposing `services`) and laptop (forwarding each service), on loopback or
     spread over network namespaces (server and nas in ns_nas, laptop in ns_laptop)."""
 
@@ -292,9 +292,8 @@ class BurrowWorld:
         self.write("server.toml", harness.server_toml(server_host, self.tcp, stun, keys,
                                                       [("laptop", "nas", ["*"])]))
         fp = harness.fingerprint(burrow, self.path("server.toml"))
-        header = (lambda name, admin: f'[agent]\nname = "{name}"\nkey_file = "{name}.key"\n'
-                  f'server = "{server_host}:{self.tcp}"\n'
-                  f'server_fingerprint = "{fp}"\nadmin = "127.0.0.1:{admin}"\n')
+        header = (lambda name, admin: harness.agent_header(
+            name, f"{server_host}:{self.tcp}", fp, f"127.0.0.1:{admin}"))
         self.write("nas.toml", header("nas", admins[0]) + "".join(
             f'\n[[expose]]\nservice = "{n}"\ntarget = "127.0.0.1:{p}"\nallow = ["laptop"]\n'
             for n, p in services.items()))
@@ -302,13 +301,6 @@ class BurrowWorld:
             f'\n[[forward]]\nlisten = "127.0.0.1:{self.forwards[n]}"\npeer = "nas"\n'
             f'service = "{n}"\n' for n in services))
         self.procs = {}
-
-    def path(self, name):
-        return os.path.join(self.d, name)
-
-    def write(self, name, text):
-        with open(self.path(name), "w") as f:
-            f.write(text)
 
     def spawn(self, name, ns, argv):
         p = harness.spawn(name, ns_argv(ns, argv), self.path(f"{name}.log"), cwd=self.d)

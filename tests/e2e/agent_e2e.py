@@ -32,7 +32,7 @@ def forward_line(port, peer, service):
     return rf"forward 127\.0\.0\.1:{port}\s*->\s*{peer}/{service}\b.*listening"
 
 
-class World:
+class World(harness.ConfigDir):
     """Keys, configs and ports of the world above, and its processes once started."""
 
     def __init__(self, burrow, d, target_port):
@@ -68,25 +68,13 @@ service = "web"
 """)
         self.procs = {}
 
-    def path(self, name):
-        return os.path.join(self.d, name)
-
-    def write(self, name, text):
-        with open(self.path(name), "w") as f:
-            f.write(text)
-
     def server_toml(self):
         return harness.server_toml("127.0.0.1", self.tcp, (self.stun1, self.stun2), self.keys,
                                    [("laptop", "nas", ["web", "secret"])])
 
     def agent_header(self, name, admin):
-        return f"""[agent]
-name = "{name}"
-key_file = "{name}.key"
-server = "127.0.0.1:{self.tcp}"
-server_fingerprint = "{self.fingerprint}"
-admin = "127.0.0.1:{admin}"
-"""
+        return harness.agent_header(name, f"127.0.0.1:{self.tcp}", self.fingerprint,
+                                    f"127.0.0.1:{admin}")
 
     def laptop_toml(self, forwards):
         return self.agent_header("laptop", self.laptop_admin) + "".join(

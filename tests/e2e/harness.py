@@ -58,6 +58,29 @@ identity_key = "server-identity.key"
 {agents}{rules}"""
 
 
+def agent_header(name, server, fingerprint_, admin):
+    """The [agent] table of an agent named name whose key file is name.key beside the config,
+    registering with server ("host:port") and answering `burrow status` on admin."""
+    return f"""[agent]
+name = "{name}"
+key_file = "{name}.key"
+server = "{server}"
+server_fingerprint = "{fingerprint_}"
+admin = "{admin}"
+"""
+
+
+class ConfigDir:
+    """A test world's folder: self.d holds its configs, keys and logs."""
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+
+
 def fingerprint(burrow, server_toml_path):
     """The server certificate's sha256 fingerprint (the certificate is made if missing)."""
     return subprocess.run([burrow, "server", "-c", server_toml_path, "--print-fingerprint"],

@@ -50,7 +50,7 @@ def raise_own_open_files_limit():
     return hard
 
 
-class World:
+class World(harness.ConfigDir):
     def __init__(self, burrow, d, target_port, nas_extra=""):
         self.burrow, self.d = burrow, d
         self.tcp, self.stun1, self.stun2 = (harness.free_port(),
@@ -74,21 +74,9 @@ service = "web"
 """)
         self.procs = {}
 
-    def path(self, name):
-        return os.path.join(self.d, name)
-
-    def write(self, name, text):
-        with open(self.path(name), "w") as f:
-            f.write(text)
-
     def header(self, name, admin):
-        return f"""[agent]
-name = "{name}"
-key_file = "{name}.key"
-server = "127.0.0.1:{self.tcp}"
-server_fingerprint = "{self.fingerprint}"
-admin = "127.0.0.1:{admin}"
-"""
+        return harness.agent_header(name, f"127.0.0.1:{self.tcp}", self.fingerprint,
+                                    f"127.0.0.1:{admin}")
 
     def start(self, laptop_files=None):
         """laptop_files: the laptop's open-files limit (soft and hard), if not the default."""

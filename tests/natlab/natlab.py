@@ -165,7 +165,7 @@ def on_signal(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-class World:
+class World(harness.ConfigDir):
     """Keys, configs and the shared test file for a whole run (namespaces come per pair)."""
 
     def __init__(self, burrow, d):
@@ -180,13 +180,6 @@ class World:
         with open(self.path("www/file"), "wb") as f:
             f.write(data)
         self.sha256 = hashlib.sha256(data).hexdigest()
-
-    def path(self, name):
-        return os.path.join(self.d, name)
-
-    def write(self, name, text):
-        with open(self.path(name), "w") as f:
-            f.write(text)
 
     def server_toml(self):
         return harness.server_toml(lab.SERVER_IP, lab.SERVER_TCP_PORT, lab.SERVER_STUN_PORTS,
