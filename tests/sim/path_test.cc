@@ -46,7 +46,9 @@ constexpr int64_t kWallClock = 1'700'000'000'000'000;  // microseconds since the
 // moment that matters, a replay that beats the original) all occur, within the ctest budget.
 constexpr uint64_t kSeeds = 500;
 
-// BURROW_PATH_SEED=N replays one seed (the number a failure prints); unset, seeds 1..kSeeds.
+// BURROW_PATH_SEED=N replays one seed (the number a failure prints); BURROW_PATH_SEEDS=N runs
+// seeds 1..N (the sanitizer build, ten times slower, runs fewer: CMakeLists.txt); unset, seeds
+// 1..kSeeds.
 struct SeedRange {
     uint64_t first = 1;
     uint64_t last = kSeeds;
@@ -56,6 +58,10 @@ SeedRange seeds() {
     if (const char* one = std::getenv("BURROW_PATH_SEED")) {
         const uint64_t n = std::strtoull(one, nullptr, 10);
         return SeedRange{n, n};
+    }
+    if (const char* count = std::getenv("BURROW_PATH_SEEDS")) {
+        const uint64_t n = std::strtoull(count, nullptr, 10);
+        if (n > 0) return SeedRange{1, n};
     }
     return {};
 }
