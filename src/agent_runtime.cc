@@ -160,13 +160,13 @@ class Agent {
         if (auto t = core_.write_transmit(now, room)) {
             std::shared_ptr<UdpSocket> socket = t->route == kRouteMain ? udp_ : nullptr;
             if (auto it = sockets_.find(t->route); it != sockets_.end()) socket = it->second;
-            if (socket == udp_ && socket) {
+            if (!socket) return true;  // its socket is gone: dropped, like any lost datagram
+            if (socket == udp_) {
                 socket->commit_send(t->to, t->size);
-            } else if (socket) {
+            } else {
                 socket->send(t->to, ByteView(room.data(), t->size));
             }
-            if (socket &&
-                std::find(unflushed_.begin(), unflushed_.end(), socket) == unflushed_.end()) {
+            if (std::find(unflushed_.begin(), unflushed_.end(), socket) == unflushed_.end()) {
                 unflushed_.push_back(std::move(socket));
             }
             return true;

@@ -500,13 +500,13 @@ void UdpSocket::on_readable() {
         std::optional<size_t> n;
         switch (stats_.receive_mode) {
             case UdpMode::kGso:
-                n = receive_gro(now);
+                n = receive_one(now, true);
                 break;
             case UdpMode::kMmsg:
                 n = receive_mmsg(now, kMaxReceivePerWake - consumed);
                 break;
             case UdpMode::kSingle:
-                n = receive_single(now);
+                n = receive_one(now, false);
                 break;
         }
         if (!n) break;  // empty
@@ -517,10 +517,13 @@ void UdpSocket::on_readable() {
     }
 }
 
-std::optional<size_t> UdpSocket::receive_gro(Time now) {
-    uint8_t* data = receive_area(kGroBufferBytes);
+// One recvmsg. With gro, into room for a whole coalesced run and with room for the UDP_GRO
+// control message; without, one datagram's room and no control.
+std::optional<size_t> UdpSocket::receive_one(Time now, bool gro) {
+    const size_t room = gro ? kGroBufferBytes : options_.max_datagram_size;
+    uint8_t* data = receive_area(room);
     sockaddr_storage from{};
-    iovec iov{data, kGroBufferBytes};
+    iovec iov{data, room};
     union {
         cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -530,8 +533,10 @@ std::optional<size_t> UdpSocket::receive_gro(Time now) {
     msg.msg_namelen = sizeof from;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
+    if (gro) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+    }
     const ssize_t n = ::recvmsg(fd_, &msg, 0);
     if (n < 0) return receive_failed(errno);
     ++stats_.receive_calls;
@@ -577,26 +582,6 @@ std::optional<size_t> UdpSocket::receive_mmsg(Time now, size_t budget) {
         deliver(from[i], area + i * slot, msgs[i].msg_len, msgs[i].msg_len, now);
     }
     return static_cast<size_t>(rc);
-}
-
-std::optional<size_t> UdpSocket::receive_single(Time now) {
-    const size_t slot = options_.max_datagram_size;
-    uint8_t* data = receive_area(slot);
-    sockaddr_storage from{};
-    iovec iov{data, slot};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t n = ::recvmsg(fd_, &msg, 0);
-    if (n < 0) return receive_failed(errno);
-    ++stats_.receive_calls;
-    if ((msg.msg_flags & MSG_TRUNC) != 0) {
-        ++stats_.truncated;
-        return 1;
-    }
-    return deliver(from, data, static_cast<size_t>(n), static_cast<size_t>(n), now);
 }
 
 // nullopt: the socket is empty. Otherwise how much of the wake's budget the failure used.

@@ -182,9 +182,8 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
     void set_buffer_sizes(int bytes);
     void set_poll_events(int events);
     void on_readable();
-    std::optional<size_t> receive_gro(Time now);
+    std::optional<size_t> receive_one(Time now, bool gro);
     std::optional<size_t> receive_mmsg(Time now, size_t budget);
-    std::optional<size_t> receive_single(Time now);
     std::optional<size_t> receive_failed(int error);
     size_t deliver(const sockaddr_storage& from, uint8_t* data, size_t size,
                    size_t segment_size, Time now);
