@@ -74,6 +74,7 @@ class Agent {
         hooks.next_deadline = [this] { return core_.next_deadline(); };
         hooks.flush = [this] { flush_sockets(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        if (!timer_) return OsError{timer_error_text()};
         trimmer_ = HeapTrimmer::create(loop_);
         core_.start(interface_addresses(udp_->local_address().port), clock_.now());
         drain();

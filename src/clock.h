@@ -22,6 +22,8 @@ class LoopClock {
     // rather than libuv's millisecond loop time, which is cached at the start of each loop
     // iteration and would make RTT samples coarse and stale.
     Time now() const;
+    // `t` on the kernel's CLOCK_MONOTONIC (uv_hrtime's clock), in nanoseconds: for timerfds.
+    uint64_t monotonic_ns(Time t) const;
 
   private:
     uint64_t origin_ns_;

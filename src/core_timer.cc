@@ -1,36 +1,47 @@
 #include "src/core_timer.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 #include <utility>
 
 namespace burrow {
 
 namespace {
 
-constexpr int64_t kUsPerMs = 1000;
-// libuv timers count whole milliseconds: the shortest wait that is not "this iteration".
-constexpr uint64_t kTimerResolutionMs = 1;
+constexpr uint64_t kNsPerSecond = 1000000000;
 
-// Milliseconds from now to deadline, rounded up so we never ask to wake before it.
-uint64_t delay_ms(Time now, Time deadline) {
-    const int64_t us = to_us(deadline - now);
-    return static_cast<uint64_t>((us + kUsPerMs - 1) / kUsPerMs);
-}
+// A timerfd set to an absolute time in the past (but not zero, which disarms) fires at once.
+constexpr uint64_t kAlreadyDueNs = 1;
 
 }  // namespace
 
 std::shared_ptr<CoreTimer> CoreTimer::create(uv_loop_t* loop, const LoopClock& clock, Hooks hooks) {
-    std::shared_ptr<CoreTimer> timer(new CoreTimer(loop, clock, std::move(hooks)));
+    const int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0) return nullptr;
+    std::shared_ptr<CoreTimer> timer(new CoreTimer(clock, std::move(hooks), fd));
+    if (uv_poll_init(loop, &timer->poll_, fd) != 0) {
+        ::close(fd);
+        errno = EINVAL;
+        return nullptr;
+    }
+    timer->poll_.data = timer.get();
     timer->self_ = timer;
+    uv_poll_start(&timer->poll_, UV_READABLE, &CoreTimer::on_readable);
     return timer;
 }
 
-CoreTimer::CoreTimer(uv_loop_t* loop, const LoopClock& clock, Hooks hooks)
-    : clock_(clock), hooks_(std::move(hooks)) {
-    uv_timer_init(loop, &timer_);  // cannot fail: it only links the handle into the loop
-    timer_.data = this;
-}
+CoreTimer::CoreTimer(const LoopClock& clock, Hooks hooks, int fd)
+    : fd_(fd), clock_(clock), hooks_(std::move(hooks)) {}
 
 CoreTimer::~CoreTimer() = default;
+
+std::string timer_error_text() {
+    return std::string("cannot create a timer: ") + std::strerror(errno);
+}
 
 void CoreTimer::kick() {
     if (closed_ || draining_) return;  // a kick from inside a drain: the drain re-arms anyway
@@ -42,25 +53,37 @@ void CoreTimer::close() {
     closed_ = true;
     hooks_ = {};
     armed_ = kNever;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &CoreTimer::on_closed);
+    uv_poll_stop(&poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &CoreTimer::on_closed);
 }
 
-void CoreTimer::on_fire(uv_timer_t* handle) {
+void CoreTimer::on_readable(uv_poll_t* handle, int status, int /*events*/) {
     auto* self = static_cast<CoreTimer*>(handle->data);
-    ++self->stats_.timer_fires;
-    self->armed_ = kNever;
-    const Time now = self->clock_.now();
-    self->in_fire_ = true;
-    if (now >= self->hooks_.next_deadline()) {
-        ++self->stats_.on_timer_calls;
-        self->hooks_.on_timer(now);
+    if (self->closed_) return;
+    uint64_t expirations = 0;
+    // Reading resets the timerfd's readiness; EAGAIN means a re-arm beat us to it.
+    const ssize_t n = ::read(self->fd_, &expirations, sizeof expirations);
+    if (status < 0 || n != static_cast<ssize_t>(sizeof expirations)) return;
+    self->fire();
+}
+
+void CoreTimer::fire() {
+    ++stats_.timer_fires;
+    armed_ = kNever;
+    wake_ = kNever;
+    const Time now = clock_.now();
+    in_fire_ = true;
+    if (now >= hooks_.next_deadline()) {
+        ++stats_.on_timer_calls;
+        hooks_.on_timer(now);
     }
-    if (!self->closed_) self->drain_and_arm(now);
-    self->in_fire_ = false;
+    if (!closed_) drain_and_arm(now);
+    in_fire_ = false;
 }
 
 void CoreTimer::on_closed(uv_handle_t* handle) {
     auto* self = static_cast<CoreTimer*>(handle->data);
+    ::close(self->fd_);
     auto keep = std::move(self->self_);  // may free this object when it goes out of scope
 }
 
@@ -82,7 +105,7 @@ void CoreTimer::drain_and_arm(Time now) {
     if (closed_) return;
     if (limited) {
         // More output is waiting: come back after the loop has polled I/O.
-        start(in_fire_ ? kTimerResolutionMs : 0, now);
+        set(Time{}, now);
         return;
     }
     arm(now, hooks_.next_deadline());
@@ -90,28 +113,32 @@ void CoreTimer::drain_and_arm(Time now) {
 
 void CoreTimer::arm(Time now, Time deadline) {
     if (deadline == kNever) {
-        uv_timer_stop(&timer_);
-        armed_ = kNever;
+        set(kNever, kNever);
         return;
     }
-    uint64_t ms = 0;
-    if (deadline > now) {
-        ms = delay_ms(now, deadline);
-    } else if (in_fire_) {
-        // Re-arming at 0 from inside the callback would fire again in this same pass of
-        // libuv's timer phase, without polling I/O: a spin.
-        ms = kTimerResolutionMs;
+    Time wake = deadline;
+    if (deadline <= now && in_fire_) {
+        // The core's own on_timer left its deadline in the past: a core that cannot make
+        // progress. Waking at once would spin.
+        wake = now + kOverdueRetry;
         ++stats_.overdue_rearms;
     }
-    start(ms, deadline);
+    set(wake, deadline);
 }
 
-void CoreTimer::start(uint64_t ms, Time deadline) {
-    // Count from the present rather than from the loop time cached at the start of this
-    // iteration, which may be well behind after a long callback.
-    uv_update_time(timer_.loop);
-    uv_timer_start(&timer_, &CoreTimer::on_fire, ms, 0);
+void CoreTimer::set(Time wake, Time deadline) {
     armed_ = deadline;
+    if (wake == wake_) return;  // already set there: no system call
+    wake_ = wake;
+    itimerspec spec{};
+    if (wake != kNever) {
+        const uint64_t ns = wake <= Time{} ? kAlreadyDueNs : clock_.monotonic_ns(wake);
+        spec.it_value.tv_sec = static_cast<time_t>(ns / kNsPerSecond);
+        spec.it_value.tv_nsec = static_cast<long>(ns % kNsPerSecond);
+    }
+    // Cannot fail with a valid descriptor and a normalised time.
+    timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+    ++stats_.timer_sets;
 }
 
 }  // namespace burrow

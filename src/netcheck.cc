@@ -96,6 +96,7 @@ class Netcheck {
         hooks.next_deadline = [this] { return probe_.next_deadline(); };
         hooks.flush = [this] { udp_->flush(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        if (!timer_) return OsError{timer_error_text()};
         probe_.start(rng_, clock_.now(), out_);
         timer_->kick();
         return std::nullopt;

@@ -77,6 +77,7 @@ class Server {
             for (auto& socket : udp_) socket->flush();
         };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
+        if (!timer_) return OsError{timer_error_text()};
         timer_->kick();
         spdlog::info("listening on {} (TLS), stun {} and {} (UDP)",
                      to_string(listener_->local_address()), to_string(udp_[0]->local_address()),
