@@ -495,18 +495,18 @@ void UdpSocket::set_poll_events(int events) {
 void UdpSocket::on_readable() {
     const uint64_t delivered_before = stats_.datagrams_received;
     size_t consumed = 0;
-    while (!closed_ && consumed < kMaxReceivePerWake) {
+    bool drained = false;
+    while (!closed_ && !drained && consumed < kMaxReceivePerWake) {
         const Time now = clock_.now();
         std::optional<size_t> n;
         switch (stats_.receive_mode) {
             case UdpMode::kGso:
-                n = receive_one(now, true);
-                break;
             case UdpMode::kMmsg:
-                n = receive_mmsg(now, kMaxReceivePerWake - consumed);
+                n = receive_mmsg(now, kMaxReceivePerWake - consumed,
+                                 stats_.receive_mode == UdpMode::kGso, &drained);
                 break;
             case UdpMode::kSingle:
-                n = receive_one(now, false);
+                n = receive_one(now);
                 break;
         }
         if (!n) break;  // empty
@@ -517,26 +517,17 @@ void UdpSocket::on_readable() {
     }
 }
 
-// One recvmsg. With gro, into room for a whole coalesced run and with room for the UDP_GRO
-// control message; without, one datagram's room and no control.
-std::optional<size_t> UdpSocket::receive_one(Time now, bool gro) {
-    const size_t room = gro ? kGroBufferBytes : options_.max_datagram_size;
+// One recvmsg, one datagram: the last resort, for a kernel without recvmmsg.
+std::optional<size_t> UdpSocket::receive_one(Time now) {
+    const size_t room = options_.max_datagram_size;
     uint8_t* data = receive_area(room);
     sockaddr_storage from{};
     iovec iov{data, room};
-    union {
-        cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control{};
     msghdr msg{};
     msg.msg_name = &from;
     msg.msg_namelen = sizeof from;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    if (gro) {
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-    }
     const ssize_t n = ::recvmsg(fd_, &msg, 0);
     if (n < 0) return receive_failed(errno);
     ++stats_.receive_calls;
@@ -544,25 +535,29 @@ std::optional<size_t> UdpSocket::receive_one(Time now, bool gro) {
         ++stats_.truncated;
         return 1;
     }
-    // Without the control message the kernel did not coalesce: one datagram.
-    size_t segment = static_cast<size_t>(n);
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-            int size = 0;
-            std::memcpy(&size, CMSG_DATA(c), sizeof size);
-            if (size > 0) segment = static_cast<size_t>(size);
-        }
-    }
-    return deliver(from, data, static_cast<size_t>(n), segment, now);
+    return deliver(from, data, static_cast<size_t>(n), static_cast<size_t>(n), now);
 }
 
-std::optional<size_t> UdpSocket::receive_mmsg(Time now, size_t budget) {
-    const size_t slot = options_.max_datagram_size;
-    const size_t n = std::min(kMaxBatchDatagrams, budget);
-    uint8_t* area = receive_area(slot * kMaxBatchDatagrams);
+// One recvmmsg. With gro, each slot has room for a whole coalesced run and for the UDP_GRO
+// control message that gives its segment size: the kernel coalesces only what arrived as one
+// run (a GSO send, or packets that a NIC's GRO merged), and datagrams sent one by one (over
+// loopback, from sendmmsg) still come one per slot, so slots are what cut the calls.
+// Sets *drained when the kernel returned fewer messages than it had room for: the socket was
+// empty then, and asking again would only cost a call that says so (the poll is
+// level-triggered, so what arrives meanwhile wakes us again).
+std::optional<size_t> UdpSocket::receive_mmsg(Time now, size_t budget, bool gro, bool* drained) {
+    const size_t slot = gro ? kGroBufferBytes : options_.max_datagram_size;
+    const size_t slots = gro ? kGroSlots : kMaxBatchDatagrams;
+    const size_t n = std::min(slots, budget);
+    uint8_t* area = receive_area(slot * slots);
+    union Control {
+        cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    };
     std::array<mmsghdr, kMaxBatchDatagrams> msgs;
     std::array<iovec, kMaxBatchDatagrams> iov;
     std::array<sockaddr_storage, kMaxBatchDatagrams> from;
+    std::array<Control, kGroSlots> control;
     for (size_t i = 0; i < n; ++i) {
         iov[i] = iovec{area + i * slot, slot};
         msgs[i] = mmsghdr{};
@@ -570,18 +565,37 @@ std::optional<size_t> UdpSocket::receive_mmsg(Time now, size_t budget) {
         msgs[i].msg_hdr.msg_namelen = sizeof from[i];
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        if (gro) {
+            msgs[i].msg_hdr.msg_control = control[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof control[i].buf;
+        }
     }
     const int rc = ::recvmmsg(fd_, msgs.data(), static_cast<unsigned>(n), 0, nullptr);
     if (rc < 0) return receive_failed(errno);
     ++stats_.receive_calls;
+    *drained = static_cast<size_t>(rc) < n;
+    size_t delivered = 0;
     for (size_t i = 0; i < static_cast<size_t>(rc) && !closed_; ++i) {
-        if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        msghdr& msg = msgs[i].msg_hdr;
+        if ((msg.msg_flags & MSG_TRUNC) != 0) {
             ++stats_.truncated;
+            ++delivered;
             continue;
         }
-        deliver(from[i], area + i * slot, msgs[i].msg_len, msgs[i].msg_len, now);
+        // Without the control message the kernel did not coalesce: one datagram.
+        size_t segment = msgs[i].msg_len;
+        if (gro) {
+            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                    int size = 0;
+                    std::memcpy(&size, CMSG_DATA(c), sizeof size);
+                    if (size > 0) segment = static_cast<size_t>(size);
+                }
+            }
+        }
+        delivered += deliver(from[i], area + i * slot, msgs[i].msg_len, segment, now);
     }
-    return static_cast<size_t>(rc);
+    return delivered;
 }
 
 // nullopt: the socket is empty. Otherwise how much of the wake's budget the failure used.

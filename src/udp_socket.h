@@ -32,8 +32,8 @@
 // why):
 //   gso     send: one sendmsg per run of equal-size datagrams to one destination (the last may
 //           be shorter) with a UDP_SEGMENT control message, which the kernel cuts up;
-//           receive: UDP_GRO, one recvmsg returns up to 64 KiB of datagrams of one size from
-//           one sender, split here
+//           receive: UDP_GRO with recvmmsg, kGroSlots slots of 64 KiB per call; a slot holds
+//           one datagram or a coalesced run of one size from one sender, split here
 //   mmsg    sendmmsg / recvmmsg, up to 64 datagrams per call
 //   single  one sendmsg / recvmsg per datagram
 // Send and receive fall back separately; stats() says where each is.
@@ -127,6 +127,10 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
     // Datagrams delivered per readable event before the loop gets to its other handles:
     // four full receive batches, about 350 kB of burrow's datagrams.
     static constexpr size_t kMaxReceivePerWake = 4 * kMaxBatchDatagrams;
+    // Slots per recvmmsg under GRO, each with room for a 64 KiB coalesced run: 1 MiB of
+    // receive area, shared by every socket of the thread. Uncoalesced datagrams (loopback,
+    // sendmmsg senders) still come 16 per call instead of one.
+    static constexpr size_t kGroSlots = 16;
 
     // Binds to local (port 0 picks a free port) and starts receiving. An IPv6 wildcard socket
     // is dual-stack: it also receives IPv4, reported as IPv4 addresses.
@@ -182,8 +186,8 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
     void set_buffer_sizes(int bytes);
     void set_poll_events(int events);
     void on_readable();
-    std::optional<size_t> receive_one(Time now, bool gro);
-    std::optional<size_t> receive_mmsg(Time now, size_t budget);
+    std::optional<size_t> receive_one(Time now);
+    std::optional<size_t> receive_mmsg(Time now, size_t budget, bool gro, bool* drained);
     std::optional<size_t> receive_failed(int error);
     size_t deliver(const sockaddr_storage& from, uint8_t* data, size_t size,
                    size_t segment_size, Time now);
