@@ -273,9 +273,17 @@ void Bbr::set_pacing_rate(const AckEvent& ev) {
     if (filled_pipe_ || rate > pacing_rate_) pacing_rate_ = rate;
 }
 
+uint64_t Bbr::send_quantum() const {
+    const uint64_t floor =
+        (pacing_rate_ < static_cast<double>(kLowRateBytesPerSecond) ? 1 : 2) * max_datagram_size_;
+    const auto quantum = static_cast<uint64_t>(pacing_rate_ * seconds(kSendQuantumTime));
+    return std::max(std::min(quantum, kMaxSendQuantum), floor);
+}
+
 void Bbr::set_cwnd(const AckEvent& ev) {
     const double bdp = bdp_bytes(cwnd_gain_);
-    const uint64_t target = bdp > 0 ? static_cast<uint64_t>(bdp) : initial_cwnd_;
+    const uint64_t target = bdp > 0 ? static_cast<uint64_t>(bdp) + kSendQuantaInWindow * send_quantum()
+                                    : initial_cwnd_;
     if (filled_pipe_) {
         cwnd_ = std::min(cwnd_ + ev.bytes_acked, target);
     } else if (cwnd_ < target || delivered_ < initial_cwnd_) {

@@ -47,6 +47,15 @@ class Bbr final : public CongestionController {
     static constexpr Duration kRtPropFilterLen = std::chrono::seconds(10);  // §4.1.2.3
     static constexpr Duration kProbeRttDuration = std::chrono::milliseconds(200);  // §4.3.4
     static constexpr uint64_t kMinPipeCwndPackets = 4;  // BBR draft §4.3.4
+    // BBR draft §4.2.2 (BBRSetSendQuantum): a send quantum is 1 ms of the pacing rate, at most
+    // 64 KB, at least 2 datagrams (1 below 1.2 Mbit/s). The window targets the BDP plus three
+    // quanta (§4.2.3.2, BBRInflight), because both ends move data in batches: a sub-millisecond
+    // path (a LAN, loopback) has a BDP of a few datagrams, and a window of 2 x BDP there lets
+    // out three datagrams per ACK, one system call each way for every three packets.
+    static constexpr Duration kSendQuantumTime = std::chrono::milliseconds(1);
+    static constexpr uint64_t kMaxSendQuantum = 64 * 1024;
+    static constexpr uint64_t kLowRateBytesPerSecond = 150000;  // 1.2 Mbit/s
+    static constexpr uint64_t kSendQuantaInWindow = 3;
     // ProbeRTT holds in-flight at half a BDP, not v1's 4 packets (BBRv2's
     // ProbeRTTCwndGain): enough to drain the queue and see the base RTT, while streams that
     // share the session still get window space within an ACK or two, not a whole RTT.
@@ -102,6 +111,7 @@ class Bbr final : public CongestionController {
     };
 
     double bdp_bytes(double gain) const;  // gain x BDP; 0 while the model is empty
+    uint64_t send_quantum() const;         // BBR draft §4.2.2
     void update_round(const AckEvent& ev);
     void update_bandwidth(const RateSample& rs);
     void check_cycle_phase(const AckEvent& ev, bool lost);
