@@ -206,6 +206,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
         lc.local_key = config_.key;
         lc.peer_key = info.peer_pub;
         lc.session = config_.session;
+        lc.session.load = &handshake_load_;
         lc.wall_clock_at_zero_us = config_.wall_clock_at_zero_us;
         peer.link = std::make_unique<PeerLink>(lc, rng_, now);
         peer.relay_id = info.session_id;

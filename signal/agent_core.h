@@ -276,6 +276,9 @@ class AgentCore {
     Bytes receive_copy_;  // what the const on_udp hands a link to open in place, reused
     AgentDrops drops_;
     LogThrottle repeated_{kRepeatedLogInterval};
+    // The Diffie-Hellman budget all links' responders share (tunnel/cookie.h): a handshake
+    // flood spread over several peers' links still puts the agent under load.
+    HandshakeLoad handshake_load_;
     bool stopping_ = false;
     bool dial_pending_ = false;  // DialServer emitted, no connected/closed report yet
 };

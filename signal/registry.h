@@ -17,7 +17,7 @@
 #include "signal/control.h"
 #include "signal/server_action.h"
 #include "tunnel/socket_address.h"
-#include "signal/token_bucket.h"
+#include "tunnel/token_bucket.h"
 #include "tunnel/time.h"
 
 namespace burrow {

@@ -33,6 +33,14 @@ nlohmann::json peer_json(const PeerStatus& p) {
         {"may_open", p.may_open},
         {"may_accept", p.may_accept},
         {"streams_awaiting_approval", p.streams_awaiting_approval},
+        {"handshake",
+         {{"sent", ss.handshakes_sent},
+          {"completed", ss.handshakes_completed},
+          {"dh_operations", ss.handshake_noise_reads},
+          {"cookie_replies_sent", ss.cookie_replies_sent},
+          {"cookie_replies_received", ss.cookie_replies_received},
+          {"tie_won", ss.initiations_tie_won},
+          {"tie_yielded", ss.initiations_tie_yielded}}},
         {"drops",
          {{"malformed", ss.drop_malformed + cs.drop_malformed},
           {"bad_mac1", ss.drop_bad_mac1},
@@ -43,7 +51,9 @@ nlohmann::json peer_json(const PeerStatus& p) {
           {"key_expired", ss.drop_key_expired},
           {"duplicate", cs.drop_duplicate},
           {"too_old", cs.drop_too_old},
-          {"bad_probe", ss.drop_bad_probe}}},
+          {"bad_probe", ss.drop_bad_probe},
+          {"bad_cookie_reply", ss.drop_bad_cookie_reply},
+          {"initiations_under_load", ss.cookie_replies_sent}}},
     };
 }
 

@@ -83,7 +83,21 @@ bool verify_mac1(const Mac1Key& key, ByteView message) {
     return sodium_memcmp(expected.data(), message.data() + covered, kMac1Size) == 0;
 }
 
-Bytes encode_initiation(const InitiationMessage& m, const Mac1Key& key) {
+bool verify_initiation_mac1(const Mac1Key& key, ByteView initiation) {
+    if (initiation.size() < kMac1Size + kMac2Size) return false;
+    return verify_mac1(key, initiation.first(initiation.size() - kMac2Size));
+}
+
+ByteView initiation_mac1(ByteView initiation) {
+    return initiation.subspan(kInitiationSize - kMac2Size - kMac1Size, kMac1Size);
+}
+
+ByteView initiation_mac2_covered(ByteView initiation) {
+    return initiation.first(kInitiationSize - kMac2Size);
+}
+
+Bytes encode_initiation(const InitiationMessage& m, const Mac1Key& key,
+                        const std::optional<Cookie>& cookie) {
     Bytes out;
     out.reserve(kInitiationSize);
     ByteWriter w(out);
@@ -93,6 +107,7 @@ Bytes encode_initiation(const InitiationMessage& m, const Mac1Key& key) {
     w.u32(m.sender_index);
     w.bytes(m.noise);
     w.bytes(compute_mac1(key, out));
+    w.bytes(cookie ? compute_mac2(*cookie, out) : Mac2{});
     return out;
 }
 
@@ -122,9 +137,11 @@ std::optional<InitiationMessage> decode_initiation(ByteView datagram) {
     m.sender_index = r.u32();
     const ByteView noise = r.bytes(kNoiseInitiationSize);
     const ByteView mac = r.bytes(kMac1Size);
+    const ByteView mac2 = r.bytes(kMac2Size);
     if (!r.ok()) return std::nullopt;
     std::copy(noise.begin(), noise.end(), m.noise.begin());
     std::copy(mac.begin(), mac.end(), m.mac1.begin());
+    std::copy(mac2.begin(), mac2.end(), m.mac2.begin());
     return m;
 }
 
@@ -174,7 +191,8 @@ std::optional<InitiatorHandshake> InitiatorHandshake::create(const PrivateKey& l
                                                              const PublicKey& responder_static,
                                                              CipherSuite suite,
                                                              uint32_t local_index,
-                                                             const Tai64n& timestamp, Rng& rng) {
+                                                             const Tai64n& timestamp, Rng& rng,
+                                                             const std::optional<Cookie>& cookie) {
     HandshakeConfig config{
         handshake_protocol(suite), NoiseRole::kInitiator, prologue(), local_static,
         responder_static,          std::nullopt};
@@ -188,7 +206,8 @@ std::optional<InitiatorHandshake> InitiatorHandshake::create(const PrivateKey& l
     m.suite = suite;
     m.sender_index = local_index;
     std::copy(msg1->begin(), msg1->end(), m.noise.begin());
-    h.initiation_ = encode_initiation(m, mac1_key(responder_static));
+    h.initiation_ = encode_initiation(m, mac1_key(responder_static), cookie);
+    h.has_mac2_ = cookie.has_value();
     return h;
 }
 
@@ -233,7 +252,7 @@ std::variant<HandshakeResponder::Accepted, HandshakeDrop> HandshakeResponder::co
     // state only once everything has passed.
     const auto m = decode_initiation(datagram);
     if (!m) return HandshakeDrop::kMalformed;
-    if (!verify_mac1(own_mac1_key_, datagram)) return HandshakeDrop::kBadMac1;
+    if (!verify_initiation_mac1(own_mac1_key_, datagram)) return HandshakeDrop::kBadMac1;
     if (!suite_available(m->suite)) return HandshakeDrop::kUnsupportedSuite;
 
     HandshakeConfig config{handshake_protocol(m->suite),

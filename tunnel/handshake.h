@@ -1,7 +1,7 @@
 // The session handshake: Noise IK (tunnel/noise.h) in two datagrams, with WireGuard's mac1
 // in front so garbage is refused before any Diffie-Hellman.
 //
-// Initiation (type 0x01), 132 bytes, initiator -> responder:
+// Initiation (type 0x01), 148 bytes, initiator -> responder:
 //
 //    0                   1                   2                   3
 //    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -16,6 +16,8 @@
 //   |                                  (12 + 16)                    |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //   |        mac1 (16): keyed by the responder's static public key  |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |        mac2 (16): keyed by a cookie (tunnel/cookie.h), or 0   |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
 // Response (type 0x02), 76 bytes, responder -> initiator:
@@ -32,19 +34,22 @@
 //   |        mac1 (16): keyed by the initiator's static public key  |
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
-// Data packets (type 0x04) are tunnel/packet.h's. Integers are big-endian.
+// Cookie replies (type 0x03) are tunnel/cookie.h's, data packets (type 0x04) tunnel/packet.h's. Integers are big-endian.
 //
 // - The initiator names the suite; it selects the Noise protocol name
 //   (Noise_IK_25519_{ChaChaPoly,AESGCM}_SHA256), which is hashed into the handshake, so a
 //   rewritten suite byte makes the handshake fail instead of downgrading it. The prologue
 //   "burrow v1" binds the protocol version the same way.
 // - mac1 = BLAKE2b-128 keyed with BLAKE2b-256("mac1----" || receiver's static public key),
-//   over every byte before it (WireGuard §5.4.4). Anyone who knows the public key can compute
+//   over every byte before it (WireGuard §5.4.4). In an initiation mac2 follows it: the MAC
+//   of every byte before mac2 under the cookie of the last cookie reply, zeros without one;
+//   a responder under load answers an initiation without a valid mac2 with a cookie reply
+//   and does no Diffie-Hellman for it (tunnel/cookie.h). Anyone who knows the public key can compute
 //   it, so it proves nothing about the sender; it makes a random or misaddressed datagram
 //   cost one hash instead of two X25519 operations.
 // - The timestamp (TAI64N) is what makes a replayed initiation detectable: the responder
 //   accepts only timestamps greater than every one it accepted before.
-// - The response (76 bytes) is smaller than the initiation (132): a spoofed initiation can
+// - The response (76 bytes) is smaller than the initiation (148): a spoofed initiation can
 //   never make the responder send more bytes than it received.
 // - The indexes are not inside the Noise transcript (as in WireGuard): an on-path attacker
 //   who rewrites one can only make a handshake fail, which it could do by dropping it.
@@ -61,6 +66,7 @@
 
 #include "tunnel/aead.h"
 #include "tunnel/bytes.h"
+#include "tunnel/cookie.h"
 #include "tunnel/noise.h"
 #include "tunnel/rng.h"
 #include "tunnel/time.h"
@@ -69,7 +75,7 @@ namespace burrow {
 
 inline constexpr uint8_t kMessageTypeInitiation = 0x01;
 inline constexpr uint8_t kMessageTypeResponse = 0x02;
-// 0x03 is left free for a WireGuard-style cookie reply, should load ever call for one.
+// 0x03 is the cookie reply (tunnel/cookie.h).
 
 inline constexpr std::string_view kHandshakePrologue = "burrow v1";
 inline constexpr std::string_view kMac1Label = "mac1----";  // WireGuard §5.4.4 LABEL_MAC1
@@ -84,9 +90,12 @@ inline constexpr size_t kNoiseInitiationSize =
 inline constexpr size_t kNoiseResponseSize = kDhLen + kAeadTagSize;
 inline constexpr size_t kInitiationHeaderSize = 1 + 1 + 2 + 4;
 inline constexpr size_t kResponseHeaderSize = 1 + 3 + 4 + 4;
-inline constexpr size_t kInitiationSize = kInitiationHeaderSize + kNoiseInitiationSize + kMac1Size;
+inline constexpr size_t kMac2Size = kCookieSize;
+inline constexpr size_t kInitiationSize =
+    kInitiationHeaderSize + kNoiseInitiationSize + kMac1Size + kMac2Size;
 inline constexpr size_t kResponseSize = kResponseHeaderSize + kNoiseResponseSize + kMac1Size;
 static_assert(kResponseSize < kInitiationSize, "a response must never amplify an initiation");
+static_assert(kCookieReplySize < kInitiationSize, "a cookie reply must never amplify either");
 
 using Mac1 = std::array<uint8_t, kMac1Size>;
 using Tai64n = std::array<uint8_t, kTimestampSize>;
@@ -112,12 +121,19 @@ Mac1 compute_mac1(const Mac1Key& key, ByteView covered);
 // Whether the last kMac1Size bytes of message are the mac1 of the bytes before them.
 // Constant time in the mac's value.
 bool verify_mac1(const Mac1Key& key, ByteView message);
+// An initiation's mac1 sits before its mac2: whether it is valid. Any size is accepted (a
+// wrong one fails).
+bool verify_initiation_mac1(const Mac1Key& key, ByteView initiation);
+// An initiation's mac1 and the bytes mac2 covers (everything before it).
+ByteView initiation_mac1(ByteView initiation);
+ByteView initiation_mac2_covered(ByteView initiation);
 
 struct InitiationMessage {
     CipherSuite suite = CipherSuite::kChaCha20Poly1305;
     uint32_t sender_index = 0;
     std::array<uint8_t, kNoiseInitiationSize> noise{};
     Mac1 mac1{};
+    Mac2 mac2{};
     bool operator==(const InitiationMessage&) const = default;
 };
 
@@ -129,10 +145,12 @@ struct ResponseMessage {
     bool operator==(const ResponseMessage&) const = default;
 };
 
-// Encoders fill in mac1 with `key` (the receiver's); the message's own mac1 field is ignored.
-Bytes encode_initiation(const InitiationMessage& m, const Mac1Key& key);
+// Encoders fill in mac1 with `key` (the receiver's), and an initiation's mac2 with `cookie`
+// (zeros without one); the message's own mac fields are ignored.
+Bytes encode_initiation(const InitiationMessage& m, const Mac1Key& key,
+                        const std::optional<Cookie>& cookie = std::nullopt);
 Bytes encode_response(const ResponseMessage& m, const Mac1Key& key);
-// Structural checks only (exact size, type, reserved bytes zero, a known suite); mac1 is
+// Structural checks only (exact size, type, reserved bytes zero, a known suite); the macs are
 // returned, not verified.
 std::optional<InitiationMessage> decode_initiation(ByteView datagram);
 std::optional<ResponseMessage> decode_response(ByteView datagram);
@@ -165,13 +183,16 @@ const char* handshake_drop_name(HandshakeDrop drop);
 // and index), as in WireGuard, so a response always belongs to exactly one attempt.
 class InitiatorHandshake {
   public:
-    // nullopt when the suite is not available on this CPU.
+    // nullopt when the suite is not available on this CPU. With a cookie (from the
+    // responder's last cookie reply) the initiation carries mac2.
     static std::optional<InitiatorHandshake> create(const PrivateKey& local_static,
                                                     const PublicKey& responder_static,
                                                     CipherSuite suite, uint32_t local_index,
-                                                    const Tai64n& timestamp, Rng& rng);
+                                                    const Tai64n& timestamp, Rng& rng,
+                                                    const std::optional<Cookie>& cookie = {});
 
     const Bytes& initiation() const { return initiation_; }
+    bool has_mac2() const { return has_mac2_; }
     uint32_t local_index() const { return local_index_; }
     CipherSuite suite() const { return suite_; }
 
@@ -190,6 +211,7 @@ class InitiatorHandshake {
     uint32_t local_index_;
     Mac1Key own_mac1_key_;  // responses are addressed to our static key
     Bytes initiation_;
+    bool has_mac2_ = false;
     uint64_t noise_reads_ = 0;
 };
 

@@ -63,7 +63,7 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
                                                                         : DatagramKind::kResponse};
         }
     } else {
-        switch (session_.on_datagram(datagram, now)) {
+        switch (session_.on_datagram(datagram, now, from)) {
             case Session::Input::kData:
                 if (route != kRouteRelay) paths_.on_authenticated(from, now);
                 if (route != kRouteMain && route != kRouteRelay) follow_socket(from, route);
@@ -73,6 +73,18 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
                 verdict = LinkAccepted{DatagramKind::kHandshake};
                 break;
             case Session::Input::kDropped:
+                verdict = LinkDropped{LinkDrop::kRefused};
+                break;
+            case Session::Input::kCookieReply:
+                // Under load: the answer goes back where the initiation came from, whatever
+                // path the session uses, since the cookie is bound to that address.
+                if (auto reply = session_.take_cookie_reply();
+                    reply && cookie_replies_.size() >= kMaxQueuedCookieReplies) {
+                    ++stats_.cookie_replies_dropped;
+                } else if (reply) {
+                    cookie_replies_.push_back(
+                        LinkTransmit{route, from, std::move(*reply), DatagramKind::kHandshake});
+                }
                 verdict = LinkDropped{LinkDrop::kRefused};
                 break;
         }
@@ -89,6 +101,7 @@ void PeerLink::on_timer(Time now) {
 }
 
 Time PeerLink::next_deadline() const {
+    if (!cookie_replies_.empty()) return Time{};
     Time t = std::min(session_.next_deadline(), birthday_round_at_);
     if (technique_) t = std::min(t, paths_.next_deadline());
     return t;
@@ -110,6 +123,11 @@ std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out)
         std::copy(sealed.begin(), sealed.end(), out.begin());
         return sealed.size();
     };
+    if (!cookie_replies_.empty()) {
+        LinkTransmit t = std::move(cookie_replies_.front());
+        cookie_replies_.pop_front();
+        return LinkWrite{t.route, t.to, place(t.data), t.kind};
+    }
     while (auto probe = paths_.poll_probe()) {
         auto sealed = session_.seal_probe(probe->probe, now);
         if (!sealed) {

@@ -127,11 +127,17 @@ struct LinkDropped {
 };
 using LinkVerdict = std::variant<LinkAccepted, LinkDropped>;
 
+// Cookie replies waiting to be sent: one socket read's worth (the executor drains after every
+// read batch, at most 256 datagrams). A reply that finds the queue full is not sent; its
+// initiation was refused anyway.
+inline constexpr size_t kMaxQueuedCookieReplies = 256;
+
 struct LinkStats {
     uint64_t probes_unsealed = 0;   // a probe to send while there were no keys: skipped
     uint64_t opening_probes = 0;    // birthday probes sent
     uint64_t birthday_sockets = 0;  // opened for this link, all told
     uint64_t sockets_failed = 0;    // of those, the OS refused
+    uint64_t cookie_replies_dropped = 0;  // the queue was full: refused without a reply
 };
 
 class PeerLink {
@@ -214,6 +220,9 @@ class PeerLink {
     std::set<RouteId> heard_;
 
     std::deque<LinkEvent> events_;
+    // Cookie replies to send where their initiations came from, at most
+    // kMaxQueuedCookieReplies (more are dropped and counted).
+    std::deque<LinkTransmit> cookie_replies_;
     LinkStats stats_;
     Bytes receive_copy_;  // what the const on_datagram opens in place, reused
 };

@@ -21,6 +21,13 @@ std::string seconds(Duration d) {
 
 }  // namespace
 
+Role stream_role(const PublicKey& local_static, const PublicKey& peer_static) {
+    return std::lexicographical_compare(peer_static.begin(), peer_static.end(),
+                                        local_static.begin(), local_static.end())
+               ? Role::kInitiator
+               : Role::kResponder;
+}
+
 const char* session_state_name(SessionState state) {
     switch (state) {
         case SessionState::kHandshaking:
@@ -45,7 +52,11 @@ Session::Session(Role role, const PrivateKey& local_static, const PublicKey& pee
       wall_clock_at_zero_us_(wall_clock_at_zero_us),
       created_at_(now),
       protection_(config.key_limits),
-      connection_(role, config.connection, protection_, now) {
+      connection_(stream_role(public_key(local_static), peer_static), config.connection,
+                  protection_, now),
+      cookies_(public_key(local_static)),
+      cookie_jar_(peer_static),
+      load_(config.load ? config.load : &own_load_) {
     if (!suite_available(suite_)) suite_ = CipherSuite::kChaCha20Poly1305;
     protection_.set_now(now);
     if (role_ == Role::kResponder) responder_.emplace(local_static, peer_static, rng);
@@ -64,12 +75,19 @@ void Session::start(Time now) {
     send_initiation(now);
 }
 
-Session::Input Session::on_datagram(ByteView datagram, Time now) {
+Session::Input Session::on_datagram(ByteView datagram, Time now, const SocketAddress& from) {
     receive_copy_.assign(datagram.begin(), datagram.end());
-    return on_datagram(MutableByteView(receive_copy_), now);
+    return on_datagram(MutableByteView(receive_copy_), now, from);
 }
 
-Session::Input Session::on_datagram(MutableByteView datagram, Time now) {
+std::optional<Bytes> Session::take_cookie_reply() {
+    std::optional<Bytes> reply = std::move(cookie_reply_);
+    cookie_reply_.reset();
+    return reply;
+}
+
+Session::Input Session::on_datagram(MutableByteView datagram, Time now,
+                                    const SocketAddress& from) {
     protection_.set_now(now);
     if (state_ == SessionState::kDead) {
         ++stats_.drop_unexpected;
@@ -84,12 +102,9 @@ Session::Input Session::on_datagram(MutableByteView datagram, Time now) {
         case kMessageTypeInitiation:
             if (datagram.size() != kInitiationSize) {
                 ++stats_.drop_malformed;
-            } else if (role_ != Role::kResponder) {
-                ++stats_.drop_unexpected;
-            } else {
-                return on_initiation(datagram, now) ? Input::kHandshake : Input::kDropped;
+                return Input::kDropped;
             }
-            return Input::kDropped;
+            return on_initiation(datagram, now, from);
         case kMessageTypeResponse:
             if (datagram.size() != kResponseSize) {
                 ++stats_.drop_malformed;
@@ -97,6 +112,15 @@ Session::Input Session::on_datagram(MutableByteView datagram, Time now) {
                 ++stats_.drop_unexpected;
             } else {
                 return on_response(datagram, now) ? Input::kHandshake : Input::kDropped;
+            }
+            return Input::kDropped;
+        case kMessageTypeCookieReply:
+            if (datagram.size() != kCookieReplySize) {
+                ++stats_.drop_malformed;
+            } else if (role_ != Role::kInitiator) {
+                ++stats_.drop_unexpected;
+            } else {
+                return on_cookie_reply(datagram, now) ? Input::kHandshake : Input::kDropped;
             }
             return Input::kDropped;
         case kPacketTypeData:
@@ -107,12 +131,51 @@ Session::Input Session::on_datagram(MutableByteView datagram, Time now) {
     }
 }
 
-bool Session::on_initiation(ByteView datagram, Time now) {
+Session::Input Session::on_initiation(ByteView datagram, Time now, const SocketAddress& from) {
+    // Cheapest first: mac1 (is it addressed to us at all?), then the tie between two
+    // initiators, then the load, then the Diffie-Hellman work.
+    if (!verify_initiation_mac1(own_mac1_key_, datagram)) {
+        ++stats_.drop_bad_mac1;
+        return Input::kDropped;
+    }
+    if (role_ == Role::kInitiator) {
+        // Both sides initiated. Only the first handshake may be settled this way: once we
+        // hold keys as the initiator, an initiation from the peer is out of place.
+        if (had_keys_ || !yields_to_peer()) {
+            ++(had_keys_ ? stats_.drop_unexpected : stats_.initiations_tie_won);
+            return Input::kDropped;
+        }
+    }
+    if (load_->under_load(now)) {
+        const auto m = decode_initiation(datagram);
+        if (!m) {
+            ++stats_.drop_malformed;
+            return Input::kDropped;
+        }
+        if (!cookies_.mac2_valid(initiation_mac2_covered(datagram), m->mac2, from, now, rng_)) {
+            cookie_reply_ =
+                cookies_.make_reply(m->sender_index, initiation_mac1(datagram), from, now, rng_);
+            ++stats_.cookie_replies_sent;
+            return Input::kCookieReply;
+        }
+    }
+    // An initiator that may yield answers with a responder of its own, and becomes the
+    // responder only once an initiation authenticated: a forged one changes no role.
+    if (role_ == Role::kInitiator && !tie_responder_) {
+        tie_responder_.emplace(local_static_, peer_static_, rng_);
+    }
+    HandshakeResponder& responder = role_ == Role::kInitiator ? *tie_responder_ : *responder_;
+    const uint64_t reads_before = responder.noise_reads();
     auto result =
-        responder_->consume_initiation(datagram, now, [this] { return allocate_index(); });
+        responder.consume_initiation(datagram, now, [this] { return allocate_index(); });
+    if (responder.noise_reads() != reads_before) load_->on_processed(now);
     if (const auto* drop = std::get_if<HandshakeDrop>(&result)) {
         count(*drop);
-        return false;
+        return Input::kDropped;
+    }
+    if (role_ == Role::kInitiator) {
+        become_responder();
+        ++stats_.initiations_tie_yielded;
     }
     auto& accepted = std::get<HandshakeResponder::Accepted>(result);
     // The keys wait in `next` until the initiator uses them (SessionProtection::open).
@@ -121,6 +184,36 @@ bool Session::on_initiation(ByteView datagram, Time now) {
     ++stats_.handshakes_sent;
     ++stats_.handshakes_completed;
     had_keys_ = true;
+    return Input::kHandshake;
+}
+
+bool Session::yields_to_peer() const {
+    return stream_role(public_key(local_static_), peer_static_) == Role::kResponder;
+}
+
+// Our first initiation lost the tie: the peer's handshake is the session's. Our attempt is
+// dropped (a response to it will never come: the peer ignores it) and we answer from now on.
+void Session::become_responder() {
+    role_ = Role::kResponder;
+    pending_.reset();
+    outbox_.clear();
+    started_at_.reset();
+    responder_.emplace(std::move(*tie_responder_));
+    tie_responder_.reset();
+}
+
+bool Session::on_cookie_reply(ByteView datagram, Time now) {
+    if (!pending_ ||
+        !cookie_jar_.consume_reply(datagram, pending_->handshake.local_index(),
+                                   initiation_mac1(pending_->handshake.initiation()), now)) {
+        ++stats_.drop_bad_cookie_reply;
+        return false;
+    }
+    ++stats_.cookie_replies_received;
+    // The attempt without mac2 will not be answered: retry with the cookie at once. An
+    // attempt that carried mac2 and still got a cookie waits for its timer (the responder's
+    // secret changed), so a responder that keeps answering with cookies cannot make us loop.
+    if (!pending_->handshake.has_mac2()) pending_->retransmit_at = now;
     return true;
 }
 
@@ -280,8 +373,8 @@ Time Session::next_deadline() const {
 void Session::send_initiation(Time now) {
     const Tai64n timestamp = tai64n_from_unix_us(wall_clock_at_zero_us_ + to_us(now));
     const uint32_t index = allocate_index();
-    auto h =
-        InitiatorHandshake::create(local_static_, peer_static_, suite_, index, timestamp, rng_);
+    auto h = InitiatorHandshake::create(local_static_, peer_static_, suite_, index, timestamp,
+                                        rng_, cookie_jar_.cookie(now));
     if (!h) {  // suite_ was checked in the constructor; this would be a libsodium failure
         die("cannot create a handshake", now);
         return;
@@ -355,6 +448,7 @@ SessionStats Session::stats() const {
     s.drop_decrypt_failed += protection_.decrypt_failed();
     s.keypairs_confirmed = protection_.keypairs_confirmed();
     if (responder_) s.handshake_noise_reads += responder_->noise_reads();
+    if (tie_responder_) s.handshake_noise_reads += tie_responder_->noise_reads();
     return s;
 }
 

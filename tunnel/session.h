@@ -10,9 +10,19 @@
 //                               (poll_transmit(now): the same into a new vector)
 //   next_deadline()             when to call on_timer next
 //
-// Roles are fixed for the session's life: the side the server told to connect is the
-// initiator; it starts every handshake, the first and each rekey. The responder knows the
-// initiator's static key in advance and answers no one else.
+// Roles are fixed once the first handshake completes: the side the server told to connect is
+// the initiator; it starts every handshake, the first and each rekey. The responder knows the
+// initiator's static key in advance and answers no one else. If both sides were told to
+// initiate (simultaneous initiation), the side with the larger static public key keeps its
+// initiation and ignores the peer's; the other side drops its own attempt and answers the
+// peer's, becoming the responder for the session's life. Stream ids do not follow the Noise
+// role but the order of the two public keys (stream_role()), so streams either side opened
+// before the tie was settled keep their ids.
+//
+// Handshake floods (tunnel/cookie.h): a responder whose HandshakeLoad says it is under load
+// answers an initiation without a valid mac2 with a cookie reply (take_cookie_reply(), to be
+// sent to the initiation's source) and does no Diffie-Hellman for it; an initiator keeps the
+// cookie of a cookie reply to its attempt and retries at once with mac2.
 //
 // Datagrams are classified by their type byte and exact size first; wrong size or unknown
 // type is dropped and counted without any other work. Then, as WireGuard orders it: mac1,
@@ -39,11 +49,13 @@
 #include <string_view>
 
 #include "tunnel/connection.h"
+#include "tunnel/cookie.h"
 #include "tunnel/handshake.h"
 #include "tunnel/noise.h"
 #include "tunnel/path_probe.h"
 #include "tunnel/rng.h"
 #include "tunnel/session_protection.h"
+#include "tunnel/socket_address.h"
 #include "tunnel/time.h"
 
 namespace burrow {
@@ -65,7 +77,16 @@ struct SessionConfig {
     // nullopt: preferred_suite(). A suite this CPU cannot run falls back to ChaCha20-Poly1305.
     std::optional<CipherSuite> suite;
     KeyLimits key_limits;
+    // The Diffie-Hellman work budget this session's responder shares with others (AgentCore
+    // passes one for all its links); null: a budget of the session's own. Must outlive the
+    // session.
+    HandshakeLoad* load = nullptr;
 };
+
+// Which stream ids a side opens (Connection's role): the side with the larger static public
+// key opens even ids. Independent of who initiates the handshake, so the two sides never open
+// the same id even when both started as initiators.
+Role stream_role(const PublicKey& local_static, const PublicKey& peer_static);
 
 enum class SessionState {
     kHandshaking,  // no keys to send under yet (or the current ones are used up)
@@ -91,6 +112,14 @@ struct SessionStats {
     uint64_t drop_unexpected = 0;  // a message our role never receives, or after death
     uint64_t probes_opened = 0;
     uint64_t drop_bad_probe = 0;  // wrong size, unknown index, counter, or did not open
+    // Handshake floods (tunnel/cookie.h).
+    uint64_t cookie_replies_sent = 0;      // initiations refused under load, no DH done
+    uint64_t cookie_replies_received = 0;  // valid ones, for our attempt in flight
+    uint64_t drop_bad_cookie_reply = 0;    // not for our attempt, or did not decrypt
+    // Simultaneous initiation: the peer's initiation ignored because ours wins the tie, or
+    // ours given up to answer the peer's.
+    uint64_t initiations_tie_won = 0;
+    uint64_t initiations_tie_yielded = 0;
     bool operator==(const SessionStats&) const = default;
 };
 
@@ -131,19 +160,23 @@ class Session {
 
     // What became of a datagram. Drops are counted in stats() under their reason.
     enum class Input : uint8_t {
-        kHandshake,  // a handshake message that authenticated (it may still change nothing)
-        kData,       // a data packet that authenticated and was new
+        kHandshake,    // a handshake message that authenticated (it may still change nothing)
+        kData,         // a data packet that authenticated and was new
         kDropped,
+        kCookieReply,  // an initiation refused under load: send take_cookie_reply() to `from`
     };
-    // The mutable form opens data packets in place (the datagram's bytes are scratch
-    // afterwards); the const form copies once into a buffer the session keeps.
-    Input on_datagram(MutableByteView datagram, Time now);
-    Input on_datagram(ByteView datagram, Time now);
+    // `from` is the datagram's source: what a cookie is bound to (the relay passes {}). The
+    // mutable form opens data packets in place (the datagram's bytes are scratch afterwards);
+    // the const form copies once into a buffer the session keeps.
+    Input on_datagram(MutableByteView datagram, Time now, const SocketAddress& from = {});
+    Input on_datagram(ByteView datagram, Time now, const SocketAddress& from = {});
     // A vector, the way tests hold datagrams they may deliver again: the copying form (a
     // non-const vector would otherwise convert to both views).
-    Input on_datagram(const Bytes& datagram, Time now) {
-        return on_datagram(ByteView(datagram), now);
+    Input on_datagram(const Bytes& datagram, Time now, const SocketAddress& from = {}) {
+        return on_datagram(ByteView(datagram), now, from);
     }
+    // The cookie reply of the last on_datagram that returned kCookieReply (once).
+    std::optional<Bytes> take_cookie_reply();
     void on_timer(Time now);
     // Every datagram of one socket read was handed in (Connection::on_receive_batch_end).
     void on_receive_batch_end() { connection_.on_receive_batch_end(); }
@@ -189,8 +222,12 @@ class Session {
 
     void send_initiation(Time now);
     // Each true when the datagram authenticated.
-    bool on_initiation(ByteView datagram, Time now);
+    Input on_initiation(ByteView datagram, Time now, const SocketAddress& from);
     bool on_response(ByteView datagram, Time now);
+    bool on_cookie_reply(ByteView datagram, Time now);
+    // Simultaneous initiation: whether our initiation loses to the peer's.
+    bool yields_to_peer() const;
+    void become_responder();
     bool on_data(MutableByteView datagram, Time now);
     void count(HandshakeDrop drop);
     uint32_t allocate_index();
@@ -199,7 +236,7 @@ class Session {
     void die(std::string_view reason, Time now);
     void update_state();
 
-    Role role_;
+    Role role_;  // changes only once, initiator to responder, on a lost tie
     SessionConfig config_;
     CipherSuite suite_;
     Rng& rng_;
@@ -213,6 +250,13 @@ class Session {
     Connection connection_;  // after protection_: it keeps a reference to it
 
     std::optional<HandshakeResponder> responder_;  // responder role only
+    // An initiator's answer to the peer's initiation in a tie it may lose (yields_to_peer).
+    std::optional<HandshakeResponder> tie_responder_;
+    CookieResponder cookies_;                      // makes cookies, checks mac2
+    CookieJar cookie_jar_;                         // the peer's last cookie for us
+    HandshakeLoad own_load_;                       // unless config_.load names a shared one
+    HandshakeLoad* load_;
+    std::optional<Bytes> cookie_reply_;
     std::optional<PendingInitiation> pending_;     // initiator: the attempt in flight
     std::optional<Time> started_at_;               // initiator: when start() was called
     bool had_keys_ = false;                        // a handshake has completed

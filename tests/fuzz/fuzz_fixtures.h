@@ -65,6 +65,25 @@ inline SessionConfig session_config(uint8_t flags) {
     return c;
 }
 
+// A handshake flood's responder: a responder Session whose Diffie-Hellman budget is spent, so
+// it answers every initiation without a valid mac2 with a cookie reply (tunnel/cookie.h).
+// Built the same way every time (its rng seeded with 4), so its cookies are too.
+inline const SocketAddress kFuzzSource = SocketAddress::ipv4({192, 0, 2, 7}, 40000);
+struct LoadedResponder {
+    SeededRng rng{4};
+    HandshakeLoad load;
+    SessionConfig config = [this] {
+        SessionConfig c = session_config(0);
+        c.load = &load;
+        return c;
+    }();
+    Session session{Role::kResponder, identities().responder, identities().initiator_pub,
+                    config, rng, Time{}, kWallClock};
+    explicit LoadedResponder(Time now) {
+        while (!load.under_load(now)) load.on_processed(now);
+    }
+};
+
 // Two sessions that have completed their handshake, built the same way every time: run the
 // handshake over a perfect network on a 1 ms clock until both are established.
 struct EstablishedPair {

@@ -3,8 +3,12 @@
 // Input: mode byte, then one datagram. Mode bits 0-1 pick the receiver:
 //   0  HandshakeResponder::consume_initiation      2  a responder Session
 //   1  InitiatorHandshake::consume_response        3  an initiator Session after start()
-// Mode bit 2 rewrites the datagram's last 16 bytes to a valid mac1 for that receiver, so
-// mutations get past mac1 into Noise (the fuzzer cannot compute a BLAKE2b MAC by itself).
+// Mode bit 2 rewrites the datagram's mac1 (the last 16 bytes; an initiation's sit before its
+// mac2) to a valid one for that receiver, so mutations get past mac1 into Noise (the fuzzer
+// cannot compute a BLAKE2b MAC by itself). Mode bit 3 puts the Sessions under a handshake
+// flood (tunnel/cookie.h): the responder's Diffie-Hellman budget is spent, and the initiator's
+// first initiation has been answered by such a responder (LoadedResponder), whose genuine
+// cookie reply is among the seeds.
 //
 // Invariants:
 // - decode_initiation / decode_response round-trip through their encoders, and a datagram
@@ -13,6 +17,11 @@
 //   nothing at all in reply to a datagram that completed no handshake.
 // - A response that is dropped leaves the initiator's attempt intact: the genuine response
 //   still completes it afterwards.
+// - decode_cookie_reply round-trips through encode_cookie_reply byte for byte.
+// - Under load, a responder Session answers with a cookie reply no larger than the datagram
+//   and does no Diffie-Hellman for it; it never completes a handshake whose mac2 is not valid.
+// - An initiator Session that accepts a cookie reply retries at once with mac2, and that
+//   initiation gets through the loaded responder to a completed handshake.
 #include <algorithm>
 
 #include "tests/fuzz/fuzz_fixtures.h"
@@ -25,32 +34,50 @@ namespace {
 
 // A message that decodes re-encodes (with a fresh mac1 under key) to one that decodes to the
 // same fields and carries a valid mac1; with a valid mac1 already, byte for byte the input.
-template <class Decode, class Encode>
-void message_round_trip(ByteView d, const Mac1Key& key, Decode decode, Encode encode) {
+template <class Decode, class Encode, class Verify>
+void message_round_trip(ByteView d, const Mac1Key& key, Decode decode, Encode encode,
+                        Verify verify) {
     auto m = decode(d);
     if (!m) return;
     const Bytes encoded = encode(*m, key);
     auto again = decode(encoded);
     FUZZ_CHECK(again.has_value());
-    FUZZ_CHECK(verify_mac1(key, encoded));
+    FUZZ_CHECK(verify(key, encoded));
     again->mac1 = m->mac1;
+    if constexpr (requires { again->mac2; }) {
+        // Encoded without a cookie: mac2 is zeros; with the input's mac2 zero too, the bytes
+        // match.
+        FUZZ_CHECK(again->mac2 == Mac2{});
+        if (m->mac2 != Mac2{}) return;
+    }
     FUZZ_CHECK(*again == *m);
-    if (verify_mac1(key, d)) {
+    if (verify(key, d)) {
         FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
     }
 }
 
 void codec_round_trip(ByteView d, const Mac1Key& key) {
-    message_round_trip(d, key, [](ByteView b) { return decode_initiation(b); },
-                       [](const auto& m, const Mac1Key& k) { return encode_initiation(m, k); });
-    message_round_trip(d, key, [](ByteView b) { return decode_response(b); },
-                       [](const auto& m, const Mac1Key& k) { return encode_response(m, k); });
+    message_round_trip(
+        d, key, [](ByteView b) { return decode_initiation(b); },
+        [](const auto& m, const Mac1Key& k) { return encode_initiation(m, k); },
+        [](const Mac1Key& k, ByteView b) { return verify_initiation_mac1(k, b); });
+    message_round_trip(
+        d, key, [](ByteView b) { return decode_response(b); },
+        [](const auto& m, const Mac1Key& k) { return encode_response(m, k); },
+        [](const Mac1Key& k, ByteView b) { return verify_mac1(k, b); });
+    if (auto m = decode_cookie_reply(d)) {
+        const Bytes encoded = encode_cookie_reply(*m);
+        FUZZ_CHECK(std::equal(d.begin(), d.end(), encoded.begin(), encoded.end()));
+    }
 }
 
 void fix_mac1(Bytes& d, const PublicKey& receiver) {
     if (d.size() < kMac1Size) return;
-    const Mac1 mac = compute_mac1(mac1_key(receiver), ByteView(d).first(d.size() - kMac1Size));
-    std::copy(mac.begin(), mac.end(), d.end() - kMac1Size);
+    const size_t end = d.size() == kInitiationSize && d[0] == kMessageTypeInitiation
+                           ? d.size() - kMac2Size
+                           : d.size();
+    const Mac1 mac = compute_mac1(mac1_key(receiver), ByteView(d).first(end - kMac1Size));
+    std::copy(mac.begin(), mac.end(), d.begin() + static_cast<ptrdiff_t>(end - kMac1Size));
 }
 
 uint32_t next_index() { return kResponderIndex; }
@@ -106,25 +133,75 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
             break;
         }
-        default: {
-            const SessionConfig config = session_config(0);
+        case 2: {
+            // A responder Session, under load with mode bit 3.
             SeededRng rng(receiver);
-            const bool initiator = receiver == 3;
-            Session s(initiator ? Role::kInitiator : Role::kResponder,
-                      initiator ? ids.initiator : ids.responder,
-                      initiator ? ids.responder_pub : ids.initiator_pub, config, rng, Time{},
-                      kWallClock);
-            if (initiator) {
-                s.start(Time{});
-                drain(s, Time{});
+            HandshakeLoad load;
+            SessionConfig config = session_config(0);
+            config.load = &load;
+            const bool loaded = (mode & 8) != 0;
+            if (loaded) {
+                while (!load.under_load(now)) load.on_processed(now);
             }
-            const uint64_t completed = s.stats().handshakes_completed;
-            s.on_datagram(d, now);
+            Session s(Role::kResponder, ids.responder, ids.initiator_pub, config, rng, Time{},
+                      kWallClock);
+            const SessionStats before = s.stats();
+            const Session::Input input = s.on_datagram(d, now, kFuzzSource);
+            const SessionStats after = s.stats();
             const size_t reply = drain(s, now);
-            if (s.stats().handshakes_completed == completed) {
+            if (input == Session::Input::kCookieReply) {
+                FUZZ_CHECK(loaded);
+                const auto cookie = s.take_cookie_reply();
+                FUZZ_CHECK(cookie.has_value() && cookie->size() <= d.size());
+                FUZZ_CHECK(decode_cookie_reply(*cookie).has_value());
+                FUZZ_CHECK(after.handshake_noise_reads == before.handshake_noise_reads);
                 FUZZ_CHECK(reply == 0);
-            } else if (!initiator) {
+            } else {
+                FUZZ_CHECK(!s.take_cookie_reply().has_value());
+            }
+            if (after.handshakes_completed == before.handshakes_completed) {
+                FUZZ_CHECK(reply == 0);
+            } else {
                 FUZZ_CHECK(reply <= d.size());
+                // Under load only a valid mac2 gets this far: the fuzzer cannot make one, so
+                // a completed handshake under load is a hole in the cookie check.
+                FUZZ_CHECK(!loaded);
+            }
+            break;
+        }
+        default: {
+            // An initiator Session after start(); with mode bit 3 its first initiation was
+            // answered by a loaded responder, whose cookie reply is a seed.
+            SeededRng rng(receiver);
+            Session s(Role::kInitiator, ids.initiator, ids.responder_pub, session_config(0), rng,
+                      Time{}, kWallClock);
+            s.start(Time{});
+            const auto first = s.poll_transmit(Time{});
+            FUZZ_CHECK(first.has_value());
+            drain(s, Time{});
+            const SessionStats before = s.stats();
+            s.on_datagram(d, now, kFuzzSource);
+            const size_t reply = drain(s, now);
+            const SessionStats after = s.stats();
+            if (after.handshakes_completed == before.handshakes_completed) {
+                FUZZ_CHECK(reply == 0);
+            }
+            if (after.cookie_replies_received != before.cookie_replies_received) {
+                // The retry with the cookie goes out at once and gets through the flood.
+                FUZZ_CHECK(after.handshakes_completed == before.handshakes_completed);
+                FUZZ_CHECK(s.next_deadline() <= now);
+                s.on_timer(now);
+                const auto retry = s.poll_transmit(now);
+                FUZZ_CHECK(retry.has_value() && retry->size() == kInitiationSize);
+                const auto m = decode_initiation(*retry);
+                FUZZ_CHECK(m.has_value() && m->mac2 != Mac2{});
+                if (mode & 8) {
+                    LoadedResponder flood(now);
+                    FUZZ_CHECK(flood.session.on_datagram(*first, now, kFuzzSource) ==
+                               Session::Input::kCookieReply);
+                    FUZZ_CHECK(flood.session.on_datagram(*retry, now, kFuzzSource) ==
+                               Session::Input::kHandshake);
+                }
             }
             break;
         }

@@ -212,6 +212,16 @@ void handshake_seeds() {
     // Right sizes and types, wrong contents.
     seeds.push_back(with_prefix({4}, Bytes(kInitiationSize, 0x01)));
     seeds.push_back(with_prefix({5}, Bytes(kResponseSize, 0x02)));
+    // Under a flood (mode bit 3): the initiation to a loaded responder, and the cookie reply
+    // such a responder (LoadedResponder, as the target builds it) sends the initiator Session.
+    seeds.push_back(with_prefix({10}, session_initiation));
+    seeds.push_back(with_prefix({14}, session_initiation));
+    LoadedResponder flood(now);
+    flood.session.on_datagram(session_initiation, now, kFuzzSource);
+    const Bytes cookie_reply = *flood.session.take_cookie_reply();
+    seeds.push_back(with_prefix({11}, cookie_reply));
+    seeds.push_back(with_prefix({3}, cookie_reply));
+    seeds.push_back(with_prefix({11}, Bytes(kCookieReplySize, 0x03)));
     write_seeds("handshake", seeds);
 }
 

@@ -7,7 +7,11 @@
 //   3. the responder's NAT rebinds mid-transfer, while a third address sends garbage and
 //      replays: the initiator moves only after a probe round trip to the new address, and the
 //      third address never becomes the path;
-//   4. the direct path never works: relay all along, probes on the documented schedule.
+//   4. the direct path never works: relay all along, probes on the documented schedule;
+//   5. a handshake flood of mac1-valid initiations from many addresses (A's among them,
+//      spoofed) while A connects: cookie replies keep B's Diffie-Hellman work within its
+//      budget, and A's handshake completes;
+//   6. both sides initiate at the same virtual time: one winner by key order, one session.
 //
 // A failing seed is printed ("seed N: ...") so it can be replayed alone.
 #include <catch2/catch.hpp>
@@ -520,12 +524,14 @@ Keys keys(uint64_t seed) {
 
 class Run {
   public:
-    explicit Run(uint64_t seed)
+    // b_role kInitiator: both sides initiate at the same virtual time (simultaneous
+    // initiation).
+    explicit Run(uint64_t seed, Role b_role = Role::kResponder)
         : seed_(seed),
           cond_(conditions(seed)),
           keys_(keys(seed)),
           a_(Role::kInitiator, keys_.a, public_key(keys_.b), seed * 2 + 1, {kAddrB}),
-          b_(Role::kResponder, keys_.b, public_key(keys_.a), seed * 2 + 2, {kAddrA}),
+          b_(b_role, keys_.b, public_key(keys_.a), seed * 2 + 2, {kAddrA}),
           net_(seed, PathNetworkConfig{cond_.relay, cond_.relay, cond_.direct, cond_.direct,
                                        kAddrA, kAddrB}),
           transfer_(seed, a_.connection(), b_.connection(), cond_.bytes_ab, cond_.bytes_ba) {
@@ -945,6 +951,118 @@ TEST_CASE("direct path never works: relay throughout, probes on the documented s
         }
         if (problem.empty() && run.net_.stats().dropped_direct_down == 0) {
             problem = "no probe reached the blackhole";
+        }
+        if (!problem.empty()) failures.add(run.problem(problem));
+    }
+    INFO(failures.first);
+    CHECK(failures.count == 0);
+}
+
+TEST_CASE("a handshake flood from many addresses: DH within budget, the real peer connects") {
+    // Distinct mac1-valid initiations from strangers (anyone who knows B's public key can
+    // make them), sent from random addresses and from A's own address (spoofed: B's link
+    // claims datagrams from there, so these reach its session).
+    constexpr int kDistinct = 8;
+    constexpr Duration kFloodFor = 4s;
+    constexpr Duration kFloodGap = 500us;  // 2,000 initiations a second
+    Failures failures;
+    uint64_t worst_dh = 0, flood_total = 0;
+    Duration worst_connect{0};
+    const uint64_t count = std::min<uint64_t>(seeds().count(), 60);
+    for (uint64_t seed = seeds().first; seed < seeds().first + count; ++seed) {
+        Run run(seed);
+        SeededRng rng(seed ^ 0xf100d);
+        std::vector<Bytes> flood;
+        for (int i = 0; i < kDistinct; ++i) {
+            const PrivateKey stranger = PrivateKey::generate(rng);
+            auto h = InitiatorHandshake::create(stranger, public_key(run.keys_.b),
+                                                CipherSuite::kChaCha20Poly1305,
+                                                static_cast<uint32_t>(rng.next_u64()),
+                                                tai64n_from_unix_us(kWallClock), rng);
+            REQUIRE(h);
+            flood.push_back(h->initiation());
+        }
+        uint64_t sent = 0;
+        for (Time t{}; t < Time{} + kFloodFor; t += kFloodGap) {
+            const SocketAddress from =
+                rng.chance(0.5) ? kAddrA
+                                : SocketAddress::ipv4({192, 0, 2, static_cast<uint8_t>(rng.uniform(256))},
+                                                      static_cast<uint16_t>(rng.uniform(60000) + 1024));
+            run.net_.inject(PathSide::kB, from, flood[rng.uniform(flood.size())], t);
+            ++sent;
+        }
+        flood_total += sent;
+        Time connected = kNever;
+        run.watch_ = [&](Time now) {
+            if (connected == kNever && run.a_.session().established()) connected = now;
+            if (run.transfer_.bulk_done() && now >= Time{} + kFloodFor) {
+                run.transfer_.stop_requests();
+            }
+        };
+        std::string problem = run.run();
+        const SessionStats sb = run.b_.session().stats();
+        const SessionStats sa = run.a_.session().stats();
+        // The burst, then at most a burst per kUnderLoadLinger while the flood lasts, plus
+        // A's own handshakes.
+        const double seconds = std::chrono::duration<double>(kFloodFor).count();
+        const auto budget = static_cast<uint64_t>(
+            kHandshakeLoadBurst * (1 + seconds / std::chrono::duration<double>(kUnderLoadLinger).count()) + 4);
+        if (problem.empty()) {
+            if (!run.a_.session().established() || !run.b_.session().established()) {
+                problem = "the real handshake did not complete";
+            } else if (sb.handshake_noise_reads > budget) {
+                problem = "B did " + std::to_string(sb.handshake_noise_reads) +
+                          " DH reads under the flood, budget " + std::to_string(budget);
+            } else if (sb.cookie_replies_sent == 0) {
+                problem = "B sent no cookie reply under the flood";
+            } else if (sa.handshakes_completed != 1 || sb.handshakes_completed != 1) {
+                problem = "more than one handshake completed";
+            }
+        }
+        worst_dh = std::max(worst_dh, sb.handshake_noise_reads);
+        if (connected != kNever) worst_connect = std::max(worst_connect, connected - Time{});
+        if (!problem.empty()) failures.add(run.problem(problem));
+    }
+    INFO(failures.first);
+    CHECK(failures.count == 0);
+    std::printf("flood: %llu initiations over %llu seeds, at most %llu DH reads per seed; A "
+                "established within %.1f ms\n",
+                static_cast<unsigned long long>(flood_total),
+                static_cast<unsigned long long>(count), static_cast<unsigned long long>(worst_dh),
+                to_ms(worst_connect));
+}
+
+TEST_CASE("simultaneous initiation through the relay: one winner by key order, one session") {
+    Failures failures;
+    const uint64_t count = std::min<uint64_t>(seeds().count(), 200);
+    for (uint64_t seed = seeds().first; seed < seeds().first + count; ++seed) {
+        Run run(seed, Role::kInitiator);  // both start at t = 0
+        run.watch_ = [&](Time) {
+            if (run.a_.paths().active() && run.b_.paths().active() && run.transfer_.bulk_done()) {
+                run.transfer_.stop_requests();
+            }
+        };
+        std::string problem = run.run();
+        const bool a_larger = stream_role(public_key(run.keys_.a), public_key(run.keys_.b)) ==
+                              Role::kInitiator;
+        Session& winner = (a_larger ? run.a_ : run.b_).session();
+        Session& loser = (a_larger ? run.b_ : run.a_).session();
+        if (problem.empty()) {
+            if (winner.role() != Role::kInitiator || loser.role() != Role::kResponder) {
+                problem = "the roles did not settle by key order";
+            } else if (loser.stats().initiations_tie_yielded != 1) {
+                problem = "the loser yielded " +
+                          std::to_string(loser.stats().initiations_tie_yielded) + " times";
+            } else if (winner.stats().handshakes_completed < 1 ||
+                       loser.stats().handshakes_completed < 1) {
+                problem = "no handshake completed";
+            } else if (!winner.snapshot().current || !loser.snapshot().current ||
+                       winner.snapshot().current->local_index !=
+                           loser.snapshot().current->remote_index) {
+                problem = "the two sides hold different sessions";
+            } else if (unexpected_drops(winner.stats()) + unexpected_drops(loser.stats()) != 0) {
+                problem = "dropped session packets nobody forged";
+            }
         }
         if (!problem.empty()) failures.add(run.problem(problem));
     }

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <deque>
 #include <functional>
 #include <variant>
@@ -40,7 +42,7 @@ Identity make_identity(Rng& rng) {
 // Two sessions, A the initiator and B the responder, and a pipe with a fixed one-way delay
 // between them. A filter sees every datagram and may drop, keep a copy or rewrite it.
 struct Pair {
-    explicit Pair(uint64_t seed, SessionConfig config = {})
+    explicit Pair(uint64_t seed, SessionConfig config = {}, Role b_role = Role::kResponder)
         : ok(crypto_init()),
           keys_rng(seed),
           ia(make_identity(keys_rng)),
@@ -48,7 +50,7 @@ struct Pair {
           rng_a(seed * 2 + 1),
           rng_b(seed * 2 + 2),
           a(Role::kInitiator, ia.secret, ib.pub, config, rng_a, Time{}, kWallClock),
-          b(Role::kResponder, ib.secret, ia.pub, config, rng_b, Time{}, kWallClock) {
+          b(b_role, ib.secret, ia.pub, config, rng_b, Time{}, kWallClock) {
         REQUIRE(ok);
     }
 
@@ -639,10 +641,12 @@ TEST_CASE("robustness: garbage, truncations, bit flips, wrong keys and replays c
     }
     SECTION("messages of the other role are refused") {
         Bytes init = p.sent_by_a.front();
-        expect_refused(p.a, init, p.now);  // A never answers initiations
+        // A's own initiation, reflected: its mac1 is B's, so A refuses it before anything
+        // else (an initiator answers only the peer's initiation, and only in a tie it loses).
+        expect_refused(p.a, init, p.now);
         Bytes resp = p.sent_by_b.front();
         expect_refused(p.b, resp, p.now);
-        CHECK(p.a.stats().drop_unexpected == 1);
+        CHECK(p.a.stats().drop_bad_mac1 == 1);
         CHECK(p.b.stats().drop_unexpected == 1);
     }
     // Whatever was thrown at them, the sessions still work.
@@ -685,8 +689,9 @@ TEST_CASE("amplification: no unauthenticated datagram gets a larger reply") {
             if (type == kMessageTypeInitiation && size == kInitiationSize) {
                 d[1] = kSuiteChaCha20Poly1305;
                 d[2] = d[3] = 0;
-                const Mac1 mac = compute_mac1(mac_b, ByteView(d).first(size - kMac1Size));
-                std::copy(mac.begin(), mac.end(), d.end() - kMac1Size);  // reach the DH
+                const size_t mac1_at = size - kMac2Size - kMac1Size;
+                const Mac1 mac = compute_mac1(mac_b, ByteView(d).first(mac1_at));
+                std::copy(mac.begin(), mac.end(), d.begin() + mac1_at);  // reach the DH
             }
             sweep(p.a, d);
             sweep(p.b, d);
@@ -834,4 +839,144 @@ TEST_CASE("bulk transfer in place allocates nothing per packet") {
         CHECK(bulk.received() - received_before >= window * 1000);  // the data did move
         CHECK(allocations == 0);
     }
+}
+
+// --- simultaneous initiation ------------------------------------------------------------------
+
+namespace {
+
+uint64_t unexpected_drops(const SessionStats& s) {
+    return s.drop_malformed + s.drop_bad_mac1 + s.drop_unknown_peer + s.drop_decrypt_failed +
+           s.drop_replayed_initiation + s.drop_unexpected + s.drop_unknown_index;
+}
+
+// A stream each side opens before any handshake, and what the other side received of it.
+struct EarlyStreams {
+    static constexpr size_t kBytes = 3000;
+    struct Side {
+        std::optional<StreamId> out;
+        std::optional<StreamId> in;
+        Bytes received;
+    };
+    Side a, b;
+
+    void open(Pair& p, uint64_t seed) {
+        for (bool from_a : {true, false}) {
+            Side& side = from_a ? a : b;
+            Connection& c = (from_a ? p.a : p.b).connection();
+            side.out = c.open_stream(from_a ? "from-a" : "from-b");
+            REQUIRE(side.out);
+            Bytes data(kBytes);
+            for (size_t i = 0; i < kBytes; ++i) data[i] = content(seed * 2 + from_a, i);
+            REQUIRE(c.write(*side.out, data) == kBytes);
+            c.shutdown_write(*side.out);
+        }
+    }
+    // The application side: reads what arrives.
+    void read(Pair& p) {
+        for (bool at_a : {true, false}) {
+            Side& side = at_a ? a : b;
+            Connection& c = (at_a ? p.a : p.b).connection();
+            while (auto e = c.poll_event()) {
+                if (const auto* o = std::get_if<StreamOpened>(&*e)) side.in = o->id;
+            }
+            if (!side.in) continue;
+            std::array<uint8_t, 1024> buf{};
+            while (size_t n = c.read(*side.in, buf)) {
+                side.received.insert(side.received.end(), buf.begin(), buf.begin() + n);
+            }
+        }
+    }
+    bool delivered(uint64_t seed) const {
+        for (bool to_a : {true, false}) {
+            const Side& side = to_a ? a : b;
+            if (side.received.size() != kBytes) return false;
+            for (size_t i = 0; i < kBytes; ++i) {
+                if (side.received[i] != content(seed * 2 + !to_a, i)) return false;
+            }
+        }
+        return true;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("stream ids follow the order of the public keys, not the handshake role") {
+    SeededRng rng(31);
+    const Identity x = make_identity(rng), y = make_identity(rng);
+    CHECK(stream_role(x.pub, y.pub) != stream_role(y.pub, x.pub));
+    const bool x_larger = std::lexicographical_compare(y.pub.begin(), y.pub.end(),
+                                                       x.pub.begin(), x.pub.end());
+    CHECK((stream_role(x.pub, y.pub) == Role::kInitiator) == x_larger);
+}
+
+TEST_CASE("simultaneous initiation: the larger key's handshake wins, one session, many seeds") {
+    int a_won = 0, b_won = 0;
+    for (uint64_t seed = 1; seed <= 300; ++seed) {
+        INFO("seed " << seed);
+        Pair p(seed, {}, Role::kInitiator);
+        SeededRng loss(seed + 7000);
+        // Some seeds lose datagrams (either side's initiation, the response, the first data).
+        const double drop = seed % 3 == 0 ? 0.2 : 0.0;
+        p.filter = [&](Bytes&, bool) { return !loss.chance(drop); };
+        EarlyStreams streams;
+        streams.open(p, seed);
+        p.app = [&] { streams.read(p); };
+        // Both start at the same virtual time.
+        p.a.start(p.now);
+        p.b.start(p.now);
+        p.run_for(20s, 20ms);
+        REQUIRE(p.a.established());
+        REQUIRE(p.b.established());
+        const bool a_larger = stream_role(p.ia.pub, p.ib.pub) == Role::kInitiator;
+        Session& winner = a_larger ? p.a : p.b;
+        Session& loser = a_larger ? p.b : p.a;
+        (a_larger ? a_won : b_won)++;
+        CHECK(winner.role() == Role::kInitiator);
+        CHECK(loser.role() == Role::kResponder);
+        // One handshake made the session: one keypair on each side, the same indexes.
+        // (The loser answers each retry of the winner's whose response was lost.)
+        CHECK(winner.stats().handshakes_completed == 1);
+        CHECK(loser.stats().handshakes_completed >= 1);
+        if (drop == 0.0) CHECK(loser.stats().handshakes_completed == 1);
+        CHECK(loser.stats().initiations_tie_yielded == 1);
+        CHECK(winner.stats().initiations_tie_yielded == 0);
+        CHECK(loser.stats().initiations_tie_won == 0);
+        const auto wi = winner.snapshot().current;
+        const auto li = loser.snapshot().current;
+        REQUIRE(wi);
+        REQUIRE(li);
+        CHECK(wi->local_index == li->remote_index);
+        CHECK(wi->remote_index == li->local_index);
+        // The streams both opened before the tie was settled arrive intact.
+        CHECK(streams.delivered(seed));
+        if (drop == 0.0) {
+            CHECK(winner.stats().initiations_tie_won >= 1);  // the loser's initiation came
+            CHECK(unexpected_drops(winner.stats()) == 0);
+            CHECK(unexpected_drops(loser.stats()) == 0);
+        }
+    }
+    // Both orders occurred.
+    CHECK(a_won > 0);
+    CHECK(b_won > 0);
+}
+
+TEST_CASE("simultaneous initiation: a forged initiation changes no role") {
+    Pair p(41, {}, Role::kInitiator);
+    const bool a_larger = stream_role(p.ia.pub, p.ib.pub) == Role::kInitiator;
+    Session& loser = a_larger ? p.b : p.a;
+    const PublicKey& loser_pub = a_larger ? p.ib.pub : p.ia.pub;
+    loser.start(p.now);
+    REQUIRE(loser.poll_transmit(p.now));
+    const SessionSnapshot before = loser.snapshot();
+    // mac1-valid (anyone can compute it), from a stranger's static key: Noise refuses it.
+    SeededRng rng(410);
+    const Identity stranger = make_identity(rng);
+    auto h = InitiatorHandshake::create(stranger.secret, loser_pub, CipherSuite::kChaCha20Poly1305,
+                                        7, tai64n_from_unix_us(kWallClock), rng);
+    REQUIRE(h);
+    CHECK(loser.on_datagram(h->initiation(), p.now) == Session::Input::kDropped);
+    CHECK(loser.role() == Role::kInitiator);
+    CHECK(loser.stats().drop_unknown_peer == 1);
+    CHECK(loser.snapshot() == before);
 }

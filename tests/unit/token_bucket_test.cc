@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "signal/token_bucket.h"
+#include "tunnel/token_bucket.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;

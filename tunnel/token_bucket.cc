@@ -1,4 +1,4 @@
-#include "signal/token_bucket.h"
+#include "tunnel/token_bucket.h"
 
 #include <algorithm>
 
