@@ -29,11 +29,12 @@ class AckTracker {
     static constexpr size_t kMaxRanges = 32;
     static_assert(kMaxRanges <= kAckRangesInline, "our own ACKs must not allocate");
     // Our max_ack_delay. RFC 9000's default of 25 ms is tuned for servers with many
-    // connections; we have one session and an event loop with 1 ms timers. The peer adds this
-    // delay to every probe timeout, so on the short paths a tunnel often runs over (same city,
-    // same LAN) 25 ms would dominate recovery time, and a lone interactive packet (a keystroke
-    // through ssh) would wait that long for its ACK. 10 ms keeps both short while still
-    // letting most ACKs ride on the next data packet or pair up (RFC 9000 §13.2.2).
+    // connections; we have one session per peer and a timer with microsecond precision
+    // (src/core_timer.h). The peer adds this delay to every probe timeout, so on the short
+    // paths a tunnel often runs over (same city, same LAN) 25 ms would dominate recovery
+    // time, and a lone interactive packet (a keystroke through ssh) would wait that long for
+    // its ACK. 10 ms keeps both short while still letting most ACKs ride on the next data
+    // packet or pair up (RFC 9000 §13.2.2).
     static constexpr Duration kMaxAckDelay = std::chrono::milliseconds(10);
     // RFC 9000 §13.2.2: acknowledge at least every second ack-eliciting packet.
     static constexpr uint64_t kAckElicitingThreshold = 2;
@@ -73,8 +74,8 @@ class AckTracker {
     // batch holds dozens of packets, so this thins ACKs as much as the count threshold does;
     // when the sender's window is smaller than the threshold (a short path, a window after
     // loss, several streams sharing it) the ACK still leaves at once instead of after the
-    // delayed-ACK timer, which an event loop's 1 ms timers would stretch to a full
-    // millisecond on a path whose round trip is a tenth of that.
+    // delayed-ACK timer, a wake-up of its own on a path whose round trip is shorter than
+    // the wake-up's cost.
     void on_receive_batch_end();
     // When the delayed-ACK timer fires (arrival of the first unacknowledged ack-eliciting
     // packet + the delay on_rtt set, kMaxAckDelay before); kNever if nothing ack-eliciting is

@@ -22,8 +22,9 @@ class Pacer {
     // Fewest datagrams the bucket holds: enough for a packet and its retransmission or
     // probe to leave together, small enough for any router queue.
     static constexpr uint64_t kMinBurstDatagrams = 4;
-    // src/ drives the core from libuv timers, whose resolution is 1 ms; a bucket holding
-    // 2 ms of sending keeps the rate even when a timer fires up to a tick late.
+    // A bucket holding 2 ms of sending lets each wake-up send a batch (one system call for
+    // many datagrams, src/udp_socket.h) rather than a datagram or two, and keeps the rate when
+    // the loop wakes late because a callback ran long.
     static constexpr Duration kBurstTime = std::chrono::milliseconds(2);
 
     explicit Pacer(size_t max_datagram_size);
