@@ -387,3 +387,24 @@ TEST_CASE("bbr adopts a shorter RTT at once") {
     CHECK(m.bbr().min_rtt() <= milliseconds(30) + 2 * service_time(path) + milliseconds(1));
     CHECK(m.bbr().mode() != Bbr::Mode::kProbeRtt);
 }
+
+TEST_CASE("bbr leaves room for a send quantum beyond 2 x BDP on a sub-millisecond path") {
+    // Loopback or a LAN: 800 Mbit/s, 100 us round trip, a BDP of about 7 datagrams. Without
+    // the quantum (BBR draft §4.2.2) the window is ~15 datagrams and each ACK lets out a
+    // handful: one system call per few packets at both ends.
+    Path path;
+    path.rate = 1e8;
+    path.rtt = std::chrono::microseconds(100);
+    path.buffer = 4'000'000;
+    Model m(CongestionKind::kBbr, path, 7);
+    m.run_until(ms(2000));
+    const double bdp = path.rate * 100e-6;
+    const auto quantum = static_cast<double>(Bbr::kMaxSendQuantum);  // 1 ms at 800 Mbit/s
+    const auto cwnd = static_cast<double>(m.cc().congestion_window());
+    INFO("cwnd " << cwnd << " B, BDP " << bdp << " B");
+    CHECK(cwnd >= Bbr::kCwndGain * bdp + 0.8 * quantum);
+    // One quantum, not the draft's three: the queue an interactive stream waits behind.
+    CHECK(cwnd <= Bbr::kCwndGain * 1.3 * bdp + static_cast<double>(Bbr::kSendQuantaInWindow) *
+                                                       quantum + 2 * kMds);
+    CHECK(utilisation(m, path, ms(2000), ms(3000)) > 0.9);
+}
