@@ -319,7 +319,8 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
 }
 
 bool known_type(uint8_t t) {
-    return t >= static_cast<uint8_t>(Type::kServerHello) && t <= static_cast<uint8_t>(Type::kRelayDetached);
+    return t >= static_cast<uint8_t>(Type::kServerHello) &&
+           t <= static_cast<uint8_t>(Type::kRelayDetached);
 }
 
 uint32_t read_length(const uint8_t* p) {

@@ -42,7 +42,9 @@ std::optional<UdpToken> decode_bind_ok(ByteView datagram) {
     return decode_token_message(kUdpTypeBindOk, datagram);
 }
 std::optional<BindAnswer> decode_bind_answer(ByteView datagram) {
-    if (auto token = decode_token_message(kUdpTypeBindOk, datagram)) return BindAnswer{*token, false};
+    if (auto token = decode_token_message(kUdpTypeBindOk, datagram)) {
+        return BindAnswer{*token, false};
+    }
     if (auto token = decode_token_message(kUdpTypeBindMoved, datagram)) {
         return BindAnswer{*token, true};
     }

@@ -467,7 +467,8 @@ TEST_CASE("RelayAttach refusals: a forged token, another server's, a pair the AC
     Harness other(7);
     other.login(1, "laptop");
     other.login(2, "nas");
-    Actions a = other.send(1, RelayAttach{id, "nas", to_laptop.relay_token, SessionRole::kInitiator});
+    Actions a =
+        other.send(1, RelayAttach{id, "nas", to_laptop.relay_token, SessionRole::kInitiator});
     CHECK(messages_to<RelayDetached>(a, 1).size() == 1);
     CHECK(other.core->relays().size() == 0);
 

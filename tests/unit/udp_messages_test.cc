@@ -103,7 +103,8 @@ TEST_CASE("burrow's datagrams are told apart from STUN and session packets") {
     UdpToken t{};
     rng.fill(t);
     const Bytes relay = encode_relay_datagram(rng.next_u64(), RelayToken{}, Bytes(40, 0));
-    const Bytes relay_from = encode_relay_from_datagram(rng.next_u64(), RelayToken{}, t, Bytes(40, 0));
+    const Bytes relay_from =
+        encode_relay_from_datagram(rng.next_u64(), RelayToken{}, t, Bytes(40, 0));
     for (const Bytes& d : {encode_bind(t), encode_bind_ok(t), encode_bind_ok(t, true), relay,
                            relay_from}) {
         CHECK_FALSE(is_stun(d));

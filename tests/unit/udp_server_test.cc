@@ -360,8 +360,8 @@ TEST_CASE("RelayFrom: a NAT that moved the agent is followed; a forged token mov
         CHECK(answer->bytes == encode_bind_ok(s.laptop_token));
     }
     SECTION("the nas's own udp_token moves only the nas") {
-        auto out = as_datagram(
-            udp(h, kStranger, encode_relay_from_datagram(s.session, s.token, s.nas_token, payload)));
+        const Bytes d = encode_relay_from_datagram(s.session, s.token, s.nas_token, payload);
+        auto out = as_datagram(udp(h, kStranger, d));
         REQUIRE(out);
         CHECK(out->to == kLaptopAddr);
         CHECK(h.core->registry().find("nas")->udp_address == kStranger);
