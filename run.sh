@@ -7,7 +7,8 @@
 #   ./run.sh deps            install missing build and test packages with apt-get
 #   ./run.sh build           configure and build into build/
 #   ./run.sh natlab [--pairs a/b,..] [--check-paths] [--keep] [--json FILE]
-#                            agents behind real NATs in network namespaces (root)
+#                            agents behind real NATs in network namespaces (root); without
+#                            options also the 5 s UDP timeout and relayed server restart checks
 #   ./run.sh docker-test     build the images, run the docker-compose NAS/laptop demos, check them
 #   ./run.sh bench [--quick] burrow beside direct TCP, kcptun, wireguard-go and Nebula:
 #                            docs/benchmarks.{md,json,png} (--quick: one short run into
@@ -116,6 +117,14 @@ cmd_natlab() {
     python3 tests/natlab/nat_kinds.py
     say "natlab: the matrix of NAT pairs"
     python3 tests/natlab/natlab.py build/burrow "$@"
+    if [ $# -eq 0 ]; then
+        say "natlab: symmetric NATs with a 5 s UDP timeout, a request after 60 s idle"
+        python3 tests/natlab/natlab.py build/burrow --check-paths --pairs symmetric/symmetric \
+            --udp-timeout 5 --idle 60
+        say "natlab: a server restart in the middle of a relayed transfer"
+        python3 tests/natlab/natlab.py build/burrow --pairs symmetric/symmetric --fault server \
+            --check-faults
+    fi
 }
 
 cmd_docker_test() {

@@ -83,6 +83,9 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
             config.max_streams = static_cast<uint64_t>(streams->value);
         }
     }
+    if (auto keepalive = t.optional_string("keepalive")) {
+        config.keepalive = check_duration(issues, *keepalive, kMinKeepalive, kMaxKeepalive);
+    }
     t.finish();
 }
 

@@ -11,6 +11,9 @@
 //   # log_level = "info"                # trace|debug|info|warn|error
 //   # max_streams = 16384               # forwarded connections a peer may have open at once
 //                                       # through this agent (100-1048576)
+//   # keepalive = "5s"                  # how often the UDP binding at the server is refreshed
+//                                       # (1s-60s); below the NAT's UDP timeout. Unset: learned
+//                                       # (25 s, halved each time the NAT forgets our mapping)
 //
 //   [[expose]]                          # a local service that allowed peers may open
 //   service = "web"                     # [a-z0-9-_.]{1,64}
@@ -50,6 +53,11 @@ inline constexpr uint64_t kDefaultMaxStreams = ConnectionConfig{}.max_incoming_s
 // hold millions of streams' worth of state.
 inline constexpr int64_t kMinMaxStreams = static_cast<int64_t>(kInitialMaxStreams);
 inline constexpr int64_t kMaxMaxStreams = 1 << 20;
+// keepalive: a NAT that forgets a mapping within a second is beyond a keepalive's help (and
+// learning stops there too, signal/udp_binding.h kMinLearnedKeepalive); a minute is twice the
+// 30 s UDP timeout common NATs use, so a longer value could only be a mistake.
+inline constexpr Duration kMinKeepalive = std::chrono::seconds(1);
+inline constexpr Duration kMaxKeepalive = std::chrono::seconds(60);
 
 struct AgentConfig {
     std::string name;
@@ -63,6 +71,8 @@ struct AgentConfig {
     LogLevel log_level = LogLevel::kInfo;
     // Streams (forwarded connections) a peer may have open at once on its session with us.
     uint64_t max_streams = kDefaultMaxStreams;
+    // How often the agent refreshes its UDP binding at the server; nullopt: learned.
+    std::optional<Duration> keepalive;
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
 

@@ -148,4 +148,37 @@ bool check_file_exists(Issues& issues, const FileProbe& files, const Located<std
     return false;
 }
 
+namespace {
+
+std::string duration_text(Duration d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
+
+}  // namespace
+
+std::optional<Duration> check_duration(Issues& issues, const Located<std::string>& text,
+                                       Duration min, Duration max) {
+    const std::string& v = text.value;
+    const size_t digits = v.find_first_not_of("0123456789");
+    std::optional<Duration> d;
+    // At most 9 digits: no overflow, and far above any sane value (the range check follows).
+    if (digits > 0 && digits != std::string::npos && digits <= 9) {
+        const int64_t n = std::stoll(v.substr(0, digits));
+        const std::string_view unit = std::string_view(v).substr(digits);
+        if (unit == "s") d = std::chrono::seconds(n);
+        if (unit == "ms") d = std::chrono::milliseconds(n);
+    }
+    if (!d) {
+        issues.add(text, quote(v) + " is not a duration (expected e.g. \"5s\" or \"2500ms\")");
+        return std::nullopt;
+    }
+    if (*d < min || *d > max) {
+        issues.add(text, quote(v) + " is out of range (" + duration_text(min) + "-" +
+                             duration_text(max) + ")");
+        return std::nullopt;
+    }
+    return d;
+}
+
 }  // namespace burrow::config_detail

@@ -13,6 +13,7 @@
 #include "config/file_probe.h"
 #include "config/toml_reader.h"
 #include "config/values.h"
+#include "tunnel/time.h"
 
 namespace burrow::config_detail {
 
@@ -27,6 +28,10 @@ std::optional<HostPort> check_address(Issues& issues, const Located<std::string>
 bool check_agent_name(Issues& issues, const Located<std::string>& name);
 bool check_service_name(Issues& issues, const Located<std::string>& name);
 std::optional<LogLevel> check_log_level(Issues& issues, const Located<std::string>& text);
+// A duration written as a whole number of seconds or milliseconds ("5s", "2500ms") within
+// [min, max].
+std::optional<Duration> check_duration(Issues& issues, const Located<std::string>& text,
+                                       Duration min, Duration max);
 
 // Whether two sockets of one protocol would fight over a port when bound to a and b. A
 // wildcard takes the port on every address of its family, and "::" on IPv4 as well (Linux

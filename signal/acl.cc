@@ -38,6 +38,14 @@ bool Acl::allowed(std::string_view from, std::string_view to, std::string_view s
     });
 }
 
+bool Acl::pair_allowed(std::string_view a, std::string_view b) const {
+    if (a == b || !find_by_name(a) || !find_by_name(b)) return false;
+    return std::any_of(config_.allow.begin(), config_.allow.end(), [&](const AclRule& r) {
+        return !r.services.empty() &&
+               ((r.from == a && r.to == b) || (r.from == b && r.to == a));
+    });
+}
+
 const AclAgent* Acl::find_by_name(std::string_view name) const {
     for (const AclAgent& a : config_.agents) {
         if (a.name == name) return &a;

@@ -42,6 +42,9 @@ class Acl {
     static std::optional<Acl> create(AclConfig config, std::string* error);
 
     bool allowed(std::string_view from, std::string_view to, std::string_view service) const;
+    // Whether some rule joins the two agents, in either direction, for any service: what a
+    // relay session between them (which carries all their services) needs to exist at all.
+    bool pair_allowed(std::string_view a, std::string_view b) const;
 
     const std::vector<AclAgent>& agents() const { return config_.agents; }
     const AclAgent* find_by_name(std::string_view name) const;

@@ -68,6 +68,7 @@ AgentClient::AgentClient(AgentClientConfig config, Rng& rng, Time now)
       reconnect_at_(now),
       probe_(printable(config_.software, kStunMaxTextEncode)) {
     config_.software = printable(config_.software, kMaxSoftwareLen);
+    binding_.set_keepalive(config_.keepalive);
 }
 
 // --- dialing ------------------------------------------------------------------------------------
@@ -166,6 +167,7 @@ void AgentClient::handle(ControlMessage&& m, Time now) {
             if (auto* info = std::get_if<PeerInfo>(&m)) return on_peer_info(std::move(*info), now);
             if (auto* refused = std::get_if<ConnectRefused>(&m)) return emit(std::move(*refused));
             if (auto* data = std::get_if<RelayData>(&m)) return on_relay_data(std::move(*data));
+            if (auto* d = std::get_if<RelayDetached>(&m)) return on_relay_detached(*d);
             if (std::holds_alternative<Pong>(m)) {
                 stats_.drop_control_unexpected++;  // we never ping: the server's liveness is
                 return;                            // its own pings
@@ -212,6 +214,22 @@ void AgentClient::on_auth_ok(AuthOk&& ok, Time now) {
     binding_.start(udp_token_, now, staged);
     queue_udp(staged);
     reported_binding_ = UdpBindingStatus::kUnknown;
+    attach_sessions();
+}
+
+void AgentClient::attach_sessions() {
+    for (const auto& [id, s] : sessions_) {
+        send_control(RelayAttach{id, s.peer, s.token, s.role});
+        stats_.relay_attaches++;
+    }
+}
+
+void AgentClient::on_relay_detached(const RelayDetached& d) {
+    if (sessions_.erase(d.session_id) == 0) {
+        stats_.drop_relay_unknown_session++;
+        return;
+    }
+    emit(RelaySessionDetached{d.session_id, d.reason});
 }
 
 void AgentClient::on_server_error(const ControlErrorMessage& e, Time now) {
@@ -235,7 +253,7 @@ void AgentClient::on_server_error(const ControlErrorMessage& e, Time now) {
 }
 
 void AgentClient::on_peer_info(PeerInfo&& info, Time now) {
-    remember_session(info.session_id, info.relay_token);
+    remember_session(info);
     const Duration delay =
         std::min<Duration>(std::chrono::milliseconds(info.start_in_ms), kMaxRendezvousDelay);
     emit(PeerReady{std::move(info), now + delay});
@@ -276,7 +294,7 @@ void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
         return;
     }
     const uint8_t type = datagram[0];
-    if (type != kUdpTypeBindOk && type != kUdpTypeRelay) {
+    if (type != kUdpTypeBindOk && type != kUdpTypeBindMoved && type != kUdpTypeRelay) {
         stats_.drop_udp_malformed++;
         return;
     }
@@ -286,9 +304,14 @@ void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
         return;
     }
     if (type == kUdpTypeRelay) return on_relay_datagram(datagram, now);
-    if (!binding_.on_bind_ok(datagram, now)) {
+    const BindAnswerKind answer = binding_.on_bind_ok(datagram, now);
+    if (answer == BindAnswerKind::kNotOurs) {
         stats_.drop_udp_unexpected++;
         return;
+    }
+    if (answer == BindAnswerKind::kMoved) {
+        stats_.udp_moves++;
+        emit(UdpMoved{binding_.refresh_interval(), binding_.learning()});
     }
     report_binding();
 }
@@ -431,14 +454,15 @@ void AgentClient::refuse_locally(std::string peer, std::string service, std::str
 
 // --- relay --------------------------------------------------------------------------------------
 
-void AgentClient::remember_session(uint64_t id, const RelayToken& token) {
+void AgentClient::remember_session(const PeerInfo& info) {
+    const uint64_t id = info.session_id;
     if (!sessions_.contains(id) && sessions_.size() >= kMaxRelaySessions) {
         auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](auto& a, auto& b) {
             return a.second.age < b.second.age;
         });
         sessions_.erase(oldest);
     }
-    sessions_[id] = KnownSession{token, session_age_++};
+    sessions_[id] = KnownSession{info.relay_token, info.peer, info.role, session_age_++};
 }
 
 void AgentClient::forget_session(uint64_t session_id) {
@@ -461,13 +485,14 @@ bool AgentClient::send_relay(uint64_t session_id, ByteView payload, Time now) {
         return false;
     }
     if (binding_.bound()) {
-        if (udp_out_bytes_ + kRelayHeaderSize + payload.size() > kMaxQueuedRelayBytes) {
+        if (udp_out_bytes_ + kRelayFromHeaderSize + payload.size() > kMaxQueuedRelayBytes) {
             stats_.drop_relay_queue_full++;
             return false;
         }
         std::deque<ServerDatagram> staged;
         staged.push_back(ServerDatagram{
-            UdpPort::kMain, encode_relay_datagram(session_id, it->second.token, payload)});
+            UdpPort::kMain,
+            encode_relay_from_datagram(session_id, it->second.token, udp_token_, payload)});
         queue_udp(staged);
         stats_.relay_sent_udp++;
         return true;
@@ -578,7 +603,7 @@ void AgentClient::reset_connection() {
     reported_binding_ = UdpBindingStatus::kUnknown;
     nat_.reset();
     registered_ = false;
-    sessions_.clear();  // the server ends our relay sessions when we go offline
+    // sessions_ stay: attach_sessions() asks for them back once authenticated again.
     udp_out_.clear();
     udp_out_bytes_ = 0;
     sodium_memzero(udp_token_.data(), udp_token_.size());

@@ -28,7 +28,12 @@
 // address and NAT mapping (signal/nat_probe.h); when the probe is done it registers its host
 // candidates plus the reflexive one. Connects asked for before that wait (up to
 // kPendingConnectTimeout), so the peer always learns our candidates. Relay packets go by UDP
-// while the binding is confirmed, else over TLS; while offline they are dropped and counted.
+// (as RelayFrom, which lets the server follow a NAT that moved us) while the binding is
+// confirmed, else over TLS; while offline they are dropped and counted.
+//
+// Relay sessions outlive the connection: the client keeps each session's token (until
+// forget_session) and, once authenticated again (with the same server or one that restarted),
+// sends a RelayAttach for each, so the server re-creates them; RelayDetached means it will not.
 //
 // When the client ends a connection itself (garbage, a protocol error, a timeout) it emits
 // Disconnected or AuthFailed; src/ then writes what poll_control() returns and closes the TLS
@@ -88,6 +93,9 @@ struct AgentClientConfig {
     // already authenticates the server; this also catches a server whose identity key changed.
     std::optional<PublicKey> server_key;
     std::string software = "burrow";  // Auth and STUN SOFTWARE; cut to the protocol's caps
+    // `[agent] keepalive`: how often the UDP binding is refreshed; nullopt: learned
+    // (signal/udp_binding.h).
+    std::optional<Duration> keepalive;
 };
 
 enum class AgentClientState {
@@ -134,8 +142,10 @@ class AgentClient {
     // The agent's local addresses with its UDP socket's port (the same-LAN candidates).
     // Registered again at once if the client is already registered (the network changed).
     void set_host_candidates(std::vector<SocketAddress> addresses, Time now);
-    // The session ended: drop its relay token.
+    // The session ended: drop its relay token (the server is not told; its entry ages out).
     void forget_session(uint64_t session_id);
+    // The binding's refresh interval now (configured or learned).
+    Duration keepalive() const { return binding_.refresh_interval(); }
 
     // --- outputs ---
     std::optional<Bytes> poll_control();
@@ -160,6 +170,8 @@ class AgentClient {
   private:
     struct KnownSession {
         RelayToken token{};
+        std::string peer;
+        SessionRole role = SessionRole::kInitiator;  // ours
         uint64_t age = 0;  // insertion order, for eviction
     };
     struct PendingConnect {
@@ -176,6 +188,8 @@ class AgentClient {
     void on_peer_info(PeerInfo&& info, Time now);
     void on_relay_datagram(ByteView datagram, Time now);
     void on_relay_data(RelayData&& data);
+    void on_relay_detached(const RelayDetached& d);
+    void attach_sessions();
     void report_binding();
     void queue_udp(std::deque<ServerDatagram>& staged);
     // Host candidates plus the reflexive address the main port saw.
@@ -184,7 +198,7 @@ class AgentClient {
     void flush_pending_connects(Time now);
     void expire_pending_connects(Time now);
     void refuse_locally(std::string peer, std::string service, std::string reason);
-    void remember_session(uint64_t id, const RelayToken& token);
+    void remember_session(const PeerInfo& info);
 
     void send_control(const ControlMessage& m);
     // Ends the connection (or attempt) and schedules the next one.

@@ -42,7 +42,8 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
     : config_(std::move(config)),
       rng_(rng),
       started_at_(now),
-      client_(AgentClientConfig{config_.key, std::nullopt, config_.software}, rng, now) {}
+      client_(AgentClientConfig{config_.key, std::nullopt, config_.software, config_.keepalive},
+              rng, now) {}
 
 // --- life ----------------------------------------------------------------------------------------
 
@@ -180,10 +181,23 @@ void AgentCore::after_client(Time now) {
     }
 }
 
-void AgentCore::on_client_event(const Registered& e, Time) {
+void AgentCore::on_client_event(const Registered& e, Time now) {
     log(Severity::kInfo, "registered with the server as " + e.name + " (nat " + to_string(e.nat) +
                              ", " + (client_.udp_bound() ? "udp relay" : "udp not confirmed yet") +
                              ")");
+    relay_wait_logged_ = false;
+    wake_relayed_links(now);
+}
+
+// The relay works again (after a reconnect, or UDP came back): each relayed link sends a PING at
+// once. Its ACK makes loss recovery resend what the relay lost meanwhile now, rather than at a
+// probe timeout that backed off while the server was away.
+void AgentCore::wake_relayed_links(Time now) {
+    for (auto& [name, peer] : peers_) {
+        if (peer.dead || peer.link->direct()) continue;
+        peer.link->connection().ping();
+        process(peer, now);
+    }
 }
 
 void AgentCore::on_client_event(const AuthFailed& e, Time now) {
@@ -272,14 +286,23 @@ void AgentCore::on_client_event(const Disconnected& e, Time now) {
                              "; retrying in " + std::to_string(tenths / 10) + "." +
                              std::to_string(tenths % 10) + " s");
     act(CloseControl{});
-    // Relayed sessions cannot go on: the server forgets its relays with the connection.
-    // Sessions on a direct path do not need the server and stay up.
-    for (auto& [name, peer] : peers_) {
-        if (!peer.dead && !peer.link->direct()) {
-            end_link(peer, "the relay went away with the server connection", true, now);
-        }
+    // Links stay: once the client is authenticated again it re-attaches their relay sessions
+    // (RelayAttach), and a relayed session's packets lost meanwhile are resent by its loss
+    // recovery. A link whose server does not come back ends by its idle timeout.
+    size_t relayed = 0;
+    for (const auto& [name, peer] : peers_) {
+        if (!peer.dead && !peer.link->direct()) relayed++;
     }
-    std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
+    if (relayed > 0 && !relay_wait_logged_) {
+        relay_wait_logged_ = true;  // once per outage, not per failed dial
+        log(Severity::kInfo, plural(relayed, "relayed session") +
+                                 " waiting for the server to come back (" +
+                                 std::to_string(
+                                     std::chrono::duration_cast<std::chrono::seconds>(
+                                         config_.session.connection.idle_timeout)
+                                         .count()) +
+                                 " s idle timeout)");
+    }
     for (auto& [key, waiters] : waiting_) {
         for (const Waiter& w : waiters) {
             refuse_forwarded(w.id, w.forward, &ForwardRefusals::no_session, false);
@@ -295,8 +318,32 @@ void AgentCore::on_client_event(const NatDiscovered& e, Time) {
     nat_ = e;
 }
 
-void AgentCore::on_client_event(const UdpBound&, Time) {
+void AgentCore::on_client_event(const UdpBound&, Time now) {
     log(Severity::kDebug, "udp relay confirmed by the server");
+    wake_relayed_links(now);
+}
+
+void AgentCore::on_client_event(const UdpMoved& e, Time) {
+    const std::string every =
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.keepalive).count()) +
+        " ms";
+    if (e.learning) {
+        log(Severity::kInfo, "udp: the NAT gave this agent a new address (it forgot the mapping); "
+                             "relay keepalive now every " + every);
+    } else {
+        log(Severity::kWarn, "udp: the NAT gave this agent a new address (it forgot the mapping): "
+                             "[agent] keepalive = " + every + " is too long for this NAT");
+    }
+}
+
+void AgentCore::on_client_event(const RelaySessionDetached& e, Time now) {
+    Peer* peer = find_peer_by_relay(e.session_id);
+    if (!peer) return;
+    if (!peer->link->direct()) {
+        end_link(*peer, "the server will not relay it any more: " + e.reason, true, now);
+        return;
+    }
+    log(Severity::kWarn, "session with " + peer->name + ": no relay fallback (" + e.reason + ")");
 }
 
 void AgentCore::on_client_event(const UdpBlocked& e, Time) {
@@ -998,6 +1045,8 @@ AgentStatus AgentCore::status(Time now) const {
     s.udp_bound = client_.udp_bound();
     const uint64_t registrations = client_.stats().registrations;
     s.reconnects = registrations > 0 ? registrations - 1 : 0;
+    s.keepalive_s = to_ms(client_.keepalive()) / 1000.0;
+    s.keepalive_learned = !config_.keepalive;
     if (nat_) {
         s.nat = nat_->mapping;
         s.reflexive = nat_->mapped[0];

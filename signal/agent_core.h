@@ -85,6 +85,8 @@ struct AgentCoreConfig {
     std::vector<ForwardConfig> forward;
     SessionConfig session;              // every link's
     int64_t wall_clock_at_zero_us = 0;  // see Session
+    // `[agent] keepalive`: the relay binding's refresh interval; nullopt: learned.
+    std::optional<Duration> keepalive;
 };
 
 class AgentCore {
@@ -229,6 +231,8 @@ class AgentCore {
     void on_client_event(const NatDiscovered& e, Time now);
     void on_client_event(const UdpBound& e, Time now);
     void on_client_event(const UdpBlocked& e, Time now);
+    void on_client_event(const UdpMoved& e, Time now);
+    void on_client_event(const RelaySessionDetached& e, Time now);
 
     void start_forward(const ForwardConfig& f, bool initial);
     void open_waiters(Peer& peer, Time now);
@@ -247,6 +251,8 @@ class AgentCore {
 
     Peer* find_peer_by_relay(uint64_t relay_id);
     void process(Peer& peer, Time now);
+    void wake_relayed_links(Time now);
+    bool relay_wait_logged_ = false;  // "relayed sessions waiting for the server", this outage
     void on_link_event(Peer& peer, const LinkEvent& e, Time now);
     void on_stream_event(Peer& peer, const ConnectionEvent& e, Time now);
     void end_link(Peer& peer, const std::string& reason, bool log_it, Time now);

@@ -72,8 +72,23 @@ struct UdpBlocked {
     int tries = 0;
 };
 
-using AgentEvent = std::variant<Registered, AuthFailed, PeerReady, ConnectRefusedEvent,
-                                RelayReceived, Disconnected, NatDiscovered, UdpBound, UdpBlocked>;
+// The server had to move our UDP binding: the NAT gave us a new public address since the last
+// Bind was answered (it forgot the mapping). keepalive: the binding's refresh interval now
+// (halved if learning, else the configured one, which is evidently too long for this NAT).
+struct UdpMoved {
+    Duration keepalive{};
+    bool learning = true;
+};
+
+// The server will not relay this session any more (signal/control.h RelayDetached).
+struct RelaySessionDetached {
+    uint64_t session_id = 0;
+    std::string reason;
+};
+
+using AgentEvent =
+    std::variant<Registered, AuthFailed, PeerReady, ConnectRefusedEvent, RelayReceived,
+                 Disconnected, NatDiscovered, UdpBound, UdpBlocked, UdpMoved, RelaySessionDetached>;
 
 // Counters for `burrow status`; every input the client drops is counted under its reason.
 struct AgentClientStats {
@@ -81,6 +96,8 @@ struct AgentClientStats {
     uint64_t connections = 0;    // on_connected
     uint64_t registrations = 0;  // Register sent after a (re)connect
     uint64_t disconnects = 0;    // Disconnected events
+    uint64_t relay_attaches = 0;  // RelayAttach sent for a session kept across a reconnect
+    uint64_t udp_moves = 0;       // BindMoved answers: the NAT gave us a new address
 
     uint64_t relay_sent_udp = 0;
     uint64_t relay_sent_tls = 0;

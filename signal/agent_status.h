@@ -81,6 +81,9 @@ struct AgentStatus {
     bool registered = false;
     bool udp_bound = false;
     uint64_t reconnects = 0;
+    // The UDP binding's refresh interval (signal/udp_binding.h), and whether it is learned.
+    double keepalive_s = 0;
+    bool keepalive_learned = true;
     std::optional<NatMapping> nat;
     std::optional<SocketAddress> reflexive;
     std::vector<PeerStatus> peers;

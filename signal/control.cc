@@ -21,6 +21,8 @@ enum class Type : uint8_t {
     kRelayData = 0x09,
     kPing = 0x0a,
     kPong = 0x0b,
+    kRelayAttach = 0x0c,
+    kRelayDetached = 0x0d,
 };
 
 constexpr uint8_t kFamilyIpv4 = 4;
@@ -123,6 +125,18 @@ struct BodyWriter {
     Type operator()(const Pong& m) {
         w.u64(m.value);
         return Type::kPong;
+    }
+    Type operator()(const RelayAttach& m) {
+        w.u64(m.session_id);
+        put_text(w, m.peer, kMaxAgentNameLen);
+        w.bytes(m.relay_token);
+        w.u8(static_cast<uint8_t>(m.role));
+        return Type::kRelayAttach;
+    }
+    Type operator()(const RelayDetached& m) {
+        w.u64(m.session_id);
+        put_text(w, m.reason, kMaxControlTextLen);
+        return Type::kRelayDetached;
     }
 };
 
@@ -286,12 +300,27 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             return Ping{r.u64()};
         case Type::kPong:
             return Pong{r.u64()};
+        case Type::kRelayAttach: {
+            RelayAttach m;
+            m.session_id = r.u64();
+            m.peer = get_text(r, kMaxAgentNameLen);
+            get_array(r, m.relay_token);
+            m.role = get_role(r);
+            return m;
+        }
+        case Type::kRelayDetached: {
+            RelayDetached m;
+            m.session_id = r.u64();
+            m.reason = get_text(r, kMaxControlTextLen);
+            return m;
+        }
     }
     return std::nullopt;
 }
 
 bool known_type(uint8_t t) {
-    return t >= static_cast<uint8_t>(Type::kServerHello) && t <= static_cast<uint8_t>(Type::kPong);
+    return t >= static_cast<uint8_t>(Type::kServerHello) &&
+           t <= static_cast<uint8_t>(Type::kRelayDetached);
 }
 
 uint32_t read_length(const uint8_t* p) {
@@ -303,7 +332,8 @@ uint32_t read_length(const uint8_t* p) {
 const char* message_name(const ControlMessage& m) {
     static constexpr const char* kNames[] = {
         "ServerHello", "Auth",           "AuthOk",    "Error", "Register", "ConnectRequest",
-        "PeerInfo",    "ConnectRefused", "RelayData", "Ping",  "Pong"};
+        "PeerInfo",    "ConnectRefused", "RelayData", "Ping",  "Pong", "RelayAttach",
+        "RelayDetached"};
     static_assert(std::size(kNames) == std::variant_size_v<ControlMessage>);
     return kNames[m.index()];
 }

@@ -40,6 +40,9 @@
 //   0x09  RelayData        both             session_id u64, payload
 //   0x0a  Ping             both             value u64
 //   0x0b  Pong             both             value u64 (the Ping's)
+//   0x0c  RelayAttach      agent -> server  session_id u64, peer text, relay_token[16],
+//                                           role u8 (the sender's)
+//   0x0d  RelayDetached    server -> agent  session_id u64, reason text
 #pragma once
 
 #include <array>
@@ -59,7 +62,9 @@ namespace burrow {
 
 // 2: one session per pair of agents (ConnectRequest names the requester's session with the
 // peer, PeerInfo says which side opens the service).
-inline constexpr uint8_t kControlVersion = 2;
+// 3: RelayAttach/RelayDetached (relay sessions outlive a server restart), and the RelayFrom
+// datagram (signal/udp_messages.h), which a version 2 server would drop.
+inline constexpr uint8_t kControlVersion = 3;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -183,9 +188,30 @@ struct Pong {
     bool operator==(const Pong&) const = default;
 };
 
+// After a reconnect (to the same server, or to one that restarted and forgot its relay table),
+// an agent asks for each of its links' relay sessions back. The server derives every session's
+// token from its identity key (signal/relay_token.h), so it can check the token without having
+// kept any state, and re-creates the session under the same id and token: the agents' end-to-end
+// session goes on as if the relay had only lost some packets.
+struct RelayAttach {
+    uint64_t session_id = 0;
+    std::string peer;
+    RelayToken relay_token{};
+    SessionRole role = SessionRole::kInitiator;  // the sender's Noise role in the session
+    bool operator==(const RelayAttach&) const = default;
+};
+// The server will not relay this session (the token does not verify: the server's identity key
+// changed; or the ACL no longer joins the pair). A relayed link ends; a direct one goes on
+// without a relay fallback.
+struct RelayDetached {
+    uint64_t session_id = 0;
+    std::string reason;
+    bool operator==(const RelayDetached&) const = default;
+};
+
 using ControlMessage =
     std::variant<ServerHello, Auth, AuthOk, ControlErrorMessage, Register, ConnectRequest, PeerInfo,
-                 ConnectRefused, RelayData, Ping, Pong>;
+                 ConnectRefused, RelayData, Ping, Pong, RelayAttach, RelayDetached>;
 
 // The message's name for logs ("Auth", "PeerInfo", ...).
 const char* message_name(const ControlMessage& m);

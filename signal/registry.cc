@@ -101,6 +101,7 @@ void AgentRegistry::set_online(AgentRecord& a, ConnId conn, const UdpToken& toke
     a.packet_quota = packet_bucket(limits_);
     a.byte_quota = byte_bucket(limits_);
     a.relay_via_tls = false;
+    a.udp_moved = false;
 }
 
 void AgentRegistry::set_offline(AgentRecord& a, Time now) {
@@ -115,6 +116,11 @@ void AgentRegistry::set_offline(AgentRecord& a, Time now) {
 }
 
 void AgentRegistry::bind_udp(AgentRecord& a, const SocketAddress& address) {
+    if (a.udp_address == address) return;
+    if (a.udp_address) {
+        a.udp_moved = true;
+        a.udp_rebinds++;
+    }
     unbind_udp(a);
     auto it = by_udp_address_.find(address);
     if (it != by_udp_address_.end()) {

@@ -46,6 +46,12 @@ struct AgentRecord {
     // The transport this agent last sent relay data on: traffic for it goes back the same way,
     // so an agent whose UDP stopped working gets its relay traffic over TLS.
     bool relay_via_tls = false;
+    // The binding moved to another address since the last Bind was answered (a RelayFrom from
+    // a new address, or the Bind itself): the next BindOk says so (BindMoved), which tells the
+    // agent its NAT forgot the mapping and its keepalive is too slow.
+    bool udp_moved = false;
+    // Times the binding moved to a new address (for status and tests).
+    uint64_t udp_rebinds = 0;
 
     bool online() const { return conn.has_value(); }
 };
@@ -76,7 +82,8 @@ class AgentRegistry {
     void set_online(AgentRecord& a, ConnId conn, const UdpToken& token, Time now);
     void set_offline(AgentRecord& a, Time now);
     // Binds a's UDP address; an agent bound to the same address before loses it (its NAT
-    // mapping was evidently reused).
+    // mapping was evidently reused). A binding that changes from one address to another is a
+    // move: a.udp_moved is set and a.udp_rebinds counts it.
     void bind_udp(AgentRecord& a, const SocketAddress& address);
 
   private:

@@ -1,5 +1,7 @@
 #include "signal/relay_table.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 
 namespace burrow {
@@ -35,14 +37,56 @@ RelaySession& RelayTable::create(std::string_view requester, std::string_view pe
     RelaySession s;
     s.id = wanted_id;
     while (s.id == 0 || sessions_.count(s.id)) s.id = rng.next_u64();  // 0 reads as "none"
-    rng.fill(s.token);
+    s.token = token_for(s.id, requester, peer);
     s.initiator = requester;
     s.responder = peer;
     s.created = now;
     return sessions_.emplace(s.id, std::move(s)).first->second;
 }
 
+RelayToken RelayTable::token_for(uint64_t id, std::string_view a, std::string_view b) const {
+    const AclAgent* x = acl_.find_by_name(a);
+    const AclAgent* y = acl_.find_by_name(b);
+    // open() and attach() check both names against the ACL first.
+    return key_.token(id, x ? x->key : PublicKey{}, y ? y->key : PublicKey{});
+}
+
+RelayTable::AttachResult RelayTable::attach(std::string_view requester, std::string_view peer,
+                                            uint64_t id, const RelayToken& token,
+                                            SessionRole requester_role, Time now) {
+    if (id == 0 || !acl_.pair_allowed(requester, peer)) return AttachResult::kNotAllowed;
+    const RelayToken expected = token_for(id, requester, peer);
+    if (sodium_memcmp(expected.data(), token.data(), token.size()) != 0) {
+        return AttachResult::kBadToken;
+    }
+    if (RelaySession* s = find_pair(requester, peer)) {
+        if (s->id != id) return AttachResult::kSuperseded;
+        s->last_used = now;
+        return AttachResult::kAttached;
+    }
+    if (sessions_.count(id)) return AttachResult::kSuperseded;
+    for (std::string_view agent : {requester, peer}) {
+        while (max_per_agent_ > 0 && count_for(agent) >= max_per_agent_) evict_oldest_of(agent);
+    }
+    RelaySession s;
+    s.id = id;
+    s.token = token;
+    const bool initiator = requester_role == SessionRole::kInitiator;
+    s.initiator = initiator ? requester : peer;
+    s.responder = initiator ? peer : requester;
+    // Not a fresh pair of simultaneous requests (kPairReuseWindow): the link is old.
+    s.created = now - kPairReuseWindow;
+    s.last_used = now;
+    sessions_.emplace(id, std::move(s));
+    return AttachResult::kAttached;
+}
+
 RelaySession* RelayTable::find(uint64_t id) {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : &it->second;
+}
+
+const RelaySession* RelayTable::find(uint64_t id) const {
     auto it = sessions_.find(id);
     return it == sessions_.end() ? nullptr : &it->second;
 }

@@ -3,8 +3,10 @@
 //
 // A session exists only because a ConnectRequest passed the ACL; open() checks the ACL again
 // itself, so no caller can create a relay between agents the ACL keeps apart. The session id
-// and the 128-bit token are random: the id names the session (and the agents' link) in logs
-// and lookups, the token (known only to the two agents) authenticates relay datagrams.
+// is random: it names the session (and the agents' link) in logs and lookups. The 128-bit token
+// (known only to the two agents) authenticates relay datagrams; it is a MAC of the id and the
+// pair under a key derived from the server's identity key (signal/relay_token.h), so after a
+// restart attach() can re-create a session an agent still holds without any kept state.
 //
 // Which session a request gets, by the id the requester names (its link with the peer, or 0):
 //
@@ -26,6 +28,7 @@
 
 #include "signal/acl.h"
 #include "signal/control.h"
+#include "signal/relay_token.h"
 #include "tunnel/rng.h"
 #include "tunnel/time.h"
 
@@ -58,13 +61,27 @@ class RelayTable {
     // max_per_agent bounds the sessions an agent is part of: opening one more evicts that
     // agent's least recently used session (sessions are never closed explicitly, so a cap that
     // refused would lock out a long-running agent).
-    RelayTable(const Acl& acl, size_t max_per_agent) : acl_(acl), max_per_agent_(max_per_agent) {}
+    RelayTable(const Acl& acl, size_t max_per_agent, RelayTokenKey key = {})
+        : acl_(acl), max_per_agent_(max_per_agent), key_(key) {}
 
     // The pair's session for requester opening service on peer (see the table above); nullptr
     // when the ACL does not allow it.
     const RelaySession* open(std::string_view requester, std::string_view peer,
                              std::string_view service, uint64_t requested_id, Time now, Rng& rng);
     RelaySession* find(uint64_t id);
+    const RelaySession* find(uint64_t id) const;
+
+    enum class AttachResult {
+        kAttached,     // the session exists (again) under its id and token
+        kNotAllowed,   // no ACL rule joins the pair any more, or an unknown agent
+        kBadToken,     // not a token this server issued for this id and pair
+        kSuperseded,   // the pair has a newer session under another id; the id is taken by
+                       // another pair
+    };
+    // Re-creates (or confirms) session `id` between requester and peer after a reconnect or a
+    // server restart. requester_role: requester's Noise role, which the session keeps.
+    AttachResult attach(std::string_view requester, std::string_view peer, uint64_t id,
+                        const RelayToken& token, SessionRole requester_role, Time now);
     // Ends every session `agent` is part of (it went offline).
     void close_agent(std::string_view agent);
     size_t size() const { return sessions_.size(); }
@@ -76,8 +93,11 @@ class RelayTable {
                          Time now, Rng& rng);
     void evict_oldest_of(std::string_view agent);
 
+    RelayToken token_for(uint64_t id, std::string_view a, std::string_view b) const;
+
     const Acl& acl_;
     size_t max_per_agent_;
+    RelayTokenKey key_;
     std::map<uint64_t, RelaySession> sessions_;
 };
 

@@ -26,6 +26,8 @@ const char* to_string(DropReason r) {
             return "malformed relay packet";
         case DropReason::kRelayUnboundSender:
             return "relay from an unbound address";
+        case DropReason::kRelayUnknownSender:
+            return "relay with an unknown sender token";
         case DropReason::kRelayUnknownSession:
             return "relay for an unknown session";
         case DropReason::kRelayBadToken:

@@ -46,7 +46,7 @@ using ServerAction = std::variant<SendControl, CloseConnection, SendDatagram, Lo
 // Every datagram or relay payload the server drops, by reason (for `burrow status`).
 enum class DropReason : uint8_t {
     kTooLarge,             // above kMaxUdpDatagram
-    kUnknownType,          // not STUN, Bind or Relay (includes session packets sent to us)
+    kUnknownType,          // not STUN, Bind or Relay(From) (includes session packets sent to us)
     kWrongPort,            // Bind or Relay on the secondary STUN port
     kStunMalformed,        // looked like STUN, did not decode
     kStunNotRequest,       // a response, an indication or another method
@@ -55,6 +55,7 @@ enum class DropReason : uint8_t {
     kBindUnknownToken,     // no online agent holds this token
     kRelayMalformed,       // shorter than the relay header
     kRelayUnboundSender,   // source address not bound to an agent
+    kRelayUnknownSender,   // RelayFrom whose udp_token no online agent holds
     kRelayUnknownSession,  // no such session id
     kRelayBadToken,        // session id known, token wrong
     kRelayNotMember,       // sender is not one of the session's two agents

@@ -28,7 +28,7 @@ ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
       rng_(rng),
       acl_(std::move(acl)),
       registry_(acl_, config_.limits.relay),
-      relays_(acl_, config_.limits.max_sessions_per_agent),
+      relays_(acl_, config_.limits.max_sessions_per_agent, RelayTokenKey(config_.static_key)),
       forwarder_(registry_, relays_, drops_),
       udp_(registry_, forwarder_, drops_, config_.software, config_.stun_standard_clients) {
     // The bound holds whatever the configuration says.
@@ -224,6 +224,8 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
     if (self) self->last_seen = now;
     if (auto* req = std::get_if<ConnectRequest>(&m)) {
         on_connect_request(c, *req, now, out);
+    } else if (auto* attach = std::get_if<RelayAttach>(&m)) {
+        on_relay_attach(c, *attach, now, out);
     } else if (auto* reg = std::get_if<Register>(&m)) {
         if (self) {
             self->candidates = std::move(reg->candidates);
@@ -332,6 +334,28 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     out.push_back(SendControl{*peer->conn, peer_info(*s, req.service, *self, *peer, false)});
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
+}
+
+void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out) {
+    const std::string what = who(c) + ": relay session " + std::to_string(req.session_id) +
+                             " with " + req.peer;
+    std::string reason;
+    switch (relays_.attach(c.agent, req.peer, req.session_id, req.relay_token, req.role, now)) {
+        case RelayTable::AttachResult::kAttached:
+            out.push_back(LogEvent{what + " attached"});
+            return;
+        case RelayTable::AttachResult::kNotAllowed:
+            reason = "not allowed by the server";
+            break;
+        case RelayTable::AttachResult::kBadToken:
+            reason = "token not issued by this server (its identity key changed?)";
+            break;
+        case RelayTable::AttachResult::kSuperseded:
+            reason = "replaced by a newer session";
+            break;
+    }
+    out.push_back(LogEvent{what + " not attached: " + reason});
+    out.push_back(SendControl{c.id, RelayDetached{req.session_id, reason}});
 }
 
 PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,

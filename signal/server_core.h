@@ -7,6 +7,10 @@
 //   on_timer(now)                        next_deadline() was reached  -> actions
 //   on_udp(port, from, bytes, now)       a datagram on either port    -> reply or forward
 //
+// Relay sessions outlive the server: their tokens derive from the server's identity key
+// (signal/relay_token.h), so after a restart (a new ServerCore with the same key) an agent's
+// RelayAttach re-creates its session under the same id and token, and the agents' end-to-end
+// sessions go on.
 // A connection's life:
 //
 //   open --ServerHello--> awaiting Auth --Auth ok--> authenticated --close/idle/replaced--> gone
@@ -123,6 +127,7 @@ class ServerCore {
     void handle(Connection& c, ControlMessage&& m, Time now, Actions& out);
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
+    void on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);
     void send_ping(Connection& c, Time now, Actions& out);
     // What `to` learns of `about`; opener: `to` asked to open service.

@@ -8,6 +8,10 @@
 
 namespace burrow {
 
+void UdpBinding::set_keepalive(std::optional<Duration> fixed) {
+    fixed_ = fixed;
+}
+
 void UdpBinding::start(const UdpToken& token, Time now, std::deque<ServerDatagram>& out) {
     active_ = true;
     token_ = token;
@@ -41,21 +45,23 @@ void UdpBinding::on_timer(Time now, std::deque<ServerDatagram>& out) {
     } else if (retry_.exhausted(now)) {
         retry_.stop();
         status_ = UdpBindingStatus::kBlocked;
-        next_round_ = now + kBindRefreshInterval;
+        next_round_ = now + refresh_interval();
     }
 }
 
-bool UdpBinding::on_bind_ok(ByteView datagram, Time now) {
-    std::optional<UdpToken> echoed = decode_bind_ok(datagram);
+BindAnswerKind UdpBinding::on_bind_ok(ByteView datagram, Time now) {
+    std::optional<BindAnswer> answer = decode_bind_answer(datagram);
     // The token is a secret: compare in constant time, as the server does.
-    if (!active_ || !echoed || sodium_memcmp(echoed->data(), token_.data(), token_.size()) != 0) {
-        return false;
+    if (!active_ || !answer ||
+        sodium_memcmp(answer->token.data(), token_.data(), token_.size()) != 0) {
+        return BindAnswerKind::kNotOurs;
     }
     status_ = UdpBindingStatus::kBound;
+    if (answer->moved && !fixed_) learned_ = std::max(kMinLearnedKeepalive, learned_ / 2);
     // Duplicate answers to one round's retries must not push the next round further out.
-    if (retry_.active() || next_round_ == kNever) next_round_ = now + kBindRefreshInterval;
+    if (retry_.active() || next_round_ == kNever) next_round_ = now + refresh_interval();
     retry_.stop();
-    return true;
+    return answer->moved ? BindAnswerKind::kMoved : BindAnswerKind::kOk;
 }
 
 Time UdpBinding::next_deadline() const {

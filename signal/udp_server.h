@@ -1,6 +1,12 @@
 // The server's UDP side, sans-IO: STUN on both ports, Bind and Relay on the main one
 // (signal/udp_messages.h).
 //
+// Rebinding: a NAT with a short UDP timeout gives an idle agent a new public port. A RelayFrom
+// datagram carries the sender's udp_token, the same proof a Bind carries, so when one arrives
+// from a new address with a valid token the binding moves there at once and the packet is
+// relayed: the agent's traffic does not stall until its next Bind. A datagram with a wrong
+// token changes nothing (kRelayUnknownSender). The next BindOk tells the agent it moved.
+//
 // Cheapest check first, state last: size, then the first byte, then the message's own checks,
 // and only a datagram that passes them all changes anything. Every drop is counted.
 //
@@ -50,6 +56,8 @@ class UdpServer {
     std::optional<ServerAction> on_stun(UdpPort port, const SocketAddress& from, ByteView datagram);
     std::optional<ServerAction> on_bind(const SocketAddress& from, ByteView datagram);
     std::optional<ServerAction> on_relay(const SocketAddress& from, ByteView datagram, Time now);
+    std::optional<ServerAction> on_relay_from(const SocketAddress& from, ByteView datagram,
+                                              Time now);
     std::optional<ServerAction> drop(DropReason r) {
         drops_.count(r);
         return std::nullopt;

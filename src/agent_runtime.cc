@@ -44,6 +44,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.expose = o.config.expose;
     c.forward = o.config.forward;
     c.session.connection.max_incoming_streams = o.config.max_streams;
+    c.keepalive = o.config.keepalive;
     c.wall_clock_at_zero_us = wall_clock_us() - to_us(clock.now());
     return c;
 }

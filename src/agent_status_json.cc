@@ -70,7 +70,11 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                    {"state", to_string(s.server_state)},
                    {"registered", s.registered},
                    {"udp", s.udp_bound ? "bound" : "unknown"},
-                   {"reconnects", s.reconnects}};
+                   {"reconnects", s.reconnects},
+                   {"keepalive_s", s.keepalive_s},
+                   {"keepalive", s.keepalive_learned ? "learned" : "configured"},
+                   {"udp_moves", s.client.udp_moves},
+                   {"relay_attaches", s.client.relay_attaches}};
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
     out["server"] = server;

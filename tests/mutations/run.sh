@@ -41,6 +41,11 @@ define() {
             targets="burrow"
             checks=("python3 tests/e2e/agent_e2e.py $BUILD/burrow restart	the transfer on the direct path did not survive the server")
             ;;
+        relayed-sessions-end-with-server)
+            targets="sim_relay_test burrow"
+            checks=("BURROW_RELAY_SEEDS=20 $BUILD/sim_relay_test 'a relayed transfer across*'	the restart cost the link|across the restart"
+                    "flock /tmp/burrow-natlab.lock python3 tests/natlab/natlab.py $BUILD/burrow --pairs symmetric/symmetric --fault server --check-faults	reset forwarded connections")
+            ;;
         no-relay-fallback)
             targets="burrow"
             checks=("flock /tmp/burrow-natlab.lock python3 tests/natlab/natlab.py $BUILD/burrow --pairs portrestricted/portrestricted --fault block --check-faults	block: no fall back to the relay during the 5 s block")

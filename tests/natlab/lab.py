@@ -276,6 +276,13 @@ class Lab:
         """Forgets every mapping of the NAT in front of agent, as a router reboot would."""
         ns_exec(self.nat_ns[agent], "conntrack", "-F")
 
+    def set_udp_timeout(self, seconds):
+        """Every NAT forgets a UDP mapping idle for `seconds`, replied to or not, as routers
+        with short UDP timeouts do (conntrack's timeouts are per namespace)."""
+        for ns in sorted(set(self.nat_ns.values())):
+            ns_exec(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={seconds}",
+                    f"net.netfilter.nf_conntrack_udp_timeout_stream={seconds}")
+
     def block_direct(self, agent):
         """Drops the agent's UDP to and from anything but the server at its NAT (or, with no
         NAT, in its own namespace): the direct path dies, the relay lives."""

@@ -4,13 +4,16 @@ pair of NAT kinds at a time: a server, a nas agent exposing a 20 MiB file over H
 agent forwarding a local port to nas/web, and curl fetching the file through the forward.
 
 Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--json FILE]
-                        [--fault conntrack|block|server]
+                        [--fault conntrack|block|server] [--udp-timeout S] [--idle S]
   NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared)
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
                  laptop's direct UDP (unblocked 2 s later) or restart the server; the transfer
                  result is reported, never a failure (a hand check of the fault helpers)
+  --udp-timeout S  the NATs forget a UDP mapping idle for S s (conntrack's udp timeouts)
+  --idle S       after the transfer, S s of quiet, then a small request: it fails unless
+                 answered within 1 s (a NAT that forgot a mapping must not stall it)
 
 Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
 (ctest's skip code) with a SKIP line when not root or without network namespaces.
@@ -32,6 +35,8 @@ BACK_TO_DIRECT_S = 30.0  # issue 6: back to direct within 30 s of the unblock
 REGISTER_TIMEOUT_S = 15.0  # TLS + auth + UDP binding; a blocked UDP binding gives up in ~3 s
 TRANSFER_TIMEOUT_S = 60.0  # 20 MiB through the relay's 50 Mbit/s quota takes ~4 s
 DIRECT_GRACE_S = 5.0  # with --check-paths: how long after the transfer a direct path may come
+MAX_AFTER_IDLE_S = 1.0  # issue 19: a request after a minute idle, answered within 1 s
+SMALL_FILE_SIZE = 1024
 HTTP_PORT = 8000
 FORWARD_PORT = 8080
 ADMIN = "127.0.0.1:7070"  # each agent has its own namespace, so one address serves both
@@ -179,6 +184,8 @@ class World(harness.ConfigDir):
         data = os.urandom(FILE_SIZE)
         with open(self.path("www/file"), "wb") as f:
             f.write(data)
+        with open(self.path("www/small"), "wb") as f:
+            f.write(data[:SMALL_FILE_SIZE])
         self.sha256 = hashlib.sha256(data).hexdigest()
 
     def server_toml(self):
@@ -303,7 +310,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     res = {"pair": name, "expected": expected_path(nas_kind, laptop_kind), "path": "none",
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
            "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
-           "nat": {}, "lab_error": None}
+           "nat": {}, "lab_error": None, "idle": opts.idle, "udp_timeout": opts.udp_timeout,
+           "after_idle_s": None}
     pair_dir = world.path(name.replace("/", "-"))
     os.makedirs(pair_dir, exist_ok=True)
     the_lab = lab.Lab(nas_kind, laptop_kind)
@@ -328,6 +336,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     kept = False
     try:
         the_lab.build()
+        if opts.udp_timeout:
+            the_lab.set_udp_timeout(opts.udp_timeout)
         start_server()
         nas_ns, laptop_ns = the_lab.agent_ns["nas"], the_lab.agent_ns["laptop"]
         http = spawn("http", nas_ns, [sys.executable, "-u", "-m", "http.server", "--bind",
@@ -377,6 +387,9 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             if not res["transfer_ok"]:
                 res["error"] = f"HTTP {code}, sha256 {digest[:12]}.. != {world.sha256[:12]}.."
 
+        if opts.idle and res["transfer_ok"]:
+            res["after_idle_s"] = request_after_idle(world, laptop_ns, pair_dir, opts.idle)
+
         def views():
             v = {}
             for agent, peer in (("laptop", "nas"), ("nas", "laptop")):
@@ -415,6 +428,24 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         for key, p in procs.items():
             res["error"] += f"\n  {key} ({p.log_path}):\n{p.tail(8)}"
     return res
+
+
+def request_after_idle(world, ns, pair_dir, idle_s):
+    """Sleeps idle_s, then fetches the small file through the forward: its total time, or None
+    when it failed (not byte-exact, or no answer within 30 s)."""
+    time.sleep(idle_s)
+    out = os.path.join(pair_dir, "small")
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "30", "-o", out,
+                        "-w", "%{http_code} %{time_total}",
+                        f"http://127.0.0.1:{FORWARD_PORT}/small"],
+                       capture_output=True, text=True, timeout=40)
+    fields = r.stdout.split()
+    if r.returncode != 0 or len(fields) != 2 or fields[0] != "200":
+        return None
+    with open(out, "rb") as f, open(world.path("www/small"), "rb") as want:
+        if f.read() != want.read():
+            return None
+    return round(float(fields[1]), 3)
 
 
 def check_fault(kind, fault, procs, res):
@@ -488,6 +519,11 @@ def verdict(res, check_paths):
         problems.append("error")
     if check_paths and res["path"] != res["expected"]:
         problems.append("path")
+    if res.get("idle") and (res["after_idle_s"] is None or
+                            res["after_idle_s"] > MAX_AFTER_IDLE_S):
+        problems.append(f"request after {res['idle']:.0f} s idle: "
+                        + ("failed" if res["after_idle_s"] is None
+                           else f"{res['after_idle_s']:.3f} s"))
     cone = res["expected"] == "direct" and "symmetric" not in res["pair"]
     if check_paths and cone and (res["direct_after_s"] is None
                                  or res["direct_after_s"] > MAX_DIRECT_S):
@@ -539,6 +575,10 @@ def main():
     ap.add_argument("--fault", choices=("conntrack", "block", "server"))
     ap.add_argument("--check-faults", action="store_true",
                     help="fail unless the fault ends as issue 6 asks (needs --fault)")
+    ap.add_argument("--udp-timeout", type=int, default=None, metavar="S",
+                    help="the NATs forget a UDP mapping idle for S s")
+    ap.add_argument("--idle", type=float, default=None, metavar="S",
+                    help="after the transfer, S s idle, then a request answered within 1 s")
     ap.add_argument("--trials", type=int, default=1, metavar="N",
                     help="run each pair N times (the birthday pair's success rate)")
     ap.add_argument("--min-direct", type=int, default=None, metavar="K",
@@ -586,7 +626,11 @@ def main():
             print(f"natlab: [{i + 1}/{len(pairs)}] {r['pair']}: {r['path']}, first byte "
                   f"{fmt_s(r['first_byte_s'])}, transfer {'ok' if r['transfer_ok'] else 'FAILED'} "
                   f"in {fmt_s(r['transfer_s'])}"
-                  + (f", fault: {r['fault']}" if "fault" in r else ""), flush=True)
+                  + (f", fault: {r['fault']}" if "fault" in r else "")
+                  + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
+                     if opts.idle else ""), flush=True)
+            for problem in r.get("fault_problems", []):
+                print(f"natlab: {r['pair']}: {problem}", flush=True)
             for key in ("lab_error", "error"):
                 if r[key]:
                     print(f"natlab: {r['pair']}: {r[key]}", flush=True)

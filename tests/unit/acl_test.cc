@@ -106,3 +106,19 @@ TEST_CASE("inconsistent configurations are refused with a reason") {
         CHECK(error.find("\"printer\"") != std::string::npos);
     }
 }
+
+TEST_CASE("pair_allowed: some rule joins the two, either way round; nobody else") {
+    auto acl = Acl::create(nas_laptop(), nullptr);
+    REQUIRE(acl);
+    CHECK(acl->pair_allowed("laptop", "nas"));
+    CHECK(acl->pair_allowed("nas", "laptop"));  // a relay session carries both directions
+    CHECK_FALSE(acl->pair_allowed("phone", "nas"));
+    CHECK_FALSE(acl->pair_allowed("nas", "phone"));
+    CHECK_FALSE(acl->pair_allowed("laptop", "laptop"));
+    CHECK_FALSE(acl->pair_allowed("mallory", "nas"));
+    AclConfig empty_services = nas_laptop();
+    empty_services.allow = {{"phone", "nas", {}}};
+    auto none = Acl::create(empty_services, nullptr);
+    REQUIRE(none);
+    CHECK_FALSE(none->pair_allowed("phone", "nas"));
+}

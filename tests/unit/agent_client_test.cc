@@ -153,6 +153,18 @@ class World {
         pump();
     }
 
+    // The server restarts: every connection drops at once and a new core (same identity key,
+    // nothing else) answers the next dials.
+    void restart_server() {
+        for (auto& a : agents) {
+            if (!a->conn) continue;
+            a->conn.reset();
+            a->client->on_disconnected("connection reset by peer", h.now);
+        }
+        h.restart();
+        pump();
+    }
+
     // Bytes as if the server had sent them on a's connection.
     void inject(Agent& a, ByteView bytes) {
         a.client->on_control_bytes(bytes, h.now);
@@ -514,7 +526,7 @@ TEST_CASE("relay over UDP both ways once both bindings are confirmed") {
     const Bytes big(kMaxRelayPayload);
     size_t accepted = 0;
     while (laptop.client->send_relay(id, big, w.h.now)) ++accepted;
-    CHECK(accepted == kMaxQueuedRelayBytes / (kRelayHeaderSize + kMaxRelayPayload));
+    CHECK(accepted == kMaxQueuedRelayBytes / (kRelayFromHeaderSize + kMaxRelayPayload));
     CHECK(laptop.client->stats().drop_relay_queue_full == 1);
     w.pump();
     CHECK(nas.all<RelayReceived>().size() == 20 + accepted);
@@ -808,7 +820,7 @@ TEST_CASE("a server that never completes the handshake or authentication times o
     }
 }
 
-TEST_CASE("relay while disconnected is dropped and counted; sessions end with the connection") {
+TEST_CASE("relay while disconnected is dropped and counted; sessions re-attach on reconnect") {
     World w;
     Agent& laptop = w.add("laptop");
     Agent& nas = w.add("nas");
@@ -821,21 +833,84 @@ TEST_CASE("relay while disconnected is dropped and counted; sessions end with th
     CHECK(laptop.client->stats().drop_relay_offline == 2);
     CHECK_FALSE(laptop.client->poll_udp());
     CHECK_FALSE(laptop.client->poll_control());
+    // The server ended the session with the connection; the client keeps it.
+    CHECK(w.h.core->relays().size() == 0);
+    CHECK(laptop.client->relay_session_count() == 1);
 
     REQUIRE(w.run_until([&] { return laptop.client->registered(); }, seconds(5)));
-    // The server closed the old session when the laptop went offline; so did the client.
+    auto attaches = laptop.sent_of<RelayAttach>();
+    REQUIRE(attaches.size() == 1);
+    CHECK(attaches[0] == RelayAttach{id, "nas", a.info.relay_token, SessionRole::kInitiator});
+    CHECK(laptop.client->stats().relay_attaches == 1);
+    CHECK(w.h.core->relays().find(id));
+    // Relay goes on under the same session, both ways, without a new connect.
+    CHECK(laptop.client->send_relay(id, payload_of(3), w.h.now));
+    CHECK(nas.client->send_relay(id, payload_of(4), w.h.now));
+    w.pump();
+    CHECK(nas.all<RelayReceived>().back().payload == payload_of(3));
+    CHECK(laptop.all<RelayReceived>().back().payload == payload_of(4));
+    CHECK(laptop.all<PeerReady>().size() == 1);
+    CHECK(nas.sent_of<RelayAttach>().empty());  // nas never lost its connection
+}
+
+TEST_CASE("a server restart: both agents re-attach, the relay goes on under the same id") {
+    World w;
+    Agent& laptop = w.add("laptop");
+    Agent& nas = w.add("nas", NatKind::kSymmetric);
+    auto [a, b] = rendezvous(w, laptop, nas);
+    const uint64_t id = a.info.session_id;
+    w.restart_server();
+    CHECK(w.h.core->relays().size() == 0);
+    REQUIRE(w.run_until([&] { return laptop.client->udp_bound() && nas.client->udp_bound(); },
+                        seconds(10)));
+    CHECK(laptop.sent_of<RelayAttach>().size() == 1);
+    CHECK(nas.sent_of<RelayAttach>().at(0) ==
+          RelayAttach{id, "laptop", b.info.relay_token, SessionRole::kResponder});
+    const RelaySession* s = w.h.core->relays().find(id);
+    REQUIRE(s);
+    CHECK(s->initiator == "laptop");
+    for (uint64_t i = 0; i < 5; ++i) {
+        CHECK(laptop.client->send_relay(id, payload_of(i), w.h.now));
+        CHECK(nas.client->send_relay(id, payload_of(100 + i), w.h.now));
+    }
+    w.pump();
+    CHECK(nas.all<RelayReceived>().size() == 5);
+    CHECK(laptop.all<RelayReceived>().size() == 5);
+    CHECK(w.h.core->drops().total() == 0);
+    CHECK(laptop.all<RelaySessionDetached>().empty());
+}
+
+TEST_CASE("a restarted server with another identity detaches the session") {
+    World w;
+    Agent& laptop = w.add("laptop");
+    Agent& nas = w.add("nas");
+    auto [a, b] = rendezvous(w, laptop, nas);
+    const uint64_t id = a.info.session_id;
+    w.h.core_config.static_key = PrivateKey::generate(w.h.key_rng);
+    w.restart_server();
+    REQUIRE(w.run_until([&] { return !laptop.all<RelaySessionDetached>().empty(); }, seconds(10)));
+    CHECK(laptop.all<RelaySessionDetached>().at(0).session_id == id);
     CHECK(laptop.client->relay_session_count() == 0);
-    CHECK_FALSE(laptop.client->send_relay(id, payload_of(3), w.h.now));
-    CHECK(laptop.client->stats().drop_relay_unknown_session == 1);
-    // A fresh connect works.
-    laptop.client->connect("nas", "web", 0, w.h.now);
-    w.pump();
-    auto again = laptop.all<PeerReady>();
-    REQUIRE(again.size() == 2);
-    CHECK(again[1].info.session_id != id);
-    CHECK(laptop.client->send_relay(again[1].info.session_id, payload_of(4), w.h.now));
-    w.pump();
-    CHECK(nas.all<RelayReceived>().back().payload == payload_of(4));
+    CHECK_FALSE(laptop.client->send_relay(id, payload_of(1), w.h.now));
+    CHECK(w.h.core->relays().size() == 0);
+}
+
+TEST_CASE("a BindMoved answer: the client reports it and learns a shorter keepalive") {
+    World w;
+    Agent& nas = w.add("nas");
+    w.run_for(seconds(1));
+    REQUIRE(nas.client->udp_bound());
+    CHECK(nas.client->keepalive() == kBindRefreshInterval);
+    // The NAT forgets the mapping between two refreshes and picks another address.
+    nas.public_ip = {198, 51, 100, 99};
+    w.run_for(kBindRefreshInterval);
+    auto moved = nas.all<UdpMoved>();
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].learning);
+    CHECK(moved[0].keepalive == kBindRefreshInterval / 2);
+    CHECK(nas.client->keepalive() == kBindRefreshInterval / 2);
+    CHECK(nas.client->stats().udp_moves == 1);
+    CHECK(w.h.core->registry().find("nas")->udp_address == nas.mapped(UdpPort::kMain));
 }
 
 TEST_CASE("connects wait for registration, and are refused when it does not come") {

@@ -274,6 +274,7 @@ udp_port = 41641
 admin = "[::1]:7070"
 log_level = "debug"
 max_streams = 500
+keepalive = "2500ms"
 
 [[expose]]
 service = "web"
@@ -301,6 +302,7 @@ service = "web"
     expected.admin = HostPort{"::1", 7070, HostKind::kIpv6};
     expected.log_level = LogLevel::kDebug;
     expected.max_streams = 500;
+    expected.keepalive = std::chrono::milliseconds(2500);
     expected.expose = {
         {"web", {"127.0.0.1", 80, HostKind::kIpv4}, {"laptop", "phone"}},
         {"ssh", {"files.lan", 22, HostKind::kName}, {"laptop"}},
@@ -323,6 +325,7 @@ TEST_CASE("a minimal agent file gets the defaults") {
     CHECK_FALSE(config.admin);
     CHECK(config.log_level == LogLevel::kInfo);
     CHECK(config.max_streams == 16384);
+    CHECK_FALSE(config.keepalive);  // learned
     CHECK(config.expose.empty());
     CHECK(config.forward.empty());
 }
@@ -446,6 +449,21 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          "nas.toml:6:15: agent.max_streams: ", "2000000 is out of range (100-1048576)"},
         {"max_streams as a string", kAgentHead + "max_streams = \"many\"\n",
          "nas.toml:6:15: agent.max_streams: ", "expected an integer, got a string"},
+        {"keepalive without a unit", kAgentHead + "keepalive = \"5\"\n",
+         "nas.toml:6:13: agent.keepalive: ",
+         "\"5\" is not a duration (expected e.g. \"5s\" or \"2500ms\")"},
+        {"keepalive in minutes", kAgentHead + "keepalive = \"1m\"\n",
+         "nas.toml:6:13: agent.keepalive: ", "\"1m\" is not a duration"},
+        {"keepalive negative", kAgentHead + "keepalive = \"-5s\"\n",
+         "nas.toml:6:13: agent.keepalive: ", "\"-5s\" is not a duration"},
+        {"keepalive below a second", kAgentHead + "keepalive = \"500ms\"\n",
+         "nas.toml:6:13: agent.keepalive: ", "\"500ms\" is out of range (1s-60s)"},
+        {"keepalive above a minute", kAgentHead + "keepalive = \"90s\"\n",
+         "nas.toml:6:13: agent.keepalive: ", "\"90s\" is out of range (1s-60s)"},
+        {"keepalive with many digits", kAgentHead + "keepalive = \"99999999999999s\"\n",
+         "nas.toml:6:13: agent.keepalive: ", "is not a duration"},
+        {"keepalive as a number", kAgentHead + "keepalive = 5\n",
+         "nas.toml:6:13: agent.keepalive: ", "expected a string, got an integer"},
         {"unknown log level", kAgentHead + "log_level = \"verbose\"\n",
          "nas.toml:6:13: agent.log_level: ", "\"verbose\" is not a log level"},
         {"expose without allow",

@@ -93,6 +93,12 @@ ControlMessage random_message(Rng& rng, size_t index) {
         }
         case 9:
             return Ping{rng.next_u64()};
+        case 11:
+            return RelayAttach{rng.next_u64(), random_text(rng, kMaxAgentNameLen),
+                               random_array<16>(rng),
+                               rng.chance(0.5) ? SessionRole::kInitiator : SessionRole::kResponder};
+        case 12:
+            return RelayDetached{rng.next_u64(), random_text(rng, kMaxControlTextLen)};
         default:
             return Pong{rng.next_u64()};
     }
@@ -310,7 +316,7 @@ TEST_CASE("bad version and unknown types are refused") {
             CHECK(d.error() == ControlDecodeError::kBadVersion);
         }
     }
-    for (int t : {0x00, 0x0c, 0x20, 0x7f, 0xff}) {
+    for (int t : {0x00, 0x0e, 0x20, 0x7f, 0xff}) {
         ControlDecoder d;
         d.feed(frame_with(kControlVersion, static_cast<uint8_t>(t), ping_body));
         CHECK_FALSE(d.next());
@@ -398,7 +404,7 @@ TEST_CASE("garbage never crashes; what decodes re-encodes to the same message") 
             garbage[2] = static_cast<uint8_t>(len >> 8);
             garbage[3] = static_cast<uint8_t>(len);
             garbage[4] = kControlVersion;
-            garbage[5] = static_cast<uint8_t>(1 + rng.uniform(11));
+            garbage[5] = static_cast<uint8_t>(1 + rng.uniform(std::variant_size_v<ControlMessage>));
         }
         ControlDecoder d(kMaxControlFrame);
         std::vector<ControlMessage> got = feed_in_pieces(d, garbage, rng);

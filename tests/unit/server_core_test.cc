@@ -400,6 +400,87 @@ TEST_CASE("going offline ends the agent's relay sessions and records last seen")
     CHECK(h.core->registry().online_count() == 1);
 }
 
+TEST_CASE("relay sessions outlive a restart: RelayAttach re-creates them, same id and token") {
+    Harness before;
+    auto [to_laptop, to_nas] = rendezvous(before);
+    const uint64_t id = to_laptop.session_id;
+    const RelayToken token = to_laptop.relay_token;
+
+    // The restarted server: a new core with the same identity key and ACL, and no state.
+    Harness h;
+    REQUIRE(h.server_key.bytes()[0] == before.server_key.bytes()[0]);
+    h.login(1, "laptop");
+    h.login(2, "nas");
+    CHECK(h.core->relays().size() == 0);
+
+    Actions a = h.send(1, RelayAttach{id, "nas", token, SessionRole::kInitiator});
+    CHECK(messages_to<RelayDetached>(a, 1).empty());
+    const RelaySession* s = h.core->relays().find(id);
+    REQUIRE(s);
+    CHECK(s->token == token);
+    CHECK(s->initiator == "laptop");
+    CHECK(s->responder == "nas");
+    // The other side attaching too changes nothing.
+    a = h.send(2, RelayAttach{id, "laptop", token, SessionRole::kResponder});
+    CHECK(messages_to<RelayDetached>(a, 2).empty());
+    CHECK(h.core->relays().size() == 1);
+    // Relaying works under the old id, and a later connect keeps the session and the roles.
+    a = h.send(1, RelayData{id, {1, 2, 3}});
+    CHECK(messages_to<RelayData>(a, 2).size() == 1);
+    a = h.send(1, ConnectRequest{"nas", "web", id});
+    auto again = messages_to<PeerInfo>(a, 1);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].session_id == id);
+    CHECK(again[0].relay_token == token);
+    CHECK(again[0].role == SessionRole::kInitiator);
+    CHECK(messages_to<PeerInfo>(a, 2).at(0).role == SessionRole::kResponder);
+}
+
+TEST_CASE("RelayAttach refusals: a forged token, another server's, a pair the ACL parts") {
+    Harness before;
+    auto [to_laptop, _] = rendezvous(before);
+    const uint64_t id = to_laptop.session_id;
+    Harness h;
+    h.login(1, "laptop");
+    h.login(2, "nas");
+    h.login(3, "phone");
+    auto refused = [&](ConnId conn, const RelayAttach& m) {
+        Actions a = h.send(conn, m);
+        CHECK_FALSE(close_reason(a, conn));  // a refusal, not a protocol error
+        auto d = messages_to<RelayDetached>(a, conn);
+        REQUIRE(d.size() == 1);
+        CHECK(d[0].session_id == m.session_id);
+        return d[0].reason;
+    };
+    RelayToken forged = to_laptop.relay_token;
+    forged[3] ^= 0x10;
+    CHECK(refused(1, RelayAttach{id, "nas", forged, SessionRole::kInitiator})
+              .find("token") != std::string::npos);
+    // The token names the session: it does not attach another id.
+    refused(1, RelayAttach{id + 1, "nas", to_laptop.relay_token, SessionRole::kInitiator});
+    // phone has the token (say nas leaked it) but no rule joins it to nas.
+    CHECK(refused(3, RelayAttach{id, "nas", to_laptop.relay_token, SessionRole::kInitiator}) ==
+          "not allowed by the server");
+    CHECK(h.core->relays().size() == 0);
+
+    // A server with another identity key issued other tokens.
+    Harness other(7);
+    other.login(1, "laptop");
+    other.login(2, "nas");
+    Actions a =
+        other.send(1, RelayAttach{id, "nas", to_laptop.relay_token, SessionRole::kInitiator});
+    CHECK(messages_to<RelayDetached>(a, 1).size() == 1);
+    CHECK(other.core->relays().size() == 0);
+
+    // A pair that has moved on to a newer session keeps it.
+    h.send(1, RelayAttach{id, "nas", to_laptop.relay_token, SessionRole::kInitiator});
+    const RelayToken newer = RelayTokenKey(h.server_key).token(id ^ 0xff, h.pubs.at("laptop"),
+                                                               h.pubs.at("nas"));
+    CHECK(refused(2, RelayAttach{id ^ 0xff, "laptop", newer, SessionRole::kResponder}) ==
+          "replaced by a newer session");
+    CHECK(h.core->relays().find(id));
+}
+
 TEST_CASE("pings, pongs and the idle timeout") {
     ServerLimits limits;
     Harness h(1, limits);

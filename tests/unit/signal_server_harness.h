@@ -66,10 +66,18 @@ struct Harness {
         config.relay_udp_port = kStunPort;
         config.software = "burrow-test";
         config.limits = limits;
+        acl_config = acl_override ? *acl_override : nas_laptop_acl(pubs);
+        core_config = config;
+        restart();
+    }
+
+    // A new core with the same identity key and ACL and nothing else: the server restarted.
+    // Whoever drives it must tell the agents their connections are gone.
+    void restart() {
         std::string error;
-        auto acl = Acl::create(acl_override ? *acl_override : nas_laptop_acl(pubs), &error);
+        auto acl = Acl::create(acl_config, &error);
         REQUIRE(acl);
-        core = std::make_unique<ServerCore>(std::move(config), std::move(*acl), rng);
+        core = std::make_unique<ServerCore>(core_config, std::move(*acl), rng);
     }
 
     // Opens conn and returns the nonce of its ServerHello.
@@ -108,6 +116,8 @@ struct Harness {
     PrivateKey server_key;
     std::map<std::string, PrivateKey> keys;
     std::map<std::string, PublicKey> pubs;
+    ServerCoreConfig core_config;
+    AclConfig acl_config;
     std::unique_ptr<ServerCore> core;
     Time now = time_from_us(1'000'000);
 };

@@ -304,6 +304,88 @@ TEST_CASE("relay: refusals, each counted") {
     }
 }
 
+TEST_CASE("RelayFrom: a NAT that moved the agent is followed; a forged token moves nothing") {
+    RelaySetup s;
+    Harness& h = s.h;
+    const Bytes payload(200, 0x5a);
+    // The laptop's NAT forgot its mapping and gave it a new port.
+    const SocketAddress moved = *parse_socket_address("203.0.113.5:50999");
+    const Bytes plain_to_nas = encode_relay_datagram(s.session, s.token, payload);
+
+    SECTION("a plain Relay from the new address is what used to stall") {
+        CHECK_FALSE(udp(h, moved, plain_to_nas));
+        CHECK(drops(h, DropReason::kRelayUnboundSender) == 1);
+        CHECK(h.core->registry().find("laptop")->udp_address == kLaptopAddr);
+    }
+    SECTION("a RelayFrom with the laptop's udp_token rebinds it and is relayed at once") {
+        auto out = as_datagram(udp(
+            h, moved, encode_relay_from_datagram(s.session, s.token, s.laptop_token, payload)));
+        REQUIRE(out);
+        CHECK(out->to == kNasAddr);
+        // The nas gets a plain Relay: the laptop's udp_token never leaves the server.
+        CHECK(out->bytes == plain_to_nas);
+        const AgentRecord* laptop = h.core->registry().find("laptop");
+        CHECK(laptop->udp_address == moved);
+        CHECK(laptop->udp_rebinds == 1);
+        // The nas's answer goes to the new address.
+        out = as_datagram(udp(h, kNasAddr, plain_to_nas));
+        REQUIRE(out);
+        CHECK(out->to == moved);
+        // The next Bind hears that the binding moved (the keepalive was too slow), once.
+        auto answer = as_datagram(udp(h, moved, encode_bind(s.laptop_token)));
+        REQUIRE(answer);
+        CHECK(answer->bytes[0] == kUdpTypeBindMoved);
+        CHECK(decode_bind_answer(answer->bytes)->moved);
+        answer = as_datagram(udp(h, moved, encode_bind(s.laptop_token)));
+        REQUIRE(answer);
+        CHECK(answer->bytes == encode_bind_ok(s.laptop_token));
+        CHECK(h.core->drops().total() == 0);
+    }
+    SECTION("a forged sender token (the session token alone) moves no binding") {
+        // The nas knows the session's token but not the laptop's udp_token; a spoofer knows
+        // neither. Either way the laptop's binding stays and nothing is relayed.
+        UdpToken forged = s.laptop_token;
+        forged[7] ^= 0x01;
+        for (const SocketAddress& from : {kStranger, moved, kNasAddr}) {
+            CHECK_FALSE(udp(h, from,
+                            encode_relay_from_datagram(s.session, s.token, forged, payload)));
+        }
+        CHECK(drops(h, DropReason::kRelayUnknownSender) == 3);
+        CHECK(h.core->registry().find("laptop")->udp_address == kLaptopAddr);
+        CHECK(h.core->registry().find("nas")->udp_address == kNasAddr);
+        CHECK(h.core->registry().find("laptop")->udp_rebinds == 0);
+        // The next Bind from the real laptop is an ordinary BindOk.
+        auto answer = as_datagram(udp(h, kLaptopAddr, encode_bind(s.laptop_token)));
+        REQUIRE(answer);
+        CHECK(answer->bytes == encode_bind_ok(s.laptop_token));
+    }
+    SECTION("the nas's own udp_token moves only the nas") {
+        const Bytes d = encode_relay_from_datagram(s.session, s.token, s.nas_token, payload);
+        auto out = as_datagram(udp(h, kStranger, d));
+        REQUIRE(out);
+        CHECK(out->to == kLaptopAddr);
+        CHECK(h.core->registry().find("nas")->udp_address == kStranger);
+        CHECK(h.core->registry().find("laptop")->udp_address == kLaptopAddr);
+    }
+    SECTION("a token of an agent gone offline is no proof") {
+        h.core->on_connection_closed(1, h.now);
+        CHECK_FALSE(
+            udp(h, moved, encode_relay_from_datagram(s.session, s.token, s.laptop_token, payload)));
+        CHECK(drops(h, DropReason::kRelayUnknownSender) == 1);
+    }
+    SECTION("truncated, and on the secondary port") {
+        Bytes d = encode_relay_from_datagram(s.session, s.token, s.laptop_token, {});
+        d.pop_back();
+        CHECK_FALSE(udp(h, moved, d));
+        CHECK(drops(h, DropReason::kRelayMalformed) == 1);
+        CHECK_FALSE(udp(h, moved,
+                        encode_relay_from_datagram(s.session, s.token, s.laptop_token, payload),
+                        UdpPort::kSecondary));
+        CHECK(drops(h, DropReason::kWrongPort) == 1);
+        CHECK(h.core->registry().find("laptop")->udp_address == kLaptopAddr);
+    }
+}
+
 TEST_CASE("relay: an agent without UDP, or on TLS, gets its traffic over TLS") {
     Harness h;
     const UdpToken laptop = h.login(1, "laptop").udp_token;

@@ -83,6 +83,8 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
     sc.stun_ports = kStunPorts;
     sc.relay_udp_port = kStunPorts[0];
     server_ = std::make_unique<ServerCore>(sc, *Acl::create(acl, nullptr), rng_);
+    server_config_ = sc;
+    acl_config_ = acl;
 
     const std::array<NatKind, 2> kinds = {config.nas_nat, config.laptop_nat};
     const std::array<const char*, 2> names = {"nas", "laptop"};
@@ -96,6 +98,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         h->main_port = static_cast<uint16_t>(41641 + i);
         h->sockets[kRouteMain] = h->main_port;
         if (auto nat = nat_config(kinds[i])) {
+            if (config.nat_timeout) nat->timeout = *config.nat_timeout;
             h->lan = lans[i];
             h->nat.emplace(*nat, publics[i],
                            config.seed ^ (0x6e6174ULL + static_cast<uint64_t>(i)));
@@ -107,6 +110,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         ac.key = i == 0 ? nas_key : laptop_key;
         ac.server = HostPort{"192.0.2.1", kTlsPort, HostKind::kIpv4};
         ac.wall_clock_at_zero_us = kWallClock;
+        ac.keepalive = config.keepalive;
         if (i == 0) {
             ac.session.connection.max_incoming_streams = config.nas_max_streams;
             ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
@@ -251,6 +255,11 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
             } else if constexpr (std::is_same_v<A, DialServer>) {
                 // TCP and TLS handshakes: two round trips, then the server's hello.
                 at(now_ + 4 * d, [this, &h] {
+                    if (now_ < server_down_until_) {
+                        h.core->on_control_closed("connection refused", now_);
+                        drain(h);
+                        return;
+                    }
                     const ConnId conn = next_conn_++;
                     h.conn = conn;
                     h.core->on_control_connected(with_port(kServerIp, kTlsPort), now_);
@@ -551,8 +560,25 @@ void AgentWorld::send_udp(const SocketAddress& from, const SocketAddress& to, By
     at(now_ + delay, [this, from, to, data = std::move(data)] { arrive_udp(from, to, data); });
 }
 
+void AgentWorld::restart_server(Duration down) {
+    log("server", "restarts (down for " + std::to_string(static_cast<long long>(to_ms(down))) + " ms)");
+    server_ = std::make_unique<ServerCore>(server_config_, *Acl::create(acl_config_, nullptr), rng_);
+    server_floor_ = now_;
+    server_down_until_ = now_ + down;
+    for (auto& h : hosts_) {
+        if (!h->conn || h->exited) continue;
+        h->conn.reset();
+        h->core->on_control_closed("connection reset by peer", now_);
+        drain(*h);
+    }
+}
+
 void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, const Bytes& data) {
     if (to.ip == kServerIp.ip) {
+        if (now_ < server_down_until_) {
+            stats_.udp_undeliverable++;
+            return;
+        }
         for (size_t i = 0; i < kStunPorts.size(); ++i) {
             if (to.port != kStunPorts[i]) continue;
             if (auto action = server_->on_udp(static_cast<UdpPort>(i), from, data, now_)) {

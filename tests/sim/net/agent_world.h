@@ -49,6 +49,10 @@ struct WorldConfig {
     // The NAS's [agent] max_streams: how many streams the laptop may have open on it at once.
     uint64_t nas_max_streams = ConnectionConfig{}.max_incoming_streams;
     bool trace = false;  // log every datagram and control message (log_tail shows them)
+    // Both NATs forget a mapping unused this long (nullopt: the kind's default, 30 s).
+    std::optional<Duration> nat_timeout;
+    // Both agents' [agent] keepalive (nullopt: learned).
+    std::optional<Duration> keepalive;
 };
 
 // One connection a test opened through the laptop's forward, as its client sees it.
@@ -95,6 +99,10 @@ class AgentWorld {
     AgentCore& core(WorldSide side);
     const PeerLink* link(WorldSide side) const;
     ServerCore& server() { return *server_; }
+    // The server process restarts: every control connection drops at once, and a new ServerCore
+    // with the same identity key and ACL (and nothing else) answers from now + down on; until
+    // then dials fail and datagrams to the server are lost.
+    void restart_server(Duration down);
     const WorldStats& stats() const { return stats_; }
     // The last log lines of every core, for a failure message.
     std::string log_tail(size_t lines = 30) const;
@@ -123,6 +131,9 @@ class AgentWorld {
     Time now_{};
     std::multimap<Time, std::function<void()>> events_;
     std::unique_ptr<ServerCore> server_;
+    ServerCoreConfig server_config_;
+    AclConfig acl_config_;
+    Time server_down_until_{};
     Time server_floor_{};
     std::unique_ptr<Host> hosts_[2];
     std::vector<std::unique_ptr<WorldClient>> clients_;
