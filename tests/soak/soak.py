@@ -5,7 +5,8 @@ corrupted byte, any failed connection, a descriptor leak or a growth trend in me
 descriptors. `./run.sh soak [--minutes N]`; needs root (network namespaces, iptables).
 
 Usage: soak.py BURROW [--minutes N] [--pair NAS/LAPTOP] [--out DIR] [--restart-on-relay]
-                      [--fault-every S] [--rekey-after-messages N] [--nat-udp-timeout S]
+                      [--fault-every S] [--faults A,B,..] [--rekey-after-messages N]
+                      [--nat-udp-timeout S] [--bulk-rate MIB_S] [--seed N]
 
 Traffic (tests/soak/traffic.py, run inside the namespaces), all through the laptop's forwards
 to services behind the nas agent:

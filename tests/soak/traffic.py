@@ -15,7 +15,7 @@ What counts as failed: a connection that was refused, reset, closed early, answe
 wrong byte, or made no progress for STALL_S (a path fault may stall a stream for a few seconds;
 it must never lose it). Each failure is kept with its time and reason (the first MAX_FAILURES).
 """
-import asyncio, hashlib, json, os, random, sys, time
+import asyncio, hashlib, json, random, sys, time
 
 STALL_S = 45.0  # no progress for this long is a failure, not a slow path: faults last < 10 s
 CHUNK = 64 * 1024
