@@ -15,6 +15,11 @@
 #                            build/bench-quick/; root for loss and the namespaced peers)
 #   ./run.sh fuzz [--seconds N] [--merge] [TARGET...]
 #                            libFuzzer targets (tests/fuzz/) for N s each (default 60), build-fuzz/
+#   ./run.sh soak [--minutes N] [tests/soak/soak.py options]
+#                            two agents behind the NAT lab's NATs under mixed traffic for N min
+#                            (default 10) with faults on a schedule; fails on a lost byte, a
+#                            failed connection, a leak or growth (root): build/soak/report.json
+#                            and summary.txt. Not part of `test`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -218,6 +223,12 @@ cmd_fuzz() {
         die "fuzz: a target crashed; fix it, then add its input to tests/fuzz/corpus/<target>/"
 }
 
+# The soak (tests/soak/soak.py): the lab's namespaces and NATs, a server and two agents, bulk,
+# short and idle connections, faults every 20 s; report in build/soak/.
+cmd_soak() {
+    cmd_build
+    python3 tests/soak/soak.py build/burrow "$@"
+}
 
 case "${1:-}" in
     deps) shift; cmd_deps "$@" ;;
@@ -227,6 +238,7 @@ case "${1:-}" in
     natlab) shift; cmd_deps; cmd_natlab "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     fuzz) shift; cmd_fuzz "$@" ;;
+    soak) shift; cmd_deps; cmd_soak "$@" ;;
     docker-test) shift; cmd_docker_test "$@" ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'

@@ -4,10 +4,13 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <variant>
 #include <vector>
 
@@ -35,6 +38,26 @@ namespace {
 constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
 const std::vector<int> kAgentSignals = {SIGINT, SIGTERM, SIGHUP};
 
+// Test only (./run.sh soak): BURROW_TEST_REKEY_AFTER_MESSAGES=N makes the initiator rekey
+// after N packets under one keypair instead of KeyLimits' 2^22, so a soak of a few minutes
+// rekeys many times under load (the 120 s timer alone gives one rekey per two minutes).
+// Values outside 1 .. kRejectAfterMessages - 1 are ignored with one warning line.
+std::optional<uint64_t> rekey_after_messages_from_environment() {
+    const char* value = std::getenv("BURROW_TEST_REKEY_AFTER_MESSAGES");
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(value, &end, 10);
+    if (errno != 0 || *end != '\0' || value[0] == '-' || n == 0 || n >= kRejectAfterMessages) {
+        spdlog::warn("BURROW_TEST_REKEY_AFTER_MESSAGES={}: not a number from 1 to {}; ignored",
+                     value, kRejectAfterMessages - 1);
+        return std::nullopt;
+    }
+    spdlog::warn("BURROW_TEST_REKEY_AFTER_MESSAGES={}: sessions we initiate rekey after {} "
+                 "packets (a test setting)", value, n);
+    return n;
+}
+
 AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock) {
     AgentCoreConfig c;
     c.name = o.config.name;
@@ -45,6 +68,9 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.forward = o.config.forward;
     c.session.connection.max_incoming_streams = o.config.max_streams;
     c.keepalive = o.config.keepalive;
+    if (auto n = rekey_after_messages_from_environment()) {
+        c.session.key_limits.rekey_after_messages = *n;
+    }
     c.wall_clock_at_zero_us = wall_clock_us() - to_us(clock.now());
     return c;
 }

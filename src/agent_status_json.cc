@@ -24,6 +24,8 @@ nlohmann::json peer_json(const PeerStatus& p) {
         {"bytes_sent", cs.bytes_sent},
         {"bytes_received", cs.bytes_received},
         {"streams", p.streams},
+        // Handshakes this session completed: the first one plus every rekey.
+        {"handshakes", {{"completed", ss.handshakes_completed}, {"sent", ss.handshakes_sent}}},
         {"probes",
          {{"challenges_sent", p.paths.challenges_sent},
           {"responses_sent", p.paths.responses_sent},
