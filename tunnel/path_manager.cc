@@ -136,7 +136,10 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
         queue(ProbeToSend{from, Probe{ProbeKind::kResponse, probe.data}});
         stats_.responses_sent++;
         Candidate* c = add(from, now, true);
-        if (c) c->last_heard = now;
+        if (c) {
+            c->last_heard = now;
+            trigger_check(*c, now);
+        }
         return;
     }
     if (match_spray(from, probe, now)) return;
@@ -181,12 +184,24 @@ bool PathManager::follow_peer(const SocketAddress& from, Time now, Duration rtt)
     return true;
 }
 
+// The peer reaches us from an address we have not validated while we are on the relay: check it
+// now rather than at the schedule's next step, which may be 5 s away (kRediscoverInterval). With
+// the birthday technique the spraying side is often direct long before the other's own schedule
+// comes round (issue 19). At most one such check per kTriggeredCheckGap, so two sides that
+// hear each other's challenges but not the answers cannot trade challenges in a loop.
+void PathManager::trigger_check(Candidate& c, Time now) {
+    if (active_ || c.validated || c.next_probe <= now) return;
+    if (!c.challenges.empty() && now - c.challenges.back().sent_at < kTriggeredCheckGap) return;
+    c.next_probe = now;
+}
+
 void PathManager::on_authenticated(const SocketAddress& from, Time now) {
     if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
     data_from_ = from;
     auto it = candidates_.find(from);
     if (it != candidates_.end()) {
         it->second.last_heard = now;
+        trigger_check(it->second, now);
         follow_peer(from, now, {});
         return;
     }

@@ -64,6 +64,9 @@ inline constexpr Duration kDirectSilence = std::chrono::milliseconds(2500);
 // (RFC 9000 §9.3). The silence guard keeps a replayed or reordered packet from an old path
 // from pulling us off a path in use.
 inline constexpr Duration kFollowQuiet = std::chrono::milliseconds(100);
+// A triggered check (RFC 8445 §7.3.1.4): a probe or data from an address we have not validated,
+// while on the relay, has it probed at once, but no more often than this.
+inline constexpr Duration kTriggeredCheckGap = std::chrono::milliseconds(250);
 // Challenges older than this can no longer validate anything.
 inline constexpr Duration kChallengeLifetime = std::chrono::seconds(10);
 // Candidates kept per session: the peer's host and reflexive addresses plus a few learned
@@ -157,6 +160,7 @@ class PathManager {
     Candidate* add(const SocketAddress& address, Time now, bool learned = false);
     void send_challenge(const SocketAddress& to, Candidate& c, Time now);
     void schedule_next(Candidate& c, Time now);
+    void trigger_check(Candidate& c, Time now);
     void queue(ProbeToSend probe);
     void switch_to(std::optional<SocketAddress> direct, std::string reason, Duration rtt);
     // Moves to `from` when the peer sends its data from there (see kFollowQuiet).

@@ -45,18 +45,23 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
     LinkVerdict verdict = LinkDropped{LinkDrop::kRefused};
     if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
         if (auto probe = session_.open_probe(datagram, now)) {
-            // Authenticated: answers and later packets to `from` leave by the socket whose NAT
-            // mapping it reached. Several birthday sockets may hear the same peer (its spray
-            // hits more than one of our mappings): the first keeps the route, as the peer most
-            // likely validated the first answer, until the peer's data says otherwise.
-            if (route != kRouteMain && route != kRouteRelay) {
+            // Authenticated. With birthday sockets, the peer's spray (or its answers to our
+            // opening probes) may reach several of our mappings, the main socket's among them:
+            // each is a path the peer sees as its own address of ours. Until the peer's data
+            // shows which one it chose (follow_socket), our packets to `from` leave by the
+            // first socket it reached: the peer most likely validated that one first.
+            if (!sockets_.empty() && route != kRouteRelay) {
                 routes_.try_emplace(from, route);
-                heard_.insert(route);
-                // Once we are direct the spray is over: a challenge by a birthday socket is
-                // the peer checking the path it chose.
-                if (probe->kind == ProbeKind::kChallenge && paths_.active()) {
-                    follow_socket(from, route);
-                }
+                if (route != kRouteMain) heard_.insert(route);
+            }
+            // A challenge is answered by the socket it came in on, whatever socket our data
+            // uses: the peer is checking that mapping, and an answer from another one would
+            // not validate it (issue 19: the answers all left by the first socket, so the peer
+            // learned only that mapping while it kept probing the others). A challenge is never
+            // the peer's choice: it probes every address of ours it knows, on its schedule.
+            if (probe->kind == ProbeKind::kChallenge && route != kRouteRelay) {
+                if (answer_routes_.size() >= kMaxQueuedProbes) answer_routes_.pop_front();
+                answer_routes_.push_back(AnswerRoute{from, probe->data, route});
             }
             paths_.on_probe(from, *probe, now);
             verdict = LinkAccepted{probe->kind == ProbeKind::kChallenge ? DatagramKind::kChallenge
@@ -65,8 +70,10 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
     } else {
         switch (session_.on_datagram(datagram, now, from)) {
             case Session::Input::kData:
-                if (route != kRouteRelay) paths_.on_authenticated(from, now);
-                if (route != kRouteMain && route != kRouteRelay) follow_socket(from, route);
+                if (route != kRouteRelay) {
+                    paths_.on_authenticated(from, now);
+                    follow_socket(from, route);
+                }
                 verdict = LinkAccepted{DatagramKind::kData};
                 break;
             case Session::Input::kHandshake:
@@ -137,7 +144,9 @@ std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out)
         const DatagramKind kind = probe->probe.kind == ProbeKind::kChallenge
                                       ? DatagramKind::kChallenge
                                       : DatagramKind::kResponse;
-        return LinkWrite{route_to(probe->to), probe->to, place(*sealed), kind};
+        return LinkWrite{probe->probe.kind == ProbeKind::kResponse ? answer_route(*probe)
+                                                                   : route_to(probe->to),
+                         probe->to, place(*sealed), kind};
     }
     while (!openings_.empty() && plan_ && plan_->reflexive) {
         const RouteId route = openings_.front();
@@ -199,6 +208,9 @@ void PeerLink::after_input(Time now) {
         if (change->direct) {
             if (direct_since_ == kNever) direct_since_ = now;
             release_unheard();
+            // Data on the new path at once, even when idle: a birthday peer keeps the mapping
+            // our data arrives on (follow_socket) and closes the others.
+            session_.connection().ping();
         }
         events_.push_back(LinkPathChanged{change->direct, change->reason, change->rtt});
     }
@@ -235,11 +247,30 @@ void PeerLink::birthday_round(Time now) {
     birthday_round_at_ = now + kBirthdayRoundInterval;
 }
 
-// The peer's data came in by a birthday socket: that is the mapping it chose. Our packets to it
-// leave there, and the other sockets go.
+// The peer's data came in by this socket (a birthday one, or the main one whose mapping its
+// spray found too): that is the mapping it chose. Our packets to it leave there, and the other
+// birthday sockets go. Called for every data packet: cheap when there is nothing to change.
 void PeerLink::follow_socket(const SocketAddress& from, RouteId route) {
+    if (sockets_.empty() && routes_.empty()) return;
+    if (route_to(from) == route && sockets_.size() <= 1) return;
     routes_[from] = route;
-    if (sockets_.size() > 1) release_sockets(route);
+    if (!sockets_.empty()) release_sockets(route);
+}
+
+RouteId PeerLink::answer_route(const ProbeToSend& response) {
+    for (auto it = answer_routes_.begin(); it != answer_routes_.end(); ++it) {
+        if (it->to == response.to && it->data == response.probe.data) {
+            const RouteId route = it->route;
+            answer_routes_.erase(it);
+            // The socket may have closed since the challenge came.
+            if (route == kRouteMain ||
+                std::find(sockets_.begin(), sockets_.end(), route) != sockets_.end()) {
+                return route;
+            }
+            break;
+        }
+    }
+    return route_to(response.to);
 }
 
 void PeerLink::release_unheard() {
@@ -265,6 +296,9 @@ void PeerLink::release_sockets(std::optional<RouteId> keep) {
     std::erase_if(routes_, [&](const auto& entry) { return entry.second != keep; });
     std::erase_if(heard_, [&](RouteId r) { return r != keep; });
     std::erase_if(openings_, [&](RouteId r) { return r != keep; });
+    std::erase_if(answer_routes_, [&](const AnswerRoute& a) {
+        return a.route != kRouteMain && a.route != keep;
+    });
     events_.push_back(std::move(released));
 }
 

@@ -199,6 +199,7 @@ class PeerLink {
     void release_unheard();
     void follow_socket(const SocketAddress& from, RouteId route);
     RouteId route_to(const SocketAddress& to) const;
+    RouteId answer_route(const ProbeToSend& response);
 
     Rng& rng_;
     Session session_;
@@ -218,6 +219,14 @@ class PeerLink {
     // authenticated probe of the peer's reached.
     std::map<SocketAddress, RouteId> routes_;
     std::set<RouteId> heard_;
+    // The socket each challenge still to be answered came in on (at most kMaxQueuedProbes, as
+    // the PathManager's queue of answers): the answer leaves there.
+    struct AnswerRoute {
+        SocketAddress to;
+        PathData data;
+        RouteId route;
+    };
+    std::deque<AnswerRoute> answer_routes_;
 
     std::deque<LinkEvent> events_;
     // Cookie replies to send where their initiations came from, at most

@@ -39,8 +39,9 @@ inline constexpr Duration kBirthdayRoundInterval = std::chrono::seconds(1);
 inline constexpr int kBirthdayOpeningRounds = 16;
 static_assert(kBirthdayOpeningRounds * kBirthdayRoundInterval >= kSprayRounds * kSprayInterval);
 // After going direct, the birthday sockets that heard the peer stay open this long for the peer
-// to show (by data, or a keepalive challenge: kDirectKeepalive) which one it validated; the
-// rest then close.
+// to show by its data which one it kept (it pings as it goes direct; should that be lost, its
+// keepalive PINGs or data come later); then all but the route to it close. Its challenges do not
+// count: it probes every port of ours it knows (issue 19).
 inline constexpr Duration kBirthdayChoiceWait = std::chrono::seconds(3);
 static_assert(kBirthdayChoiceWait > 2 * kDirectKeepalive);
 // A birthday socket carries probes only, unless it becomes the path: a small buffer each keeps

@@ -9,6 +9,9 @@ with real iptables rules (docs/architecture.md §10, step 4). Python 3 stdlib pl
                                (10.0.N.2, default route via the NAT)
     shared       both agents on one LAN (10.0.3.0/24, a bridge in bl-shared-nat) behind one
                  port-restricted NAT
+    cgnat-symmetric  a double NAT: a home port-restricted NAT behind a carrier's symmetric
+                 NAT: bl-AGENT-cgn (WAN 198.51.100.1x, LAN 100.64.N.1, RFC 6598's shared
+                 address space), bl-AGENT-nat (WAN 100.64.N.2, LAN 10.0.N.1) and bl-AGENT
 
 Every name this file creates starts with "bl-" so that a crashed run's leftovers can be found
 and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
@@ -28,7 +31,17 @@ WAN_IPS = {"nas": f"{INET_NET}.11", "laptop": f"{INET_NET}.12", "shared": f"{INE
 LAN_NETS = {"nas": "10.0.1", "laptop": "10.0.2", "shared": "10.0.3"}
 SHARED_HOSTS = {"nas": 2, "laptop": 3}  # host part of each agent on the shared LAN
 
-KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared")
+CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
+KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
+         "cgnat-symmetric")
+# A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
+DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
+
+
+def outer_kind(kind):
+    """The kind the internet sees: a double NAT maps and filters like its carrier NAT (the
+    home NAT inside maps endpoint-independently and keeps ports, so it adds nothing)."""
+    return DOUBLE_NATS[kind][1] if kind in DOUBLE_NATS else kind
 
 
 def run(argv, stdin=None):
@@ -229,15 +242,36 @@ class Lab:
             return
         nns = f"bl-{agent}-nat"
         self._add_ns(nns)
-        self._on_internet(nns, f"p-{agent}", WAN_IPS[agent])
         net = LAN_NETS[agent]
+        if kind in DOUBLE_NATS:
+            home, carrier = DOUBLE_NATS[kind]
+            self._build_carrier(agent, nns, carrier)
+            home_wan = f"{CGNAT_NET}.{net.split('.')[-1]}.2"
+        else:
+            home, home_wan = kind, WAN_IPS[agent]
+            self._on_internet(nns, f"p-{agent}", home_wan)
+            self.nat_ns[agent] = nns
         self._link(nns, "lan", ans, "eth0")
         run(["ip", "-n", nns, "addr", "add", f"{net}.1/24", "dev", "lan"])
         run(["ip", "-n", ans, "addr", "add", f"{net}.2/24", "dev", "eth0"])
         run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
-        self._nat(nns, kind, [f"{net}.2"], WAN_IPS[agent])
-        self.nat_ns[agent] = nns
+        self._nat(nns, home, [f"{net}.2"], home_wan)
         self.agent_ip[agent] = f"{net}.2"
+
+    def _build_carrier(self, agent, home_ns, kind):
+        """The carrier NAT of a double NAT, between the home NAT's WAN and the internet. It is
+        the one the fault helpers act on (nat_ns): a carrier's conntrack flush or block is
+        what a home user cannot fix."""
+        cns = f"bl-{agent}-cgn"
+        self._add_ns(cns)
+        self._on_internet(cns, f"p-{agent}", WAN_IPS[agent])
+        sub = f"{CGNAT_NET}.{LAN_NETS[agent].split('.')[-1]}"
+        self._link(cns, "lan", home_ns, "wan")
+        run(["ip", "-n", cns, "addr", "add", f"{sub}.1/24", "dev", "lan"])
+        run(["ip", "-n", home_ns, "addr", "add", f"{sub}.2/24", "dev", "wan"])
+        run(["ip", "-n", home_ns, "route", "add", "default", "via", f"{sub}.1"])
+        self._nat(cns, kind, [f"{sub}.2"], WAN_IPS[agent])
+        self.nat_ns[agent] = cns
 
     def _build_shared(self):
         nns = "bl-shared-nat"

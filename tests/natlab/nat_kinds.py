@@ -50,6 +50,7 @@ EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, haz
     "portrestricted": ("endpoint-independent", False, False, True),
     "shared": ("endpoint-independent", False, False, True),
     "symmetric": ("per-destination", False, False, False),
+    "cgnat-symmetric": ("per-destination", False, False, False),  # as its carrier NAT
 }
 # shared: a stranger on the internet beside the server and the NAT (TEST-NET-2, as the lab).
 SHARED_STRANGER_IP = f"{lab.INET_NET}.99"

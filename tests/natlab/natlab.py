@@ -5,7 +5,8 @@ agent forwarding a local port to nas/web, and curl fetching the file through the
 
 Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--json FILE]
                         [--fault conntrack|block|server] [--udp-timeout S] [--idle S]
-  NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared)
+  NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared),
+              cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop)
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
@@ -44,14 +45,15 @@ ADMIN = "127.0.0.1:7070"  # each agent has its own namespace, so one address ser
 MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
           "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
-          "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared"]
+          "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
+          "portrestricted/cgnat-symmetric"]
 
 
 def expected_path(nas, laptop):
     """Issue 6's promise for a pair. Full cone with symmetric is direct: the symmetric side's
     packet to the full cone's public address is let in by definition, and the answer goes back
     through the mapping that packet made (no birthday needed)."""
-    kinds = {nas, laptop}
+    kinds = {lab.outer_kind(nas), lab.outer_kind(laptop)}
     if "udpblocked" in kinds:
         return "relay-tcp"
     if kinds == {"symmetric"}:
@@ -62,7 +64,7 @@ def expected_path(nas, laptop):
 def expected_mapping(kind):
     """What the agent's NAT probe must find behind this kind: a check of the lab itself."""
     return {"symmetric": "per-destination", "udpblocked": "unknown"}.get(
-        kind, "endpoint-independent")
+        lab.outer_kind(kind), "endpoint-independent")
 
 
 REGISTERED = r"registered with the server as {} \(nat (?P<nat>[a-z-]+)"

@@ -181,12 +181,13 @@ TEST_CASE("birthday: sockets open, each sends opening probes; the peer's choice 
     REQUIRE(p2);
     CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(2, kB, *p1, l.now)));
     CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(3, kB, *p2, l.now)));
-    // Both answers leave by the socket that heard kB first.
+    // Each answer leaves by the socket its challenge came in on: b's probe of socket 3's port
+    // must be answered from that port to validate it (issue 19).
     std::vector<RouteId> answered;
     for (const auto& t : l.relay(*l.a, *l.b)) {
         if (t.kind == DatagramKind::kResponse) answered.push_back(t.route);
     }
-    CHECK(answered == std::vector<RouteId>{2, 2});
+    CHECK(answered == std::vector<RouteId>{2, 3});
 
     // a's own challenge to kB (sent by socket 2, the route to kB) is answered: a goes direct and
     // closes the sockets that never heard b; 2 and 3 wait for b to show its choice.
@@ -205,6 +206,22 @@ TEST_CASE("birthday: sockets open, each sends opening probes; the peer's choice 
     const auto* released = find_event<LinkReleasesSockets>(events);
     REQUIRE(released);
     CHECK(released->routes == std::vector<RouteId>{1, 4});
+    CHECK(l.a->sockets() == std::vector<RouteId>{2, 3});
+
+    // b keeps probing every port of ours it knows: its challenge by socket 3 is answered there
+    // but is not b's choice, so a's data still leaves by socket 2 and no socket closes (before
+    // issue 19's fix a moved to socket 3 here and closed the one b used).
+    const PathData d3{3};
+    auto p3 = l.b->session().seal_probe(Probe{ProbeKind::kChallenge, d3}, l.now);
+    REQUIRE(p3);
+    CHECK(std::holds_alternative<LinkAccepted>(l.a->on_datagram(3, kB, *p3, l.now)));
+    answered.clear();
+    for (const auto& t : l.relay(*l.a, *l.b)) {
+        if (t.kind == DatagramKind::kResponse) answered.push_back(t.route);
+        if (t.kind == DatagramKind::kData) CHECK(t.route == 2);  // the ping on going direct
+    }
+    CHECK(answered == std::vector<RouteId>{3});
+    CHECK_FALSE(find_event<LinkReleasesSockets>(l.events(*l.a)));
     CHECK(l.a->sockets() == std::vector<RouteId>{2, 3});
 
     // b validated socket 3's port and sends its data there: a follows and closes socket 2.

@@ -557,6 +557,19 @@ void AgentWorld::send_udp(const SocketAddress& from, const SocketAddress& to, By
             static_cast<int64_t>(rng_.uniform(static_cast<uint64_t>(config_.jitter.count()) + 1)));
     }
     if (config_.reorder > 0 && rng_.chance(config_.reorder)) delay += config_.reorder_delay;
+    if (direct && config_.direct_rate_mbit > 0) {
+        // bits / (Mbit/s) = microseconds on the wire
+        const Duration serialize(static_cast<int64_t>(
+            static_cast<double>(data.size() * 8) / config_.direct_rate_mbit));
+        Time& free_at = wire_free_at_[with_port(to, 0)];
+        const Time start = std::max(now_, free_at);
+        if (start - now_ > config_.direct_queue) {
+            stats_.udp_queue_dropped++;
+            return;
+        }
+        free_at = start + serialize;
+        delay += free_at - now_;
+    }
     at(now_ + delay, [this, from, to, data = std::move(data)] { arrive_udp(from, to, data); });
 }
 

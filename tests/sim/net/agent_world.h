@@ -43,6 +43,11 @@ struct WorldConfig {
     double loss = 0;                                          // per UDP datagram
     double reorder = 0;  // chance a datagram is held back reorder_delay
     Duration reorder_delay = std::chrono::milliseconds(5);
+    // A bottleneck on the agents' direct datagrams, each direction its own (0: none): they
+    // queue at this rate, and one that would wait longer than direct_queue is dropped (a
+    // drop-tail router queue). Makes a bulk transfer last long enough to see its path change.
+    double direct_rate_mbit = 0;
+    Duration direct_queue = std::chrono::milliseconds(50);
     // Added to what the server writes to the NAS's control connection (TCP retransmissions): its
     // PeerInfo then comes after the laptop's streams.
     Duration nas_control_lag = std::chrono::milliseconds(0);
@@ -75,6 +80,7 @@ struct WorldStats {
     uint64_t udp_sent = 0;
     uint64_t udp_lost = 0;
     uint64_t udp_undeliverable = 0;  // no socket at that address, or a NAT dropped it
+    uint64_t udp_queue_dropped = 0;  // the direct bottleneck's queue was full
     uint64_t livelock_steps = 0;
 };
 
@@ -130,6 +136,7 @@ class AgentWorld {
     SeededRng rng_;
     Time now_{};
     std::multimap<Time, std::function<void()>> events_;
+    std::map<SocketAddress, Time> wire_free_at_;  // per destination ip: the bottleneck's queue
     std::unique_ptr<ServerCore> server_;
     ServerCoreConfig server_config_;
     AclConfig acl_config_;
