@@ -168,10 +168,7 @@ void AgentClient::handle(ControlMessage&& m, Time now) {
             if (auto* refused = std::get_if<ConnectRefused>(&m)) return emit(std::move(*refused));
             if (auto* data = std::get_if<RelayData>(&m)) return on_relay_data(std::move(*data));
             if (auto* d = std::get_if<RelayDetached>(&m)) return on_relay_detached(*d);
-            if (std::holds_alternative<Pong>(m)) {
-                stats_.drop_control_unexpected++;  // we never ping: the server's liveness is
-                return;                            // its own pings
-            }
+            if (std::holds_alternative<Pong>(m)) return;  // any input answers our Ping
             break;
         default:
             return;
@@ -533,6 +530,17 @@ void AgentClient::on_timer(Time now) {
                            now);
                 break;
             }
+            if (ping_sent_at_ && last_input_ >= *ping_sent_at_) ping_sent_at_.reset();
+            if (ping_sent_at_ && now >= *ping_sent_at_ + kPongTimeout) {
+                disconnect("the signalling server did not answer a ping within " +
+                               seconds(kPongTimeout),
+                           now);
+                break;
+            }
+            if (!ping_sent_at_ && now >= last_input_ + kQuietBeforePing) {
+                send_control(Ping{++ping_value_});
+                ping_sent_at_ = now;
+            }
             std::deque<ServerDatagram> staged;
             probe_.on_timer(now, staged);
             binding_.on_timer(now, staged);
@@ -558,12 +566,17 @@ Time AgentClient::next_deadline() const {
         case AgentClientState::kAwaitingAuthOk:
             return std::min(next, state_deadline_);
         case AgentClientState::kOnline:
-            return std::min({next, last_input_ + kServerSilenceTimeout, probe_.next_deadline(),
-                             binding_.next_deadline()});
+            return std::min({next, last_input_ + kServerSilenceTimeout, ping_deadline(),
+                             probe_.next_deadline(), binding_.next_deadline()});
         case AgentClientState::kFailed:
             return next;
     }
     return next;
+}
+
+Time AgentClient::ping_deadline() const {
+    if (!ping_sent_at_ || last_input_ >= *ping_sent_at_) return last_input_ + kQuietBeforePing;
+    return *ping_sent_at_ + kPongTimeout;
 }
 
 std::optional<Bytes> AgentClient::poll_control() {
@@ -609,6 +622,7 @@ void AgentClient::reset_connection() {
     sodium_memzero(udp_token_.data(), udp_token_.size());
     server_ports_.reset();
     state_deadline_ = kNever;
+    ping_sent_at_.reset();
 }
 
 void AgentClient::disconnect(std::string reason, Time now) {

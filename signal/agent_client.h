@@ -70,6 +70,13 @@ inline constexpr Duration kAuthTimeout = std::chrono::seconds(10);
 // The server pings every 25 s (ServerLimits::ping_interval); three missed pings and a margin
 // mean the connection is dead even if TCP has not noticed.
 inline constexpr Duration kServerSilenceTimeout = std::chrono::seconds(90);
+// Sooner than that, the agent asks itself: when nothing has come from the server for longer
+// than its ping interval and a margin, the agent pings, and a server that does not answer
+// within kPongTimeout is gone. A NAT that forgot the connection (a router reboot, a conntrack
+// flush) drops the server's pings silently, and a server restarted meanwhile would otherwise
+// wait 90 s for us to re-register, its relays refusing our bindings all that time.
+inline constexpr Duration kQuietBeforePing = std::chrono::seconds(30);
+inline constexpr Duration kPongTimeout = std::chrono::seconds(10);
 // A connect() waits this long for the client to be online and registered: long enough for a
 // reconnect's first backoff steps and a registration whose STUN probes all went unanswered
 // (3.1 s), short enough that a forwarded TCP client does not hang.
@@ -201,6 +208,8 @@ class AgentClient {
     void remember_session(const PeerInfo& info);
 
     void send_control(const ControlMessage& m);
+    // When our liveness Ping is due, or its answer overdue.
+    Time ping_deadline() const;
     // Ends the connection (or attempt) and schedules the next one.
     void disconnect(std::string reason, Time now);
     // Sends Error{kProtocol} to the server, then disconnects.
@@ -220,6 +229,8 @@ class AgentClient {
     Time reconnect_at_;
     Time state_deadline_ = kNever;  // dialing, or awaiting hello/AuthOk
     Time last_input_{};
+    std::optional<Time> ping_sent_at_;  // our own Ping, unanswered (kQuietBeforePing)
+    uint64_t ping_value_ = 0;
 
     ControlDecoder decoder_{kMaxControlFrame};
     std::string name_;
