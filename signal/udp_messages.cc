@@ -51,53 +51,60 @@ std::optional<BindAnswer> decode_bind_answer(ByteView datagram) {
     return std::nullopt;
 }
 
-Bytes encode_relay_datagram(uint64_t session_id, const RelayToken& token, ByteView payload) {
+namespace {
+
+// Both relay datagrams: the type, the session and its token, then the sender's udp_token
+// (kUdpTypeRelayFrom only), then the payload.
+Bytes encode_relay(uint8_t type, uint64_t session_id, const RelayToken& token,
+                   const UdpToken* sender, ByteView payload) {
     assert(payload.size() <= kMaxRelayPayload);
     Bytes out;
-    out.reserve(kRelayHeaderSize + payload.size());
+    out.reserve((sender != nullptr ? kRelayFromHeaderSize : kRelayHeaderSize) + payload.size());
     ByteWriter w(out);
-    w.u8(kUdpTypeRelay);
+    w.u8(type);
     w.u64(session_id);
     w.bytes(token);
+    if (sender != nullptr) w.bytes(*sender);
     w.bytes(payload);
     return out;
 }
 
-std::optional<RelayDatagram> decode_relay_datagram(ByteView datagram) {
-    ByteReader r(datagram);
-    if (r.u8() != kUdpTypeRelay) return std::nullopt;
+// Reads the type and the session header; the reader then stands at what follows the token.
+std::optional<RelayDatagram> decode_relay_header(uint8_t type, ByteReader& r) {
+    if (r.u8() != type) return std::nullopt;
     RelayDatagram d;
     d.session_id = r.u64();
     ByteView token = r.bytes(kRelayTokenSize);
     if (!r.ok()) return std::nullopt;
     std::copy(token.begin(), token.end(), d.token.begin());
-    d.payload = r.rest();
+    return d;
+}
+
+}  // namespace
+
+Bytes encode_relay_datagram(uint64_t session_id, const RelayToken& token, ByteView payload) {
+    return encode_relay(kUdpTypeRelay, session_id, token, nullptr, payload);
+}
+
+std::optional<RelayDatagram> decode_relay_datagram(ByteView datagram) {
+    ByteReader r(datagram);
+    auto d = decode_relay_header(kUdpTypeRelay, r);
+    if (d) d->payload = r.rest();
     return d;
 }
 
 Bytes encode_relay_from_datagram(uint64_t session_id, const RelayToken& token,
                                  const UdpToken& sender, ByteView payload) {
-    assert(payload.size() <= kMaxRelayPayload);
-    Bytes out;
-    out.reserve(kRelayFromHeaderSize + payload.size());
-    ByteWriter w(out);
-    w.u8(kUdpTypeRelayFrom);
-    w.u64(session_id);
-    w.bytes(token);
-    w.bytes(sender);
-    w.bytes(payload);
-    return out;
+    return encode_relay(kUdpTypeRelayFrom, session_id, token, &sender, payload);
 }
 
 std::optional<RelayFromDatagram> decode_relay_from_datagram(ByteView datagram) {
     ByteReader r(datagram);
-    if (r.u8() != kUdpTypeRelayFrom) return std::nullopt;
-    RelayFromDatagram d;
-    d.relay.session_id = r.u64();
-    ByteView token = r.bytes(kRelayTokenSize);
+    auto relay = decode_relay_header(kUdpTypeRelayFrom, r);
+    if (!relay) return std::nullopt;
     ByteView sender = r.bytes(kUdpTokenSize);
     if (!r.ok()) return std::nullopt;
-    std::copy(token.begin(), token.end(), d.relay.token.begin());
+    RelayFromDatagram d{*relay, {}};
     std::copy(sender.begin(), sender.end(), d.sender.begin());
     d.relay.payload = r.rest();
     return d;
