@@ -7,28 +7,21 @@
 #include <deque>
 #include <vector>
 
+#include "tests/support/identity.h"
 #include "tunnel/cookie.h"
 #include "tunnel/crypto_init.h"
 #include "tunnel/handshake.h"
 #include "tunnel/session.h"
 
 using namespace burrow;
+using burrow::test::Identity;
+using burrow::test::make_identity;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr int64_t kWallClock = 1'700'000'000'000'000;
 const SocketAddress kAddrA = SocketAddress::ipv4({198, 51, 100, 10}, 41000);
-
-struct Identity {
-    PrivateKey secret;
-    PublicKey pub;
-};
-Identity make_identity(Rng& rng) {
-    Identity id{PrivateKey::generate(rng), {}};
-    id.pub = public_key(id.secret);
-    return id;
-}
 
 SocketAddress random_address(Rng& rng) {
     return SocketAddress::ipv4({static_cast<uint8_t>(rng.uniform(223) + 1),

@@ -3,27 +3,19 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/support/identity.h"
 #include "tunnel/crypto_init.h"
 #include "tunnel/handshake.h"
 #include "tunnel/rng.h"
 
 using namespace burrow;
+using burrow::test::Identity;
+using burrow::test::make_identity;
 
 namespace {
 
 constexpr int64_t kWallClock = 1'700'000'000'000'000;  // some time in 2023, in microseconds
 constexpr Time kT0 = time_from_us(1'000'000);
-
-struct Identity {
-    PrivateKey secret;
-    PublicKey pub;
-};
-
-Identity make_identity(Rng& rng) {
-    Identity id{PrivateKey::generate(rng), {}};
-    id.pub = public_key(id.secret);
-    return id;
-}
 
 std::vector<CipherSuite> testable_suites() {
     std::vector<CipherSuite> suites{CipherSuite::kChaCha20Poly1305};

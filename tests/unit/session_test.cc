@@ -9,10 +9,13 @@
 #include <vector>
 
 #include "tests/unit/heap_counter.h"
+#include "tests/support/identity.h"
 #include "tunnel/crypto_init.h"
 #include "tunnel/session.h"
 
 using namespace burrow;
+using burrow::test::Identity;
+using burrow::test::make_identity;
 using namespace std::chrono_literals;
 
 namespace {
@@ -26,17 +29,6 @@ uint8_t content(uint64_t tag, uint64_t offset) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return static_cast<uint8_t>((z ^ (z >> 31)) >> (8 * (offset % 8)));
-}
-
-struct Identity {
-    PrivateKey secret;
-    PublicKey pub;
-};
-
-Identity make_identity(Rng& rng) {
-    Identity id{PrivateKey::generate(rng), {}};
-    id.pub = public_key(id.secret);
-    return id;
 }
 
 // Two sessions, A the initiator and B the responder, and a pipe with a fixed one-way delay
