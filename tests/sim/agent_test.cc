@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tests/sim/net/agent_world.h"
+#include "tests/sim/seed_range.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -63,17 +64,8 @@ std::vector<Pair> pairs() {
     return out;
 }
 
-struct Seeds {
-    uint64_t first = 1;
-    uint64_t last = 500;
-};
-Seeds seeds() {
-    Seeds s;
-    if (const char* n = std::getenv("BURROW_AGENT_SEEDS")) s.last = std::strtoull(n, nullptr, 10);
-    if (const char* one = std::getenv("BURROW_AGENT_SEED")) {
-        s.first = s.last = std::strtoull(one, nullptr, 10);
-    }
-    return s;
+SeedRange seeds() {
+    return seed_range("AGENT", 500);
 }
 
 std::string path_of(AgentWorld& w, WorldSide side) {
@@ -106,9 +98,7 @@ Outcome run_one(const Pair& pair, uint64_t seed) {
     };
 
     // 1. Registration: at most a few retried STUN/Bind rounds (3.1 s when UDP is blocked).
-    if (!w.run_until(
-            [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-            w.now() + 20s)) {
+    if (!w.run_until_registered(w.now() + 20s)) {
         return fail("not registered after 20 s");
     }
     const Time registered = w.now();
@@ -206,7 +196,7 @@ Outcome run_one(const Pair& pair, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("whole agents over the simulator's NATs: forwarded streams, paths, one session") {
-    const Seeds s = seeds();
+    const SeedRange s = seeds();
     uint64_t runs = 0, failures = 0, worst_seed = 0;
     Duration worst{0};
     std::string first;
@@ -238,7 +228,7 @@ TEST_CASE("whole agents over the simulator's NATs: forwarded streams, paths, one
                       " ms"
                 : std::string("stays relayed");
         std::printf("sim-agent: %-30s seeds=%llu failures=%llu %s, first byte within %.0f ms\n",
-                    name(pair).c_str(), static_cast<unsigned long long>(s.last - s.first + 1),
+                    name(pair).c_str(), static_cast<unsigned long long>(s.count()),
                     static_cast<unsigned long long>(pair_failures), path.c_str(),
                     to_ms(pair_worst_byte));
     }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tests/sim/net/agent_world.h"
+#include "tests/sim/seed_range.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -44,20 +45,8 @@ constexpr Duration kWindow = 6s;  // the transfer's limit (it takes about 2.5 s)
 constexpr Duration kMaxStall = 500ms;
 constexpr Duration kFirstBytesSpan = 1s;  // "bytes moved in the first second" of the transfer
 
-struct Seeds {
-    uint64_t first = 1;
-    uint64_t last = 300;
-};
-
-Seeds seeds() {
-    Seeds s;
-    if (const char* n = std::getenv("BURROW_BIRTHDAY_SEEDS")) {
-        s.last = std::strtoull(n, nullptr, 10);
-    }
-    if (const char* one = std::getenv("BURROW_BIRTHDAY_SEED")) {
-        s.first = s.last = std::strtoull(one, nullptr, 10);
-    }
-    return s;
+SeedRange seeds() {
+    return seed_range("BIRTHDAY", 300);
 }
 
 // One side's direct path as it changes.
@@ -110,9 +99,7 @@ Outcome run_one(uint64_t seed, bool trace) {
         o.problem = why + "\n" + w.log_tail();
         return o;
     };
-    if (!w.run_until(
-            [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-            w.now() + 20s)) {
+    if (!w.run_until_registered(w.now() + 20s)) {
         return fail("not registered after 20 s");
     }
     // A first request through the relay, then nothing while the agents punch.
@@ -185,7 +172,7 @@ double quantile(std::vector<double> v, double q) {
 }  // namespace
 
 TEST_CASE("birthday: several validated birthday ports, one path chosen at once, no stall") {
-    const Seeds s = seeds();
+    const SeedRange s = seeds();
     const bool trace = std::getenv("BURROW_BIRTHDAY_TRACE") != nullptr;
     uint64_t runs = 0, direct = 0, stalled = 0, moved = 0, failed = 0;
     std::vector<double> stalls, settles, first_mib;

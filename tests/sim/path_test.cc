@@ -35,6 +35,7 @@
 #include "tunnel/socket_address.h"
 #include "tests/sim/net/path_network.h"
 #include "tests/sim/net/transfer.h"
+#include "tests/sim/seed_range.h"
 #include "tunnel/crypto_init.h"
 #include "tunnel/packet.h"
 #include "tunnel/session.h"
@@ -51,23 +52,9 @@ constexpr int64_t kWallClock = 1'700'000'000'000'000;  // microseconds since the
 constexpr uint64_t kSeeds = 500;
 
 // BURROW_PATH_SEED=N replays one seed (the number a failure prints); BURROW_PATH_SEEDS=N runs
-// seeds 1..N (the sanitizer build, ten times slower, runs fewer: CMakeLists.txt); unset, seeds
-// 1..kSeeds.
-struct SeedRange {
-    uint64_t first = 1;
-    uint64_t last = kSeeds;
-    uint64_t count() const { return last - first + 1; }
-};
+// seeds 1..N (the sanitizer build, ten times slower, runs fewer: CMakeLists.txt).
 SeedRange seeds() {
-    if (const char* one = std::getenv("BURROW_PATH_SEED")) {
-        const uint64_t n = std::strtoull(one, nullptr, 10);
-        return SeedRange{n, n};
-    }
-    if (const char* count = std::getenv("BURROW_PATH_SEEDS")) {
-        const uint64_t n = std::strtoull(count, nullptr, 10);
-        if (n > 0) return SeedRange{1, n};
-    }
-    return {};
+    return seed_range("PATH", kSeeds);
 }
 
 // Made-up public addresses (RFC 5737 documentation ranges).

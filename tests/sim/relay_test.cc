@@ -19,6 +19,7 @@
 #include <string>
 
 #include "tests/sim/net/agent_world.h"
+#include "tests/sim/seed_range.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -26,17 +27,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Seeds {
-    uint64_t first = 1;
-    uint64_t last = 200;
-};
-Seeds seeds() {
-    Seeds s;
-    if (const char* n = std::getenv("BURROW_RELAY_SEEDS")) s.last = std::strtoull(n, nullptr, 10);
-    if (const char* one = std::getenv("BURROW_RELAY_SEED")) {
-        s.first = s.last = std::strtoull(one, nullptr, 10);
-    }
-    return s;
+SeedRange seeds() {
+    return seed_range("RELAY", 200);
 }
 
 WorldConfig lossy(uint64_t seed, NatKind nas, NatKind laptop) {
@@ -70,19 +62,13 @@ Outcome fail(AgentWorld& w, const std::string& why) {
     return Outcome{why + "\n" + w.log_tail(), {}};
 }
 
-bool register_both(AgentWorld& w, Duration within) {
-    return w.run_until(
-        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-        w.now() + within);
-}
-
 // Transfer, 60 s idle, then a request: measured is its first byte's delay.
 Outcome short_nat_timeout(uint64_t seed, std::optional<Duration> keepalive) {
     WorldConfig c = lossy(seed, NatKind::kSymmetric, NatKind::kSymmetric);
     c.nat_timeout = 5s;
     c.keepalive = keepalive;
     AgentWorld w(c);
-    if (!register_both(w, 20s)) return fail(w, "not registered after 20 s");
+    if (!w.run_until_registered(w.now() + 20s)) return fail(w, "not registered after 20 s");
     WorldClient& bulk = w.open("web", 256 * 1024);
     if (!w.run_until([&] { return bulk.finished || bulk.failed; }, w.now() + 60s)) {
         return fail(w, "transfer: no end within 60 s");
@@ -114,7 +100,7 @@ Outcome short_nat_timeout(uint64_t seed, std::optional<Duration> keepalive) {
 Outcome relayed_restart(uint64_t seed) {
     WorldConfig c = lossy(seed, NatKind::kSymmetric, NatKind::kSymmetric);
     AgentWorld w(c);
-    if (!register_both(w, 20s)) return fail(w, "not registered after 20 s");
+    if (!w.run_until_registered(w.now() + 20s)) return fail(w, "not registered after 20 s");
     WorldClient& bulk = w.open("web", 1024 * 1024);
     if (!w.run_until([&] { return bulk.received >= 256 * 1024 || bulk.failed; }, w.now() + 60s)) {
         return fail(w, "transfer did not get going");
@@ -155,7 +141,7 @@ Outcome relayed_restart(uint64_t seed) {
 Outcome direct_restart(uint64_t seed) {
     WorldConfig c = lossy(seed, NatKind::kPortRestricted, NatKind::kPortRestricted);
     AgentWorld w(c);
-    if (!register_both(w, 20s)) return fail(w, "not registered after 20 s");
+    if (!w.run_until_registered(w.now() + 20s)) return fail(w, "not registered after 20 s");
     WorldClient& first = w.open("web", 16 * 1024);
     const PeerLink* nas_link = nullptr;
     const PeerLink* laptop_link = nullptr;
@@ -182,7 +168,7 @@ Outcome direct_restart(uint64_t seed) {
         return fail(w, "the restart cost the link");
     }
     // A new service needs the server's approval: once both are back, it opens on the link.
-    if (!register_both(w, 20s)) return fail(w, "not registered again after the restart");
+    if (!w.run_until_registered(w.now() + 20s)) return fail(w, "not registered again after the restart");
     WorldClient& second = w.open("echo", 8 * 1024);
     if (!w.run_until([&] { return second.finished || second.failed; }, w.now() + 30s)) {
         return fail(w, "echo after the restart: no answer");
@@ -193,7 +179,7 @@ Outcome direct_restart(uint64_t seed) {
 
 template <class Fn>
 void run_case(const char* label, Fn fn) {
-    const Seeds s = seeds();
+    const SeedRange s = seeds();
     uint64_t failures = 0;
     Duration worst{0};
     std::string first;
@@ -206,7 +192,7 @@ void run_case(const char* label, Fn fn) {
         worst = std::max(worst, o.measured);
     }
     std::printf("sim-relay: %-40s seeds=%llu failures=%llu worst %.0f ms\n", label,
-                static_cast<unsigned long long>(s.last - s.first + 1),
+                static_cast<unsigned long long>(s.count()),
                 static_cast<unsigned long long>(failures), to_ms(worst));
     INFO(label << ": " << first);
     CHECK(failures == 0);

@@ -171,9 +171,7 @@ TEST_CASE("a forward short of descriptors stops accepting for kAcceptPause, logg
 
 TEST_CASE("a second service to a connected peer opens with zero handshakes on the same link") {
     AgentWorld w(WorldConfig{});
-    REQUIRE(w.run_until(
-        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-        Time{} + 10s));
+    REQUIRE(w.run_until_registered(Time{} + 10s));
     WorldClient& web = w.open("web", 100'000);
     REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
     REQUIRE(web.finished);
@@ -210,9 +208,7 @@ TEST_CASE("a stream that comes before the server's approval waits for it") {
     WorldConfig c;
     c.nas_control_lag = 400ms;  // the NAS hears of the second service well after the laptop
     AgentWorld w(c);
-    REQUIRE(w.run_until(
-        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-        Time{} + 10s));
+    REQUIRE(w.run_until_registered(Time{} + 10s));
     WorldClient& web = w.open("web", 10'000);
     REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
     REQUIRE(web.finished);
@@ -234,9 +230,7 @@ TEST_CASE("a stream that comes before the server's approval waits for it") {
 
 TEST_CASE("a stream the server never approved is refused after kApprovalWait") {
     AgentWorld w(WorldConfig{});
-    REQUIRE(w.run_until(
-        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-        Time{} + 10s));
+    REQUIRE(w.run_until_registered(Time{} + 10s));
     WorldClient& web = w.open("web", 10'000);
     REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
     // A laptop that opens echo without asking the server (a peer that lies).
@@ -268,9 +262,7 @@ ForwardStatus forward_status(AgentWorld& w, const std::string& service) {
 // A world whose NAS lets the laptop open only kInitialMaxStreams streams, all of them taken by
 // echo connections that stay open.
 std::vector<WorldClient*> fill_stream_limit(AgentWorld& w) {
-    REQUIRE(w.run_until(
-        [&] { return w.registered(WorldSide::kNas) && w.registered(WorldSide::kLaptop); },
-        Time{} + 10s));
+    REQUIRE(w.run_until_registered(Time{} + 10s));
     std::vector<WorldClient*> held;
     for (uint64_t i = 0; i < kInitialMaxStreams; ++i) held.push_back(&w.open("echo", 1000, true));
     REQUIRE(w.run_until(

@@ -143,6 +143,11 @@ bool AgentWorld::registered(WorldSide side) const {
     return hosts_[static_cast<int>(side)]->core->client().registered();
 }
 
+bool AgentWorld::run_until_registered(Time limit) {
+    return run_until([&] { return registered(WorldSide::kNas) && registered(WorldSide::kLaptop); },
+                     limit);
+}
+
 void AgentWorld::at(Time t, std::function<void()> fn) {
     events_.emplace(std::max(t, now_), std::move(fn));
 }

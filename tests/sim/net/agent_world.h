@@ -102,6 +102,8 @@ class AgentWorld {
     void release(WorldClient& client);
 
     bool registered(WorldSide side) const;
+    // run_until() both agents are registered with the server.
+    bool run_until_registered(Time limit);
     AgentCore& core(WorldSide side);
     const PeerLink* link(WorldSide side) const;
     ServerCore& server() { return *server_; }
