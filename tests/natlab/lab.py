@@ -13,8 +13,8 @@ with real iptables rules (docs/architecture.md §10, step 4). Python 3 stdlib pl
                  NAT: bl-AGENT-cgn (WAN 198.51.100.1x, LAN 100.64.N.1, RFC 6598's shared
                  address space), bl-AGENT-nat (WAN 100.64.N.2, LAN 10.0.N.1) and bl-AGENT
 
-Every name this file creates starts with "bl-" so that a crashed run's leftovers can be found
-and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
+Every name this file creates starts with PREFIX ("bl-"; use_prefix() picks another, as the soak
+does) so that a crashed run's leftovers can be found and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
 namespace, so nothing here can clash with the host's interfaces.
 """
 import fcntl, os, subprocess
@@ -22,6 +22,14 @@ import fcntl, os, subprocess
 PREFIX = "bl-"
 INET_NS = "bl-inet"
 SERVER_NS = "bl-srv"
+
+
+def use_prefix(prefix):
+    """Names of another family (the soak's bs-*): a lab that neither waits for nor tears down
+    the natlab's, under a lock of its own (lock(path))."""
+    global PREFIX, INET_NS, SERVER_NS
+    PREFIX, INET_NS, SERVER_NS = prefix, f"{prefix}inet", f"{prefix}srv"
+
 INET_NET = "198.51.100"  # RFC 5737 TEST-NET-2: no real host can be hit by mistake
 PREFIX_LEN = 24
 SERVER_IP = f"{INET_NET}.1"
@@ -70,15 +78,15 @@ LOCK_FILE = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
                          "burrow-natlab.lock")
 
 
-def lock():
-    """The bl-* names are machine-wide: two runs at once (two worktrees' ctest) would tear
+def lock(path=LOCK_FILE, who="natlab"):
+    """The lab's names are machine-wide: two runs at once (two worktrees' ctest) would tear
     down each other's namespaces, so the second waits for the first. Keep the returned file
     open for as long as the lab is in use."""
-    f = open(LOCK_FILE, "w")
+    f = open(path, "w")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"natlab: another natlab run holds {LOCK_FILE}; waiting", flush=True)
+        print(f"{who}: another {who} run holds {path}; waiting", flush=True)
         fcntl.flock(f, fcntl.LOCK_EX)
     return f
 
@@ -121,7 +129,7 @@ def iptables_backend():
     global _iptables
     if _iptables:
         return _iptables
-    probe = "bl-probe"
+    probe = f"{PREFIX}probe"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     run(["ip", "netns", "add", probe])
     try:
@@ -193,7 +201,7 @@ class Lab:
                 raise ValueError(f"unknown NAT kind {k!r} (one of {', '.join(KINDS)})")
         self.kinds = {"nas": nas_kind, "laptop": laptop_kind}
         self.namespaces = []
-        self.agent_ns = {"nas": "bl-nas", "laptop": "bl-laptop"}
+        self.agent_ns = {"nas": f"{PREFIX}nas", "laptop": f"{PREFIX}laptop"}
         self.nat_ns = {}  # agent -> its NAT namespace (both the same one when shared)
         self.agent_ip = {}
 
@@ -240,7 +248,7 @@ class Lab:
             self._on_internet(ans, f"p-{agent}", WAN_IPS[agent])
             self.agent_ip[agent] = WAN_IPS[agent]
             return
-        nns = f"bl-{agent}-nat"
+        nns = f"{PREFIX}{agent}-nat"
         self._add_ns(nns)
         net = LAN_NETS[agent]
         if kind in DOUBLE_NATS:
@@ -262,7 +270,7 @@ class Lab:
         """The carrier NAT of a double NAT, between the home NAT's WAN and the internet. It is
         the one the fault helpers act on (nat_ns): a carrier's conntrack flush or block is
         what a home user cannot fix."""
-        cns = f"bl-{agent}-cgn"
+        cns = f"{PREFIX}{agent}-cgn"
         self._add_ns(cns)
         self._on_internet(cns, f"p-{agent}", WAN_IPS[agent])
         sub = f"{CGNAT_NET}.{LAN_NETS[agent].split('.')[-1]}"
@@ -274,7 +282,7 @@ class Lab:
         self.nat_ns[agent] = cns
 
     def _build_shared(self):
-        nns = "bl-shared-nat"
+        nns = f"{PREFIX}shared-nat"
         self._add_ns(nns)
         self._on_internet(nns, "p-shared", WAN_IPS["shared"])
         net = LAN_NETS["shared"]

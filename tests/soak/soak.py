@@ -43,7 +43,7 @@ traffic keeps some pages, which is not a leak).
 Writes DIR/report.json (every figure and sample) and DIR/summary.txt (default DIR:
 build/soak/ beside BURROW); logs in DIR/logs/. Exit 0 pass, 1 fail, 2 bad usage or not root.
 """
-import argparse, fcntl, hashlib, json, os, random, re, shutil, signal, statistics, subprocess, sys
+import argparse, hashlib, json, os, random, re, shutil, signal, statistics, subprocess, sys
 import threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,10 +55,8 @@ import natlab  # noqa: E402
 
 # The soak's namespaces are bs-*, not the natlab's bl-*: a soak runs for many minutes, and with
 # names of its own it neither waits for nor blocks the natlab (which takes the machine-wide lab
-# lock and removes every bl-* namespace it finds), nor is torn down by it. lab.py reads these
-# module names when it runs, so setting them here is all it takes, but for the NAT namespaces'
-# names, which SoakLab below makes.
-lab.PREFIX, lab.INET_NS, lab.SERVER_NS = "bs-", "bs-inet", "bs-srv"
+# lock and removes every bl-* namespace it finds), nor is torn down by it.
+lab.use_prefix("bs-")
 LOCK_FILE = os.path.join(os.path.dirname(lab.LOCK_FILE), "burrow-soak.lock")
 
 
@@ -69,31 +67,7 @@ class SoakLab(lab.Lab):
         super().__init__(nas_kind, laptop_kind)
         if {nas_kind, laptop_kind} & {"none", "shared"}:
             raise ValueError("the soak wants a NAT in front of each agent")
-        self.agent_ns = {"nas": "bs-nas", "laptop": "bs-laptop"}
 
-    def _build_side(self, agent, kind):  # lab.Lab._build_side with the NAT named bs-AGENT-nat
-        ans, nns, net = self.agent_ns[agent], f"bs-{agent}-nat", lab.LAN_NETS[agent]
-        self._add_ns(ans)
-        self._add_ns(nns)
-        self._on_internet(nns, f"p-{agent}", lab.WAN_IPS[agent])
-        self._link(nns, "lan", ans, "eth0")
-        lab.run(["ip", "-n", nns, "addr", "add", f"{net}.1/24", "dev", "lan"])
-        lab.run(["ip", "-n", ans, "addr", "add", f"{net}.2/24", "dev", "eth0"])
-        lab.run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
-        self._nat(nns, kind, [f"{net}.2"], lab.WAN_IPS[agent])
-        self.nat_ns[agent] = nns
-        self.agent_ip[agent] = f"{net}.2"
-
-
-def lock():
-    """One soak at a time (the bs-* names are machine-wide); a second one waits."""
-    f = open(LOCK_FILE, "w")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"soak: another soak holds {LOCK_FILE}; waiting", flush=True)
-        fcntl.flock(f, fcntl.LOCK_EX)
-    return f
 
 HTTP_PORT, ECHO_PORT = 8000, 9000  # behind nas
 WEB_FWD, ECHO_FWD, IDLE_FWD = 8080, 8081, 8082  # the laptop's forwards
@@ -784,7 +758,7 @@ def main():
     out = os.path.abspath(opts.out or os.path.join(os.path.dirname(burrow), "soak"))
     shutil.rmtree(os.path.join(out, "logs"), ignore_errors=True)
     os.makedirs(os.path.join(out, "logs"))
-    held = lock()  # noqa: F841 (held until exit)
+    held = lab.lock(LOCK_FILE, "soak")  # noqa: F841 (held until exit)
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, natlab.on_signal)
     soak = Soak(opts, burrow, out)
