@@ -137,6 +137,7 @@ void AgentClient::on_control_bytes(ByteView bytes, Time now) {
         return;
     }
     last_input_ = now;
+    ping_sent_at_.reset();  // any input answers our Ping
     decoder_.feed(bytes);
     // A message may end the connection; what follows it is then not ours to read.
     while (connected()) {
@@ -168,7 +169,7 @@ void AgentClient::handle(ControlMessage&& m, Time now) {
             if (auto* refused = std::get_if<ConnectRefused>(&m)) return emit(std::move(*refused));
             if (auto* data = std::get_if<RelayData>(&m)) return on_relay_data(std::move(*data));
             if (auto* d = std::get_if<RelayDetached>(&m)) return on_relay_detached(*d);
-            if (std::holds_alternative<Pong>(m)) return;  // any input answers our Ping
+            if (std::holds_alternative<Pong>(m)) return;  // on_control_bytes took it as an answer
             break;
         default:
             return;
@@ -530,7 +531,6 @@ void AgentClient::on_timer(Time now) {
                            now);
                 break;
             }
-            if (ping_sent_at_ && last_input_ >= *ping_sent_at_) ping_sent_at_.reset();
             if (ping_sent_at_ && now >= *ping_sent_at_ + kPongTimeout) {
                 disconnect("the signalling server did not answer a ping within " +
                                seconds(kPongTimeout),
@@ -575,8 +575,7 @@ Time AgentClient::next_deadline() const {
 }
 
 Time AgentClient::ping_deadline() const {
-    if (!ping_sent_at_ || last_input_ >= *ping_sent_at_) return last_input_ + kQuietBeforePing;
-    return *ping_sent_at_ + kPongTimeout;
+    return ping_sent_at_ ? *ping_sent_at_ + kPongTimeout : last_input_ + kQuietBeforePing;
 }
 
 std::optional<Bytes> AgentClient::poll_control() {

@@ -229,7 +229,7 @@ class AgentClient {
     Time reconnect_at_;
     Time state_deadline_ = kNever;  // dialing, or awaiting hello/AuthOk
     Time last_input_{};
-    std::optional<Time> ping_sent_at_;  // our own Ping, unanswered (kQuietBeforePing)
+    std::optional<Time> ping_sent_at_;  // our own Ping, nothing heard since (kQuietBeforePing)
     uint64_t ping_value_ = 0;
 
     ControlDecoder decoder_{kMaxControlFrame};
