@@ -920,8 +920,10 @@ def throughput_run(ctx, peers, system, mode, extra, rep, seconds, count=False):
                     pids, lambda: iperf(port, seconds, extra, ns=ns, host=host), ctx["d"])
                 if not added:
                     break
+            if nbytes == 0:
+                raise RuntimeError(f"iperf3 ended normally but no byte arrived in {seconds} s")
             run_ = {"mbit_s": round(mbps, 1), "bytes": nbytes, "syscalls": n,
-                    "syscalls_per_gb": round(n / (nbytes / 1e9)) if nbytes else None,
+                    "syscalls_per_gb": round(n / (nbytes / 1e9)),
                     "threads_added": added, "attempts": attempt}
         else:
             cpu0 = cpu_of(pids)
