@@ -28,7 +28,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 # Every Debian package the build, the tests and the tools need. Nothing else is assumed.
 PACKAGES=(
-    cmake ninja-build g++ pkg-config git coturn openssl
+    cmake ninja-build g++ pkg-config git ccache coturn openssl
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
     clang libclang-rt-14-dev
@@ -71,10 +71,16 @@ install_missing() {  # install_missing PACKAGE...
 
 cmd_deps() { install_missing "${PACKAGES[@]}"; }
 
+# ccache (in PACKAGES) keeps compiled objects between builds and between clones: paths under
+# $ROOT are hashed relative to it and the build folder is not hashed, so a fresh clone of the
+# same sources on this machine (CI's) compiles nothing that an earlier build here compiled.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 configure() {  # configure DIR [cmake args...]
     local dir=$1; shift
+    local launcher=()
+    command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     if [ ! -f "$dir/build.ninja" ]; then
-        cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+        cmake -S "$ROOT" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
     fi
 }
 
