@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -317,29 +318,56 @@ class Agent {
     }
 
     // --- forwarded TCP connections ---
+    // A ConnectTcp whose lookup is under way or done (dials_, oldest first).
+    struct Dial {
+        TcpId id;
+        Duration timeout;
+        bool resolved = false;
+        std::optional<SocketAddress> address;
+        std::string error;
+    };
+    // Connects start in the order the core asked for them, whatever order their lookups finish
+    // in: the peer's connections reach the target in the order they were accepted (a client
+    // such as iperf3 --bidir tells its connections apart by that order).
     void execute(const ConnectTcp& c) {
-        const TcpId id = c.id;
-        const Duration timeout = c.timeout;
+        const uint64_t seq = connects_begun_ + dials_.size();
+        dials_.push_back(Dial{c.id, c.timeout, false, std::nullopt, {}});
         resolve(loop_, c.target,
-                [this, id, timeout](std::optional<SocketAddress> addr, const std::string& error) {
-                    if (!addr) {
-                        return report([&] {
-                            core_.on_tcp_connect_failed(id, ConnectFailure::kUnresolved, error,
-                                                        clock_.now());
-                        });
-                    }
-                    tcp_connect(loop_, *addr, timeout, [this, id](auto tcp, OsError err) {
-                        if (!tcp) {
-                            return report([&] {
-                                core_.on_tcp_connect_failed(id, ConnectFailure::kRefused,
-                                                            err.message, clock_.now());
-                            });
-                        }
-                        adopt(id, std::move(tcp));
-                        tcps_[id]->pause_reading();
-                        report([&] { core_.on_tcp_connected(id, clock_.now()); });
-                    });
+                [this, seq](std::optional<SocketAddress> addr, const std::string& error) {
+                    Dial& d = dials_[seq - connects_begun_];
+                    d.resolved = true;
+                    d.address = addr;
+                    d.error = error;
+                    start_resolved_dials();
                 });
+    }
+    void start_resolved_dials() {
+        while (!dials_.empty() && dials_.front().resolved) {
+            const Dial d = std::move(dials_.front());
+            dials_.pop_front();
+            ++connects_begun_;
+            dial(d);
+        }
+    }
+    void dial(const Dial& d) {
+        const TcpId id = d.id;
+        if (!d.address) {
+            return report([&] {
+                core_.on_tcp_connect_failed(id, ConnectFailure::kUnresolved, d.error,
+                                            clock_.now());
+            });
+        }
+        tcp_connect(loop_, *d.address, d.timeout, [this, id](auto tcp, OsError err) {
+            if (!tcp) {
+                return report([&] {
+                    core_.on_tcp_connect_failed(id, ConnectFailure::kRefused, err.message,
+                                                clock_.now());
+                });
+            }
+            adopt(id, std::move(tcp));
+            tcps_[id]->pause_reading();
+            report([&] { core_.on_tcp_connected(id, clock_.now()); });
+        });
     }
     void execute(const TcpFlush& f) {
         TcpConnection* tcp = find_tcp(f.id);
@@ -478,6 +506,8 @@ class Agent {
     Bytes buffer_ = Bytes(TcpOptions{}.max_write_queue);
     std::vector<ByteView> chunks_;  // the pieces of buffer_ tcp_output filled, reused
     uint64_t dial_attempt_ = 0;
+    std::deque<Dial> dials_;  // ConnectTcp actions not yet dialled, in the order asked
+    uint64_t connects_begun_ = 0;  // sequence number of dials_.front()
     int exit_status_ = 0;
     bool exiting_ = false;
     bool finished_ = false;

@@ -36,6 +36,12 @@ void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
 }  // namespace
 
 void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done) {
+    // A literal needs no lookup: answered from the loop, in the order asked (defer is FIFO),
+    // without a trip through the thread pool, whose workers finish in any order.
+    if (std::optional<SocketAddress> literal = literal_socket_address(where)) {
+        defer(loop, [done = std::move(done), address = *literal] { done(address, ""); });
+        return;
+    }
     auto request = std::make_unique<ResolveRequest>();
     request->req.data = request.get();
     request->where = where;

@@ -2,8 +2,9 @@
 //
 // resolve() runs getaddrinfo on libuv's thread pool and calls done(address, "") with the first
 // IPv4 or IPv6 result, or done(nullopt, "resolve nas.local: Name or service not known"). done is
-// always called later from the loop, never from inside resolve(), also for IP literals (which
-// getaddrinfo answers without the network), so callers have one code path.
+// always called later from the loop, never from inside resolve(), also for IP literals (parsed
+// at once, answered from the loop), so callers have one code path. Lookups of names may finish
+// in any order; literals are answered in the order asked.
 #pragma once
 
 #include <uv.h>

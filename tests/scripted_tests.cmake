@@ -27,7 +27,7 @@ if(Python3_FOUND)
     # Many concurrent streams through one forward (issue 19): wrk with 4,000 connections
     # against nginx, a laptop short of descriptors, and a peer's low stream limit. RUN_SERIAL: wrk's 4,000 connections and the
     # agents' memory figures must not compete with a parallel build of other tests.
-    foreach(case_timeout wrk:150 descriptors:60 limit:90)
+    foreach(case_timeout wrk:150 descriptors:60 limit:90 order:60)
         string(REPLACE ":" ";" pair ${case_timeout})
         list(GET pair 0 case)
         list(GET pair 1 timeout)

@@ -42,6 +42,7 @@ struct Connection::Stream {
     uint64_t advertised_max = kInitialStreamWindow;
 
     bool announced = false;      // the application has been told about it (peer streams)
+    bool open_received = false;  // its STREAM_OPEN arrived (peer streams); announced in order
     bool open_pending = false;   // STREAM_OPEN to (re)send (local streams)
     bool open_acked = false;
     bool reset_pending = false;  // RESET_STREAM to (re)send
@@ -418,6 +419,7 @@ bool Connection::on_datagram(MutableByteView datagram, Time now) {
         close(ConnectionError::kProtocolViolation, "protocol violation", now);
         return true;
     }
+    announce_in_order();
     acks_.on_packet_received(*pn, eliciting, now);
     return true;
 }
@@ -438,21 +440,12 @@ void Connection::handle_frame(const Frame& frame, Time now, bool& violation) {
                 on_stream_frame(f, violation);
             } else if constexpr (std::is_same_v<T, StreamOpenFrame>) {
                 Stream* s = get_or_create_peer_stream(f.id, violation);
-                if (!s || s->local || s->announced || s->reset_local) {
+                if (!s || s->local || s->open_received || s->reset_local) {
                     if (s && s->local) violation = true;
                     return;
                 }
-                s->announced = true;
+                s->open_received = true;
                 s->service = f.service;
-                events_.push_back(StreamOpened{f.id, f.service});
-                if (s->recv.readable() > 0 || s->recv.fin_received()) {
-                    events_.push_back(StreamReadable{f.id});
-                }
-                if (s->recv.finished() && !s->finish_reported) {
-                    s->finish_reported = true;
-                    events_.push_back(StreamFinished{f.id});
-                    maybe_retire(f.id);
-                }
             } else if constexpr (std::is_same_v<T, ResetStreamFrame>) {
                 on_reset_frame(f, violation);
             } else if constexpr (std::is_same_v<T, MaxDataFrame>) {
@@ -516,6 +509,38 @@ void Connection::on_stream_frame(const StreamFrame& f, bool& violation) {
         s->finish_reported = true;
         events_.push_back(StreamFinished{f.id});
         maybe_retire(f.id);
+    }
+}
+
+// Tells the application about the peer's streams whose STREAM_OPEN arrived, in the order the
+// peer opened them: a STREAM_OPEN that overtook an earlier one (the earlier one's packet lost or
+// reordered) waits for it. The application acts on each in turn (the exposing agent connects to
+// its target), so the target sees the connections in the order the peer accepted them, as a
+// direct connection would; some clients (iperf3 --bidir) tell their connections apart by that
+// order. A stream the peer reset before its STREAM_OPEN was sent, or that is already gone, is
+// passed over: it will never be announced.
+void Connection::announce_in_order() {
+    const Role peer = role_ == Role::kInitiator ? Role::kResponder : Role::kInitiator;
+    while (true) {
+        const uint64_t seq = next_announce_seq_;
+        const StreamId id = make_stream_id(seq, peer);
+        Stream* s = find(id);
+        if (!s) {
+            if (!peer_seen_.contains(seq)) return;  // not heard of yet
+        } else if (!s->announced && !s->reset_local) {
+            if (!s->open_received) return;  // its data came first; its STREAM_OPEN did not
+            s->announced = true;
+            events_.push_back(StreamOpened{id, s->service});
+            if (s->recv.readable() > 0 || s->recv.fin_received()) {
+                events_.push_back(StreamReadable{id});
+            }
+            if (s->recv.finished() && !s->finish_reported) {
+                s->finish_reported = true;
+                events_.push_back(StreamFinished{id});
+                maybe_retire(id);
+            }
+        }
+        next_announce_seq_ = seq + 1;
     }
 }
 

@@ -221,6 +221,7 @@ private:
     void handle_frame(const Frame& f, Time now, bool& violation);
     void on_stream_frame(const StreamFrame& f, bool& violation);
     void on_reset_frame(const ResetStreamFrame& f, bool& violation);
+    void announce_in_order();
     void give_back_session_credit(uint64_t n);
     // What reading n bytes of s means beyond the stream: credit, and the FIN's event.
     void after_read(Stream& s, size_t n);
@@ -281,6 +282,9 @@ private:
     bool close_resend_ = false;  // the peer spoke after our CLOSE: say it again
     std::deque<PathResponseFrame> path_responses_;
     RangeSet peer_seen_;         // peer stream sequence numbers ever opened
+    // The peer's streams are announced (StreamOpened) in the order it opened them: this is the
+    // first sequence number not yet announced or skipped (see announce_in_order).
+    uint64_t next_announce_seq_ = 0;
     int ack_only_run_ = 0;
     Time last_send_time_{};
     bool ping_pending_ = false;

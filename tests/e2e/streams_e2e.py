@@ -3,7 +3,7 @@
 "nas" (exposes web) and "laptop" (forwards 127.0.0.1:WEB -> nas/web).
 
 Usage: streams_e2e.py BURROW_BINARY CASE
-  CASE: wrk | descriptors | limit
+  CASE: wrk | descriptors | limit | order
 
   wrk    nginx behind nas; first 2,000 idle connections held open through the forward (the
          agents' memory per idle forwarded connection), then `wrk -c4000 -t2 -d10s`: no socket
@@ -15,6 +15,9 @@ Usage: streams_e2e.py BURROW_BINARY CASE
          the 101st connection waits, opens once streams close (MAX_STREAMS), and one that waits
          longer than the agent's 10 s is closed cleanly and counted as refused (stream_limit),
          with one warning line for several.
+  order  300 connections opened one after another through the forward reach the target in the
+         order they were opened (each sends its number first): a client that tells its
+         connections apart by order, as iperf3 --bidir does, must not see them swapped.
 Every process started here is killed on exit, failure included.
 """
 import json, os, re, resource, shutil, socket, subprocess, sys, threading, time, urllib.request
@@ -405,7 +408,51 @@ def case_limit(burrow, d):
     target.close()
 
 
-CASES = {"wrk": case_wrk, "descriptors": case_descriptors, "limit": case_limit}
+ORDERED_CONNECTIONS = 300
+
+
+def case_order(burrow, d):
+    raise_own_open_files_limit()
+    listener = socket.create_server(("127.0.0.1", 0), backlog=ORDERED_CONNECTIONS)
+    w = World(burrow, d, listener.getsockname()[1]).start()
+    arrived, accepted = [], []
+
+    def accept_all():
+        # Accept order is the order the nas's connects reached the target.
+        listener.settimeout(30)
+        for _ in range(ORDERED_CONNECTIONS):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+        for conn in accepted:
+            conn.settimeout(10)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(16)
+                assert chunk, "a connection closed before its number arrived"
+                data += chunk
+            arrived.append(int(data))
+
+    t = threading.Thread(target=accept_all)
+    t.start()
+    clients = []
+    for i in range(ORDERED_CONNECTIONS):
+        s = connect(w.web)
+        s.sendall(f"{i}\n".encode())
+        clients.append(s)
+    t.join(60)
+    assert not t.is_alive(), f"only {len(accepted)} of {ORDERED_CONNECTIONS} connections arrived"
+    swapped = [(pos, n) for pos, n in enumerate(arrived) if n != pos]
+    print(f"order: {len(arrived)} connections arrived, {len(swapped)} out of place")
+    assert sorted(arrived) == list(range(ORDERED_CONNECTIONS)), "a connection is missing"
+    assert not swapped, f"connections reached the target out of order: {swapped[:10]}"
+    for s in clients + accepted:
+        s.close()
+    w.stop()
+    listener.close()
+
+
+CASES = {"wrk": case_wrk, "descriptors": case_descriptors, "limit": case_limit,
+         "order": case_order}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))

@@ -357,6 +357,65 @@ TEST_CASE("streams take turns: a small stream is not stuck behind bulk ones open
     CHECK(longest_wait <= kBulkStreams);
 }
 
+// The ids of the StreamOpened events among evs, in order.
+std::vector<StreamId> opened_ids(const std::vector<ConnectionEvent>& evs) {
+    std::vector<StreamId> out;
+    for (const auto& e : evs) {
+        if (const auto* o = std::get_if<StreamOpened>(&e)) out.push_back(o->id);
+    }
+    return out;
+}
+
+TEST_CASE("the peer's streams are announced in the order it opened them, whatever order their "
+          "STREAM_OPENs arrive in") {
+    // Initiator streams: seq 0, 1, 2 are ids 0, 2, 4.
+    SECTION("a later stream's STREAM_OPEN and data overtake an earlier one's") {
+        Pair p;
+        p.b.on_datagram(forge(0, {StreamOpenFrame{2, "web"}, StreamFrame{2, 0, as_bytes("b"), true}}),
+                        p.now);
+        CHECK(opened_ids(drain(p.b)).empty());  // stream 0 comes first and has not arrived
+        p.b.on_datagram(forge(1, {StreamOpenFrame{4, "web"}}), p.now);
+        CHECK(opened_ids(drain(p.b)).empty());
+        p.b.on_datagram(forge(2, {StreamOpenFrame{0, "web"}}), p.now);
+        const auto evs = drain(p.b);
+        CHECK(opened_ids(evs) == std::vector<StreamId>{0, 2, 4});
+        // Stream 2's data and FIN, held with it, are reported once it is announced.
+        CHECK(std::any_of(evs.begin(), evs.end(), [](const ConnectionEvent& e) {
+            const auto* r = std::get_if<StreamReadable>(&e);
+            return r && r->id == 2;
+        }));
+        CHECK(read_all(p.b, 2) == Bytes{'b'});
+        const auto after = drain(p.b);
+        CHECK(std::any_of(after.begin(), after.end(), [](const ConnectionEvent& e) {
+            const auto* f = std::get_if<StreamFinished>(&e);
+            return f && f->id == 2;
+        }));
+    }
+    SECTION("a stream reset before its STREAM_OPEN was sent is passed over") {
+        Pair p;
+        p.b.on_datagram(forge(0, {StreamOpenFrame{2, "web"}}), p.now);
+        CHECK(opened_ids(drain(p.b)).empty());
+        p.b.on_datagram(forge(1, {ResetStreamFrame{0, ResetReason::kAborted, 0}}), p.now);
+        const auto evs = drain(p.b);
+        CHECK(opened_ids(evs) == std::vector<StreamId>{2});
+        for (const auto& e : evs) CHECK_FALSE(std::holds_alternative<StreamReset>(e));
+    }
+    SECTION("in order on a lossy path: many streams opened at once") {
+        Pair p;
+        SeededRng rng(11);
+        p.lose = [&](bool) { return rng.chance(0.3); };  // 30% of datagrams in each direction
+        std::vector<StreamId> sent;
+        for (int i = 0; i < 40; ++i) {
+            auto id = p.a.open_stream("web");
+            REQUIRE(id);
+            sent.push_back(*id);
+            p.run(1ms);  // each STREAM_OPEN leaves in its own packet
+        }
+        p.run(20s);
+        CHECK(opened_ids(drain(p.b)) == sent);
+    }
+}
+
 TEST_CASE("write pushes back at the send buffer and resumes with StreamWritable") {
     Pair p;
     p.cfg.stream_send_buffer = 64 * 1024;
