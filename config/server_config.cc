@@ -182,7 +182,8 @@ void cross_check(const Positions& positions, Issues& issues) {
                                           " takes the port of " + positions.stun[0].path +
                                           "; the two STUN addresses need different ports");
     }
-    if (positions.tcp.size() == 2 && addresses_overlap(positions.tcp[0].value, positions.tcp[1].value)) {
+    if (positions.tcp.size() == 2 &&
+        addresses_overlap(positions.tcp[0].value, positions.tcp[1].value)) {
         issues.add(positions.tcp[1], quote(to_string(positions.tcp[1].value)) +
                                          " takes the port of " + positions.tcp[0].path +
                                          "; give the metrics listener a port of its own");

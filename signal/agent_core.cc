@@ -397,9 +397,8 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView
         return;
     }
     const size_t size = datagram.size();
-    if (std::holds_alternative<LinkAccepted>(owner->link->on_datagram(route, from, datagram, now))) {
-        owner->traffic.direct.received(size);
-    }
+    const LinkVerdict verdict = owner->link->on_datagram(route, from, datagram, now);
+    if (std::holds_alternative<LinkAccepted>(verdict)) owner->traffic.direct.received(size);
     process(*owner, now);
 }
 

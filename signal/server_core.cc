@@ -366,7 +366,9 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     }
     AgentRecord* self = registry_.find(c.agent);
     AgentRecord* peer = registry_.find(req.peer);
-    if (!self || !peer || !peer->online()) return refuse("peer offline", Refusal::kConnectPeerOffline);
+    if (!self || !peer || !peer->online()) {
+        return refuse("peer offline", Refusal::kConnectPeerOffline);
+    }
     const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
     if (!s) return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
 

@@ -25,7 +25,8 @@
 
 namespace burrow {
 
-inline constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr std::string_view kPrometheusContentType =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 enum class MetricType : uint8_t { kCounter, kGauge, kHistogram };
 

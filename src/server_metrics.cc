@@ -10,12 +10,12 @@ namespace {
 
 // DropReason as a label value: its enumerator's name in snake case.
 constexpr const char* kDropLabels[] = {
-    "too_large",          "unknown_type",         "wrong_port",
-    "stun_malformed",     "stun_not_request",     "stun_amplification",
-    "bind_malformed",     "bind_unknown_token",   "relay_malformed",
+    "too_large",           "unknown_type",         "wrong_port",
+    "stun_malformed",      "stun_not_request",     "stun_amplification",
+    "bind_malformed",      "bind_unknown_token",   "relay_malformed",
     "relay_unbound_sender", "relay_unknown_sender", "relay_unknown_session",
-    "relay_bad_token",    "relay_not_member",     "relay_peer_offline",
-    "rate_limit_packets", "rate_limit_bytes",
+    "relay_bad_token",     "relay_not_member",     "relay_peer_offline",
+    "rate_limit_packets",  "rate_limit_bytes",
 };
 static_assert(std::size(kDropLabels) == static_cast<size_t>(DropReason::kCount));
 

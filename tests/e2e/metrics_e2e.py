@@ -114,7 +114,8 @@ def check_agent(samples, peer, sent_at_least, forward=None):
                for l, v in successes), successes
     assert value(samples, "burrow_punch_time_to_direct_seconds_count") >= 1
     assert value(samples, "burrow_punch_time_to_direct_seconds_bucket", le="+Inf") >= 1
-    assert 0 < value(samples, "burrow_punch_time_to_direct_seconds_sum") < DIRECT_TIMEOUT + 10
+    # On loopback the path can be direct within the clock's resolution: the sum may be 0.
+    assert 0 <= value(samples, "burrow_punch_time_to_direct_seconds_sum") < DIRECT_TIMEOUT + 10
     if forward:
         assert value(samples, "burrow_forward_connections_total", forward=forward) >= 1
         assert value(samples, "burrow_forward_connections_active", forward=forward) == 1

@@ -144,10 +144,11 @@ TEST_CASE("admin: GET /status returns the handler's body with the right headers"
 TEST_CASE("admin: a response names its own content type (GET /metrics is Prometheus text)") {
     TestLoop loop;
     const std::string text = "# HELP x One.\n# TYPE x gauge\nx 1\n";
-    auto server = start_server(loop, {}, [&](std::string_view path) -> std::optional<AdminResponse> {
-        if (path == "/metrics") return AdminResponse(text, "text/plain; version=0.0.4; charset=utf-8");
-        return std::nullopt;
-    });
+    auto server =
+        start_server(loop, {}, [&](std::string_view path) -> std::optional<AdminResponse> {
+            if (path != "/metrics") return std::nullopt;
+            return AdminResponse(text, "text/plain; version=0.0.4; charset=utf-8");
+        });
     const std::string response = exchange(loop, *server, get("/metrics"));
     CHECK(starts_with(response, "HTTP/1.1 200 OK\r\n"));
     CHECK(contains(response, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));

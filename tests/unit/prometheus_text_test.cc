@@ -24,7 +24,8 @@ TEST_CASE("a gauge without labels has no braces") {
     PrometheusText t;
     t.family("burrow_test_up", MetricType::kGauge, "One.");
     t.sample(1.0);
-    CHECK(t.text() == "# HELP burrow_test_up One.\n# TYPE burrow_test_up gauge\nburrow_test_up 1\n");
+    CHECK(t.text() ==
+          "# HELP burrow_test_up One.\n# TYPE burrow_test_up gauge\nburrow_test_up 1\n");
 }
 
 TEST_CASE("label values escape backslash, double quote and newline, and nothing else") {
