@@ -25,6 +25,7 @@ struct Positions {
     std::vector<Located<std::string>> agent_names;
     std::vector<Located<PublicKey>> agent_keys;
     std::vector<Located<std::string>> rule_agents;  // allow[i].from and .to
+    std::vector<Located<HostPort>> tcp;  // listen, then metrics: TCP ports that must differ
 };
 
 void read_file_path(TableReader& t, std::string_view key, std::string_view example,
@@ -50,6 +51,7 @@ void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config
     if (auto listen = t.required_string("listen", "\"0.0.0.0:7000\"")) {
         if (auto address = check_address(issues, *listen, AddressUse::kListen)) {
             config.listen = *address;
+            positions.tcp.push_back({*address, listen->at, listen->path});
         }
     }
     if (auto stun = t.required_strings("stun", "[\"0.0.0.0:3478\", \"0.0.0.0:3479\"]")) {
@@ -80,6 +82,10 @@ void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config
     }
     if (auto standard = t.optional_bool("stun_standard_clients")) {
         config.stun_standard_clients = standard->value;
+    }
+    if (auto metrics = t.optional_string("metrics")) {
+        config.metrics = check_address(issues, *metrics, AddressUse::kListen);
+        if (config.metrics) positions.tcp.push_back({*config.metrics, metrics->at, metrics->path});
     }
     t.finish();
 }
@@ -175,6 +181,12 @@ void cross_check(const Positions& positions, Issues& issues) {
         issues.add(positions.stun[1], quote(to_string(positions.stun[1].value)) +
                                           " takes the port of " + positions.stun[0].path +
                                           "; the two STUN addresses need different ports");
+    }
+    if (positions.tcp.size() == 2 &&
+        addresses_overlap(positions.tcp[0].value, positions.tcp[1].value)) {
+        issues.add(positions.tcp[1], quote(to_string(positions.tcp[1].value)) +
+                                         " takes the port of " + positions.tcp[0].path +
+                                         "; give the metrics listener a port of its own");
     }
     check_unique(issues, positions.agent_names, [](const auto& dup, const auto& first) {
         return "agent " + quote(dup.value) + " is listed twice (also at " + first.path + ")";

@@ -11,6 +11,7 @@
 //   # relay_packets_per_sec = 20000           # per agent
 //   # log_level = "info"
 //   # stun_standard_clients = false           # answer 20-byte STUN requests too
+//   # metrics = "127.0.0.1:9464"              # Prometheus GET /metrics (off unless set)
 //
 //   [[agents]]
 //   name = "nas"
@@ -26,6 +27,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -74,6 +76,9 @@ struct ServerConfig {
     // Answer minimal STUN Binding requests (standard clients) with the minimal response, at
     // the cost of answering some datagrams with more bytes than they had (signal/udp_server.h).
     bool stun_standard_clients = false;
+    // Where GET /metrics answers (TCP, HTTP); nullopt: no metrics listener. An IP literal that
+    // does not overlap `listen`.
+    std::optional<HostPort> metrics;
     std::vector<AgentEntry> agents;  // names and keys unique
     std::vector<AllowRule> allow;
 

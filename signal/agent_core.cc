@@ -31,6 +31,14 @@ std::string span_text(Duration d) {
     return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
 }
 
+// "endpoint-independent/per-destination": our NAT's mapping, then the peer's, as the
+// rendezvous reported them (the metrics' nat_pair label).
+std::string nat_pair(const PeerLink& link) {
+    const auto& plan = link.punch_plan();
+    if (!plan) return "unknown/unknown";
+    return std::string(to_string(plan->ours)) + "/" + to_string(plan->theirs);
+}
+
 std::string ms_text(Duration d) {
     const int64_t tenths = std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 100;
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " ms";
@@ -275,7 +283,12 @@ void AgentCore::on_client_event(const RelayReceived& e, Time now) {
         drops_.relay_unknown_session++;
         return;
     }
-    peer->link->on_datagram(kRouteRelay, SocketAddress{}, e.payload, now);
+    const size_t size = e.payload.size();
+    if (std::holds_alternative<LinkAccepted>(
+            peer->link->on_datagram(kRouteRelay, SocketAddress{}, e.payload, now))) {
+        (e.via == RelayTransport::kUdp ? peer->traffic.relay_udp : peer->traffic.relay_tcp)
+            .received(size);
+    }
     process(*peer, now);
 }
 
@@ -383,7 +396,9 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView
         drops_.udp_from_unknown++;
         return;
     }
-    owner->link->on_datagram(route, from, datagram, now);
+    const size_t size = datagram.size();
+    const LinkVerdict verdict = owner->link->on_datagram(route, from, datagram, now);
+    if (std::holds_alternative<LinkAccepted>(verdict)) owner->traffic.direct.received(size);
     process(*owner, now);
 }
 
@@ -478,9 +493,15 @@ std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out)
             if (peer.dead) continue;
             const auto w = peer.link->write_transmit(now, out);
             if (!w) continue;
-            if (w->route != kRouteRelay) return UdpWrite{w->to, w->route, w->size};
+            if (w->route != kRouteRelay) {
+                peer.traffic.direct.sent(w->size);
+                return UdpWrite{w->to, w->route, w->size};
+            }
             // Through the server: the client wraps it for UDP or the TLS connection.
-            client_.send_relay(peer.relay_id, ByteView(out).first(w->size), now);
+            if (client_.send_relay(peer.relay_id, ByteView(out).first(w->size), now)) {
+                (client_.udp_bound() ? peer.traffic.relay_udp : peer.traffic.relay_tcp)
+                    .sent(w->size);
+            }
             relayed = true;
             break;
         }
@@ -739,15 +760,32 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                                           " (our nat " +
                                           (nat_ ? to_string(nat_->mapping) : "unknown") + ")");
             } else if constexpr (std::is_same_v<E, LinkPathChanged>) {
+                if (e.time_to_direct) {
+                    const std::string pair = nat_pair(*peer.link);
+                    punch_.successes[{pair, to_string(e.source)}]++;
+                    punch_.observe_time_to_direct(to_ms(*e.time_to_direct) / 1000.0);
+                }
                 if (e.direct) {
-                    log(Severity::kInfo, "path to " + peer.name + ": direct " +
-                                             to_string(*e.direct) + " (rtt " + ms_text(e.rtt) +
-                                             ", " + e.reason + ")");
+                    log(Severity::kInfo,
+                        "path to " + peer.name + ": direct " + to_string(*e.direct) + " (rtt " +
+                            ms_text(e.rtt) + ", " + e.reason +
+                            (e.time_to_direct ? ", " + std::string(to_string(e.source)) + ", " +
+                                                    span_text(*e.time_to_direct) +
+                                                    " after the session started"
+                                              : std::string()) +
+                            ")");
                 } else {
                     log(Severity::kInfo, "path to " + peer.name + ": " +
                                              relay_name(client_.udp_bound()) + " (" + e.reason +
                                              ")");
                 }
+            } else if constexpr (std::is_same_v<E, LinkPunchFallback>) {
+                punch_.fallbacks[{nat_pair(*peer.link), to_string(e.technique)}]++;
+                log(Severity::kInfo, "punching to " + peer.name + " (" +
+                                         to_string(e.technique) + ", nat " +
+                                         nat_pair(*peer.link) + ") found no direct path in " +
+                                         span_text(kPunchVerdictAfter) + ": staying on the " +
+                                         relay_name(client_.udp_bound()));
             } else if constexpr (std::is_same_v<E, LinkWantsSockets>) {
                 std::vector<RouteId> routes;
                 for (size_t i = 0; i < e.count; ++i) {
@@ -885,6 +923,10 @@ void AgentCore::drain_pipe(TcpId id, Time now) {
                 break;
             case PipeAction::kReset:
                 act(TcpReset{id});
+                if (p->origin.starts_with(kForwardOrigin)) {
+                    auto fw = forwards_.find(p->origin.substr(kForwardOrigin.size()));
+                    if (fw != forwards_.end()) fw->second.resets++;
+                }
                 break;
         }
     }
@@ -1063,6 +1105,9 @@ AgentStatus AgentCore::status(Time now) const {
         ps.role = link.session().role();
         ps.state = link.session().state();
         ps.path = path_of(link);
+        ps.direct = link.direct().has_value();
+        ps.congestion_window = c.congestion_window();
+        ps.traffic = peer.traffic;
         ps.technique = link.technique() ? to_string(*link.technique()) : "";
         ps.rtt_ms = to_ms(c.rtt().smoothed());
         ps.connection = c.stats();
@@ -1087,7 +1132,7 @@ AgentStatus AgentCore::status(Time now) const {
     for (const auto& [key, f] : forwards_) {
         s.forwards.push_back(ForwardStatus{key, f.config.peer, f.config.service, f.connections,
                                            active[std::string(kForwardOrigin) + key],
-                                           waiting[key], f.refused});
+                                           waiting[key], f.refused, f.resets});
     }
     for (const auto& e : config_.expose) {
         auto it = expose_counters_.find(e.service);
@@ -1097,6 +1142,7 @@ AgentStatus AgentCore::status(Time now) const {
     }
     s.client = client_.stats();
     s.drops = drops_;
+    s.punch = punch_;
     return s;
 }
 

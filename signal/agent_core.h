@@ -185,6 +185,7 @@ class AgentCore {
             Time deadline;
         };
         std::deque<CreditWaiter> credit_waiters;
+        PathTraffic traffic;
         bool dead = false;
     };
     struct Pipe {
@@ -199,6 +200,7 @@ class AgentCore {
         bool initial = false;  // from the file at start: failing to listen is fatal
         uint64_t connections = 0;
         ForwardRefusals refused;
+        uint64_t resets = 0;
         Time paused_until = kNever;  // accepting again then (kNever: not paused)
     };
     struct ExposeCounters {
@@ -281,6 +283,7 @@ class AgentCore {
     std::deque<UdpTransmit> final_transmits_;  // CLOSE packets of links ended by stop()
     Bytes receive_copy_;  // what the const on_udp hands a link to open in place, reused
     AgentDrops drops_;
+    PunchStats punch_;
     LogThrottle repeated_{kRepeatedLogInterval};
     // The Diffie-Hellman budget all links' responders share (tunnel/cookie.h): a handshake
     // flood spread over several peers' links still puts the agent under load.

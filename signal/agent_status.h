@@ -2,7 +2,9 @@
 // into JSON for the admin endpoint (src/agent_status_json.cc); every drop has a counter.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +17,50 @@
 
 namespace burrow {
 
+// Datagrams of one session by the way they travelled, counted where the agent hands them to the
+// network or takes them from it (wire size, accepted by the link). Relayed ones are split by
+// how the server carried them: UDP, or inside the TLS connection.
+struct TrafficCounters {
+    uint64_t packets_sent = 0;
+    uint64_t bytes_sent = 0;
+    uint64_t packets_received = 0;
+    uint64_t bytes_received = 0;
+
+    void sent(size_t bytes) {
+        packets_sent++;
+        bytes_sent += bytes;
+    }
+    void received(size_t bytes) {
+        packets_received++;
+        bytes_received += bytes;
+    }
+};
+struct PathTraffic {
+    TrafficCounters direct;
+    TrafficCounters relay_udp;
+    TrafficCounters relay_tcp;
+};
+
+// Bounds of the time-to-direct histogram (seconds from the link's start to its first direct
+// path): the dense punch schedule ends at 3.2 s, a birthday spray at 15 s.
+inline constexpr double kTimeToDirectBounds[] = {0.1, 0.25, 0.5, 1, 2, 3.5, 5, 10, 20, 30};
+
+// How punching ended, for every link this agent has held (links come and go, these stay).
+struct PunchStats {
+    // By (nat pair "ours/theirs", how the direct path was found: host, srflx, prflx, birthday).
+    std::map<std::pair<std::string, std::string>, uint64_t> successes;
+    // By (nat pair, the technique tried: plain, spray, birthday): no direct path within
+    // kPunchVerdictAfter (tunnel/peer_link.h); the link stayed on the relay.
+    std::map<std::pair<std::string, std::string>, uint64_t> fallbacks;
+    // Time from each link's start to its first direct path: counts per bucket of
+    // kTimeToDirectBounds (and one above the last), and their sum.
+    std::vector<uint64_t> time_to_direct_counts =
+        std::vector<uint64_t>(std::size(kTimeToDirectBounds) + 1, 0);
+    double time_to_direct_sum_s = 0;
+
+    void observe_time_to_direct(double seconds);
+};
+
 struct PeerStatus {
     std::string peer;
     uint64_t session_id = 0;  // the relay session that names the link at the server
@@ -22,8 +68,11 @@ struct PeerStatus {
     SessionState state = SessionState::kHandshaking;
     std::string path;       // "direct ADDR", "relay-udp" or "relay-tcp"
     std::string technique;  // how it punches: "plain", "spray", "birthday" ("" before keys)
+    bool direct = false;    // the session's packets take a direct path now
     double rtt_ms = 0;
     double loss = 0;
+    uint64_t congestion_window = 0;  // bytes
+    PathTraffic traffic;
     ConnectionStats connection;
     SessionStats session;
     PathStats paths;
@@ -52,6 +101,7 @@ struct ForwardStatus {
     uint64_t active = 0;
     uint64_t waiting = 0;  // accepted, waiting for the session, the approval or stream credit
     ForwardRefusals refused;
+    uint64_t resets = 0;  // connections that ended with a TCP reset (either side aborted)
 };
 
 struct ExposeStatus {
@@ -91,6 +141,15 @@ struct AgentStatus {
     std::vector<ExposeStatus> exposes;
     AgentClientStats client;
     AgentDrops drops;
+    PunchStats punch;
 };
+
+inline void PunchStats::observe_time_to_direct(double seconds) {
+    // Prometheus buckets hold what is less than or equal to their bound.
+    const auto* bound = std::lower_bound(std::begin(kTimeToDirectBounds),
+                                         std::end(kTimeToDirectBounds), seconds);
+    time_to_direct_counts[static_cast<size_t>(bound - std::begin(kTimeToDirectBounds))]++;
+    time_to_direct_sum_s += seconds;
+}
 
 }  // namespace burrow

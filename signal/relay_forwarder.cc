@@ -29,6 +29,8 @@ std::optional<ServerAction> RelayForwarder::forward(AgentRecord& sender, uint64_
     sender.relay_via_tls = via == RelayVia::kTls;
     sender.last_seen = now;
     session->last_used = now;
+    stats_.packets[static_cast<size_t>(via)]++;
+    stats_.bytes[static_cast<size_t>(via)] += payload.size();
 
     if (!peer->relay_via_tls && peer->udp_address) {
         return SendDatagram{UdpPort::kMain, *peer->udp_address,

@@ -9,6 +9,8 @@
 // connection. Never to an address no agent has bound.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 
 #include "signal/registry.h"
@@ -19,10 +21,19 @@ namespace burrow {
 
 enum class RelayVia { kUdp, kTls };
 
+// Relayed payloads by the way they came in (index: RelayVia); what was dropped is in
+// DropCounters.
+struct RelayStats {
+    std::array<uint64_t, 2> packets{};
+    std::array<uint64_t, 2> bytes{};  // payload bytes (the agents' session datagrams)
+};
+
 class RelayForwarder {
   public:
     RelayForwarder(AgentRegistry& registry, RelayTable& relays, DropCounters& drops)
         : registry_(registry), relays_(relays), drops_(drops) {}
+
+    const RelayStats& stats() const { return stats_; }
 
     // token: the Relay datagram's token for UDP input, nullptr for TLS input (the connection
     // is the proof). nullopt when dropped.
@@ -39,6 +50,7 @@ class RelayForwarder {
     AgentRegistry& registry_;
     RelayTable& relays_;
     DropCounters& drops_;
+    RelayStats stats_;
 };
 
 }  // namespace burrow

@@ -22,6 +22,34 @@ std::string key_base64(const PublicKey& key) {
 
 }  // namespace
 
+const char* to_string(Refusal r) {
+    switch (r) {
+        case Refusal::kAuthFailed:
+            return "auth_failed";
+        case Refusal::kUnknownKey:
+            return "unknown_key";
+        case Refusal::kServerFull:
+            return "server_full";
+        case Refusal::kAuthTimeout:
+            return "auth_timeout";
+        case Refusal::kIdleTimeout:
+            return "idle_timeout";
+        case Refusal::kProtocol:
+            return "protocol";
+        case Refusal::kConnectNotAllowed:
+            return "connect_not_allowed";
+        case Refusal::kConnectPeerOffline:
+            return "connect_peer_offline";
+        case Refusal::kConnectInvalid:
+            return "connect_invalid";
+        case Refusal::kAttachRefused:
+            return "attach_refused";
+        case Refusal::kCount:
+            break;
+    }
+    return "?";
+}
+
 ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
     : config_(std::move(config)),
       static_pub_(public_key(config_.static_key)),
@@ -100,6 +128,7 @@ std::vector<ServerAction> ServerCore::on_control_bytes(ConnId conn, ByteView byt
                                                            : "garbage before auth") +
                              " (" + to_string(*e) + ")";
                 }
+                stats_.refuse(Refusal::kProtocol);
                 reject(conn, ControlErrorCode::kProtocol, reason, who(c) + ": " + reason, now, out);
             }
             break;
@@ -158,6 +187,7 @@ std::vector<ServerAction> ServerCore::on_timer(Time now) {
         reschedule(c);
     }
     for (ConnId id : timed_out) {
+        stats_.refuse(Refusal::kAuthTimeout);
         reject(id, ControlErrorCode::kTimeout, "authentication timeout",
                "connection " + std::to_string(id) + ": authentication timeout", now, out);
     }
@@ -167,6 +197,7 @@ std::vector<ServerAction> ServerCore::on_timer(Time now) {
                                                       config_.limits.idle_timeout)
                                                       .count()) +
                                    " s)";
+        stats_.refuse(Refusal::kIdleTimeout);
         reject(id, ControlErrorCode::kTimeout, "idle timeout", reason, now, out);
     }
     return out;
@@ -214,6 +245,7 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
             on_auth(c, *auth, now, out);
         } else {
             const std::string what = std::string("expected Auth, got ") + message_name(m);
+            stats_.refuse(Refusal::kProtocol);
             reject(c.id, ControlErrorCode::kProtocol, what,
                    who(c) + ": garbage before auth (" + what + ")", now, out);
         }
@@ -247,6 +279,7 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
                out);
     } else {
         const std::string what = std::string("unexpected ") + message_name(m) + " from an agent";
+        stats_.refuse(Refusal::kProtocol);
         reject(c.id, ControlErrorCode::kProtocol, what, who(c) + ": " + what, now, out);
     }
 }
@@ -257,6 +290,7 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
     if (!verify_auth_proof(config_.static_key, auth.agent_pub, c.nonce, auth.proof)) {
         const bool replayed = std::find(recent_proofs_.begin(), recent_proofs_.end(), auth.proof) !=
                               recent_proofs_.end();
+        stats_.refuse(Refusal::kAuthFailed);
         reject(c.id, ControlErrorCode::kAuthFailed, "authentication failed",
                who(c) + (replayed ? ": replayed auth (a proof already used on another connection)"
                                   : ": wrong proof for key " + key_base64(auth.agent_pub)),
@@ -266,6 +300,7 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
     const AclAgent* known = acl_.find_by_key(auth.agent_pub);
     AgentRecord* record = known ? registry_.find(known->name) : nullptr;
     if (!record) {
+        stats_.refuse(Refusal::kUnknownKey);
         reject(c.id, ControlErrorCode::kUnknownKey,
                "unknown agent key: add it to the server's configuration",
                who(c) + ": unknown key " + key_base64(auth.agent_pub) +
@@ -274,6 +309,7 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
         return;
     }
     if (!record->online() && registry_.online_count() >= config_.limits.max_agents) {
+        stats_.refuse(Refusal::kServerFull);
         reject(c.id, ControlErrorCode::kServerFull, "server full",
                who(c) + ": agent \"" + record->name + "\" refused: maximum of " +
                    std::to_string(config_.limits.max_agents) + " agents online reached",
@@ -298,6 +334,7 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
     UdpToken token{};
     rng_.fill(token);
     registry_.set_online(*record, c.id, token, now);
+    stats_.registrations++;
     c.agent = record->name;
     c.decoder.set_max_frame(kMaxControlFrame);
     c.next_ping = now;
@@ -315,23 +352,29 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
 
 void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Time now,
                                     Actions& out) {
-    auto refuse = [&](std::string reason) {
+    auto refuse = [&](std::string reason, Refusal why) {
+        stats_.refuse(why);
         out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                                " refused: " + reason});
         out.push_back(SendControl{c.id, ConnectRefused{req.peer, req.service, std::move(reason)}});
     };
-    if (req.service.empty()) return refuse("empty service name");
-    if (req.peer == c.agent) return refuse("cannot connect to yourself");
+    if (req.service.empty()) return refuse("empty service name", Refusal::kConnectInvalid);
+    if (req.peer == c.agent) return refuse("cannot connect to yourself", Refusal::kConnectInvalid);
     // The ACL first, so an agent learns nothing about peers it may not reach.
-    if (!acl_.allowed(c.agent, req.peer, req.service)) return refuse("not allowed by the server");
+    if (!acl_.allowed(c.agent, req.peer, req.service)) {
+        return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
+    }
     AgentRecord* self = registry_.find(c.agent);
     AgentRecord* peer = registry_.find(req.peer);
-    if (!self || !peer || !peer->online()) return refuse("peer offline");
+    if (!self || !peer || !peer->online()) {
+        return refuse("peer offline", Refusal::kConnectPeerOffline);
+    }
     const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
-    if (!s) return refuse("not allowed by the server");
+    if (!s) return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
 
     out.push_back(SendControl{c.id, peer_info(*s, req.service, *peer, *self, true)});
     out.push_back(SendControl{*peer->conn, peer_info(*s, req.service, *self, *peer, false)});
+    stats_.rendezvous++;
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
 }
@@ -354,6 +397,7 @@ void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now
             reason = "replaced by a newer session";
             break;
     }
+    stats_.refuse(Refusal::kAttachRefused);
     out.push_back(LogEvent{what + " not attached: " + reason});
     out.push_back(SendControl{c.id, RelayDetached{req.session_id, reason}});
 }

@@ -56,6 +56,32 @@ inline constexpr Duration kRendezvousLead = std::chrono::milliseconds(500);
 // (either way it fails: the nonce is fresh).
 inline constexpr size_t kRecentProofs = 1024;
 
+// Why the server turned an agent or a request away (each also logged, most also answered with
+// an Error or ConnectRefused).
+enum class Refusal : uint8_t {
+    kAuthFailed,          // a wrong or replayed proof
+    kUnknownKey,          // a key server.toml does not list
+    kServerFull,          // max_agents online
+    kAuthTimeout,         // no Auth within kPreAuthDeadline
+    kIdleTimeout,         // an authenticated agent went silent
+    kProtocol,            // garbage, an oversize frame, an unexpected message
+    kConnectNotAllowed,   // a ConnectRequest the ACL refuses
+    kConnectPeerOffline,  // a ConnectRequest for an agent that is not online
+    kConnectInvalid,      // an empty service name, or the agent itself
+    kAttachRefused,       // a RelayAttach the server would not re-create
+    kCount
+};
+// "auth_failed", "unknown_key", ... as the metrics label them.
+const char* to_string(Refusal r);
+
+// Counters of the control plane, for the server's metrics (src/server_metrics.cc).
+struct ServerStats {
+    uint64_t registrations = 0;  // Auth accepted: an agent came online (or reconnected)
+    uint64_t rendezvous = 0;     // ConnectRequests answered with PeerInfo to both agents
+    std::array<uint64_t, static_cast<size_t>(Refusal::kCount)> refusals{};
+    void refuse(Refusal r) { refusals[static_cast<size_t>(r)]++; }
+};
+
 struct ServerLimits {
     size_t max_agents = 256;    // agents online at once
     size_t max_pending = 1024;  // connections awaiting Auth
@@ -97,6 +123,8 @@ class ServerCore {
     const AgentRegistry& registry() const { return registry_; }
     const RelayTable& relays() const { return relays_; }
     const DropCounters& drops() const { return drops_; }
+    const ServerStats& stats() const { return stats_; }
+    const RelayStats& relay_stats() const { return forwarder_.stats(); }
     size_t pending_count() const;
     // Smoothed control-connection RTT of an online agent, once a Pong has come back.
     std::optional<Duration> rtt(std::string_view agent) const;
@@ -145,6 +173,7 @@ class ServerCore {
     Rng& rng_;
     Acl acl_;
     DropCounters drops_;
+    ServerStats stats_;
     AgentRegistry registry_;
     RelayTable relays_;
     RelayForwarder forwarder_;

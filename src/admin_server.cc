@@ -205,21 +205,23 @@ void AdminServer::answer(Exchange& exchange) {
         path = std::string_view(exchange.url).substr(url.field_data[UF_PATH].off,
                                                      url.field_data[UF_PATH].len);
     }
-    const std::optional<std::string> body = handler_(path);
+    const std::optional<AdminResponse> body = handler_(path);
     if (!body) {
         ++stats_.not_found;
         respond(exchange, 404, "Not Found", error_body("not found"), head);
         return;
     }
     ++stats_.served;
-    respond(exchange, 200, "OK", *body, head);
+    respond(exchange, 200, "OK", body->body, head, {}, body->content_type);
 }
 
 void AdminServer::respond(Exchange& exchange, int status, std::string_view reason,
-                          std::string_view body, bool head_only, std::string_view extra_headers) {
+                          std::string_view body, bool head_only, std::string_view extra_headers,
+                          std::string_view content_type) {
     exchange.responded = true;
     std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-                           "\r\nContent-Type: application/json\r\nContent-Length: " +
+                           "\r\nContent-Type: " + std::string(content_type) +
+                           "\r\nContent-Length: " +
                            std::to_string(body.size()) + "\r\nConnection: close\r\n" +
                            std::string(extra_headers) + "\r\n";
     if (!head_only) response += body;

@@ -1,6 +1,8 @@
-// The agent's local admin endpoint: HTTP/1.1 on a loopback address, read by `burrow status`.
+// The agent's local admin endpoint: HTTP/1.1 on a loopback address, read by `burrow status` and
+// scraped by Prometheus; the server's metrics listener is the same small server.
 //
-//   GET /status  ->  200, Content-Type: application/json, the handler's body
+//   GET /status   ->  200, Content-Type: application/json, the handler's body
+//   GET /metrics  ->  200, Content-Type: text/plain; version=0.0.4 (src/prometheus_text.h)
 //
 // Deliberately small, because anything local can reach it:
 //   - GET and HEAD only (405 otherwise); a path the handler does not know is 404;
@@ -65,10 +67,18 @@ struct AdminStats {
     uint64_t over_capacity = 0;       // closed on accept: max_connections were open
 };
 
+// A 200 response: its body and Content-Type.
+struct AdminResponse {
+    AdminResponse(std::string body_text, std::string type = "application/json")
+        : body(std::move(body_text)), content_type(std::move(type)) {}
+    std::string body;
+    std::string content_type;
+};
+
 class AdminServer : public std::enable_shared_from_this<AdminServer> {
   public:
-    // The JSON body for a GET of path ("/status"), or nullopt for 404. Called on the loop.
-    using Handler = std::function<std::optional<std::string>(std::string_view path)>;
+    // The response to a GET of path ("/status"), or nullopt for 404. Called on the loop.
+    using Handler = std::function<std::optional<AdminResponse>(std::string_view path)>;
 
     // Listens on local (port 0 picks one). Errors read "listen 127.0.0.1:7070: address already
     // in use".
@@ -96,7 +106,8 @@ class AdminServer : public std::enable_shared_from_this<AdminServer> {
     // The parser has the request line and headers: answer, then close.
     void answer(Exchange& exchange);
     void respond(Exchange& exchange, int status, std::string_view reason, std::string_view body,
-                 bool head_only, std::string_view extra_headers = {});
+                 bool head_only, std::string_view extra_headers = {},
+                 std::string_view content_type = "application/json");
 
     Handler handler_;
     AdminServerOptions options_;

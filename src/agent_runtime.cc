@@ -18,6 +18,7 @@
 #include "signal/agent_core.h"
 #include "signal/udp_messages.h"
 #include "src/admin_server.h"
+#include "src/agent_metrics.h"
 #include "src/agent_status_json.h"
 #include "src/clock.h"
 #include "src/config_file.h"
@@ -25,6 +26,7 @@
 #include "src/heap_trimmer.h"
 #include "src/log.h"
 #include "src/open_files.h"
+#include "src/prometheus_text.h"
 #include "src/resolve.h"
 #include "src/signals.h"
 #include "src/sockaddr.h"
@@ -142,11 +144,18 @@ class Agent {
         const auto& admin = options_.config.admin;
         const SocketAddress where = admin ? literal_socket_address(*admin).value_or(SocketAddress{})
                                           : default_admin_address();
-        auto server = AdminServer::listen(loop_, where, [this](std::string_view path) {
-            if (path != "/status") return std::optional<std::string>();
-            const UdpStats udp = udp_ ? udp_->stats() : UdpStats{};
-            return std::optional(agent_status_json(core_.status(clock_.now()), udp).dump());
-        });
+        auto server = AdminServer::listen(
+            loop_, where, [this](std::string_view path) -> std::optional<AdminResponse> {
+                const UdpStats udp = udp_ ? udp_->stats() : UdpStats{};
+                if (path == "/status") {
+                    return AdminResponse(agent_status_json(core_.status(clock_.now()), udp).dump());
+                }
+                if (path == "/metrics") {
+                    return AdminResponse(agent_metrics_text(core_.status(clock_.now()), udp),
+                                         std::string(kPrometheusContentType));
+                }
+                return std::nullopt;
+            });
         if (auto* err = std::get_if<OsError>(&server)) {
             if (admin) return *err;
             spdlog::warn("no status endpoint ({}); set [agent] admin to another port",

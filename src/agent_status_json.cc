@@ -7,6 +7,13 @@
 namespace burrow {
 namespace {
 
+nlohmann::json traffic_json(const TrafficCounters& t) {
+    return {{"packets_sent", t.packets_sent},
+            {"bytes_sent", t.bytes_sent},
+            {"packets_received", t.packets_received},
+            {"bytes_received", t.bytes_received}};
+}
+
 nlohmann::json peer_json(const PeerStatus& p) {
     const ConnectionStats& cs = p.connection;
     const SessionStats& ss = p.session;
@@ -24,6 +31,12 @@ nlohmann::json peer_json(const PeerStatus& p) {
         {"bytes_sent", cs.bytes_sent},
         {"bytes_received", cs.bytes_received},
         {"streams", p.streams},
+        {"congestion_window", p.congestion_window},
+        // Session datagrams by the way they travelled (what GET /metrics shows per path kind).
+        {"traffic",
+         {{"direct", traffic_json(p.traffic.direct)},
+          {"relay-udp", traffic_json(p.traffic.relay_udp)},
+          {"relay-tcp", traffic_json(p.traffic.relay_tcp)}}},
         // Handshakes this session completed: the first one plus every rekey.
         {"handshakes", {{"completed", ss.handshakes_completed}, {"sent", ss.handshakes_sent}}},
         {"probes",
@@ -103,6 +116,7 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                             {"active", f.active},
                             {"waiting", f.waiting},
                             {"refused", f.refused.total()},
+                            {"resets", f.resets},
                             {"refusals",
                              {{"stream_limit", f.refused.stream_limit},
                               {"queue_full", f.refused.queue_full},
@@ -121,6 +135,20 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                            {"refused", e.refused}});
     }
     out["exposes"] = exposes;
+    json successes = json::array();
+    for (const auto& [key, n] : s.punch.successes) {
+        successes.push_back({{"nat_pair", key.first}, {"technique", key.second}, {"count", n}});
+    }
+    json fallbacks = json::array();
+    for (const auto& [key, n] : s.punch.fallbacks) {
+        fallbacks.push_back({{"nat_pair", key.first}, {"technique", key.second}, {"count", n}});
+    }
+    uint64_t directs = 0;
+    for (uint64_t n : s.punch.time_to_direct_counts) directs += n;
+    out["punch"] = {{"successes", successes},
+                    {"fallbacks", fallbacks},
+                    {"direct_paths", directs},
+                    {"time_to_direct_sum_s", s.punch.time_to_direct_sum_s}};
     const AgentClientStats& c = s.client;
     out["drops"] = {
         {"relay_offline", c.drop_relay_offline},

@@ -60,6 +60,7 @@ ServerRuntimeConfig runtime_config(const ServerConfig& config, const PrivateKey&
     rt.relay_bytes_per_second = config.relay_rate_mbit * kBitsPerMbit / kBitsPerByte;
     rt.relay_packets_per_second = config.relay_packets_per_sec;
     rt.stun_standard_clients = config.stun_standard_clients;
+    if (config.metrics) rt.metrics = literal(*config.metrics);
     for (const auto& a : config.agents) rt.agents.push_back({a.name, a.public_key});
     for (const auto& r : config.allow) rt.allow.push_back({r.from, r.to, r.services});
     return rt;

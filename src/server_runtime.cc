@@ -14,8 +14,11 @@
 
 #include "signal/acl.h"
 #include "signal/server_core.h"
+#include "src/admin_server.h"
 #include "src/clock.h"
 #include "src/core_timer.h"
+#include "src/prometheus_text.h"
+#include "src/server_metrics.h"
 #include "src/signals.h"
 #include "src/system_rng.h"
 #include "src/tcp.h"
@@ -78,6 +81,9 @@ class Server {
         };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
+        if (config.metrics) {
+            if (auto err = start_metrics(*config.metrics)) return err;
+        }
         timer_->kick();
         spdlog::info("listening on {} (TLS), stun {} and {} (UDP)",
                      to_string(listener_->local_address()), to_string(udp_[0]->local_address()),
@@ -92,6 +98,7 @@ class Server {
     // Closes every socket; uv_run returns once their handles have closed.
     void stop() {
         if (listener_) listener_->close();
+        if (metrics_) metrics_->close();
         for (auto& socket : udp_) {
             if (socket) socket->close();
         }
@@ -105,8 +112,27 @@ class Server {
   private:
     struct Conn {
         std::shared_ptr<TlsConnection> tls;
-        bool in_core = false;  // the core has been told it opened and has not forgotten it
+        bool in_core = false;    // the core has been told it opened and has not forgotten it
+        bool connected = false;  // its TLS handshake finished
     };
+
+    // GET /metrics on `where` ([server] metrics), the admin endpoint's small HTTP server.
+    std::optional<OsError> start_metrics(const SocketAddress& where) {
+        const Time started = clock_.now();
+        auto server = AdminServer::listen(
+            loop_, where, [this, started](std::string_view path) -> std::optional<AdminResponse> {
+                if (path != "/metrics") return std::nullopt;
+                const double uptime_s = to_ms(clock_.now() - started) / 1000.0;
+                return AdminResponse(server_metrics_text(core_, tls_handshakes_, uptime_s),
+                                     std::string(kPrometheusContentType));
+            });
+        if (auto* err = std::get_if<OsError>(&server)) {
+            return OsError{"metrics: " + err->message + "; set [server] metrics to a free port"};
+        }
+        metrics_ = std::get<std::shared_ptr<AdminServer>>(server);
+        spdlog::info("metrics on http://{}/metrics", to_string(metrics_->local_address()));
+        return std::nullopt;
+    }
 
     void on_accept(std::shared_ptr<TcpConnection> tcp) {
         const ConnId id = next_id_++;
@@ -125,6 +151,8 @@ class Server {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         it->second.in_core = true;
+        it->second.connected = true;
+        tls_handshakes_.completed++;
         spdlog::debug("conn {} from {}: {}", id, to_string(it->second.tls->peer_address()),
                       it->second.tls->protocol());
         execute(core_.on_connection_open(id, timer_->now()));
@@ -140,6 +168,7 @@ class Server {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         const bool in_core = it->second.in_core;
+        if (!it->second.connected) tls_handshakes_.failed++;
         spdlog::debug("conn {} from {}: closed: {}", id, to_string(it->second.tls->peer_address()),
                       reason);
         conns_.erase(it);
@@ -221,6 +250,8 @@ class Server {
     ServerCore core_;
     std::shared_ptr<TlsContext> tls_;
     std::shared_ptr<TcpListener> listener_;
+    std::shared_ptr<AdminServer> metrics_;
+    TlsHandshakeStats tls_handshakes_;
     std::array<std::shared_ptr<UdpSocket>, 2> udp_;
     std::shared_ptr<CoreTimer> timer_;
     std::map<ConnId, Conn> conns_;

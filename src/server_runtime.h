@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ struct ServerRuntimeConfig {
     double relay_bytes_per_second = 0;    // per agent
     double relay_packets_per_second = 0;  // per agent
     bool stun_standard_clients = false;
+    std::optional<SocketAddress> metrics;  // GET /metrics (Prometheus); nullopt: none
     std::vector<Agent> agents;
     std::vector<Rule> allow;
 };

@@ -44,6 +44,22 @@ if(Python3_FOUND)
                          ENVIRONMENT BURROW=$<TARGET_FILE:burrow>)
 endif()
 
+# Prometheus metrics (docs/metrics.md): both agents' GET /metrics and the server's metrics
+# listener, parsed by prometheus_client and checked by promtool; the server's bad `metrics`
+# values and a metrics port in use. 77: SKIP when the parser or promtool is missing.
+if(Python3_FOUND)
+    foreach(case_timeout scrape:60 badconfig:30 portinuse:30)
+        string(REPLACE ":" ";" pair ${case_timeout})
+        list(GET pair 0 case)
+        list(GET pair 1 timeout)
+        add_test(NAME e2e/metrics_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/metrics_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        set_tests_properties(e2e/metrics_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+                             SKIP_RETURN_CODE 77)
+    endforeach()
+endif()
+
 # `burrow status` against a stand-in admin endpoint (the CLI alone; no agent needed).
 if(Python3_FOUND)
     foreach(case table json config unreachable badinput)

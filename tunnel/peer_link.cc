@@ -7,8 +7,23 @@
 
 namespace burrow {
 
+const char* to_string(DirectSource s) {
+    switch (s) {
+        case DirectSource::kHost:
+            return "host";
+        case DirectSource::kServerReflexive:
+            return "srflx";
+        case DirectSource::kPeerReflexive:
+            return "prflx";
+        case DirectSource::kBirthday:
+            return "birthday";
+    }
+    return "?";
+}
+
 PeerLink::PeerLink(const PeerLinkConfig& config, Rng& rng, Time now)
     : rng_(rng),
+      created_at_(now),
       session_(config.role, config.local_key, config.peer_key, config.session, rng, now,
                config.wall_clock_at_zero_us),
       paths_(rng) {}
@@ -104,12 +119,16 @@ void PeerLink::on_timer(Time now) {
     session_.on_timer(now);
     if (technique_) paths_.on_timer(now);
     if (now >= birthday_round_at_) birthday_round(now);
+    if (now >= punch_verdict_at_) {
+        punch_verdict_at_ = kNever;
+        events_.push_back(LinkPunchFallback{*technique_});
+    }
     after_input(now);
 }
 
 Time PeerLink::next_deadline() const {
     if (!cookie_replies_.empty()) return Time{};
-    Time t = std::min(session_.next_deadline(), birthday_round_at_);
+    Time t = std::min({session_.next_deadline(), birthday_round_at_, punch_verdict_at_});
     if (technique_) t = std::min(t, paths_.next_deadline());
     return t;
 }
@@ -205,20 +224,28 @@ void PeerLink::after_input(Time now) {
         // A direct path: the sockets no probe of the peer's reached are of no more use. Those
         // it did reach stay until it shows which one it kept (follow_socket), at most
         // kBirthdayChoiceWait.
+        LinkPathChanged event{change->direct, change->reason, change->rtt, std::nullopt,
+                              DirectSource::kHost};
         if (change->direct) {
-            if (direct_since_ == kNever) direct_since_ = now;
+            if (direct_since_ == kNever) {
+                direct_since_ = now;
+                punch_verdict_at_ = kNever;
+                event.time_to_direct = now - created_at_;
+                event.source = direct_source(*change->direct);
+            }
             release_unheard();
             // Data on the new path at once, even when idle: a birthday peer keeps the mapping
             // our data arrives on (follow_socket) and closes the others.
             session_.connection().ping();
         }
-        events_.push_back(LinkPathChanged{change->direct, change->reason, change->rtt});
+        events_.push_back(std::move(event));
     }
 }
 
 void PeerLink::start_punching(Time now) {
     technique_ = choose_technique(plan_->ours, plan_->theirs, plan_->reflexive.has_value());
     events_.push_back(LinkPunching{*technique_});
+    if (direct_since_ == kNever) punch_verdict_at_ = now + kPunchVerdictAfter;
     paths_.add_candidates(plan_->candidates, now);
     if (*technique_ == PunchTechnique::kSpray) paths_.start_spray(*plan_->reflexive, now);
     if (*technique_ == PunchTechnique::kBirthday) {
@@ -300,6 +327,20 @@ void PeerLink::release_sockets(std::optional<RouteId> keep) {
         return a.route != kRouteMain && a.route != keep;
     });
     events_.push_back(std::move(released));
+}
+
+DirectSource PeerLink::direct_source(const SocketAddress& direct) const {
+    if (!plan_) return DirectSource::kPeerReflexive;
+    const bool reflexive = plan_->reflexive && *plan_->reflexive == direct;
+    const bool given = std::find(plan_->candidates.begin(), plan_->candidates.end(), direct) !=
+                       plan_->candidates.end();
+    if (given && !reflexive) return DirectSource::kHost;
+    // Either side of a birthday pair: the spray found one of the symmetric side's mappings, or
+    // the symmetric side's sockets opened the mapping the other side's reflexive address needed.
+    if (technique_ == PunchTechnique::kSpray || technique_ == PunchTechnique::kBirthday) {
+        return DirectSource::kBirthday;
+    }
+    return reflexive ? DirectSource::kServerReflexive : DirectSource::kPeerReflexive;
 }
 
 RouteId PeerLink::route_to(const SocketAddress& to) const {

@@ -93,6 +93,18 @@ struct PunchPlan {
     NatMapping theirs = NatMapping::kUnknown;
 };
 
+// A link that found no direct path this long after punching started gives its verdict: it stays
+// on the relay (LinkPunchFallback; plain punching still probes every 5 s and may go direct
+// later). Longer than a whole birthday spray (kSprayRounds x kSprayInterval = 15 s).
+inline constexpr Duration kPunchVerdictAfter = std::chrono::seconds(20);
+
+// Where the first direct path led, as ICE names candidates (RFC 8445 §5.1.1): one of the peer's
+// host addresses, its server-reflexive address, an address learned from its probes
+// (peer-reflexive), or a mapping found by the birthday technique (spray or birthday sockets).
+enum class DirectSource : uint8_t { kHost, kServerReflexive, kPeerReflexive, kBirthday };
+// "host", "srflx", "prflx", "birthday".
+const char* to_string(DirectSource s);
+
 // --- events ----------------------------------------------------------------------------------
 struct LinkUp {};  // the first handshake completed: the session carries streams
 struct LinkPunching {
@@ -102,6 +114,14 @@ struct LinkPathChanged {
     std::optional<SocketAddress> direct;  // nullopt: the relay
     std::string reason;
     Duration rtt{};  // of the probe that validated a direct path
+    // Set on the link's first direct path only: the time from the link's start (its creation)
+    // to it, and where it led.
+    std::optional<Duration> time_to_direct;
+    DirectSource source = DirectSource::kHost;
+};
+// kPunchVerdictAfter passed since punching started with no direct path: on the relay.
+struct LinkPunchFallback {
+    PunchTechnique technique;
 };
 // Birthday: open `count` UDP sockets for this link and hand their routes to add_sockets().
 struct LinkWantsSockets {
@@ -111,8 +131,8 @@ struct LinkWantsSockets {
 struct LinkReleasesSockets {
     std::vector<RouteId> routes;
 };
-using LinkEvent =
-    std::variant<LinkUp, LinkPunching, LinkPathChanged, LinkWantsSockets, LinkReleasesSockets>;
+using LinkEvent = std::variant<LinkUp, LinkPunching, LinkPathChanged, LinkPunchFallback,
+                               LinkWantsSockets, LinkReleasesSockets>;
 
 // --- verdicts --------------------------------------------------------------------------------
 enum class LinkDrop : uint8_t {
@@ -189,6 +209,8 @@ class PeerLink {
     // The direct path in use; nullopt on the relay.
     const std::optional<SocketAddress>& direct() const { return paths_.active(); }
     std::optional<PunchTechnique> technique() const { return technique_; }
+    // What the rendezvous said (the NAT pair among it); nullopt before the first.
+    const std::optional<PunchPlan>& punch_plan() const { return plan_; }
     const LinkStats& stats() const { return stats_; }
 
   private:
@@ -201,7 +223,11 @@ class PeerLink {
     RouteId route_to(const SocketAddress& to) const;
     RouteId answer_route(const ProbeToSend& response);
 
+    DirectSource direct_source(const SocketAddress& direct) const;
+
     Rng& rng_;
+    Time created_at_;
+    Time punch_verdict_at_ = kNever;  // kPunchVerdictAfter after punching started, until given
     Session session_;
     PathManager paths_;
     std::optional<PunchPlan> plan_;

@@ -241,6 +241,38 @@ def status_path(world, ns, peer):
     return None
 
 
+_METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def punch_outcome(ns):
+    """The agent's punch outcome from its GET /metrics (docs/metrics.md): successes and
+    fallbacks by NAT pair and technique, and the time to direct (mean of the histogram); None
+    when the endpoint does not answer. One curl: it costs the lab a few milliseconds."""
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "3",
+                        f"http://{ADMIN}/metrics"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return None
+    out = {"successes": [], "fallbacks": []}
+    count = total = 0.0
+    for line in r.stdout.splitlines():
+        m = _METRIC_LINE.match(line)
+        if not m:
+            continue
+        name, value = m.group("name"), float(m.group("value"))
+        labels = dict(_LABEL.findall(m.group("labels") or ""))
+        if name in ("burrow_punch_successes_total", "burrow_punch_fallbacks_total") and value:
+            out["successes" if "successes" in name else "fallbacks"].append(
+                {"nat_pair": labels.get("nat_pair"), "technique": labels.get("technique"),
+                 "count": int(value)})
+        elif name == "burrow_punch_time_to_direct_seconds_count":
+            count = value
+        elif name == "burrow_punch_time_to_direct_seconds_sum":
+            total = value
+    out["time_to_direct_s"] = round(total / count, 3) if count else None
+    return out
+
+
 def pair_path(views):
     """One path for the pair from both agents' views: direct only when both say direct, and
     relay-tcp when either side's relay leg runs inside TLS (the slower leg decides)."""
@@ -408,6 +440,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 time.sleep(0.2)
                 res["views"] = views()
                 res["path"] = pair_path(res["views"])
+        # How each side's punching ended, as its metrics say (recorded in --json, not judged).
+        res["punch"] = {agent: punch_outcome(the_lab.agent_ns[agent]) for agent in ("laptop", "nas")}
         direct = [t for t, p in path_events(laptop, "nas") if p == "direct"]
         if direct:
             res["direct_after_s"] = round(direct[0] - t0, 3)

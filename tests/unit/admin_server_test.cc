@@ -141,6 +141,23 @@ TEST_CASE("admin: GET /status returns the handler's body with the right headers"
     loop.settle();
 }
 
+TEST_CASE("admin: a response names its own content type (GET /metrics is Prometheus text)") {
+    TestLoop loop;
+    const std::string text = "# HELP x One.\n# TYPE x gauge\nx 1\n";
+    auto server =
+        start_server(loop, {}, [&](std::string_view path) -> std::optional<AdminResponse> {
+            if (path != "/metrics") return std::nullopt;
+            return AdminResponse(text, "text/plain; version=0.0.4; charset=utf-8");
+        });
+    const std::string response = exchange(loop, *server, get("/metrics"));
+    CHECK(starts_with(response, "HTTP/1.1 200 OK\r\n"));
+    CHECK(contains(response, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    CHECK_FALSE(contains(response, "application/json"));
+    CHECK(response.substr(response.find("\r\n\r\n") + 4) == text);
+    server->close();
+    loop.settle();
+}
+
 TEST_CASE("admin: the handler sees the path without the query") {
     TestLoop loop;
     std::string seen;

@@ -328,3 +328,70 @@ TEST_CASE("a connection that waits kStreamCreditWait in vain is closed cleanly a
     CHECK(f.refused.total() == 1);
     CHECK(f.active == kInitialMaxStreams);
 }
+
+TEST_CASE("status counts session traffic by path kind and the punch outcome once direct") {
+    AgentWorld w(WorldConfig{});  // both behind port-restricted NATs: plain punching works
+    REQUIRE(w.run_until_registered(Time{} + 10s));
+    WorldClient& web = w.open("web", 200'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    REQUIRE(web.finished);
+    REQUIRE(w.run_until([&] { return w.link(WorldSide::kLaptop)->direct().has_value(); },
+                        w.now() + 10s));
+    const AgentStatus s = w.core(WorldSide::kLaptop).status(w.now());
+    REQUIRE(s.peers.size() == 1);
+    const PeerStatus& nas = s.peers[0];
+    CHECK(nas.direct);
+    // The handshake went by the relay (over UDP: the server confirmed the binding); data after
+    // the path was validated went direct. No relay inside TLS here.
+    CHECK(nas.traffic.relay_udp.packets_sent > 0);
+    CHECK(nas.traffic.relay_udp.packets_received > 0);
+    CHECK(nas.traffic.relay_tcp.packets_sent == 0);
+    CHECK(nas.traffic.relay_tcp.packets_received == 0);
+    CHECK(nas.traffic.direct.packets_sent > 0);
+    // The 200 kB the web service sent came in by one of the kinds (datagram sizes: more).
+    CHECK(nas.traffic.direct.bytes_received + nas.traffic.relay_udp.bytes_received > 200'000);
+    // The other side counted at least as much going out: datagrams are lost, never made up.
+    const AgentStatus n = w.core(WorldSide::kNas).status(w.now());
+    REQUIRE(n.peers.size() == 1);
+    const PathTraffic& from_nas = n.peers[0].traffic;
+    CHECK(from_nas.direct.bytes_sent + from_nas.relay_udp.bytes_sent >=
+          nas.traffic.direct.bytes_received + nas.traffic.relay_udp.bytes_received);
+    CHECK(from_nas.direct.packets_sent >= nas.traffic.direct.packets_received);
+    CHECK(nas.congestion_window > 0);
+    // One link, one success: both NATs map endpoint-independently, and where it led.
+    REQUIRE(s.punch.successes.size() == 1);
+    const auto& [key, count] = *s.punch.successes.begin();
+    CHECK(key.first == "endpoint-independent/endpoint-independent");
+    CHECK((key.second == "srflx" || key.second == "host" || key.second == "prflx"));
+    CHECK(count == 1);
+    CHECK(s.punch.fallbacks.empty());
+    uint64_t observed = 0;
+    for (uint64_t n : s.punch.time_to_direct_counts) observed += n;
+    CHECK(observed == 1);
+    CHECK(s.punch.time_to_direct_sum_s > 0);
+    CHECK(s.punch.time_to_direct_sum_s < 10);
+}
+
+TEST_CASE("two symmetric NATs: the link stays relayed and one fallback is counted") {
+    WorldConfig config;
+    config.nas_nat = NatKind::kSymmetric;
+    config.laptop_nat = NatKind::kSymmetric;
+    AgentWorld w(config);
+    REQUIRE(w.run_until_registered(Time{} + 10s));
+    WorldClient& web = w.open("web", 10'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    REQUIRE(web.finished);
+    const auto fallbacks = [&] { return w.core(WorldSide::kLaptop).status(w.now()).punch.fallbacks; };
+    CHECK(fallbacks().empty());  // not yet: the verdict comes kPunchVerdictAfter after punching
+    REQUIRE(w.run_until([&] { return !fallbacks().empty(); }, w.now() + kPunchVerdictAfter + 5s));
+    const AgentStatus s = w.core(WorldSide::kLaptop).status(w.now());
+    REQUIRE(s.punch.fallbacks.size() == 1);
+    CHECK(s.punch.fallbacks.begin()->first.first == "per-destination/per-destination");
+    CHECK(s.punch.fallbacks.begin()->second == 1);
+    CHECK(s.punch.successes.empty());
+    REQUIRE(s.peers.size() == 1);
+    CHECK_FALSE(s.peers[0].direct);
+    CHECK(s.peers[0].traffic.direct.packets_received == 0);
+    CHECK(s.peers[0].traffic.relay_udp.bytes_received > 10'000);  // what web sent us
+    CHECK(s.peers[0].traffic.relay_udp.bytes_sent > 0);
+}

@@ -591,7 +591,8 @@ TEST_CASE("a full server file parses to the expected struct") {
     const std::string text = kServerHead +
                              "max_agents = 50\nrelay_rate_mbit = 20\n"
                              "relay_packets_per_sec = 3000\nlog_level = \"warn\"\n"
-                             "stun_standard_clients = true\n" +
+                             "stun_standard_clients = true\n"
+                             "metrics = \"127.0.0.1:9464\"\n" +
                              kServerAgents +
                              "[[allow]]\nfrom = \"laptop\"\nto = \"nas\"\n"
                              "services = [\"web\", \"ssh\"]\n"
@@ -610,6 +611,7 @@ TEST_CASE("a full server file parses to the expected struct") {
     expected.relay_packets_per_sec = 3000;
     expected.log_level = LogLevel::kWarn;
     expected.stun_standard_clients = true;
+    expected.metrics = HostPort{"127.0.0.1", 9464, HostKind::kIpv4};
     expected.agents = {{"nas", *parse_public_key(kKeyNas)},
                        {"laptop", *parse_public_key(kKeyLaptop)}};
     expected.allow = {{"laptop", "nas", {"web", "ssh"}}, {"nas", "laptop", {"*"}}};
@@ -625,6 +627,7 @@ TEST_CASE("a minimal server file gets the defaults") {
     CHECK(config.relay_packets_per_sec == kDefaultRelayPacketsPerSec);
     CHECK(config.log_level == LogLevel::kInfo);
     CHECK_FALSE(config.stun_standard_clients);
+    CHECK_FALSE(config.metrics);  // no metrics listener unless asked for
     CHECK(config.cert_file == "server.crt");  // no folder: relative to the current one
     CHECK(config.agents.empty());
     CHECK(config.allow.empty());
@@ -668,6 +671,14 @@ TEST_CASE("bad server files: each error names file:line:column and the key") {
          "server.toml:7:13: server.log_level: ", "is not a log level"},
         {"stun_standard_clients as a string", kServerHead + "stun_standard_clients = \"yes\"\n",
          "server.toml:7:25: server.stun_standard_clients: ", "expected true or false"},
+        {"metrics by name", kServerHead + "metrics = \"localhost:9464\"\n",
+         "server.toml:7:11: server.metrics: ", "listen on an IP address"},
+        {"metrics without a port", kServerHead + "metrics = \"127.0.0.1\"\n",
+         "server.toml:7:11: server.metrics: ", "missing :port"},
+        {"metrics as a number", kServerHead + "metrics = 9464\n",
+         "server.toml:7:11: server.metrics: ", "expected a string"},
+        {"metrics on the control port", kServerHead + "metrics = \"127.0.0.1:7000\"\n",
+         "server.toml:7:11: server.metrics: ", "takes the port of server.listen"},
         {"unknown key in [server]", kServerHead + "relay_rate = 5\n",
          "server.toml:7:1: server.relay_rate: ", "unknown key (did you mean \"relay_rate_mbit\"?)"},
         {"unknown key with nothing close", kServerHead + "colour = 5\n",

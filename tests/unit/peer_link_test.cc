@@ -80,6 +80,7 @@ TEST_CASE("relay first: the handshake goes by the relay, then both sides probe a
     Links l(1);
     l.a->set_punch_plan(PunchPlan{{kB}, kB}, l.now);
     l.b->set_punch_plan(PunchPlan{{kA}, kA}, l.now);
+    l.now += 100ms;  // the links were made at 0: the time to direct counts from there
     l.a->start(l.now);
     auto first = l.a->poll_transmit(l.now);
     REQUIRE(first);
@@ -109,6 +110,49 @@ TEST_CASE("relay first: the handshake goes by the relay, then both sides probe a
     const auto* change = find_event<LinkPathChanged>(later);
     REQUIRE(change);
     CHECK(change->direct == kB);
+    // The first direct path says how long it took from the link's start (at 0) and where it
+    // led: kB is the peer's server-reflexive address.
+    REQUIRE(change->time_to_direct);
+    CHECK(*change->time_to_direct >= 100ms);
+    CHECK(*change->time_to_direct <= l.now - Time{});
+    CHECK(change->source == DirectSource::kServerReflexive);
+    CHECK(std::string(to_string(change->source)) == "srflx");
+    // Direct before the verdict: no fallback ever follows.
+    for (int i = 0; i < 50; ++i) {
+        l.now += 500ms;
+        l.a->on_timer(l.now);
+        for (auto& t : l.relay(*l.a, *l.b)) l.b->on_datagram(t.route, kA, t.data, l.now);
+        for (auto& t : l.relay(*l.b, *l.a)) l.a->on_datagram(t.route, kB, t.data, l.now);
+        l.b->on_timer(l.now);
+        CHECK_FALSE(find_event<LinkPunchFallback>(l.events(*l.a)));
+    }
+}
+
+TEST_CASE("no direct path kPunchVerdictAfter after punching started: one LinkPunchFallback") {
+    Links l(3);
+    l.a->set_punch_plan(PunchPlan{{kB}, kB}, l.now);
+    l.handshake();  // keys: a starts punching now
+    const Time punch_start = l.now;
+    int fallbacks = 0;
+    Time fallback_at = kNever;
+    for (int i = 0; i < 60; ++i) {  // 30 s; every direct probe is lost
+        l.now += 500ms;
+        if (l.now >= l.a->next_deadline()) l.a->on_timer(l.now);
+        l.relay(*l.a, *l.b);
+        l.relay(*l.b, *l.a);
+        for (const auto& e : l.events(*l.a)) {
+            if (const auto* f = std::get_if<LinkPunchFallback>(&e)) {
+                fallbacks++;
+                fallback_at = l.now;
+                CHECK(f->technique == PunchTechnique::kPlain);
+            }
+            if (const auto* c = std::get_if<LinkPathChanged>(&e)) CHECK_FALSE(c->direct);
+        }
+    }
+    CHECK(fallbacks == 1);
+    CHECK(fallback_at >= punch_start + kPunchVerdictAfter);
+    CHECK(fallback_at < punch_start + kPunchVerdictAfter + 1s);
+    CHECK_FALSE(l.a->direct());
 }
 
 TEST_CASE("claims and verdicts: what belongs to the link, and what it refuses") {

@@ -63,6 +63,7 @@ TEST_CASE("good auth: AuthOk, online, a first ping") {
     CHECK(rec->udp_token == ok[0].udp_token);
     CHECK(h.core->registry().online_count() == 1);
     CHECK(h.core->pending_count() == 0);
+    CHECK(h.core->stats().registrations == 1);
 }
 
 TEST_CASE("every connection gets a fresh nonce") {
@@ -82,6 +83,8 @@ TEST_CASE("auth failures: wrong proof, replay, unknown key") {
         CHECK(error_code(a, 1) == code(ControlErrorCode::kAuthFailed));
         CHECK(contains(close_reason(a, 1), "wrong proof"));
         CHECK_FALSE(online(h, "nas"));
+        CHECK(h.core->stats().refusals[static_cast<size_t>(Refusal::kAuthFailed)] == 1);
+        CHECK(h.core->stats().registrations == 0);
     }
     SECTION("replay: an Auth recorded on one connection fails on another") {
         const AuthNonce nonce = h.open(1);
@@ -101,6 +104,8 @@ TEST_CASE("auth failures: wrong proof, replay, unknown key") {
         CHECK(error_code(a, 1) == code(ControlErrorCode::kUnknownKey));
         CHECK(contains(close_reason(a, 1), "unknown key"));
         CHECK(h.core->registry().online_count() == 0);
+        CHECK(h.core->stats().refusals[static_cast<size_t>(Refusal::kUnknownKey)] == 1);
+        CHECK(h.core->stats().refusals[static_cast<size_t>(Refusal::kAuthFailed)] == 0);
     }
     SECTION("unknown key without a valid proof reads as a wrong proof, not as unknown") {
         const AuthNonce nonce = h.open(1);
@@ -361,6 +366,13 @@ TEST_CASE("connect refusals") {
     CHECK(refused(1, {"nas", "web"}) == "peer offline");
     // The ACL is checked first: phone learns nothing about whether nas is online.
     CHECK(refused(3, {"nas", "web"}) == "not allowed by the server");
+    // Each refusal counted under its reason (the server's metrics).
+    const auto& refusals = h.core->stats().refusals;
+    CHECK(refusals[static_cast<size_t>(Refusal::kConnectNotAllowed)] == 6);
+    CHECK(refusals[static_cast<size_t>(Refusal::kConnectInvalid)] == 2);
+    CHECK(refusals[static_cast<size_t>(Refusal::kConnectPeerOffline)] == 1);
+    CHECK(h.core->stats().rendezvous == 0);
+    CHECK(std::string(to_string(Refusal::kConnectPeerOffline)) == "connect_peer_offline");
 }
 
 TEST_CASE("relay over TLS between the two agents of a session") {
@@ -374,6 +386,10 @@ TEST_CASE("relay over TLS between the two agents of a session") {
     CHECK(got[0].payload == payload);
     a = h.send(2, RelayData{to_laptop.session_id, {9}});
     CHECK(messages_to<RelayData>(a, 1).size() == 1);
+    CHECK(h.core->stats().rendezvous == 1);
+    CHECK(h.core->relay_stats().packets[static_cast<size_t>(RelayVia::kTls)] == 2);
+    CHECK(h.core->relay_stats().bytes[static_cast<size_t>(RelayVia::kTls)] == payload.size() + 1);
+    CHECK(h.core->relay_stats().packets[static_cast<size_t>(RelayVia::kUdp)] == 0);
     // Unknown session and non-members: dropped and counted, the connection stays.
     a = h.send(1, RelayData{to_laptop.session_id + 1, payload});
     CHECK(a.empty());
@@ -382,6 +398,8 @@ TEST_CASE("relay over TLS between the two agents of a session") {
     a = h.send(3, RelayData{to_laptop.session_id, payload});
     CHECK(a.empty());
     CHECK(h.core->drops().get(DropReason::kRelayNotMember) == 1);
+    // Dropped payloads are not counted as relayed.
+    CHECK(h.core->relay_stats().packets[static_cast<size_t>(RelayVia::kTls)] == 2);
 }
 
 TEST_CASE("going offline ends the agent's relay sessions and records last seen") {

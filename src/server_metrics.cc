@@ -1,0 +1,78 @@
+#include "src/server_metrics.h"
+
+#include <iterator>
+
+#include "src/prometheus_text.h"
+#include "src/version.h"
+
+namespace burrow {
+namespace {
+
+// DropReason as a label value: its enumerator's name in snake case.
+constexpr const char* kDropLabels[] = {
+    "too_large",           "unknown_type",         "wrong_port",
+    "stun_malformed",      "stun_not_request",     "stun_amplification",
+    "bind_malformed",      "bind_unknown_token",   "relay_malformed",
+    "relay_unbound_sender", "relay_unknown_sender", "relay_unknown_session",
+    "relay_bad_token",     "relay_not_member",     "relay_peer_offline",
+    "rate_limit_packets",  "rate_limit_bytes",
+};
+static_assert(std::size(kDropLabels) == static_cast<size_t>(DropReason::kCount));
+
+}  // namespace
+
+std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats& tls,
+                                double uptime_s) {
+    PrometheusText t;
+    t.family("burrow_server_info", MetricType::kGauge, "Always 1; the server's version.");
+    t.sample({{"version", version_string()}}, uint64_t{1});
+    t.family("burrow_server_uptime_seconds", MetricType::kGauge,
+             "Seconds since the server started.");
+    t.sample(uptime_s);
+    t.family("burrow_server_agents_online", MetricType::kGauge,
+             "Agents authenticated and connected now.");
+    t.sample(uint64_t{core.registry().online_count()});
+    t.family("burrow_server_agents_configured", MetricType::kGauge,
+             "Agents server.toml lists.");
+    t.sample(uint64_t{core.registry().agents().size()});
+    t.family("burrow_server_connections_pending", MetricType::kGauge,
+             "Control connections waiting for their Auth.");
+    t.sample(uint64_t{core.pending_count()});
+    const ServerStats& s = core.stats();
+    t.family("burrow_server_registrations_total", MetricType::kCounter,
+             "Agents that authenticated (a reconnect counts again).");
+    t.sample(s.registrations);
+    t.family("burrow_server_rendezvous_total", MetricType::kCounter,
+             "Connect requests answered with both agents' candidates.");
+    t.sample(s.rendezvous);
+    t.family("burrow_server_refusals_total", MetricType::kCounter,
+             "Agents and requests the server turned away, by reason.");
+    for (size_t i = 0; i < s.refusals.size(); ++i) {
+        t.sample({{"reason", to_string(static_cast<Refusal>(i))}}, s.refusals[i]);
+    }
+    t.family("burrow_server_tls_handshakes_total", MetricType::kCounter,
+             "TLS handshakes on the control port, by result (ok, failed).");
+    t.sample({{"result", "ok"}}, tls.completed);
+    t.sample({{"result", "failed"}}, tls.failed);
+    t.family("burrow_server_relay_sessions", MetricType::kGauge,
+             "Relay sessions (one per pair of agents) the server holds now.");
+    t.sample(uint64_t{core.relays().size()});
+    const RelayStats& relay = core.relay_stats();
+    t.family("burrow_server_relay_packets_total", MetricType::kCounter,
+             "Session datagrams relayed, by how they came in (udp, tls).");
+    t.sample({{"via", "udp"}}, relay.packets[static_cast<size_t>(RelayVia::kUdp)]);
+    t.sample({{"via", "tls"}}, relay.packets[static_cast<size_t>(RelayVia::kTls)]);
+    t.family("burrow_server_relay_bytes_total", MetricType::kCounter,
+             "Payload bytes of the session datagrams relayed, by how they came in (udp, tls).");
+    t.sample({{"via", "udp"}}, relay.bytes[static_cast<size_t>(RelayVia::kUdp)]);
+    t.sample({{"via", "tls"}}, relay.bytes[static_cast<size_t>(RelayVia::kTls)]);
+    t.family("burrow_server_udp_drops_total", MetricType::kCounter,
+             "Datagrams and relay payloads the server dropped, by reason.");
+    for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+        const auto r = static_cast<DropReason>(i);
+        t.sample({{"reason", kDropLabels[i]}}, core.drops().get(r));
+    }
+    return t.take();
+}
+
+}  // namespace burrow
