@@ -34,7 +34,8 @@ void read_stun_servers(Issues& issues, const Located<std::vector<Located<std::st
         auto address = check_address(issues, entry, AddressUse::kConnect);
         if (!address) continue;
         if (is_wildcard(*address)) {
-            issues.add(entry, quote(entry.value) + " is a wildcard address; give the server's address");
+            issues.add(entry,
+                       quote(entry.value) + " is a wildcard address; give the server's address");
             continue;
         }
         if (address->kind == HostKind::kIpv6) {

@@ -106,7 +106,8 @@ struct Exit {
 };
 
 using AgentAction =
-    std::variant<DialServer, WriteControl, CloseControl, ResolveStunServer, OpenUdpSocket, CloseUdpSocket, ListenTcp,
+    std::variant<DialServer, WriteControl, CloseControl, ResolveStunServer, OpenUdpSocket,
+                 CloseUdpSocket, ListenTcp,
                  StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
                  Log, Exit>;

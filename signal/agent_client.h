@@ -174,7 +174,9 @@ class AgentClient {
     std::optional<Bytes> poll_control();
     std::optional<ServerDatagram> poll_udp();
     // Binding requests for the standard STUN servers, to send from the main socket.
-    std::optional<StunServerDatagram> poll_stun_server_udp() { return stun_servers_.poll_transmit(); }
+    std::optional<StunServerDatagram> poll_stun_server_udp() {
+        return stun_servers_.poll_transmit();
+    }
     std::optional<AgentEvent> poll_event();
     Time next_deadline() const;
 

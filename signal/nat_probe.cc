@@ -43,7 +43,8 @@ NatMapping classify_mapping(const std::optional<SocketAddress>& main,
     return *main == *secondary ? NatMapping::kEndpointIndependent : NatMapping::kPerDestination;
 }
 
-NatMapping refine_mapping(NatMapping server_verdict, const std::optional<SocketAddress>& server_main,
+NatMapping refine_mapping(NatMapping server_verdict,
+                          const std::optional<SocketAddress>& server_main,
                           std::span<const SocketAddress> stun_servers,
                           std::span<const SocketAddress> host_addresses) {
     std::vector<SocketAddress> seen;

@@ -61,7 +61,8 @@ NatMapping classify_mapping(const std::optional<SocketAddress>& main,
 // that agree stand in for a server probe that could not tell. An observation equal to one of
 // our host addresses is left out: no NAT lies between us and that server (it sits on our side
 // of the NAT, or we have none), so it says nothing about how the NAT maps.
-NatMapping refine_mapping(NatMapping server_verdict, const std::optional<SocketAddress>& server_main,
+NatMapping refine_mapping(NatMapping server_verdict,
+                          const std::optional<SocketAddress>& server_main,
                           std::span<const SocketAddress> stun_servers,
                           std::span<const SocketAddress> host_addresses);
 

@@ -153,7 +153,8 @@ StunServerVerdict StunServerSet::on_datagram(const SocketAddress& from, ByteView
     s->last_gave_up = false;
     s->silent_reported = false;
     stats_.answers++;
-    events_.push_back(StunServerAnswered{static_cast<size_t>(s - servers_.data()), *mapped, changed});
+    const auto index = static_cast<size_t>(s - servers_.data());
+    events_.push_back(StunServerAnswered{index, *mapped, changed});
     return StunServerVerdict::kAccepted;
 }
 

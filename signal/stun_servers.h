@@ -36,9 +36,10 @@
 
 namespace burrow {
 
-inline constexpr Duration kStunServerInitialRto = std::chrono::milliseconds(500);  // RFC 8489 §6.2.1
-inline constexpr int kStunServerMaxRequests = 7;        // RFC 8489 §6.2.1: Rc
-inline constexpr int kStunServerLastWaitFactor = 16;    // RFC 8489 §6.2.1: Rm
+// RFC 8489 §6.2.1: the initial RTO, Rc (requests in all) and Rm (the last wait in RTOs).
+inline constexpr Duration kStunServerInitialRto = std::chrono::milliseconds(500);
+inline constexpr int kStunServerMaxRequests = 7;
+inline constexpr int kStunServerLastWaitFactor = 16;
 // More servers add no information: two already give the second opinion, and each is one more
 // request per round from the agent's socket.
 inline constexpr size_t kMaxStunServers = 8;

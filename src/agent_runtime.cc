@@ -253,7 +253,9 @@ class Agent {
         resolve(loop_, r.server,
                 [this, index](std::optional<SocketAddress> addr, const std::string& error) {
                     if (exiting_) return;
-                    report([&] { core_.on_stun_server_resolved(index, addr, error, clock_.now()); });
+                    report([&] {
+                        core_.on_stun_server_resolved(index, addr, error, clock_.now());
+                    });
                 });
     }
     void execute(const CloseControl&) {

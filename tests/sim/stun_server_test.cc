@@ -140,7 +140,9 @@ TEST_CASE("the STUN server's candidate is gathered and used when the server's ST
             ++runs;
             const std::string problem = run_one(pair, seed);
             if (problem.empty()) continue;
-            if (failures++ == 0) first = "seed " + std::to_string(seed) + " pair " + name(pair) + ": " + problem;
+            if (failures++ == 0) {
+                first = "seed " + std::to_string(seed) + " pair " + name(pair) + ": " + problem;
+            }
             ++pair_failures;
         }
         std::printf("sim-stun: %-30s seeds=%llu failures=%llu %s\n", name(pair).c_str(),
@@ -169,7 +171,8 @@ TEST_CASE("a silent STUN server delays nothing, and is given up and logged once"
         WorldClient& web = w.open("web", 64 * 1024);
         REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
         CHECK_FALSE(web.failed);
-        const StunServerStatus before = w.core(WorldSide::kLaptop).status(w.now()).stun_servers.at(0);
+        const StunServerStatus before =
+            w.core(WorldSide::kLaptop).status(w.now()).stun_servers.at(0);
         CHECK(before.state == StunServerState::kProbing);
         w.run_until([] { return false; }, Time{} + 45s);
         for (WorldSide side : {WorldSide::kNas, WorldSide::kLaptop}) {

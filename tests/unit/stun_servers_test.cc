@@ -48,7 +48,7 @@ std::vector<Time> run(StunServerSet& s, Time until) {
 
 }  // namespace
 
-TEST_CASE("a silent STUN server gets RFC 8489's seven requests, then is given up and reported once") {
+TEST_CASE("a silent STUN server gets RFC 8489's 7 requests, then is given up and reported once") {
     SeededRng rng(1);
     const Time t0 = time_from_us(1'000'000);
     StunServerSet set({literal(kServerA)}, "burrow/test");
