@@ -27,7 +27,11 @@
 // Online, the client binds its UDP address (signal/udp_binding.h) and learns its reflexive
 // address and NAT mapping (signal/nat_probe.h); when the probe is done it registers its host
 // candidates plus the reflexive one. Connects asked for before that wait (up to
-// kPendingConnectTimeout), so the peer always learns our candidates. Relay packets go by UDP
+// kPendingConnectTimeout), so the peer always learns our candidates. The configured standard
+// STUN servers (signal/stun_servers.h) are asked at the same time as the server's ports, again
+// when the host addresses change or the server says the NAT moved us; registration does not
+// wait for them, and an answer that changes the candidates (extra reflexive ones) or the
+// mapping (a second opinion) sends Register again. Relay packets go by UDP
 // (as RelayFrom, which lets the server follow a NAT that moved us) while the binding is
 // confirmed, else over TLS; while offline they are dropped and counted.
 //
