@@ -4,6 +4,7 @@
 
 #include "config/checks.h"
 #include "config/toml_reader.h"
+#include "signal/stun_servers.h"
 
 namespace burrow {
 
@@ -19,6 +20,35 @@ struct Positions {
     std::vector<Located<HostPort>> binds;        // admin, then forward[i].listen
     std::vector<Located<std::string>> peers;     // forward[i].peer
 };
+
+void read_stun_servers(Issues& issues, const Located<std::vector<Located<std::string>>>& list,
+                       AgentConfig& config) {
+    if (list.value.size() > kMaxStunServers) {
+        issues.add(list, "lists " + std::to_string(list.value.size()) +
+                             " servers; at most " + std::to_string(kMaxStunServers) +
+                             " (two already give a second opinion on the NAT)");
+        return;
+    }
+    std::vector<Located<std::string>> seen;  // canonical "host:port", for the repeat check
+    for (const auto& entry : list.value) {
+        auto address = check_address(issues, entry, AddressUse::kConnect);
+        if (!address) continue;
+        if (is_wildcard(*address)) {
+            issues.add(entry,
+                       quote(entry.value) + " is a wildcard address; give the server's address");
+            continue;
+        }
+        if (address->kind == HostKind::kIpv6) {
+            issues.add(entry, quote(entry.value) +
+                                  " is an IPv6 address; the agent's UDP socket is IPv4 only "
+                                  "(give an IPv4 address or a name)");
+            continue;
+        }
+        seen.push_back({to_string(*address), entry.at, entry.path});
+        config.stun_servers.push_back(*address);
+    }
+    check_no_repeats(issues, seen, "stun server");
+}
 
 void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& files,
                 AgentConfig& config, Positions& positions) {
@@ -86,6 +116,7 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
     if (auto keepalive = t.optional_string("keepalive")) {
         config.keepalive = check_duration(issues, *keepalive, kMinKeepalive, kMaxKeepalive);
     }
+    if (auto stun = t.optional_strings("stun_servers")) read_stun_servers(issues, *stun, config);
     t.finish();
 }
 

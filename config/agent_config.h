@@ -14,6 +14,10 @@
 //   # keepalive = "5s"                  # how often the UDP binding at the server is refreshed
 //                                       # (1s-60s); below the NAT's UDP timeout. Unset: learned
 //                                       # (25 s, halved each time the NAT forgets our mapping)
+//   # stun_servers = ["stun.example.net:3478"]  # standard STUN servers (RFC 8489) asked for
+//                                       # more reflexive candidates and a second opinion on
+//                                       # the NAT's mapping; host:port, IPv4 or a name, at
+//                                       # most 8, no repeats
 //
 //   [[expose]]                          # a local service that allowed peers may open
 //   service = "web"                     # [a-z0-9-_.]{1,64}
@@ -73,6 +77,8 @@ struct AgentConfig {
     uint64_t max_streams = kDefaultMaxStreams;
     // How often the agent refreshes its UDP binding at the server; nullopt: learned.
     std::optional<Duration> keepalive;
+    // Standard STUN servers (signal/stun_servers.h); at most kMaxStunServers, no repeats.
+    std::vector<HostPort> stun_servers;
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
 

@@ -165,12 +165,18 @@ std::optional<Located<int64_t>> TableReader::optional_integer(std::string_view k
 
 std::optional<Located<std::vector<Located<std::string>>>> TableReader::required_strings(
     std::string_view key, std::string_view example) {
-    const toml::node* node = find(key);
-    if (node == nullptr) {
+    if (find(key) == nullptr) {
         report_missing(key, "required key is missing; add: " + std::string(key) + " = " +
                                 std::string(example));
         return std::nullopt;
     }
+    return optional_strings(key);
+}
+
+std::optional<Located<std::vector<Located<std::string>>>> TableReader::optional_strings(
+    std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return std::nullopt;
     const std::string path = child_path(key);
     const toml::array* array = node->as_array();
     if (array == nullptr) {

@@ -79,6 +79,9 @@ class TableReader {
     // An array of strings, possibly empty; the array and each element keep their position.
     std::optional<Located<std::vector<Located<std::string>>>> required_strings(
         std::string_view key, std::string_view example);
+    // The same, absent allowed (nullopt without an issue).
+    std::optional<Located<std::vector<Located<std::string>>>> optional_strings(
+        std::string_view key);
     std::optional<TableReader> required_table(std::string_view key);
     // [[key]]: the tables in order; absent means none.
     std::vector<TableReader> table_array(std::string_view key);

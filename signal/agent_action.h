@@ -2,7 +2,7 @@
 // action out on the OS and reports back through the core's on_* calls; it decides nothing.
 //
 //   the server     DialServer -> on_control_connected | on_control_closed;  WriteControl;
-//                  CloseControl
+//                  CloseControl;  ResolveStunServer -> on_stun_server_resolved
 //   UDP sockets    OpenUdpSocket -> on_udp_socket_failed if the OS refuses;  CloseUdpSocket.
 //                  (The main socket, route kRouteMain, is src/'s from the start.)
 //   forwards       ListenTcp -> on_listen_failed if the OS refuses;  StopListening;
@@ -40,6 +40,12 @@ struct WriteControl {
     Bytes bytes;
 };
 struct CloseControl {};
+// Resolve `[agent] stun_servers` entry `index` (a DNS name) and report it with
+// AgentCore::on_stun_server_resolved.
+struct ResolveStunServer {
+    size_t index = 0;
+    HostPort server;
+};
 struct OpenUdpSocket {
     RouteId route;
     int buffer_bytes;  // the socket buffers to ask for
@@ -100,7 +106,8 @@ struct Exit {
 };
 
 using AgentAction =
-    std::variant<DialServer, WriteControl, CloseControl, OpenUdpSocket, CloseUdpSocket, ListenTcp,
+    std::variant<DialServer, WriteControl, CloseControl, ResolveStunServer, OpenUdpSocket,
+                 CloseUdpSocket, ListenTcp,
                  StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
                  Log, Exit>;

@@ -66,7 +66,8 @@ AgentClient::AgentClient(AgentClientConfig config, Rng& rng, Time now)
       public_key_(burrow::public_key(config_.key)),
       rng_(rng),
       reconnect_at_(now),
-      probe_(printable(config_.software, kStunMaxTextEncode)) {
+      probe_(printable(config_.software, kStunMaxTextEncode)),
+      stun_servers_(config_.stun_servers, printable(config_.software, kStunMaxTextEncode)) {
     config_.software = printable(config_.software, kMaxSoftwareLen);
     binding_.set_keepalive(config_.keepalive);
 }
@@ -210,6 +211,8 @@ void AgentClient::on_auth_ok(AuthOk&& ok, Time now) {
     std::deque<ServerDatagram> staged;
     probe_.start(rng_, now, staged);
     binding_.start(udp_token_, now, staged);
+    // Each registration asks the STUN servers again, as it asks the server's ports.
+    stun_servers_.start(rng_, now);
     queue_udp(staged);
     reported_binding_ = UdpBindingStatus::kUnknown;
     attach_sessions();
@@ -310,6 +313,8 @@ void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
     if (answer == BindAnswerKind::kMoved) {
         stats_.udp_moves++;
         emit(UdpMoved{binding_.refresh_interval(), binding_.learning()});
+        // The NAT gave us a new public address: what the STUN servers saw is stale.
+        stun_servers_.start(rng_, now);
     }
     report_binding();
 }
@@ -355,16 +360,22 @@ void AgentClient::queue_udp(std::deque<ServerDatagram>& staged) {
 // --- registration and connects ------------------------------------------------------------------
 
 std::vector<Candidate> AgentClient::candidates() const {
+    std::vector<SocketAddress> reflexive;
+    if (nat_ && nat_->mapped[port_index(UdpPort::kMain)]) {
+        reflexive.push_back(*nat_->mapped[port_index(UdpPort::kMain)]);
+    }
+    for (const SocketAddress& a : stun_servers_.mapped()) reflexive.push_back(a);
     std::vector<Candidate> cs;
-    // Room is kept for the reflexive candidate: it is the one that works across NATs.
+    // Room is kept for the reflexive candidates: they are the ones that work across NATs.
     for (const SocketAddress& a : host_candidates_) {
-        if (cs.size() + 1 >= kMaxCandidates) break;
+        if (cs.size() + reflexive.size() >= kMaxCandidates) break;
         cs.push_back(Candidate{CandidateKind::kHost, a});
     }
-    if (nat_ && nat_->mapped[port_index(UdpPort::kMain)]) {
-        const SocketAddress& srflx = *nat_->mapped[port_index(UdpPort::kMain)];
-        // A host without NAT sees its own address reflected: one candidate is enough.
-        if (std::none_of(cs.begin(), cs.end(),
+    for (const SocketAddress& srflx : reflexive) {
+        // A host without NAT sees its own address reflected, and servers behind one
+        // endpoint-independent mapping all see the same address: one candidate is enough.
+        if (cs.size() < kMaxCandidates &&
+            std::none_of(cs.begin(), cs.end(),
                          [&](const Candidate& c) { return c.address == srflx; })) {
             cs.push_back(Candidate{CandidateKind::kServerReflexive, srflx});
         }
@@ -372,27 +383,76 @@ std::vector<Candidate> AgentClient::candidates() const {
     return cs;
 }
 
+NatMapping AgentClient::mapping() const {
+    if (!nat_) return NatMapping::kUnknown;
+    const std::vector<SocketAddress> seen = stun_servers_.mapped();
+    return refine_mapping(nat_->mapping, nat_->mapped[port_index(UdpPort::kMain)], seen,
+                          host_candidates_);
+}
+
+void AgentClient::send_register() {
+    Register r{candidates(), mapping()};
+    if (registered_as_ && *registered_as_ == r) return;
+    send_control(r);
+    registered_as_ = std::move(r);
+}
+
+void AgentClient::set_stun_server_address(size_t i, std::optional<SocketAddress> address,
+                                          std::string error, Time now) {
+    stun_servers_.set_address(i, std::move(address), std::move(error));
+    if (online()) stun_servers_.probe(i, rng_, now);
+}
+
+void AgentClient::on_stun_server_udp(const SocketAddress& from, ByteView datagram, Time now) {
+    stun_servers_.on_datagram(from, datagram, now);
+    after_stun_servers();
+}
+
+void AgentClient::after_stun_servers() {
+    bool changed = false;
+    while (auto e = stun_servers_.poll_event()) {
+        if (auto* a = std::get_if<StunServerAnswered>(&*e)) {
+            const StunServerStatus st = stun_servers_.status()[a->index];
+            if (a->changed) {
+                changed = true;
+                emit(StunServerReport{st.server, a->mapped, st.rtt, st.requests});
+            }
+        } else if (auto* silent = std::get_if<StunServerSilent>(&*e)) {
+            const StunServerStatus st = stun_servers_.status()[silent->index];
+            changed = true;  // a stale address it saw may have left the candidates
+            emit(StunServerReport{st.server, std::nullopt, Duration{}, st.requests});
+        }
+    }
+    if (!changed || !registered()) return;
+    const NatMapping before = registered_as_ ? registered_as_->nat : NatMapping::kUnknown;
+    send_register();
+    if (registered_as_->nat != before) emit(NatDiscovered{nat_->mapped, registered_as_->nat});
+}
+
 void AgentClient::maybe_register(Time now) {
     if (!online() || registered_ || !probe_.finished()) return;
     nat_ = probe_.result();
-    emit(NatDiscovered{nat_->mapped, nat_->mapping});
-    std::vector<Candidate> cs = candidates();
-    send_control(Register{cs, nat_->mapping});
+    registered_as_.reset();
+    send_register();
+    emit(NatDiscovered{nat_->mapped, registered_as_->nat});
     registered_ = true;
     backoff_.reset();
     stats_.registrations++;
-    emit(Registered{name_, std::move(cs), nat_->mapping});
+    emit(Registered{name_, registered_as_->candidates, registered_as_->nat});
     flush_pending_connects(now);
 }
 
 void AgentClient::set_host_candidates(std::vector<SocketAddress> addresses, Time now) {
-    (void)now;
     std::vector<SocketAddress> unique;
     for (const SocketAddress& a : addresses) {
         if (std::find(unique.begin(), unique.end(), a) == unique.end()) unique.push_back(a);
     }
     host_candidates_ = std::move(unique);
-    if (registered()) send_control(Register{candidates(), nat_->mapping});
+    if (!registered()) return;
+    registered_as_.reset();
+    send_register();
+    // The network changed: ask the STUN servers again what they see.
+    stun_servers_.start(rng_, now);
 }
 
 void AgentClient::connect(std::string_view peer, std::string_view service, uint64_t session_id,
@@ -547,6 +607,8 @@ void AgentClient::on_timer(Time now) {
             queue_udp(staged);
             report_binding();
             maybe_register(now);
+            stun_servers_.on_timer(now);
+            after_stun_servers();
             break;
         }
         case AgentClientState::kWaiting:
@@ -567,7 +629,8 @@ Time AgentClient::next_deadline() const {
             return std::min(next, state_deadline_);
         case AgentClientState::kOnline:
             return std::min({next, last_input_ + kServerSilenceTimeout, ping_deadline(),
-                             probe_.next_deadline(), binding_.next_deadline()});
+                             probe_.next_deadline(), binding_.next_deadline(),
+                             stun_servers_.next_deadline()});
         case AgentClientState::kFailed:
             return next;
     }
@@ -611,6 +674,8 @@ void AgentClient::send_control(const ControlMessage& m) {
 
 void AgentClient::reset_connection() {
     probe_.stop();
+    stun_servers_.stop();
+    registered_as_.reset();
     binding_.stop();
     reported_binding_ = UdpBindingStatus::kUnknown;
     nat_.reset();

@@ -27,7 +27,11 @@
 // Online, the client binds its UDP address (signal/udp_binding.h) and learns its reflexive
 // address and NAT mapping (signal/nat_probe.h); when the probe is done it registers its host
 // candidates plus the reflexive one. Connects asked for before that wait (up to
-// kPendingConnectTimeout), so the peer always learns our candidates. Relay packets go by UDP
+// kPendingConnectTimeout), so the peer always learns our candidates. The configured standard
+// STUN servers (signal/stun_servers.h) are asked at the same time as the server's ports, again
+// when the host addresses change or the server says the NAT moved us; registration does not
+// wait for them, and an answer that changes the candidates (extra reflexive ones) or the
+// mapping (a second opinion) sends Register again. Relay packets go by UDP
 // (as RelayFrom, which lets the server follow a NAT that moved us) while the binding is
 // confirmed, else over TLS; while offline they are dropped and counted.
 //
@@ -54,6 +58,7 @@
 #include "signal/control.h"
 #include "signal/nat_probe.h"
 #include "signal/reconnect_backoff.h"
+#include "signal/stun_servers.h"
 #include "signal/udp_binding.h"
 #include "tunnel/noise.h"
 #include "tunnel/rng.h"
@@ -103,6 +108,9 @@ struct AgentClientConfig {
     // `[agent] keepalive`: how often the UDP binding is refreshed; nullopt: learned
     // (signal/udp_binding.h).
     std::optional<Duration> keepalive;
+    // `[agent] stun_servers` (signal/stun_servers.h): more reflexive candidates and a second
+    // opinion on the NAT's mapping. Names are resolved by the caller (set_stun_server_address).
+    std::vector<HostPort> stun_servers;
 };
 
 enum class AgentClientState {
@@ -136,6 +144,18 @@ class AgentClient {
     // A datagram whose source is the server's `from` port (src/ filters by address).
     void on_udp(UdpPort from, ByteView datagram, Time now);
     void on_timer(Time now);
+    // --- standard STUN servers (signal/stun_servers.h), from the agent's main socket ---
+    // What resolving stun_servers[i] gave; probed at once if online.
+    void set_stun_server_address(size_t i, std::optional<SocketAddress> address,
+                                 std::string error, Time now);
+    // Whether a datagram from `from` is the answer a STUN server of ours is waiting for.
+    bool expects_stun_server(const SocketAddress& from, ByteView datagram) const {
+        return stun_servers_.expects(from, datagram);
+    }
+    bool knows_stun_server(const SocketAddress& from) const { return stun_servers_.knows(from); }
+    // A STUN datagram from a configured server's address (counted and dropped unless it
+    // answers our request).
+    void on_stun_server_udp(const SocketAddress& from, ByteView datagram, Time now);
 
     // --- the agent's requests ---
     // Asks the server for peer's service. session_id: the relay session of our link with the
@@ -157,6 +177,10 @@ class AgentClient {
     // --- outputs ---
     std::optional<Bytes> poll_control();
     std::optional<ServerDatagram> poll_udp();
+    // Binding requests for the standard STUN servers, to send from the main socket.
+    std::optional<StunServerDatagram> poll_stun_server_udp() {
+        return stun_servers_.poll_transmit();
+    }
     std::optional<AgentEvent> poll_event();
     Time next_deadline() const;
 
@@ -173,6 +197,9 @@ class AgentClient {
     const PublicKey& public_key() const { return public_key_; }
     size_t relay_session_count() const { return sessions_.size(); }
     const AgentClientStats& stats() const { return stats_; }
+    const StunServerSet& stun_servers() const { return stun_servers_; }
+    // The NAT mapping as registered: the server probe's verdict refined by the STUN servers'.
+    NatMapping mapping() const;
 
   private:
     struct KnownSession {
@@ -199,8 +226,14 @@ class AgentClient {
     void attach_sessions();
     void report_binding();
     void queue_udp(std::deque<ServerDatagram>& staged);
-    // Host candidates plus the reflexive address the main port saw.
+    // The STUN servers' answers and silences since the last call: events, and a new Register
+    // when they changed our candidates or mapping.
+    void after_stun_servers();
+    // Host candidates, the reflexive address the server's main port saw, then those the STUN
+    // servers saw; each address once.
     std::vector<Candidate> candidates() const;
+    // Sends Register with candidates() and mapping() unless the server has exactly those.
+    void send_register();
     void maybe_register(Time now);
     void flush_pending_connects(Time now);
     void expire_pending_connects(Time now);
@@ -237,6 +270,8 @@ class AgentClient {
     UdpToken udp_token_{};
     std::optional<std::array<uint16_t, 2>> server_ports_;
     NatProbe probe_;
+    StunServerSet stun_servers_;
+    std::optional<Register> registered_as_;  // what the server was last told
     std::optional<NatProbeResult> nat_;
     UdpBinding binding_;
     UdpBindingStatus reported_binding_ = UdpBindingStatus::kUnknown;

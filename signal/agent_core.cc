@@ -50,7 +50,8 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
     : config_(std::move(config)),
       rng_(rng),
       started_at_(now),
-      client_(AgentClientConfig{config_.key, std::nullopt, config_.software, config_.keepalive},
+      client_(AgentClientConfig{config_.key, std::nullopt, config_.software, config_.keepalive,
+                                config_.stun_servers},
               rng, now) {}
 
 // --- life ----------------------------------------------------------------------------------------
@@ -61,6 +62,36 @@ void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now) {
                              std::to_string(host_addresses.empty() ? 0 : host_addresses[0].port));
     for (const auto& f : config_.forward) start_forward(f, true);
     client_.set_host_candidates(std::move(host_addresses), now);
+    stun_resolving_.assign(config_.stun_servers.size(), false);
+    resolve_stun_servers();
+    after_client(now);
+}
+
+void AgentCore::resolve_stun_servers() {
+    const std::vector<StunServerStatus> st = client_.stun_servers().status();
+    for (size_t i = 0; i < st.size() && i < stun_resolving_.size(); ++i) {
+        if (st[i].address || stun_resolving_[i]) continue;
+        stun_resolving_[i] = true;
+        act(ResolveStunServer{i, config_.stun_servers[i]});
+    }
+}
+
+void AgentCore::on_stun_server_resolved(size_t index, std::optional<SocketAddress> address,
+                                        std::string_view error, Time now) {
+    if (index >= stun_resolving_.size()) return;
+    stun_resolving_[index] = false;
+    std::string why(error);
+    if (address && address->v6) {
+        // The main socket is IPv4 (docs/architecture.md §4): a request could not leave it.
+        why = "resolved to the IPv6 address " + to_string(*address) +
+              "; the agent's UDP socket is IPv4 only";
+        address.reset();
+    }
+    if (!address) {
+        log(Severity::kWarn, "stun server " + to_string(config_.stun_servers[index]) + ": " + why +
+                                 " (skipped; tried again at the next registration)");
+    }
+    client_.set_stun_server_address(index, address, why, now);
     after_client(now);
 }
 
@@ -189,7 +220,19 @@ void AgentCore::after_client(Time now) {
     }
 }
 
+void AgentCore::on_client_event(const StunServerReport& e, Time) {
+    if (!e.mapped) {
+        log(Severity::kWarn, "stun server " + e.server + ": no answer to " +
+                                 plural(static_cast<size_t>(e.requests), "request") +
+                                 " (skipped until the next registration)");
+        return;
+    }
+    log(Severity::kInfo, "stun server " + e.server + " sees this agent as " +
+                             to_string(*e.mapped) + " (rtt " + ms_text(e.rtt) + ")");
+}
+
 void AgentCore::on_client_event(const Registered& e, Time now) {
+    resolve_stun_servers();
     log(Severity::kInfo, "registered with the server as " + e.name + " (nat " + to_string(e.nat) +
                              ", " + (client_.udp_bound() ? "udp relay" : "udp not confirmed yet") +
                              ")");
@@ -243,7 +286,10 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     PunchPlan plan;
     for (const auto& c : info.candidates) {
         plan.candidates.push_back(c.address);
-        if (c.kind == CandidateKind::kServerReflexive) plan.reflexive = c.address;
+        // The first is what the server's main port saw; more come from STUN servers.
+        if (c.kind == CandidateKind::kServerReflexive && !plan.reflexive) {
+            plan.reflexive = c.address;
+        }
     }
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
@@ -373,14 +419,19 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, ByteView datagr
 
 void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView datagram,
                        Time now) {
-    if (route == kRouteMain && server_address_ && from.ip == server_address_->ip &&
-        from.v6 == server_address_->v6) {
-        for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
-            if (client_.server_udp_port(port) == from.port) {
-                client_.on_udp(port, datagram, now);
-                after_client(now);
-                return;
-            }
+    // A configured STUN server's answer: STUN, from that server's address. When the server is
+    // also the burrow server's STUN port, only its own transaction is taken here.
+    if (route == kRouteMain && is_stun(datagram) && client_.knows_stun_server(from) &&
+        (client_.expects_stun_server(from, datagram) || !from_server_port(from))) {
+        client_.on_stun_server_udp(from, datagram, now);
+        after_client(now);
+        return;
+    }
+    if (route == kRouteMain) {
+        if (auto port = from_server_port(from)) {
+            client_.on_udp(*port, datagram, now);
+            after_client(now);
+            return;
         }
     }
     Peer* owner = nullptr;
@@ -400,6 +451,16 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView
     const LinkVerdict verdict = owner->link->on_datagram(route, from, datagram, now);
     if (std::holds_alternative<LinkAccepted>(verdict)) owner->traffic.direct.received(size);
     process(*owner, now);
+}
+
+std::optional<UdpPort> AgentCore::from_server_port(const SocketAddress& from) const {
+    if (!server_address_ || from.ip != server_address_->ip || from.v6 != server_address_->v6) {
+        return std::nullopt;
+    }
+    for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
+        if (client_.server_udp_port(port) == from.port) return port;
+    }
+    return std::nullopt;
 }
 
 void AgentCore::on_udp_batch_end() {
@@ -487,6 +548,9 @@ std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out)
             SocketAddress to = *server_address_;
             to.port = *port;
             return UdpWrite{to, kRouteMain, place(datagram->bytes)};
+        }
+        if (auto datagram = client_.poll_stun_server_udp()) {
+            return UdpWrite{datagram->to, kRouteMain, place(datagram->bytes)};
         }
         bool relayed = false;
         for (auto& [name, peer] : peers_) {
@@ -1140,6 +1204,8 @@ AgentStatus AgentCore::status(Time now) const {
         s.exposes.push_back(ExposeStatus{e.service, to_string(e.target), e.allow, c.streams,
                                          active["expose " + e.service], c.refused});
     }
+    s.stun_servers = client_.stun_servers().status();
+    s.stun_server_stats = client_.stun_servers().stats();
     s.client = client_.stats();
     s.drops = drops_;
     s.punch = punch_;

@@ -87,6 +87,9 @@ struct AgentCoreConfig {
     int64_t wall_clock_at_zero_us = 0;  // see Session
     // `[agent] keepalive`: the relay binding's refresh interval; nullopt: learned.
     std::optional<Duration> keepalive;
+    // `[agent] stun_servers`: standard STUN servers asked from the main socket; names are
+    // resolved through ResolveStunServer actions.
+    std::vector<HostPort> stun_servers;
 };
 
 class AgentCore {
@@ -110,6 +113,9 @@ class AgentCore {
     void on_control_bytes(ByteView bytes, Time now);
     // The connection or the attempt ended (also after a CloseControl).
     void on_control_closed(std::string_view reason, Time now);
+    // What a ResolveStunServer gave: an address, or the error (one line).
+    void on_stun_server_resolved(size_t index, std::optional<SocketAddress> address,
+                                 std::string_view error, Time now);
 
     // --- UDP ---
     // The mutable form lets a link open a data packet in place (the datagram's bytes are
@@ -235,6 +241,11 @@ class AgentCore {
     void on_client_event(const UdpBlocked& e, Time now);
     void on_client_event(const UdpMoved& e, Time now);
     void on_client_event(const RelaySessionDetached& e, Time now);
+    void on_client_event(const StunServerReport& e, Time now);
+    // ResolveStunServer for each configured name without an address (at start, and again at
+    // each registration for those that failed).
+    void resolve_stun_servers();
+    std::vector<bool> stun_resolving_;  // by index: a ResolveStunServer is out
 
     void start_forward(const ForwardConfig& f, bool initial);
     void open_waiters(Peer& peer, Time now);
@@ -252,6 +263,8 @@ class AgentCore {
     const ExposeConfig* find_expose(std::string_view service) const;
 
     Peer* find_peer_by_relay(uint64_t relay_id);
+    // Which of the server's UDP ports `from` is, if it is one.
+    std::optional<UdpPort> from_server_port(const SocketAddress& from) const;
     void process(Peer& peer, Time now);
     void wake_relayed_links(Time now);
     bool relay_wait_logged_ = false;  // "relayed sessions waiting for the server", this outage

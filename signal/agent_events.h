@@ -86,9 +86,19 @@ struct RelaySessionDetached {
     std::string reason;
 };
 
+// A standard STUN server (signal/stun_servers.h) answered with a new mapped address, or went
+// unanswered for a whole round (once, until it answers again).
+struct StunServerReport {
+    std::string server;                   // as configured
+    std::optional<SocketAddress> mapped;  // nullopt: no answer
+    Duration rtt{};
+    int requests = 0;
+};
+
 using AgentEvent =
     std::variant<Registered, AuthFailed, PeerReady, ConnectRefusedEvent, RelayReceived,
-                 Disconnected, NatDiscovered, UdpBound, UdpBlocked, UdpMoved, RelaySessionDetached>;
+                 Disconnected, NatDiscovered, UdpBound, UdpBlocked, UdpMoved, RelaySessionDetached,
+                 StunServerReport>;
 
 // Counters for `burrow status`; every input the client drops is counted under its reason.
 struct AgentClientStats {

@@ -136,6 +136,9 @@ struct AgentStatus {
     bool keepalive_learned = true;
     std::optional<NatMapping> nat;
     std::optional<SocketAddress> reflexive;
+    // `[agent] stun_servers`, in configuration order (signal/stun_servers.h).
+    std::vector<StunServerStatus> stun_servers;
+    StunServerStats stun_server_stats;
     std::vector<PeerStatus> peers;
     std::vector<ForwardStatus> forwards;
     std::vector<ExposeStatus> exposes;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <vector>
 
 namespace burrow {
 namespace {
@@ -40,6 +41,29 @@ NatMapping classify_mapping(const std::optional<SocketAddress>& main,
                             const std::optional<SocketAddress>& secondary) {
     if (!main || !secondary) return NatMapping::kUnknown;
     return *main == *secondary ? NatMapping::kEndpointIndependent : NatMapping::kPerDestination;
+}
+
+NatMapping refine_mapping(NatMapping server_verdict,
+                          const std::optional<SocketAddress>& server_main,
+                          std::span<const SocketAddress> stun_servers,
+                          std::span<const SocketAddress> host_addresses) {
+    std::vector<SocketAddress> seen;
+    const auto observe = [&](const SocketAddress& a) {
+        if (std::find(host_addresses.begin(), host_addresses.end(), a) != host_addresses.end()) {
+            return;
+        }
+        seen.push_back(a);
+    };
+    if (server_main) observe(*server_main);
+    for (const SocketAddress& a : stun_servers) observe(a);
+    if (seen.empty()) return server_verdict;
+    const bool differ = std::any_of(seen.begin(), seen.end(),
+                                    [&](const SocketAddress& a) { return a != seen.front(); });
+    if (differ) return NatMapping::kPerDestination;
+    if (server_verdict == NatMapping::kUnknown && seen.size() >= 2) {
+        return NatMapping::kEndpointIndependent;
+    }
+    return server_verdict;
 }
 
 void NatProbe::start(Rng& rng, Time now, std::deque<ServerDatagram>& out) {

@@ -17,6 +17,7 @@
 #include <array>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "signal/agent_udp.h"
@@ -53,6 +54,17 @@ Bytes encode_probe_request(const StunTransactionId& txid, std::string_view softw
 // The mapping behaviour two reflexive addresses show (kUnknown unless both are known).
 NatMapping classify_mapping(const std::optional<SocketAddress>& main,
                             const std::optional<SocketAddress>& secondary);
+
+// The server probe's verdict with a second opinion: what standard STUN servers
+// (signal/stun_servers.h) saw of the same socket. Any two observed addresses that differ (the
+// server's main port's and the STUN servers') mean the NAT maps per destination; two or more
+// that agree stand in for a server probe that could not tell. An observation equal to one of
+// our host addresses is left out: no NAT lies between us and that server (it sits on our side
+// of the NAT, or we have none), so it says nothing about how the NAT maps.
+NatMapping refine_mapping(NatMapping server_verdict,
+                          const std::optional<SocketAddress>& server_main,
+                          std::span<const SocketAddress> stun_servers,
+                          std::span<const SocketAddress> host_addresses);
 
 class NatProbe {
   public:

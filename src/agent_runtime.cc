@@ -71,6 +71,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.forward = o.config.forward;
     c.session.connection.max_incoming_streams = o.config.max_streams;
     c.keepalive = o.config.keepalive;
+    c.stun_servers = o.config.stun_servers;
     if (auto n = rekey_after_messages_from_environment()) {
         c.session.key_limits.rekey_after_messages = *n;
     }
@@ -256,6 +257,16 @@ class Agent {
         // A full buffer means the server stopped reading; the session's loss recovery resends
         // relayed packets lost here.
         if (tls_ && !tls_->write(w.bytes)) spdlog::debug("control connection buffer full");
+    }
+    void execute(const ResolveStunServer& r) {
+        const size_t index = r.index;
+        resolve(loop_, r.server,
+                [this, index](std::optional<SocketAddress> addr, const std::string& error) {
+                    if (exiting_) return;
+                    report([&] {
+                        core_.on_stun_server_resolved(index, addr, error, clock_.now());
+                    });
+                });
     }
     void execute(const CloseControl&) {
         ++dial_attempt_;  // a resolve in flight is stale now

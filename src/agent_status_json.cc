@@ -93,6 +93,21 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
     out["server"] = server;
+    // [agent] stun_servers: what each one saw of the main socket, or that it did not answer.
+    json stun = json::array();
+    for (const StunServerStatus& st : s.stun_servers) {
+        json one = {{"server", st.server},
+                    {"state", to_string(st.state)},
+                    {"requests", st.requests}};
+        if (st.address) one["address"] = to_string(*st.address);
+        if (st.mapped) {
+            one["mapped"] = to_string(*st.mapped);
+            one["rtt_ms"] = to_ms(st.rtt);
+        }
+        if (!st.error.empty()) one["error"] = st.error;
+        stun.push_back(std::move(one));
+    }
+    out["stun_servers"] = stun;
     // How the main socket moves datagrams (src/udp_socket.h): its modes, the buffers the kernel
     // granted, and datagrams per call, which says whether batching happens.
     out["udp"] = {{"send_mode", to_string(udp.send_mode)},
@@ -163,6 +178,8 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
         {"udp_send_queue_full", udp.send_queue_full},
         {"stun_malformed", c.drop_stun_malformed},
         {"stun_unmatched", c.drop_stun_unmatched},
+        {"stun_server_malformed", s.stun_server_stats.drop_malformed},
+        {"stun_server_unmatched", s.stun_server_stats.drop_unmatched},
         {"control_unexpected", c.drop_control_unexpected},
         {"connects_refused_locally", c.connects_refused_locally},
         {"streams_refused", s.drops.streams_refused},

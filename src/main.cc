@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
                          "an agent's TOML file: use its server (STUN ports 3478 and 3479)");
     netcheck->add_option("--stun", netcheck_options.stun,
                          "a STUN server HOST:PORT (give two: the server's two ports)");
+    netcheck->add_option("--stun-server", netcheck_options.stun_servers,
+                         "a standard STUN server HOST:PORT to ask as well (repeatable; with -c "
+                         "the config's [agent] stun_servers)");
 
     burrow::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "show what the running agent is doing");

@@ -11,10 +11,12 @@
 #include "config/agent_config.h"
 #include "signal/host_port.h"
 #include "signal/nat_probe.h"
+#include "signal/stun_servers.h"
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
 #include "src/resolve.h"
+#include "src/sockaddr.h"
 #include "src/system_rng.h"
 #include "src/udp_socket.h"
 #include "src/version.h"
@@ -36,7 +38,7 @@ std::string describe(const std::optional<SocketAddress>& a, uint16_t port) {
     return (a ? to_string(*a) : std::string("no answer")) + " (port " + std::to_string(port) + ")";
 }
 
-void print_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& servers) {
+void print_server_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& servers) {
     const bool any = r.mapped[0] || r.mapped[1];
     const bool both = r.mapped[0] && r.mapped[1];
     if (both) {
@@ -50,7 +52,25 @@ void print_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& s
     }
     std::printf("reflexive      %s, %s\n", describe(r.mapped[0], servers[0].port).c_str(),
                 describe(r.mapped[1], servers[1].port).c_str());
-    switch (r.mapping) {
+}
+
+// One line per [agent] stun_servers / --stun-server entry: what it saw, or that it was silent.
+void print_stun_servers(const std::vector<StunServerStatus>& servers) {
+    for (const StunServerStatus& st : servers) {
+        if (st.mapped) {
+            std::printf("stun server    %s answered: %s (rtt %.1f ms)\n", st.server.c_str(),
+                        to_string(*st.mapped).c_str(), to_ms(st.rtt));
+        } else if (!st.error.empty()) {
+            std::printf("stun server    %s not asked: %s\n", st.server.c_str(), st.error.c_str());
+        } else {
+            std::printf("stun server    %s no answer to %d requests\n", st.server.c_str(),
+                        st.requests);
+        }
+    }
+}
+
+void print_mapping(NatMapping mapping) {
+    switch (mapping) {
         case NatMapping::kEndpointIndependent:
             std::printf("mapping        endpoint-independent: direct paths can be punched\n");
             break;
@@ -59,22 +79,35 @@ void print_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& s
                         "peer whose NAT is not symmetric too; otherwise the relay\n");
             break;
         case NatMapping::kUnknown:
-            std::printf("mapping        unknown: needs answers from both ports\n");
+            std::printf("mapping        unknown: needs answers from both ports or two STUN "
+                        "servers\n");
             break;
     }
 }
 
 class Netcheck {
   public:
-    Netcheck(uv_loop_t* loop, std::array<SocketAddress, 2> servers)
-        : loop_(loop), servers_(servers), probe_(std::string("burrow/") + version_string()) {}
+    // servers: the burrow server's two STUN ports, if asked; stun: standard STUN servers, with
+    // the addresses resolved (or the errors) already set.
+    Netcheck(uv_loop_t* loop, std::optional<std::array<SocketAddress, 2>> servers,
+             StunServerSet stun)
+        : loop_(loop),
+          servers_(servers),
+          probe_(std::string("burrow/") + version_string()),
+          stun_(std::move(stun)) {}
 
     std::optional<OsError> start() {
         UdpHandlers handlers{
             .datagram =
-                [this](const SocketAddress& from, ByteView data, Time) {
-                    for (size_t i = 0; i < servers_.size(); ++i) {
-                        if (from == servers_[i]) probe_.on_stun(static_cast<UdpPort>(i), data);
+                [this](const SocketAddress& from, ByteView data, Time now) {
+                    if (stun_.expects(from, data)) {
+                        stun_.on_datagram(from, data, now);
+                    } else if (servers_) {
+                        for (size_t i = 0; i < servers_->size(); ++i) {
+                            if (from == (*servers_)[i]) {
+                                probe_.on_stun(static_cast<UdpPort>(i), data);
+                            }
+                        }
                     }
                     check_done();
                 },
@@ -85,27 +118,42 @@ class Netcheck {
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         CoreTimer::Hooks hooks;
-        hooks.on_timer = [this](Time now) { probe_.on_timer(now, out_); };
+        hooks.on_timer = [this](Time now) {
+            probe_.on_timer(now, out_);
+            stun_.on_timer(now);
+        };
         hooks.transmit_one = [this](Time) {
-            if (out_.empty()) return false;
+            if (auto d = stun_.poll_transmit()) {
+                udp_->send(d->to, d->bytes);
+                return true;
+            }
+            if (out_.empty() || !servers_) return false;
             ServerDatagram d = std::move(out_.front());
             out_.pop_front();
-            udp_->send(servers_[static_cast<size_t>(d.to)], d.bytes);
+            udp_->send((*servers_)[static_cast<size_t>(d.to)], d.bytes);
             return true;
         };
-        hooks.next_deadline = [this] { return probe_.next_deadline(); };
+        hooks.next_deadline = [this] {
+            return std::min(probe_.next_deadline(), stun_.next_deadline());
+        };
         hooks.flush = [this] { udp_->flush(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
-        probe_.start(rng_, clock_.now(), out_);
+        if (servers_) probe_.start(rng_, clock_.now(), out_);
+        stun_.start(rng_, clock_.now());
         timer_->kick();
         return std::nullopt;
     }
 
+    // Every question answered or given up: the server's ports, and each STUN server's round.
+    bool finished() const {
+        return (!servers_ || probe_.finished()) && stun_.next_deadline() == kNever;
+    }
     void check_done() {
-        if (!probe_.finished() || done_) return;
+        if (!finished() || done_) return;
         done_ = true;
         result_ = probe_.result();
+        local_port_ = udp_->local_address().port;
         timer_->close();
         udp_->close();
     }
@@ -113,16 +161,20 @@ class Netcheck {
     // Called from the loop: the timer path finishes through on_timer giving up.
     bool done() const { return done_; }
     const NatProbeResult& result() const { return result_; }
+    const StunServerSet& stun() const { return stun_; }
+    uint16_t local_port() const { return local_port_; }
     void poll() {
-        if (!done_ && probe_.finished()) check_done();
+        if (!done_ && finished()) check_done();
     }
 
   private:
     uv_loop_t* loop_;
     LoopClock clock_;
     SystemRng rng_;
-    std::array<SocketAddress, 2> servers_;
+    std::optional<std::array<SocketAddress, 2>> servers_;
     NatProbe probe_;
+    StunServerSet stun_;
+    uint16_t local_port_ = 0;
     std::deque<ServerDatagram> out_;
     std::shared_ptr<UdpSocket> udp_;
     std::shared_ptr<CoreTimer> timer_;
@@ -150,9 +202,20 @@ int run_netcheck(const NetcheckOptions& options) {
         if (auto* err = std::get_if<std::string>(&hp)) return fail(kExitUsage, s + ": " + *err);
         targets.push_back(std::get<HostPort>(hp));
     }
+    std::vector<HostPort> stun_servers;
+    if (options.stun_servers.size() > kMaxStunServers) {
+        return fail(kExitUsage, "give at most " + std::to_string(kMaxStunServers) +
+                                    " --stun-server addresses");
+    }
+    for (const auto& s : options.stun_servers) {
+        auto hp = parse_host_port(s);
+        if (auto* err = std::get_if<std::string>(&hp)) return fail(kExitUsage, s + ": " + *err);
+        stun_servers.push_back(std::get<HostPort>(hp));
+    }
     if (!options.config_path.empty()) {
         auto loaded = load_agent_config(options.config_path);
         if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
+        if (stun_servers.empty()) stun_servers = std::get<AgentConfig>(loaded).stun_servers;
         if (targets.empty()) {
             const HostPort server = std::get<AgentConfig>(loaded).server;
             for (uint16_t port : kDefaultStunPorts) {
@@ -162,24 +225,39 @@ int run_netcheck(const NetcheckOptions& options) {
             }
         }
     }
-    if (targets.empty()) return fail(kExitUsage, "give -c agent.toml or --stun HOST:PORT");
+    if (targets.empty() && stun_servers.empty()) {
+        return fail(kExitUsage, "give -c agent.toml, --stun HOST:PORT or --stun-server HOST:PORT");
+    }
     if (targets.size() == 1) targets.push_back(targets[0]);
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    std::array<SocketAddress, 2> servers;
-    for (size_t i = 0; i < 2; ++i) {
-        std::string error;
-        auto a = resolve_now(&loop, targets[i], &error);
-        if (!a) {
-            uv_loop_close(&loop);
-            return fail(kExitOsError, error);
+    std::optional<std::array<SocketAddress, 2>> servers;
+    if (!targets.empty()) {
+        servers.emplace();
+        for (size_t i = 0; i < 2; ++i) {
+            std::string error;
+            auto a = resolve_now(&loop, targets[i], &error);
+            if (!a) {
+                uv_loop_close(&loop);
+                return fail(kExitOsError, error);
+            }
+            (*servers)[i] = *a;
         }
-        servers[i] = *a;
+    }
+    StunServerSet stun(stun_servers, std::string("burrow/") + version_string());
+    for (size_t i = 0; i < stun_servers.size(); ++i) {
+        std::string error;
+        auto a = resolve_now(&loop, stun_servers[i], &error);
+        if (a && a->v6) {
+            a.reset();
+            error = "IPv6 is not supported yet";
+        }
+        stun.set_address(i, a, error);
     }
     int status = 0;
     {
-        Netcheck check(&loop, servers);
+        Netcheck check(&loop, servers, std::move(stun));
         if (auto err = check.start()) {
             status = fail(kExitOsError, err->message);
         } else {
@@ -196,7 +274,17 @@ int run_netcheck(const NetcheckOptions& options) {
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&watch), nullptr);
             uv_run(&loop, UV_RUN_DEFAULT);
-            print_report(check.result(), servers);
+            NatMapping mapping = NatMapping::kUnknown;
+            std::optional<SocketAddress> main;
+            if (servers) {
+                print_server_report(check.result(), *servers);
+                mapping = check.result().mapping;
+                main = check.result().mapped[0];
+            }
+            print_stun_servers(check.stun().status());
+            const std::vector<SocketAddress> seen = check.stun().mapped();
+            const std::vector<SocketAddress> host = interface_addresses(check.local_port());
+            print_mapping(refine_mapping(mapping, main, seen, host));
         }
     }
     uv_loop_close(&loop);

@@ -9,6 +9,11 @@
 // It sends the agent's own STUN probe (signal/nat_probe.h) from one UDP socket to two ports of
 // the server; it does not log in, so it can run beside a running agent. With -c, the ports are
 // the server's defaults (3478 and 3479) on the host of [agent] server unless --stun is given.
+// Standard STUN servers (--stun-server, repeatable, or the config's [agent] stun_servers) are
+// asked from the same socket on RFC 8489's schedule (signal/stun_servers.h; a silent one takes
+// 39.5 s to give up): one line each, and their answers refine the mapping verdict.
+//
+//   stun server    stun.example.net:3478 answered: 198.51.100.20:40312 (rtt 21.3 ms)
 #pragma once
 
 #include <string>
@@ -19,6 +24,9 @@ namespace burrow {
 struct NetcheckOptions {
     std::string config_path;        // an agent config whose server host to use
     std::vector<std::string> stun;  // HOST:PORT, at most two
+    // Standard STUN servers (HOST:PORT, at most kMaxStunServers); with -c and none given, the
+    // config's [agent] stun_servers.
+    std::vector<std::string> stun_servers;
 };
 
 // 0 after printing a report (also when UDP is blocked: that is a finding), 2 for bad

@@ -185,6 +185,22 @@ std::string udp_line(const json& status) {
            bytes_text(u, "send_buffer_bytes") + " out\n";
 }
 
+// Only when [agent] stun_servers lists any: each server's state, what it saw, and its RTT.
+std::string stun_section(const json& status) {
+    const json& servers = array_or_empty(status, "stun_servers");
+    if (servers.empty()) return "";
+    Table table({"STUN SERVER", "STATE", "MAPPED", "RTT"});
+    for (const json& st : servers) {
+        std::string state = text(st, "state");
+        if (const json* e = field(st, "error"); e != nullptr && e->is_string()) {
+            state += " (" + text(st, "error") + ")";
+        }
+        table.add({text(st, "server"), state, text(st, "mapped"),
+                   field(st, "rtt_ms") ? rtt_text(st) : kMissing});
+    }
+    return "\n" + table.render();
+}
+
 std::string peers_section(const json& status) {
     const json& peers = array_or_empty(status, "peers");
     if (peers.empty()) return "no peers\n";
@@ -299,7 +315,8 @@ std::string format_uptime(double seconds) {
 std::string render_status(const json& status) {
     if (!status.is_object()) return kMalformed;
     try {
-        return agent_line(status) + server_line(status) + udp_line(status) + "\n" +
+        return agent_line(status) + server_line(status) + udp_line(status) +
+               stun_section(status) + "\n" +
                peers_section(status) + "\n" +
                forwards_section(status) + "\n" + exposes_section(status) + "\n" +
                drops_line(status);

@@ -38,6 +38,20 @@ if(Python3_FOUND)
                              RUN_SERIAL TRUE)
     endforeach()
 
+    # [agent] stun_servers against a real coturn, and against a server that never answers
+    # (which takes RFC 8489's 39.5 s to give up).
+    foreach(case_timeout coturn:60 silent:90)
+        string(REPLACE ":" ";" pair ${case_timeout})
+        list(GET pair 0 case)
+        list(GET pair 1 timeout)
+        add_test(NAME e2e/stun_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/stun_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        # 77: harness.SKIP, when turnserver (coturn) is not installed.
+        set_tests_properties(e2e/stun_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+                             SKIP_RETURN_CODE 77)
+    endforeach()
+
     # The demo as a user runs it, with the binary under test instead of a fresh build.
     add_test(NAME e2e/demo_once COMMAND ${CMAKE_SOURCE_DIR}/run.sh demo --once)
     set_tests_properties(e2e/demo_once PROPERTIES LABELS e2e TIMEOUT 60

@@ -15,6 +15,9 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --udp-timeout S  the NATs forget a UDP mapping idle for S s (conntrack's udp timeouts)
   --idle S       after the transfer, S s of quiet, then a small request: it fails unless
                  answered within 1 s (a NAT that forgot a mapping must not stall it)
+  --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
+                 server, and list it in both agents' [agent] stun_servers: each agent must log
+                 its answer (the NAT's public address) unless its UDP is blocked
 
 Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
 (ctest's skip code) with a SKIP line when not root or without network namespaces.
@@ -37,6 +40,8 @@ REGISTER_TIMEOUT_S = 15.0  # TLS + auth + UDP binding; a blocked UDP binding giv
 TRANSFER_TIMEOUT_S = 60.0  # 20 MiB through the relay's 50 Mbit/s quota takes ~4 s
 DIRECT_GRACE_S = 5.0  # with --check-paths: how long after the transfer a direct path may come
 MAX_AFTER_IDLE_S = 1.0  # issue 19: a request after a minute idle, answered within 1 s
+COTURN_PORT = 3490  # --stun-server: on the server's address, beside its own STUN ports
+STUN_ANSWER_TIMEOUT_S = 5.0  # RFC 8489's first four tries; a lab's round trip is < 1 ms
 SMALL_FILE_SIZE = 1024
 HTTP_PORT = 8000
 FORWARD_PORT = 8080
@@ -175,8 +180,8 @@ def on_signal(signum, _frame):
 class World(harness.ConfigDir):
     """Keys, configs and the shared test file for a whole run (namespaces come per pair)."""
 
-    def __init__(self, burrow, d):
-        self.burrow, self.d = burrow, d
+    def __init__(self, burrow, d, stun_server=False):
+        self.burrow, self.d, self.stun_server = burrow, d, stun_server
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", self.server_toml())
         self.fingerprint = harness.fingerprint(burrow, self.path("server.toml"))
@@ -202,6 +207,8 @@ server = "{lab.SERVER_IP}:{lab.SERVER_TCP_PORT}"
 server_fingerprint = "{self.fingerprint}"
 admin = "{ADMIN}"
 """
+        if self.stun_server:
+            text += f'stun_servers = ["{lab.SERVER_IP}:{COTURN_PORT}"]\n'
         if name == "nas":
             return text + f"""
 [[expose]]
@@ -373,6 +380,12 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if opts.udp_timeout:
             the_lab.set_udp_timeout(opts.udp_timeout)
         start_server()
+        if world.stun_server:
+            coturn = spawn("coturn", lab.SERVER_NS, [
+                shutil.which("turnserver"), "-n", "--no-tls", "--no-dtls", "--no-tcp", "--no-cli",
+                "-S", "-z", "-L", lab.SERVER_IP, "-p", str(COTURN_PORT), "--log-file", "stdout",
+                "--simple-log", "--pidfile", os.path.join(pair_dir, "turnserver.pid")])
+            coturn.wait_for(r"main listener thread", REGISTER_TIMEOUT_S)
         nas_ns, laptop_ns = the_lab.agent_ns["nas"], the_lab.agent_ns["laptop"]
         http = spawn("http", nas_ns, [sys.executable, "-u", "-m", "http.server", "--bind",
                                       "127.0.0.1", "--directory", world.path("www"),
@@ -389,6 +402,19 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 res["lab_error"] = (f"{agent} behind {kind} found nat {m.group('nat')}, "
                                     f"not {expected_mapping(kind)}: the lab is wrong")
         laptop.wait_for(rf"127\.0\.0\.1:{FORWARD_PORT}\b.*listening", REGISTER_TIMEOUT_S)
+        if world.stun_server:
+            res["stun"] = {}
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                rx = (rf"stun server {re.escape(lab.SERVER_IP)}:{COTURN_PORT} sees this agent "
+                      r"as (?P<mapped>\S+)")
+                try:
+                    _, m = procs[agent].wait_for(rx, STUN_ANSWER_TIMEOUT_S)
+                    res["stun"][agent] = m.group("mapped")
+                except RuntimeError:
+                    res["stun"][agent] = None
+                if (res["stun"][agent] is None) != (lab.outer_kind(kind) == "udpblocked"):
+                    res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
+                                        f"{res['stun'][agent]} is not what the NAT allows")
 
         out_file = os.path.join(pair_dir, "fetched")
         fault = Fault(opts.fault, the_lab, out_file, restart_server) if opts.fault else None
@@ -615,6 +641,9 @@ def main():
                     help="the NATs forget a UDP mapping idle for S s")
     ap.add_argument("--idle", type=float, default=None, metavar="S",
                     help="after the transfer, S s idle, then a request answered within 1 s")
+    ap.add_argument("--stun-server", action="store_true",
+                    help="run coturn on the lab's internet and list it in the agents' "
+                         "stun_servers")
     ap.add_argument("--trials", type=int, default=1, metavar="N",
                     help="run each pair N times (the birthday pair's success rate)")
     ap.add_argument("--min-direct", type=int, default=None, metavar="K",
@@ -634,6 +663,8 @@ def main():
         return SKIP_CODE
     # Root with namespaces (CI) and a tool missing is a broken machine, not a reason to skip.
     missing = [t for t in ("curl", "conntrack", "iptables-restore") if not shutil.which(t)]
+    if opts.stun_server and not shutil.which("turnserver"):
+        missing.append("turnserver (coturn)")
     if missing:
         print(f"natlab: FAILED: missing {', '.join(missing)} (./run.sh deps installs them)",
               flush=True)
@@ -649,7 +680,7 @@ def main():
         if stale:
             print(f"natlab: removed stale namespaces {' '.join(stale)}", flush=True)
         print(f"natlab: iptables backend {lab.iptables_backend()}; logs in {d}", flush=True)
-        world = World(burrow, d)
+        world = World(burrow, d, opts.stun_server)
         started = time.monotonic()
         for i, (a, b) in enumerate(pairs):
             if kept:  # --keep leaves only the last pair standing
@@ -663,6 +694,9 @@ def main():
                   f"{fmt_s(r['first_byte_s'])}, transfer {'ok' if r['transfer_ok'] else 'FAILED'} "
                   f"in {fmt_s(r['transfer_s'])}"
                   + (f", fault: {r['fault']}" if "fault" in r else "")
+                  + (", coturn saw " + ", ".join(f"{who} {m or 'nothing'}"
+                                                 for who, m in r["stun"].items())
+                     if "stun" in r else "")
                   + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
                      if opts.idle else ""), flush=True)
             for problem in r.get("fault_problems", []):

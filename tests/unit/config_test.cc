@@ -275,6 +275,7 @@ admin = "[::1]:7070"
 log_level = "debug"
 max_streams = 500
 keepalive = "2500ms"
+stun_servers = ["192.0.2.7:3478", "stun.example.net:19302"]
 
 [[expose]]
 service = "web"
@@ -303,6 +304,8 @@ service = "web"
     expected.log_level = LogLevel::kDebug;
     expected.max_streams = 500;
     expected.keepalive = std::chrono::milliseconds(2500);
+    expected.stun_servers = {HostPort{"192.0.2.7", 3478, HostKind::kIpv4},
+                             HostPort{"stun.example.net", 19302, HostKind::kName}};
     expected.expose = {
         {"web", {"127.0.0.1", 80, HostKind::kIpv4}, {"laptop", "phone"}},
         {"ssh", {"files.lan", 22, HostKind::kName}, {"laptop"}},
@@ -326,6 +329,7 @@ TEST_CASE("a minimal agent file gets the defaults") {
     CHECK(config.log_level == LogLevel::kInfo);
     CHECK(config.max_streams == 16384);
     CHECK_FALSE(config.keepalive);  // learned
+    CHECK(config.stun_servers.empty());
     CHECK(config.expose.empty());
     CHECK(config.forward.empty());
 }
@@ -449,6 +453,27 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          "nas.toml:6:15: agent.max_streams: ", "2000000 is out of range (100-1048576)"},
         {"max_streams as a string", kAgentHead + "max_streams = \"many\"\n",
          "nas.toml:6:15: agent.max_streams: ", "expected an integer, got a string"},
+        {"stun_servers as a string", kAgentHead + "stun_servers = \"stun.example:3478\"\n",
+         "nas.toml:6:16: agent.stun_servers: ", "expected an array of strings, got a string"},
+        {"stun server without a port", kAgentHead + "stun_servers = [\"stun.example\"]\n",
+         "nas.toml:6:17: agent.stun_servers[0]: ", "\"stun.example\" is not a valid address"},
+        {"stun server with port 0", kAgentHead + "stun_servers = [\"192.0.2.1:0\"]\n",
+         "nas.toml:6:17: agent.stun_servers[0]: ", "is not a valid address (port 1-65535)"},
+        {"stun server listed twice",
+         kAgentHead + "stun_servers = [\"192.0.2.1:3478\", \"s.example:1\", \"192.0.2.1:3478\"]\n",
+         "nas.toml:6:50: agent.stun_servers[2]: ",
+         "stun server \"192.0.2.1:3478\" is listed twice (also at agent.stun_servers[0])"},
+        {"stun server IPv6", kAgentHead + "stun_servers = [\"[2001:db8::1]:3478\"]\n",
+         "nas.toml:6:17: agent.stun_servers[0]: ", "the agent's UDP socket is IPv4 only"},
+        {"stun server wildcard", kAgentHead + "stun_servers = [\"0.0.0.0:3478\"]\n",
+         "nas.toml:6:17: agent.stun_servers[0]: ", "is a wildcard address"},
+        {"nine stun servers",
+         kAgentHead + "stun_servers = [\"a.example:1\", \"b.example:1\", \"c.example:1\", "
+                      "\"d.example:1\", \"e.example:1\", \"f.example:1\", \"g.example:1\", "
+                      "\"h.example:1\", \"i.example:1\"]\n",
+         "nas.toml:6:16: agent.stun_servers: ", "lists 9 servers; at most 8"},
+        {"a typo of stun_servers", kAgentHead + "stun_server = [\"s.example:1\"]\n",
+         "nas.toml:6:1: agent.stun_server: ", "did you mean \"stun_servers\"?"},
         {"keepalive without a unit", kAgentHead + "keepalive = \"5\"\n",
          "nas.toml:6:13: agent.keepalive: ",
          "\"5\" is not a duration (expected e.g. \"5s\" or \"2500ms\")"},

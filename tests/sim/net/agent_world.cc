@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "signal/control.h"
+#include "signal/stun.h"
 #include "tests/sim/net/transfer.h"
 #include "tunnel/crypto_init.h"
 
@@ -111,6 +112,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         ac.server = HostPort{"192.0.2.1", kTlsPort, HostKind::kIpv4};
         ac.wall_clock_at_zero_us = kWallClock;
         ac.keepalive = config.keepalive;
+        if (config.stun_server) ac.stun_servers = {HostPort{"stun.sim", 3478, HostKind::kName}};
         if (i == 0) {
             ac.session.connection.max_incoming_streams = config.nas_max_streams;
             ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
@@ -285,6 +287,19 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                 h.conn.reset();
                 at(now_ + d,
                    [this, conn] { execute_server(server_->on_connection_closed(conn, now_)); });
+            } else if constexpr (std::is_same_v<A, ResolveStunServer>) {
+                const size_t index = a.index;
+                const bool known = a.server.host == "stun.sim";
+                at(now_ + d, [this, &h, index, known] {
+                    if (h.exited) return;
+                    if (known) {
+                        h.core->on_stun_server_resolved(index, kSimStunServer, "", now_);
+                    } else {
+                        h.core->on_stun_server_resolved(index, std::nullopt,
+                                                        "Name or service not known", now_);
+                    }
+                    drain(h);
+                });
             } else if constexpr (std::is_same_v<A, OpenUdpSocket>) {
                 h.sockets[a.route] = h.next_port++;
             } else if constexpr (std::is_same_v<A, CloseUdpSocket>) {
@@ -592,8 +607,18 @@ void AgentWorld::restart_server(Duration down) {
 }
 
 void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, const Bytes& data) {
+    if (to == kSimStunServer) {
+        std::optional<StunMessage> m = is_stun(data) ? decode_stun(data) : std::nullopt;
+        if (!config_.stun_server || config_.stun_server_silent || !m ||
+            m->type != kStunBindingRequest) {
+            stats_.udp_undeliverable++;
+            return;
+        }
+        send_udp(to, from, encode_binding_success(m->transaction_id, from, "sim-stun"), false);
+        return;
+    }
     if (to.ip == kServerIp.ip) {
-        if (now_ < server_down_until_) {
+        if (now_ < server_down_until_ || (config_.block_server_stun && is_stun(data))) {
             stats_.udp_undeliverable++;
             return;
         }

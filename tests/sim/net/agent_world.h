@@ -58,7 +58,18 @@ struct WorldConfig {
     std::optional<Duration> nat_timeout;
     // Both agents' [agent] keepalive (nullopt: learned).
     std::optional<Duration> keepalive;
+    // A standard STUN server on the internet (kSimStunServer, the agents' [agent] stun_servers
+    // name it "stun.sim:3478", which the simulated resolver answers after server_one_way);
+    // silent: it never answers.
+    bool stun_server = false;
+    bool stun_server_silent = false;
+    // The burrow server's STUN ports drop every STUN request (Bind and relay still pass): the
+    // agents' reflexive addresses can only come from the STUN server.
+    bool block_server_stun = false;
 };
+
+// The simulated STUN server's address.
+inline const SocketAddress kSimStunServer = SocketAddress::ipv4({192, 0, 2, 99}, 3478);
 
 // One connection a test opened through the laptop's forward, as its client sees it.
 struct WorldClient {
