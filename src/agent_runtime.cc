@@ -169,6 +169,11 @@ class Agent {
         admin_ = std::get<std::shared_ptr<AdminServer>>(server);
         spdlog::info("status endpoint on {} (burrow status; status page http://{}/)",
                      to_string(where), to_string(where));
+        if (options_.config.admin_remote) {
+            spdlog::warn("status endpoint on {} is not limited to this machine (admin_remote): "
+                         "anyone who reaches it can read this agent's status",
+                         to_string(where));
+        }
         return std::nullopt;
     }
 
