@@ -35,6 +35,7 @@ PACKAGES=(
     iproute2 iptables conntrack iperf3 python3 curl socat procps
     wrk nginx
     python3-prometheus-client prometheus
+    chromium
 )
 # What ./run.sh bench needs besides: the tunnels it compares burrow with (kcptun, wireguard-go
 # with wg from wireguard-tools, Nebula with nebula-cert), perf for syscall counts, matplotlib

@@ -93,9 +93,17 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
     if (auto port = t.optional_integer("udp_port", 0, kMaxPort)) {
         config.udp_port = static_cast<uint16_t>(port->value);
     }
-    if (auto admin = t.optional_string("admin")) {
-        config.admin = check_address(issues, *admin, AddressUse::kLoopback);
+    const auto admin_remote = t.optional_bool("admin_remote");
+    config.admin_remote = admin_remote && admin_remote->value;
+    const auto admin = t.optional_string("admin");
+    if (admin) {
+        config.admin = check_address(
+            issues, *admin, config.admin_remote ? AddressUse::kListen : AddressUse::kLoopback);
         if (config.admin) positions.binds.push_back({*config.admin, admin->at, admin->path});
+    } else if (config.admin_remote) {
+        issues.add(*admin_remote,
+                   "admin_remote = true without admin: give the address to serve on, e.g. "
+                   "admin = \"0.0.0.0:7070\"");
     }
     if (auto level = t.optional_string("log_level")) {
         if (auto parsed = check_log_level(issues, *level)) config.log_level = *parsed;

@@ -7,7 +7,10 @@
 //   server_fingerprint = "sha256:..."   # exactly one of server_fingerprint and server_ca
 //   # server_ca = "ca.pem"
 //   # udp_port = 0                      # 0: any
-//   # admin = "127.0.0.1:7070"          # loopback only
+//   # admin = "127.0.0.1:7070"          # loopback only, unless admin_remote
+//   # admin_remote = false              # true: admin may be any IP address (a container's, to
+//                                       # publish the status page); anyone who reaches it can
+//                                       # read the agent's status. Needs admin.
 //   # log_level = "info"                # trace|debug|info|warn|error
 //   # max_streams = 16384               # forwarded connections a peer may have open at once
 //                                       # through this agent (100-1048576)
@@ -71,7 +74,8 @@ struct AgentConfig {
     std::optional<CertFingerprint> server_fingerprint;
     std::optional<std::string> server_ca;  // resolved like key_file; existed at load time
     uint16_t udp_port = 0;                 // 0: let the OS choose
-    std::optional<HostPort> admin;         // a loopback literal
+    std::optional<HostPort> admin;         // a loopback literal, any IP literal if admin_remote
+    bool admin_remote = false;
     LogLevel log_level = LogLevel::kInfo;
     // Streams (forwarded connections) a peer may have open at once on its session with us.
     uint64_t max_streams = kDefaultMaxStreams;

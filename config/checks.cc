@@ -15,7 +15,8 @@ std::string why_address(AddressUse use) {
         case AddressUse::kListen:
             return "listen on an IP address, e.g. 127.0.0.1:8080 or [::1]:8080";
         case AddressUse::kLoopback:
-            return "loopback only: 127.0.0.1:port or [::1]:port";
+            return "loopback only: 127.0.0.1:port or [::1]:port; admin_remote = true allows "
+                   "other addresses";
     }
     return {};
 }

@@ -4,9 +4,9 @@
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
 #   3. each variant of docker/compose/nas-laptop: up, the NAS's page fetched by the laptop
-#      through the tunnel, the session's path checked, the lab checked for leaks (a probe that
-#      must fail, and must succeed while a control opens the way), down (always, failure
-#      included)
+#      through the tunnel, the session's path checked, the laptop's status page fetched on the
+#      host's published port, the lab checked for leaks (a probe that must fail, and must
+#      succeed while a control opens the way), down (always, failure included)
 # Timings are printed per step.
 
 # The path the laptop's session with nas must be on, per variant: "direct" (any direct
@@ -87,8 +87,9 @@ teardown() {
 trap teardown EXIT
 
 # "SOURCE PATH" for the laptop's session with nas (PATH empty while there is none): from
-# `burrow status --json` (peers[].path) where the agent answers it, else from the agent's log
-# lines "session with nas up (relay-udp, ...)" and "path to nas: direct ADDR ...".
+# `burrow status --json` (peers[].path: its kind, and the address when direct) where the agent
+# answers it, else from the agent's log lines "session with nas up (relay-udp, ...)" and
+# "path to nas: direct ADDR ...".
 laptop_path() {
     local json
     if json=$(compose exec -T laptop burrow status --json 2>/dev/null); then
@@ -97,7 +98,11 @@ laptop_path() {
 import json, sys
 for p in json.load(sys.stdin).get("peers", []):
     if p.get("peer") == "nas":
-        print(p.get("path", ""))' <<<"$json"
+        path = p.get("path") or {}
+        words = [path.get("kind") or ""]
+        if path.get("kind") == "direct" and path.get("address"):
+            words.append(path["address"])
+        print(" ".join(words))' <<<"$json"
         return 0
     fi
     printf 'log '
@@ -177,6 +182,24 @@ leak_check() {  # leak_check NAME: fails when the probe gets through, or could n
     say "$name: no way to the NAS but burrow (and the probe sees a port forward, a shared LAN)"
 }
 
+# The laptop agent's admin endpoint, published on the host (docker-compose.yml, laptop's ports):
+# GET / is the status page (HTML), GET /status names peer nas on the expected path kind.
+# A free port of the host's, so that an agent on the host (7070) does not clash with the demo.
+BURROW_STATUS_PORT=${BURROW_STATUS_PORT:-$(python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+export BURROW_STATUS_PORT
+status_page_check() {  # status_page_check NAME EXPECTED_PATH
+    local name=$1 expect=$2 base="http://127.0.0.1:$BURROW_STATUS_PORT" type kind
+    type=$(curl -sf -m 5 -o /dev/null -w '%{content_type}' "$base/") ||
+        { show_logs; fail "$name: no status page on $base/ (the published admin port)"; }
+    [[ "$type" == text/html* ]] || fail "$name: $base/ is '$type', not text/html"
+    kind=$(curl -sf -m 5 "$base/status" | python3 -c '
+import json, sys
+print(next((p["path"]["kind"] for p in json.load(sys.stdin)["peers"] if p["peer"] == "nas"),
+           ""))') || fail "$name: no status JSON on $base/status"
+    [ "$kind" = "$expect" ] || fail "$name: $base/status says path '$kind', expected '$expect'"
+}
+
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     local name=$1 expect=$2 nat=$3
     shift 3
@@ -241,6 +264,11 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
             sleep 0.5
         done
     fi
+
+    # The laptop's status page, as a user opens it on the host (the published admin port).
+    t=$(now)
+    status_page_check "$name" "$expect"
+    say "$name: status page on http://127.0.0.1:$BURROW_STATUS_PORT/ ($(since "$t"))"
 
     # Last: its controls change the network for a moment, which must not touch the path checks.
     t=$(now)

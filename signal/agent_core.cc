@@ -1168,8 +1168,21 @@ AgentStatus AgentCore::status(Time now) const {
         ps.session_id = peer.relay_id;
         ps.role = link.session().role();
         ps.state = link.session().state();
-        ps.path = path_of(link);
         ps.direct = link.direct().has_value();
+        if (const auto& direct = link.direct()) {
+            ps.path = PathKind::kDirect;
+            ps.path_address = *direct;
+        } else if (client_.udp_bound()) {
+            ps.path = PathKind::kRelayUdp;
+            const auto port = client_.server_udp_port(UdpPort::kMain);
+            if (server_address_ && port) {
+                ps.path_address = *server_address_;
+                ps.path_address->port = *port;
+            }
+        } else {
+            ps.path = PathKind::kRelayTcp;
+            ps.path_address = server_address_;
+        }
         ps.congestion_window = c.congestion_window();
         ps.traffic = peer.traffic;
         ps.technique = link.technique() ? to_string(*link.technique()) : "";

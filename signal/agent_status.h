@@ -61,12 +61,28 @@ struct PunchStats {
     void observe_time_to_direct(double seconds);
 };
 
+// The way a session's packets travel now, in docs/architecture.md §3's order of preference.
+enum class PathKind { kDirect, kRelayUdp, kRelayTcp };
+
+inline const char* to_string(PathKind kind) {
+    switch (kind) {
+        case PathKind::kDirect: return "direct";
+        case PathKind::kRelayUdp: return "relay-udp";
+        case PathKind::kRelayTcp: return "relay-tcp";
+    }
+    return "unknown";
+}
+
 struct PeerStatus {
     std::string peer;
     uint64_t session_id = 0;  // the relay session that names the link at the server
     Role role = Role::kInitiator;
     SessionState state = SessionState::kHandshaking;
-    std::string path;       // "direct ADDR", "relay-udp" or "relay-tcp"
+    PathKind path = PathKind::kRelayTcp;
+    // Where the packets go: the peer's address on a direct path, the server's relay address
+    // (its UDP relay port, or the control connection's address for relay-tcp); nullopt while
+    // the server's address is not known yet.
+    std::optional<SocketAddress> path_address;
     std::string technique;  // how it punches: "plain", "spray", "birthday" ("" before keys)
     bool direct = false;    // the session's packets take a direct path now
     double rtt_ms = 0;
@@ -81,6 +97,14 @@ struct PeerStatus {
     std::vector<std::string> may_accept;     // services the server lets the peer open on us
     uint64_t streams_awaiting_approval = 0;  // opened before the server's approval arrived
 };
+
+// "direct ADDR", "relay-udp" or "relay-tcp": the words of the log and of `burrow status`.
+inline std::string path_text(const PeerStatus& p) {
+    if (p.path == PathKind::kDirect && p.path_address) {
+        return "direct " + to_string(*p.path_address);
+    }
+    return to_string(p.path);
+}
 
 // Why a forward closed connections without reaching the peer's service; each is counted.
 struct ForwardRefusals {

@@ -212,7 +212,7 @@ void AdminServer::answer(Exchange& exchange) {
         return;
     }
     ++stats_.served;
-    respond(exchange, 200, "OK", body->body, head, {}, body->content_type);
+    respond(exchange, 200, "OK", body->body, head, body->headers, body->content_type);
 }
 
 void AdminServer::respond(Exchange& exchange, int status, std::string_view reason,

@@ -1,6 +1,7 @@
 // The agent's local admin endpoint: HTTP/1.1 on a loopback address, read by `burrow status` and
 // scraped by Prometheus; the server's metrics listener is the same small server.
 //
+//   GET /         ->  200, Content-Type: text/html, the agent's status page (src/status_page.html)
 //   GET /status   ->  200, Content-Type: application/json, the handler's body
 //   GET /metrics  ->  200, Content-Type: text/plain; version=0.0.4 (src/prometheus_text.h)
 //
@@ -67,12 +68,15 @@ struct AdminStats {
     uint64_t over_capacity = 0;       // closed on accept: max_connections were open
 };
 
-// A 200 response: its body and Content-Type.
+// A 200 response: its body, Content-Type and any other headers ("Name: value\r\n" each).
 struct AdminResponse {
-    AdminResponse(std::string body_text, std::string type = "application/json")
-        : body(std::move(body_text)), content_type(std::move(type)) {}
+    AdminResponse(std::string body_text, std::string type = "application/json",
+                  std::string extra_headers = {})
+        : body(std::move(body_text)), content_type(std::move(type)),
+          headers(std::move(extra_headers)) {}
     std::string body;
     std::string content_type;
+    std::string headers;
 };
 
 class AdminServer : public std::enable_shared_from_this<AdminServer> {

@@ -30,6 +30,7 @@
 #include "src/resolve.h"
 #include "src/signals.h"
 #include "src/sockaddr.h"
+#include "src/status_page.h"
 #include "src/system_rng.h"
 #include "src/tcp.h"
 #include "src/udp_socket.h"
@@ -139,14 +140,16 @@ class Agent {
     int exit_status() const { return exit_status_; }
 
   private:
-    // The local status endpoint (`burrow status`). An address set in the config must work; the
-    // default one is a convenience, and a second agent on the machine goes without it.
+    // The local status endpoint (`burrow status`, GET /metrics, the status page). An address
+    // set in the config must work; the default one is a convenience, and a second agent on the
+    // machine goes without it.
     std::optional<OsError> start_admin() {
         const auto& admin = options_.config.admin;
         const SocketAddress where = admin ? literal_socket_address(*admin).value_or(SocketAddress{})
                                           : default_admin_address();
         auto server = AdminServer::listen(
             loop_, where, [this](std::string_view path) -> std::optional<AdminResponse> {
+                if (path == "/") return status_page_response();
                 const UdpStats udp = udp_ ? udp_->stats() : UdpStats{};
                 if (path == "/status") {
                     return AdminResponse(agent_status_json(core_.status(clock_.now()), udp).dump());
@@ -164,7 +167,13 @@ class Agent {
             return std::nullopt;
         }
         admin_ = std::get<std::shared_ptr<AdminServer>>(server);
-        spdlog::info("status endpoint on {} (burrow status)", to_string(where));
+        spdlog::info("status endpoint on {} (burrow status; status page http://{}/)",
+                     to_string(where), to_string(where));
+        if (options_.config.admin_remote) {
+            spdlog::warn("status endpoint on {} is not limited to this machine (admin_remote): "
+                         "anyone who reaches it can read this agent's status",
+                         to_string(where));
+        }
         return std::nullopt;
     }
 

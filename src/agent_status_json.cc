@@ -14,6 +14,17 @@ nlohmann::json traffic_json(const TrafficCounters& t) {
             {"bytes_received", t.bytes_received}};
 }
 
+// {"kind": "direct", "family": "ipv4", "address": "198.51.100.7:41641"}; family and address are
+// null while the address is not known (a relay before the server's address is).
+nlohmann::json path_json(const PeerStatus& p) {
+    nlohmann::json path = {{"kind", to_string(p.path)}, {"family", nullptr}, {"address", nullptr}};
+    if (p.path_address) {
+        path["family"] = p.path_address->v6 ? "ipv6" : "ipv4";
+        path["address"] = to_string(*p.path_address);
+    }
+    return path;
+}
+
 nlohmann::json peer_json(const PeerStatus& p) {
     const ConnectionStats& cs = p.connection;
     const SessionStats& ss = p.session;
@@ -24,7 +35,7 @@ nlohmann::json peer_json(const PeerStatus& p) {
         {"session_id", p.session_id},
         {"role", p.role == Role::kInitiator ? "initiator" : "responder"},
         {"state", session_state_name(p.state)},
-        {"path", p.path},
+        {"path", path_json(p)},
         {"technique", p.technique},
         {"rtt_ms", p.rtt_ms},
         {"loss", p.loss},

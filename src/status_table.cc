@@ -103,6 +103,17 @@ std::string rtt_text(const json& peer) {
     return printf_string("%.0f ms", *ms);
 }
 
+// "direct 198.51.100.7:41641", "relay-udp": from the path object {"kind", "family", "address"};
+// a plain string (an agent from before the object) is printed as it is.
+std::string path_text(const json& peer) {
+    const json* path = field(peer, "path");
+    if (path != nullptr && path->is_string()) return text(peer, "path");
+    const std::string kind = text(path != nullptr ? *path : json(), "kind");
+    if (kind != "direct") return kind;
+    const std::string address = text(*path, "address");
+    return address == kMissing ? kind : kind + " " + address;
+}
+
 std::string loss_text(const json& peer) {
     const std::optional<double> loss = number(peer, "loss");  // a fraction, 0..1
     if (!loss || *loss < 0 || *loss > 1) return kMissing;
@@ -215,7 +226,7 @@ std::string peers_section(const json& status) {
             if (!s.is_string()) continue;
             services += (services.empty() ? "" : ",") + s.get<std::string>();
         }
-        table.add({text(p, "peer"), text(p, "path"), rtt_text(p), loss_text(p),
+        table.add({text(p, "peer"), path_text(p), rtt_text(p), loss_text(p),
                    bytes_text(p, "bytes_sent"), bytes_text(p, "bytes_received"),
                    count_text(p, "streams"), services.empty() ? kMissing : services, state});
     }

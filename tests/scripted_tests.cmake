@@ -74,6 +74,24 @@ if(Python3_FOUND)
     endforeach()
 endif()
 
+# The agent's status page (GET /): served as self-contained HTML, then rendered by headless
+# Chromium while a transfer runs (DOM checked, screenshot in build/test-output/statuspage/), and
+# markup in the status rendered as text. 77: SKIP when chromium is missing.
+if(Python3_FOUND)
+    foreach(case_timeout http:30 browser:180 escape:120)
+        string(REPLACE ":" ";" pair ${case_timeout})
+        list(GET pair 0 case)
+        list(GET pair 1 timeout)
+        add_test(NAME e2e/statuspage_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/statuspage_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        set_tests_properties(e2e/statuspage_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+                             SKIP_RETURN_CODE 77
+                             ENVIRONMENT
+                             BURROW_TEST_OUTPUT=${CMAKE_BINARY_DIR}/test-output/statuspage)
+    endforeach()
+endif()
+
 # `burrow status` against a stand-in admin endpoint (the CLI alone; no agent needed).
 if(Python3_FOUND)
     foreach(case table json config unreachable badinput)

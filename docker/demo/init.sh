@@ -69,7 +69,12 @@ name = "laptop"
 key_file = "laptop.key"
 server = "$SIGNAL:7000"
 server_fingerprint = "$fingerprint"
-admin = "127.0.0.1:7070"
+# The status page and burrow status on every address of the container, so that compose can
+# publish it on the host (docker-compose.yml: laptop's ports). admin_remote says so on purpose:
+# anyone who reaches the address can read the agent's status. burrow status inside the
+# container still finds it at 127.0.0.1:7070.
+admin = "0.0.0.0:7070"
+admin_remote = true
 
 [[forward]]
 listen = "127.0.0.1:8080"

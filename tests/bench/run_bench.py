@@ -125,6 +125,16 @@ def percentile(sorted_xs, q):
     return sorted_xs[i]
 
 
+def path_words(path):
+    """A peer's path from `burrow status --json` ({"kind", "family", "address"}) in the table's
+    words: "direct ADDR", "relay-udp"."""
+    if not isinstance(path, dict):
+        return str(path)
+    if path.get("kind") == "direct" and path.get("address"):
+        return f"direct {path['address']}"
+    return str(path.get("kind"))
+
+
 def ns_argv(ns, argv):
     return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
 
@@ -325,12 +335,13 @@ class BurrowWorld(harness.ConfigDir):
         return time.monotonic() - since
 
     def status_path(self):
-        """peers[].path of laptop's view, from `burrow status --json`."""
+        """peers[].path of laptop's view, from `burrow status --json`: "direct ADDR",
+        "relay-udp" (the words of the table)."""
         try:
             r = run(ns_argv(self.ns_laptop, [self.burrow, "status", "--admin", self.laptop_admin,
                                               "--json"]))
             peers = json.loads(r.stdout).get("peers", [])
-            return ",".join(str(p.get("path")) for p in peers) or "none"
+            return ",".join(path_words(p.get("path")) for p in peers) or "none"
         except (subprocess.SubprocessError, ValueError, OSError) as e:
             return f"unknown ({e.__class__.__name__})"
 

@@ -584,7 +584,12 @@ def case_status(burrow, d):
     # The session starts on the relay and moves to a direct path once one is validated
     # (docs/architecture.md §5); here that can happen before we ask, to loopback or to any local
     # interface address (a host candidate), so either is right.
-    assert re.fullmatch(r"relay-udp|direct [0-9a-f.:\[\]]+:\d+", nas.get("path", "")), nas
+    path = nas.get("path")
+    assert isinstance(path, dict), nas
+    assert path.get("kind") in ("relay-udp", "direct"), nas
+    # The address is the peer's (direct) or the server's relay port: one the loopback pair uses.
+    assert re.fullmatch(r"[0-9a-f.:\[\]]+:\d+", path.get("address") or ""), nas
+    assert path.get("family") == ("ipv6" if path["address"].startswith("[") else "ipv4"), nas
     assert nas.get("state") == "established", nas
     assert nas.get("bytes_sent", 0) >= STATUS_TRANSFER, nas
     assert nas.get("bytes_received", 0) >= STATUS_TRANSFER, nas

@@ -233,7 +233,8 @@ def path_events(proc, peer):
 
 
 def status_path(world, ns, peer):
-    """peers[].path from `burrow status --admin ... --json`; None when the agent does not say."""
+    """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...);
+    None when the agent does not say."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
                         "--json"], capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
@@ -243,8 +244,8 @@ def status_path(world, ns, peer):
     except ValueError:
         return None
     for p in peers:
-        if p.get("peer") == peer and isinstance(p.get("path"), str):
-            return p["path"].split()[0]
+        if p.get("peer") == peer and isinstance(p.get("path"), dict):
+            return p["path"].get("kind")
     return None
 
 

@@ -70,7 +70,7 @@ SeedRange seeds() {
 
 std::string path_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : s.peers.front().path;
+    return s.peers.empty() ? "none" : path_text(s.peers.front());
 }
 
 struct Outcome {

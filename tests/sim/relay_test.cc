@@ -45,7 +45,7 @@ WorldConfig lossy(uint64_t seed, NatKind nas, NatKind laptop) {
 
 std::string path_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : s.peers.front().path;
+    return s.peers.empty() ? "none" : path_text(s.peers.front());
 }
 
 uint64_t session_id_of(AgentWorld& w, WorldSide side) {

@@ -55,7 +55,7 @@ std::vector<Pair> pairs() {
 
 std::string path_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : s.peers.front().path;
+    return s.peers.empty() ? "none" : path_text(s.peers.front());
 }
 
 std::string run_one(const Pair& pair, uint64_t seed) {

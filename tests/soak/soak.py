@@ -349,7 +349,7 @@ class Soak:
         views = {}
         for agent in ("laptop", "nas"):
             p = self.peer(agent)
-            views[agent] = p["path"].split()[0] if p and isinstance(p.get("path"), str) \
+            views[agent] = p["path"].get("kind") if p and isinstance(p.get("path"), dict) \
                 else None
         return natlab.pair_path(views)
 

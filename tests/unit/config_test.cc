@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/support/temp_dir.h"
@@ -314,6 +315,27 @@ service = "web"
     CHECK(std::get<AgentConfig>(result) == expected);
 }
 
+TEST_CASE("admin_remote lets the admin endpoint listen on any IP address") {
+    TempDir dir;
+    dir.touch("nas.key");
+    for (const auto& [line, host, kind] :
+         {std::tuple{"admin = \"0.0.0.0:7070\"", "0.0.0.0", HostKind::kIpv4},
+          std::tuple{"admin = \"10.77.0.10:7070\"", "10.77.0.10", HostKind::kIpv4},
+          std::tuple{"admin = \"[::]:7070\"", "::", HostKind::kIpv6}}) {
+        const std::string text = kAgentHead + "admin_remote = true\n" + line + "\n";
+        auto result = parse_agent_config(text, "nas.toml", dir.path(), on_disk);
+        if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+        const auto& config = std::get<AgentConfig>(result);
+        CHECK(config.admin_remote);
+        CHECK(config.admin == HostPort{host, 7070, kind});
+    }
+    // false keeps the rule: loopback only.
+    const std::string text = kAgentHead + "admin_remote = false\nadmin = \"0.0.0.0:7070\"\n";
+    auto refused = parse_agent_config(text, "nas.toml", dir.path(), on_disk);
+    REQUIRE(std::holds_alternative<ConfigError>(refused));
+    CHECK(std::get<ConfigError>(refused).message.find("loopback only") != std::string::npos);
+}
+
 TEST_CASE("a minimal agent file gets the defaults") {
     TempDir dir;
     dir.touch("nas.key");
@@ -326,6 +348,7 @@ TEST_CASE("a minimal agent file gets the defaults") {
     CHECK_FALSE(config.server_ca);
     CHECK(config.udp_port == 0);
     CHECK_FALSE(config.admin);
+    CHECK_FALSE(config.admin_remote);
     CHECK(config.log_level == LogLevel::kInfo);
     CHECK(config.max_streams == 16384);
     CHECK_FALSE(config.keepalive);  // learned
@@ -445,6 +468,13 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          "nas.toml:6:9: agent.admin: ", "loopback only"},
         {"admin by name", kAgentHead + "admin = \"localhost:7070\"\n",
          "nas.toml:6:9: agent.admin: ", "loopback only"},
+        {"admin by name, admin_remote or not",
+         kAgentHead + "admin_remote = true\nadmin = \"localhost:7070\"\n",
+         "nas.toml:7:9: agent.admin: ", "listen on an IP address"},
+        {"admin_remote without admin", kAgentHead + "admin_remote = true\n",
+         "nas.toml:6:16: agent.admin_remote: ", "without admin"},
+        {"admin_remote not a boolean", kAgentHead + "admin_remote = \"yes\"\n",
+         "nas.toml:6:16: agent.admin_remote: ", "expected true or false"},
         {"max_streams below what a peer may open before our limit",
          kAgentHead + "max_streams = 50\n",
          "nas.toml:6:15: agent.max_streams: ",

@@ -21,7 +21,8 @@ const char* const kSample = R"({
   "udp": {"send_mode": "gso", "receive_mode": "gro", "receive_buffer_bytes": 16777216,
           "send_buffer_bytes": 425984, "datagrams_sent": 640, "send_calls": 10},
   "peers": [{"peer": "nas", "session_id": 42, "role": "initiator", "state": "established",
-             "path": "relay-udp", "rtt_ms": 1.25, "loss": 0.001, "bytes_sent": 1234,
+             "path": {"kind": "relay-udp", "family": "ipv4", "address": "127.0.0.1:7000"},
+             "rtt_ms": 1.25, "loss": 0.001, "bytes_sent": 1234,
              "bytes_received": 5678, "streams": 2, "services": ["ssh", "web"],
              "drops": {"decrypt_failed": 0, "malformed": 1}}],
   "forwards": [{"listen": "127.0.0.1:8080", "peer": "nas", "service": "web",
@@ -112,7 +113,10 @@ TEST_CASE("status table: the full sample") {
 TEST_CASE("status table: columns line up") {
     json status = json::parse(kSample);
     status["peers"].push_back({{"peer", "a-much-longer-peer-name"},
-                               {"path", "direct 198.51.100.7:41641"},
+                               {"path",
+                                {{"kind", "direct"},
+                                 {"family", "ipv4"},
+                                 {"address", "198.51.100.7:41641"}}},
                                {"rtt_ms", 230.4},
                                {"state", "established"}});
     const std::string out = render_status(status);
@@ -125,6 +129,28 @@ TEST_CASE("status table: columns line up") {
     CHECK(cells(row) == std::vector<std::string>{"a-much-longer-peer-name",
                                                  "direct 198.51.100.7:41641", "230 ms", "-", "-",
                                                  "-", "-", "-", "established"});
+}
+
+TEST_CASE("status table: the path object in the table's words") {
+    const auto path_cell = [](const json& path) {
+        json status = {{"peers", json::array({{{"peer", "nas"}, {"path", path}}})}};
+        return cells(line_starting(render_status(status), "nas "))[1];
+    };
+    CHECK(path_cell({{"kind", "direct"}, {"family", "ipv6"}, {"address", "[2001:db8::7]:4000"}}) ==
+          "direct [2001:db8::7]:4000");
+    // A relay's address is the server's: the table shows the kind only, as before.
+    CHECK(path_cell({{"kind", "relay-tcp"}, {"family", "ipv4"}, {"address", "192.0.2.1:7000"}}) ==
+          "relay-tcp");
+    CHECK(path_cell({{"kind", "relay-udp"}, {"family", nullptr}, {"address", nullptr}}) ==
+          "relay-udp");
+    CHECK(path_cell({{"kind", "direct"}, {"family", nullptr}, {"address", nullptr}}) == "direct");
+    // An agent from before the object sent one string.
+    CHECK(path_cell("direct 198.51.100.7:41641") == "direct 198.51.100.7:41641");
+    // Not an object, or a kind that is not a string: "-"; control characters become '?'.
+    CHECK(path_cell(42) == "-");
+    CHECK(path_cell({{"kind", 7}}) == "-");
+    CHECK(path_cell({{"kind", "direct"}, {"address", "1.2.3.4:5\x1b[2J"}}) ==
+          "direct 1.2.3.4:5?[2J");
 }
 
 TEST_CASE("status table: {} prints every line with '-' and empty sections") {
