@@ -128,6 +128,14 @@ if(Python3_FOUND)
                      --udp-timeout 5 --idle 60)
     set_tests_properties(natlab/short_udp_timeout PROPERTIES LABELS natlab TIMEOUT 240
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Issue 20: a UDP forward over a direct path and over the relay (both sides symmetric),
+    # 200 datagrams echoed byte for byte on the path each row expects.
+    add_test(NAME natlab/udp
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --udp
+                     --pairs portrestricted/portrestricted,symmetric/symmetric)
+    set_tests_properties(natlab/udp PROPERTIES LABELS natlab TIMEOUT 240
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     add_test(NAME natlab/fault_server_relayed
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
                      $<TARGET_FILE:burrow> --pairs symmetric/symmetric --fault server
