@@ -18,6 +18,7 @@ constexpr int64_t kMaxPort = 65535;  // udp_port is a 16-bit port; 0 lets the OS
 struct Positions {
     std::vector<Located<std::string>> services;  // expose[i].service
     std::vector<Located<HostPort>> binds;        // admin, then forward[i].listen
+    std::vector<ForwardProtocol> bind_protocols;  // of each bind (admin: TCP)
     std::vector<Located<std::string>> peers;     // forward[i].peer
 };
 
@@ -99,7 +100,10 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
     if (admin) {
         config.admin = check_address(
             issues, *admin, config.admin_remote ? AddressUse::kListen : AddressUse::kLoopback);
-        if (config.admin) positions.binds.push_back({*config.admin, admin->at, admin->path});
+        if (config.admin) {
+            positions.binds.push_back({*config.admin, admin->at, admin->path});
+            positions.bind_protocols.push_back(ForwardProtocol::kTcp);
+        }
     } else if (config.admin_remote) {
         issues.add(*admin_remote,
                    "admin_remote = true without admin: give the address to serve on, e.g. "
@@ -125,7 +129,21 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
         config.keepalive = check_duration(issues, *keepalive, kMinKeepalive, kMaxKeepalive);
     }
     if (auto stun = t.optional_strings("stun_servers")) read_stun_servers(issues, *stun, config);
+    if (auto idle = t.optional_string("udp_idle_timeout")) {
+        if (auto d = check_duration(issues, *idle, kMinUdpIdleTimeout, kMaxUdpIdleTimeout)) {
+            config.udp_idle_timeout = *d;
+        }
+    }
     t.finish();
+}
+
+ForwardProtocol read_protocol(TableReader& t) {
+    auto text = t.optional_string("protocol");
+    if (!text || text->value == "tcp") return ForwardProtocol::kTcp;
+    if (text->value == "udp") return ForwardProtocol::kUdp;
+    t.issues().add(*text, quote(text->value) + " is not a protocol burrow forwards; use \"tcp\" "
+                                               "or \"udp\"");
+    return ForwardProtocol::kTcp;
 }
 
 void read_expose(TableReader& t, AgentConfig& config, Positions& positions) {
@@ -135,8 +153,9 @@ void read_expose(TableReader& t, AgentConfig& config, Positions& positions) {
         if (check_service_name(issues, *service)) expose.service = service->value;
         positions.services.push_back(*service);
     }
-    if (auto target = t.required_string("target", "\"127.0.0.1:80\"")) {
-        if (auto address = check_address(issues, *target, AddressUse::kConnect)) {
+    auto target_text = t.required_string("target", "\"127.0.0.1:80\"");
+    if (target_text) {
+        if (auto address = check_address(issues, *target_text, AddressUse::kConnect)) {
             expose.target = *address;
         }
     }
@@ -150,6 +169,14 @@ void read_expose(TableReader& t, AgentConfig& config, Positions& positions) {
         check_no_repeats(issues, allow->value, "peer");
         expose.allow = values_of(allow->value);
     }
+    expose.protocol = read_protocol(t);
+    // A UDP flow's socket sends to the target from the core, which resolves no names.
+    if (expose.protocol == ForwardProtocol::kUdp && target_text && !expose.target.host.empty() &&
+        !literal_socket_address(expose.target)) {
+        issues.add(*target_text, quote(target_text->value) +
+                                     " is a name; a UDP service's target must be an IP address "
+                                     "for now (e.g. \"127.0.0.1:53\")");
+    }
     t.finish();
     config.expose.push_back(std::move(expose));
 }
@@ -157,10 +184,11 @@ void read_expose(TableReader& t, AgentConfig& config, Positions& positions) {
 void read_forward(TableReader& t, AgentConfig& config, Positions& positions) {
     Issues& issues = t.issues();
     ForwardConfig forward;
+    std::optional<Located<HostPort>> bind;
     if (auto listen = t.required_string("listen", "\"127.0.0.1:8080\"")) {
         if (auto address = check_address(issues, *listen, AddressUse::kListen)) {
             forward.listen = *address;
-            positions.binds.push_back({*address, listen->at, listen->path});
+            bind = Located<HostPort>{*address, listen->at, listen->path};
         }
     }
     if (auto peer = t.required_string("peer", "\"nas\"")) {
@@ -169,6 +197,11 @@ void read_forward(TableReader& t, AgentConfig& config, Positions& positions) {
     }
     if (auto service = t.required_string("service", "\"web\"")) {
         if (check_service_name(issues, *service)) forward.service = service->value;
+    }
+    forward.protocol = read_protocol(t);
+    if (bind) {
+        positions.binds.push_back(*bind);
+        positions.bind_protocols.push_back(forward.protocol);
     }
     t.finish();
     config.forward.push_back(std::move(forward));
@@ -179,6 +212,8 @@ void cross_check(const AgentConfig& config, const Positions& positions, Issues& 
     const auto& binds = positions.binds;
     for (size_t i = 0; i < binds.size(); ++i) {
         for (size_t j = 0; j < i; ++j) {
+            // A UDP port and a TCP port of one number are different sockets.
+            if (positions.bind_protocols[i] != positions.bind_protocols[j]) continue;
             if (addresses_overlap(binds[j].value, binds[i].value)) {
                 issues.add(binds[i], quote(to_string(binds[i].value)) + " takes the port of " +
                                          binds[j].path + " (" + to_string(binds[j].value) +

@@ -21,16 +21,20 @@
 //                                       # more reflexive candidates and a second opinion on
 //                                       # the NAT's mapping; host:port, IPv4 or a name, at
 //                                       # most 8, no repeats
+//   # udp_idle_timeout = "60s"          # a UDP flow with no datagram for this long ends (1s-1h)
 //
 //   [[expose]]                          # a local service that allowed peers may open
 //   service = "web"                     # [a-z0-9-_.]{1,64}
-//   target = "127.0.0.1:80"
+//   target = "127.0.0.1:80"             # an IP literal for protocol "udp"
 //   allow = ["laptop"]                  # required, non-empty: deny by default
+//   # protocol = "tcp"                  # "tcp" or "udp" (datagrams, never retransmitted)
 //
 //   [[forward]]                         # a local port that reaches a peer's service
 //   listen = "127.0.0.1:8080"
 //   peer = "nas"
 //   service = "web"
+//   # protocol = "tcp"                  # "tcp" or "udp"; a UDP and a TCP forward may share a
+//                                       # port number, two of one protocol may not
 //
 // Parsing either yields a config in which every check below has passed, or one ConfigError
 // line (config/config_error.h). Nothing is half-applied: there is nothing to apply.
@@ -65,6 +69,10 @@ inline constexpr int64_t kMaxMaxStreams = 1 << 20;
 // 30 s UDP timeout common NATs use, so a longer value could only be a mistake.
 inline constexpr Duration kMinKeepalive = std::chrono::seconds(1);
 inline constexpr Duration kMaxKeepalive = std::chrono::seconds(60);
+// udp_idle_timeout: below a second a flow would end between a client's retries; beyond an
+// hour idle flows would hold their sockets for no client that is still there.
+inline constexpr Duration kMinUdpIdleTimeout = std::chrono::seconds(1);
+inline constexpr Duration kMaxUdpIdleTimeout = std::chrono::hours(1);
 
 struct AgentConfig {
     std::string name;
@@ -83,6 +91,8 @@ struct AgentConfig {
     std::optional<Duration> keepalive;
     // Standard STUN servers (signal/stun_servers.h); at most kMaxStunServers, no repeats.
     std::vector<HostPort> stun_servers;
+    // A UDP flow (signal/udp_flows.h) with no datagram for this long ends.
+    Duration udp_idle_timeout = std::chrono::seconds(60);
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
 

@@ -4,6 +4,9 @@
 //   the server     DialServer -> on_control_connected | on_control_closed;  WriteControl;
 //                  CloseControl;  ResolveStunServer -> on_stun_server_resolved
 //   UDP sockets    OpenUdpSocket -> on_udp_socket_failed if the OS refuses;  CloseUdpSocket.
+//                  (Links' birthday sockets, UDP forwards' listen sockets and UDP flows'
+//                  sockets towards their targets: all routes, their datagrams go through
+//                  on_udp and write_transmit.)
 //                  (The main socket, route kRouteMain, is src/'s from the start.)
 //   forwards       ListenTcp -> on_listen_failed if the OS refuses;  StopListening;
 //                  PauseAccepting, ResumeAccepting (after on_descriptors_low)
@@ -17,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -49,6 +53,12 @@ struct ResolveStunServer {
 struct OpenUdpSocket {
     RouteId route;
     int buffer_bytes;  // the socket buffers to ask for
+    // Where to bind: nullopt for 0.0.0.0:0 (a link's socket, a UDP flow's socket towards its
+    // target); a UDP forward's listen address.
+    std::optional<SocketAddress> bind = std::nullopt;
+    // The largest datagram to take (0: the socket's default); larger ones are truncated and
+    // dropped by src/. A UDP forward takes any, so the core sees and counts what is too large.
+    size_t max_datagram = 0;
 };
 struct CloseUdpSocket {
     RouteId route;

@@ -60,7 +60,13 @@ void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now) {
     log(Severity::kInfo, "agent " + config_.name + " (" + key_to_base64(public_key(config_.key)) +
                              "), udp port " +
                              std::to_string(host_addresses.empty() ? 0 : host_addresses[0].port));
-    for (const auto& f : config_.forward) start_forward(f, true);
+    for (const auto& f : config_.forward) {
+        if (f.protocol == ForwardProtocol::kUdp) {
+            start_udp_forward(f, true);
+        } else {
+            start_forward(f, true);
+        }
+    }
     client_.set_host_candidates(std::move(host_addresses), now);
     stun_resolving_.assign(config_.stun_servers.size(), false);
     resolve_stun_servers();
@@ -104,6 +110,12 @@ void AgentCore::shut_down(int status, std::string message, Time now) {
     stopping_ = true;
     for (auto& [key, fw] : forwards_) act(StopListening{key});
     forwards_.clear();
+    for (auto& [key, fw] : udp_forwards_) act(CloseUdpSocket{fw.route});
+    udp_forwards_.clear();
+    udp_forward_routes_.clear();
+    for (auto& [route, fs] : udp_flow_sockets_) act(CloseUdpSocket{route});
+    udp_flow_sockets_.clear();
+    local_datagrams_.clear();
     for (auto& [key, waiters] : waiting_) {
         for (const Waiter& w : waiters) act(TcpClose{w.id});
     }
@@ -129,10 +141,19 @@ void AgentCore::shut_down(int status, std::string message, Time now) {
 
 void AgentCore::reload(std::vector<ExposeConfig> expose, std::vector<ForwardConfig> forward,
                        Time now) {
-    (void)now;
     int added = 0, removed = 0;
-    std::set<std::string> keep;
-    for (const auto& f : forward) keep.insert(to_string(f.listen));
+    std::set<std::string> keep, keep_udp;
+    for (const auto& f : forward) {
+        (f.protocol == ForwardProtocol::kUdp ? keep_udp : keep).insert(to_string(f.listen));
+    }
+    std::vector<std::string> gone_udp;
+    for (const auto& [key, fw] : udp_forwards_) {
+        if (!keep_udp.contains(key)) gone_udp.push_back(key);
+    }
+    for (const auto& key : gone_udp) {
+        stop_udp_forward(key, now);
+        ++removed;
+    }
     for (auto it = forwards_.begin(); it != forwards_.end();) {
         if (keep.contains(it->first)) {
             ++it;
@@ -145,6 +166,18 @@ void AgentCore::reload(std::vector<ExposeConfig> expose, std::vector<ForwardConf
         ++removed;
     }
     for (const auto& f : forward) {
+        if (f.protocol == ForwardProtocol::kUdp) {
+            auto it = udp_forwards_.find(to_string(f.listen));
+            if (it == udp_forwards_.end()) {
+                start_udp_forward(f, false);
+                ++added;
+            } else if (!(it->second.config == f)) {
+                // Its flows belong to the old peer/service: they end, new ones go to the new.
+                stop_udp_forward(to_string(f.listen), now);
+                start_udp_forward(f, false);
+            }
+            continue;
+        }
         auto it = forwards_.find(to_string(f.listen));
         if (it == forwards_.end()) {
             start_forward(f, false);
@@ -297,14 +330,19 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     // Relay first (docs/architecture.md §5): the handshake goes through the server at once.
     if (fresh) peer.link->start(now);
     open_waiters(peer, now);
-    // Streams the peer opened before this approval reached us.
+    release_held_datagrams(peer, now);
+    // Streams and flows the peer opened before this approval reached us.
     std::deque<Peer::Unapproved> held = std::move(peer.unapproved);
     peer.unapproved.clear();
     for (auto& u : held) on_stream_opened(peer, u.stream, u.service, now);
+    std::deque<Peer::UnapprovedFlow> held_flows = std::move(peer.unapproved_flows);
+    peer.unapproved_flows.clear();
+    for (auto& u : held_flows) on_flow_opened(peer, u.flow, u.service, now);
     process(peer, now);
 }
 
 void AgentCore::on_client_event(const ConnectRefusedEvent& e, Time) {
+    refuse_held_datagrams(e.peer, e.service);
     auto it = waiting_.find({e.peer, e.service});
     if (it == waiting_.end()) {
         log(Severity::kWarn, "connect to " + e.peer + "/" + e.service + " refused: " + e.reason);
@@ -368,6 +406,12 @@ void AgentCore::on_client_event(const Disconnected& e, Time now) {
         }
     }
     waiting_.clear();
+    for (auto& [key, fw] : udp_forwards_) {
+        fw.counters.drop_no_session += fw.held.size();
+        fw.held.clear();
+        fw.held_bytes = 0;
+        fw.connect_asked = false;
+    }
 }
 
 void AgentCore::on_client_event(const NatDiscovered& e, Time) {
@@ -419,6 +463,19 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, ByteView datagr
 
 void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView datagram,
                        Time now) {
+    // A UDP forward's client, or a UDP service's target answering one flow.
+    if (route != kRouteMain) {
+        if (auto it = udp_forward_routes_.find(route); it != udp_forward_routes_.end()) {
+            if (auto fw = udp_forwards_.find(it->second); fw != udp_forwards_.end()) {
+                on_forward_datagram(fw->second, from, datagram, now);
+            }
+            return;
+        }
+        if (udp_flow_sockets_.contains(route)) {
+            on_target_datagram(route, from, datagram, now);
+            return;
+        }
+    }
     // A configured STUN server's answer: STUN, from that server's address. When the server is
     // also the burrow server's STUN port, only its own transaction is taken here.
     if (route == kRouteMain && is_stun(datagram) && client_.knows_stun_server(from) &&
@@ -470,6 +527,31 @@ void AgentCore::on_udp_batch_end() {
 }
 
 void AgentCore::on_udp_socket_failed(RouteId route, std::string_view error) {
+    if (auto fr = udp_forward_routes_.find(route); fr != udp_forward_routes_.end()) {
+        const std::string key = fr->second;
+        udp_forward_routes_.erase(fr);
+        auto fw = udp_forwards_.find(key);
+        if (fw == udp_forwards_.end()) return;
+        const bool fatal = fw->second.initial;
+        udp_forwards_.erase(fw);
+        // docs/architecture.md §7: a port in use at start is one line and exit status 1.
+        if (fatal) return shut_down(1, std::string(error), started_at_);
+        log(Severity::kError, "reload: " + std::string(error));
+        return;
+    }
+    if (auto fs = udp_flow_sockets_.find(route); fs != udp_flow_sockets_.end()) {
+        const UdpFlowSocket flow = fs->second;
+        log(Severity::kWarn, "udp flow of " + flow.peer + " to " + flow.service + ": " +
+                                 std::string(error) + "; closing the flow");
+        auto p = peers_.find(flow.peer);
+        if (p != peers_.end() && !p->second.dead) {
+            drop_flow(p->second, flow.flow);
+            p->second.link->connection().close_flow(flow.flow);
+        } else {
+            udp_flow_sockets_.erase(fs);
+        }
+        return;
+    }
     auto it = socket_owner_.find(route);
     if (it == socket_owner_.end()) return;
     const std::string owner = it->second;
@@ -490,8 +572,13 @@ Time AgentCore::next_deadline() const {
         t = std::min(t, peer.link->next_deadline());
         if (!peer.unapproved.empty()) t = std::min(t, peer.unapproved.front().deadline);
         if (!peer.credit_waiters.empty()) t = std::min(t, peer.credit_waiters.front().deadline);
+        if (!peer.unapproved_flows.empty()) {
+            t = std::min(t, peer.unapproved_flows.front().deadline);
+        }
     }
     for (const auto& [key, fw] : forwards_) t = std::min(t, fw.paused_until);
+    for (const auto& [key, fw] : udp_forwards_) t = std::min(t, fw.flows.next_deadline());
+    for (const auto& [service, s] : udp_services_) t = std::min(t, s.flows.next_deadline());
     return std::min(t, repeated_.next_deadline());
 }
 
@@ -502,9 +589,11 @@ void AgentCore::on_timer(Time now) {
         if (peer.dead) continue;
         if (now >= peer.link->next_deadline()) peer.link->on_timer(now);
         expire_unapproved(peer, now);
+        expire_unapproved_flows(peer, now);
         expire_credit_waiters(peer, now);
         process(peer, now);
     }
+    expire_udp_flows(now);
     std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
     resume_forwards(now);
     log_repeated_summaries(now);
@@ -539,6 +628,14 @@ std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out)
         const UdpTransmit& t = final_transmits_.front();
         const UdpWrite w{t.to, t.route, place(t.data)};
         final_transmits_.pop_front();
+        return w;
+    }
+    // Datagrams for UDP forwards' clients and services' targets (at most
+    // kMaxForwardedUdpDatagram is never reached: the session carries less than kMaxUdpDatagram).
+    if (!local_datagrams_.empty()) {
+        const UdpTransmit& t = local_datagrams_.front();
+        const UdpWrite w{t.to, t.route, place(t.data)};
+        local_datagrams_.pop_front();
         return w;
     }
     while (true) {
@@ -883,6 +980,18 @@ void AgentCore::on_stream_event(Peer& peer, const ConnectionEvent& event, Time n
         on_stream_opened(peer, opened->id, opened->service, now);
         return;
     }
+    if (const auto* flow = std::get_if<FlowOpened>(&event)) {
+        on_flow_opened(peer, flow->flow, flow->service, now);
+        return;
+    }
+    if (const auto* closed = std::get_if<FlowClosed>(&event)) {
+        on_flow_closed(peer, closed->flow);
+        return;
+    }
+    if (auto* datagram = std::get_if<DatagramReceived>(&event)) {
+        on_flow_datagram(peer, datagram->flow, std::move(datagram->data), now);
+        return;
+    }
     const StreamId id = std::visit(
         [](const auto& e) -> StreamId {
             if constexpr (requires { e.id; }) {
@@ -940,6 +1049,10 @@ void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it, Tim
         act(CloseUdpSocket{r});
     }
     peer.unapproved.clear();
+    peer.unapproved_flows.clear();
+    std::vector<FlowId> flows;
+    for (const auto& [flow, owner] : peer.flows) flows.push_back(flow);
+    for (FlowId flow : flows) drop_flow(peer, flow);
     for (const auto& w : peer.credit_waiters) {
         refuse_forwarded(w.id, w.forward, &ForwardRefusals::no_session, false);
     }
@@ -1209,13 +1322,51 @@ AgentStatus AgentCore::status(Time now) const {
     for (const auto& [key, f] : forwards_) {
         s.forwards.push_back(ForwardStatus{key, f.config.peer, f.config.service, f.connections,
                                            active[std::string(kForwardOrigin) + key],
-                                           waiting[key], f.refused, f.resets});
+                                           waiting[key], f.refused, f.resets, "tcp", std::nullopt});
+    }
+    const double idle_s = to_ms(config_.udp_idle_timeout) / 1000.0;
+    for (const auto& [key, f] : udp_forwards_) {
+        ForwardStatus fs;
+        fs.listen = key;
+        fs.peer = f.config.peer;
+        fs.service = f.config.service;
+        fs.protocol = "udp";
+        fs.connections = f.counters.flows;
+        fs.active = f.flows.size();
+        fs.waiting = f.held.size();
+        fs.udp = UdpStatus{f.flows.size(), f.flows.max_flows(), idle_s,
+                           max_datagram_for(f.config.peer), f.counters};
+        s.forwards.push_back(std::move(fs));
     }
     for (const auto& e : config_.expose) {
         auto it = expose_counters_.find(e.service);
         const ExposeCounters c = it != expose_counters_.end() ? it->second : ExposeCounters{};
-        s.exposes.push_back(ExposeStatus{e.service, to_string(e.target), e.allow, c.streams,
-                                         active["expose " + e.service], c.refused});
+        ExposeStatus es{e.service, to_string(e.target), e.allow, c.streams,
+                        active["expose " + e.service], c.refused, "tcp", std::nullopt};
+        if (e.protocol == ForwardProtocol::kUdp) {
+            es.protocol = "udp";
+            UdpStatus u;
+            u.idle_timeout_s = idle_s;
+            u.max_flows = config_.max_udp_flows;
+            if (auto us = udp_services_.find(e.service); us != udp_services_.end()) {
+                u.active_flows = us->second.flows.size();
+                u.counters = us->second.counters;
+                uint64_t largest = 0;
+                us->second.flows.for_each([&](const auto& key, RouteId) {
+                    largest = std::max(largest, max_datagram_for(key.first));
+                });
+                u.max_datagram = largest;
+            }
+            // Without flows: what a session with any allowed peer carries.
+            for (const auto& peer : e.allow) {
+                if (u.max_datagram == 0) u.max_datagram = max_datagram_for(peer);
+            }
+            es.streams = u.counters.flows;
+            es.active = u.active_flows;
+            es.refused = u.counters.drop_refused;
+            es.udp = u;
+        }
+        s.exposes.push_back(std::move(es));
     }
     s.stun_servers = client_.stun_servers().status();
     s.stun_server_stats = client_.stun_servers().stats();

@@ -13,6 +13,14 @@
 //                    list and the services the server approved for that peer, then connected
 //                    to the target
 //   pipes            one StreamPipe (tunnel/stream_pipe.h) per forwarded connection
+//   UDP forwards     [[forward]] protocol "udp": a socket on the listen address; each client
+//                    address is a flow of the session (signal/udp_flows.h), its datagrams
+//                    DATAGRAM frames. Datagrams that arrive before the session and the
+//                    server's approval wait in a small bounded queue.
+//   UDP services     [[expose]] protocol "udp": a flow the peer opens is checked like a stream
+//                    (allow list, the server's approval) and gets its own socket towards the
+//                    target, so replies go back on that flow, as through a NAT
+//                    (agent_core_udp.cc)
 //
 // Inputs are the on_* calls and on_timer(now); outputs are poll_action() (until nullopt) and
 // poll_transmit(now) (until nullopt), drained after every input in the same turn, and one timer
@@ -40,6 +48,7 @@
 #include "signal/agent_settings.h"
 #include "signal/agent_status.h"
 #include "signal/log_throttle.h"
+#include "signal/udp_flows.h"
 #include "tunnel/peer_link.h"
 #include "tunnel/stream_pipe.h"
 
@@ -70,6 +79,21 @@ inline constexpr size_t kMaxAwaitingApproval = 64;  // per peer; more are refuse
 // A target that has not accepted within this is treated as unreachable; the client behind the
 // forward sees a clean close instead of hanging on a stream that never starts.
 inline constexpr Duration kTargetConnectTimeout = std::chrono::seconds(10);
+// Datagrams a UDP forward holds while its session comes up or the server's approval is on its
+// way (about one round trip to the server): enough for a client's first burst (a DNS query and
+// its retries, a VPN handshake), and bounded; beyond it they are dropped and counted.
+inline constexpr size_t kMaxHeldDatagrams = 64;
+inline constexpr size_t kMaxHeldDatagramBytes = 64 * 1024;
+// Datagrams for the local UDP sockets queued inside the core between drains; the executor takes
+// them in the same turn, so this only bounds a pathological burst.
+inline constexpr size_t kMaxLocalDatagrams = 4096;
+// Socket buffers for a UDP forward's socket and each flow's socket towards its target: a few
+// hundred datagrams of burst at 50 Mbit/s.
+inline constexpr int kUdpForwardSocketBuffer = 1024 * 1024;
+inline constexpr int kUdpFlowSocketBuffer = 256 * 1024;
+// The largest datagram a UDP forward's socket takes (IPv4's UDP maximum): anything larger than
+// the session carries is dropped and counted by the core, not truncated unseen by the socket.
+inline constexpr size_t kMaxForwardedUdpDatagram = 65507;
 
 enum class ConnectFailure : uint8_t {
     kUnresolved,  // the target's name did not resolve
@@ -90,6 +114,9 @@ struct AgentCoreConfig {
     // `[agent] stun_servers`: standard STUN servers asked from the main socket; names are
     // resolved through ResolveStunServer actions.
     std::vector<HostPort> stun_servers;
+    // `[agent] udp_idle_timeout`, and the cap on flows per UDP forward or service.
+    Duration udp_idle_timeout = kDefaultUdpIdleTimeout;
+    size_t max_udp_flows = kDefaultMaxUdpFlows;
 };
 
 class AgentCore {
@@ -191,6 +218,19 @@ class AgentCore {
             Time deadline;
         };
         std::deque<CreditWaiter> credit_waiters;
+        // UDP flows on this link: by flow id, the forward (listen key) or service that owns it.
+        struct FlowOwner {
+            bool forward = false;
+            std::string key;
+        };
+        std::map<FlowId, FlowOwner> flows;
+        // Flows the peer opened before the server's approval of their service reached us.
+        struct UnapprovedFlow {
+            FlowId flow;
+            std::string service;
+            Time deadline;
+        };
+        std::deque<UnapprovedFlow> unapproved_flows;
         PathTraffic traffic;
         bool dead = false;
     };
@@ -218,6 +258,32 @@ class AgentCore {
         std::string forward;
     };
     using PeerService = std::pair<std::string, std::string>;
+    struct UdpForward {
+        ForwardConfig config;
+        RouteId route = 0;
+        bool initial = false;
+        UdpFlowTable<SocketAddress, FlowId> flows;
+        std::map<FlowId, SocketAddress> clients;
+        // Datagrams from clients waiting for the session or the server's approval.
+        struct Held {
+            SocketAddress from;
+            Bytes data;
+        };
+        std::deque<Held> held;
+        size_t held_bytes = 0;
+        bool connect_asked = false;
+        UdpCounters counters;
+    };
+    struct UdpFlowSocket {  // the exposing side's socket of one flow, towards the target
+        std::string peer;
+        FlowId flow = 0;
+        std::string service;
+        SocketAddress target;
+    };
+    struct UdpService {
+        UdpFlowTable<std::pair<std::string, FlowId>, RouteId> flows;
+        UdpCounters counters;
+    };
 
     void log(Severity severity, std::string line);
     // A warning that may repeat per connection: key is the line without per-connection details.
@@ -262,6 +328,31 @@ class AgentCore {
     void expire_unapproved(Peer& peer, Time now);
     const ExposeConfig* find_expose(std::string_view service) const;
 
+    // --- UDP forwards and services (agent_core_udp.cc) ---
+    void start_udp_forward(const ForwardConfig& f, bool initial);
+    void stop_udp_forward(const std::string& key, Time now);
+    UdpService& udp_service(const std::string& service);
+    void on_forward_datagram(UdpForward& fw, const SocketAddress& from, ByteView data, Time now);
+    void send_forward_datagram(Peer& peer, UdpForward& fw, const SocketAddress& from,
+                               ByteView data, Time now);
+    void on_target_datagram(RouteId route, const SocketAddress& from, ByteView data, Time now);
+    // Counts what send_datagram said.
+    static void count_send(UdpCounters& c, DatagramVerdict verdict);
+    void release_held_datagrams(Peer& peer, Time now);
+    void refuse_held_datagrams(const std::string& peer, const std::string& service);
+    void on_flow_opened(Peer& peer, FlowId flow, const std::string& service, Time now);
+    void refuse_flow(Peer& peer, FlowId flow, const std::string& service, const std::string& why,
+                     Time now);
+    void expire_unapproved_flows(Peer& peer, Time now);
+    void on_flow_closed(Peer& peer, FlowId flow);
+    void on_flow_datagram(Peer& peer, FlowId flow, Bytes data, Time now);
+    // Forgets one flow on our side (its socket too, on the exposing side).
+    void drop_flow(Peer& peer, FlowId flow);
+    void expire_udp_flows(Time now);
+    void queue_local_datagram(RouteId route, const SocketAddress& to, Bytes data,
+                              UdpCounters& counters);
+    uint64_t max_datagram_for(const std::string& peer) const;
+
     Peer* find_peer_by_relay(uint64_t relay_id);
     // Which of the server's UDP ports `from` is, if it is one.
     std::optional<UdpPort> from_server_port(const SocketAddress& from) const;
@@ -291,6 +382,11 @@ class AgentCore {
     TcpId next_tcp_ = 1;
     std::map<std::string, Forward, std::less<>> forwards_;  // by listen address as written
     std::map<std::string, ExposeCounters> expose_counters_;
+    std::map<std::string, UdpForward, std::less<>> udp_forwards_;  // by listen address
+    std::map<RouteId, std::string> udp_forward_routes_;           // their sockets
+    std::map<RouteId, UdpFlowSocket> udp_flow_sockets_;           // exposing side, by route
+    std::map<std::string, UdpService> udp_services_;              // by service
+    std::deque<UdpTransmit> local_datagrams_;  // for UDP forwards' clients and targets
     std::map<PeerService, std::deque<Waiter>> waiting_;
     std::deque<AgentAction> actions_;
     std::deque<UdpTransmit> final_transmits_;  // CLOSE packets of links ended by stop()

@@ -9,18 +9,28 @@
 
 namespace burrow {
 
+// What a forward carries: TCP connections (streams) or UDP datagrams (flows of DATAGRAM frames,
+// tunnel/frame.h).
+enum class ForwardProtocol : uint8_t { kTcp, kUdp };
+
+inline const char* to_string(ForwardProtocol p) {
+    return p == ForwardProtocol::kUdp ? "udp" : "tcp";
+}
+
 struct ExposeConfig {
     std::string service;
-    HostPort target;                 // IP literal or DNS name
+    HostPort target;                 // IP literal or DNS name (an IP literal for UDP)
     std::vector<std::string> allow;  // peer agent names, non-empty, no repeats
+    ForwardProtocol protocol = ForwardProtocol::kTcp;
 
     bool operator==(const ExposeConfig&) const = default;
 };
 
 struct ForwardConfig {
-    HostPort listen;  // IP literal; no two forwards can bind the same port
+    HostPort listen;  // IP literal; no two forwards of one protocol can bind the same port
     std::string peer;
     std::string service;
+    ForwardProtocol protocol = ForwardProtocol::kTcp;
 
     bool operator==(const ForwardConfig&) const = default;
 };

@@ -117,6 +117,37 @@ struct ForwardRefusals {
     uint64_t total() const { return stream_limit + queue_full + acl + no_session + peer; }
 };
 
+// A UDP forward's or UDP service's traffic (signal/udp_flows.h): datagrams each way and every
+// drop by its reason. "in" is what the local socket received (from clients on the forwarding
+// side, from the target on the exposing side), "out" what it sent.
+struct UdpCounters {
+    uint64_t flows = 0;  // flows opened since start
+    uint64_t datagrams_in = 0;
+    uint64_t bytes_in = 0;
+    uint64_t datagrams_out = 0;
+    uint64_t bytes_out = 0;
+    uint64_t drop_too_large = 0;   // larger than the session's max datagram payload
+    uint64_t drop_congested = 0;   // the session's datagram queue was full
+    uint64_t drop_no_session = 0;  // no session or approval yet and the holding queue was full,
+                                   // or it never came
+    uint64_t drop_flow_cap = 0;    // a new client beyond max flows
+    uint64_t drop_refused = 0;     // the server or the peer refused the flow
+    uint64_t drop_stray = 0;       // a flow socket heard from someone other than the target
+
+    uint64_t drops() const {
+        return drop_too_large + drop_congested + drop_no_session + drop_flow_cap + drop_refused +
+               drop_stray;
+    }
+};
+struct UdpStatus {
+    uint64_t active_flows = 0;
+    uint64_t max_flows = 0;
+    double idle_timeout_s = 0;
+    // The largest datagram the session carries (0: no session yet).
+    uint64_t max_datagram = 0;
+    UdpCounters counters;
+};
+
 struct ForwardStatus {
     std::string listen;
     std::string peer;
@@ -126,6 +157,8 @@ struct ForwardStatus {
     uint64_t waiting = 0;  // accepted, waiting for the session, the approval or stream credit
     ForwardRefusals refused;
     uint64_t resets = 0;  // connections that ended with a TCP reset (either side aborted)
+    std::string protocol = "tcp";
+    std::optional<UdpStatus> udp;  // protocol udp
 };
 
 struct ExposeStatus {
@@ -135,6 +168,8 @@ struct ExposeStatus {
     uint64_t streams = 0;
     uint64_t active = 0;
     uint64_t refused = 0;
+    std::string protocol = "tcp";
+    std::optional<UdpStatus> udp;  // protocol udp
 };
 
 // Datagrams and streams the core itself dropped or refused (the client's are in client).

@@ -128,19 +128,29 @@ void peer_section(PrometheusText& t, const AgentStatus& s, const nlohmann::json&
 }
 
 void forward_section(PrometheusText& t, const AgentStatus& s) {
+    // UDP forwards and services have families of their own (udp_section): a UDP forward may
+    // share its listen address with a TCP one, and would repeat its labels here.
+    std::vector<ForwardStatus> tcp_forwards;
+    for (const auto& f : s.forwards) {
+        if (!f.udp) tcp_forwards.push_back(f);
+    }
+    std::vector<ExposeStatus> tcp_exposes;
+    for (const auto& e : s.exposes) {
+        if (!e.udp) tcp_exposes.push_back(e);
+    }
     t.family("burrow_forward_connections_total", MetricType::kCounter,
              "Connections accepted on the forward's listen address.");
-    for (const auto& f : s.forwards) t.sample(forward_labels(f), f.connections);
+    for (const auto& f : tcp_forwards) t.sample(forward_labels(f), f.connections);
     t.family("burrow_forward_connections_active", MetricType::kGauge,
              "Connections of the forward carried by a stream now.");
-    for (const auto& f : s.forwards) t.sample(forward_labels(f), f.active);
+    for (const auto& f : tcp_forwards) t.sample(forward_labels(f), f.active);
     t.family("burrow_forward_connections_waiting", MetricType::kGauge,
              "Accepted connections waiting for the session, the server's approval or stream "
              "credit.");
-    for (const auto& f : s.forwards) t.sample(forward_labels(f), f.waiting);
+    for (const auto& f : tcp_forwards) t.sample(forward_labels(f), f.waiting);
     t.family("burrow_forward_refusals_total", MetricType::kCounter,
              "Connections closed without reaching the peer's service, by reason.");
-    for (const auto& f : s.forwards) {
+    for (const auto& f : tcp_forwards) {
         const Labels l = forward_labels(f);
         t.sample(with(l, "reason", "stream_limit"), f.refused.stream_limit);
         t.sample(with(l, "reason", "queue_full"), f.refused.queue_full);
@@ -150,16 +160,58 @@ void forward_section(PrometheusText& t, const AgentStatus& s) {
     }
     t.family("burrow_forward_resets_total", MetricType::kCounter,
              "Connections of the forward that ended with a TCP reset.");
-    for (const auto& f : s.forwards) t.sample(forward_labels(f), f.resets);
+    for (const auto& f : tcp_forwards) t.sample(forward_labels(f), f.resets);
     t.family("burrow_expose_streams_total", MetricType::kCounter,
              "Streams the peers opened to the exposed service.");
-    for (const auto& e : s.exposes) t.sample({{"service", e.service}}, e.streams);
+    for (const auto& e : tcp_exposes) t.sample({{"service", e.service}}, e.streams);
     t.family("burrow_expose_streams_active", MetricType::kGauge,
              "Connections to the exposed service's target open now.");
-    for (const auto& e : s.exposes) t.sample({{"service", e.service}}, e.active);
+    for (const auto& e : tcp_exposes) t.sample({{"service", e.service}}, e.active);
     t.family("burrow_expose_refusals_total", MetricType::kCounter,
              "Streams to the exposed service refused (allow list, approval, target).");
-    for (const auto& e : s.exposes) t.sample({{"service", e.service}}, e.refused);
+    for (const auto& e : tcp_exposes) t.sample({{"service", e.service}}, e.refused);
+}
+
+// UDP forwards (labels as a forward's) and UDP services (service): flows, datagrams and bytes
+// each way ("in": what the local socket received), drops by reason.
+void udp_section(PrometheusText& t, const AgentStatus& s) {
+    std::vector<std::pair<Labels, const UdpStatus*>> rows;
+    for (const auto& f : s.forwards) {
+        if (f.udp) rows.emplace_back(with(forward_labels(f), "side", "forward"), &*f.udp);
+    }
+    for (const auto& e : s.exposes) {
+        if (e.udp) rows.emplace_back(Labels{{"service", e.service}, {"side", "expose"}}, &*e.udp);
+    }
+    t.family("burrow_udp_flows_total", MetricType::kCounter,
+             "UDP flows opened (a client address on a forward, a peer's flow on a service).");
+    for (const auto& [l, u] : rows) t.sample(l, u->counters.flows);
+    t.family("burrow_udp_flows_active", MetricType::kGauge, "UDP flows open now.");
+    for (const auto& [l, u] : rows) t.sample(l, u->active_flows);
+    t.family("burrow_udp_datagrams_total", MetricType::kCounter,
+             "Datagrams the local UDP socket received (in) and sent (out).");
+    for (const auto& [l, u] : rows) {
+        t.sample(with(l, "direction", "in"), u->counters.datagrams_in);
+        t.sample(with(l, "direction", "out"), u->counters.datagrams_out);
+    }
+    t.family("burrow_udp_bytes_total", MetricType::kCounter,
+             "Payload bytes the local UDP socket received (in) and sent (out).");
+    for (const auto& [l, u] : rows) {
+        t.sample(with(l, "direction", "in"), u->counters.bytes_in);
+        t.sample(with(l, "direction", "out"), u->counters.bytes_out);
+    }
+    t.family("burrow_udp_drops_total", MetricType::kCounter, "Datagrams dropped, by reason.");
+    for (const auto& [l, u] : rows) {
+        const UdpCounters& c = u->counters;
+        t.sample(with(l, "reason", "too_large"), c.drop_too_large);
+        t.sample(with(l, "reason", "congested"), c.drop_congested);
+        t.sample(with(l, "reason", "no_session"), c.drop_no_session);
+        t.sample(with(l, "reason", "flow_cap"), c.drop_flow_cap);
+        t.sample(with(l, "reason", "refused"), c.drop_refused);
+        t.sample(with(l, "reason", "stray"), c.drop_stray);
+    }
+    t.family("burrow_udp_max_datagram_bytes", MetricType::kGauge,
+             "The largest datagram the session carries (0: no session yet).");
+    for (const auto& [l, u] : rows) t.sample(l, u->max_datagram);
 }
 
 void punch_section(PrometheusText& t, const AgentStatus& s) {
@@ -192,6 +244,7 @@ std::string agent_metrics_text(const AgentStatus& status, const UdpStats& udp) {
     agent_section(t, status, udp, json);
     peer_section(t, status, json);
     forward_section(t, status);
+    udp_section(t, status);
     punch_section(t, status);
     return t.take();
 }

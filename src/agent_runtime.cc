@@ -73,6 +73,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.session.connection.max_incoming_streams = o.config.max_streams;
     c.keepalive = o.config.keepalive;
     c.stun_servers = o.config.stun_servers;
+    c.udp_idle_timeout = o.config.udp_idle_timeout;
     if (auto n = rekey_after_messages_from_environment()) {
         c.session.key_limits.rekey_after_messages = *n;
     }
@@ -89,7 +90,8 @@ class Agent {
           core_(core_config(options_, clock_), rng_, clock_.now()) {}
 
     std::optional<OsError> start() {
-        auto udp = bind_udp(kRouteMain, options_.config.udp_port, UdpOptions{});
+        auto udp = bind_udp(
+            kRouteMain, SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port), UdpOptions{});
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         const UdpStats& io = udp_->stats();
@@ -286,13 +288,16 @@ class Agent {
     void execute(const OpenUdpSocket& o) {
         UdpOptions options;
         options.socket_buffer_bytes = o.buffer_bytes;
-        auto sock = bind_udp(o.route, 0, options);
+        if (o.max_datagram > 0) options.max_datagram_size = o.max_datagram;
+        auto sock = bind_udp(o.route, o.bind.value_or(SocketAddress::ipv4({0, 0, 0, 0}, 0)),
+                             options);
         if (auto* err = std::get_if<OsError>(&sock)) {
             return core_.on_udp_socket_failed(o.route, err->message);
         }
         sockets_[o.route] = std::get<std::shared_ptr<UdpSocket>>(sock);
     }
-    std::variant<std::shared_ptr<UdpSocket>, OsError> bind_udp(RouteId route, uint16_t port,
+    std::variant<std::shared_ptr<UdpSocket>, OsError> bind_udp(RouteId route,
+                                                               const SocketAddress& where,
                                                                UdpOptions options) {
         // The core's output is drained once per receive batch, not per datagram: the datagrams
         // of a batch are acknowledged together.
@@ -305,8 +310,7 @@ class Agent {
                     drain();
                 },
         };
-        return UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, port),
-                               std::move(handlers), options);
+        return UdpSocket::bind(loop_, clock_, where, std::move(handlers), options);
     }
     void execute(const CloseUdpSocket& c) {
         auto it = sockets_.find(c.route);

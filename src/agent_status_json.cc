@@ -134,6 +134,26 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
     for (const auto& p : s.peers) peers.push_back(peer_json(p));
     out["peers"] = peers;
     json forwards = json::array();
+    const auto udp_json = [](const UdpStatus& u) {
+        const UdpCounters& c = u.counters;
+        return json{{"active_flows", u.active_flows},
+                    {"max_flows", u.max_flows},
+                    {"idle_timeout_s", u.idle_timeout_s},
+                    {"max_datagram", u.max_datagram},
+                    {"flows", c.flows},
+                    {"datagrams_in", c.datagrams_in},
+                    {"bytes_in", c.bytes_in},
+                    {"datagrams_out", c.datagrams_out},
+                    {"bytes_out", c.bytes_out},
+                    {"dropped", c.drops()},
+                    {"drops",
+                     {{"too_large", c.drop_too_large},
+                      {"congested", c.drop_congested},
+                      {"no_session", c.drop_no_session},
+                      {"flow_cap", c.drop_flow_cap},
+                      {"refused", c.drop_refused},
+                      {"stray", c.drop_stray}}}};
+    };
     for (const auto& f : s.forwards) {
         forwards.push_back({{"listen", f.listen},
                             {"peer", f.peer},
@@ -149,6 +169,8 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                               {"acl", f.refused.acl},
                               {"no_session", f.refused.no_session},
                               {"peer", f.refused.peer}}}});
+        forwards.back()["protocol"] = f.protocol;
+        if (f.udp) forwards.back()["udp"] = udp_json(*f.udp);
     }
     out["forwards"] = forwards;
     json exposes = json::array();
@@ -159,6 +181,8 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                            {"streams", e.streams},
                            {"active", e.active},
                            {"refused", e.refused}});
+        exposes.back()["protocol"] = e.protocol;
+        if (e.udp) exposes.back()["udp"] = udp_json(*e.udp);
     }
     out["exposes"] = exposes;
     json successes = json::array();

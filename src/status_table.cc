@@ -252,7 +252,9 @@ std::string forwards_section(const json& status) {
     if (forwards.empty()) return "no forwards\n";
     Table table({"LISTEN", "PEER", "SERVICE", "CONNECTIONS", "ACTIVE", "WAITING", "REFUSED"});
     for (const json& f : forwards) {
-        table.add({text(f, "listen"), text(f, "peer"), text(f, "service"),
+        // A UDP forward may share its port number with a TCP one: say which is which.
+        const bool udp = text(f, "protocol") == "udp";
+        table.add({text(f, "listen") + (udp ? " udp" : ""), text(f, "peer"), text(f, "service"),
                    count_text(f, "connections"), count_text(f, "active"), count_text(f, "waiting"),
                    refused_text(f)});
     }
@@ -264,10 +266,47 @@ std::string exposes_section(const json& status) {
     if (exposes.empty()) return "no exposed services\n";
     Table table({"SERVICE", "TARGET", "ALLOW", "STREAMS", "ACTIVE", "REFUSED"});
     for (const json& e : exposes) {
-        table.add({text(e, "service"), text(e, "target"), list_text(e, "allow"),
+        const bool udp = text(e, "protocol") == "udp";
+        table.add({text(e, "service") + (udp ? " (udp)" : ""), text(e, "target"),
+                   list_text(e, "allow"),
                    count_text(e, "streams"), count_text(e, "active"), count_text(e, "refused")});
     }
     return table.render();
+}
+
+// UDP forwards and services: flows, datagrams and bytes each way, the session's largest
+// datagram, drops by reason. Only when there are any.
+std::string udp_flows_section(const json& status) {
+    Table table({"UDP", "FLOWS", "DATAGRAMS IN/OUT", "BYTES IN/OUT", "MAX DATAGRAM", "DROPS"});
+    size_t rows = 0;
+    const auto add = [&](const std::string& name, const json& entry) {
+        const json* u = field(entry, "udp");
+        if (u == nullptr || !u->is_object()) return;
+        std::string drops;
+        if (const json* d = field(*u, "drops"); d != nullptr && d->is_object()) {
+            for (const auto& [reason, value] : d->items()) {
+                const std::optional<uint64_t> c = count(value);
+                if (!c || *c == 0) continue;
+                drops += (drops.empty() ? "" : ", ") + sanitize(reason) + " " + std::to_string(*c);
+            }
+        }
+        const json* m = field(*u, "max_datagram");
+        const uint64_t largest = m ? count(*m).value_or(0) : 0;
+        table.add({name, count_text(*u, "active_flows") + "/" + count_text(*u, "max_flows"),
+                   count_text(*u, "datagrams_in") + "/" + count_text(*u, "datagrams_out"),
+                   bytes_text(*u, "bytes_in") + "/" + bytes_text(*u, "bytes_out"),
+                   largest > 0 ? std::to_string(largest) + " B" : kMissing,
+                   drops.empty() ? "none" : drops});
+        ++rows;
+    };
+    for (const json& f : array_or_empty(status, "forwards")) {
+        add("forward " + text(f, "listen") + " -> " + text(f, "peer") + "/" + text(f, "service"),
+            f);
+    }
+    for (const json& e : array_or_empty(status, "exposes")) {
+        add("expose " + text(e, "service") + " -> " + text(e, "target"), e);
+    }
+    return rows == 0 ? "" : "\n" + table.render();
 }
 
 // "name 3" for each non-zero counter in drops, each name after prefix.
@@ -329,8 +368,8 @@ std::string render_status(const json& status) {
         return agent_line(status) + server_line(status) + udp_line(status) +
                stun_section(status) + "\n" +
                peers_section(status) + "\n" +
-               forwards_section(status) + "\n" + exposes_section(status) + "\n" +
-               drops_line(status);
+               forwards_section(status) + "\n" + exposes_section(status) +
+               udp_flows_section(status) + "\n" + drops_line(status);
     } catch (const std::exception&) {
         // Every access above checks its type first; this is the last guard of "never throws".
         return kMalformed;

@@ -52,6 +52,22 @@ if(Python3_FOUND)
                              SKIP_RETURN_CODE 77)
     endforeach()
 
+    # UDP forwards (issue 20): dnsmasq answering dig, 50 flows at once, iperf3 -u beside
+    # direct, a datagram too large for the session. RUN_SERIAL: iperf3's 50 Mbit/s and its loss
+    # figure must not compete with a parallel build of other tests.
+    foreach(case_timeout dns:60 flows:60 iperf:90 toolarge:60)
+        string(REPLACE ":" ";" pair ${case_timeout})
+        list(GET pair 0 case)
+        list(GET pair 1 timeout)
+        add_test(NAME e2e/udp_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/udp_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        # 77: harness.SKIP, when dnsmasq/dig or iperf3 are not installed.
+        set_tests_properties(e2e/udp_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+                             SKIP_RETURN_CODE 77)
+    endforeach()
+    set_tests_properties(e2e/udp_iperf PROPERTIES RUN_SERIAL TRUE)
+
     # The demo as a user runs it, with the binary under test instead of a fresh build.
     add_test(NAME e2e/demo_once COMMAND ${CMAKE_SOURCE_DIR}/run.sh demo --once)
     set_tests_properties(e2e/demo_once PROPERTIES LABELS e2e TIMEOUT 60
@@ -129,6 +145,14 @@ if(Python3_FOUND)
                      $<TARGET_FILE:burrow> --check-paths --pairs symmetric/symmetric
                      --udp-timeout 5 --idle 60)
     set_tests_properties(natlab/short_udp_timeout PROPERTIES LABELS natlab TIMEOUT 240
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Issue 20: a UDP forward over a direct path and over the relay (both sides symmetric),
+    # 200 datagrams echoed byte for byte on the path each row expects.
+    add_test(NAME natlab/udp
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --udp
+                     --pairs portrestricted/portrestricted,symmetric/symmetric)
+    set_tests_properties(natlab/udp PROPERTIES LABELS natlab TIMEOUT 240
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     add_test(NAME natlab/fault_server_relayed
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py

@@ -133,7 +133,7 @@ void Connection::queue_control(Stream& s) {
 
 bool Connection::has_pending_control() const {
     return send_max_data_ || send_max_streams_ || ping_pending_ || !control_queue_.empty() ||
-           !path_responses_.empty();
+           !path_responses_.empty() || !flow_opens_.empty() || !flow_closes_.empty();
 }
 
 uint64_t Connection::buffered_bytes() const {
@@ -282,6 +282,73 @@ void Connection::reset_stream(StreamId id, ResetReason reason) {
     queue_control(*s);
 }
 
+// --- unreliable datagrams -------------------------------------------------------------------
+
+bool Connection::is_local_flow(FlowId flow) const {
+    return (flow & 1) == static_cast<uint64_t>(role_);
+}
+
+std::optional<FlowId> Connection::open_flow(std::string_view service) {
+    if (state_ != State::kOpen || service.size() > kMaxServiceNameLen) return std::nullopt;
+    if (next_flow_seq_ > (kVarintMax >> 1)) return std::nullopt;
+    const FlowId flow = make_stream_id(next_flow_seq_++, role_);
+    Flow& f = flows_[flow];
+    f.service = std::string(service);
+    f.local = true;
+    f.open_pending = true;
+    flow_opens_.push_back(flow);
+    ++stats_.flows_opened;
+    return flow;
+}
+
+void Connection::close_flow(FlowId flow) {
+    if (state_ != State::kOpen || flows_.erase(flow) == 0) return;
+    flow_closes_.push_back(flow);
+}
+
+size_t Connection::max_datagram_payload() const {
+    // The largest DATAGRAM header: an 8-byte flow id varint and a 2-byte length (a packet is
+    // far below 16 KiB).
+    constexpr size_t kMaxDatagramHeader = 1 + 8 + 2;
+    const size_t room = config_.max_datagram_size - protection_.overhead();
+    return room > kMaxDatagramHeader ? room - kMaxDatagramHeader : 0;
+}
+
+DatagramVerdict Connection::send_datagram(FlowId flow, ByteView data) {
+    if (state_ != State::kOpen) return DatagramVerdict::kClosed;
+    if (!flows_.contains(flow)) return DatagramVerdict::kUnknownFlow;
+    if (data.size() > max_datagram_payload()) {
+        ++stats_.datagrams_dropped_too_large;
+        return DatagramVerdict::kTooLarge;
+    }
+    if (datagram_queue_bytes_ + data.size() > kMaxQueuedDatagramBytes) {
+        ++stats_.datagrams_dropped_congested;
+        return DatagramVerdict::kCongested;
+    }
+    datagram_queue_.push_back(QueuedDatagram{flow, Bytes(data.begin(), data.end())});
+    datagram_queue_bytes_ += data.size();
+    return DatagramVerdict::kQueued;
+}
+
+void Connection::on_flow_open_frame(const FlowOpenFrame& f, bool& violation) {
+    if (is_local_flow(f.flow)) {
+        violation = true;  // the peer cannot open a flow in our half of the id space
+        return;
+    }
+    const uint64_t seq = stream_seq(f.flow);
+    if (peer_flows_seen_.contains(seq)) return;  // a retransmission, or the flow is gone
+    peer_flows_seen_.add(seq, seq + 1);
+    if (flows_.size() >= kMaxPeerFlows) {
+        ++stats_.flows_refused;
+        flow_closes_.push_back(f.flow);
+        return;
+    }
+    Flow& flow = flows_[f.flow];
+    flow.service = f.service;
+    ++stats_.flows_accepted;
+    events_.push_back(FlowOpened{f.flow, f.service});
+}
+
 std::optional<ConnectionEvent> Connection::poll_event() {
     if (events_.empty()) return std::nullopt;
     ConnectionEvent e = std::move(events_.front());
@@ -308,6 +375,11 @@ void Connection::reset_all_streams() {
     streams_.clear();
     scheduler_ = StreamScheduler{};
     control_queue_.clear();
+    flows_.clear();
+    flow_opens_.clear();
+    flow_closes_.clear();
+    datagram_queue_.clear();
+    datagram_queue_bytes_ = 0;
 }
 
 void Connection::enter_closed(ConnectionError code, std::string reason, bool by_peer) {
@@ -471,6 +543,18 @@ void Connection::handle_frame(const Frame& frame, Time now, bool& violation) {
                 // harmless and ignored.
             } else if constexpr (std::is_same_v<T, CloseFrame>) {
                 enter_closed(static_cast<ConnectionError>(f.error_code), f.reason, true);
+            } else if constexpr (std::is_same_v<T, DatagramFrame>) {
+                if (!flows_.contains(f.flow)) {
+                    ++stats_.datagrams_dropped_unknown_flow;
+                    return;
+                }
+                ++stats_.datagrams_received;
+                stats_.datagram_bytes_received += f.data.size();
+                events_.push_back(DatagramReceived{f.flow, Bytes(f.data.begin(), f.data.end())});
+            } else if constexpr (std::is_same_v<T, FlowOpenFrame>) {
+                on_flow_open_frame(f, violation);
+            } else if constexpr (std::is_same_v<T, FlowCloseFrame>) {
+                if (flows_.erase(f.flow) > 0) events_.push_back(FlowClosed{f.flow});
             }
         },
         frame);
@@ -635,6 +719,11 @@ void Connection::on_frame_acked(const SentFrame& frame) {
                 }
             } else if constexpr (std::is_same_v<T, SentAck>) {
                 acks_.on_ack_acked(f.largest);
+            } else if constexpr (std::is_same_v<T, SentFlowOpen>) {
+                if (auto it = flows_.find(f.flow); it != flows_.end()) {
+                    it->second.open_acked = true;
+                    it->second.open_pending = false;
+                }
             }
         },
         frame);
@@ -679,6 +768,14 @@ void Connection::requeue(const SentFrame& frame) {
                 }
             } else if constexpr (std::is_same_v<T, SentMaxStreams>) {
                 send_max_streams_ = true;
+            } else if constexpr (std::is_same_v<T, SentFlowOpen>) {
+                auto it = flows_.find(f.flow);
+                if (it != flows_.end() && !it->second.open_acked && !it->second.open_pending) {
+                    it->second.open_pending = true;
+                    flow_opens_.push_back(f.flow);
+                }
+            } else if constexpr (std::is_same_v<T, SentFlowClose>) {
+                flow_closes_.push_back(f.flow);
             }
         },
         frame);
@@ -722,7 +819,7 @@ Time Connection::next_deadline() const {
     t = std::min(t, loss_.deadline(rtt_, AckTracker::kMaxAckDelay));
     t = std::min(t, acks_.ack_deadline());
     if (acks_.ack_now() || probes_pending_ > 0) return Time{};
-    if (has_pending_control() || !scheduler_.empty()) {
+    if (has_pending_control() || !scheduler_.empty() || !datagram_queue_.empty()) {
         if (loss_.bytes_in_flight() + config_.max_datagram_size <= cc_->congestion_window()) {
             t = std::min(t, pacer_.earliest_send_time(last_send_time_, config_.max_datagram_size));
         }
@@ -757,7 +854,8 @@ size_t Connection::write_transmit(Time now, MutableByteView out) {
     const bool cwnd_open =
         loss_.bytes_in_flight() + config_.max_datagram_size <= cc_->congestion_window();
     const bool pacer_open = pacer_.earliest_send_time(now, config_.max_datagram_size) <= now;
-    const bool want_eliciting = has_pending_control() || !scheduler_.empty();
+    const bool want_eliciting =
+        has_pending_control() || !scheduler_.empty() || !datagram_queue_.empty();
     if (probe || (want_eliciting && cwnd_open && pacer_open)) {
         if (const size_t n = build_packet(now, out, probe, ack_owed)) return n;
     }
@@ -810,9 +908,12 @@ size_t Connection::build_packet(Time now, MutableByteView out, bool probe, bool 
         }
     } else {
         fill_control(b);
+        // Datagrams before stream data: their queue is short and bounded, and what rides them
+        // (games, voice, DNS) would rather not wait behind a bulk transfer.
+        fill_datagrams(b);
         fill_stream_data(b);
         if (probe && !b.eliciting && b.add(PingFrame{})) b.sent.frames.push_back(SentPing{});
-        if (scheduler_.empty() && !has_pending_control()) {
+        if (scheduler_.empty() && !has_pending_control() && datagram_queue_.empty()) {
             rate_.on_app_limited(loss_.bytes_in_flight());
         }
     }
@@ -859,6 +960,21 @@ void Connection::fill_control(PacketBuilder& b) {
         send_max_streams_ = false;
         b.sent.frames.push_back(SentMaxStreams{});
     }
+    while (!flow_closes_.empty() && b.add(FlowCloseFrame{flow_closes_.front()})) {
+        b.sent.frames.push_back(SentFlowClose{flow_closes_.front()});
+        flow_closes_.pop_front();
+    }
+    while (!flow_opens_.empty()) {
+        auto it = flows_.find(flow_opens_.front());
+        if (it == flows_.end() || !it->second.open_pending) {
+            flow_opens_.pop_front();  // closed before its FLOW_OPEN went out, or acked
+            continue;
+        }
+        if (!b.add(FlowOpenFrame{it->first, it->second.service})) break;
+        it->second.open_pending = false;
+        b.sent.frames.push_back(SentFlowOpen{it->first});
+        flow_opens_.pop_front();
+    }
     while (!control_queue_.empty()) {
         Stream* s = find(control_queue_.front());
         if (!s) {
@@ -884,6 +1000,21 @@ void Connection::fill_control(PacketBuilder& b) {
         }
         s->in_control_queue = false;
         control_queue_.pop_front();
+    }
+}
+
+void Connection::fill_datagrams(PacketBuilder& b) {
+    while (!datagram_queue_.empty()) {
+        QueuedDatagram& d = datagram_queue_.front();
+        const size_t size = d.data.size();
+        if (flows_.contains(d.flow)) {
+            // Does not fit beside this packet's other frames: the next packet takes it.
+            if (!b.add(DatagramFrame{d.flow, d.data})) return;
+            ++stats_.datagrams_sent;
+            stats_.datagram_bytes_sent += size;
+        }
+        datagram_queue_bytes_ -= size;
+        datagram_queue_.pop_front();
     }
 }
 

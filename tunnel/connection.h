@@ -16,6 +16,16 @@
 //   poll_event                  what happened: opened, readable, writable, finished, reset,
 //                               closed
 //
+// and unreliable datagrams for UDP forwards (RFC 9221 shape):
+//
+//   open_flow(service)          a new outgoing flow; the peer sees FlowOpened (FLOW_OPEN is
+//                               retransmitted until acknowledged, like STREAM_OPEN)
+//   send_datagram(flow, bytes)  queued (bounded), paced and counted by congestion control like
+//                               stream data, never retransmitted; too large or congested:
+//                               dropped and counted (the verdict says which)
+//   close_flow(flow)            FLOW_CLOSE; the peer sees FlowClosed
+//   DatagramReceived            events carry what arrived on an open flow
+//
 // Backpressure: write() accepts at most the free space of the stream's send buffer; when it
 // returns less than offered or fills the buffer, wait for StreamWritable. The peer only grants
 // credit as its application reads, so a slow reader stops the sender and nothing buffers
@@ -107,8 +117,36 @@ struct ConnectionClosed {
     std::string reason;
     bool by_peer;
 };
-using ConnectionEvent = std::variant<StreamOpened, StreamReadable, StreamWritable,
-                                     StreamFinished, StreamReset, StreamClosed, ConnectionClosed>;
+struct FlowOpened {  // the peer opened a flow to one of our services
+    FlowId flow;
+    std::string service;
+};
+struct FlowClosed {  // the peer closed a flow (either side's); it is gone
+    FlowId flow;
+};
+struct DatagramReceived {  // a datagram on an open flow
+    FlowId flow;
+    Bytes data;
+};
+using ConnectionEvent =
+    std::variant<StreamOpened, StreamReadable, StreamWritable, StreamFinished, StreamReset,
+                 StreamClosed, ConnectionClosed, FlowOpened, FlowClosed, DatagramReceived>;
+
+// Datagrams queued for sending, at most: beyond this the path is congested and new ones are
+// dropped (counted) rather than delayed. 256 KiB is ~40 ms at 50 Mbit/s: a queue longer than
+// that only adds latency to traffic (games, voice, DNS) that would rather lose the packet.
+inline constexpr size_t kMaxQueuedDatagramBytes = 256 * 1024;
+// Flows the peer may have open at once on this connection; a FLOW_OPEN beyond is answered with
+// FLOW_CLOSE. The agent caps flows per forward far lower (signal/udp_flows.h).
+inline constexpr size_t kMaxPeerFlows = 16384;
+
+enum class DatagramVerdict : uint8_t {
+    kQueued,
+    kTooLarge,     // larger than max_datagram_payload(): no fragmentation
+    kCongested,    // the send queue is full (kMaxQueuedDatagramBytes)
+    kUnknownFlow,  // not an open flow
+    kClosed,       // the connection is closed
+};
 
 // Counters for `burrow status` and for tests: every drop has a reason.
 struct ConnectionStats {
@@ -128,6 +166,17 @@ struct ConnectionStats {
     uint64_t pto_count = 0;
     uint64_t streams_opened = 0;
     uint64_t streams_accepted = 0;
+    // Unreliable datagrams (UDP forwards).
+    uint64_t datagrams_sent = 0;
+    uint64_t datagram_bytes_sent = 0;  // payload bytes
+    uint64_t datagrams_received = 0;
+    uint64_t datagram_bytes_received = 0;
+    uint64_t datagrams_dropped_congested = 0;     // the send queue was full
+    uint64_t datagrams_dropped_too_large = 0;     // larger than max_datagram_payload()
+    uint64_t datagrams_dropped_unknown_flow = 0;  // received for a flow not (yet) open here
+    uint64_t flows_opened = 0;
+    uint64_t flows_accepted = 0;
+    uint64_t flows_refused = 0;  // FLOW_OPEN beyond kMaxPeerFlows
 };
 
 enum class ConnectionError : uint64_t {
@@ -185,6 +234,18 @@ public:
     size_t readable(StreamId id) const;
     void reset_stream(StreamId id, ResetReason reason);
     std::optional<ConnectionEvent> poll_event();
+
+    // --- unreliable datagrams ----------------------------------------------------------------
+    // nullopt when the connection is closed or the name is too long.
+    std::optional<FlowId> open_flow(std::string_view service);
+    // Forgets the flow and tells the peer (FLOW_CLOSE). Unknown flows are ignored.
+    void close_flow(FlowId flow);
+    DatagramVerdict send_datagram(FlowId flow, ByteView data);
+    // The largest datagram send_datagram takes: what one packet holds after its header, tag
+    // and the DATAGRAM frame's own header.
+    size_t max_datagram_payload() const;
+    size_t open_flow_count() const { return flows_.size(); }
+    size_t queued_datagram_bytes() const { return datagram_queue_bytes_; }
 
     // Sends an ack-eliciting PING in the next packet (e.g. so a peer sees traffic under
     // new keys at once, or to probe a path).
@@ -247,6 +308,9 @@ private:
     size_t seal(uint64_t packet_number, MutableByteView out, size_t plaintext_len);
     void fill_control(PacketBuilder& b);
     void fill_stream_data(PacketBuilder& b);
+    void fill_datagrams(PacketBuilder& b);
+    bool is_local_flow(FlowId flow) const;
+    void on_flow_open_frame(const FlowOpenFrame& f, bool& violation);
 
     Role role_;
     ConnectionConfig config_;
@@ -293,6 +357,24 @@ private:
     Time last_ack_eliciting_sent_;
     Time close_deadline_ = kNever;
     ConnectionStats stats_;
+
+    struct Flow {
+        std::string service;
+        bool local = false;
+        bool open_pending = false;  // FLOW_OPEN to (re)send (local flows)
+        bool open_acked = false;
+    };
+    std::map<FlowId, Flow> flows_;
+    uint64_t next_flow_seq_ = 0;
+    RangeSet peer_flows_seen_;             // peer flow sequence numbers ever opened
+    std::deque<FlowId> flow_opens_;        // local flows whose FLOW_OPEN is due
+    std::deque<FlowId> flow_closes_;       // FLOW_CLOSEs due (new, or lost and resent)
+    struct QueuedDatagram {
+        FlowId flow;
+        Bytes data;
+    };
+    std::deque<QueuedDatagram> datagram_queue_;
+    size_t datagram_queue_bytes_ = 0;
     // Reused on every packet, so the receive path allocates nothing in steady state: the
     // decoded frames of the packet being handled, and the copy the const on_datagram opens.
     std::vector<Frame> frames_;

@@ -83,6 +83,16 @@ size_t size_of(const CloseFrame& f) {
     return 1 + varint_size(f.error_code) + varint_size(f.reason.size()) + f.reason.size();
 }
 
+size_t size_of(const DatagramFrame& f) {
+    return datagram_frame_overhead(f.flow, f.data.size()) + f.data.size();
+}
+size_t size_of(const FlowOpenFrame& f) {
+    return 1 + varint_size(f.flow) + varint_size(f.service.size()) + f.service.size();
+}
+size_t size_of(const FlowCloseFrame& f) {
+    return 1 + varint_size(f.flow);
+}
+
 // --- encoding --------------------------------------------------------------------------------
 
 void encode(const PaddingFrame& f, ByteWriter& w) {
@@ -154,6 +164,24 @@ void encode(const CloseFrame& f, ByteWriter& w) {
     w.varint(f.error_code);
     w.varint(f.reason.size());
     w.bytes(as_bytes(f.reason));
+}
+
+void encode(const DatagramFrame& f, ByteWriter& w) {
+    w.u8(type_byte(FrameType::kDatagram));
+    w.varint(f.flow);
+    w.varint(f.data.size());
+    w.bytes(f.data);
+}
+void encode(const FlowOpenFrame& f, ByteWriter& w) {
+    assert(f.service.size() <= kMaxServiceNameLen);
+    w.u8(type_byte(FrameType::kFlowOpen));
+    w.varint(f.flow);
+    w.varint(f.service.size());
+    w.bytes(as_bytes(f.service));
+}
+void encode(const FlowCloseFrame& f, ByteWriter& w) {
+    w.u8(type_byte(FrameType::kFlowClose));
+    w.varint(f.flow);
 }
 
 // --- decoding --------------------------------------------------------------------------------
@@ -235,6 +263,25 @@ std::array<uint8_t, kPathDataLen> read_path_data(ByteReader& r) {
     return data;
 }
 
+DatagramFrame read_datagram(ByteReader& r) {
+    DatagramFrame f;
+    f.flow = r.varint();
+    const uint64_t length = r.varint();
+    if (!r.ok() || length > r.remaining()) {
+        r.fail();
+        return f;
+    }
+    f.data = r.bytes(static_cast<size_t>(length));
+    return f;
+}
+
+FlowOpenFrame read_flow_open(ByteReader& r) {
+    FlowOpenFrame f;
+    f.flow = r.varint();
+    f.service = read_string(r, kMaxServiceNameLen);
+    return f;
+}
+
 CloseFrame read_close(ByteReader& r) {
     CloseFrame f;
     f.error_code = r.varint();
@@ -273,6 +320,12 @@ std::optional<Frame> read_frame(uint8_t type, ByteReader& r) {
             return PathResponseFrame{read_path_data(r)};
         case type_byte(FrameType::kClose):
             return read_close(r);
+        case type_byte(FrameType::kDatagram):
+            return read_datagram(r);
+        case type_byte(FrameType::kFlowOpen):
+            return read_flow_open(r);
+        case type_byte(FrameType::kFlowClose):
+            return FlowCloseFrame{r.varint()};
         default:
             return std::nullopt;
     }
@@ -297,6 +350,10 @@ size_t encoded_size(const Frame& f) {
 
 size_t stream_frame_overhead(StreamId id, uint64_t offset, size_t length) {
     return 1 + varint_size(id) + varint_size(offset) + varint_size(length);
+}
+
+size_t datagram_frame_overhead(FlowId flow, size_t length) {
+    return 1 + varint_size(flow) + varint_size(length);
 }
 
 bool decode_frames(ByteView plaintext, std::vector<Frame>& frames) {

@@ -20,6 +20,15 @@
 //   PATH_CHALLENGE   0x1a data[8]
 //   PATH_RESPONSE    0x1b data[8]
 //   CLOSE            0x1c error_code  reason_len  reason[reason_len]       (reason_len <= 256)
+//   DATAGRAM         0x30 flow_id  length  data[length]     (RFC 9221 shape, length-prefixed;
+//                    never retransmitted: a lost one is gone, as a lost UDP datagram is)
+//   FLOW_OPEN        0x31 flow_id  name_len  service[name_len]             (name_len <= 64)
+//   FLOW_CLOSE       0x32 flow_id
+//
+// Flow ids name one forwarded UDP "connection" (a client address on the forwarding side, a
+// socket towards the target on the exposing side). Like stream ids, bit 0 says who opened the
+// flow (0 = the session initiator), so both sides can allocate without colliding. FLOW_OPEN
+// and FLOW_CLOSE are retransmitted until acknowledged, like STREAM_OPEN.
 //
 // decode_frames() checks the whole plaintext before returning anything: one malformed frame
 // rejects the packet and nothing of it is acted on.
@@ -63,7 +72,13 @@ enum class FrameType : uint8_t {
     kPathChallenge = 0x1a,
     kPathResponse = 0x1b,
     kClose = 0x1c,
+    kDatagram = 0x30,
+    kFlowOpen = 0x31,
+    kFlowClose = 0x32,
 };
+
+// A forwarded UDP flow (see DATAGRAM above).
+using FlowId = uint64_t;
 
 // Why a stream was reset; carried to the other side and shown in logs.
 enum class ResetReason : uint64_t {
@@ -142,9 +157,28 @@ struct CloseFrame {
     bool operator==(const CloseFrame&) const = default;
 };
 
+struct DatagramFrame {
+    FlowId flow = 0;
+    ByteView data;  // views the decoded packet (or the sender's buffer when encoding)
+    bool operator==(const DatagramFrame& o) const {
+        return flow == o.flow &&
+               std::equal(data.begin(), data.end(), o.data.begin(), o.data.end());
+    }
+};
+struct FlowOpenFrame {
+    FlowId flow = 0;
+    std::string service;
+    bool operator==(const FlowOpenFrame&) const = default;
+};
+struct FlowCloseFrame {
+    FlowId flow = 0;
+    bool operator==(const FlowCloseFrame&) const = default;
+};
+
 using Frame = std::variant<PaddingFrame, PingFrame, AckFrame, StreamFrame, StreamOpenFrame,
                            ResetStreamFrame, MaxDataFrame, MaxStreamDataFrame, MaxStreamsFrame,
-                           PathChallengeFrame, PathResponseFrame, CloseFrame>;
+                           PathChallengeFrame, PathResponseFrame, CloseFrame, DatagramFrame,
+                           FlowOpenFrame, FlowCloseFrame>;
 
 // Appends the encoding of f to out. Preconditions (asserted): every integer <= kVarintMax,
 // service and reason within their limits, ACK ranges well-formed.
@@ -159,6 +193,9 @@ size_t encoded_size(const Frame& f);
 // Encoded size of a STREAM frame header for these fields, without its data: used by the
 // packet builder to decide how much stream data fits.
 size_t stream_frame_overhead(StreamId id, uint64_t offset, size_t length);
+
+// Encoded size of a DATAGRAM frame header (type, flow id, length) for these fields.
+size_t datagram_frame_overhead(FlowId flow, size_t length);
 
 // Parses a whole packet plaintext. Returns nullopt, having changed nothing, if any frame is
 // malformed: unknown type, truncated field, varint overflow past kVarintMax, stream data

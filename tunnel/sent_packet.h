@@ -36,8 +36,17 @@ struct SentAck {
     uint64_t largest;  // once this ACK is acknowledged, ranges at or below can be dropped
 };
 struct SentPing {};
+struct SentFlowOpen {
+    FlowId flow;
+};
+struct SentFlowClose {
+    FlowId flow;
+};
+// A DATAGRAM frame leaves no record: it is never retransmitted (RFC 9221 §5.2). Its packet
+// still counts in flight, so congestion control sees it.
 using SentFrame = std::variant<SentStreamData, SentStreamOpen, SentResetStream, SentMaxData,
-                               SentMaxStreamData, SentMaxStreams, SentAck, SentPing>;
+                               SentMaxStreamData, SentMaxStreams, SentAck, SentPing,
+                               SentFlowOpen, SentFlowClose>;
 
 // Delivery-rate state captured at send time (draft-cheng-iccrg-delivery-rate-estimation).
 struct DeliverySnapshot {

@@ -30,6 +30,10 @@ void frames(ByteView plaintext) {
             FUZZ_CHECK(stream_frame_overhead(s->id, s->offset, s->data.size()) + s->data.size() ==
                        encoded_size(f));
         }
+        if (auto* d = std::get_if<DatagramFrame>(&f)) {
+            FUZZ_CHECK(datagram_frame_overhead(d->flow, d->data.size()) + d->data.size() ==
+                       encoded_size(f));
+        }
     }
     // Canonical encodings are never longer than what was read.
     FUZZ_CHECK(encoded.size() <= plaintext.size());

@@ -78,6 +78,13 @@ std::vector<std::vector<Frame>> frame_sets() {
         {StreamOpenFrame{0, "web"}, StreamFrame{0, 0, kPayload, false}, PingFrame{}},
         {AckFrame{{{5, 5}}, 10}, MaxDataFrame{100000}, PaddingFrame{20}},
         {ResetStreamFrame{0, ResetReason::kAborted, 0}, CloseFrame{0, ""}},
+        {FlowOpenFrame{0, "dns"}},
+        {DatagramFrame{0, kPayload}},
+        {DatagramFrame{(uint64_t{1} << 40) + 1, {}}},
+        {FlowCloseFrame{2}},
+        {FlowOpenFrame{0, "dns"}, DatagramFrame{0, kPayload}, PingFrame{}},
+        {AckFrame{{{7, 9}}, 5}, DatagramFrame{1, kPayload}, DatagramFrame{1, kPayload},
+         FlowCloseFrame{1}},
     };
     return sets;
 }

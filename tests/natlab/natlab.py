@@ -15,6 +15,10 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --udp-timeout S  the NATs forget a UDP mapping idle for S s (conntrack's udp timeouts)
   --idle S       after the transfer, S s of quiet, then a small request: it fails unless
                  answered within 1 s (a NAT that forgot a mapping must not stall it)
+  --udp          also a UDP forward (issue 20): nas exposes a UDP echo server as "echo"
+                 (protocol "udp"), laptop forwards a UDP port to it; after the transfer, 200
+                 datagrams of random sizes up to the session's max go through it and must
+                 come back byte-exact, on the path the row reports
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
                  its answer (the NAT's public address) unless its UDP is blocked
@@ -45,7 +49,45 @@ STUN_ANSWER_TIMEOUT_S = 5.0  # RFC 8489's first four tries; a lab's round trip i
 SMALL_FILE_SIZE = 1024
 HTTP_PORT = 8000
 FORWARD_PORT = 8080
-ADMIN = "127.0.0.1:7070"  # each agent has its own namespace, so one address serves both
+ADMIN = "127.0.0.1:7070"
+UDP_ECHO_PORT = 7000  # --udp: the echo server in nas's namespace
+UDP_FORWARD_PORT = 9090  # and laptop's UDP forward to it
+UDP_DATAGRAMS = 200
+# A UDP echo server (nas's namespace) and a client that checks every answer byte for byte,
+# resending a datagram up to 5 times (UDP may lose one, on the relay as anywhere).
+UDP_ECHO_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("echoing", flush=True)
+while True:
+    data, addr = s.recvfrom(65535)
+    s.sendto(data, addr)
+"""
+UDP_ECHO_CLIENT = """
+import os, random, socket, sys
+port, count, largest = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+resent = 0
+for i in range(count):
+    payload = i.to_bytes(4, "big") + os.urandom(random.randint(0, largest - 4))
+    for attempt in range(5):
+        s.sendto(payload, ("127.0.0.1", port))
+        try:
+            while True:
+                data, _ = s.recvfrom(65535)
+                if data[:4] == payload[:4]:
+                    break  # a late answer to an earlier resend is skipped
+            break
+        except socket.timeout:
+            resent += 1
+    else:
+        sys.exit(f"datagram {i}: no answer after 5 tries")
+    if data != payload:
+        sys.exit(f"datagram {i}: {len(data)} bytes back, not the {len(payload)} sent")
+print(f"ok {count} datagrams byte-exact, {resent} resent")
+"""  # each agent has its own namespace, so one address serves both
 
 MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
@@ -180,8 +222,8 @@ def on_signal(signum, _frame):
 class World(harness.ConfigDir):
     """Keys, configs and the shared test file for a whole run (namespaces come per pair)."""
 
-    def __init__(self, burrow, d, stun_server=False):
-        self.burrow, self.d, self.stun_server = burrow, d, stun_server
+    def __init__(self, burrow, d, stun_server=False, udp=False):
+        self.burrow, self.d, self.stun_server, self.udp = burrow, d, stun_server, udp
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", self.server_toml())
         self.fingerprint = harness.fingerprint(burrow, self.path("server.toml"))
@@ -197,7 +239,7 @@ class World(harness.ConfigDir):
 
     def server_toml(self):
         return harness.server_toml(lab.SERVER_IP, lab.SERVER_TCP_PORT, lab.SERVER_STUN_PORTS,
-                                   self.keys, [("laptop", "nas", ["web"])])
+                                   self.keys, [("laptop", "nas", ["web", "echo"])])
 
     def agent_toml(self, name):
         text = f"""[agent]
@@ -215,13 +257,25 @@ admin = "{ADMIN}"
 service = "web"
 target = "127.0.0.1:{HTTP_PORT}"
 allow = ["laptop"]
-"""
+""" + (f"""
+[[expose]]
+service = "echo"
+protocol = "udp"
+target = "127.0.0.1:{UDP_ECHO_PORT}"
+allow = ["laptop"]
+""" if self.udp else "")
         return text + f"""
 [[forward]]
 listen = "127.0.0.1:{FORWARD_PORT}"
 peer = "nas"
 service = "web"
-"""
+""" + (f"""
+[[forward]]
+listen = "127.0.0.1:{UDP_FORWARD_PORT}"
+protocol = "udp"
+peer = "nas"
+service = "echo"
+""" if self.udp else "")
 
 
 def path_events(proc, peer):
@@ -448,6 +502,11 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             if not res["transfer_ok"]:
                 res["error"] = f"HTTP {code}, sha256 {digest[:12]}.. != {world.sha256[:12]}.."
 
+        if world.udp:
+            res["udp"] = udp_echo(world, the_lab, spawn)
+            if not res["udp"].startswith("ok"):
+                res["error"] = f"udp forward: {res['udp']}"
+
         if opts.idle and res["transfer_ok"]:
             res["after_idle_s"] = request_after_idle(world, laptop_ns, pair_dir, opts.idle)
 
@@ -491,6 +550,29 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         for key, p in procs.items():
             res["error"] += f"\n  {key} ({p.log_path}):\n{p.tail(8)}"
     return res
+
+
+def udp_echo(world, the_lab, spawn):
+    """UDP_DATAGRAMS datagrams through laptop's UDP forward to nas's echo server: "ok ..." or
+    what went wrong."""
+    echo = spawn("udp-echo", the_lab.agent_ns["nas"],
+                 [sys.executable, "-u", "-c", UDP_ECHO_SERVER, str(UDP_ECHO_PORT)])
+    echo.wait_for(r"echoing", REGISTER_TIMEOUT_S)
+    laptop_ns = the_lab.agent_ns["laptop"]
+    # The session's largest datagram, as laptop's status shows it.
+    r = subprocess.run(["ip", "netns", "exec", laptop_ns, world.burrow, "status", "--admin",
+                        ADMIN, "--json"], capture_output=True, text=True, timeout=10)
+    try:
+        forwards = json.loads(r.stdout)["forwards"]
+        largest = next(f["udp"]["max_datagram"] for f in forwards if f.get("protocol") == "udp")
+    except (ValueError, KeyError, StopIteration) as e:
+        return f"no udp forward in laptop's status ({e}): {r.stdout[:300]} {r.stderr[:300]}"
+    if largest < 1000:
+        return f"max datagram {largest} (want > 1000)"
+    r = subprocess.run(["ip", "netns", "exec", laptop_ns, sys.executable, "-c", UDP_ECHO_CLIENT,
+                        str(UDP_FORWARD_PORT), str(UDP_DATAGRAMS), str(largest)],
+                       capture_output=True, text=True, timeout=UDP_DATAGRAMS * 5 + 30)
+    return r.stdout.strip() if r.returncode == 0 else (r.stderr.strip() or "failed")
 
 
 def request_after_idle(world, ns, pair_dir, idle_s):
@@ -642,6 +724,8 @@ def main():
                     help="the NATs forget a UDP mapping idle for S s")
     ap.add_argument("--idle", type=float, default=None, metavar="S",
                     help="after the transfer, S s idle, then a request answered within 1 s")
+    ap.add_argument("--udp", action="store_true",
+                    help="also a UDP forward to a UDP echo server, checked byte for byte")
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")
@@ -681,7 +765,7 @@ def main():
         if stale:
             print(f"natlab: removed stale namespaces {' '.join(stale)}", flush=True)
         print(f"natlab: iptables backend {lab.iptables_backend()}; logs in {d}", flush=True)
-        world = World(burrow, d, opts.stun_server)
+        world = World(burrow, d, opts.stun_server, opts.udp)
         started = time.monotonic()
         for i, (a, b) in enumerate(pairs):
             if kept:  # --keep leaves only the last pair standing
@@ -698,6 +782,7 @@ def main():
                   + (", coturn saw " + ", ".join(f"{who} {m or 'nothing'}"
                                                  for who, m in r["stun"].items())
                      if "stun" in r else "")
+                  + (f", udp: {r['udp']}" if "udp" in r else "")
                   + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
                      if opts.idle else ""), flush=True)
             for problem in r.get("fault_problems", []):

@@ -96,6 +96,63 @@ TEST_CASE("reload: a forward added listens, one removed stops, a failed new one 
     CHECK(core.status(Time{}).forwards.empty());
 }
 
+TEST_CASE("a UDP forward binds a UDP socket on its address, beside a TCP forward's port") {
+    REQUIRE(crypto_init());
+    SeededRng rng(30);
+    AgentCoreConfig config = laptop_config(rng);
+    ForwardConfig udp{{"127.0.0.1", 8080, HostKind::kIpv4}, "nas", "dns", ForwardProtocol::kUdp};
+    config.forward.push_back(udp);
+    AgentCore core(config, rng, Time{});
+    core.start({}, Time{});
+    const auto actions = drain_actions(core);
+    REQUIRE(only<ListenTcp>(actions).size() == 1);  // the TCP forward only
+    const auto sockets = only<OpenUdpSocket>(actions);
+    REQUIRE(sockets.size() == 1);
+    CHECK(sockets[0].bind == SocketAddress::ipv4({127, 0, 0, 1}, 8080));
+    CHECK(sockets[0].max_datagram == kMaxForwardedUdpDatagram);
+    CHECK(sockets[0].route != kRouteMain);
+    const auto status = core.status(Time{});
+    REQUIRE(status.forwards.size() == 2);
+    const auto& f = status.forwards[1];
+    CHECK(f.protocol == "udp");
+    REQUIRE(f.udp);
+    CHECK(f.udp->max_flows == kDefaultMaxUdpFlows);
+    CHECK(f.udp->max_datagram == 0);  // no session yet
+
+    // A client's datagram before any session: held (not dropped), and the server asked once.
+    for (int i = 0; i < 3; ++i) {
+        core.on_udp(sockets[0].route, SocketAddress::ipv4({127, 0, 0, 1}, 5555), Bytes{1, 2, 3},
+                    Time{});
+    }
+    const auto held = core.status(Time{}).forwards[1];
+    CHECK(held.waiting == 3);
+    CHECK(held.udp->counters.datagrams_in == 3);
+    CHECK(held.udp->counters.drops() == 0);
+    // The server never comes: the connect is given up, and what waited is dropped, counted.
+    const Time later = Time{} + kPendingConnectTimeout + 1s;
+    core.on_timer(later);
+    const auto refused = core.status(later).forwards[1];
+    CHECK(core.client().stats().connects_refused_locally == 1);  // asked once, for 3 datagrams
+    CHECK(refused.waiting == 0);
+    CHECK(refused.udp->counters.drop_refused == 3);
+}
+
+TEST_CASE("a UDP forward that cannot bind at start ends the agent with one line and status 1") {
+    REQUIRE(crypto_init());
+    SeededRng rng(31);
+    AgentCoreConfig config = laptop_config(rng);
+    config.forward = {{{"127.0.0.1", 5353, HostKind::kIpv4}, "nas", "dns", ForwardProtocol::kUdp}};
+    AgentCore core(config, rng, Time{});
+    core.start({}, Time{});
+    const auto sockets = only<OpenUdpSocket>(drain_actions(core));
+    REQUIRE(sockets.size() == 1);
+    core.on_udp_socket_failed(sockets[0].route, "bind 127.0.0.1:5353: address already in use");
+    const auto exits = only<Exit>(drain_actions(core));
+    REQUIRE(exits.size() == 1);
+    CHECK(exits[0].status == 1);
+    CHECK(exits[0].message == "bind 127.0.0.1:5353: address already in use");
+}
+
 TEST_CASE("connections beyond the waiting bound are closed, and counted") {
     REQUIRE(crypto_init());
     SeededRng rng(4);

@@ -588,6 +588,34 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          kAgentHead +
              "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"nas\"\nservice = \"web\"\n",
          "nas.toml:8:8: forward[0].peer: ", "is this agent itself"},
+        {"an unknown protocol",
+         kAgentHead + "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\n"
+                      "service = \"web\"\nprotocol = \"sctp\"\n",
+         "nas.toml:10:12: forward[0].protocol: ",
+         "\"sctp\" is not a protocol burrow forwards; use \"tcp\" or \"udp\""},
+        {"a protocol in capitals",
+         kAgentHead + "[[expose]]\nservice = \"dns\"\ntarget = \"127.0.0.1:53\"\n"
+                      "allow = [\"pc\"]\nprotocol = \"UDP\"\n",
+         "nas.toml:10:12: expose[0].protocol: ", "is not a protocol"},
+        {"a protocol as a number",
+         kAgentHead + "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\n"
+                      "service = \"web\"\nprotocol = 17\n",
+         "nas.toml:10:12: forward[0].protocol: ", "expected a string"},
+        {"two UDP forwards on one port",
+         kAgentHead +
+             "[[forward]]\nlisten = \"127.0.0.1:5353\"\npeer = \"pc\"\nservice = \"a\"\n"
+             "protocol = \"udp\"\n"
+             "[[forward]]\nlisten = \"0.0.0.0:5353\"\npeer = \"pc\"\nservice = \"b\"\n"
+             "protocol = \"udp\"\n",
+         "nas.toml:12:10: forward[1].listen: ", "takes the port of forward[0].listen"},
+        {"a UDP service with a name for a target",
+         kAgentHead + "[[expose]]\nservice = \"dns\"\ntarget = \"resolver.lan:53\"\n"
+                      "allow = [\"pc\"]\nprotocol = \"udp\"\n",
+         "nas.toml:8:10: expose[0].target: ", "must be an IP address"},
+        {"udp_idle_timeout too short", kAgentHead + "udp_idle_timeout = \"100ms\"\n",
+         "nas.toml:6:20: agent.udp_idle_timeout: ", ""},
+        {"udp_idle_timeout without a unit", kAgentHead + "udp_idle_timeout = \"60\"\n",
+         "nas.toml:6:20: agent.udp_idle_timeout: ", ""},
     };
     REQUIRE(cases.size() >= 30);
     for (const auto& c : cases) expect_error(parse_agent_config(c.text, "nas.toml", dir.path(), on_disk), c);
@@ -609,6 +637,30 @@ TEST_CASE("listeners on one port but different addresses are accepted") {
     auto result = parse_agent_config(text, "nas.toml", dir.path(), on_disk);
     if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
     CHECK(std::get<AgentConfig>(result).forward.size() == 4);
+}
+
+TEST_CASE("UDP forwards and services: protocol, defaults, and a shared port with TCP") {
+    TempDir dir;
+    dir.touch("nas.key");
+    const std::string text =
+        kAgentHead + "udp_idle_timeout = \"30s\"\n" +
+        "[[forward]]\nlisten = \"127.0.0.1:5353\"\npeer = \"pc\"\nservice = \"dns\"\n"
+        "protocol = \"udp\"\n"
+        "[[forward]]\nlisten = \"127.0.0.1:5353\"\npeer = \"pc\"\nservice = \"dns-tcp\"\n"
+        "[[forward]]\nlisten = \"127.0.0.1:8080\"\npeer = \"pc\"\nservice = \"web\"\n"
+        "protocol = \"tcp\"\n"
+        "[[expose]]\nservice = \"game\"\ntarget = \"[::1]:27015\"\nallow = [\"pc\"]\n"
+        "protocol = \"udp\"\n";
+    auto result = parse_agent_config(text, "nas.toml", dir.path(), on_disk);
+    if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
+    const auto& config = std::get<AgentConfig>(result);
+    REQUIRE(config.forward.size() == 3);
+    CHECK(config.forward[0].protocol == ForwardProtocol::kUdp);
+    CHECK(config.forward[1].protocol == ForwardProtocol::kTcp);  // the default
+    CHECK(config.forward[2].protocol == ForwardProtocol::kTcp);
+    REQUIRE(config.expose.size() == 1);
+    CHECK(config.expose[0].protocol == ForwardProtocol::kUdp);
+    CHECK(config.udp_idle_timeout == std::chrono::seconds(30));
 }
 
 TEST_CASE("the first error in file order is the one reported") {

@@ -569,3 +569,176 @@ TEST_CASE("a silent peer times the connection out; an idle live one is kept by k
     }
     CHECK(idle);
 }
+
+// ---- unreliable datagrams (UDP forwards) ----------------------------------------------------
+
+namespace {
+std::vector<DatagramReceived> datagrams_of(const std::vector<ConnectionEvent>& ev) {
+    std::vector<DatagramReceived> out;
+    for (const auto& e : ev) {
+        if (const auto* d = std::get_if<DatagramReceived>(&e)) out.push_back(*d);
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("a flow opens on the peer and carries datagrams both ways, byte-exact") {
+    Pair p;
+    auto flow = p.a.open_flow("dns");
+    REQUIRE(flow);
+    CHECK((*flow & 1) == 0);  // the initiator's half of the id space
+    const Bytes query = {1, 2, 3, 4, 5};
+    REQUIRE(p.a.send_datagram(*flow, query) == DatagramVerdict::kQueued);
+    p.run();
+    auto ev = drain(p.b);
+    REQUIRE(ev.size() == 2);
+    REQUIRE(std::holds_alternative<FlowOpened>(ev[0]));
+    CHECK(std::get<FlowOpened>(ev[0]).flow == *flow);
+    CHECK(std::get<FlowOpened>(ev[0]).service == "dns");
+    REQUIRE(std::holds_alternative<DatagramReceived>(ev[1]));
+    CHECK(std::get<DatagramReceived>(ev[1]).data == query);
+
+    // The answer goes back on the same flow.
+    Bytes answer(p.b.max_datagram_payload(), 0x77);
+    answer[0] = 9;
+    REQUIRE(p.b.send_datagram(*flow, answer) == DatagramVerdict::kQueued);
+    p.run();
+    auto got = datagrams_of(drain(p.a));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].flow == *flow);
+    CHECK(got[0].data == answer);
+    CHECK(p.a.stats().datagrams_sent == 1);
+    CHECK(p.a.stats().datagrams_received == 1);
+    CHECK(p.b.stats().datagram_bytes_received == query.size());
+
+    // Closing ends it on both sides; later datagrams for it are refused here, dropped there.
+    p.a.close_flow(*flow);
+    CHECK(p.a.send_datagram(*flow, query) == DatagramVerdict::kUnknownFlow);
+    p.run();
+    ev = drain(p.b);
+    REQUIRE(ev.size() == 1);
+    CHECK(std::get<FlowClosed>(ev[0]).flow == *flow);
+    CHECK(p.b.open_flow_count() == 0);
+    CHECK(p.b.send_datagram(*flow, query) == DatagramVerdict::kUnknownFlow);
+}
+
+TEST_CASE("a datagram larger than one packet holds is dropped and counted, never split") {
+    Pair p;
+    auto flow = p.a.open_flow("game");
+    REQUIRE(flow);
+    const size_t max = p.a.max_datagram_payload();
+    CHECK(max > 1200);
+    CHECK(max < p.cfg.max_datagram_size);
+    const Bytes big(max + 1, 0x11);
+    CHECK(p.a.send_datagram(*flow, big) == DatagramVerdict::kTooLarge);
+    CHECK(p.a.stats().datagrams_dropped_too_large == 1);
+    const Bytes fits(max, 0x22);
+    CHECK(p.a.send_datagram(*flow, fits) == DatagramVerdict::kQueued);
+    p.run();
+    auto got = datagrams_of(drain(p.b));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].data == fits);
+    CHECK(p.a.stats().datagrams_sent == 1);
+}
+
+TEST_CASE("lost datagrams are never resent, lost FLOW_OPENs are") {
+    Pair p;
+    int dropped = 0;
+    // Lose the first two packets a sends: the FLOW_OPEN and the first datagrams with it.
+    p.lose = [&](bool to_b) { return to_b && dropped++ < 2; };
+    auto flow = p.a.open_flow("voice");
+    REQUIRE(flow);
+    REQUIRE(p.a.send_datagram(*flow, Bytes{1}) == DatagramVerdict::kQueued);
+    p.run(10ms);  // the first packet goes out (lost)
+    REQUIRE(p.a.send_datagram(*flow, Bytes{2}) == DatagramVerdict::kQueued);
+    p.run(3s);
+    auto ev = drain(p.b);
+    // The FLOW_OPEN came through on a retransmission; datagram 1 never did.
+    REQUIRE_FALSE(ev.empty());
+    CHECK(std::holds_alternative<FlowOpened>(ev[0]));
+    for (const auto& d : datagrams_of(ev)) CHECK(d.data != Bytes{1});
+    CHECK(p.a.stats().packets_lost >= 1);
+    // A datagram after the flow is open arrives.
+    REQUIRE(p.a.send_datagram(*flow, Bytes{3}) == DatagramVerdict::kQueued);
+    p.run();
+    auto got = datagrams_of(drain(p.b));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].data == Bytes{3});
+}
+
+TEST_CASE("a full datagram queue drops new datagrams and counts them as congested") {
+    Pair p;
+    auto flow = p.a.open_flow("bulk");
+    REQUIRE(flow);
+    const Bytes d(1000, 0x33);
+    size_t queued = 0;
+    DatagramVerdict last = DatagramVerdict::kQueued;
+    for (int i = 0; i < 1000; ++i) {
+        last = p.a.send_datagram(*flow, d);
+        if (last != DatagramVerdict::kQueued) break;
+        ++queued;
+    }
+    CHECK(last == DatagramVerdict::kCongested);
+    CHECK(queued == kMaxQueuedDatagramBytes / d.size());
+    CHECK(p.a.queued_datagram_bytes() <= kMaxQueuedDatagramBytes);
+    CHECK(p.a.stats().datagrams_dropped_congested == 1);
+    // Congestion control paces them out; the queue drains, every byte in flight counted.
+    p.run(10s);
+    CHECK(p.a.queued_datagram_bytes() == 0);
+    CHECK(datagrams_of(drain(p.b)).size() == queued);
+    CHECK(p.a.send_datagram(*flow, d) == DatagramVerdict::kQueued);
+}
+
+TEST_CASE("datagrams count in flight: the congestion window limits a burst of them") {
+    Pair p;
+    auto flow = p.a.open_flow("bulk");
+    REQUIRE(flow);
+    const Bytes d(1200, 0x44);
+    for (int i = 0; i < 200; ++i) REQUIRE(p.a.send_datagram(*flow, d) == DatagramVerdict::kQueued);
+    // Without ACKs nothing beyond the window leaves.
+    size_t sent = 0;
+    for (int i = 0; i < 1000; ++i) {
+        if (!p.a.poll_transmit(p.now)) {
+            p.now += 1ms;  // the pacer's next slot
+            if (p.a.bytes_in_flight() + p.cfg.max_datagram_size > p.a.congestion_window()) break;
+            continue;
+        }
+        ++sent;
+    }
+    CHECK(sent > 0);
+    CHECK(sent < 200);
+    CHECK(p.a.bytes_in_flight() <= p.a.congestion_window());
+    CHECK(p.a.bytes_in_flight() >= sent * d.size());
+}
+
+TEST_CASE("datagrams for a flow the receiver does not know are dropped and counted") {
+    Pair p;
+    p.run();
+    const Bytes payload = {1, 2, 3};
+    // Flow 0 is the initiator's first: never opened.
+    CHECK(p.b.on_datagram(forge(50, {DatagramFrame{0, payload}}), p.now));
+    CHECK(drain(p.b).empty());
+    CHECK(p.b.stats().datagrams_dropped_unknown_flow == 1);
+    // A FLOW_OPEN in our own half of the id space is a lie: the connection closes.
+    CHECK(p.b.on_datagram(forge(51, {FlowOpenFrame{1, "x"}}), p.now));
+    CHECK(p.b.is_closed() == false);
+    auto ev = drain(p.b);
+    REQUIRE_FALSE(ev.empty());
+    CHECK(std::holds_alternative<ConnectionClosed>(ev.back()));
+}
+
+TEST_CASE("a retransmitted or stale FLOW_OPEN does not reopen a flow") {
+    Pair p;
+    p.run();
+    CHECK(p.b.on_datagram(forge(60, {FlowOpenFrame{0, "dns"}}), p.now));
+    CHECK(p.b.on_datagram(forge(61, {FlowOpenFrame{0, "dns"}}), p.now));
+    auto ev = drain(p.b);
+    REQUIRE(ev.size() == 1);
+    CHECK(std::holds_alternative<FlowOpened>(ev[0]));
+    CHECK(p.b.on_datagram(forge(62, {FlowCloseFrame{0}}), p.now));
+    CHECK(p.b.on_datagram(forge(63, {FlowOpenFrame{0, "dns"}}), p.now));
+    ev = drain(p.b);
+    REQUIRE(ev.size() == 1);
+    CHECK(std::holds_alternative<FlowClosed>(ev[0]));
+    CHECK(p.b.open_flow_count() == 0);
+}

@@ -144,8 +144,14 @@ class FrameGenerator {
         return f;
     }
 
+    DatagramFrame datagram() {
+        Bytes& data = storage_.emplace_back(rng_.uniform(1300));
+        rng_.fill(data);
+        return DatagramFrame{varint_value(), data};
+    }
+
     Frame frame() {
-        switch (rng_.uniform(12)) {
+        switch (rng_.uniform(15)) {
             case 0:
                 return PaddingFrame{1 + rng_.uniform(rng_.chance(0.5) ? 4 : 1500)};
             case 1:
@@ -175,6 +181,12 @@ class FrameGenerator {
                 rng_.fill(f.data);
                 return f;
             }
+            case 11:
+                return datagram();
+            case 12:
+                return FlowOpenFrame{varint_value(), text(kMaxServiceNameLen)};
+            case 13:
+                return FlowCloseFrame{varint_value()};
             default:
                 return CloseFrame{varint_value(), text(kMaxCloseReasonLen)};
         }
@@ -242,6 +254,42 @@ TEST_CASE("the wire layout matches frame.h byte for byte") {
     buf.clear();
     encode_frame(CloseFrame{9, "bye"}, buf);
     CHECK(buf == Bytes{0x1c, 0x09, 0x03, 'b', 'y', 'e'});
+
+    buf.clear();
+    encode_frame(DatagramFrame{6, payload}, buf);
+    encode_frame(FlowOpenFrame{4, "dns"}, buf);
+    encode_frame(FlowCloseFrame{70}, buf);
+    CHECK(buf == Bytes{0x30, 0x06, 0x02, 'h', 'i', 0x31, 0x04, 0x03, 'd', 'n', 's', 0x32, 0x40,
+                       70});
+    CHECK(datagram_frame_overhead(6, 2) == 3);
+    CHECK(datagram_frame_overhead(kVarintMax, 1300) == 1 + 8 + 2);
+}
+
+TEST_CASE("datagram and flow frames round-trip, and datagrams view the plaintext") {
+    for (uint64_t v : kBoundaries) {
+        INFO("value " << v);
+        check_round_trip(FlowOpenFrame{v, "dns"});
+        check_round_trip(FlowOpenFrame{v, std::string(kMaxServiceNameLen, 'g')});
+        check_round_trip(FlowCloseFrame{v});
+        check_round_trip(DatagramFrame{v, {}});
+        const Bytes data(1300, 0x5a);
+        check_round_trip(DatagramFrame{v, data});
+    }
+    Bytes data(1200);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7);
+    Bytes buf;
+    encode_frame(DatagramFrame{9, data}, buf);
+    encode_frame(PingFrame{}, buf);
+    const auto frames = decode_frames(buf);
+    REQUIRE(frames.has_value());
+    REQUIRE(frames->size() == 2);
+    const auto& d = std::get<DatagramFrame>((*frames)[0]);
+    CHECK(d.flow == 9);
+    CHECK(d.data.data() == buf.data() + 4);  // 0x30, flow, a 2-byte length: no copy
+    CHECK(Bytes(d.data.begin(), d.data.end()) == data);
+    CHECK(is_ack_eliciting(d));
+    CHECK(is_ack_eliciting(FlowOpenFrame{}));
+    CHECK(is_ack_eliciting(FlowCloseFrame{}));
 }
 
 TEST_CASE("every frame type round-trips at varint boundaries") {
@@ -488,8 +536,8 @@ TEST_CASE("mutated valid plaintexts never crash the decoder") {
 
 TEST_CASE("malformed plaintexts are rejected whole") {
     SECTION("unknown frame types") {
-        const std::set<uint8_t> known = {0x00, 0x01, 0x02, 0x08, 0x09, 0x10, 0x11,
-                                         0x12, 0x13, 0x14, 0x1a, 0x1b, 0x1c};
+        const std::set<uint8_t> known = {0x00, 0x01, 0x02, 0x08, 0x09, 0x10, 0x11, 0x12,
+                                         0x13, 0x14, 0x1a, 0x1b, 0x1c, 0x30, 0x31, 0x32};
         for (int t = 0; t < 256; ++t) {
             if (known.count(static_cast<uint8_t>(t))) continue;
             INFO("type " << t);
@@ -550,6 +598,18 @@ TEST_CASE("malformed plaintexts are rejected whole") {
                      static_cast<uint8_t>(len & 0xff)};
         buf.resize(buf.size() + len, 'r');
         CHECK_FALSE(decode_frames(buf).has_value());
+    }
+    SECTION("datagram length past the end, flow names too long, truncated flow frames") {
+        CHECK(decode_frames(Bytes{0x30, 1, 2, 'a', 'b'}).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x30, 1, 3, 'a', 'b'}).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x30, 1, 0xbf, 0xff, 0xff, 0xff, 'a'}).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x30, 1}).has_value());
+        Bytes name = {0x31, 0x01, static_cast<uint8_t>(kMaxServiceNameLen + 1)};
+        name.resize(name.size() + kMaxServiceNameLen + 1, 'a');
+        CHECK_FALSE(decode_frames(name).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x31, 0x01, 0x03, 'd', 'n'}).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x32}).has_value());
+        CHECK_FALSE(decode_frames(Bytes{0x32, 0x40}).has_value());
     }
     SECTION("truncated fixed-size and varint fields") {
         CHECK_FALSE(decode_frames(Bytes{0x1a, 1, 2, 3, 4, 5, 6, 7}).has_value());
