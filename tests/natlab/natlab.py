@@ -350,9 +350,13 @@ def pair_path(views):
 class Fault:
     """Applies one fault helper mid-transfer, once the laptop has received a quarter."""
 
-    def __init__(self, kind, the_lab, out_file, restart_server):
+    def __init__(self, kind, the_lab, out_file, restart_server, laptop=None):
         self.kind, self.lab, self.out_file = kind, the_lab, out_file
         self.restart_server = restart_server
+        # A block must hit a direct path: it also waits until the laptop's log has said
+        # direct (a quarter can arrive over the relay, or in the instant after the switch,
+        # before the log line is stamped).
+        self.laptop = laptop if kind == "block" else None
         self.note = "not applied (transfer ended first)"
         self.blocked_at = None  # time.monotonic() of the block and unblock (kind block)
         self.unblocked_at = None
@@ -365,10 +369,12 @@ class Fault:
     def _run(self):
         while not self.done.is_set():
             try:
-                if os.path.getsize(self.out_file) >= FILE_SIZE // 4:
-                    break
+                quarter = os.path.getsize(self.out_file) >= FILE_SIZE // 4
             except OSError:
-                pass
+                quarter = False
+            events = path_events(self.laptop, "nas") if self.laptop else [(0, "direct")]
+            if quarter and events and events[-1][1] == "direct":
+                break
             self.done.wait(0.02)
         if self.done.is_set():
             return
@@ -472,7 +478,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                                         f"{res['stun'][agent]} is not what the NAT allows")
 
         out_file = os.path.join(pair_dir, "fetched")
-        fault = Fault(opts.fault, the_lab, out_file, restart_server) if opts.fault else None
+        fault = (Fault(opts.fault, the_lab, out_file, restart_server, laptop) if opts.fault
+                 else None)
         curl_start = time.monotonic()
         if fault:
             fault.start()
