@@ -36,6 +36,26 @@ def free_port(kind=socket.SOCK_STREAM):
     return free_ports(1, kind)[0]
 
 
+def free_port_both():
+    """A port free for TCP and for UDP at once (a UDP and a TCP forward sharing a number, or
+    iperf3 -s, which listens on both): a TCP port from the kernel whose UDP twin binds too."""
+    for _ in range(100):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+        finally:
+            t.close()
+            u.close()
+    raise RuntimeError("no port free for both TCP and UDP in 100 tries")
+
+
 def keygen(burrow, path):
     """Creates a private key file; returns the public key."""
     return subprocess.run([burrow, "keygen", "-o", path], check=True, capture_output=True,

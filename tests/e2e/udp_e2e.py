@@ -65,7 +65,8 @@ class UdpWorld(harness.ConfigDir):
         self.tcp, self.stun1, self.stun2 = (harness.free_port(),
                                             *harness.free_ports(2, socket.SOCK_DGRAM))
         self.laptop_admin, self.nas_admin = harness.free_ports(2)
-        self.fdns, self.fecho, self.fiperf = harness.free_ports(3, socket.SOCK_DGRAM)
+        self.fdns, self.fecho = harness.free_ports(2, socket.SOCK_DGRAM)
+        self.fiperf = harness.free_port_both()  # a UDP and a TCP forward share it
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", harness.server_toml(
             "127.0.0.1", self.tcp, (self.stun1, self.stun2), self.keys,
@@ -74,7 +75,7 @@ class UdpWorld(harness.ConfigDir):
         # Targets nobody listens on are fine: a case only uses its own.
         dns_port = dns_port or harness.free_port(socket.SOCK_DGRAM)
         echo_port = echo_port or harness.free_port(socket.SOCK_DGRAM)
-        iperf_port = iperf_port or harness.free_port()
+        iperf_port = iperf_port or harness.free_port_both()
         self.write("nas.toml", self.header("nas", self.nas_admin) + f"""
 [[expose]]
 service = "dns"
@@ -304,7 +305,7 @@ def case_iperf(burrow, d):
     if not iperf3:
         print("SKIP: iperf3 is needed (apt-get install iperf3)", file=sys.stderr)
         return harness.SKIP
-    port = harness.free_port()
+    port = harness.free_port_both()  # iperf3 -s listens on TCP and UDP
     harness.spawn("iperf3", [iperf3, "-s", "-p", str(port), "-B", "127.0.0.1"],
                   os.path.join(d, "iperf3.log"))
     wait_until(lambda: _accepts(port), 10, "iperf3 -s to listen")
