@@ -284,10 +284,6 @@ void Connection::reset_stream(StreamId id, ResetReason reason) {
 
 // --- unreliable datagrams -------------------------------------------------------------------
 
-bool Connection::is_local_flow(FlowId flow) const {
-    return (flow & 1) == static_cast<uint64_t>(role_);
-}
-
 std::optional<FlowId> Connection::open_flow(std::string_view service) {
     if (state_ != State::kOpen || service.size() > kMaxServiceNameLen) return std::nullopt;
     if (next_flow_seq_ > (kVarintMax >> 1)) return std::nullopt;
@@ -331,7 +327,7 @@ DatagramVerdict Connection::send_datagram(FlowId flow, ByteView data) {
 }
 
 void Connection::on_flow_open_frame(const FlowOpenFrame& f, bool& violation) {
-    if (is_local_flow(f.flow)) {
+    if (is_local(f.flow)) {  // flow ids split by opener like stream ids
         violation = true;  // the peer cannot open a flow in our half of the id space
         return;
     }

@@ -309,7 +309,6 @@ private:
     void fill_control(PacketBuilder& b);
     void fill_stream_data(PacketBuilder& b);
     void fill_datagrams(PacketBuilder& b);
-    bool is_local_flow(FlowId flow) const;
     void on_flow_open_frame(const FlowOpenFrame& f, bool& violation);
 
     Role role_;
