@@ -334,10 +334,10 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     // Streams and flows the peer opened before this approval reached us.
     std::deque<Peer::Unapproved> held = std::move(peer.unapproved);
     peer.unapproved.clear();
-    for (auto& u : held) on_stream_opened(peer, u.stream, u.service, now);
-    std::deque<Peer::UnapprovedFlow> held_flows = std::move(peer.unapproved_flows);
+    for (auto& u : held) on_stream_opened(peer, u.id, u.service, now);
+    std::deque<Peer::Unapproved> held_flows = std::move(peer.unapproved_flows);
     peer.unapproved_flows.clear();
-    for (auto& u : held_flows) on_flow_opened(peer, u.flow, u.service, now);
+    for (auto& u : held_flows) on_flow_opened(peer, u.id, u.service, now);
     process(peer, now);
 }
 
@@ -870,7 +870,7 @@ void AgentCore::expire_unapproved(Peer& peer, Time now) {
         const Peer::Unapproved u = peer.unapproved.front();
         peer.unapproved.pop_front();
         expose_counters_[u.service].refused++;
-        refuse_stream(peer, u.stream, u.service, ResetReason::kNotAllowed,
+        refuse_stream(peer, u.id, u.service, ResetReason::kNotAllowed,
                       "the server did not approve it for this session", now);
     }
 }

@@ -205,8 +205,10 @@ class AgentCore {
         std::set<std::string> may_open;    // approved: we open these services on the peer
         std::set<std::string> may_accept;  // approved: the peer opens these on us
         std::map<StreamId, TcpId> streams;
+        // A stream or flow the peer opened before the server's approval of its service
+        // reached us (StreamId and FlowId are both the peer's 62-bit ids).
         struct Unapproved {
-            StreamId stream;
+            uint64_t id;
             std::string service;
             Time deadline;
         };
@@ -224,13 +226,7 @@ class AgentCore {
             std::string key;
         };
         std::map<FlowId, FlowOwner> flows;
-        // Flows the peer opened before the server's approval of their service reached us.
-        struct UnapprovedFlow {
-            FlowId flow;
-            std::string service;
-            Time deadline;
-        };
-        std::deque<UnapprovedFlow> unapproved_flows;
+        std::deque<Unapproved> unapproved_flows;  // the same, for UDP flows
         PathTraffic traffic;
         bool dead = false;
     };

@@ -220,7 +220,7 @@ void AgentCore::on_flow_opened(Peer& peer, FlowId flow, const std::string& servi
                                "too many flows wait for the server's approval", now);
         }
         // Its approval may be on its way from the server (see kApprovalWait).
-        peer.unapproved_flows.push_back(Peer::UnapprovedFlow{flow, service, now + kApprovalWait});
+        peer.unapproved_flows.push_back(Peer::Unapproved{flow, service, now + kApprovalWait});
         return;
     }
     if (s.flows.full()) {
@@ -249,10 +249,10 @@ void AgentCore::refuse_flow(Peer& peer, FlowId flow, const std::string& service,
 
 void AgentCore::expire_unapproved_flows(Peer& peer, Time now) {
     while (!peer.unapproved_flows.empty() && now >= peer.unapproved_flows.front().deadline) {
-        const Peer::UnapprovedFlow u = peer.unapproved_flows.front();
+        const Peer::Unapproved u = peer.unapproved_flows.front();
         peer.unapproved_flows.pop_front();
         udp_service(u.service).counters.drop_refused++;
-        refuse_flow(peer, u.flow, u.service, "the server did not approve it for this session",
+        refuse_flow(peer, u.id, u.service, "the server did not approve it for this session",
                     now);
     }
 }
