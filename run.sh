@@ -193,10 +193,13 @@ cmd_fuzz() {
         local t=$1 dir=$out/$1
         mkdir -p "$dir/corpus" "$dir/artifacts"
         cp tests/fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
+        # set -e is inherited by this background subshell: catch the target's exit code or a
+        # crash would end the subshell before rc is written.
+        local rc=0
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
             "build-fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=25 -print_final_stats=1 \
-            -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1
-        echo $? >"$dir/rc"
+            -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
+        echo "$rc" >"$dir/rc"
     }
     say "fuzz: ${#targets[@]} targets, ${seconds}s each, 2 at a time; logs in $out/<target>/log"
     local running=0 t
@@ -210,7 +213,7 @@ cmd_fuzz() {
     local failed=0 rc execs cov ft crashes
     printf '%-12s %12s %8s %8s %8s\n' target executions cov ft crashes
     for t in "${targets[@]}"; do
-        rc=$(cat "$out/$t/rc")
+        rc=$(cat "$out/$t/rc" 2>/dev/null || echo 1)
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t/log" | tail -1)
         # libFuzzer's last status line ("#N  DONE  cov: C ft: F ...", or the last pulse).
         cov=$(grep -o 'cov: [0-9]*' "$out/$t/log" | tail -1 | cut -d' ' -f2)
@@ -221,6 +224,7 @@ cmd_fuzz() {
         if [ "$crashes" -ne 0 ]; then
             failed=1
             find "$out/$t/artifacts" -type f -printf '    crash input: %p\n'
+            grep -A 25 -m 1 'ERROR: \|runtime error\|==ERROR\|deadly signal' "$out/$t/log" | sed 's/^/    /' || true
         fi
         if [ "$merge" -eq 1 ] && [ "$rc" -eq 0 ]; then
             "build-fuzz/${t}_fuzz" -merge=1 tests/fuzz/corpus/"$t" "$out/$t/corpus" \

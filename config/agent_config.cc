@@ -17,7 +17,7 @@ constexpr int64_t kMaxPort = 65535;  // udp_port is a 16-bit port; 0 lets the OS
 // What the cross-checks need besides the values: where each one was written.
 struct Positions {
     std::vector<Located<std::string>> services;  // expose[i].service
-    std::vector<Located<HostPort>> binds;        // admin, then forward[i].listen
+    std::vector<Located<HostPort>> binds;        // udp_port (if set), admin, forward[i].listen
     std::vector<ForwardProtocol> bind_protocols;  // of each bind (admin: TCP)
     std::vector<Located<std::string>> peers;     // forward[i].peer
 };
@@ -93,6 +93,13 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
     }
     if (auto port = t.optional_integer("udp_port", 0, kMaxPort)) {
         config.udp_port = static_cast<uint16_t>(port->value);
+        if (config.udp_port != 0) {
+            // The session socket binds every IPv4 address (src/agent_runtime.cc), so a UDP
+            // forward on that port could not bind.
+            positions.binds.push_back(
+                {HostPort{"0.0.0.0", config.udp_port, HostKind::kIpv4}, port->at, port->path});
+            positions.bind_protocols.push_back(ForwardProtocol::kUdp);
+        }
     }
     const auto admin_remote = t.optional_bool("admin_remote");
     config.admin_remote = admin_remote && admin_remote->value;

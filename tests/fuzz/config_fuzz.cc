@@ -9,7 +9,8 @@
 // Invariants: the loader returns a config or exactly one error line naming the source; a config
 // satisfies what its header promises (names present, allow lists non-empty, exactly one of
 // fingerprint and CA, distinct server paths, listen ports not reused: no two of the agent's
-// admin and forward listeners, nor the server's two STUN sockets, would fight over a port).
+// TCP listeners (admin, TCP forwards), nor of its UDP sockets (session socket, UDP forwards),
+// nor the server's two STUN sockets, would fight over a port).
 // Whether two binds fight is judged here from the addresses' bytes as Linux does, not with the
 // loader's own helper, so a loader that misjudges it fails the invariant.
 #include <arpa/inet.h>
@@ -102,13 +103,17 @@ void check(const AgentConfig& c) {
         services.insert(e.service);
     }
     FUZZ_CHECK(services.size() == c.expose.size());
-    std::vector<HostPort> tcp_listeners;  // the admin endpoint and every forward: all TCP
+    // A port of one protocol binds once: the admin endpoint and TCP forwards; the session
+    // socket (every IPv4 address, when udp_port is set) and UDP forwards.
+    std::vector<HostPort> tcp_listeners, udp_listeners;
     if (c.admin) tcp_listeners.push_back(*c.admin);
+    if (c.udp_port != 0) udp_listeners.push_back(HostPort{"0.0.0.0", c.udp_port, HostKind::kIpv4});
     for (const ForwardConfig& f : c.forward) {
         FUZZ_CHECK(!f.peer.empty() && !f.service.empty());
-        tcp_listeners.push_back(f.listen);
+        (f.protocol == ForwardProtocol::kUdp ? udp_listeners : tcp_listeners).push_back(f.listen);
     }
     check_no_collisions(tcp_listeners);
+    check_no_collisions(udp_listeners);
 }
 
 void check(const ServerConfig& c) {

@@ -608,6 +608,11 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
              "[[forward]]\nlisten = \"0.0.0.0:5353\"\npeer = \"pc\"\nservice = \"b\"\n"
              "protocol = \"udp\"\n",
          "nas.toml:12:10: forward[1].listen: ", "takes the port of forward[0].listen"},
+        {"a UDP forward on the agent's own udp_port (its session socket binds 0.0.0.0)",
+         kAgentHead + "udp_port = 7001\n"
+                      "[[forward]]\nlisten = \"127.0.0.1:7001\"\npeer = \"pc\"\nservice = \"a\"\n"
+                      "protocol = \"udp\"\n",
+         "nas.toml:8:10: forward[0].listen: ", "takes the port of agent.udp_port"},
         {"a UDP service with a name for a target",
          kAgentHead + "[[expose]]\nservice = \"dns\"\ntarget = \"resolver.lan:53\"\n"
                       "allow = [\"pc\"]\nprotocol = \"udp\"\n",
@@ -623,14 +628,15 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
 
 TEST_CASE("listeners on one port but different addresses are accepted") {
     // Each pair binds on Linux side by side (an IPv4 wildcard leaves IPv6 alone, and two
-    // loopback addresses are two addresses); the check must not refuse what works.
+    // loopback addresses are two addresses, and the agent's UDP port is not a TCP port); the
+    // check must not refuse what works.
     TempDir dir;
     dir.touch("nas.key");
     const auto forward = [](const std::string& listen, const std::string& service) {
         return "[[forward]]\nlisten = \"" + listen + "\"\npeer = \"pc\"\nservice = \"" + service +
                "\"\n";
     };
-    const std::string text = kAgentHead + "admin = \"[::1]:7070\"\n" +
+    const std::string text = kAgentHead + "udp_port = 8080\nadmin = \"[::1]:7070\"\n" +
                              forward("0.0.0.0:7070", "a") + forward("127.0.0.1:8080", "b") +
                              forward("127.0.0.2:8080", "c") +
                              forward("[::ffff:127.0.0.3]:8080", "d");
