@@ -7,7 +7,7 @@ Usage: run_bench.py [--burrow BUILD/burrow] [--quick] [--out DIR] [--only SECTIO
   --quick        one run of each figure, shorter transfers (under 5 minutes); writes to
                  build/bench-quick/ unless --out is given, so it never overwrites docs/
   --out DIR      where benchmarks.md, benchmarks.json and benchmarks.png go (default: docs/)
-  --only S,..    a subset of: throughput, loss, latency, connrate, memory, natlab
+  --only S,..    a subset of: throughput, loss, latency, connrate, memory, udp, natlab
   --natlab-json  results of `tests/natlab/natlab.py --json FILE` for time to first byte and to
                  the direct path behind real NATs (otherwise natlab.py is run when it exists)
   --keep         keep the folder with every process's log
@@ -29,6 +29,9 @@ What runs (every figure is the median of the runs, systems interleaved A B C A B
               while iperf3 runs through the same tunnel (same session); direct and kcptun beside
   connrate    connect, send 100 B, receive 100 B, close, per second, 4 client processes
   memory      agent RSS idle, and the increase per idle forwarded connection (1000 of them)
+  udp         iperf3 -u (1200-byte datagrams) at a few offered rates, direct and through a
+              UDP forward (issue 20; its own server and agents on loopback, direct path):
+              received rate, loss, jitter, and the agents' CPU seconds per GB received
   natlab      time to first byte and to the direct path (loopback here; behind NATs from natlab)
 
 Namespace work (loss, the peers) runs under the NAT lab's lock (tests/natlab/lab.py
@@ -44,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402
 
-SECTIONS = ("throughput", "loss", "latency", "connrate", "memory", "natlab")
+SECTIONS = ("throughput", "loss", "latency", "connrate", "memory", "udp", "natlab")
 SYSTEMS = ("direct", "burrow", "kcptun")  # latency, connection rate, memory
 # kcptun as issue 8 asks: fast3 profile, AES, 4096-packet windows, no compression. "kcptun"
 # keeps kcptun's default FEC (10 data + 3 parity shards): that is how people run it.
@@ -71,6 +74,8 @@ WAN_RATE = "100mbit"  # issue 8: tbf 100 Mbit/s on the WAN link
 # tbf: a burst of 64 KiB (above rate/HZ at any HZ) and at most 20 ms of queue, a home router's
 WAN_TBF = ["rate", WAN_RATE, "burst", "64kb", "latency", "20ms"]
 REQUEST = 64  # bytes per latency probe (issue 8)
+UDP_RATES = (100, 300, 600, 1000)  # Mbit/s offered by iperf3 -u (--quick: the first and last)
+UDP_LENGTH = 1200  # bytes per datagram: under the session's max datagram, as a VPN or game sends
 SINK_MARK = b"B"  # first byte of a bulk upload to the echo server (probes start with b"r")
 CONN_PAYLOAD = 100  # bytes each way per connection in the connection-rate test (issue 8)
 CONN_WORKERS = 4  # client processes: enough to keep 2 cores busy while one waits on a reply
@@ -93,6 +98,8 @@ class Profile:
         self.latency_seconds = 2 if quick else 5  # of round trips per latency figure
         self.conn_seconds = 2 if quick else 5
         self.idle_conns = 300 if quick else IDLE_CONNS
+        self.udp_seconds = 3 if quick else 5
+        self.udp_rates = (UDP_RATES[0], UDP_RATES[-1]) if quick else UDP_RATES
 
 
 # ---------------------------------------------------------------- small tools
@@ -1172,6 +1179,80 @@ def bench_connrate(ctx, prof):
             "workers": CONN_WORKERS, "seconds_per_run": prof.conn_seconds}
 
 
+def udp_iperf(port, mbit, seconds):
+    """One `iperf3 -u` run at `mbit` offered: the server's figures as the client reports them."""
+    for attempt in range(IPERF_BUSY_RETRIES + 1):
+        r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", f"{mbit}M",
+                            "-l", str(UDP_LENGTH), "-t", str(seconds), "-J"],
+                           capture_output=True, text=True, timeout=seconds + IPERF_GRACE_S)
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            raise RuntimeError(f"iperf3 printed no JSON (exit {r.returncode}): {r.stderr.strip()}")
+        if "error" not in doc:
+            break
+        if "busy" not in doc["error"] or attempt == IPERF_BUSY_RETRIES:
+            raise RuntimeError(f"iperf3: {doc['error']}")
+        time.sleep(1.0)
+    s = doc["end"]["sum"]
+    got = s["packets"] - s["lost_packets"]
+    return {"sent_mbit_s": round(s["bits_per_second"] / 1e6, 1),
+            "received_mbit_s": round(got * UDP_LENGTH * 8 / s["seconds"] / 1e6, 1),
+            "received_bytes": got * UDP_LENGTH, "loss_percent": round(s["lost_percent"], 2),
+            "jitter_ms": round(s["jitter_ms"], 3)}
+
+
+def bench_udp(burrow, d, prof):
+    """iperf3 -u through a UDP forward (and its TCP control connection through a TCP forward on
+    the same port number) beside iperf3 -u straight to the server, rates interleaved."""
+    import udp_e2e
+    port = harness.free_port_both()  # iperf3 -s listens on TCP and UDP
+    srv = harness.spawn("iperf3-udp", ["iperf3", "-s", "-p", str(port), "-B", "127.0.0.1",
+                                       "--forceflush"],
+                        os.path.join(d, "iperf3-udp.log"))
+    srv.wait_for(r"Server listening on", 10)
+    wd = os.path.join(d, "udp")
+    os.makedirs(wd, exist_ok=True)
+    w = udp_e2e.UdpWorld(burrow, wd, iperf_port=port).start(verbose=False)
+    pids = [w.procs["laptop"].pid, w.procs["nas"].pid]
+    udp_iperf(w.fiperf, 10, 1)  # the first flow opens the session; then the agents go direct
+    w.procs["laptop"].wait_for(r"path to nas: direct", DIRECT_TIMEOUT)
+    ports = {"direct": port, "burrow": w.fiperf}
+    runs = {str(rate): {sname: [] for sname in ports} for rate in prof.udp_rates}
+    for rep in range(prof.reps):
+        for rate in prof.udp_rates:
+            for sname, p in ports.items():
+                cpu0 = cpu_of(pids) if sname == "burrow" else 0.0
+                try:
+                    run_ = udp_iperf(p, rate, prof.udp_seconds)
+                    if sname == "burrow" and run_["received_bytes"]:
+                        run_["cpu_s_per_gb"] = round(
+                            (cpu_of(pids) - cpu0) / (run_["received_bytes"] / 1e9), 2)
+                except (RuntimeError, subprocess.SubprocessError, KeyError) as e:
+                    run_ = {"error": why(e)}
+                runs[str(rate)][sname].append(run_)
+                say(f"udp {rate} Mbit/s {sname} run {rep + 1}: {run_}")
+                time.sleep(0.5)
+    status = w.status("laptop")
+    path = ",".join(path_words(x.get("path")) for x in status.get("peers", [])) or "none"
+    try:
+        w.stop()  # asserts that each process exits 0 within 5 s of SIGTERM
+        stop_error = None
+    except AssertionError as e:
+        stop_error = why(e)
+        say(f"udp: the world did not stop cleanly: {stop_error}")
+    srv.kill9()  # iperf3 -s exits 1 on SIGTERM ("interrupt"); nothing to check in it
+
+    def med(rate, sname, key):
+        xs = [x[key] for x in runs[rate][sname] if key in x]
+        return median(xs) if xs else None
+    keys = ("sent_mbit_s", "received_mbit_s", "loss_percent", "jitter_ms", "cpu_s_per_gb")
+    return {"runs": runs, "seconds_per_run": prof.udp_seconds, "datagram_bytes": UDP_LENGTH,
+            "path_at_end": path, "stop_error": stop_error,
+            "median": {rate: {sname: {k: med(rate, sname, k) for k in keys} for sname in ports}
+                       for rate in runs}}
+
+
 def hold_connections(port, n):
     """n connections through port, each proven open end to end by a 1-byte echo."""
     socks = []
@@ -1447,6 +1528,30 @@ def write_markdown(path, r):
         for s in SYSTEMS:
             L.append(f"| {s} | {fmt(c['median'][s])} | {sum(x['errors'] for x in c['runs'][s])} |")
         L.append("")
+    u = r.get("udp")
+    if u:
+        L += ["## UDP forwarding (iperf3 -u)", "",
+              f"{u['datagram_bytes']}-byte datagrams for {u['seconds_per_run']} s per run at each "
+              "offered rate, straight to the iperf3 server and through a UDP forward (path at the "
+              f"end: {u['path_at_end']}); medians. Received rate and loss as the iperf3 server "
+              "counted them; CPU of both agents per GB received."
+              + (f" Measured separately: {u['measured']}." if u.get("measured") else ""), "",
+              "| offered | direct: received | loss | burrow: received | loss | jitter | "
+              "CPU s/GB |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for rate, v in u["median"].items():
+            dv, bv = v["direct"], v["burrow"]
+            L.append(f"| {rate} Mbit/s | {fmt(dv['received_mbit_s'], ' Mbit/s', 1)} | "
+                     f"{fmt(dv['loss_percent'], '%', 2)} | "
+                     f"{fmt(bv['received_mbit_s'], ' Mbit/s', 1)} | "
+                     f"{fmt(bv['loss_percent'], '%', 2)} | {fmt(bv['jitter_ms'], ' ms', 3)} | "
+                     f"{fmt(bv['cpu_s_per_gb'], '', 1)} |")
+        errs = sorted({x["error"][:120] for rv in u["runs"].values() for xs in rv.values()
+                       for x in xs if "error" in x})
+        if errs:
+            L.append(f"- failed runs (left out of the medians): {'; '.join(errs)}")
+        if u.get("stop_error"):
+            L.append(f"- the server and agents did not stop cleanly: {u['stop_error'][:160]}")
+        L.append("")
     mm = r.get("memory")
     if mm:
         idle = mm["idle_rss_kib_at_start"]
@@ -1689,6 +1794,8 @@ def main():
             report["latency"] = bench_latency(ctx, prof)
         if "connrate" in only:
             report["connrate"] = bench_connrate(ctx, prof)
+        if "udp" in only:
+            report["udp"] = bench_udp(burrow, d, prof)
         if "loss" in only:
             report["loss"] = bench_loss(burrow, d, prof)
         if "natlab" in only:
