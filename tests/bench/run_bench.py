@@ -406,23 +406,27 @@ class IperfServer:
         self.proc.wait_for(r"Server listening on", 10)
 
 
-def iperf(port, seconds, extra=(), ns=None, host="127.0.0.1"):
-    """One iperf3 client run; returns (bytes received, Mbit/s) summed over directions."""
+def iperf_json(argv, seconds):
+    """One iperf3 client run (argv with -J and -t seconds): its JSON report."""
     for attempt in range(IPERF_BUSY_RETRIES + 1):
-        r = subprocess.run(ns_argv(ns, ["iperf3", "-c", host, "-p", str(port), "-t",
-                                        str(seconds), "-J", *extra]),
-                           capture_output=True, text=True, timeout=seconds + IPERF_GRACE_S)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + IPERF_GRACE_S)
         try:
             doc = json.loads(r.stdout)
         except ValueError:
             raise RuntimeError(f"iperf3 printed no JSON (exit {r.returncode}): {r.stderr.strip()}")
         if "error" not in doc:
-            break
+            return doc
         # The server still closing the last test (a tunnel that closes its streams lazily):
         # a wait, not a failure of the run about to start.
         if "busy" not in doc["error"] or attempt == IPERF_BUSY_RETRIES:
             raise RuntimeError(f"iperf3: {doc['error']}")
         time.sleep(1.0)
+
+
+def iperf(port, seconds, extra=(), ns=None, host="127.0.0.1"):
+    """One iperf3 client run; returns (bytes received, Mbit/s) summed over directions."""
+    doc = iperf_json(ns_argv(ns, ["iperf3", "-c", host, "-p", str(port), "-t", str(seconds),
+                                  "-J", *extra]), seconds)
     end = doc["end"]
     sums = [end["sum_received"]] + ([end["sum_received_bidir_reverse"]]
                                     if "sum_received_bidir_reverse" in end else [])
@@ -1181,19 +1185,8 @@ def bench_connrate(ctx, prof):
 
 def udp_iperf(port, mbit, seconds):
     """One `iperf3 -u` run at `mbit` offered: the server's figures as the client reports them."""
-    for attempt in range(IPERF_BUSY_RETRIES + 1):
-        r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", f"{mbit}M",
-                            "-l", str(UDP_LENGTH), "-t", str(seconds), "-J"],
-                           capture_output=True, text=True, timeout=seconds + IPERF_GRACE_S)
-        try:
-            doc = json.loads(r.stdout)
-        except ValueError:
-            raise RuntimeError(f"iperf3 printed no JSON (exit {r.returncode}): {r.stderr.strip()}")
-        if "error" not in doc:
-            break
-        if "busy" not in doc["error"] or attempt == IPERF_BUSY_RETRIES:
-            raise RuntimeError(f"iperf3: {doc['error']}")
-        time.sleep(1.0)
+    doc = iperf_json(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", f"{mbit}M",
+                      "-l", str(UDP_LENGTH), "-t", str(seconds), "-J"], seconds)
     s = doc["end"]["sum"]
     got = s["packets"] - s["lost_packets"]
     return {"sent_mbit_s": round(s["bits_per_second"] / 1e6, 1),
