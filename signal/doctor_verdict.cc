@@ -48,7 +48,8 @@ std::string forward_advice(const DoctorSideView& side) {
 
 std::string side_line(const DoctorSideView& s) {
     std::string line = "  " + s.name + ": NAT mapping " + s.nat + ", filtering " + s.filtering +
-                       ", " + std::to_string(s.candidates) + " candidates";
+                       ", " + std::to_string(s.candidates) +
+                       (s.candidates == 1 ? " candidate" : " candidates");
     if (!s.reported) return line + ", no report yet";
     line += s.udp_blocked ? ", UDP to the server blocked" : ", UDP to the server ok";
     line += ", probed " + std::to_string(s.tried) + " of the peer's addresses";

@@ -23,6 +23,9 @@
 // log. An agent connecting again replaces its old connection. The server pings every agent
 // (measuring RTT, which times the rendezvous) and drops one that has been silent for
 // idle_timeout, so agents need only answer Ping with Pong.
+//
+// For `burrow doctor` the core keeps each pair's last rendezvous and both agents' PunchReports
+// (DoctorBook, bounded) and answers a DoctorRequest behind the same ACL as a connect.
 #pragma once
 
 #include <array>
