@@ -14,6 +14,7 @@
 //                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
 //                  TcpReset (tunnel/stream_pipe.h says what each means)
 //   the process    Log (one line), Exit
+//   the admin      DoctorResult (answers doctor(); src/ replies to the waiting HTTP request)
 //
 // UDP datagrams do not come as actions: src/ drains AgentCore::poll_transmit() after every
 // input, in the same turn.
@@ -24,6 +25,7 @@
 #include <string>
 #include <variant>
 
+#include "signal/doctor_verdict.h"
 #include "signal/host_port.h"
 #include "tunnel/bytes.h"
 #include "tunnel/peer_link.h"
@@ -115,12 +117,19 @@ struct Exit {
     std::string message;
 };
 
+// The answer to AgentCore::doctor(request_id): a verdict, or one line saying why there is none.
+struct DoctorResult {
+    uint32_t request_id = 0;
+    std::optional<DoctorVerdict> verdict;
+    std::string error;
+};
+
 using AgentAction =
     std::variant<DialServer, WriteControl, CloseControl, ResolveStunServer, OpenUdpSocket,
                  CloseUdpSocket, ListenTcp,
                  StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
-                 Log, Exit>;
+                 Log, Exit, DoctorResult>;
 
 // A datagram AgentCore::write_transmit built into the caller's buffer (its first `size`
 // bytes), to send on the main socket or a link's own socket, to `to`.

@@ -170,6 +170,7 @@ void AgentClient::handle(ControlMessage&& m, Time now) {
             if (auto* refused = std::get_if<ConnectRefused>(&m)) return emit(std::move(*refused));
             if (auto* data = std::get_if<RelayData>(&m)) return on_relay_data(std::move(*data));
             if (auto* d = std::get_if<RelayDetached>(&m)) return on_relay_detached(*d);
+            if (auto* r = std::get_if<DoctorReply>(&m)) return emit(DoctorAnswer{std::move(*r)});
             if (std::holds_alternative<Pong>(m)) return;  // on_control_bytes took it as an answer
             break;
         default:
@@ -223,6 +224,20 @@ void AgentClient::attach_sessions() {
         send_control(RelayAttach{id, s.peer, s.token, s.role});
         stats_.relay_attaches++;
     }
+}
+
+bool AgentClient::send_punch_report(PunchReport report) {
+    if (!online()) return false;
+    if (report.candidates.size() > kMaxCandidates) report.candidates.resize(kMaxCandidates);
+    if (report.tried.size() > kMaxCandidates) report.tried.resize(kMaxCandidates);
+    send_control(report);
+    return true;
+}
+
+bool AgentClient::request_doctor(uint32_t request_id, std::string_view peer) {
+    if (!online() || !valid_name(peer, kMaxAgentNameLen)) return false;
+    send_control(DoctorRequest{request_id, std::string(peer)});
+    return true;
 }
 
 void AgentClient::on_relay_detached(const RelayDetached& d) {

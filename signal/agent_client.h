@@ -169,6 +169,17 @@ class AgentClient {
     // The agent's local addresses with its UDP socket's port (the same-LAN candidates).
     // Registered again at once if the client is already registered (the network changed).
     void set_host_candidates(std::vector<SocketAddress> addresses, Time now);
+    // How a link's punching settled, for `burrow doctor` (signal/doctor_book.h). Sent only
+    // while online (a report made while offline describes a path the server never joined):
+    // false when it was not sent.
+    bool send_punch_report(PunchReport report);
+    // `burrow doctor`: asks the server for the pair's record; the answer is a DoctorAnswer
+    // event with the same request_id. False when offline (nothing sent).
+    bool request_doctor(uint32_t request_id, std::string_view peer);
+    // Our candidates as last registered (empty before the first registration).
+    std::vector<Candidate> registered_candidates() const {
+        return registered_as_ ? registered_as_->candidates : std::vector<Candidate>{};
+    }
     // The session ended: drop its relay token (the server is not told; its entry ages out).
     void forget_session(uint64_t session_id);
     // The binding's refresh interval now (configured or learned).

@@ -253,6 +253,95 @@ void AgentCore::after_client(Time now) {
     }
 }
 
+uint32_t AgentCore::doctor(std::string_view peer, Time now) {
+    const uint32_t id = next_doctor_id_++;
+    std::string error;
+    if (!client_.online()) {
+        error = "not connected to the signalling server " + to_string(config_.server);
+    } else if (doctor_pending_.size() >= kMaxDoctorPending) {
+        error = "too many doctor requests waiting for the server; try again";
+    } else if (!client_.request_doctor(id, peer)) {
+        error = "invalid peer name \"" + std::string(peer) + "\"";
+    }
+    if (!error.empty()) {
+        act(DoctorResult{id, std::nullopt, std::move(error)});
+        return id;
+    }
+    doctor_pending_[id] = now + kDoctorAnswerWait;
+    return id;
+}
+
+void AgentCore::on_client_event(const DoctorAnswer& e, Time) {
+    if (doctor_pending_.erase(e.reply.request_id) == 0) return;  // given up on already
+    if (e.reply.status != DoctorStatus::kOk) {
+        act(DoctorResult{e.reply.request_id, std::nullopt, doctor_refusal_text(e.reply)});
+        return;
+    }
+    // Our own link now, if we have one: the path this very moment, which the reports (made
+    // when punching settled) may predate.
+    std::optional<LivePath> live;
+    if (const PeerLink* l = link(e.reply.peer)) {
+        live = LivePath{};
+        if (l->direct()) {
+            live->kind = ReportPath::kDirect;
+            live->address = l->direct();
+        } else {
+            live->kind = client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
+        }
+        live->rtt_ms = to_ms(l->connection().rtt().smoothed());
+    }
+    act(DoctorResult{e.reply.request_id, diagnose(e.reply, client_.name(), live), ""});
+}
+
+void AgentCore::expire_doctor(Time now) {
+    for (auto it = doctor_pending_.begin(); it != doctor_pending_.end();) {
+        if (now < it->second) {
+            ++it;
+            continue;
+        }
+        act(DoctorResult{it->first, std::nullopt,
+                         "the signalling server did not answer within " +
+                             span_text(kDoctorAnswerWait)});
+        it = doctor_pending_.erase(it);
+    }
+}
+
+void AgentCore::fail_doctor(std::string reason) {
+    for (const auto& [id, deadline] : doctor_pending_) act(DoctorResult{id, std::nullopt, reason});
+    doctor_pending_.clear();
+}
+
+// How the link's punching settled, to the server for `burrow doctor`.
+void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& direct,
+                             DirectSource source, std::optional<Duration> time_to_direct) {
+    PunchReport r;
+    r.peer = peer.name;
+    r.nat = nat_ ? nat_->mapping : NatMapping::kUnknown;
+    r.udp_to_server = client_.udp_bound();
+    r.candidates = client_.registered_candidates();
+    if (const auto& plan = peer.link->punch_plan()) {
+        r.tried = plan->candidates;
+        if (plan->reflexive &&
+            std::find(r.tried.begin(), r.tried.end(), *plan->reflexive) == r.tried.end()) {
+            r.tried.push_back(*plan->reflexive);
+        }
+    }
+    r.answered = direct;
+    if (auto t = peer.link->technique()) {
+        r.strategy = static_cast<ReportStrategy>(static_cast<uint8_t>(*t) + 1);
+    }
+    r.source = direct ? static_cast<ReportSource>(static_cast<uint8_t>(source) + 1)
+                      : ReportSource::kNone;
+    if (direct && time_to_direct) {
+        r.time_to_direct_ms = static_cast<uint32_t>(std::clamp<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(*time_to_direct).count(), 0,
+            UINT32_MAX));
+    }
+    r.path = direct ? ReportPath::kDirect
+                    : client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
+    client_.send_punch_report(std::move(r));
+}
+
 void AgentCore::on_client_event(const StunServerReport& e, Time) {
     if (!e.mapped) {
         log(Severity::kWarn, "stun server " + e.server + ": no answer to " +
@@ -377,6 +466,7 @@ void AgentCore::on_client_event(const RelayReceived& e, Time now) {
 }
 
 void AgentCore::on_client_event(const Disconnected& e, Time now) {
+    fail_doctor("the connection to the signalling server closed before it answered");
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(e.retry_at - now);
     const int64_t tenths = std::max<int64_t>(0, wait.count() / 100);
     log(Severity::kWarn, "signalling server " + to_string(config_.server) + ": " + e.reason +
@@ -579,12 +669,14 @@ Time AgentCore::next_deadline() const {
     for (const auto& [key, fw] : forwards_) t = std::min(t, fw.paused_until);
     for (const auto& [key, fw] : udp_forwards_) t = std::min(t, fw.flows.next_deadline());
     for (const auto& [service, s] : udp_services_) t = std::min(t, s.flows.next_deadline());
+    for (const auto& [id, deadline] : doctor_pending_) t = std::min(t, deadline);
     return std::min(t, repeated_.next_deadline());
 }
 
 void AgentCore::on_timer(Time now) {
     client_.on_timer(now);
     after_client(now);
+    expire_doctor(now);
     for (auto& [name, peer] : peers_) {
         if (peer.dead) continue;
         if (now >= peer.link->next_deadline()) peer.link->on_timer(now);
@@ -925,6 +1017,7 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                     const std::string pair = nat_pair(*peer.link);
                     punch_.successes[{pair, to_string(e.source)}]++;
                     punch_.observe_time_to_direct(to_ms(*e.time_to_direct) / 1000.0);
+                    report_punch(peer, e.direct, e.source, e.time_to_direct);
                 }
                 if (e.direct) {
                     log(Severity::kInfo,
@@ -942,6 +1035,7 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                 }
             } else if constexpr (std::is_same_v<E, LinkPunchFallback>) {
                 punch_.fallbacks[{nat_pair(*peer.link), to_string(e.technique)}]++;
+                report_punch(peer, std::nullopt, DirectSource::kHost, std::nullopt);
                 log(Severity::kInfo, "punching to " + peer.name + " (" +
                                          to_string(e.technique) + ", nat " +
                                          nat_pair(*peer.link) + ") found no direct path in " +

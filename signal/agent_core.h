@@ -74,6 +74,11 @@ inline constexpr Duration kRepeatedLogInterval = std::chrono::seconds(10);
 // A peer may open a stream a moment before the server's approval of that service reaches us
 // (its PeerInfo went out at the same time as ours, on another connection). Streams that wait
 // for it are held this long, then refused.
+// How long a doctor request waits for the server: an answer takes one round trip on the control
+// connection; below the admin endpoint's 5 s request timeout, so the CLI gets our reason.
+inline constexpr Duration kDoctorAnswerWait = std::chrono::seconds(3);
+// Doctor requests waiting for the server at once; more are answered with an error at once.
+inline constexpr size_t kMaxDoctorPending = 16;
 inline constexpr Duration kApprovalWait = std::chrono::seconds(3);
 inline constexpr size_t kMaxAwaitingApproval = 64;  // per peer; more are refused at once
 // A target that has not accepted within this is treated as unreachable; the client behind the
@@ -191,6 +196,11 @@ class AgentCore {
     // write_transmit into a vector of its own.
     std::optional<UdpTransmit> poll_transmit(Time now);
 
+    // `burrow doctor PEER`: asks the server for the pair's last rendezvous. A DoctorResult
+    // action with the returned id follows: at once when offline, else when the server answers,
+    // or after kDoctorAnswerWait.
+    uint32_t doctor(std::string_view peer, Time now);
+
     AgentStatus status(Time now) const;
     const AgentClient& client() const { return client_; }
     // The link with peer, if any (tests and the simulator look inside).
@@ -304,6 +314,13 @@ class AgentCore {
     void on_client_event(const UdpMoved& e, Time now);
     void on_client_event(const RelaySessionDetached& e, Time now);
     void on_client_event(const StunServerReport& e, Time now);
+    void on_client_event(const DoctorAnswer& e, Time now);
+    void report_punch(Peer& peer, const std::optional<SocketAddress>& direct, DirectSource source,
+                      std::optional<Duration> time_to_direct);
+    void expire_doctor(Time now);
+    void fail_doctor(std::string reason);
+    uint32_t next_doctor_id_ = 1;
+    std::map<uint32_t, Time> doctor_pending_;  // request id -> when to give up
     // ResolveStunServer for each configured name without an address (at start, and again at
     // each registration for those that failed).
     void resolve_stun_servers();

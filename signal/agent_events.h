@@ -95,10 +95,15 @@ struct StunServerReport {
     int requests = 0;
 };
 
+// The server's answer to request_doctor().
+struct DoctorAnswer {
+    DoctorReply reply;
+};
+
 using AgentEvent =
     std::variant<Registered, AuthFailed, PeerReady, ConnectRefusedEvent, RelayReceived,
                  Disconnected, NatDiscovered, UdpBound, UdpBlocked, UdpMoved, RelaySessionDetached,
-                 StunServerReport>;
+                 StunServerReport, DoctorAnswer>;
 
 // Counters for `burrow status`; every input the client drops is counted under its reason.
 struct AgentClientStats {

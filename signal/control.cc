@@ -23,6 +23,9 @@ enum class Type : uint8_t {
     kPong = 0x0b,
     kRelayAttach = 0x0c,
     kRelayDetached = 0x0d,
+    kPunchReport = 0x0e,
+    kDoctorRequest = 0x0f,
+    kDoctorReply = 0x10,
 };
 
 constexpr uint8_t kFamilyIpv4 = 4;
@@ -53,6 +56,37 @@ void put_candidates(ByteWriter& w, const std::vector<Candidate>& cs) {
     for (const Candidate& c : cs) {
         w.u8(static_cast<uint8_t>(c.kind));
         put_address(w, c.address);
+    }
+}
+
+void put_addresses(ByteWriter& w, const std::vector<SocketAddress>& as) {
+    assert(as.size() <= kMaxCandidates);
+    w.varint(as.size());
+    for (const SocketAddress& a : as) put_address(w, a);
+}
+
+void put_report(ByteWriter& w, const PunchReport& m) {
+    put_text(w, m.peer, kMaxAgentNameLen);
+    w.u8(static_cast<uint8_t>(m.nat));
+    w.u8(m.udp_to_server ? 1 : 0);
+    put_candidates(w, m.candidates);
+    put_addresses(w, m.tried);
+    w.u8(m.answered ? 1 : 0);
+    if (m.answered) put_address(w, *m.answered);
+    w.u8(static_cast<uint8_t>(m.strategy));
+    w.u8(static_cast<uint8_t>(m.source));
+    w.u32(m.time_to_direct_ms);
+    w.u8(static_cast<uint8_t>(m.path));
+}
+
+void put_side(ByteWriter& w, const DoctorSide& s) {
+    w.u8(static_cast<uint8_t>(s.nat));
+    w.u8(s.udp_heard ? 1 : 0);
+    put_candidates(w, s.candidates);
+    w.u8(s.report ? 1 : 0);
+    if (s.report) {
+        put_report(w, *s.report);
+        w.u32(s.report_age_ms);
     }
 }
 
@@ -137,6 +171,24 @@ struct BodyWriter {
         w.u64(m.session_id);
         put_text(w, m.reason, kMaxControlTextLen);
         return Type::kRelayDetached;
+    }
+    Type operator()(const PunchReport& m) {
+        put_report(w, m);
+        return Type::kPunchReport;
+    }
+    Type operator()(const DoctorRequest& m) {
+        w.u32(m.request_id);
+        put_text(w, m.peer, kMaxAgentNameLen);
+        return Type::kDoctorRequest;
+    }
+    Type operator()(const DoctorReply& m) {
+        w.u32(m.request_id);
+        put_text(w, m.peer, kMaxAgentNameLen);
+        w.u8(static_cast<uint8_t>(m.status));
+        w.u32(m.rendezvous_age_ms);
+        put_side(w, m.self);
+        put_side(w, m.peer_side);
+        return Type::kDoctorReply;
     }
 };
 
@@ -223,6 +275,52 @@ SessionRole get_role(ByteReader& r) {
         r.fail();
     }
     return static_cast<SessionRole>(v);
+}
+
+std::vector<SocketAddress> get_addresses(ByteReader& r) {
+    const uint64_t n = r.varint();
+    if (!r.ok() || n > kMaxCandidates) {
+        r.fail();
+        return {};
+    }
+    std::vector<SocketAddress> as;
+    for (uint64_t i = 0; i < n && r.ok(); ++i) as.push_back(get_address(r));
+    return as;
+}
+
+// An enum byte within [lo, hi]; fails the reader otherwise.
+template <class E>
+E get_enum(ByteReader& r, E lo, E hi) {
+    const uint8_t v = r.u8();
+    if (v < static_cast<uint8_t>(lo) || v > static_cast<uint8_t>(hi)) r.fail();
+    return static_cast<E>(v);
+}
+
+PunchReport get_report(ByteReader& r) {
+    PunchReport m;
+    m.peer = get_text(r, kMaxAgentNameLen);
+    m.nat = get_nat(r);
+    m.udp_to_server = get_flag(r);
+    m.candidates = get_candidates(r);
+    m.tried = get_addresses(r);
+    if (get_flag(r)) m.answered = get_address(r);
+    m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kBirthday);
+    m.source = get_enum(r, ReportSource::kNone, ReportSource::kBirthday);
+    m.time_to_direct_ms = r.u32();
+    m.path = get_enum(r, ReportPath::kDirect, ReportPath::kRelayTcp);
+    return m;
+}
+
+DoctorSide get_side(ByteReader& r) {
+    DoctorSide s;
+    s.nat = get_nat(r);
+    s.udp_heard = get_flag(r);
+    s.candidates = get_candidates(r);
+    if (get_flag(r) && r.ok()) {
+        s.report = get_report(r);
+        s.report_age_ms = r.u32();
+    }
+    return s;
 }
 
 std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
@@ -314,13 +412,31 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             m.reason = get_text(r, kMaxControlTextLen);
             return m;
         }
+        case Type::kPunchReport:
+            return get_report(r);
+        case Type::kDoctorRequest: {
+            DoctorRequest m;
+            m.request_id = r.u32();
+            m.peer = get_text(r, kMaxAgentNameLen);
+            return m;
+        }
+        case Type::kDoctorReply: {
+            DoctorReply m;
+            m.request_id = r.u32();
+            m.peer = get_text(r, kMaxAgentNameLen);
+            m.status = get_enum(r, DoctorStatus::kOk, DoctorStatus::kNoRendezvous);
+            m.rendezvous_age_ms = r.u32();
+            m.self = get_side(r);
+            m.peer_side = get_side(r);
+            return m;
+        }
     }
     return std::nullopt;
 }
 
 bool known_type(uint8_t t) {
     return t >= static_cast<uint8_t>(Type::kServerHello) &&
-           t <= static_cast<uint8_t>(Type::kRelayDetached);
+           t <= static_cast<uint8_t>(Type::kDoctorReply);
 }
 
 uint32_t read_length(const uint8_t* p) {
@@ -333,7 +449,7 @@ const char* message_name(const ControlMessage& m) {
     static constexpr const char* kNames[] = {
         "ServerHello", "Auth",           "AuthOk",    "Error", "Register", "ConnectRequest",
         "PeerInfo",    "ConnectRefused", "RelayData", "Ping",  "Pong", "RelayAttach",
-        "RelayDetached"};
+        "RelayDetached", "PunchReport", "DoctorRequest", "DoctorReply"};
     static_assert(std::size(kNames) == std::variant_size_v<ControlMessage>);
     return kNames[m.index()];
 }

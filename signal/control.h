@@ -43,6 +43,17 @@
 //   0x0c  RelayAttach      agent -> server  session_id u64, peer text, relay_token[16],
 //                                           role u8 (the sender's)
 //   0x0d  RelayDetached    server -> agent  session_id u64, reason text
+//   0x0e  PunchReport      agent -> server  peer text, nat u8, udp_to_server u8 (0 or 1),
+//                                           candidates, tried list of address,
+//                                           answered (u8 0 or 1 + address), strategy u8,
+//                                           source u8, time_to_direct_ms u32, path u8
+//   0x0f  DoctorRequest    agent -> server  request_id u32, peer text
+//   0x10  DoctorReply      server -> agent  request_id u32, peer text, status u8,
+//                                           rendezvous_age_ms u32, then for this agent and
+//                                           for the peer: nat u8, udp_heard u8 (0 or 1),
+//                                           candidates (as the server sent them at the
+//                                           rendezvous), report (u8 0 or 1 + a PunchReport
+//                                           body + age_ms u32)
 #pragma once
 
 #include <array>
@@ -64,7 +75,9 @@ namespace burrow {
 // peer, PeerInfo says which side opens the service).
 // 3: RelayAttach/RelayDetached (relay sessions outlive a server restart), and the RelayFrom
 // datagram (signal/udp_messages.h), which a version 2 server would drop.
-inline constexpr uint8_t kControlVersion = 3;
+// 4: PunchReport, DoctorRequest, DoctorReply (`burrow doctor`); a version 3 server would close
+// the connection on an agent's first PunchReport, so the mismatch is refused at once instead.
+inline constexpr uint8_t kControlVersion = 4;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -209,9 +222,75 @@ struct RelayDetached {
     bool operator==(const RelayDetached&) const = default;
 };
 
+// How an agent's link with a peer ended up once punching settled (the first direct path, or
+// kPunchVerdictAfter without one), for `burrow doctor` (signal/doctor_verdict.h). The values
+// are the wire's; 0 is never sent for a path or a strategy.
+enum class ReportPath : uint8_t { kDirect = 1, kRelayUdp = 2, kRelayTcp = 3 };
+// How the link punches (tunnel/punch_planner.h PunchTechnique, plus one).
+enum class ReportStrategy : uint8_t { kPlain = 1, kSpray = 2, kBirthday = 3 };
+// Where the direct path led (tunnel/peer_link.h DirectSource, plus one); kNone on the relay.
+enum class ReportSource : uint8_t {
+    kNone = 0,
+    kHost = 1,
+    kServerReflexive = 2,
+    kPeerReflexive = 3,
+    kBirthday = 4
+};
+
+struct PunchReport {
+    std::string peer;
+    NatMapping nat = NatMapping::kUnknown;  // the sender's NAT mapping, as it measured it
+    bool udp_to_server = false;             // the server answered the sender's UDP (Bind)
+    std::vector<Candidate> candidates;      // the sender's own, as it registered them
+    std::vector<SocketAddress> tried;       // the peer's addresses it probed (at most the cap)
+    std::optional<SocketAddress> answered;  // the peer's address that answered: the direct path
+    ReportStrategy strategy = ReportStrategy::kPlain;
+    ReportSource source = ReportSource::kNone;
+    uint32_t time_to_direct_ms = 0;  // from the link's start; 0 when not direct
+    ReportPath path = ReportPath::kRelayUdp;
+    bool operator==(const PunchReport&) const = default;
+};
+
+// `burrow doctor PEER`: the agent asks the server for the pair's last rendezvous.
+struct DoctorRequest {
+    uint32_t request_id = 0;
+    std::string peer;
+    bool operator==(const DoctorRequest&) const = default;
+};
+
+enum class DoctorStatus : uint8_t {
+    kOk = 0,
+    kNotAllowed = 1,    // an unknown peer, or one the ACL does not join to the asker: no detail
+    kNoRendezvous = 2,  // allowed, but the server has no rendezvous of the pair on record
+};
+
+// One side of the pair as the server knows it: what it sent the other side at the rendezvous,
+// and the side's latest PunchReport (with its age).
+struct DoctorSide {
+    NatMapping nat = NatMapping::kUnknown;
+    // The server holds a UDP address for the side now (its Bind got through): UDP works between
+    // it and the server. Known without any report, so a blocked side is named at once.
+    bool udp_heard = false;
+    std::vector<Candidate> candidates;
+    std::optional<PunchReport> report;
+    uint32_t report_age_ms = 0;
+    bool operator==(const DoctorSide&) const = default;
+};
+
+struct DoctorReply {
+    uint32_t request_id = 0;
+    std::string peer;
+    DoctorStatus status = DoctorStatus::kOk;
+    uint32_t rendezvous_age_ms = 0;
+    DoctorSide self;       // the asking agent
+    DoctorSide peer_side;  // the peer
+    bool operator==(const DoctorReply&) const = default;
+};
+
 using ControlMessage =
     std::variant<ServerHello, Auth, AuthOk, ControlErrorMessage, Register, ConnectRequest, PeerInfo,
-                 ConnectRefused, RelayData, Ping, Pong, RelayAttach, RelayDetached>;
+                 ConnectRefused, RelayData, Ping, Pong, RelayAttach, RelayDetached, PunchReport,
+                 DoctorRequest, DoctorReply>;
 
 // The message's name for logs ("Auth", "PeerInfo", ...).
 const char* message_name(const ControlMessage& m);

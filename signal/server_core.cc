@@ -269,6 +269,16 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
                                              RelayVia::kTls, now)) {
             out.push_back(std::move(*action));
         }
+    } else if (auto* report = std::get_if<PunchReport>(&m)) {
+        // Only about a pair the server joined (and so the ACL allowed); anything else is kept
+        // nowhere, so an agent cannot fill the book with pairs of its choosing.
+        if (doctor_.on_report(c.agent, std::move(*report), now)) {
+            stats_.punch_reports++;
+        } else {
+            stats_.punch_reports_dropped++;
+        }
+    } else if (auto* doctor = std::get_if<DoctorRequest>(&m)) {
+        on_doctor_request(c, *doctor, now, out);
     } else if (auto* ping = std::get_if<Ping>(&m)) {
         out.push_back(SendControl{c.id, Pong{ping->value}});
     } else if (auto* pong = std::get_if<Pong>(&m)) {
@@ -372,8 +382,12 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
     if (!s) return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
 
-    out.push_back(SendControl{c.id, peer_info(*s, req.service, *peer, *self, true)});
-    out.push_back(SendControl{*peer->conn, peer_info(*s, req.service, *self, *peer, false)});
+    PeerInfo to_self = peer_info(*s, req.service, *peer, *self, true);
+    PeerInfo to_peer = peer_info(*s, req.service, *self, *peer, false);
+    doctor_.on_rendezvous(c.agent, to_peer.nat, to_peer.candidates, req.peer, to_self.nat,
+                          to_self.candidates, now);
+    out.push_back(SendControl{c.id, std::move(to_self)});
+    out.push_back(SendControl{*peer->conn, std::move(to_peer)});
     stats_.rendezvous++;
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
@@ -400,6 +414,28 @@ void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now
     stats_.refuse(Refusal::kAttachRefused);
     out.push_back(LogEvent{what + " not attached: " + reason});
     out.push_back(SendControl{c.id, RelayDetached{req.session_id, reason}});
+}
+
+void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time now,
+                                   Actions& out) {
+    stats_.doctor_requests++;
+    DoctorReply reply;
+    reply.request_id = req.request_id;
+    reply.peer = req.peer;
+    // The ACL first, as for a connect: an unknown agent and one the asker may not reach get the
+    // same answer, so nothing is learned about agents beyond the asker's reach.
+    if (req.peer == c.agent || !acl_.pair_allowed(c.agent, req.peer)) {
+        reply.status = DoctorStatus::kNotAllowed;
+    } else if (auto joined = doctor_.reply(req.request_id, c.agent, req.peer, now)) {
+        reply = std::move(*joined);
+        const AgentRecord* self = registry_.find(c.agent);
+        const AgentRecord* peer = registry_.find(req.peer);
+        reply.self.udp_heard = self && self->online() && self->udp_address.has_value();
+        reply.peer_side.udp_heard = peer && peer->online() && peer->udp_address.has_value();
+    } else {
+        reply.status = DoctorStatus::kNoRendezvous;
+    }
+    out.push_back(SendControl{c.id, std::move(reply)});
 }
 
 PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,

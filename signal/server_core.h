@@ -23,6 +23,9 @@
 // log. An agent connecting again replaces its old connection. The server pings every agent
 // (measuring RTT, which times the rendezvous) and drops one that has been silent for
 // idle_timeout, so agents need only answer Ping with Pong.
+//
+// For `burrow doctor` the core keeps each pair's last rendezvous and both agents' PunchReports
+// (DoctorBook, bounded) and answers a DoctorRequest behind the same ACL as a connect.
 #pragma once
 
 #include <array>
@@ -35,6 +38,7 @@
 
 #include "signal/acl.h"
 #include "signal/control.h"
+#include "signal/doctor_book.h"
 #include "signal/registry.h"
 #include "signal/relay_forwarder.h"
 #include "signal/relay_table.h"
@@ -78,6 +82,9 @@ const char* to_string(Refusal r);
 struct ServerStats {
     uint64_t registrations = 0;  // Auth accepted: an agent came online (or reconnected)
     uint64_t rendezvous = 0;     // ConnectRequests answered with PeerInfo to both agents
+    uint64_t punch_reports = 0;  // PunchReports kept for `burrow doctor`
+    uint64_t punch_reports_dropped = 0;  // about a pair with no rendezvous on record
+    uint64_t doctor_requests = 0;        // DoctorRequests answered (any status)
     std::array<uint64_t, static_cast<size_t>(Refusal::kCount)> refusals{};
     void refuse(Refusal r) { refusals[static_cast<size_t>(r)]++; }
 };
@@ -124,6 +131,7 @@ class ServerCore {
     const RelayTable& relays() const { return relays_; }
     const DropCounters& drops() const { return drops_; }
     const ServerStats& stats() const { return stats_; }
+    const DoctorBook& doctor_book() const { return doctor_; }
     const RelayStats& relay_stats() const { return forwarder_.stats(); }
     size_t pending_count() const;
     // Smoothed control-connection RTT of an online agent, once a Pong has come back.
@@ -156,6 +164,7 @@ class ServerCore {
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
     void on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out);
+    void on_doctor_request(Connection& c, const DoctorRequest& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);
     void send_ping(Connection& c, Time now, Actions& out);
     // What `to` learns of `about`; opener: `to` asked to open service.
@@ -181,6 +190,7 @@ class ServerCore {
     std::map<ConnId, Connection> conns_;
     std::set<std::pair<Time, ConnId>> timers_;
     std::deque<AuthProof> recent_proofs_;
+    DoctorBook doctor_;
 };
 
 }  // namespace burrow

@@ -33,6 +33,8 @@ struct AdminServer::Exchange {
     bool received_any = false;
     bool headers_done = false;
     bool responded = false;  // the connection is finishing (TcpConnection::finish)
+    uint64_t serial = 0;
+    bool awaiting = false;  // an AsyncHandler took the request: its reply is the response
 };
 
 namespace {
@@ -110,6 +112,7 @@ void AdminServer::on_accept(std::shared_ptr<TcpConnection> connection) {
     Exchange* exchange = owned.get();
     TcpConnection* raw = connection.get();
     exchange->connection = std::move(connection);
+    exchange->serial = next_serial_++;
     http_parser_init(&exchange->parser, HTTP_REQUEST);
     exchange->parser.data = &exchange->url;
     exchanges_.emplace(raw, std::move(owned));
@@ -137,7 +140,7 @@ void AdminServer::on_accept(std::shared_ptr<TcpConnection> connection) {
             [weak, exchange] {
                 auto self = weak.lock();
                 if (!self) return;
-                if (exchange->responded) return;
+                if (exchange->responded || exchange->awaiting) return;
                 if (!exchange->received_any) {  // connected and left: not a request at all
                     exchange->connection->close();
                     return;
@@ -155,7 +158,8 @@ void AdminServer::on_accept(std::shared_ptr<TcpConnection> connection) {
 }
 
 void AdminServer::on_data(Exchange& exchange, ByteView data) {
-    if (exchange.responded) return;
+    // Awaiting: the request is complete; whatever follows is read and dropped.
+    if (exchange.responded || exchange.awaiting) return;
     exchange.received_any = true;
     // Never let the parser see more than the header budget, so an oversized request is
     // refused here however it is split into reads.
@@ -206,6 +210,26 @@ void AdminServer::answer(Exchange& exchange) {
                                                      url.field_data[UF_PATH].len);
     }
     const std::optional<AdminResponse> body = handler_(path);
+    if (!body && async_handler_) {
+        std::weak_ptr<AdminServer> weak = weak_from_this();
+        TcpConnection* raw = exchange.connection.get();
+        const uint64_t serial = exchange.serial;
+        // Set first: the reply may come before the handler returns.
+        exchange.awaiting = true;
+        const bool taken = async_handler_(path, [weak, raw, serial, head](AdminResponse r) {
+            auto self = weak.lock();
+            if (!self) return;
+            auto it = self->exchanges_.find(raw);
+            if (it == self->exchanges_.end() || it->second->serial != serial ||
+                it->second->responded) {
+                return;  // closed, timed out, or a new connection at the same address
+            }
+            ++self->stats_.served;
+            self->respond(*it->second, 200, "OK", r.body, head, r.headers, r.content_type);
+        });
+        if (taken) return;
+        exchange.awaiting = false;
+    }
     if (!body) {
         ++stats_.not_found;
         respond(exchange, 404, "Not Found", error_body("not found"), head);

@@ -4,6 +4,8 @@
 //   GET /         ->  200, Content-Type: text/html, the agent's status page (src/status_page.html)
 //   GET /status   ->  200, Content-Type: application/json, the handler's body
 //   GET /metrics  ->  200, Content-Type: text/plain; version=0.0.4 (src/prometheus_text.h)
+//   GET /doctor/PEER -> 200, application/json: `burrow doctor PEER` (answered asynchronously,
+//                    once the signalling server has; see AsyncHandler)
 //
 // Deliberately small, because anything local can reach it:
 //   - GET and HEAD only (405 otherwise); a path the handler does not know is 404;
@@ -83,6 +85,12 @@ class AdminServer : public std::enable_shared_from_this<AdminServer> {
   public:
     // The response to a GET of path ("/status"), or nullopt for 404. Called on the loop.
     using Handler = std::function<std::optional<AdminResponse>(std::string_view path)>;
+    // For a path the Handler does not serve: true takes the request, to be answered later by
+    // calling reply once (a reply after the connection closed, or after request_timeout, is
+    // dropped); false is 404.
+    using AsyncReply = std::function<void(AdminResponse)>;
+    using AsyncHandler = std::function<bool(std::string_view path, AsyncReply reply)>;
+    void set_async_handler(AsyncHandler handler) { async_handler_ = std::move(handler); }
 
     // Listens on local (port 0 picks one). Errors read "listen 127.0.0.1:7070: address already
     // in use".
@@ -114,6 +122,8 @@ class AdminServer : public std::enable_shared_from_this<AdminServer> {
                  std::string_view content_type = "application/json");
 
     Handler handler_;
+    AsyncHandler async_handler_;
+    uint64_t next_serial_ = 1;  // names exchanges, so a late reply cannot reach a new one
     AdminServerOptions options_;
     AdminStats stats_;
     SocketAddress local_;

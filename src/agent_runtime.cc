@@ -18,6 +18,7 @@
 #include "signal/agent_core.h"
 #include "signal/udp_messages.h"
 #include "src/admin_server.h"
+#include "src/doctor_json.h"
 #include "src/agent_metrics.h"
 #include "src/agent_status_json.h"
 #include "src/clock.h"
@@ -162,6 +163,17 @@ class Agent {
                 }
                 return std::nullopt;
             });
+        if (auto* ok = std::get_if<std::shared_ptr<AdminServer>>(&server)) {
+            (*ok)->set_async_handler([this](std::string_view path, AdminServer::AsyncReply reply) {
+                constexpr std::string_view kDoctorPrefix = "/doctor/";
+                if (path.substr(0, kDoctorPrefix.size()) != kDoctorPrefix) return false;
+                std::string peer(path.substr(kDoctorPrefix.size()));
+                const uint32_t id = core_.doctor(peer, clock_.now());
+                doctor_waiting_[id] = {std::move(peer), std::move(reply)};
+                drain();
+                return true;
+            });
+        }
         if (auto* err = std::get_if<OsError>(&server)) {
             if (admin) return *err;
             spdlog::warn("no status endpoint ({}); set [agent] admin to another port",
@@ -466,6 +478,13 @@ class Agent {
                 break;
         }
     }
+    void execute(const DoctorResult& r) {
+        auto it = doctor_waiting_.find(r.request_id);
+        if (it == doctor_waiting_.end()) return;
+        auto [peer, reply] = std::move(it->second);
+        doctor_waiting_.erase(it);
+        reply(AdminResponse(doctor_json(peer, r).dump() + "\n"));
+    }
     void execute(const Exit& e) {
         if (!e.message.empty()) std::fprintf(stderr, "burrow: %s\n", e.message.c_str());
         if (exit_status_ == 0) exit_status_ = e.status;
@@ -532,6 +551,8 @@ class Agent {
     std::vector<std::shared_ptr<UdpSocket>> unflushed_;  // sent on since the last flush
     std::shared_ptr<TlsConnection> tls_;
     std::shared_ptr<AdminServer> admin_;
+    // GET /doctor/PEER requests waiting for the core's DoctorResult, by request id.
+    std::map<uint32_t, std::pair<std::string, AdminServer::AsyncReply>> doctor_waiting_;
     std::map<std::string, std::shared_ptr<TcpListener>> listeners_;
     std::map<TcpId, std::shared_ptr<TcpConnection>> tcps_;
     // One socket write's worth of stream bytes: as much as the write queue holds, so one flush

@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "src/agent.h"
+#include "src/doctor_command.h"
 #include "src/key_file.h"
 #include "src/netcheck.h"
 #include "src/server.h"
@@ -114,6 +115,18 @@ int main(int argc, char** argv) {
     status->add_flag("--json", status_options.json, "print the agent's status JSON as is");
     status_admin->excludes(status_config);
 
+    burrow::DoctorOptions doctor_options;
+    auto* doctor = app.add_subcommand(
+        "doctor", "explain why the connection to a peer is direct or relayed (asks the server, "
+                  "through the running agent)");
+    doctor->add_option("peer", doctor_options.peer, "the peer agent's name")->required();
+    auto* doctor_config = doctor->add_option("-c,--config", doctor_options.config_path,
+                                             "the agent's TOML file (for its admin address)");
+    auto* doctor_admin = doctor->add_option(
+        "--admin", doctor_options.admin, "the agent's admin endpoint HOST:PORT (127.0.0.1:7070)");
+    doctor->add_flag("--json", doctor_options.json, "print the verdict as JSON");
+    doctor_admin->excludes(doctor_config);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -124,5 +137,6 @@ int main(int argc, char** argv) {
     if (agent->parsed()) return burrow::run_agent(agent_options);
     if (netcheck->parsed()) return burrow::run_netcheck(netcheck_options);
     if (status->parsed()) return burrow::run_status(status_options);
+    if (doctor->parsed()) return burrow::run_doctor(doctor_options);
     return 0;
 }

@@ -45,6 +45,16 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
     t.family("burrow_server_rendezvous_total", MetricType::kCounter,
              "Connect requests answered with both agents' candidates.");
     t.sample(s.rendezvous);
+    t.family("burrow_server_punch_reports_total", MetricType::kCounter,
+             "Agents' reports of how punching settled (burrow doctor), by result.");
+    t.sample({{"result", "kept"}}, s.punch_reports);
+    t.sample({{"result", "dropped"}}, s.punch_reports_dropped);
+    t.family("burrow_server_doctor_requests_total", MetricType::kCounter,
+             "burrow doctor requests answered (any answer).");
+    t.sample(s.doctor_requests);
+    t.family("burrow_server_doctor_pairs", MetricType::kGauge,
+             "Pairs of agents whose last rendezvous the server keeps for burrow doctor.");
+    t.sample(uint64_t{core.doctor_book().size()});
     t.family("burrow_server_refusals_total", MetricType::kCounter,
              "Agents and requests the server turned away, by reason.");
     for (size_t i = 0; i < s.refusals.size(); ++i) {

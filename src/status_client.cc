@@ -107,6 +107,10 @@ const http_parser_settings& response_settings() {
 }  // namespace
 
 Result fetch_status(const SocketAddress& admin, Duration timeout) {
+    return fetch_admin(admin, kStatusPath, timeout);
+}
+
+Result fetch_admin(const SocketAddress& admin, std::string_view path, Duration timeout) {
     const std::string where = "the agent's admin endpoint " + to_string(admin);
     const auto timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
     const auto unreachable = [&](const std::string& why) {
@@ -130,7 +134,7 @@ Result fetch_status(const SocketAddress& admin, Duration timeout) {
         if (so_error != 0) return unreachable(errno_text(so_error));
     }
 
-    const std::string request = std::string("GET ") + kStatusPath +
+    const std::string request = "GET " + std::string(path) +
                                 " HTTP/1.1\r\nHost: " + to_string(admin) +
                                 "\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
     std::string_view unsent = request;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "tunnel/socket_address.h"
@@ -22,5 +23,8 @@ inline constexpr const char* kStatusPath = "/status";
 //    (is `burrow agent` running?)"
 //   "the agent's admin endpoint 127.0.0.1:7070 answered 404 Not Found"
 std::variant<std::string, std::string> fetch_status(const SocketAddress& admin, Duration timeout);
+// The same for any path the endpoint serves ("/doctor/nas").
+std::variant<std::string, std::string> fetch_admin(const SocketAddress& admin,
+                                                   std::string_view path, Duration timeout);
 
 }  // namespace burrow

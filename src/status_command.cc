@@ -45,21 +45,26 @@ std::variant<SocketAddress, std::string> admin_from_flag(const std::string& text
 
 }  // namespace
 
-int run_status(const StatusOptions& options) {
+std::variant<SocketAddress, std::string> admin_address(const std::string& config_path,
+                                                      const std::string& admin_flag) {
     SocketAddress admin = default_admin_address();
-    if (!options.admin.empty()) {
-        auto parsed = admin_from_flag(options.admin);
-        if (auto* err = std::get_if<std::string>(&parsed)) return fail(kExitUsage, *err);
-        admin = std::get<SocketAddress>(parsed);
-    } else if (!options.config_path.empty()) {
-        auto loaded = load_agent_config(options.config_path);
-        if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
+    if (!admin_flag.empty()) return admin_from_flag(admin_flag);
+    if (!config_path.empty()) {
+        auto loaded = load_agent_config(config_path);
+        if (auto* err = std::get_if<ConfigError>(&loaded)) return err->message;
         const AgentConfig& config = std::get<AgentConfig>(loaded);
         // config/ accepts only loopback IP literals here, so this always parses.
         if (config.admin) {
             admin = literal_socket_address(*config.admin).value_or(admin);
         }
     }
+    return admin;
+}
+
+int run_status(const StatusOptions& options) {
+    auto where = admin_address(options.config_path, options.admin);
+    if (auto* err = std::get_if<std::string>(&where)) return fail(kExitUsage, *err);
+    const SocketAddress admin = std::get<SocketAddress>(where);
 
     auto fetched = fetch_status(admin, kStatusTimeout);
     if (fetched.index() == 1) return fail(kExitFailed, std::get<1>(fetched));

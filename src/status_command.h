@@ -13,6 +13,9 @@
 #pragma once
 
 #include <string>
+#include <variant>
+
+#include "tunnel/socket_address.h"
 
 namespace burrow {
 
@@ -23,5 +26,10 @@ struct StatusOptions {
 };
 
 int run_status(const StatusOptions& options);
+
+// The admin endpoint to ask: --admin (an IP literal), else the config's [agent] admin, else
+// 127.0.0.1:7070. A string: the one error line (bad flag, config error), exit status 2.
+std::variant<SocketAddress, std::string> admin_address(const std::string& config_path,
+                                                      const std::string& admin_flag);
 
 }  // namespace burrow

@@ -125,12 +125,14 @@ if(Python3_FOUND)
     add_test(NAME natlab/nat_kinds
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/nat_kinds.py)
     # Every pair: byte-exact, first byte within 1 s, the path issue 6 expects (direct within
-    # 2 s for the cone pairs). The birthday pairs are judged on 10 runs each below, not on one:
+    # 2 s for the cone pairs), and `burrow doctor nas` on the laptop (issue 18) before the
+    # transfer (no rendezvous yet) and after it (the row's path; both symmetric NATs named;
+    # a direct path's address and technique; the UDP-blocked side named): two CLI calls a row. The birthday pairs are judged on 10 runs each below, not on one:
     # the laptop behind a symmetric NAT, and (issue 19) behind a home NAT behind a carrier's
     # symmetric NAT.
     add_test(NAME natlab/matrix
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
-                     $<TARGET_FILE:burrow> --check-paths
+                     $<TARGET_FILE:burrow> --check-paths --doctor
                      --pairs none/none,none/fullcone,none/portrestricted,none/symmetric,none/udpblocked,fullcone/fullcone,fullcone/portrestricted,fullcone/symmetric,portrestricted/portrestricted,symmetric/symmetric,udpblocked/portrestricted,shared/shared)
     add_test(NAME natlab/birthday
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py

@@ -159,6 +159,8 @@ def case_scrape(burrow, d):
     assert value(server, "burrow_server_agents_configured") == 3
     assert value(server, "burrow_server_registrations_total") >= 2
     assert value(server, "burrow_server_rendezvous_total") >= 1
+    # burrow doctor's book holds the one pair that met.
+    assert value(server, "burrow_server_doctor_pairs") == 1
     assert value(server, "burrow_server_tls_handshakes_total", result="ok") >= 2
     assert value(server, "burrow_server_relay_sessions") == 1
     # The first handshake went through the relay before the path went direct.

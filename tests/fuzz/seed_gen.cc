@@ -165,6 +165,19 @@ std::vector<ControlMessage> control_messages() {
         RelayData{42, kPayload},
         Ping{7},
         Pong{7},
+        PunchReport{"nas", NatMapping::kPerDestination, true,
+                    {{CandidateKind::kHost, v4}}, {v4, v6}, v6, ReportStrategy::kBirthday,
+                    ReportSource::kBirthday, 6300, ReportPath::kDirect},
+        DoctorRequest{3, "nas"},
+        DoctorReply{3, "nas", DoctorStatus::kOk, 12000,
+                    DoctorSide{NatMapping::kEndpointIndependent, true,
+                               {{CandidateKind::kHost, v4}}, std::nullopt, 0},
+                    DoctorSide{NatMapping::kPerDestination, false, {},
+                               PunchReport{"laptop", NatMapping::kPerDestination, false, {}, {v4},
+                                           std::nullopt, ReportStrategy::kPlain,
+                                           ReportSource::kNone, 0, ReportPath::kRelayTcp},
+                               900}},
+        DoctorReply{4, "phone", DoctorStatus::kNotAllowed, 0, {}, {}},
     };
 }
 

@@ -19,6 +19,11 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  (protocol "udp"), laptop forwards a UDP port to it; after the transfer, 200
                  datagrams of random sizes up to the session's max go through it and must
                  come back byte-exact, on the path the row reports
+  --doctor     also run `burrow doctor nas` on the laptop: before the transfer it must say no
+                 rendezvous is recorded (exit 1); after it, the verdict must name the row's
+                 path, and: for symmetric/symmetric both symmetric NATs and port mapping; for a
+                 direct row the path's address and the technique; for a udpblocked side that
+                 side as UDP-blocked
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
                  its answer (the NAT's public address) unless its UDP is blocked
@@ -278,6 +283,57 @@ service = "echo"
 """ if self.udp else "")
 
 
+def run_doctor(world, ns):
+    """`burrow doctor nas --json` on the laptop: (exit status, parsed JSON or None, stderr)."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "doctor", "nas", "--admin",
+                        ADMIN, "--json"], capture_output=True, text=True, timeout=15)
+    try:
+        body = json.loads(r.stdout)
+    except ValueError:
+        body = None
+    return {"status": r.returncode, "json": body, "stderr": r.stderr.strip()}
+
+
+DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday")
+
+
+def check_doctor(res):
+    """Problems with the row's `burrow doctor` answers (--doctor)."""
+    problems = []
+    before, after = res.get("doctor_before"), res.get("doctor")
+    if before is None or after is None:
+        return ["doctor: not run"]
+    bj = before["json"] or {}
+    if before["status"] != 1 or "no rendezvous with nas recorded yet" not in bj.get("error", ""):
+        problems.append(f"doctor before the transfer: exit {before['status']}, {bj}")
+    j = after["json"]
+    if after["status"] != 0 or not j or not j.get("ok"):
+        return problems + [f"doctor: exit {after['status']}, {after['json']} {after['stderr']}"]
+    text = j.get("text", "")
+    if j.get("path") != res["path"]:
+        problems.append(f"doctor says path {j.get('path')}, the agents say {res['path']}")
+    nas_kind, laptop_kind = (lab.outer_kind(k) for k in res["pair"].split("/"))
+    if nas_kind == laptop_kind == "symmetric":
+        for side in ("self", "peer"):
+            if j.get(side, {}).get("nat", {}).get("mapping") != "per-destination":
+                problems.append(f"doctor: {side} NAT not per-destination: {j.get(side)}")
+        if "both NATs map per destination" not in text or "UPnP or NAT-PMP" not in text:
+            problems.append(f"doctor: symmetric/symmetric not explained: {j.get('verdict')}")
+    blocked = sorted(a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
+                     if k == "udpblocked")
+    if sorted(j.get("udp_blocked", [])) != blocked:
+        problems.append(f"doctor names UDP blocked on {j.get('udp_blocked')}, not {blocked}")
+    for name in blocked:
+        if f"UDP is blocked on {name}" not in text:
+            problems.append(f"doctor: no 'UDP is blocked on {name}' in {j.get('verdict')}")
+    if res["path"] == "direct":
+        if j.get("technique") not in DIRECT_TECHNIQUES:
+            problems.append(f"doctor: direct path without a technique: {j.get('verdict')}")
+        if not (j.get("addresses") or {}).get("peer"):
+            problems.append(f"doctor: direct path without the peer's address: {j.get('verdict')}")
+    return problems
+
+
 def path_events(proc, peer):
     """[(time, path)] the agent logged for its session with peer."""
     events = []
@@ -477,6 +533,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                     res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
                                         f"{res['stun'][agent]} is not what the NAT allows")
 
+        if opts.doctor:
+            res["doctor_before"] = run_doctor(world, laptop_ns)
         out_file = os.path.join(pair_dir, "fetched")
         fault = (Fault(opts.fault, the_lab, out_file, restart_server, laptop) if opts.fault
                  else None)
@@ -533,6 +591,9 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 time.sleep(0.2)
                 res["views"] = views()
                 res["path"] = pair_path(res["views"])
+        if opts.doctor:
+            res["doctor"] = run_doctor(world, laptop_ns)
+            res["doctor_problems"] = check_doctor(res)
         # How each side's punching ended, as its metrics say (recorded in --json, not judged).
         res["punch"] = {agent: punch_outcome(the_lab.agent_ns[agent]) for agent in ("laptop", "nas")}
         direct = [t for t, p in path_events(laptop, "nas") if p == "direct"]
@@ -681,6 +742,7 @@ def verdict(res, check_paths):
                                  or res["direct_after_s"] > MAX_DIRECT_S):
         problems.append("time to direct")
     problems += res.get("fault_problems", [])
+    problems += res.get("doctor_problems", [])
     return problems
 
 
@@ -733,6 +795,9 @@ def main():
                     help="after the transfer, S s idle, then a request answered within 1 s")
     ap.add_argument("--udp", action="store_true",
                     help="also a UDP forward to a UDP echo server, checked byte for byte")
+    ap.add_argument("--doctor", action="store_true",
+                    help="run `burrow doctor nas` on the laptop before and after the transfer "
+                         "and check its verdict against the row")
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")

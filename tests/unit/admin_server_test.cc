@@ -402,3 +402,76 @@ TEST_CASE("status client: something that is not HTTP is a malformed response") {
     for (auto& c : accepted) c->close();
     loop.settle();
 }
+
+// --- the asynchronous route (GET /doctor/PEER) -------------------------------------------------
+
+TEST_CASE("admin: an async handler answers later; a second reply changes nothing") {
+    TestLoop loop;
+    auto server = start_server(loop);
+    std::string seen;
+    AdminServer::AsyncReply held;
+    server->set_async_handler([&](std::string_view path, AdminServer::AsyncReply reply) {
+        if (path.substr(0, 8) != "/doctor/") return false;
+        seen = path;
+        held = std::move(reply);
+        return true;
+    });
+    Client client(loop, server->local_address());
+    REQUIRE(client.conn->write(as_bytes(get("/doctor/nas"))));
+    REQUIRE(loop.run_until([&] { return static_cast<bool>(held); }));
+    CHECK(seen == "/doctor/nas");
+    // Nothing is sent until the reply, and more bytes from the client are ignored meanwhile.
+    REQUIRE(client.conn->write(as_bytes(get("/status"))));
+    loop.run_until([] { return false; }, 100ms);
+    CHECK(client.received.empty());
+    held(AdminResponse(R"({"ok":true})"));
+    REQUIRE(loop.run_until([&] { return client.done(); }));
+    CHECK(starts_with(client.received, "HTTP/1.1 200 OK\r\n"));
+    CHECK(client.received.substr(client.received.find("\r\n\r\n") + 4) == R"({"ok":true})");
+    held(AdminResponse("again"));  // already answered: dropped
+    loop.run_until([] { return false; }, 50ms);
+    CHECK_FALSE(contains(client.received, "again"));
+    CHECK(server->stats().served == 1);
+    // The status route is still the synchronous handler's.
+    CHECK(starts_with(exchange(loop, *server, get("/status")), "HTTP/1.1 200 OK\r\n"));
+    server->close();
+    loop.settle();
+}
+
+TEST_CASE("admin: an async reply given inside the handler, a declined path, a reply too late") {
+    TestLoop loop;
+    AdminServerOptions options;
+    options.request_timeout = 300ms;
+    auto server = start_server(loop, options);
+    AdminServer::AsyncReply late;
+    server->set_async_handler([&](std::string_view path, AdminServer::AsyncReply reply) {
+        if (path == "/doctor/now") {
+            reply(AdminResponse(R"({"now":1})"));
+            return true;
+        }
+        if (path == "/doctor/late") {
+            late = std::move(reply);
+            return true;
+        }
+        return false;
+    });
+    const std::string now = exchange(loop, *server, get("/doctor/now"));
+    CHECK(starts_with(now, "HTTP/1.1 200 OK\r\n"));
+    CHECK(contains(now, R"({"now":1})"));
+    CHECK(starts_with(exchange(loop, *server, get("/doctor/x")), "HTTP/1.1 404 Not Found\r\n"));
+    {
+        Client client(loop, server->local_address());
+        REQUIRE(client.conn->write(as_bytes(get("/doctor/late"))));
+        REQUIRE(loop.run_until([&] { return static_cast<bool>(late); }));
+        client.conn->close();
+        // A client's EOF may be a half-close (the request sent, the answer still wanted): the
+        // exchange waits, bounded by the request timeout like any other.
+        REQUIRE(loop.run_until([&] { return server->open_connections() == 0; }, 2s));
+        CHECK(server->stats().timed_out == 1);
+    }
+    const uint64_t served = server->stats().served;
+    late(AdminResponse("{}"));  // its connection is gone: nothing to answer, no crash
+    CHECK(server->stats().served == served);
+    server->close();
+    loop.settle();
+}

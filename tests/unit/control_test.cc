@@ -45,6 +45,34 @@ std::array<uint8_t, N> random_array(Rng& rng) {
     return a;
 }
 
+PunchReport random_report(Rng& rng) {
+    PunchReport m;
+    m.peer = random_text(rng, kMaxAgentNameLen);
+    m.nat = static_cast<NatMapping>(rng.uniform(3));
+    m.udp_to_server = rng.chance(0.5);
+    m.candidates = random_candidates(rng);
+    m.tried.resize(rng.uniform(kMaxCandidates + 1));
+    for (SocketAddress& a : m.tried) a = random_address(rng);
+    if (rng.chance(0.5)) m.answered = random_address(rng);
+    m.strategy = static_cast<ReportStrategy>(1 + rng.uniform(3));
+    m.source = static_cast<ReportSource>(rng.uniform(5));
+    m.time_to_direct_ms = static_cast<uint32_t>(rng.next_u64());
+    m.path = static_cast<ReportPath>(1 + rng.uniform(3));
+    return m;
+}
+
+DoctorSide random_side(Rng& rng) {
+    DoctorSide s;
+    s.nat = static_cast<NatMapping>(rng.uniform(3));
+    s.udp_heard = rng.chance(0.5);
+    s.candidates = random_candidates(rng);
+    if (rng.chance(0.7)) {
+        s.report = random_report(rng);
+        s.report_age_ms = static_cast<uint32_t>(rng.next_u64());
+    }
+    return s;
+}
+
 ControlMessage random_message(Rng& rng, size_t index) {
     switch (index) {
         case 0:
@@ -99,6 +127,21 @@ ControlMessage random_message(Rng& rng, size_t index) {
                                rng.chance(0.5) ? SessionRole::kInitiator : SessionRole::kResponder};
         case 12:
             return RelayDetached{rng.next_u64(), random_text(rng, kMaxControlTextLen)};
+        case 13:
+            return random_report(rng);
+        case 14:
+            return DoctorRequest{static_cast<uint32_t>(rng.next_u64()),
+                                 random_text(rng, kMaxAgentNameLen)};
+        case 15: {
+            DoctorReply m;
+            m.request_id = static_cast<uint32_t>(rng.next_u64());
+            m.peer = random_text(rng, kMaxAgentNameLen);
+            m.status = static_cast<DoctorStatus>(rng.uniform(3));
+            m.rendezvous_age_ms = static_cast<uint32_t>(rng.next_u64());
+            m.self = random_side(rng);
+            m.peer_side = random_side(rng);
+            return m;
+        }
         default:
             return Pong{rng.next_u64()};
     }
@@ -316,12 +359,65 @@ TEST_CASE("bad version and unknown types are refused") {
             CHECK(d.error() == ControlDecodeError::kBadVersion);
         }
     }
-    for (int t : {0x00, 0x0e, 0x20, 0x7f, 0xff}) {
+    for (int t : {0x00, 0x11, 0x20, 0x7f, 0xff}) {
         ControlDecoder d;
         d.feed(frame_with(kControlVersion, static_cast<uint8_t>(t), ping_body));
         CHECK_FALSE(d.next());
         CHECK(d.error() == ControlDecodeError::kUnknownType);
     }
+}
+
+// The bytes of one PunchReport, built by hand from the table in control.h, so a codec that
+// drifted from its documented layout fails here even if it still round-trips.
+TEST_CASE("PunchReport and DoctorRequest have the documented layout") {
+    PunchReport m;
+    m.peer = "nas";
+    m.nat = NatMapping::kPerDestination;
+    m.udp_to_server = true;
+    m.candidates = {{CandidateKind::kHost, SocketAddress::ipv4({10, 0, 0, 2}, 0x1234)}};
+    m.tried = {SocketAddress::ipv4({198, 51, 100, 7}, 40002)};
+    m.answered = SocketAddress::ipv4({198, 51, 100, 7}, 40002);
+    m.strategy = ReportStrategy::kBirthday;
+    m.source = ReportSource::kBirthday;
+    m.time_to_direct_ms = 400;
+    m.path = ReportPath::kDirect;
+    const Bytes expected = {
+        0, 0, 0, 40, kControlVersion, 0x0e,  // length, version, type
+        3, 'n', 'a', 's',                    // peer
+        2, 1,                                // nat per-destination, udp_to_server
+        1, 1, 4, 10, 0, 0, 2, 0x12, 0x34,    // one host candidate
+        1, 4, 198, 51, 100, 7, 0x9c, 0x42,   // tried
+        1, 4, 198, 51, 100, 7, 0x9c, 0x42,   // answered
+        3, 4,                                // strategy birthday, source birthday
+        0, 0, 1, 0x90,                       // 400 ms
+        1};                                  // path direct
+    CHECK(encode_control(m) == expected);
+    CHECK(encode_control(DoctorRequest{7, "nas"}) ==
+          Bytes{0, 0, 0, 10, kControlVersion, 0x0f, 0, 0, 0, 7, 3, 'n', 'a', 's'});
+}
+
+TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
+    PunchReport r;
+    r.peer = "a";
+    const Bytes good = encode_control(r);
+    const ByteView body(good.data() + kControlLengthSize, good.size() - kControlLengthSize);
+    REQUIRE_FALSE(decode_error_of(body));
+    // Offsets in the body: version, type, peer (2), nat, udp flag, candidates count, tried
+    // count, answered flag, strategy, source, time (4), path.
+    const std::vector<std::pair<size_t, uint8_t>> bad = {
+        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 4}, {10, 5}, {15, 0}, {15, 4}};
+    for (auto [offset, value] : bad) {
+        Bytes b(body.begin(), body.end());
+        REQUIRE(offset < b.size());
+        b[offset] = value;
+        CAPTURE(offset, value);
+        CHECK(decode_error_of(b) == ControlDecodeError::kMalformed);
+    }
+    DoctorReply d;
+    const Bytes reply = encode_control(d);
+    Bytes rb(reply.begin() + kControlLengthSize, reply.end());
+    rb[2 + 4 + 1] = 3;  // status beyond kNoRendezvous
+    CHECK(decode_error_of(rb) == ControlDecodeError::kMalformed);
 }
 
 TEST_CASE("field checks: enums, caps, control characters, address families") {

@@ -652,3 +652,86 @@ TEST_CASE("random event sequences keep the registry consistent (property)") {
         }
     }
 }
+
+// --- burrow doctor (signal/doctor_book.h) -------------------------------------------------------
+
+namespace {
+
+DoctorReply ask_doctor(Harness& h, ConnId conn, const std::string& peer, uint32_t id = 9) {
+    Actions a = h.send(conn, DoctorRequest{id, peer});
+    CHECK_FALSE(close_reason(a, conn));
+    auto replies = messages_to<DoctorReply>(a, conn);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].request_id == id);
+    CHECK(replies[0].peer == peer);
+    return replies[0];
+}
+
+}  // namespace
+
+TEST_CASE("doctor: no rendezvous yet, then the pair as each side sees it") {
+    Harness h;
+    h.login(1, "laptop");
+    h.login(2, "nas");
+    CHECK(ask_doctor(h, 1, "nas").status == DoctorStatus::kNoRendezvous);
+    // A report about a pair the server never joined is kept nowhere.
+    PunchReport early;
+    early.peer = "nas";
+    h.send(1, early);
+    CHECK(h.core->stats().punch_reports_dropped == 1);
+    CHECK(h.core->doctor_book().size() == 0);
+
+    const SocketAddress host = *parse_socket_address("192.168.1.20:40000");
+    h.send(2, Register{{{CandidateKind::kHost, host}}, NatMapping::kPerDestination});
+    h.send(1, ConnectRequest{"nas", "web"});
+    h.advance(std::chrono::milliseconds(1500));
+
+    PunchReport from_nas;
+    from_nas.peer = "laptop";
+    from_nas.nat = NatMapping::kPerDestination;
+    from_nas.udp_to_server = true;
+    from_nas.path = ReportPath::kRelayUdp;
+    h.send(2, from_nas);
+    CHECK(h.core->stats().punch_reports == 1);
+    h.advance(std::chrono::milliseconds(500));
+
+    const DoctorReply laptop_view = ask_doctor(h, 1, "nas");
+    CHECK(laptop_view.status == DoctorStatus::kOk);
+    CHECK(laptop_view.rendezvous_age_ms == 2000);
+    CHECK(laptop_view.peer_side.nat == NatMapping::kPerDestination);
+    REQUIRE(laptop_view.peer_side.candidates.size() == 1);
+    CHECK(laptop_view.peer_side.candidates[0].address == host);
+    REQUIRE(laptop_view.peer_side.report);
+    CHECK(*laptop_view.peer_side.report == from_nas);
+    CHECK(laptop_view.peer_side.report_age_ms == 500);
+    CHECK(laptop_view.self.nat == NatMapping::kUnknown);  // laptop never registered a mapping
+    CHECK_FALSE(laptop_view.self.report);
+
+    // The exposing side may ask about the peer that connects to it: the same record, mirrored.
+    const DoctorReply nas_view = ask_doctor(h, 2, "laptop");
+    CHECK(nas_view.status == DoctorStatus::kOk);
+    CHECK(nas_view.self == laptop_view.peer_side);
+    CHECK(nas_view.peer_side == laptop_view.self);
+}
+
+TEST_CASE("doctor: unknown, denied and self look the same and say nothing") {
+    Harness h;
+    h.login(1, "laptop");
+    h.login(2, "nas");
+    h.login(3, "phone");
+    h.send(1, ConnectRequest{"nas", "web"});
+    REQUIRE(h.core->doctor_book().size() == 1);
+    for (const char* peer : {"nobody", "phone", "laptop"}) {
+        const DoctorReply r = ask_doctor(h, 1, peer);
+        CHECK(r.status == DoctorStatus::kNotAllowed);
+        CHECK(r.self == DoctorSide{});
+        CHECK(r.peer_side == DoctorSide{});
+    }
+    // phone has no rule with nas: the laptop-nas record is not its business.
+    CHECK(ask_doctor(h, 3, "nas").status == DoctorStatus::kNotAllowed);
+    // A report from phone about nas is dropped (no rendezvous of that pair).
+    PunchReport r;
+    r.peer = "nas";
+    h.send(3, r);
+    CHECK(h.core->stats().punch_reports_dropped == 1);
+}

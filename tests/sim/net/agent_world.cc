@@ -67,6 +67,7 @@ struct AgentWorld::Host {
     std::map<TcpId, std::unique_ptr<Tcp>> tcps;
     Time floor{};
     bool exited = false;
+    std::vector<DoctorResult> doctor_results;  // the core's answers to doctor(), in order
 };
 
 AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^ 0x776f726c64) {
@@ -134,6 +135,17 @@ AgentWorld::~AgentWorld() = default;
 
 AgentCore& AgentWorld::core(WorldSide side) {
     return *hosts_[static_cast<int>(side)]->core;
+}
+
+uint32_t AgentWorld::doctor(WorldSide side, const std::string& peer) {
+    Host& h = *hosts_[static_cast<size_t>(side)];
+    const uint32_t id = h.core->doctor(peer, now_);
+    drain(h);
+    return id;
+}
+
+const std::vector<DoctorResult>& AgentWorld::doctor_results(WorldSide side) const {
+    return hosts_[static_cast<size_t>(side)]->doctor_results;
 }
 
 const PeerLink* AgentWorld::link(WorldSide side) const {
@@ -259,6 +271,8 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                 log(h.name, a.line);
             } else if constexpr (std::is_same_v<A, Exit>) {
                 h.exited = true;
+            } else if constexpr (std::is_same_v<A, DoctorResult>) {
+                h.doctor_results.push_back(a);
             } else if constexpr (std::is_same_v<A, DialServer>) {
                 // TCP and TLS handshakes: two round trips, then the server's hello.
                 at(now_ + 4 * d, [this, &h] {

@@ -117,6 +117,10 @@ class AgentWorld {
     bool run_until_registered(Time limit);
     AgentCore& core(WorldSide side);
     const PeerLink* link(WorldSide side) const;
+    // `burrow doctor PEER` on the side: AgentCore::doctor, its actions carried out at once.
+    uint32_t doctor(WorldSide side, const std::string& peer);
+    // The DoctorResults the side's core gave (AgentCore::doctor), in order.
+    const std::vector<DoctorResult>& doctor_results(WorldSide side) const;
     ServerCore& server() { return *server_; }
     // The server process restarts: every control connection drops at once, and a new ServerCore
     // with the same identity key and ACL (and nothing else) answers from now + down on; until
