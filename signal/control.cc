@@ -81,6 +81,7 @@ void put_report(ByteWriter& w, const PunchReport& m) {
 
 void put_side(ByteWriter& w, const DoctorSide& s) {
     w.u8(static_cast<uint8_t>(s.nat));
+    w.u8(s.online ? 1 : 0);
     w.u8(s.udp_heard ? 1 : 0);
     put_candidates(w, s.candidates);
     w.u8(s.report ? 1 : 0);
@@ -314,6 +315,7 @@ PunchReport get_report(ByteReader& r) {
 DoctorSide get_side(ByteReader& r) {
     DoctorSide s;
     s.nat = get_nat(r);
+    s.online = get_flag(r);
     s.udp_heard = get_flag(r);
     s.candidates = get_candidates(r);
     if (get_flag(r) && r.ok()) {

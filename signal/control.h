@@ -50,7 +50,8 @@
 //   0x0f  DoctorRequest    agent -> server  request_id u32, peer text
 //   0x10  DoctorReply      server -> agent  request_id u32, peer text, status u8,
 //                                           rendezvous_age_ms u32, then for this agent and
-//                                           for the peer: nat u8, udp_heard u8 (0 or 1),
+//                                           for the peer: nat u8, online u8 (0 or 1),
+//                                           udp_heard u8 (0 or 1),
 //                                           candidates (as the server sent them at the
 //                                           rendezvous), report (u8 0 or 1 + a PunchReport
 //                                           body + age_ms u32)
@@ -268,6 +269,9 @@ enum class DoctorStatus : uint8_t {
 // and the side's latest PunchReport (with its age).
 struct DoctorSide {
     NatMapping nat = NatMapping::kUnknown;
+    // The side is connected to the server now. An offline side's missing UDP says nothing about
+    // its network, so udp_heard is only read when online.
+    bool online = false;
     // The server holds a UDP address for the side now (its Bind got through): UDP works between
     // it and the server. Known without any report, so a blocked side is named at once.
     bool udp_heard = false;

@@ -20,6 +20,7 @@ std::string seconds_text(double s) {
 DoctorSideView view(const DoctorSide& side, std::string name) {
     DoctorSideView v;
     v.name = std::move(name);
+    v.online = side.online;
     NatMapping nat = side.nat;
     const std::vector<Candidate>* candidates = &side.candidates;
     if (side.report) {
@@ -50,6 +51,7 @@ std::string side_line(const DoctorSideView& s) {
     std::string line = "  " + s.name + ": NAT mapping " + s.nat + ", filtering " + s.filtering +
                        ", " + std::to_string(s.candidates) +
                        (s.candidates == 1 ? " candidate" : " candidates");
+    if (!s.online) line += ", offline now";
     if (!s.reported) return line + ", no report yet";
     line += s.udp_blocked ? ", UDP to the server blocked" : ", UDP to the server ok";
     line += ", probed " + std::to_string(s.tried) + " of the peer's addresses";
@@ -112,7 +114,8 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     const std::optional<PunchReport>& theirs = reply.peer_side.report;
     for (DoctorSideView* s : {&v.self, &v.peer}) {
         const DoctorSide& side = s == &v.self ? reply.self : reply.peer_side;
-        if (!side.report) s->udp_blocked = !side.udp_heard;
+        // Without a report, only a connected side's missing UDP binding means UDP is blocked.
+        if (!side.report) s->udp_blocked = side.online && !side.udp_heard;
         if (s->udp_blocked) v.udp_blocked.push_back(s->name);
     }
     if (ours) v.strategy = to_string(ours->strategy);
@@ -141,6 +144,10 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     if (v.path == "relay-udp" && !v.udp_blocked.empty()) v.path = "relay-tcp";
     const bool settled = ours || theirs;
 
+    if (!v.peer.online) {
+        v.findings.push_back(v.peer.name + " is not connected to the server now (what follows is "
+                                           "from the last rendezvous)");
+    }
     for (const std::string& name : v.udp_blocked) {
         v.findings.push_back("UDP is blocked on " + name + " (no answer from the server over UDP)");
         v.advice.push_back("allow outbound UDP from " + name +

@@ -33,6 +33,7 @@ struct DoctorSideView {
     std::string nat;  // to_string(NatMapping)
     std::string filtering = "not measured";
     bool reported = false;     // a PunchReport from this side is on record
+    bool online = false;       // connected to the server now
     // Its report says the server never answered its UDP; without a report, the server has
     // heard no UDP from it.
     bool udp_blocked = false;

@@ -430,8 +430,10 @@ void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time
         reply = std::move(*joined);
         const AgentRecord* self = registry_.find(c.agent);
         const AgentRecord* peer = registry_.find(req.peer);
-        reply.self.udp_heard = self && self->online() && self->udp_address.has_value();
-        reply.peer_side.udp_heard = peer && peer->online() && peer->udp_address.has_value();
+        reply.self.online = self && self->online();
+        reply.self.udp_heard = reply.self.online && self->udp_address.has_value();
+        reply.peer_side.online = peer && peer->online();
+        reply.peer_side.udp_heard = reply.peer_side.online && peer->udp_address.has_value();
     } else {
         reply.status = DoctorStatus::kNoRendezvous;
     }

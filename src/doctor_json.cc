@@ -9,6 +9,7 @@ json side_json(const DoctorSideView& s) {
     json j = {{"name", s.name},
               {"nat", {{"mapping", s.nat}, {"filtering", s.filtering}}},
               {"reported", s.reported},
+              {"online", s.online},
               {"udp_blocked", s.udp_blocked},
               {"candidates", s.candidates},
               {"tried", s.tried},

@@ -64,6 +64,7 @@ PunchReport random_report(Rng& rng) {
 DoctorSide random_side(Rng& rng) {
     DoctorSide s;
     s.nat = static_cast<NatMapping>(rng.uniform(3));
+    s.online = rng.chance(0.5);
     s.udp_heard = rng.chance(0.5);
     s.candidates = random_candidates(rng);
     if (rng.chance(0.7)) {
@@ -418,6 +419,14 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     Bytes rb(reply.begin() + kControlLengthSize, reply.end());
     rb[2 + 4 + 1] = 3;  // status beyond kNoRendezvous
     CHECK(decode_error_of(rb) == ControlDecodeError::kMalformed);
+    // This agent's side: after status, age (4) and nat come the online and udp_heard flags.
+    for (size_t flag : {2 + 4 + 1 + 1 + 4 + 1, 2 + 4 + 1 + 1 + 4 + 2}) {
+        Bytes fb(reply.begin() + kControlLengthSize, reply.end());
+        REQUIRE(fb[flag] == 0);
+        fb[flag] = 2;
+        CAPTURE(flag);
+        CHECK(decode_error_of(fb) == ControlDecodeError::kMalformed);
+    }
 }
 
 TEST_CASE("field checks: enums, caps, control characters, address families") {

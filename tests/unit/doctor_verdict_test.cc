@@ -32,6 +32,7 @@ DoctorReply record(NatMapping laptop_nat, NatMapping nas_nat) {
     r.peer = "nas";
     r.rendezvous_age_ms = 12'000;
     r.self.nat = laptop_nat;
+    r.self.online = r.peer_side.online = true;
     r.self.udp_heard = true;
     r.peer_side.udp_heard = true;
     r.self.candidates = {{CandidateKind::kHost, kLaptopHost}};
@@ -217,6 +218,23 @@ TEST_CASE("verdict: a side the server never heard over UDP is named before any r
     // A report, when there is one, is the side's own word.
     r.peer_side.report = report("laptop", NatMapping::kUnknown, ReportPath::kRelayUdp, kNasHost);
     CHECK(diagnose(r, "laptop").udp_blocked.empty());
+}
+
+TEST_CASE("verdict: a peer that is offline now is not called UDP-blocked") {
+    // The server holds no UDP address for a side that is not connected: that says nothing about
+    // its network.
+    DoctorReply r = record(NatMapping::kEndpointIndependent, NatMapping::kEndpointIndependent);
+    r.peer_side.online = false;
+    r.peer_side.udp_heard = false;
+    const DoctorVerdict v = diagnose(r, "laptop", LivePath{ReportPath::kRelayUdp, {}, 0});
+    CHECK(v.udp_blocked.empty());
+    CHECK(v.path == "relay-udp");
+    CHECK(has(v.findings, "nas is not connected to the server now"));
+    CHECK(v.text.find("nas: NAT mapping") != std::string::npos);
+    CHECK(v.text.find("offline now") != std::string::npos);
+    // Connected again without a UDP binding: now it is blocked.
+    r.peer_side.online = true;
+    CHECK(diagnose(r, "laptop").udp_blocked == std::vector<std::string>{"nas"});
 }
 
 TEST_CASE("verdict: the live link wins over an older report, and gives the rtt") {
