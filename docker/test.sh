@@ -270,6 +270,22 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     status_page_check "$name" "$expect"
     say "$name: status page on http://127.0.0.1:$BURROW_STATUS_PORT/ ($(since "$t"))"
 
+    # burrow doctor on the laptop: the server's two-sided verdict names the same path, and for
+    # the symmetric variant both symmetric NATs.
+    t=$(now)
+    local verdict
+    verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
+        { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
+    case "$expect" in
+        direct) [[ "$verdict" == direct* ]] ;;
+        *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
+    esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
+    if [ "$nat" = per-destination ]; then
+        grep -q "both NATs map per destination" <<<"$verdict" ||
+            fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
+    fi
+    say "$name: burrow doctor: ${verdict%%$'\n'*} ($(since "$t"))"
+
     # Last: its controls change the network for a moment, which must not touch the path checks.
     t=$(now)
     leak_check "$name"
