@@ -91,9 +91,19 @@ class Agent {
           core_(core_config(options_, clock_), rng_, clock_.now()) {}
 
     std::optional<OsError> start() {
-        auto udp = bind_udp(
-            kRouteMain, SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port), UdpOptions{});
-        if (auto* err = std::get_if<OsError>(&udp)) return *err;
+        // Dual-stack (issue 17): one socket for both families, IPv4 peers as ::ffff:a.b.c.d
+        // (src/sockaddr.h turns them back into IPv4), so a session's paths of either family
+        // share the port every candidate names. A machine without IPv6 gets an IPv4 socket.
+        auto udp = bind_udp(kRouteMain, SocketAddress::ipv6({}, options_.config.udp_port),
+                            UdpOptions{});
+        if (auto* err = std::get_if<OsError>(&udp)) {
+            auto v4 = bind_udp(kRouteMain,
+                               SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port),
+                               UdpOptions{});
+            if (std::holds_alternative<OsError>(v4)) return *err;
+            spdlog::info("no IPv6 ({}): udp IPv4 only", err->message);
+            udp = std::move(v4);
+        }
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         const UdpStats& io = udp_->stats();
         spdlog::info("udp {}: send {}, receive {}, socket buffers {} B in, {} B out",
@@ -111,7 +121,9 @@ class Agent {
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
         trimmer_ = HeapTrimmer::create(loop_);
-        core_.start(interface_addresses(udp_->local_address().port), clock_.now());
+        const bool dual_stack = udp_->local_address().v6;
+        core_.start(interface_addresses(udp_->local_address().port, dual_stack), clock_.now(),
+                    dual_stack);
         drain();
         return std::nullopt;
     }
