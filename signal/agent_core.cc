@@ -1354,6 +1354,7 @@ AgentStatus AgentCore::status(Time now) const {
     s.public_key = key_to_base64(public_key(config_.key));
     s.uptime_s = to_ms(now - started_at_) / 1000.0;
     s.server = to_string(config_.server);
+    s.server_address = server_address_;
     s.server_state = client_.state();
     s.registered = client_.registered();
     s.udp_bound = client_.udp_bound();

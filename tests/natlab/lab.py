@@ -31,7 +31,7 @@ Every name this file creates starts with PREFIX ("bl-"; use_prefix() picks anoth
 does) so that a crashed run's leftovers can be found and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
 namespace, so nothing here can clash with the host's interfaces.
 """
-import fcntl, os, subprocess
+import fcntl, os, shutil, subprocess
 
 PREFIX = "bl-"
 INET_NS = "bl-inet"
@@ -249,6 +249,7 @@ class Lab:
                 raise ValueError(f"{self.kinds[agent]} has no IPv6 variant in this lab")
         self.ipv6 = any(f != "v4" for f in self.families.values())
         self.agent_ip6 = {}
+        self.etc_netns = []  # /etc/netns/NS folders name_server() made
         self.routers6 = {}  # agent -> (router's WAN IPv6, the agent LAN's /64)
         self.namespaces = []
         self.agent_ns = {"nas": f"{PREFIX}nas", "laptop": f"{PREFIX}laptop"}
@@ -390,7 +391,30 @@ class Lab:
         ns_exec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         ns_exec(ns, iptables_backend(), stdin=nat_rules(kind, lan_hosts, wan_ip))
 
+    def name_server(self, name):
+        """Makes `name` resolve to the server's IPv4 and IPv6 addresses inside each agent's
+        namespace: `ip netns exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts (the
+        control connection's Happy Eyeballs needs a name with both)."""
+        for ns in self.agent_ns.values():
+            d = os.path.join("/etc/netns", ns)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "hosts"), "w") as f:
+                f.write(f"127.0.0.1 localhost\n{SERVER_IP6} {name}\n{SERVER_IP} {name}\n")
+            self.etc_netns.append(d)
+
+    def blackhole_server6(self, agent, port):
+        """Silently drops the agent's TCP to the server's IPv6 address and `port` (a broken
+        IPv6 path: no answer, no reset), at its router or in its own namespace."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        chain = "FORWARD" if agent in self.nat_ns else "OUTPUT"
+        ns_exec(ns, "ip6tables" if iptables_backend() == "iptables-restore"
+                else "ip6tables-legacy", "-I", chain, "-p", "tcp", "-d", SERVER_IP6,
+                "--dport", str(port), "-j", "DROP")
+
     def destroy(self):
+        for d in getattr(self, "etc_netns", []):
+            shutil.rmtree(d, ignore_errors=True)
+        self.etc_netns = []
         for ns in reversed(self.namespaces):
             kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

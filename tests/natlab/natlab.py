@@ -26,6 +26,11 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  path, and: for symmetric/symmetric both symmetric NATs and port mapping; for a
                  direct row the path's address and the technique; for a udpblocked side that
                  side as UDP-blocked
+  --server-name  the agents name the server "burrow-server.test", which resolves to both of
+                 its addresses in their namespaces (issue 17's Happy Eyeballs): each agent's
+                 control connection must be IPv6 if it has IPv6 (IPv4 otherwise), or IPv4
+                 within a second with --blackhole-v6-control (TCP to the server's IPv6 address
+                 silently dropped)
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
                  its answer (the NAT's public address) unless its UDP is blocked
@@ -284,17 +289,19 @@ class World(harness.ConfigDir):
                       text, count=1)
         return re.sub(r'(?m)^stun = .*$', lambda _: f"stun = [{stun}]", text, count=1)
 
-    def config(self, name, family):
+    def config(self, name, family, server_name=None):
         """The agent's config file for one address family (written on first use)."""
-        path = f"{name}-{family}.toml"
+        path = f"{name}-{family}{'-named' if server_name else ''}.toml"
         if not os.path.exists(self.path(path)):
-            self.write(path, self.agent_toml(name, family))
+            self.write(path, self.agent_toml(name, family, server_name))
         return self.path(path)
 
-    def agent_toml(self, name, family="v4"):
+    def agent_toml(self, name, family="v4", server_name=None):
         # An IPv6-only agent reaches the server over IPv6; a dual-stack one over IPv4, so its
         # NAT probe still sees the IPv4 NAT (and the IPv6 path comes from its host candidates).
         server = (f"[{lab.SERVER_IP6}]" if family == "v6" else lab.SERVER_IP)
+        if server_name:
+            server = server_name
         text = f"""[agent]
 name = "{name}"
 key_file = "{name}.key"
@@ -405,6 +412,20 @@ def status_path(world, ns, peer, field="kind"):
         if p.get("peer") == peer and isinstance(p.get("path"), dict):
             return p["path"].get(field)
     return None
+
+
+MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or not
+SERVER_NAME = "burrow-server.test"  # --server-name: RFC 6761 reserves .test for testing
+
+
+def status_server(world, ns):
+    """server.connected_to from `burrow status --json`: where the control connection went."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(r.stdout)["server"]["connected_to"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 _METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
@@ -559,10 +580,18 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         http = spawn("http", nas_ns, [sys.executable, "-u", "-m", "http.server", "--bind",
                                       "127.0.0.1", "--directory", world.path("www"),
                                       str(HTTP_PORT)])
+        server_name = SERVER_NAME if opts.server_name else None
+        if server_name:
+            the_lab.name_server(server_name)
+            if opts.blackhole_v6_control:
+                for agent in ("nas", "laptop"):
+                    if has_v6(families[agent]):
+                        the_lab.blackhole_server6(agent, lab.SERVER_TCP_PORT)
         nas = spawn("nas", nas_ns, [world.burrow, "agent", "-c",
-                                    world.config("nas", nas_family)])
+                                    world.config("nas", nas_family, server_name)])
         laptop = spawn("laptop", laptop_ns, [world.burrow, "agent", "-c",
-                                             world.config("laptop", laptop_family)])
+                                             world.config("laptop", laptop_family,
+                                                          server_name)])
         t0 = laptop.started
         http.wait_for(r"Serving HTTP", REGISTER_TIMEOUT_S)
         for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
@@ -573,6 +602,24 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 res["lab_error"] = (f"{agent} behind {kind} found nat {m.group('nat')}, "
                                     f"not {want}: the lab is wrong")
         laptop.wait_for(rf"127\.0\.0\.1:{FORWARD_PORT}\b.*listening", REGISTER_TIMEOUT_S)
+        if server_name:
+            res["control"] = {}
+            for agent in ("nas", "laptop"):
+                t, _ = procs[agent].wait_for(REGISTERED.format(agent), REGISTER_TIMEOUT_S)
+                address = status_server(world, the_lab.agent_ns[agent])
+                res["control"][agent] = {"address": address,
+                                         "registered_s": round(t - procs[agent].started, 3)}
+                want = ("ipv6" if has_v6(families[agent]) and not opts.blackhole_v6_control
+                        else "ipv4")
+                got = None if address is None else ("ipv6" if address.startswith("[") else "ipv4")
+                if got != want:
+                    res["error"] = (f"{agent}: control connection to {address}, wanted {want} "
+                                    "(Happy Eyeballs)")
+                elif res["control"][agent]["registered_s"] > MAX_REGISTER_HE_S:
+                    # A dial that waited for the IPv6 attempt's TCP timeout (seconds) instead
+                    # of starting IPv4 250 ms later.
+                    res["error"] = (f"{agent}: registered {res['control'][agent]['registered_s']}"
+                                    f" s after its start (over {MAX_REGISTER_HE_S} s)")
         if world.stun_server:
             res["stun"] = {}
             for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
@@ -878,6 +925,10 @@ def main():
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")
+    ap.add_argument("--server-name", action="store_true",
+                    help="agents name the server by a name with an IPv4 and an IPv6 address")
+    ap.add_argument("--blackhole-v6-control", action="store_true",
+                    help="with --server-name: TCP to the server's IPv6 address is dropped")
     ap.add_argument("--trials", type=int, default=1, metavar="N",
                     help="run each pair N times (the birthday pair's success rate)")
     ap.add_argument("--min-direct", type=int, default=None, metavar="K",
