@@ -418,6 +418,8 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     Bytes rb(reply.begin() + kControlLengthSize, reply.end());
     rb[2 + 4 + 1] = 3;  // status beyond kNoRendezvous
     CHECK(decode_error_of(rb) == ControlDecodeError::kMalformed);
+}
+
 TEST_CASE("IPv6 candidates: family 6, sixteen address bytes, exact round trip (issue 17)") {
     const SocketAddress global = *parse_socket_address("[2001:db8:1234::77]:41000");
     const SocketAddress ula = *parse_socket_address("[fd00:ab::1]:7000");
