@@ -39,12 +39,6 @@ void read_stun_servers(Issues& issues, const Located<std::vector<Located<std::st
                        quote(entry.value) + " is a wildcard address; give the server's address");
             continue;
         }
-        if (address->kind == HostKind::kIpv6) {
-            issues.add(entry, quote(entry.value) +
-                                  " is an IPv6 address; the agent's UDP socket is IPv4 only "
-                                  "(give an IPv4 address or a name)");
-            continue;
-        }
         seen.push_back({to_string(*address), entry.at, entry.path});
         config.stun_servers.push_back(*address);
     }

@@ -17,16 +17,134 @@ constexpr int64_t kMaxMaxAgents = 1'000'000;
 constexpr int64_t kMaxRelayRateMbit = 100'000;  // 100 Gbit/s
 constexpr int64_t kMaxRelayPacketsPerSec = 10'000'000;
 constexpr size_t kStunPorts = 2;  // docs/architecture.md §6: two ports, to tell per-destination mapping
+constexpr size_t kMaxStunAddresses = kStunPorts * kMaxListenAddresses;
 
 // Where values were written, for the checks that compare entries with each other.
 struct Positions {
     std::vector<Located<std::string>> files;  // cert_file, key_file, identity_key (resolved)
     std::vector<Located<HostPort>> stun;
+    std::vector<Located<HostPort>> listen;
+    std::optional<Located<HostPort>> metrics;
     std::vector<Located<std::string>> agent_names;
     std::vector<Located<PublicKey>> agent_keys;
     std::vector<Located<std::string>> rule_agents;  // allow[i].from and .to
-    std::vector<Located<HostPort>> tcp;  // listen, then metrics: TCP ports that must differ
 };
+
+bool is_v6(const HostPort& a) {
+    return a.kind == HostKind::kIpv6;
+}
+
+// Whether a and b, of one address list, would fight over a port. An IPv4 and an IPv6 address
+// never do: when they share a port the IPv6 one is bound IPv6-only (server_config.h).
+bool list_overlap(const HostPort& a, const HostPort& b) {
+    if (is_v6(a) != is_v6(b)) return false;
+    return addresses_overlap(a, b);
+}
+
+// Records an issue for each address of `list` that overlaps an earlier one.
+void check_list_overlaps(Issues& issues, const std::vector<Located<HostPort>>& list,
+                         std::string_view fix) {
+    for (size_t i = 0; i < list.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+            if (list_overlap(list[j].value, list[i].value)) {
+                issues.add(list[i], quote(to_string(list[i].value)) + " takes the port of " +
+                                        list[j].path + "; " + std::string(fix));
+                break;
+            }
+        }
+    }
+}
+
+// The families a group of addresses on one port receives: an IPv6 address is dual-stack
+// unless an IPv4 address shares its port, and only a wildcard "::" then takes IPv4 traffic.
+struct Families {
+    bool v4 = false;
+    bool v6 = false;
+    bool operator==(const Families&) const = default;
+};
+Families families_of(const std::vector<HostPort>& group) {
+    Families f;
+    for (const auto& a : group) {
+        if (is_v6(a)) {
+            f.v6 = true;
+        } else {
+            f.v4 = true;
+        }
+    }
+    if (!f.v4) {
+        f.v4 = std::any_of(group.begin(), group.end(),
+                           [](const HostPort& a) { return is_wildcard(a); });
+    }
+    return f;
+}
+std::string describe(const Families& f) {
+    if (f.v4 && f.v6) return "IPv4 and IPv6";
+    return f.v6 ? "IPv6 only" : "IPv4 only";
+}
+
+// An IP literal to bind, refusing IPv4-mapped IPv6 ("[::ffff:1.2.3.4]:7000"): it binds the IPv4
+// address, and beside an IPv4 address on its port it would be bound IPv6-only, which it cannot.
+std::optional<HostPort> check_bind_address(Issues& issues, const Located<std::string>& entry) {
+    auto address = check_address(issues, entry, AddressUse::kListen);
+    if (address && is_v6(*address) && address->host.rfind("::ffff:", 0) == 0 &&
+        address->host.find('.') != std::string::npos) {
+        issues.add(entry, quote(entry.value) + " is an IPv4-mapped IPv6 address; write it as " +
+                              address->host.substr(7) + ":" + std::to_string(address->port));
+        return std::nullopt;
+    }
+    return address;
+}
+
+void read_listen(TableReader& t, ServerConfig& config, Positions& positions) {
+    Issues& issues = t.issues();
+    auto listen = t.required_string_or_strings("listen", "\"0.0.0.0:7000\"");
+    if (!listen) return;
+    if (listen->value.empty() || listen->value.size() > kMaxListenAddresses) {
+        issues.add(*listen, "holds " + std::to_string(listen->value.size()) +
+                                " address(es); give 1 to " + std::to_string(kMaxListenAddresses) +
+                                ", e.g. \"[::]:7000\" (IPv4 and IPv6 on one socket)");
+        return;
+    }
+    for (const auto& entry : listen->value) {
+        if (auto address = check_bind_address(issues, entry)) {
+            config.listen.push_back(*address);
+            positions.listen.push_back({*address, entry.at, entry.path});
+        }
+    }
+}
+
+void read_stun(TableReader& t, ServerConfig& config, Positions& positions) {
+    Issues& issues = t.issues();
+    auto stun = t.required_strings("stun", "[\"0.0.0.0:3478\", \"0.0.0.0:3479\"]");
+    if (!stun) return;
+    if (stun->value.size() < kStunPorts || stun->value.size() > kMaxStunAddresses) {
+        issues.add(*stun, "holds " + std::to_string(stun->value.size()) +
+                              " address(es); give exactly two (the second lets agents tell "
+                              "whether their NAT maps per destination), or up to " +
+                              std::to_string(kMaxStunAddresses) +
+                              " on those two ports (one per family or address)");
+        return;
+    }
+    std::vector<uint16_t> ports;  // in order of first appearance: the main port first
+    for (const auto& entry : stun->value) {
+        auto address = check_bind_address(issues, entry);
+        if (!address) continue;
+        auto port = std::find(ports.begin(), ports.end(), address->port);
+        if (port == ports.end()) {
+            if (ports.size() == kStunPorts) {
+                issues.add(entry, quote(entry.value) + " is on a third port; the STUN addresses "
+                                                       "use exactly two ports (" +
+                                      std::to_string(ports[0]) + " and " +
+                                      std::to_string(ports[1]) + ")");
+                continue;
+            }
+            ports.push_back(address->port);
+            port = ports.end() - 1;
+        }
+        config.stun[static_cast<size_t>(port - ports.begin())].push_back(*address);
+        positions.stun.push_back({*address, entry.at, entry.path});
+    }
+}
 
 void read_file_path(TableReader& t, std::string_view key, std::string_view example,
                     std::string_view base_dir, std::string& out, Positions& positions) {
@@ -48,26 +166,8 @@ uint32_t read_limit(TableReader& t, std::string_view key, int64_t max, uint32_t 
 void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config,
                  Positions& positions) {
     Issues& issues = t.issues();
-    if (auto listen = t.required_string("listen", "\"0.0.0.0:7000\"")) {
-        if (auto address = check_address(issues, *listen, AddressUse::kListen)) {
-            config.listen = *address;
-            positions.tcp.push_back({*address, listen->at, listen->path});
-        }
-    }
-    if (auto stun = t.required_strings("stun", "[\"0.0.0.0:3478\", \"0.0.0.0:3479\"]")) {
-        if (stun->value.size() != kStunPorts) {
-            issues.add(*stun, "holds " + std::to_string(stun->value.size()) +
-                                  " address(es); give exactly two (the second lets agents tell "
-                                  "whether their NAT maps per destination)");
-        } else {
-            for (size_t i = 0; i < kStunPorts; ++i) {
-                if (auto address = check_address(issues, stun->value[i], AddressUse::kListen)) {
-                    config.stun[i] = *address;
-                    positions.stun.push_back({*address, stun->value[i].at, stun->value[i].path});
-                }
-            }
-        }
-    }
+    read_listen(t, config, positions);
+    read_stun(t, config, positions);
     read_file_path(t, "cert_file", "\"server.crt\"", base_dir, config.cert_file, positions);
     read_file_path(t, "key_file", "\"server.key\"", base_dir, config.key_file, positions);
     read_file_path(t, "identity_key", "\"server-identity.key\"", base_dir, config.identity_key,
@@ -85,7 +185,7 @@ void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config
     }
     if (auto metrics = t.optional_string("metrics")) {
         config.metrics = check_address(issues, *metrics, AddressUse::kListen);
-        if (config.metrics) positions.tcp.push_back({*config.metrics, metrics->at, metrics->path});
+        if (config.metrics) positions.metrics = {*config.metrics, metrics->at, metrics->path};
     }
     t.finish();
 }
@@ -171,22 +271,41 @@ void check_unique(Issues& issues, const std::vector<Located<T>>& list, Describe 
     }
 }
 
-void cross_check(const Positions& positions, Issues& issues) {
+void cross_check(const ServerConfig& config, const Positions& positions, Issues& issues) {
     check_unique(issues, positions.files, [](const auto& dup, const auto& first) {
         return "is the same file as " + first.path + " (" + dup.value +
                "); each needs its own file";
     });
-    if (positions.stun.size() == kStunPorts &&
-        addresses_overlap(positions.stun[0].value, positions.stun[1].value)) {
-        issues.add(positions.stun[1], quote(to_string(positions.stun[1].value)) +
-                                          " takes the port of " + positions.stun[0].path +
-                                          "; the two STUN addresses need different ports");
+    if (config.stun[1].empty() && !positions.stun.empty()) {
+        // Every address on one port: the old two-address form on one port lands here too.
+        const auto& at = positions.stun.size() > 1 ? positions.stun[1] : positions.stun[0];
+        issues.add(at, quote(to_string(at.value)) + " takes the port of " +
+                           positions.stun[0].path +
+                           "; the STUN addresses need different ports (two: the main one, then the second)");
     }
-    if (positions.tcp.size() == 2 &&
-        addresses_overlap(positions.tcp[0].value, positions.tcp[1].value)) {
-        issues.add(positions.tcp[1], quote(to_string(positions.tcp[1].value)) +
-                                         " takes the port of " + positions.tcp[0].path +
-                                         "; give the metrics listener a port of its own");
+    check_list_overlaps(issues, positions.stun,
+                        "two STUN sockets of one family cannot share a port");
+    if (!config.stun[1].empty() &&
+        families_of(config.stun[0]) != families_of(config.stun[1])) {
+        const auto second = std::find_if(positions.stun.begin(), positions.stun.end(),
+                                         [&](const auto& s) { return s.value == config.stun[1][0]; });
+        issues.add(*second, "port " + std::to_string(config.stun[1][0].port) + " serves " +
+                                describe(families_of(config.stun[1])) + " but port " +
+                                std::to_string(config.stun[0][0].port) + " serves " +
+                                describe(families_of(config.stun[0])) +
+                                "; give both STUN ports the same families");
+    }
+    check_list_overlaps(issues, positions.listen,
+                        "two listeners of one family cannot share a port");
+    if (positions.metrics) {
+        for (const auto& listen : positions.listen) {
+            if (addresses_overlap(listen.value, positions.metrics->value)) {
+                issues.add(*positions.metrics,
+                           quote(to_string(positions.metrics->value)) + " takes the port of " +
+                               listen.path + "; give the metrics listener a port of its own");
+                break;
+            }
+        }
     }
     check_unique(issues, positions.agent_names, [](const auto& dup, const auto& first) {
         return "agent " + quote(dup.value) + " is listed twice (also at " + first.path + ")";
@@ -224,7 +343,7 @@ std::variant<ServerConfig, ConfigError> parse_server_config(std::string_view tex
     for (auto& rule : root.table_array("allow")) read_rule(rule, config, positions);
     root.finish();
     // As in the agent loader: compare entries only once each is valid on its own.
-    if (issues.empty()) cross_check(positions, issues);
+    if (issues.empty()) cross_check(config, positions, issues);
     if (!issues.empty()) return issues.first(source_name);
     return config;
 }

@@ -1,7 +1,7 @@
 // The signalling server's TOML file, loaded into plain, validated data.
 //
 //   [server]
-//   listen = "0.0.0.0:7000"                   # TLS control (TCP)
+//   listen = "0.0.0.0:7000"                   # TLS control (TCP); or a list, see below
 //   stun = ["0.0.0.0:3478", "0.0.0.0:3479"]   # two UDP ports; the first also carries the relay
 //   cert_file = "server.crt"                  # these three are created on first start if
 //   key_file = "server.key"                   #   absent, relative to the config's folder
@@ -21,6 +21,19 @@
 //   from = "laptop"
 //   to = "nas"
 //   services = ["web"]                        # or ["*"]
+//
+// IPv6 (issue 17). "[::]:7000" alone is one dual-stack socket (IPV6_V6ONLY=0) that takes IPv4
+// too, as IPv4-mapped addresses. Lists name several sockets, for a server that binds chosen
+// addresses rather than wildcards, or one address per family:
+//
+//   listen = ["0.0.0.0:7000", "[::]:7000"]
+//   stun = ["0.0.0.0:3478", "0.0.0.0:3479", "[::]:3478", "[::]:3479"]
+//
+// An IPv6 address that shares its port with an IPv4 address of the same list is bound
+// IPv6-only, so the two do not fight over the port; otherwise it is dual-stack. The STUN list
+// uses exactly two port numbers: the first entry's port is the main one (Bind and the UDP
+// relay, AuthOk's relay_udp_port), the other is the second STUN port; both ports must serve the
+// same address families, or an agent of one family could not test its NAT's mapping.
 //
 // Loading either yields a config in which every check has passed, or one ConfigError line.
 #pragma once
@@ -63,9 +76,14 @@ struct AllowRule {
     bool operator==(const AllowRule&) const = default;
 };
 
+// How many sockets one address list may name: both families on a few chosen addresses.
+inline constexpr size_t kMaxListenAddresses = 8;
+
 struct ServerConfig {
-    HostPort listen;               // IP literal
-    std::array<HostPort, 2> stun;  // IP literals on different ports or addresses
+    std::vector<HostPort> listen;  // IP literals, 1 to kMaxListenAddresses, none overlapping
+    // stun[0]: the main UDP port (STUN, Bind, relay); stun[1]: the second STUN port. Each is
+    // one or more IP literals on one port; the two ports differ.
+    std::array<std::vector<HostPort>, 2> stun;
     std::string cert_file;         // the three paths are resolved and pairwise different
     std::string key_file;
     std::string identity_key;

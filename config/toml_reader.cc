@@ -200,6 +200,25 @@ std::optional<Located<std::vector<Located<std::string>>>> TableReader::optional_
                                                       path};
 }
 
+std::optional<Located<std::vector<Located<std::string>>>> TableReader::required_string_or_strings(
+    std::string_view key, std::string_view example) {
+    const toml::node* node = find(key);
+    if (node == nullptr) {
+        report_missing(key, "required key is missing; add: " + std::string(key) + " = " +
+                                std::string(example));
+        return std::nullopt;
+    }
+    if (node->is_array()) return optional_strings(key);
+    const std::string path = child_path(key);
+    if (!node->is_string()) {
+        wrong_type(*node, path, "a string or an array of strings");
+        return std::nullopt;
+    }
+    const Position at = position_of(node->source());
+    std::vector<Located<std::string>> one{{node->as_string()->get(), at, path}};
+    return Located<std::vector<Located<std::string>>>{std::move(one), at, path};
+}
+
 std::optional<TableReader> TableReader::required_table(std::string_view key) {
     const toml::node* node = find(key);
     const std::string path = child_path(key);

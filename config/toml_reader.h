@@ -82,6 +82,10 @@ class TableReader {
     // The same, absent allowed (nullopt without an issue).
     std::optional<Located<std::vector<Located<std::string>>>> optional_strings(
         std::string_view key);
+    // A string or an array of strings (`listen = "a"` or `listen = ["a", "b"]`): a string
+    // comes back as a one-element list whose element has the key's own path.
+    std::optional<Located<std::vector<Located<std::string>>>> required_string_or_strings(
+        std::string_view key, std::string_view example);
     std::optional<TableReader> required_table(std::string_view key);
     // [[key]]: the tables in order; absent means none.
     std::vector<TableReader> table_array(std::string_view key);

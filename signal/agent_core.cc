@@ -56,7 +56,8 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
 
 // --- life ----------------------------------------------------------------------------------------
 
-void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now) {
+void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool udp_ipv6) {
+    udp_ipv6_ = udp_ipv6;
     log(Severity::kInfo, "agent " + config_.name + " (" + key_to_base64(public_key(config_.key)) +
                              "), udp port " +
                              std::to_string(host_addresses.empty() ? 0 : host_addresses[0].port));
@@ -87,10 +88,10 @@ void AgentCore::on_stun_server_resolved(size_t index, std::optional<SocketAddres
     if (index >= stun_resolving_.size()) return;
     stun_resolving_[index] = false;
     std::string why(error);
-    if (address && address->v6) {
-        // The main socket is IPv4 (docs/architecture.md §4): a request could not leave it.
+    if (address && address->v6 && !udp_ipv6_) {
+        // The main socket is IPv4 (this machine has no IPv6): a request could not leave it.
         why = "resolved to the IPv6 address " + to_string(*address) +
-              "; the agent's UDP socket is IPv4 only";
+              "; the agent's UDP socket is IPv4 only (this machine has no IPv6)";
         address.reset();
     }
     if (!address) {
@@ -1353,6 +1354,7 @@ AgentStatus AgentCore::status(Time now) const {
     s.public_key = key_to_base64(public_key(config_.key));
     s.uptime_s = to_ms(now - started_at_) / 1000.0;
     s.server = to_string(config_.server);
+    s.server_address = server_address_;
     s.server_state = client_.state();
     s.registered = client_.registered();
     s.udp_bound = client_.udp_bound();

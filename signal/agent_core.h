@@ -132,8 +132,10 @@ class AgentCore {
     AgentCore& operator=(const AgentCore&) = delete;
 
     // The forwards start listening and the first dial is due. host_addresses: this machine's
-    // interface addresses with the main UDP socket's port (the same-LAN candidates).
-    void start(std::vector<SocketAddress> host_addresses, Time now);
+    // interface addresses with the main UDP socket's port (the same-LAN candidates, and the
+    // public ones of IPv6). udp_ipv6: the main socket is dual-stack, so it reaches IPv6
+    // addresses (STUN servers, peers) as well as IPv4 ones.
+    void start(std::vector<SocketAddress> host_addresses, Time now, bool udp_ipv6 = false);
     // Closes everything; ends with Exit{0}.
     void stop(Time now);
     // [[expose]] and [[forward]] from a reloaded file: added forwards listen, removed ones stop,
@@ -321,6 +323,7 @@ class AgentCore {
     void fail_doctor(std::string reason);
     uint32_t next_doctor_id_ = 1;
     std::map<uint32_t, Time> doctor_pending_;  // request id -> when to give up
+    bool udp_ipv6_ = false;  // start()
     // ResolveStunServer for each configured name without an address (at start, and again at
     // each registration for those that failed).
     void resolve_stun_servers();

@@ -186,6 +186,9 @@ struct AgentStatus {
     std::string public_key;  // base64
     double uptime_s = 0;
     std::string server;  // as configured
+    // The address the control connection reached (of a name's addresses, the one Happy
+    // Eyeballs picked), kept after a disconnect; nullopt before the first connection.
+    std::optional<SocketAddress> server_address;
     AgentClientState server_state = AgentClientState::kWaiting;
     bool registered = false;
     bool udp_bound = false;

@@ -12,10 +12,12 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
 #include "signal/agent_core.h"
+#include "signal/happy_eyeballs.h"
 #include "signal/udp_messages.h"
 #include "src/admin_server.h"
 #include "src/doctor_json.h"
@@ -24,6 +26,7 @@
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
+#include "src/defer.h"
 #include "src/heap_trimmer.h"
 #include "src/log.h"
 #include "src/open_files.h"
@@ -91,9 +94,19 @@ class Agent {
           core_(core_config(options_, clock_), rng_, clock_.now()) {}
 
     std::optional<OsError> start() {
-        auto udp = bind_udp(
-            kRouteMain, SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port), UdpOptions{});
-        if (auto* err = std::get_if<OsError>(&udp)) return *err;
+        // Dual-stack (issue 17): one socket for both families, IPv4 peers as ::ffff:a.b.c.d
+        // (src/sockaddr.h turns them back into IPv4), so a session's paths of either family
+        // share the port every candidate names. A machine without IPv6 gets an IPv4 socket.
+        auto udp = bind_udp(kRouteMain, SocketAddress::ipv6({}, options_.config.udp_port),
+                            UdpOptions{});
+        if (auto* err = std::get_if<OsError>(&udp)) {
+            auto v4 = bind_udp(kRouteMain,
+                               SocketAddress::ipv4({0, 0, 0, 0}, options_.config.udp_port),
+                               UdpOptions{});
+            if (std::holds_alternative<OsError>(v4)) return *err;
+            spdlog::info("no IPv6 ({}): udp IPv4 only", err->message);
+            udp = std::move(v4);
+        }
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         const UdpStats& io = udp_->stats();
         spdlog::info("udp {}: send {}, receive {}, socket buffers {} B in, {} B out",
@@ -111,7 +124,9 @@ class Agent {
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
         trimmer_ = HeapTrimmer::create(loop_);
-        core_.start(interface_addresses(udp_->local_address().port), clock_.now());
+        const bool dual_stack = udp_->local_address().v6;
+        core_.start(interface_addresses(udp_->local_address().port, dual_stack), clock_.now(),
+                    dual_stack);
         drain();
         return std::nullopt;
     }
@@ -245,36 +260,87 @@ class Agent {
     }
 
     // --- the server ---
+    // Happy Eyeballs (RFC 8305, signal/happy_eyeballs.h): one TLS attempt per address of the
+    // server, IPv6 first, the next kConnectionAttemptDelay later or as soon as one fails; the
+    // first handshake to finish is the control connection and the others are closed.
     void execute(const DialServer& d) {
         const uint64_t attempt = ++dial_attempt_;
-        resolve(loop_, d.server,
-                [this, attempt](std::optional<SocketAddress> addr, const std::string& error) {
-                    if (attempt != dial_attempt_ || exiting_) return;
-                    if (!addr) return report([&] { core_.on_control_closed(error, clock_.now()); });
-                    auto tls = TlsConnection::connect(loop_, *addr, options_.tls);
-                    tls_ = tls;
-                    std::weak_ptr<TlsConnection> weak = tls;
-                    const SocketAddress server = *addr;
-                    tls->start(TlsCallbacks{
-                        .on_connected =
-                            [this, weak, server] {
-                                if (weak.lock() != tls_) return;
-                                report([&] { core_.on_control_connected(server, clock_.now()); });
-                            },
-                        .on_data =
-                            [this, weak](ByteView data) {
-                                if (weak.lock() != tls_) return;
-                                report([&] { core_.on_control_bytes(data, clock_.now()); });
-                            },
-                        .on_writable = {},
-                        .on_closed =
-                            [this, weak](const std::string& reason) {
-                                if (!tls_ || weak.lock() != tls_) return;
-                                tls_.reset();
-                                report([&] { core_.on_control_closed(reason, clock_.now()); });
-                            },
+        abandon_race();
+        resolve_all(loop_, d.server,
+                    [this, attempt](std::vector<SocketAddress> found, const std::string& error) {
+                        if (attempt != dial_attempt_ || exiting_) return;
+                        if (found.empty()) {
+                            return report([&] { core_.on_control_closed(error, clock_.now()); });
+                        }
+                        race_ = DialRace{attempt, happy_eyeballs_order(found), 0, {}, {}};
+                        dial_next(attempt);
                     });
-                });
+    }
+    void dial_next(uint64_t attempt) {
+        if (attempt != dial_attempt_ || race_.attempt != attempt || exiting_ || finished_) return;
+        if (race_.next >= race_.order.size()) {
+            if (race_.trying.empty()) {  // every address failed: the last reason is the one
+                const std::string why = race_.last_error;
+                race_ = {};
+                report([&] { core_.on_control_closed(why, clock_.now()); });
+            }
+            return;
+        }
+        const SocketAddress server = race_.order[race_.next++];
+        auto tls = TlsConnection::connect(loop_, server, options_.tls);
+        race_.trying.push_back(tls);
+        const TlsConnection* self = tls.get();
+        std::weak_ptr<TlsConnection> weak = tls;
+        tls->start(TlsCallbacks{
+            .on_connected =
+                [this, weak, server, attempt] {
+                    auto won = weak.lock();
+                    if (!won || race_.attempt != attempt || attempt != dial_attempt_) return;
+                    std::vector<std::shared_ptr<TlsConnection>> losers;
+                    for (auto& other : race_.trying) {
+                        if (other != won) losers.push_back(other);
+                    }
+                    race_ = {};
+                    for (auto& l : losers) l->close();
+                    tls_ = won;
+                    report([&] { core_.on_control_connected(server, clock_.now()); });
+                },
+            .on_data =
+                [this, weak](ByteView data) {
+                    if (!tls_ || weak.lock() != tls_) return;
+                    report([&] { core_.on_control_bytes(data, clock_.now()); });
+                },
+            .on_writable = {},
+            .on_closed =
+                [this, weak, self, attempt](const std::string& reason) {
+                    if (tls_ && tls_.get() == self) {
+                        tls_.reset();
+                        report([&] { core_.on_control_closed(reason, clock_.now()); });
+                        return;
+                    }
+                    // An attempt that failed before its handshake: try the next address now.
+                    if (race_.attempt != attempt || attempt != dial_attempt_) return;
+                    auto& t = race_.trying;
+                    t.erase(std::remove_if(t.begin(), t.end(),
+                                           [self](const auto& c) { return c.get() == self; }),
+                            t.end());
+                    race_.last_error = reason;
+                    dial_next(attempt);
+                },
+        });
+        if (race_.next < race_.order.size()) {
+            const size_t due = race_.next;
+            defer(loop_, static_cast<uint64_t>(to_ms(kConnectionAttemptDelay)),
+                  [this, attempt, due] {
+                      // Not if a failure already started that one, or the race is over.
+                      if (race_.attempt == attempt && race_.next == due) dial_next(attempt);
+                  });
+        }
+    }
+    void abandon_race() {
+        auto trying = std::move(race_.trying);
+        race_ = {};
+        for (auto& t : trying) t->close();
     }
     void execute(const WriteControl& w) {
         // A full buffer means the server stopped reading; the session's loss recovery resends
@@ -293,6 +359,7 @@ class Agent {
     }
     void execute(const CloseControl&) {
         ++dial_attempt_;  // a resolve in flight is stale now
+        abandon_race();
         if (auto tls = std::move(tls_)) tls->close();
     }
 
@@ -502,6 +569,7 @@ class Agent {
         std::vector<std::shared_ptr<TcpConnection>> open;
         for (auto& [id, t] : tcps_) open.push_back(t);
         for (auto& t : open) t->close();
+        abandon_race();
         if (auto tls = std::move(tls_)) tls->close();
         if (udp_) udp_->close();
         if (timer_) timer_->close();
@@ -550,6 +618,15 @@ class Agent {
     Bytes scratch_ = Bytes(kMaxUdpDatagram);
     std::vector<std::shared_ptr<UdpSocket>> unflushed_;  // sent on since the last flush
     std::shared_ptr<TlsConnection> tls_;
+    // The control connection's attempts while none has won (Happy Eyeballs).
+    struct DialRace {
+        uint64_t attempt = 0;  // dial_attempt_ it belongs to; 0: no race
+        std::vector<SocketAddress> order;
+        size_t next = 0;  // order[next] is the next to try
+        std::vector<std::shared_ptr<TlsConnection>> trying;
+        std::string last_error;
+    };
+    DialRace race_;
     std::shared_ptr<AdminServer> admin_;
     // GET /doctor/PEER requests waiting for the core's DoctorResult, by request id.
     std::map<uint32_t, std::pair<std::string, AdminServer::AsyncReply>> doctor_waiting_;

@@ -101,6 +101,7 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
                    {"keepalive", s.keepalive_learned ? "learned" : "configured"},
                    {"udp_moves", s.client.udp_moves},
                    {"relay_attaches", s.client.relay_attaches}};
+    server["connected_to"] = s.server_address ? json(to_string(*s.server_address)) : json();
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
     out["server"] = server;

@@ -15,6 +15,10 @@ struct Deferred {
 }  // namespace
 
 void defer(uv_loop_t* loop, std::function<void()> fn) {
+    defer(loop, 0, std::move(fn));
+}
+
+void defer(uv_loop_t* loop, uint64_t delay_ms, std::function<void()> fn) {
     auto* d = new Deferred{{}, std::move(fn)};
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
@@ -27,7 +31,7 @@ void defer(uv_loop_t* loop, std::function<void()> fn) {
                      [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
             fn();
         },
-        0, 0);
+        delay_ms, 0);
 }
 
 }  // namespace burrow

@@ -5,11 +5,14 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 
 namespace burrow {
 
 // Calls fn once from the loop, then frees everything it used. fn may close any handle.
 void defer(uv_loop_t* loop, std::function<void()> fn);
+// The same, delay_ms from now (a one-shot that keeps the loop alive until it has run).
+void defer(uv_loop_t* loop, uint64_t delay_ms, std::function<void()> fn);
 
 }  // namespace burrow

@@ -2,7 +2,9 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "src/defer.h"
 #include "src/os_error.h"
@@ -14,32 +16,44 @@ namespace {
 struct ResolveRequest {
     uv_getaddrinfo_t req;
     HostPort where;
-    ResolveDone done;
+    ResolveAllDone done;
 };
 
 void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
     std::unique_ptr<ResolveRequest> request(static_cast<ResolveRequest*>(req->data));
-    std::optional<SocketAddress> found;
-    for (addrinfo* ai = result; ai != nullptr && !found; ai = ai->ai_next) {
-        found = from_sockaddr(ai->ai_addr);
+    std::vector<SocketAddress> found;
+    for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+        auto a = from_sockaddr(ai->ai_addr);
+        if (!a) continue;
+        a->port = request->where.port;
+        if (std::find(found.begin(), found.end(), *a) == found.end()) found.push_back(*a);
     }
     if (result != nullptr) uv_freeaddrinfo(result);
-    if (found) {
-        found->port = request->where.port;
-        request->done(found, "");
+    if (!found.empty()) {
+        request->done(std::move(found), "");
         return;
     }
     const std::string why = status < 0 ? uv_error_text(status) : "no IPv4 or IPv6 address";
-    request->done(std::nullopt, "resolve " + request->where.host + ": " + why);
+    request->done({}, "resolve " + request->where.host + ": " + why);
 }
 
 }  // namespace
 
 void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done) {
+    resolve_all(loop, where,
+                [done = std::move(done)](std::vector<SocketAddress> found, const std::string& e) {
+                    if (found.empty()) return done(std::nullopt, e);
+                    done(found.front(), "");
+                });
+}
+
+void resolve_all(uv_loop_t* loop, const HostPort& where, ResolveAllDone done) {
     // A literal needs no lookup: answered from the loop, in the order asked (defer is FIFO),
     // without a trip through the thread pool, whose workers finish in any order.
     if (std::optional<SocketAddress> literal = literal_socket_address(where)) {
-        defer(loop, [done = std::move(done), address = *literal] { done(address, ""); });
+        defer(loop, [done = std::move(done), address = *literal] {
+            done(std::vector<SocketAddress>{address}, "");
+        });
         return;
     }
     auto request = std::make_unique<ResolveRequest>();
@@ -59,7 +73,7 @@ void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done) {
     // Could not even queue the lookup: report it from the loop like any other failure.
     std::shared_ptr<ResolveRequest> failed(std::move(request));
     defer(loop, [failed, rc] {
-        failed->done(std::nullopt, "resolve " + failed->where.host + ": " + uv_error_text(rc));
+        failed->done({}, "resolve " + failed->where.host + ": " + uv_error_text(rc));
     });
 }
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "signal/host_port.h"
 #include "tunnel/socket_address.h"
@@ -21,5 +22,12 @@ namespace burrow {
 using ResolveDone = std::function<void(std::optional<SocketAddress>, const std::string& error)>;
 
 void resolve(uv_loop_t* loop, const HostPort& where, ResolveDone done);
+
+// Every IPv4 and IPv6 address of `where`, in the resolver's order (each once), or none and the
+// error. For the control connection's Happy Eyeballs (signal/happy_eyeballs.h). Called later
+// from the loop, like resolve().
+using ResolveAllDone =
+    std::function<void(std::vector<SocketAddress> addresses, const std::string& error)>;
+void resolve_all(uv_loop_t* loop, const HostPort& where, ResolveAllDone done);
 
 }  // namespace burrow

@@ -53,8 +53,10 @@ SocketAddress literal(const HostPort& hp) {
 
 ServerRuntimeConfig runtime_config(const ServerConfig& config, const PrivateKey& identity) {
     ServerRuntimeConfig rt;
-    rt.listen = literal(config.listen);
-    rt.stun = {literal(config.stun[0]), literal(config.stun[1])};
+    for (const auto& l : config.listen) rt.listen.push_back(literal(l));
+    for (size_t i = 0; i < rt.stun.size(); ++i) {
+        for (const auto& s : config.stun[i]) rt.stun[i].push_back(literal(s));
+    }
     rt.identity = identity;
     rt.max_agents = config.max_agents;
     rt.relay_bytes_per_second = config.relay_rate_mbit * kBitsPerMbit / kBitsPerByte;

@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -34,13 +36,31 @@ constexpr int kExitUsage = 2;    // docs/architecture.md §7: bad input
 ServerCoreConfig make_core_config(const ServerRuntimeConfig& config) {
     ServerCoreConfig core;
     core.static_key = config.identity;
-    core.stun_ports = {config.stun[0].port, config.stun[1].port};
-    core.relay_udp_port = config.stun[0].port;
+    // config/ checked that every address of one STUN list shares its port.
+    core.stun_ports = {config.stun[0].front().port, config.stun[1].front().port};
+    core.relay_udp_port = config.stun[0].front().port;
     core.limits.max_agents = config.max_agents;
     core.limits.relay.bytes_per_second = config.relay_bytes_per_second;
     core.limits.relay.packets_per_second = config.relay_packets_per_second;
     core.stun_standard_clients = config.stun_standard_clients;
     return core;
+}
+
+// Whether `a` is bound IPv6-only: an IPv6 address whose port an IPv4 address of the same list
+// also takes (config/server_config.h). Otherwise an IPv6 socket is dual-stack.
+bool v6_only_in(const std::vector<SocketAddress>& list, const SocketAddress& a) {
+    return a.v6 && std::any_of(list.begin(), list.end(), [&](const SocketAddress& other) {
+               return !other.v6 && other.port == a.port;
+           });
+}
+
+std::string describe(const std::vector<SocketAddress>& list) {
+    std::string out;
+    for (const auto& a : list) {
+        if (!out.empty()) out += ", ";
+        out += to_string(a);
+    }
+    return out;
 }
 
 std::optional<Acl> make_acl(const ServerRuntimeConfig& config, std::string* error) {
@@ -56,28 +76,40 @@ class Server {
         : loop_(loop), core_(std::move(core_config), std::move(acl), rng_), tls_(std::move(tls)) {}
 
     std::optional<OsError> start(const ServerRuntimeConfig& config) {
-        auto listener = TcpListener::listen(loop_, config.listen,
-                                            [this](auto tcp) { on_accept(std::move(tcp)); });
-        if (auto* err = std::get_if<OsError>(&listener)) return *err;
-        listener_ = std::get<std::shared_ptr<TcpListener>>(listener);
+        for (const auto& where : config.listen) {
+            TcpOptions options;
+            options.v6_only = v6_only_in(config.listen, where);
+            auto listener = TcpListener::listen(
+                loop_, where, [this](auto tcp) { on_accept(std::move(tcp)); }, options);
+            if (auto* err = std::get_if<OsError>(&listener)) return *err;
+            listeners_.push_back(std::get<std::shared_ptr<TcpListener>>(listener));
+        }
         for (size_t i = 0; i < udp_.size(); ++i) {
             const auto port = static_cast<UdpPort>(i);
-            // The timer is kicked (and the relayed datagrams flushed) once per receive batch.
-            UdpHandlers handlers{
-                .datagram = [this, port](const SocketAddress& from, ByteView datagram,
-                                         Time now) { on_udp(port, from, datagram, now); },
-                .batch_end = [this] { timer_->kick(); },
-            };
-            auto socket = UdpSocket::bind(loop_, clock_, config.stun[i], std::move(handlers));
-            if (auto* err = std::get_if<OsError>(&socket)) return *err;
-            udp_[i] = std::get<std::shared_ptr<UdpSocket>>(socket);
+            for (const auto& where : config.stun[i]) {
+                // The timer is kicked (and the relayed datagrams flushed) once per receive
+                // batch.
+                UdpHandlers handlers{
+                    .datagram = [this, port](const SocketAddress& from, ByteView datagram,
+                                             Time now) { on_udp(port, from, datagram, now); },
+                    .batch_end = [this] { timer_->kick(); },
+                };
+                UdpOptions options;
+                options.v6_only = v6_only_in(config.stun[i], where);
+                auto socket =
+                    UdpSocket::bind(loop_, clock_, where, std::move(handlers), options);
+                if (auto* err = std::get_if<OsError>(&socket)) return *err;
+                udp_[i].push_back(std::get<std::shared_ptr<UdpSocket>>(socket));
+            }
         }
         CoreTimer::Hooks hooks;
         hooks.on_timer = [this](Time now) { execute(core_.on_timer(now)); };
         hooks.transmit_one = [](Time) { return false; };  // the core's output comes as actions
         hooks.next_deadline = [this] { return core_.next_deadline(); };
         hooks.flush = [this] {
-            for (auto& socket : udp_) socket->flush();
+            for (auto& sockets : udp_) {
+                for (auto& socket : sockets) socket->flush();
+            }
         };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
@@ -85,10 +117,13 @@ class Server {
             if (auto err = start_metrics(*config.metrics)) return err;
         }
         timer_->kick();
-        spdlog::info("listening on {} (TLS), stun {} and {} (UDP)",
-                     to_string(listener_->local_address()), to_string(udp_[0]->local_address()),
-                     to_string(udp_[1]->local_address()));
-        const UdpStats& io = udp_[0]->stats();
+        std::vector<SocketAddress> tls, stun0, stun1;
+        for (const auto& l : listeners_) tls.push_back(l->local_address());
+        for (const auto& s : udp_[0]) stun0.push_back(s->local_address());
+        for (const auto& s : udp_[1]) stun1.push_back(s->local_address());
+        spdlog::info("listening on {} (TLS), stun {} and {} (UDP)", describe(tls),
+                     describe(stun0), describe(stun1));
+        const UdpStats& io = udp_[0].front()->stats();
         spdlog::info("udp: send {}, receive {}, socket buffers {} B in, {} B out",
                      to_string(io.send_mode), receive_mode_name(io.receive_mode),
                      io.receive_buffer_bytes, io.send_buffer_bytes);
@@ -97,10 +132,10 @@ class Server {
 
     // Closes every socket; uv_run returns once their handles have closed.
     void stop() {
-        if (listener_) listener_->close();
+        for (auto& listener : listeners_) listener->close();
         if (metrics_) metrics_->close();
-        for (auto& socket : udp_) {
-            if (socket) socket->close();
+        for (auto& sockets : udp_) {
+            for (auto& socket : sockets) socket->close();
         }
         if (timer_) timer_->close();
         std::vector<std::shared_ptr<TlsConnection>> open;
@@ -228,11 +263,24 @@ class Server {
             it->second.in_core = false;  // the core has already forgotten it
             it->second.tls->close();
         } else if (auto* datagram = std::get_if<SendDatagram>(&action)) {
-            auto& socket = udp_[static_cast<size_t>(datagram->from)];
-            if (socket) socket->send(datagram->to, datagram->bytes);
+            if (auto* socket = socket_for(datagram->from, datagram->to)) {
+                socket->send(datagram->to, datagram->bytes);
+            }
         } else if (auto* event = std::get_if<LogEvent>(&action)) {
             spdlog::info("{}", event->line);
         }
+    }
+
+    // The socket of `port` that reaches `to`: the one of its family, else a dual-stack one.
+    // nullptr when the port serves no socket of that family (config/ makes both ports serve the
+    // same families, and an agent only registers over a family we serve).
+    UdpSocket* socket_for(UdpPort port, const SocketAddress& to) {
+        UdpSocket* fallback = nullptr;
+        for (auto& socket : udp_[static_cast<size_t>(port)]) {
+            if (socket->local_address().v6 == to.v6) return socket.get();
+            if (!fallback && socket->reaches(to)) fallback = socket.get();
+        }
+        return fallback;
     }
 
     void close(std::map<ConnId, Conn>::iterator it, bool tell_core) {
@@ -249,10 +297,10 @@ class Server {
     SystemRng rng_;
     ServerCore core_;
     std::shared_ptr<TlsContext> tls_;
-    std::shared_ptr<TcpListener> listener_;
+    std::vector<std::shared_ptr<TcpListener>> listeners_;
     std::shared_ptr<AdminServer> metrics_;
     TlsHandshakeStats tls_handshakes_;
-    std::array<std::shared_ptr<UdpSocket>, 2> udp_;
+    std::array<std::vector<std::shared_ptr<UdpSocket>>, 2> udp_;
     std::shared_ptr<CoreTimer> timer_;
     std::map<ConnId, Conn> conns_;
     ConnId next_id_ = 1;

@@ -27,8 +27,10 @@ struct ServerRuntimeConfig {
         std::vector<std::string> services;
     };
 
-    SocketAddress listen;               // TLS control connections
-    std::array<SocketAddress, 2> stun;  // the first also carries Bind and relay
+    // One socket per address. An IPv6 address that shares its port with an IPv4 address of the
+    // same list is bound IPv6-only; otherwise IPv6 sockets are dual-stack (config/server_config.h).
+    std::vector<SocketAddress> listen;               // TLS control connections
+    std::array<std::vector<SocketAddress>, 2> stun;  // the first port also carries Bind and relay
     PrivateKey identity;                // the X25519 key agents authenticate against
     uint32_t max_agents = 0;
     double relay_bytes_per_second = 0;    // per agent

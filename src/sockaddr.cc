@@ -68,7 +68,20 @@ sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket) {
     return out;
 }
 
-std::vector<SocketAddress> interface_addresses(uint16_t port) {
+bool usable_v6_host(const SocketAddress& a) {
+    if (!a.v6) return false;
+    const auto& ip = a.ip;
+    if (std::all_of(ip.begin(), ip.end() - 1, [](uint8_t b) { return b == 0; })) {
+        return false;  // :: and ::1 (RFC 4291 §2.5.2, §2.5.3)
+    }
+    if (ip[0] == 0xff) return false;                          // multicast, ff00::/8
+    if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80) return false;  // link-local, fe80::/10
+    if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0xc0) return false;  // site-local, deprecated
+    if (std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), ip.begin())) return false;
+    return true;
+}
+
+std::vector<SocketAddress> interface_addresses(uint16_t port, bool include_v6) {
     std::vector<SocketAddress> out;
     uv_interface_address_t* list = nullptr;
     int count = 0;
@@ -76,9 +89,10 @@ std::vector<SocketAddress> interface_addresses(uint16_t port) {
     for (int i = 0; i < count; ++i) {
         if (list[i].is_internal) continue;
         auto a = from_sockaddr(reinterpret_cast<const sockaddr*>(&list[i].address));
-        if (!a || a->v6) continue;  // IPv4 only until direct paths exist for IPv6 (issue 17)
+        if (!a || (a->v6 && (!include_v6 || !usable_v6_host(*a)))) continue;
         a->port = port;
-        out.push_back(*a);
+        // One address may show on several interfaces (an anycast or a moved address).
+        if (std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
     }
     uv_free_interface_addresses(list, count);
     return out;

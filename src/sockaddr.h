@@ -24,8 +24,14 @@ std::optional<SocketAddress> from_sockaddr(const sockaddr* sa);
 // dual-stack IPv6 socket needs.
 sockaddr_storage to_sockaddr(const SocketAddress& a, bool to_v6_socket = false);
 
-// This machine's non-loopback IPv4 addresses, each with `port`: an agent's host candidates
-// (the same-LAN case).
-std::vector<SocketAddress> interface_addresses(uint16_t port);
+// This machine's addresses, each with `port`: an agent's host candidates. IPv4: every
+// non-loopback address (the same-LAN case). IPv6, with include_v6 (the agent's socket is
+// dual-stack): global and unique-local addresses, which a peer can reach directly through at
+// most a stateful firewall (issue 17); never loopback, link-local (needs a zone the peer cannot
+// know), multicast, IPv4-mapped or unspecified ones.
+std::vector<SocketAddress> interface_addresses(uint16_t port, bool include_v6 = false);
+
+// Whether an IPv6 address may be offered to a peer as a host candidate (see above).
+bool usable_v6_host(const SocketAddress& a);
 
 }  // namespace burrow

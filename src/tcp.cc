@@ -373,7 +373,8 @@ std::variant<std::shared_ptr<TcpListener>, OsError> TcpListener::listen(uv_loop_
         return OsError{"listen " + to_string(local) + ": " + uv_error_text(rc)};
     };
     const sockaddr_storage sa = to_sockaddr(local);
-    int rc = uv_tcp_bind(&l->tcp_, reinterpret_cast<const sockaddr*>(&sa), 0);
+    int rc = uv_tcp_bind(&l->tcp_, reinterpret_cast<const sockaddr*>(&sa),
+                         local.v6 && options.v6_only ? UV_TCP_IPV6ONLY : 0);
     if (rc != 0) return fail(rc);
     // libuv reports a bind's EADDRINUSE here, at listen time.
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp_), kListenBacklog,

@@ -37,6 +37,9 @@ struct TcpOptions {
     // Bytes write() accepts beyond what the kernel has taken. A forwarded connection's sender
     // must stop granting credit when this fills (docs/architecture.md §4: never buffer without bound).
     size_t max_write_queue = 256 * 1024;
+    // Listeners: an IPv6 listener that takes IPv6 only (IPV6_V6ONLY=1), for a server that also
+    // listens on the same port over IPv4. Unset, an IPv6 listener is dual-stack.
+    bool v6_only = false;
 };
 
 struct TcpCallbacks {

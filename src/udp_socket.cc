@@ -135,9 +135,10 @@ std::variant<std::shared_ptr<UdpSocket>, OsError> UdpSocket::bind(uv_loop_t* loo
     s->fd_ = ::socket(local.v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd_ < 0) return fail("", last_error());
     if (local.v6) {
-        // Dual-stack whatever net.ipv6.bindv6only says, as the header promises.
-        const int off = 0;
-        ::setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+        // Dual-stack whatever net.ipv6.bindv6only says, as the header promises, unless asked
+        // for IPv6 only (an IPv4 socket on the same port takes the IPv4 side).
+        const int v6_only = options.v6_only ? 1 : 0;
+        ::setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &v6_only, sizeof v6_only);
     }
 
     const sockaddr_storage sa = to_sockaddr(local);
@@ -247,9 +248,9 @@ MutableByteView UdpSocket::send_buffer(size_t max) {
 bool UdpSocket::commit_send(const SocketAddress& to, size_t len) {
     if (closed_) return false;
     const size_t offered = std::exchange(offered_, 0);
-    if (len > offered || (to.v6 && !local_.v6)) {
+    if (len > offered || !reaches(to)) {
         // More than send_buffer() gave is a caller's bug; an IPv4 socket cannot reach an IPv6
-        // address. Either way the datagram does not go.
+        // address (nor an IPv6-only one an IPv4 address). Either way the datagram does not go.
         ++stats_.send_failures;
         return false;
     }

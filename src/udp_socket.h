@@ -88,6 +88,9 @@ struct UdpOptions {
     size_t max_send_queue_bytes = 1024 * 1024;
     // The mode to start in (tests; troubleshooting). Unset: BURROW_UDP_MODE, else the best.
     std::optional<UdpMode> mode;
+    // An IPv6 socket that takes IPv6 only (IPV6_V6ONLY=1): for a server that binds the same
+    // port on an IPv4 address too. Unset, an IPv6 socket is dual-stack.
+    bool v6_only = false;
 };
 
 struct UdpStats {
@@ -157,6 +160,11 @@ class UdpSocket : public std::enable_shared_from_this<UdpSocket> {
 
     // The bound address, with the port the OS picked.
     const SocketAddress& local_address() const { return local_; }
+    // Whether a datagram to `to` can leave this socket: same family, or IPv4 through a
+    // dual-stack IPv6 socket.
+    bool reaches(const SocketAddress& to) const {
+        return to.v6 ? local_.v6 : (!local_.v6 || !options_.v6_only);
+    }
     // Bytes waiting for the socket to become writable.
     size_t send_queue_bytes() const { return queued_bytes_; }
     const UdpStats& stats() const { return stats_; }

@@ -156,6 +156,28 @@ if(Python3_FOUND)
                      --pairs portrestricted/portrestricted,symmetric/symmetric)
     set_tests_properties(natlab/udp PROPERTIES LABELS natlab TIMEOUT 240
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Issue 17: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only on
+    # both sides goes direct; IPv4 only facing IPv6 only meets on the relay of a server with
+    # one socket per family. Byte-exact, and the direct rows on an IPv6 path.
+    add_test(NAME natlab/ipv6
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths
+                     --pairs symmetric+dual/symmetric+dual,portrestricted+v6/portrestricted+v6,portrestricted+v4/portrestricted+v6)
+    set_tests_properties(natlab/ipv6 PROPERTIES LABELS natlab TIMEOUT 240
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Happy Eyeballs (RFC 8305) for the control connection: the agents name the server by a
+    # name with both addresses; they must connect over IPv6, and over IPv4 (within a second)
+    # when TCP to the server's IPv6 address is silently dropped.
+    add_test(NAME natlab/happy_eyeballs
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --server-name
+                     --pairs portrestricted+dual/portrestricted+dual)
+    add_test(NAME natlab/happy_eyeballs_v6_broken
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --server-name --blackhole-v6-control
+                     --pairs portrestricted+dual/portrestricted+dual)
+    set_tests_properties(natlab/happy_eyeballs natlab/happy_eyeballs_v6_broken PROPERTIES
+                         LABELS natlab TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     add_test(NAME natlab/fault_server_relayed
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
                      $<TARGET_FILE:burrow> --pairs symmetric/symmetric --fault server

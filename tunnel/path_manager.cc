@@ -160,11 +160,22 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
     const Duration rtt = now - match->sent_at;
     c.challenges.clear();
     c.last_heard = now;
+    // Smoothed as RFC 6298 does (alpha 1/8), so that one probe delayed by jitter does not make
+    // a path look worse than its twin.
+    c.rtt = c.rtt == Duration{} ? rtt : (c.rtt * 7 + rtt) / 8;
     if (!c.validated) stats_.paths_validated++;
     c.validated = true;
     if (!active_) {
         switch_to(from, "probe answered", rtt);
     } else if (*active_ != from) {
+        const Candidate& cur = candidates_[*active_];
+        if (cur.validated && better_path(from, c.rtt, *active_, cur.rtt)) {
+            switch_to(from,
+                      "a better path than " + to_string(*active_) + " (" + ms_text(c.rtt) +
+                          " against " + ms_text(cur.rtt) + ")",
+                      rtt);
+            return;
+        }
         // Two paths work; move when the peer sends its data from this one (it chose it: with
         // the birthday technique it keeps one socket of many and closes the rest), or when the
         // one in use has gone quiet (the peer's NAT rebound, or the old path broke).
@@ -179,7 +190,16 @@ bool PathManager::follow_peer(const SocketAddress& from, Time now, Duration rtt)
     if (!active_ || *active_ == from || data_from_ != from) return false;
     auto it = candidates_.find(from);
     if (it == candidates_.end() || !it->second.validated) return false;
-    if (now - candidates_[*active_].last_heard < kFollowQuiet) return false;
+    const Candidate& cur = candidates_[*active_];
+    if (now - cur.last_heard < kFollowQuiet) return false;
+    // The peer still sends on the other family's path it has not yet given up for ours (it
+    // validated ours later, or not yet): keep the better path while it answers, or the two
+    // sides would trade places. Within one family the peer's choice wins, as before (its NAT
+    // rebound, or it kept another birthday socket).
+    if (from.v6 != active_->v6 && cur.validated && now - cur.last_heard < kDirectKeepalive &&
+        better_path(*active_, cur.rtt, from, it->second.rtt)) {
+        return false;
+    }
     switch_to(from, "the peer sends from this path", rtt);
     return true;
 }
@@ -207,6 +227,12 @@ void PathManager::on_authenticated(const SocketAddress& from, Time now) {
     }
     // A new source for this session's packets: probe it before sending anything there.
     if (Candidate* c = add(from, now, true)) c->last_heard = now;
+}
+
+bool better_path(const SocketAddress& a, Duration a_rtt, const SocketAddress& b, Duration b_rtt) {
+    if (a_rtt + kPathRttMargin < b_rtt) return true;   // clearly faster
+    if (b_rtt + kPathRttMargin < a_rtt) return false;  // clearly slower
+    return a.v6 && !b.v6;
 }
 
 void PathManager::switch_to(std::optional<SocketAddress> direct, std::string reason,

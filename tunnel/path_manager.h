@@ -67,6 +67,17 @@ inline constexpr Duration kFollowQuiet = std::chrono::milliseconds(100);
 // A triggered check (RFC 8445 §7.3.1.4): a probe or data from an address we have not validated,
 // while on the relay, has it probed at once, but no more often than this.
 inline constexpr Duration kTriggeredCheckGap = std::chrono::milliseconds(250);
+// Among working direct paths (docs/architecture.md §3 "Path kinds"): the lowest RTT, and IPv6
+// when two are within this margin of each other. Above the jitter of one probe's RTT on a
+// quiet network, so that two equal paths do not trade places on noise; far below what a
+// detour (a path through another continent) adds.
+inline constexpr Duration kPathRttMargin = std::chrono::milliseconds(10);
+
+// Whether direct path a (measured at a_rtt) should carry the traffic rather than b: clearly
+// faster, or IPv6 against IPv4 and not clearly slower. IPv6 first on ties because it usually
+// has no NAT whose mapping can expire or be rebound (issue 17).
+bool better_path(const SocketAddress& a, Duration a_rtt, const SocketAddress& b, Duration b_rtt);
+
 // Challenges older than this can no longer validate anything.
 inline constexpr Duration kChallengeLifetime = std::chrono::seconds(10);
 // Candidates kept per session: the peer's host and reflexive addresses plus a few learned
@@ -151,6 +162,7 @@ class PathManager {
         Time next_probe = kNever;
         std::deque<Challenge> challenges;
         Time last_heard{};
+        Duration rtt{};  // smoothed over its answered challenges; zero before the first
         bool validated = false;
         // Learned from a probe or a packet rather than given by the server: a spoofed source
         // can put it here, so it leaves again if it never answers.

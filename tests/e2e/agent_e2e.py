@@ -648,7 +648,10 @@ def case_wrongfingerprint(burrow, d):
 # ---- relay inside TLS when UDP is blocked (root: iptables) ----
 
 def _iptables(*args):
-    subprocess.run(["iptables", "-w", *args], check=True, capture_output=True, timeout=10)
+    """The rule for both families: the agents' sockets are dual-stack and offer the machine's
+    IPv6 addresses as candidates too (issue 17), so blocking UDP means blocking it on both."""
+    for tool in ("iptables", "ip6tables"):
+        subprocess.run([tool, "-w", *args], check=True, capture_output=True, timeout=10)
 
 
 def case_relaytcp(burrow, d):
@@ -659,7 +662,8 @@ def case_relaytcp(burrow, d):
         return harness.SKIP
     # As root (CI) a missing iptables is a broken machine, not a reason to skip: ./run.sh deps
     # installs it.
-    assert shutil.which("iptables"), "relaytcp: no iptables (./run.sh deps installs it)"
+    assert shutil.which("iptables") and shutil.which("ip6tables"), \
+        "relaytcp: no iptables/ip6tables (./run.sh deps installs them)"
     target = harness.Target(harness.producer)
     w = World(burrow, d, target.port)
     udp_ports = harness.free_ports(2, socket.SOCK_DGRAM)
@@ -689,8 +693,9 @@ def case_relaytcp(burrow, d):
         assert "path to nas: direct" not in w.laptop.log()
         w.stop()
     finally:
-        for rule in added:
-            subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True, timeout=10)
+        for rule in added + rules[len(added):len(added) + 1]:  # and a half-added one
+            for tool in ("iptables", "ip6tables"):
+                subprocess.run([tool, "-w", "-D", *rule], capture_output=True, timeout=10)
 
 
 RELAYTCP_TRANSFER = 4 * MIB

@@ -116,9 +116,31 @@ void check(const AgentConfig& c) {
     check_no_collisions(udp_listeners);
 }
 
+// A server address list (issue 17): an IPv6 address that shares its port with an IPv4 one is
+// bound IPv6-only, so only addresses of one family may not collide.
+void check_no_collisions_per_family(const std::vector<HostPort>& binds) {
+    for (size_t i = 0; i < binds.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+            if (bind_address(binds[i]).family != bind_address(binds[j]).family) continue;
+            FUZZ_CHECK(!binds_collide(binds[i], binds[j]));
+        }
+    }
+}
+
 void check(const ServerConfig& c) {
-    // The two STUN sockets (UDP); the control listener is TCP and may share a port with them.
-    check_no_collisions({c.stun[0], c.stun[1]});
+    // The STUN sockets (UDP): each list on one port, the two ports different; the control
+    // listeners are TCP and may share a port with them.
+    FUZZ_CHECK(!c.listen.empty() && !c.stun[0].empty() && !c.stun[1].empty());
+    std::vector<HostPort> stun;
+    for (const auto& list : c.stun) {
+        for (const HostPort& s : list) {
+            FUZZ_CHECK(s.port == list.front().port);
+            stun.push_back(s);
+        }
+    }
+    FUZZ_CHECK(c.stun[0].front().port != c.stun[1].front().port);
+    check_no_collisions_per_family(stun);
+    check_no_collisions_per_family(c.listen);
     FUZZ_CHECK(c.cert_file != c.key_file && c.key_file != c.identity_key &&
                c.cert_file != c.identity_key);
     std::set<std::string> names;

@@ -178,6 +178,12 @@ std::vector<ControlMessage> control_messages() {
                                            ReportSource::kNone, 0, ReportPath::kRelayTcp},
                                900}},
         DoctorReply{4, "phone", DoctorStatus::kNotAllowed, 0, {}, {}},
+        // Issue 17: a dual-stack peer (global and ULA IPv6 host candidates beside IPv4).
+        PeerInfo{43, "nas", key,
+                 {{CandidateKind::kHost, v6},
+                  {CandidateKind::kHost, *parse_socket_address("[fd00:ab::1]:41000")},
+                  {CandidateKind::kServerReflexive, v4}},
+                 NatMapping::kEndpointIndependent, {}, 500, SessionRole::kInitiator, "web"},
     };
 }
 

@@ -13,11 +13,25 @@ with real iptables rules (docs/architecture.md §10, step 4). Python 3 stdlib pl
                  NAT: bl-AGENT-cgn (WAN 198.51.100.1x, LAN 100.64.N.1, RFC 6598's shared
                  address space), bl-AGENT-nat (WAN 100.64.N.2, LAN 10.0.N.1) and bl-AGENT
 
+IPv6 (issue 17), per agent side, when its family is "dual" or "v6" (Lab(..., families)):
+    bl-inet      also 2001:db8:100::/64 (RFC 3849 documentation space), server ::1
+    per agent    kind "none": 2001:db8:100::1x on its WAN; other kinds: the NAT namespace
+                 is also an IPv6 router (WAN 2001:db8:100::1x, LAN 2001:db8:N::1/64, agent
+                 2001:db8:N::2) with an ip6tables stateful firewall that drops unsolicited
+                 inbound (ESTABLISHED,RELATED accepted), as home routers do: it filters like a
+                 port-restricted NAT but translates nothing. Every host on the internet gets a
+                 route to every agent LAN's /64 through its router.
+                 "v6": the agent side has no IPv4 address at all (v6-only access networks).
+    Addresses are added "nodad" and every namespace has accept_dad=0: duplicate address
+    detection would hold them "tentative" (unusable) for a second or more, the routers'
+    link-local addresses too (which neighbour discovery for forwarded packets needs), and the
+    lab cannot have duplicates.
+
 Every name this file creates starts with PREFIX ("bl-"; use_prefix() picks another, as the soak
 does) so that a crashed run's leftovers can be found and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
 namespace, so nothing here can clash with the host's interfaces.
 """
-import fcntl, os, subprocess
+import fcntl, os, shutil, subprocess
 
 PREFIX = "bl-"
 INET_NS = "bl-inet"
@@ -38,6 +52,13 @@ SERVER_STUN_PORTS = (3478, 3479)
 WAN_IPS = {"nas": f"{INET_NET}.11", "laptop": f"{INET_NET}.12", "shared": f"{INET_NET}.13"}
 LAN_NETS = {"nas": "10.0.1", "laptop": "10.0.2", "shared": "10.0.3"}
 SHARED_HOSTS = {"nas": 2, "laptop": 3}  # host part of each agent on the shared LAN
+
+INET6_NET = "2001:db8:100"  # RFC 3849: documentation only, never routed
+INET6_PREFIX_LEN = 64
+SERVER_IP6 = f"{INET6_NET}::1"
+WAN_IP6S = {"nas": f"{INET6_NET}::11", "laptop": f"{INET6_NET}::12"}
+LAN6_NETS = {"nas": "2001:db8:1", "laptop": "2001:db8:2"}
+FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
 KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
@@ -149,6 +170,25 @@ def iptables_backend():
         subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
 
+def firewall6_rules():
+    """ip6tables-restore input for an IPv6 router: stateful filtering on the WAN side, nothing
+    translated. Neighbour discovery (ICMPv6) must pass INPUT or the router cannot answer for
+    its own WAN address."""
+    return "\n".join([
+        "*filter",
+        "-A INPUT -i wan -p ipv6-icmp -j ACCEPT",
+        "-A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A INPUT -i wan -j DROP",
+        "-A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A FORWARD -i wan -j DROP",
+        "COMMIT", ""])
+
+
+def ip6tables_restore():
+    return "ip6tables-restore" if iptables_backend() == "iptables-restore" \
+        else "ip6tables-legacy-restore"
+
+
 def nat_rules(kind, lan_hosts, wan_ip):
     """iptables-restore input for a NAT namespace of this kind. WAN is "wan", LAN is "lan".
 
@@ -193,13 +233,24 @@ class Lab:
     """One lab: the internet, the server, and the two agents' sides. build() then
     destroy(); destroy() is safe to call any number of times, after a half-done build too."""
 
-    def __init__(self, nas_kind, laptop_kind):
+    def __init__(self, nas_kind, laptop_kind, families=None):
         if (nas_kind == "shared") != (laptop_kind == "shared"):
             raise ValueError("shared puts both agents behind one NAT: use the pair shared/shared")
         for k in (nas_kind, laptop_kind):
             if k not in KINDS:
                 raise ValueError(f"unknown NAT kind {k!r} (one of {', '.join(KINDS)})")
         self.kinds = {"nas": nas_kind, "laptop": laptop_kind}
+        self.families = dict(families or {"nas": "v4", "laptop": "v4"})
+        for agent, family in self.families.items():
+            if family not in FAMILIES:
+                raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
+            if family != "v4" and self.kinds[agent] in ("shared", "udpblocked") or \
+                    family != "v4" and self.kinds[agent] in DOUBLE_NATS:
+                raise ValueError(f"{self.kinds[agent]} has no IPv6 variant in this lab")
+        self.ipv6 = any(f != "v4" for f in self.families.values())
+        self.agent_ip6 = {}
+        self.etc_netns = []  # /etc/netns/NS folders name_server() made
+        self.routers6 = {}  # agent -> (router's WAN IPv6, the agent LAN's /64)
         self.namespaces = []
         self.agent_ns = {"nas": f"{PREFIX}nas", "laptop": f"{PREFIX}laptop"}
         self.nat_ns = {}  # agent -> its NAT namespace (both the same one when shared)
@@ -215,6 +266,13 @@ class Lab:
         # ("default" covers them).
         for conf in ("all", "default"):
             ns_exec(ns, "sysctl", "-qw", f"net.ipv4.conf.{conf}.rp_filter=0")
+            if self.ipv6:
+                # No duplicate address detection on any interface, the automatic link-local
+                # addresses included: a router whose link-local address is still "tentative"
+                # cannot send the neighbour solicitation a forwarded packet needs, and the
+                # first second of every IPv6 flow through it is lost.
+                ns_exec(ns, "sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=0",
+                        f"net.ipv6.conf.{conf}.accept_dad=0")
 
     def _link(self, ns_a, name_a, ns_b, name_b):
         """A veth with one end in each namespace (never in the root one)."""
@@ -223,30 +281,47 @@ class Lab:
         for ns, name in ((ns_a, name_a), (ns_b, name_b)):
             run(["ip", "-n", ns, "link", "set", name, "up"])
 
-    def _on_internet(self, ns, port_name, addr):
+    def _on_internet(self, ns, port_name, addr, addr6=None):
         self._link(INET_NS, port_name, ns, "wan")
         run(["ip", "-n", INET_NS, "link", "set", port_name, "master", "br0"])
-        run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "wan"])
+        if addr:
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "wan"])
+        if addr6:
+            run(["ip", "-n", ns, "addr", "add", f"{addr6}/{INET6_PREFIX_LEN}", "dev", "wan",
+                 "nodad"])
+            self.internet6.append(ns)
 
     def build(self):
+        self.internet6 = []  # namespaces with an IPv6 address on the internet
         self._add_ns(INET_NS)
         run(["ip", "-n", INET_NS, "link", "add", "name", "br0", "type", "bridge"])
         run(["ip", "-n", INET_NS, "link", "set", "br0", "up"])
         self._add_ns(SERVER_NS)
-        self._on_internet(SERVER_NS, "p-srv", SERVER_IP)
+        self._on_internet(SERVER_NS, "p-srv", SERVER_IP, SERVER_IP6 if self.ipv6 else None)
         if self.kinds["nas"] == "shared":
             self._build_shared()
         else:
             for agent in ("nas", "laptop"):
                 self._build_side(agent, self.kinds[agent])
+        # Every host on the internet reaches every agent LAN through its router.
+        for ns in self.internet6:
+            for agent, (router, net) in self.routers6.items():
+                if ns != self.nat_ns.get(agent):
+                    run(["ip", "-n", ns, "-6", "route", "add", f"{net}::/64", "via", router])
         return self
 
     def _build_side(self, agent, kind):
         ans = self.agent_ns[agent]
         self._add_ns(ans)
+        family = self.families[agent]
+        v4, v6 = family != "v6", family != "v4"
         if kind == "none":
-            self._on_internet(ans, f"p-{agent}", WAN_IPS[agent])
-            self.agent_ip[agent] = WAN_IPS[agent]
+            self._on_internet(ans, f"p-{agent}", WAN_IPS[agent] if v4 else None,
+                              WAN_IP6S[agent] if v6 else None)
+            if v4:
+                self.agent_ip[agent] = WAN_IPS[agent]
+            if v6:
+                self.agent_ip6[agent] = WAN_IP6S[agent]
             return
         nns = f"{PREFIX}{agent}-nat"
         self._add_ns(nns)
@@ -257,14 +332,24 @@ class Lab:
             home_wan = f"{CGNAT_NET}.{net.split('.')[-1]}.2"
         else:
             home, home_wan = kind, WAN_IPS[agent]
-            self._on_internet(nns, f"p-{agent}", home_wan)
+            self._on_internet(nns, f"p-{agent}", home_wan, WAN_IP6S[agent] if v6 else None)
             self.nat_ns[agent] = nns
         self._link(nns, "lan", ans, "eth0")
         run(["ip", "-n", nns, "addr", "add", f"{net}.1/24", "dev", "lan"])
-        run(["ip", "-n", ans, "addr", "add", f"{net}.2/24", "dev", "eth0"])
-        run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
+        if v4:
+            run(["ip", "-n", ans, "addr", "add", f"{net}.2/24", "dev", "eth0"])
+            run(["ip", "-n", ans, "route", "add", "default", "via", f"{net}.1"])
+            self.agent_ip[agent] = f"{net}.2"
         self._nat(nns, home, [f"{net}.2"], home_wan)
-        self.agent_ip[agent] = f"{net}.2"
+        if v6:
+            net6 = LAN6_NETS[agent]
+            run(["ip", "-n", nns, "addr", "add", f"{net6}::1/64", "dev", "lan", "nodad"])
+            run(["ip", "-n", ans, "addr", "add", f"{net6}::2/64", "dev", "eth0", "nodad"])
+            run(["ip", "-n", ans, "-6", "route", "add", "default", "via", f"{net6}::1"])
+            ns_exec(nns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            ns_exec(nns, ip6tables_restore(), stdin=firewall6_rules())
+            self.routers6[agent] = (WAN_IP6S[agent], net6)
+            self.agent_ip6[agent] = f"{net6}::2"
 
     def _build_carrier(self, agent, home_ns, kind):
         """The carrier NAT of a double NAT, between the home NAT's WAN and the internet. It is
@@ -306,7 +391,30 @@ class Lab:
         ns_exec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         ns_exec(ns, iptables_backend(), stdin=nat_rules(kind, lan_hosts, wan_ip))
 
+    def name_server(self, name):
+        """Makes `name` resolve to the server's IPv4 and IPv6 addresses inside each agent's
+        namespace: `ip netns exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts (the
+        control connection's Happy Eyeballs needs a name with both)."""
+        for ns in self.agent_ns.values():
+            d = os.path.join("/etc/netns", ns)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "hosts"), "w") as f:
+                f.write(f"127.0.0.1 localhost\n{SERVER_IP6} {name}\n{SERVER_IP} {name}\n")
+            self.etc_netns.append(d)
+
+    def blackhole_server6(self, agent, port):
+        """Silently drops the agent's TCP to the server's IPv6 address and `port` (a broken
+        IPv6 path: no answer, no reset), at its router or in its own namespace."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        chain = "FORWARD" if agent in self.nat_ns else "OUTPUT"
+        ns_exec(ns, "ip6tables" if iptables_backend() == "iptables-restore"
+                else "ip6tables-legacy", "-I", chain, "-p", "tcp", "-d", SERVER_IP6,
+                "--dport", str(port), "-j", "DROP")
+
     def destroy(self):
+        for d in getattr(self, "etc_netns", []):
+            shutil.rmtree(d, ignore_errors=True)
+        self.etc_netns = []
         for ns in reversed(self.namespaces):
             kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

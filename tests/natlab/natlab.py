@@ -6,7 +6,9 @@ agent forwarding a local port to nas/web, and curl fetching the file through the
 Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--json FILE]
                         [--fault conntrack|block|server] [--udp-timeout S] [--idle S]
   NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared),
-              cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop)
+              cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop),
+              each optionally +FAMILY (issue 17): +v4 (the default), +dual (IPv4 behind the
+              NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
@@ -24,6 +26,11 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  path, and: for symmetric/symmetric both symmetric NATs and port mapping; for a
                  direct row the path's address and the technique; for a udpblocked side that
                  side as UDP-blocked
+  --server-name  the agents name the server "burrow-server.test", which resolves to both of
+                 its addresses in their namespaces (issue 17's Happy Eyeballs): each agent's
+                 control connection must be IPv6 if it has IPv6 (IPv4 otherwise), or IPv4
+                 within a second with --blackhole-v6-control (TCP to the server's IPv6 address
+                 silently dropped)
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
                  its answer (the NAT's public address) unless its UDP is blocked
@@ -99,12 +106,33 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
           "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
           "portrestricted/cgnat-symmetric"]
+# Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
+# on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
+MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
+             "portrestricted+v4/portrestricted+v6"]
+
+
+def side(text):
+    """"symmetric+dual" -> ("symmetric", "dual"); no +FAMILY is IPv4 only."""
+    kind, _, family = text.partition("+")
+    return kind, family or "v4"
+
+
+def has_v6(family):
+    return family in ("dual", "v6")
 
 
 def expected_path(nas, laptop):
     """Issue 6's promise for a pair. Full cone with symmetric is direct: the symmetric side's
     packet to the full cone's public address is let in by definition, and the answer goes back
-    through the mapping that packet made (no birthday needed)."""
+    through the mapping that packet made (no birthday needed). Issue 17: two sides with IPv6
+    go direct over it whatever their IPv4 NATs (a stateful firewall punches like a
+    port-restricted NAT); IPv4 only facing IPv6 only share no family and meet on the relay."""
+    (nas, nas_family), (laptop, laptop_family) = side(nas), side(laptop)
+    if has_v6(nas_family) and has_v6(laptop_family):
+        return "direct"
+    if "v6" in (nas_family, laptop_family):
+        return "relay-udp"
     kinds = {lab.outer_kind(nas), lab.outer_kind(laptop)}
     if "udpblocked" in kinds:
         return "relay-tcp"
@@ -113,8 +141,11 @@ def expected_path(nas, laptop):
     return "direct"
 
 
-def expected_mapping(kind):
-    """What the agent's NAT probe must find behind this kind: a check of the lab itself."""
+def expected_mapping(kind, family="v4"):
+    """What the agent's NAT probe must find behind this kind: a check of the lab itself. An
+    IPv6-only agent probes over IPv6, through a firewall that translates nothing."""
+    if family == "v6":
+        return "endpoint-independent"
     return {"symmetric": "per-destination", "udpblocked": "unknown"}.get(
         lab.outer_kind(kind), "endpoint-independent")
 
@@ -231,6 +262,7 @@ class World(harness.ConfigDir):
         self.burrow, self.d, self.stun_server, self.udp = burrow, d, stun_server, udp
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", self.server_toml())
+        self.write("server-dual.toml", self.server_dual_toml())
         self.fingerprint = harness.fingerprint(burrow, self.path("server.toml"))
         for name in ("nas", "laptop"):
             self.write(f"{name}.toml", self.agent_toml(name))
@@ -246,11 +278,34 @@ class World(harness.ConfigDir):
         return harness.server_toml(lab.SERVER_IP, lab.SERVER_TCP_PORT, lab.SERVER_STUN_PORTS,
                                    self.keys, [("laptop", "nas", ["web", "echo"])])
 
-    def agent_toml(self, name):
+    def server_dual_toml(self):
+        """Issue 17: one socket per family on each port (the list form; the IPv6 ones are
+        bound IPv6-only), the same certificate and identity as server.toml."""
+        text = self.server_toml()
+        stun = ", ".join(f'"{a}:{p}"' for a in ("0.0.0.0", "[::]")
+                         for p in lab.SERVER_STUN_PORTS)
+        text = re.sub(r'(?m)^listen = .*$',
+                      f'listen = ["0.0.0.0:{lab.SERVER_TCP_PORT}", "[::]:{lab.SERVER_TCP_PORT}"]',
+                      text, count=1)
+        return re.sub(r'(?m)^stun = .*$', lambda _: f"stun = [{stun}]", text, count=1)
+
+    def config(self, name, family, server_name=None):
+        """The agent's config file for one address family (written on first use)."""
+        path = f"{name}-{family}{'-named' if server_name else ''}.toml"
+        if not os.path.exists(self.path(path)):
+            self.write(path, self.agent_toml(name, family, server_name))
+        return self.path(path)
+
+    def agent_toml(self, name, family="v4", server_name=None):
+        # An IPv6-only agent reaches the server over IPv6; a dual-stack one over IPv4, so its
+        # NAT probe still sees the IPv4 NAT (and the IPv6 path comes from its host candidates).
+        server = (f"[{lab.SERVER_IP6}]" if family == "v6" else lab.SERVER_IP)
+        if server_name:
+            server = server_name
         text = f"""[agent]
 name = "{name}"
 key_file = "{name}.key"
-server = "{lab.SERVER_IP}:{lab.SERVER_TCP_PORT}"
+server = "{server}:{lab.SERVER_TCP_PORT}"
 server_fingerprint = "{self.fingerprint}"
 admin = "{ADMIN}"
 """
@@ -342,9 +397,9 @@ def path_events(proc, peer):
     return sorted(events)
 
 
-def status_path(world, ns, peer):
-    """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...);
-    None when the agent does not say."""
+def status_path(world, ns, peer, field="kind"):
+    """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...),
+    or another field of path ("family", "address"); None when the agent does not say."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
                         "--json"], capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
@@ -355,8 +410,22 @@ def status_path(world, ns, peer):
         return None
     for p in peers:
         if p.get("peer") == peer and isinstance(p.get("path"), dict):
-            return p["path"].get("kind")
+            return p["path"].get(field)
     return None
+
+
+MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or not
+SERVER_NAME = "burrow-server.test"  # --server-name: RFC 6761 reserves .test for testing
+
+
+def status_server(world, ns):
+    """server.connected_to from `burrow status --json`: where the control connection went."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(r.stdout)["server"]["connected_to"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 _METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
@@ -465,14 +534,18 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     """Builds the lab for one pair, runs the transfer, returns the result dict. The lab and
     every process are gone when this returns, unless opts.keep (then it returns them too)."""
     name = f"{nas_kind}/{laptop_kind}"
-    res = {"pair": name, "expected": expected_path(nas_kind, laptop_kind), "path": "none",
+    (nas_kind, nas_family), (laptop_kind, laptop_family) = side(nas_kind), side(laptop_kind)
+    families = {"nas": nas_family, "laptop": laptop_family}
+    both_v6 = has_v6(nas_family) and has_v6(laptop_family)
+    res = {"pair": name, "expected": expected_path(name.split("/")[0], name.split("/")[1]),
+           "path": "none", "expected_family": "ipv6" if both_v6 else None, "family": None,
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
            "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
            "nat": {}, "lab_error": None, "idle": opts.idle, "udp_timeout": opts.udp_timeout,
            "after_idle_s": None}
-    pair_dir = world.path(name.replace("/", "-"))
+    pair_dir = world.path(name.replace("/", "-").replace("+", "-"))
     os.makedirs(pair_dir, exist_ok=True)
-    the_lab = lab.Lab(nas_kind, laptop_kind)
+    the_lab = lab.Lab(nas_kind, laptop_kind, families)
     procs = {}
 
     def spawn(key, ns, argv):
@@ -480,8 +553,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         return procs[key]
 
     def start_server():
-        p = spawn("server", lab.SERVER_NS, [world.burrow, "server", "-c",
-                                             world.path("server.toml")])
+        config = "server-dual.toml" if the_lab.ipv6 else "server.toml"
+        p = spawn("server", lab.SERVER_NS, [world.burrow, "server", "-c", world.path(config)])
         p.wait_for(r"listening on", REGISTER_TIMEOUT_S)
         return p
 
@@ -507,18 +580,46 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         http = spawn("http", nas_ns, [sys.executable, "-u", "-m", "http.server", "--bind",
                                       "127.0.0.1", "--directory", world.path("www"),
                                       str(HTTP_PORT)])
-        nas = spawn("nas", nas_ns, [world.burrow, "agent", "-c", world.path("nas.toml")])
+        server_name = SERVER_NAME if opts.server_name else None
+        if server_name:
+            the_lab.name_server(server_name)
+            if opts.blackhole_v6_control:
+                for agent in ("nas", "laptop"):
+                    if has_v6(families[agent]):
+                        the_lab.blackhole_server6(agent, lab.SERVER_TCP_PORT)
+        nas = spawn("nas", nas_ns, [world.burrow, "agent", "-c",
+                                    world.config("nas", nas_family, server_name)])
         laptop = spawn("laptop", laptop_ns, [world.burrow, "agent", "-c",
-                                             world.path("laptop.toml")])
+                                             world.config("laptop", laptop_family,
+                                                          server_name)])
         t0 = laptop.started
         http.wait_for(r"Serving HTTP", REGISTER_TIMEOUT_S)
         for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
             _, m = procs[agent].wait_for(REGISTERED.format(agent), REGISTER_TIMEOUT_S)
             res["nat"][agent] = m.group("nat")
-            if m.group("nat") != expected_mapping(kind):
+            want = expected_mapping(kind, families[agent])
+            if m.group("nat") != want:
                 res["lab_error"] = (f"{agent} behind {kind} found nat {m.group('nat')}, "
-                                    f"not {expected_mapping(kind)}: the lab is wrong")
+                                    f"not {want}: the lab is wrong")
         laptop.wait_for(rf"127\.0\.0\.1:{FORWARD_PORT}\b.*listening", REGISTER_TIMEOUT_S)
+        if server_name:
+            res["control"] = {}
+            for agent in ("nas", "laptop"):
+                t, _ = procs[agent].wait_for(REGISTERED.format(agent), REGISTER_TIMEOUT_S)
+                address = status_server(world, the_lab.agent_ns[agent])
+                res["control"][agent] = {"address": address,
+                                         "registered_s": round(t - procs[agent].started, 3)}
+                want = ("ipv6" if has_v6(families[agent]) and not opts.blackhole_v6_control
+                        else "ipv4")
+                got = None if address is None else ("ipv6" if address.startswith("[") else "ipv4")
+                if got != want:
+                    res["error"] = (f"{agent}: control connection to {address}, wanted {want} "
+                                    "(Happy Eyeballs)")
+                elif res["control"][agent]["registered_s"] > MAX_REGISTER_HE_S:
+                    # A dial that waited for the IPv6 attempt's TCP timeout (seconds) instead
+                    # of starting IPv4 250 ms later.
+                    res["error"] = (f"{agent}: registered {res['control'][agent]['registered_s']}"
+                                    f" s after its start (over {MAX_REGISTER_HE_S} s)")
         if world.stun_server:
             res["stun"] = {}
             for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
@@ -585,12 +686,26 @@ def run_pair(world, nas_kind, laptop_kind, opts):
 
         res["views"] = views()
         res["path"] = pair_path(res["views"])
-        if opts.check_paths and res["expected"] == "direct" and res["path"] != "direct":
+
+        def family():
+            f = {a: status_path(world, the_lab.agent_ns[a], p, "family")
+                 for a, p in (("laptop", "nas"), ("nas", "laptop"))}
+            return f["laptop"] if f["laptop"] == f["nas"] else None
+
+        res["family"] = family()
+
+        def reached():
+            return res["path"] == res["expected"] and (
+                res["expected_family"] is None or res["family"] == res["expected_family"])
+
+        if opts.check_paths and res["expected"] == "direct" and not reached():
             end = time.monotonic() + DIRECT_GRACE_S
-            while time.monotonic() < end and res["path"] != "direct":
+            while time.monotonic() < end and not reached():
                 time.sleep(0.2)
                 res["views"] = views()
                 res["path"] = pair_path(res["views"])
+                res["family"] = family()
+        res["direct_address"] = status_path(world, laptop_ns, "nas", "address")
         if opts.doctor:
             res["doctor"] = run_doctor(world, laptop_ns)
             res["doctor_problems"] = check_doctor(res)
@@ -732,6 +847,8 @@ def verdict(res, check_paths):
         problems.append("error")
     if check_paths and res["path"] != res["expected"]:
         problems.append("path")
+    if check_paths and res.get("expected_family") and res.get("family") != res["expected_family"]:
+        problems.append(f"family {res.get('family')}, not {res['expected_family']}")
     if res.get("idle") and (res["after_idle_s"] is None or
                             res["after_idle_s"] > MAX_AFTER_IDLE_S):
         problems.append(f"request after {res['idle']:.0f} s idle: "
@@ -753,7 +870,10 @@ def print_table(results, check_paths):
     for r in results:
         problems = verdict(r, check_paths)
         mark = "" if r["path"] == r["expected"] else " *"
-        rows.append((r["pair"], r["path"] + mark, r["expected"], fmt_s(r["first_byte_s"]),
+        over = f" {r['family']}" if r["path"] == "direct" and r.get("family") else ""
+        rows.append((r["pair"], r["path"] + over + mark, r["expected"]
+                     + (f" {r['expected_family']}" if r.get("expected_family") else ""),
+                     fmt_s(r["first_byte_s"]),
                      fmt_s(r["first_byte_from_start_s"]), fmt_s(r["direct_after_s"]),
                      "ok" if r["transfer_ok"] else "FAILED",
                      "FAIL: " + ", ".join(problems) if problems else "pass"))
@@ -771,9 +891,12 @@ def parse_pairs(ap, text):
     pairs = []
     for item in text.split(","):
         parts = item.strip().split("/")
-        if len(parts) != 2 or not all(p in lab.KINDS for p in parts):
-            ap.error(f"bad pair {item!r}: want NAS/LAPTOP with kinds {', '.join(lab.KINDS)}")
-        if ("shared" in parts) and parts != ["shared", "shared"]:
+        if len(parts) != 2 or not all(side(p)[0] in lab.KINDS and side(p)[1] in lab.FAMILIES
+                                      for p in parts):
+            ap.error(f"bad pair {item!r}: want NAS/LAPTOP with kinds {', '.join(lab.KINDS)}, "
+                     f"each optionally +{'|'.join(lab.FAMILIES)}")
+        kinds = [side(p)[0] for p in parts]
+        if ("shared" in kinds) and kinds != ["shared", "shared"]:
             ap.error("shared puts both agents behind one NAT: write shared/shared")
         pairs.append(tuple(parts))
     return pairs
@@ -782,7 +905,8 @@ def parse_pairs(ap, text):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("burrow")
-    ap.add_argument("--pairs", default=",".join(MATRIX))
+    ap.add_argument("--pairs", default=",".join(MATRIX),
+                    help=f"default: the IPv4 matrix; issue 17's IPv6 rows: {','.join(MATRIX_V6)}")
     ap.add_argument("--check-paths", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", metavar="FILE")
@@ -801,6 +925,10 @@ def main():
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")
+    ap.add_argument("--server-name", action="store_true",
+                    help="agents name the server by a name with an IPv4 and an IPv6 address")
+    ap.add_argument("--blackhole-v6-control", action="store_true",
+                    help="with --server-name: TCP to the server's IPv6 address is dropped")
     ap.add_argument("--trials", type=int, default=1, metavar="N",
                     help="run each pair N times (the birthday pair's success rate)")
     ap.add_argument("--min-direct", type=int, default=None, metavar="K",

@@ -276,7 +276,7 @@ admin = "[::1]:7070"
 log_level = "debug"
 max_streams = 500
 keepalive = "2500ms"
-stun_servers = ["192.0.2.7:3478", "stun.example.net:19302"]
+stun_servers = ["192.0.2.7:3478", "stun.example.net:19302", "[2001:db8::3]:3478"]
 
 [[expose]]
 service = "web"
@@ -306,7 +306,8 @@ service = "web"
     expected.max_streams = 500;
     expected.keepalive = std::chrono::milliseconds(2500);
     expected.stun_servers = {HostPort{"192.0.2.7", 3478, HostKind::kIpv4},
-                             HostPort{"stun.example.net", 19302, HostKind::kName}};
+                             HostPort{"stun.example.net", 19302, HostKind::kName},
+                             HostPort{"2001:db8::3", 3478, HostKind::kIpv6}};
     expected.expose = {
         {"web", {"127.0.0.1", 80, HostKind::kIpv4}, {"laptop", "phone"}},
         {"ssh", {"files.lan", 22, HostKind::kName}, {"laptop"}},
@@ -493,8 +494,6 @@ TEST_CASE("bad agent files: each error names file:line:column and the key") {
          kAgentHead + "stun_servers = [\"192.0.2.1:3478\", \"s.example:1\", \"192.0.2.1:3478\"]\n",
          "nas.toml:6:50: agent.stun_servers[2]: ",
          "stun server \"192.0.2.1:3478\" is listed twice (also at agent.stun_servers[0])"},
-        {"stun server IPv6", kAgentHead + "stun_servers = [\"[2001:db8::1]:3478\"]\n",
-         "nas.toml:6:17: agent.stun_servers[0]: ", "the agent's UDP socket is IPv4 only"},
         {"stun server wildcard", kAgentHead + "stun_servers = [\"0.0.0.0:3478\"]\n",
          "nas.toml:6:17: agent.stun_servers[0]: ", "is a wildcard address"},
         {"nine stun servers",
@@ -713,9 +712,9 @@ TEST_CASE("a full server file parses to the expected struct") {
     auto result = parse_server_config(text, "server.toml", "/etc/burrow");
     if (auto* e = std::get_if<ConfigError>(&result)) FAIL(e->message);
     ServerConfig expected;
-    expected.listen = {"0.0.0.0", 7000, HostKind::kIpv4};
-    expected.stun = {HostPort{"0.0.0.0", 3478, HostKind::kIpv4},
-                     HostPort{"0.0.0.0", 3479, HostKind::kIpv4}};
+    expected.listen = {HostPort{"0.0.0.0", 7000, HostKind::kIpv4}};
+    expected.stun = {std::vector{HostPort{"0.0.0.0", 3478, HostKind::kIpv4}},
+                     std::vector{HostPort{"0.0.0.0", 3479, HostKind::kIpv4}}};
     expected.cert_file = "/etc/burrow/server.crt";
     expected.key_file = "/etc/burrow/server.key";
     expected.identity_key = "/etc/burrow/server-identity.key";
@@ -729,6 +728,86 @@ TEST_CASE("a full server file parses to the expected struct") {
                        {"laptop", *parse_public_key(kKeyLaptop)}};
     expected.allow = {{"laptop", "nas", {"web", "ssh"}}, {"nas", "laptop", {"*"}}};
     CHECK(std::get<ServerConfig>(result) == expected);
+}
+
+TEST_CASE("server addresses: IPv6, dual-stack, and lists of both families (issue 17)") {
+    const auto parse = [](const std::string& listen, const std::string& stun) {
+        return parse_server_config("[server]\nlisten = " + listen + "\nstun = " + stun +
+                                       "\ncert_file = \"c\"\nkey_file = \"k\"\n"
+                                       "identity_key = \"i\"\n",
+                                   "server.toml", "");
+    };
+    const HostPort v4_7000{"0.0.0.0", 7000, HostKind::kIpv4};
+    const HostPort v6_7000{"::", 7000, HostKind::kIpv6};
+    SECTION("one dual-stack [::] address, as a string") {
+        auto r = parse("\"[::]:7000\"", "[\"[::]:3478\", \"[::]:3479\"]");
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        const auto& c = std::get<ServerConfig>(r);
+        CHECK(c.listen == std::vector{v6_7000});
+        CHECK(c.stun[0] == std::vector{HostPort{"::", 3478, HostKind::kIpv6}});
+        CHECK(c.stun[1] == std::vector{HostPort{"::", 3479, HostKind::kIpv6}});
+    }
+    SECTION("one socket per family: lists grouped by port, the first entry's port is the main") {
+        auto r = parse("[\"0.0.0.0:7000\", \"[::]:7000\"]",
+                       "[\"[::]:3479\", \"0.0.0.0:3478\", \"[::]:3478\", \"0.0.0.0:3479\"]");
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        const auto& c = std::get<ServerConfig>(r);
+        CHECK(c.listen == std::vector{v4_7000, v6_7000});
+        CHECK(c.stun[0] == std::vector{HostPort{"::", 3479, HostKind::kIpv6},
+                                       HostPort{"0.0.0.0", 3479, HostKind::kIpv4}});
+        CHECK(c.stun[1] == std::vector{HostPort{"0.0.0.0", 3478, HostKind::kIpv4},
+                                       HostPort{"::", 3478, HostKind::kIpv6}});
+    }
+    SECTION("chosen addresses of each family") {
+        auto r = parse("[\"192.0.2.1:7000\", \"[2001:db8::1]:7000\"]",
+                       "[\"192.0.2.1:3478\", \"192.0.2.1:3479\", \"[2001:db8::1]:3478\", "
+                       "\"[2001:db8::1]:3479\"]");
+        if (auto* e = std::get_if<ConfigError>(&r)) FAIL(e->message);
+        CHECK(std::get<ServerConfig>(r).listen.size() == 2);
+    }
+    const std::vector<BadCase> bad = {
+        {"an empty listen list", "", "server.toml:2:10: server.listen: ", "holds 0 address(es)"},
+        {"two listeners of one family on one port", "[\"0.0.0.0:7000\", \"127.0.0.1:7000\"]",
+         "server.toml:2:27: server.listen[1]: ",
+         "\"127.0.0.1:7000\" takes the port of server.listen[0]; two listeners of one family"},
+        {"listen as a number", "7000", "server.toml:2:10: server.listen: ",
+         "a string or an array of strings"},
+        {"an IPv4-mapped listen address", "\"[::ffff:10.0.0.1]:7000\"",
+         "server.toml:2:10: server.listen: ", "write it as 10.0.0.1:7000"},
+    };
+    for (const auto& c : bad) {
+        SECTION(c.what) {
+            const std::string listen = c.text.empty() ? "[]" : c.text;
+            auto r = parse(listen, "[\"0.0.0.0:3478\", \"0.0.0.0:3479\"]");
+            REQUIRE(std::holds_alternative<ConfigError>(r));
+            const std::string& m = std::get<ConfigError>(r).message;
+            CHECK(m.rfind(c.prefix, 0) == 0);
+            CHECK(m.find(c.says) != std::string::npos);
+            CHECK(m.find('\n') == std::string::npos);
+        }
+    }
+    const std::vector<BadCase> bad_stun = {
+        {"a third STUN port", "[\"0.0.0.0:3478\", \"0.0.0.0:3479\", \"[::]:3480\"]",
+         "server.toml:3:41: server.stun[2]: ", "is on a third port"},
+        {"IPv6 on the main STUN port only",
+         "[\"0.0.0.0:3478\", \"0.0.0.0:3479\", \"[2001:db8::1]:3478\"]",
+         "server.toml:3:25: server.stun[1]: ",
+         "port 3479 serves IPv4 only but port 3478 serves IPv4 and IPv6"},
+        {"two IPv6 STUN sockets on one port", "[\"[::]:3478\", \"[::1]:3478\", \"[::]:3479\"]",
+         "server.toml:3:22: server.stun[1]: ", "two STUN sockets of one family"},
+        {"all STUN addresses on one port", "[\"0.0.0.0:3478\", \"[::]:3478\"]",
+         "server.toml:3:25: server.stun[1]: ", "need different ports"},
+    };
+    for (const auto& c : bad_stun) {
+        SECTION(c.what) {
+            auto r = parse("\"[::]:7000\"", c.text);
+            REQUIRE(std::holds_alternative<ConfigError>(r));
+            const std::string& m = std::get<ConfigError>(r).message;
+            INFO(m);
+            CHECK(m.rfind(c.prefix, 0) == 0);
+            CHECK(m.find(c.says) != std::string::npos);
+        }
+    }
 }
 
 TEST_CASE("a minimal server file gets the defaults") {
@@ -942,5 +1021,6 @@ TEST_CASE("the example configs parse and agree with each other") {
                           [&](const AgentEntry& a) { return a.name == name; }));
     }
     CHECK(nas.server == laptop.server);
-    CHECK(nas.server.port == server.listen.port);
+    REQUIRE(server.listen.size() == 1);
+    CHECK(nas.server.port == server.listen.front().port);
 }

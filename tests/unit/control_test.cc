@@ -429,6 +429,60 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     }
 }
 
+TEST_CASE("IPv6 candidates: family 6, sixteen address bytes, exact round trip (issue 17)") {
+    const SocketAddress global = *parse_socket_address("[2001:db8:1234::77]:41000");
+    const SocketAddress ula = *parse_socket_address("[fd00:ab::1]:7000");
+    const SocketAddress v4 = *parse_socket_address("203.0.113.5:50001");
+    // An IPv4-mapped IPv6 address stays IPv6 on the wire: the codec never reinterprets it.
+    const SocketAddress mapped = *parse_socket_address("[::ffff:192.0.2.1]:9");
+    const std::vector<Candidate> cs = {{CandidateKind::kHost, global},
+                                       {CandidateKind::kHost, ula},
+                                       {CandidateKind::kServerReflexive, v4},
+                                       {CandidateKind::kPredicted, mapped}};
+
+    SECTION("Register: the bytes of one IPv6 candidate") {
+        const Bytes f = encode_control(Register{{{CandidateKind::kHost, global}}, {}});
+        const ByteView body = ByteView(f).subspan(kControlLengthSize + kControlHeaderSize);
+        const Bytes expected = {1,    1,    6,    0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0,
+                                0,    0,    0,    0,    0,    0,    0,    0,    0x77, 0xa0,
+                                0x28, 0};  // count, kind, family, 16 bytes, port 41000, nat
+        CHECK(Bytes(body.begin(), body.end()) == expected);
+    }
+    SECTION("Register and PeerInfo carry mixed families unchanged") {
+        PeerInfo p;
+        p.session_id = 9;
+        p.peer = "nas";
+        p.candidates = cs;
+        p.service = "web";
+        for (const ControlMessage& m : {ControlMessage(Register{cs, NatMapping::kPerDestination}),
+                                        ControlMessage(p)}) {
+            ControlDecoder d(kMaxControlFrame);
+            d.feed(encode_control(m));
+            auto got = d.next();
+            REQUIRE(got);
+            CHECK(*got == m);
+            const auto& decoded = std::holds_alternative<Register>(*got)
+                                      ? std::get<Register>(*got).candidates
+                                      : std::get<PeerInfo>(*got).candidates;
+            REQUIRE(decoded.size() == cs.size());
+            CHECK(to_string(decoded[0].address) == "[2001:db8:1234::77]:41000");
+            CHECK(to_string(decoded[1].address) == "[fd00:ab::1]:7000");
+            CHECK_FALSE(decoded[2].address.v6);
+            CHECK(to_string(decoded[3].address) == "[::ffff:192.0.2.1]:9");
+        }
+    }
+    SECTION("an IPv6 address cut short is malformed, never read as IPv4") {
+        // family 6 followed by only 4 address bytes and a port: 10 bytes short.
+        const Bytes body = {1, 1, 6, 1, 2, 3, 4, 0, 80, 0};
+        CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
+        // family 4 with 16 bytes leaves trailing bytes.
+        Bytes v4_long = {1, 1, 4};
+        v4_long.insert(v4_long.end(), 16, 0x11);
+        v4_long.insert(v4_long.end(), {0, 80, 0});
+        CHECK(body_error(0x05, v4_long) == ControlDecodeError::kMalformed);
+    }
+}
+
 TEST_CASE("field checks: enums, caps, control characters, address families") {
     SECTION("control characters in text") {
         for (char bad : {'\n', '\r', '\0', '\x1b', '\x7f'}) {

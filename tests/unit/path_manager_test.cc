@@ -351,3 +351,83 @@ TEST_CASE("path manager: spray rounds repeat with fresh ports, then stop") {
     CHECK(rounds == kSprayRounds);
     CHECK(pm.stats().spray_probes == kSprayPorts * kSprayRounds);
 }
+
+// ---- preference among working paths (issue 17) ---------------------------------------------
+
+namespace {
+
+SocketAddress addr6(uint8_t last, uint16_t port) {
+    std::array<uint8_t, kIpv6Size> ip = {0x20, 0x01, 0x0d, 0xb8};
+    ip[15] = last;
+    return SocketAddress::ipv6(ip, port);
+}
+
+// Starts on `first` (validated at 0 + first_rtt), then has `second` answer its next challenge
+// after second_rtt. Returns whether the active path moved to `second`.
+bool second_takes_over(const SocketAddress& first, Duration first_rtt,
+                       const SocketAddress& second, Duration second_rtt) {
+    SeededRng rng(64);
+    PathManager pm(rng);
+    pm.add_candidates({first, second}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto sent = drain(pm);
+    REQUIRE(sent.size() == 2);
+    const auto& to_first = sent[0].to == first ? sent[0] : sent[1];
+    const auto& to_second = sent[0].to == first ? sent[1] : sent[0];
+    pm.on_probe(first, answer(to_first), at(first_rtt));
+    REQUIRE(pm.active() == first);
+    REQUIRE(pm.poll_change());
+    // The first challenge to `second` went unanswered (its firewall had not opened yet); the
+    // next one, on the schedule, is answered.
+    (void)to_second;
+    pm.on_timer(at(50ms));
+    auto again = challenge_to(pm, second);
+    REQUIRE(again);
+    pm.on_probe(second, answer(*again), at(50ms) + second_rtt);
+    auto change = pm.poll_change();
+    if (change) CHECK(change->direct == pm.active());
+    return pm.active() == second;
+}
+
+}  // namespace
+
+TEST_CASE("path preference: better_path is lowest RTT, IPv6 within the margin") {
+    const SocketAddress v4 = addr(1, 1000), v6 = addr6(1, 1000);
+    CHECK(better_path(v6, 30ms, v4, 30ms));
+    CHECK_FALSE(better_path(v4, 30ms, v6, 30ms));
+    CHECK(better_path(v6, 30ms + kPathRttMargin, v4, 30ms));   // a tie, within the margin
+    CHECK_FALSE(better_path(v6, 31ms + kPathRttMargin, v4, 30ms));  // clearly slower
+    CHECK(better_path(v4, 10ms, v6, 11ms + kPathRttMargin));  // clearly faster wins over IPv6
+    CHECK_FALSE(better_path(v4, 10ms, addr(2, 1000), 15ms));  // same family, within the margin
+    CHECK(better_path(v4, 10ms, addr(2, 1000), 21ms));
+}
+
+TEST_CASE("path preference: IPv6 answering later with about the same RTT takes over from IPv4") {
+    CHECK(second_takes_over(addr(1, 1000), 20ms, addr6(1, 1000), 25ms));
+}
+
+TEST_CASE("path preference: IPv4 with about the same RTT does not take over from IPv6") {
+    CHECK_FALSE(second_takes_over(addr6(1, 1000), 20ms, addr(1, 1000), 15ms));
+}
+
+TEST_CASE("path preference: a clearly faster path takes over, either family") {
+    CHECK(second_takes_over(addr6(1, 1000), 80ms, addr(1, 1000), 20ms));
+    CHECK(second_takes_over(addr(1, 1000), 80ms, addr(2, 2000), 20ms));
+    CHECK_FALSE(second_takes_over(addr(1, 1000), 80ms, addr6(2, 2000), 200ms));
+}
+
+TEST_CASE("path preference: IPv4 data from the peer does not pull us off a fresh IPv6 path") {
+    SeededRng rng(65);
+    PathManager pm(rng);
+    const SocketAddress v4 = addr(1, 1000), v6 = addr6(1, 1000);
+    pm.add_candidates({v4, v6}, at(0ms));
+    pm.on_timer(at(0ms));
+    for (const auto& p : drain(pm)) pm.on_probe(p.to, answer(p), at(p.to.v6 ? 12ms : 10ms));
+    REQUIRE(pm.active() == v6);  // validated second, within the margin: IPv6 first
+    // The peer has not moved yet: its data still comes over IPv4, our IPv6 path answers.
+    pm.on_authenticated(v4, at(300ms));
+    CHECK(pm.active() == v6);
+    // Once our IPv6 path stops answering for longer than a keepalive, the peer's choice wins.
+    pm.on_authenticated(v4, at(12ms) + kDirectKeepalive + 1ms);
+    CHECK(pm.active() == v4);
+}

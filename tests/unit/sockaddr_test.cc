@@ -65,3 +65,36 @@ TEST_CASE("sockaddr: other families and null are not addresses") {
     CHECK_FALSE(from_sockaddr(reinterpret_cast<const sockaddr*>(&un)));
     CHECK_FALSE(from_sockaddr(nullptr));
 }
+
+TEST_CASE("sockaddr: which IPv6 addresses are host candidates (issue 17)") {
+    const auto host = [](const char* text) {
+        const auto a = parse_socket_address(text);
+        REQUIRE(a);
+        return usable_v6_host(*a);
+    };
+    CHECK(host("[2001:db8::2]:1"));          // global unicast
+    CHECK(host("[2a00:1450:4001::200e]:1"));  // global unicast
+    CHECK(host("[fd00:1::2]:1"));            // unique local (RFC 4193): same-site peers
+    CHECK_FALSE(host("[fe80::1]:1"));         // link-local: needs a zone the peer cannot know
+    CHECK_FALSE(host("[febf:ffff::1]:1"));    // the top of fe80::/10
+    CHECK_FALSE(host("[fec0::1]:1"));         // site-local, deprecated (RFC 3879)
+    CHECK_FALSE(host("[::1]:1"));             // loopback
+    CHECK_FALSE(host("[::]:1"));              // unspecified
+    CHECK_FALSE(host("[ff02::1]:1"));         // multicast
+    CHECK_FALSE(host("[::ffff:192.0.2.1]:1"));  // IPv4-mapped: IPv4 candidates cover it
+    CHECK_FALSE(host("192.0.2.1:1"));         // IPv4 is not an IPv6 host address
+}
+
+TEST_CASE("sockaddr: interface addresses: IPv6 only when asked, never loopback or link-local") {
+    const auto v4_only = interface_addresses(4242);
+    for (const auto& a : v4_only) {
+        CHECK_FALSE(a.v6);
+        CHECK(a.port == 4242);
+    }
+    const auto both = interface_addresses(4242, true);
+    CHECK(both.size() >= v4_only.size());
+    for (const auto& a : both) {
+        CHECK(a.port == 4242);
+        if (a.v6) CHECK(usable_v6_host(a));
+    }
+}
