@@ -31,6 +31,8 @@
 //                                           relay_udp_port u16
 //   0x04  Error            both             code u16, message text
 //   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
+//                                           (a candidate of a kind this side does not know is
+//                                           skipped, not an error: see CandidateKind)
 //   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
 //                                           candidates, nat u8, relay_token[16],
@@ -64,7 +66,11 @@ namespace burrow {
 // peer, PeerInfo says which side opens the service).
 // 3: RelayAttach/RelayDetached (relay sessions outlive a server restart), and the RelayFrom
 // datagram (signal/udp_messages.h), which a version 2 server would drop.
-inline constexpr uint8_t kControlVersion = 3;
+// 4: CandidateKind::kMapped. A version 3 decoder refuses a candidate kind it does not know (the
+// whole frame is malformed and the connection closes), so a new agent's Register would cut it
+// off from an old server, and a new server's PeerInfo an old agent: the version says so at once.
+// From 4 on, unknown kinds are skipped, so a later kind needs no new version.
+inline constexpr uint8_t kControlVersion = 4;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -93,7 +99,16 @@ using AuthProof = std::array<uint8_t, kAuthProofSize>;
 using UdpToken = std::array<uint8_t, kUdpTokenSize>;
 using RelayToken = std::array<uint8_t, kRelayTokenSize>;
 
-enum class CandidateKind : uint8_t { kHost = 1, kServerReflexive = 2, kPredicted = 3 };
+// kMapped: a public address the agent's gateway mapped to its session socket on request (UPnP IGD
+// or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
+// reach it, even one behind a symmetric NAT.
+enum class CandidateKind : uint8_t {
+    kHost = 1,
+    kServerReflexive = 2,
+    kPredicted = 3,
+    kMapped = 4,
+};
+inline constexpr uint8_t kMaxKnownCandidateKind = static_cast<uint8_t>(CandidateKind::kMapped);
 
 struct Candidate {
     CandidateKind kind = CandidateKind::kHost;
