@@ -114,7 +114,8 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
         mapping["protocol"] = to_string(pm.mapping->protocol);
         mapping["gateway"] = pm.mapping->gateway;
         mapping["external"] = to_string(pm.mapping->external);
-        mapping["lease_s"] = std::chrono::duration_cast<std::chrono::seconds>(pm.mapping->lease).count();
+        mapping["lease_s"] =
+            std::chrono::duration_cast<std::chrono::seconds>(pm.mapping->lease).count();
     }
     if (!pm.last_failure.empty()) mapping["last_failure"] = pm.last_failure;
     out["port_mapping"] = mapping;

@@ -18,7 +18,8 @@ const char* to_string(PunchTechnique t) {
 
 PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known,
                                 bool peer_mapped_known) {
-    const PunchTechnique plain = peer_mapped_known ? PunchTechnique::kMapped : PunchTechnique::kPlain;
+    const PunchTechnique plain =
+        peer_mapped_known ? PunchTechnique::kMapped : PunchTechnique::kPlain;
     if (!peer_reflexive_known) return plain;
     if (ours == NatMapping::kEndpointIndependent && theirs == NatMapping::kPerDestination) {
         return PunchTechnique::kSpray;

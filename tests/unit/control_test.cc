@@ -397,7 +397,8 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
 
 TEST_CASE("a mapped candidate round-trips; a kind from a newer peer is skipped, not fatal") {
     Register r;
-    r.candidates.push_back(Candidate{CandidateKind::kHost, SocketAddress::ipv4({10, 0, 0, 2}, 7001)});
+    r.candidates.push_back(
+        Candidate{CandidateKind::kHost, SocketAddress::ipv4({10, 0, 0, 2}, 7001)});
     r.candidates.push_back(
         Candidate{CandidateKind::kMapped, SocketAddress::ipv4({203, 0, 113, 5}, 40001)});
     r.nat = NatMapping::kPerDestination;

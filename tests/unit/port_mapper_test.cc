@@ -100,7 +100,7 @@ TEST_CASE("a short or permanent lease does not make it ask in a loop") {
     CHECK(p.next_deadline() == Time{} + kPermanentRecheck);
 }
 
-TEST_CASE("nothing answers: two retries on a schedule, then it gives up until the network changes") {
+TEST_CASE("nothing answers: two retries, then it gives up until the network changes") {
     PortMapper m(true);
     Time t{};
     m.start(7001, t);
@@ -174,9 +174,9 @@ TEST_CASE("a network change during an ask discards the stale answer and asks aga
     m.on_result(granted(hours(2)), t);
     CHECK_FALSE(m.mapped());
     REQUIRE(m.poll_request());
-    m.on_result(granted(hours(2), PortMapProtocol::kNatPmp, SocketAddress::ipv4({198, 51, 100, 9}, 5000)),
-                t);
-    CHECK(m.mapped() == SocketAddress::ipv4({198, 51, 100, 9}, 5000));
+    const SocketAddress moved = SocketAddress::ipv4({198, 51, 100, 9}, 5000);
+    m.on_result(granted(hours(2), PortMapProtocol::kNatPmp, moved), t);
+    CHECK(m.mapped() == moved);
 }
 
 TEST_CASE("an answer that comes after stop is deleted at once; a stray answer changes nothing") {
