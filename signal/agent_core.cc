@@ -86,7 +86,8 @@ void AgentCore::on_port_mapping_result(PortMappingResult result, Time now) {
 void AgentCore::after_port_mapper() {
     while (auto r = port_mapper_.poll_request()) act(MapPort{*r});
     while (auto line = port_mapper_.poll_log()) log(Severity::kInfo, *line);
-    client_.set_mapped_candidate(port_mapper_.mapped());
+    // Stopping, the control connection is already closed: nothing to register.
+    if (!stopping_) client_.set_mapped_candidate(port_mapper_.mapped());
 }
 
 void AgentCore::resolve_stun_servers() {

@@ -513,6 +513,7 @@ class Agent {
         if (!e.message.empty()) std::fprintf(stderr, "burrow: %s\n", e.message.c_str());
         if (exit_status_ == 0) exit_status_ = e.status;
         exiting_ = true;
+        gateway_.cancel();  // a mapping request still out must not hold up the exit
     }
 
     // Closes every handle once the core's last output is out; uv_run then returns.

@@ -9,6 +9,7 @@
 #include <natpmp.h>
 #include <sys/select.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -49,23 +50,28 @@ std::string upnp_error(int code) {
 
 // One NAT-PMP exchange: waits for the reply up to kNatPmpWait, as libnatpmp's retries would take
 // minutes.
-int natpmp_wait(natpmp_t& n, natpmpresp_t& response) {
+// cancelled: checked at least every kCancelCheck.
+constexpr auto kCancelCheck = std::chrono::milliseconds(100);
+int natpmp_wait(natpmp_t& n, natpmpresp_t& response, const std::atomic<bool>* cancelled) {
     const auto deadline = std::chrono::steady_clock::now() + kNatPmpWait;
     for (;;) {
+        if (cancelled != nullptr && *cancelled) return NATPMP_ERR_RECVFROM;
         fd_set fds;
         FD_ZERO(&fds);
         FD_SET(n.s, &fds);
         timeval timeout{};
         getnatpmprequesttimeout(&n, &timeout);
-        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) return NATPMP_ERR_RECVFROM;
+        const auto left = std::min<std::chrono::microseconds>(
+            std::chrono::duration_cast<std::chrono::microseconds>(
+                deadline - std::chrono::steady_clock::now()),
+            kCancelCheck);
+        if (std::chrono::steady_clock::now() >= deadline) return NATPMP_ERR_RECVFROM;
         const int64_t wait_us = int64_t{timeout.tv_sec} * 1000000 + timeout.tv_usec;
         if (wait_us > left.count()) {
             timeout.tv_sec = static_cast<time_t>(left.count() / 1000000);
             timeout.tv_usec = static_cast<suseconds_t>(left.count() % 1000000);
         }
-        select(n.s + 1, &fds, nullptr, nullptr, &timeout);
+        if (left.count() > 0) select(n.s + 1, &fds, nullptr, nullptr, &timeout);
         const int r = readnatpmpresponseorretry(&n, &response);
         if (r != NATPMP_TRYAGAIN) return r;
     }
@@ -101,6 +107,7 @@ PortMappingResult PortMappingGateway::map(const PortMapRequest& request) {
         PortMappingResult r = map_upnp(request, upnp_why);
         if (r.granted) return r;
     }
+    if (cancelled_) return PortMappingResult{std::nullopt, "the agent is stopping"};
     if (!request.protocol || *request.protocol == PortMapProtocol::kNatPmp) {
         PortMappingResult r = map_natpmp(request, natpmp_why);
         if (r.granted) return r;
@@ -200,7 +207,7 @@ PortMappingResult PortMappingGateway::map_natpmp(const PortMapRequest& request, 
     const std::string gateway = gateway_text(n.gateway);
     natpmpresp_t response{};
     rc = sendpublicaddressrequest(&n);
-    if (rc >= 0) rc = natpmp_wait(n, response);
+    if (rc >= 0) rc = natpmp_wait(n, response, &cancelled_);
     if (rc < 0) {
         why = natpmp_error(rc) + " from " + gateway;
         closenatpmp(&n);
@@ -213,7 +220,7 @@ PortMappingResult PortMappingGateway::map_natpmp(const PortMapRequest& request, 
                                    request.external_port != 0 ? request.external_port
                                                               : request.internal_port,
                                    lease_s);
-    if (rc >= 0) rc = natpmp_wait(n, response);
+    if (rc >= 0) rc = natpmp_wait(n, response, &cancelled_);
     closenatpmp(&n);
     if (rc < 0) {
         why = "mapping at " + gateway + ": " + natpmp_error(rc);
@@ -259,7 +266,7 @@ void PortMappingGateway::remove(const PortMapRequest& request) {
     natpmpresp_t response{};
     // RFC 6886 §3.4: lifetime 0 and suggested external port 0 delete the mapping.
     int rc = sendnewportmappingrequest(&n, NATPMP_PROTOCOL_UDP, request.internal_port, 0, 0);
-    if (rc >= 0) rc = natpmp_wait(n, response);
+    if (rc >= 0) rc = natpmp_wait(n, response, nullptr);
     if (rc < 0) {
         spdlog::debug("port mapping: NAT-PMP delete at {}: {}", gateway_text(n.gateway),
                       natpmp_error(rc));
@@ -304,7 +311,7 @@ PortMappingProbe probe_port_mapping() {
     }
     natpmpresp_t response{};
     rc = sendpublicaddressrequest(&n);
-    if (rc >= 0) rc = natpmp_wait(n, response);
+    if (rc >= 0) rc = natpmp_wait(n, response, nullptr);
     if (rc < 0) {
         p.natpmp = natpmp_error(rc) + " from " + gateway_text(n.gateway);
     } else {

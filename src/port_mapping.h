@@ -5,6 +5,7 @@
 // miniupnpd and most home routers that speak PCP answer NAT-PMP too.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,10 @@ class PortMappingGateway {
     // Blocking, best effort: failures are logged at debug level (the lease ends it anyway).
     void remove(const PortMapRequest& request);
     PortMappingResult run(const PortMapRequest& request);
+    // The agent is stopping: a mapping request still out gives up at its next step (between
+    // protocols, or within 100 ms of a NAT-PMP wait), so SIGTERM does not wait for it. Deletes
+    // still run to the end: they are why the loop waits.
+    void cancel() { cancelled_ = true; }
 
   private:
     struct UpnpIgd {
@@ -43,6 +48,7 @@ class PortMappingGateway {
     PortMappingResult map_natpmp(const PortMapRequest& request, std::string& why);
     std::optional<UpnpIgd> discover_igd(std::string& why);
 
+    std::atomic<bool> cancelled_{false};
     std::mutex mutex_;
     std::optional<UpnpIgd> igd_;
 };
