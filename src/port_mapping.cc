@@ -24,6 +24,10 @@ namespace {
 // UPnP IGD error codes (WANIPConnection:1 §2.4.16).
 constexpr int kUpnpConflictInMappingEntry = 718;
 constexpr int kUpnpOnlyPermanentLeasesSupported = 725;
+// upnpDiscover() searches four device and service types one after another, each for the whole
+// window (8 s when nothing answers, and the agent's exit waits for it): an IGD answers a search
+// for its own type.
+constexpr const char* kUpnpIgdType = "urn:schemas-upnp-org:device:InternetGatewayDevice:1";
 // Ports to try when the gateway already maps the one we ask for to someone else.
 constexpr int kUpnpPortAttempts = 3;
 
@@ -121,7 +125,8 @@ PortMappingResult PortMappingGateway::map(const PortMapRequest& request) {
 std::optional<PortMappingGateway::UpnpIgd> PortMappingGateway::discover_igd(std::string& why) {
     int error = 0;
     UPNPDev* devices =
-        upnpDiscover(kUpnpDiscoverMs, nullptr, nullptr, UPNP_LOCAL_PORT_ANY, 0, 2, &error);
+        upnpDiscoverDevice(kUpnpIgdType, kUpnpDiscoverMs, nullptr, nullptr, UPNP_LOCAL_PORT_ANY,
+                           0, 2, &error);
     if (devices == nullptr) {
         why = "no IGD answered discovery";
         return std::nullopt;
@@ -281,7 +286,8 @@ PortMappingProbe probe_port_mapping() {
     PortMappingProbe p;
     int error = 0;
     UPNPDev* devices =
-        upnpDiscover(kUpnpDiscoverMs, nullptr, nullptr, UPNP_LOCAL_PORT_ANY, 0, 2, &error);
+        upnpDiscoverDevice(kUpnpIgdType, kUpnpDiscoverMs, nullptr, nullptr, UPNP_LOCAL_PORT_ANY,
+                           0, 2, &error);
     if (devices == nullptr) {
         p.upnp = "no answer to discovery";
     } else {

@@ -15,8 +15,9 @@
 
 namespace burrow {
 
-// SSDP discovery window: miniupnpc's own example uses 2 s; a LAN gateway answers in
-// milliseconds, and the agent does not wait for this (it runs off the loop).
+// SSDP discovery window (one search, for the IGD device type): miniupnpc's own example uses
+// 2 s; a LAN gateway answers in milliseconds. It runs off the loop, but an agent that stops
+// during it waits for the rest of it (a blocking call cannot be cancelled).
 inline constexpr int kUpnpDiscoverMs = 2000;
 // NAT-PMP retries at 250 ms doubling up to 9 times (RFC 6886 §3.1, about 2 min); a gateway that
 // has not answered within this never will on a LAN.
