@@ -30,7 +30,8 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES=(
     cmake ninja-build g++ pkg-config git ccache coturn openssl
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
-    libspdlog-dev nlohmann-json3-dev libhttp-parser-dev
+    libspdlog-dev nlohmann-json3-dev libhttp-parser-dev libminiupnpc-dev libnatpmp-dev
+    miniupnpd-iptables
     clang libclang-rt-14-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps dnsmasq bind9-dnsutils
     wrk nginx

@@ -135,6 +135,7 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
             config.udp_idle_timeout = *d;
         }
     }
+    if (auto mapping = t.optional_bool("port_mapping")) config.port_mapping = mapping->value;
     t.finish();
 }
 

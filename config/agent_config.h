@@ -22,6 +22,9 @@
 //                                       # the NAT's mapping; host:port, IPv4 or a name, at
 //                                       # most 8, no repeats
 //   # udp_idle_timeout = "60s"          # a UDP flow with no datagram for this long ends (1s-1h)
+//   # port_mapping = true               # ask the gateway (UPnP IGD, NAT-PMP) to map the UDP
+//                                       # port; the public address becomes a candidate any
+//                                       # peer can reach, even behind a symmetric NAT
 //
 //   [[expose]]                          # a local service that allowed peers may open
 //   service = "web"                     # [a-z0-9-_.]{1,64}
@@ -93,6 +96,10 @@ struct AgentConfig {
     std::vector<HostPort> stun_servers;
     // A UDP flow (signal/udp_flows.h) with no datagram for this long ends.
     Duration udp_idle_timeout = std::chrono::seconds(60);
+    // Ask the gateway for a mapping of udp_port (signal/port_mapper.h). On by default, as in
+    // Tailscale: it is what makes a symmetric NAT reachable, it only talks to the LAN's
+    // gateway, and the mapping is renewed while the agent runs and deleted when it stops.
+    bool port_mapping = true;
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
 

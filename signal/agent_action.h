@@ -13,6 +13,8 @@
 //   TCP            ConnectTcp -> on_tcp_connected | on_tcp_connect_failed;  TcpFlush,
 //                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
 //                  TcpReset (tunnel/stream_pipe.h says what each means)
+//   the gateway    MapPort (UPnP IGD / NAT-PMP; blocking libraries, run off the loop) ->
+//                  on_port_mapping_result for a kMap (a kDelete is not answered)
 //   the process    Log (one line), Exit
 //   the admin      DoctorResult (answers doctor(); src/ replies to the waiting HTTP request)
 //
@@ -27,6 +29,7 @@
 
 #include "signal/doctor_verdict.h"
 #include "signal/host_port.h"
+#include "signal/port_mapper.h"
 #include "tunnel/bytes.h"
 #include "tunnel/peer_link.h"
 #include "tunnel/socket_address.h"
@@ -110,6 +113,10 @@ struct Log {
     Severity severity;
     std::string line;
 };
+// Ask the gateway (signal/port_mapper.h says what and when).
+struct MapPort {
+    PortMapRequest request;
+};
 // Finish the current drain (send what poll_transmit still returns), then close everything and
 // end the loop. A message is the one line to print on stderr ("burrow: <message>").
 struct Exit {
@@ -129,7 +136,7 @@ using AgentAction =
                  CloseUdpSocket, ListenTcp,
                  StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
-                 Log, Exit, DoctorResult>;
+                 Log, MapPort, Exit, DoctorResult>;
 
 // A datagram AgentCore::write_transmit built into the caller's buffer (its first `size`
 // bytes), to send on the main socket or a link's own socket, to `to`.

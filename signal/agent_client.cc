@@ -381,11 +381,16 @@ std::vector<Candidate> AgentClient::candidates() const {
     }
     for (const SocketAddress& a : stun_servers_.mapped()) reflexive.push_back(a);
     std::vector<Candidate> cs;
-    // Room is kept for the reflexive candidates: they are the ones that work across NATs.
+    const size_t mapped = mapped_candidate_ ? 1 : 0;
+    // Room is kept for the reflexive and mapped candidates: they are the ones that work across
+    // NATs.
     for (const SocketAddress& a : host_candidates_) {
-        if (cs.size() + reflexive.size() >= kMaxCandidates) break;
+        if (cs.size() + reflexive.size() + mapped >= kMaxCandidates) break;
         cs.push_back(Candidate{CandidateKind::kHost, a});
     }
+    // Before the reflexive ones: a gateway's mapping answers any peer, and an address that is
+    // both (a full-cone NAT that also mapped the port) is offered as the stronger kind.
+    if (mapped_candidate_) cs.push_back(Candidate{CandidateKind::kMapped, *mapped_candidate_});
     for (const SocketAddress& srflx : reflexive) {
         // A host without NAT sees its own address reflected, and servers behind one
         // endpoint-independent mapping all see the same address: one candidate is enough.
@@ -468,6 +473,12 @@ void AgentClient::set_host_candidates(std::vector<SocketAddress> addresses, Time
     send_register();
     // The network changed: ask the STUN servers again what they see.
     stun_servers_.start(rng_, now);
+}
+
+void AgentClient::set_mapped_candidate(std::optional<SocketAddress> mapped) {
+    if (mapped == mapped_candidate_) return;
+    mapped_candidate_ = mapped;
+    if (registered()) send_register();
 }
 
 void AgentClient::connect(std::string_view peer, std::string_view service, uint64_t session_id,

@@ -180,6 +180,9 @@ class AgentClient {
     std::vector<Candidate> registered_candidates() const {
         return registered_as_ ? registered_as_->candidates : std::vector<Candidate>{};
     }
+    // The public address the gateway mapped to our UDP socket (signal/port_mapper.h), or nullopt
+    // when none is held: registered again at once if it changed.
+    void set_mapped_candidate(std::optional<SocketAddress> mapped);
     // The session ended: drop its relay token (the server is not told; its entry ages out).
     void forget_session(uint64_t session_id);
     // The binding's refresh interval now (configured or learned).
@@ -240,8 +243,8 @@ class AgentClient {
     // The STUN servers' answers and silences since the last call: events, and a new Register
     // when they changed our candidates or mapping.
     void after_stun_servers();
-    // Host candidates, the reflexive address the server's main port saw, then those the STUN
-    // servers saw; each address once.
+    // Host candidates, the gateway's mapped address, the reflexive address the server's main port
+    // saw, then those the STUN servers saw; each address once.
     std::vector<Candidate> candidates() const;
     // Sends Register with candidates() and mapping() unless the server has exactly those.
     void send_register();
@@ -289,6 +292,7 @@ class AgentClient {
     bool registered_ = false;
 
     std::vector<SocketAddress> host_candidates_;
+    std::optional<SocketAddress> mapped_candidate_;
     std::map<uint64_t, KnownSession> sessions_;
     uint64_t session_age_ = 0;
     std::deque<PendingConnect> pending_connects_;

@@ -52,7 +52,8 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
       started_at_(now),
       client_(AgentClientConfig{config_.key, std::nullopt, config_.software, config_.keepalive,
                                 config_.stun_servers},
-              rng, now) {}
+              rng, now),
+      port_mapper_(config_.port_mapping) {}
 
 // --- life ----------------------------------------------------------------------------------------
 
@@ -68,10 +69,26 @@ void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool 
             start_forward(f, true);
         }
     }
+    const uint16_t udp_port = host_addresses.empty() ? 0 : host_addresses[0].port;
     client_.set_host_candidates(std::move(host_addresses), now);
     stun_resolving_.assign(config_.stun_servers.size(), false);
     resolve_stun_servers();
+    if (udp_port != 0) port_mapper_.start(udp_port, now);
+    after_port_mapper();
     after_client(now);
+}
+
+void AgentCore::on_port_mapping_result(PortMappingResult result, Time now) {
+    port_mapper_.on_result(std::move(result), now);
+    after_port_mapper();
+    after_client(now);
+}
+
+void AgentCore::after_port_mapper() {
+    while (auto r = port_mapper_.poll_request()) act(MapPort{*r});
+    while (auto line = port_mapper_.poll_log()) log(Severity::kInfo, *line);
+    // Stopping, the control connection is already closed: nothing to register.
+    if (!stopping_) client_.set_mapped_candidate(port_mapper_.mapped());
 }
 
 void AgentCore::resolve_stun_servers() {
@@ -137,6 +154,9 @@ void AgentCore::shut_down(int status, std::string message, Time now) {
     }
     peers_.clear();
     act(CloseControl{});
+    // The delete goes out before Exit; src/ lets it finish before the loop ends.
+    port_mapper_.stop();
+    after_port_mapper();
     act(Exit{status, std::move(message)});
 }
 
@@ -312,6 +332,13 @@ void AgentCore::fail_doctor(std::string reason) {
     doctor_pending_.clear();
 }
 
+// The report's wire enums are the tunnel's plus one; a value added on one side only would be
+// sent as a byte the server refuses as malformed (closing the control connection).
+static_assert(static_cast<uint8_t>(PunchTechnique::kMapped) + 1 ==
+              static_cast<uint8_t>(ReportStrategy::kMapped));
+static_assert(static_cast<uint8_t>(DirectSource::kMapped) + 1 ==
+              static_cast<uint8_t>(ReportSource::kMapped));
+
 // How the link's punching settled, to the server for `burrow doctor`.
 void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& direct,
                              DirectSource source, std::optional<Duration> time_to_direct) {
@@ -413,6 +440,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
         if (c.kind == CandidateKind::kServerReflexive && !plan.reflexive) {
             plan.reflexive = c.address;
         }
+        if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
     }
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
@@ -505,11 +533,24 @@ void AgentCore::on_client_event(const Disconnected& e, Time now) {
     }
 }
 
-void AgentCore::on_client_event(const NatDiscovered& e, Time) {
+void AgentCore::on_client_event(const NatDiscovered& e, Time now) {
     log(Severity::kDebug, std::string("nat: ") + to_string(e.mapping) + " (main " +
                               (e.mapped[0] ? to_string(*e.mapped[0]) : "-") + ", secondary " +
                               (e.mapped[1] ? to_string(*e.mapped[1]) : "-") + ")");
+    // A new public address: we moved to another network (or the ISP renumbered us), and a
+    // mapping at the old gateway, if any, is no use. Ask whichever gateway we have now.
+    const auto public_ip = [](const std::optional<SocketAddress>& a) {
+        std::optional<SocketAddress> ip = a;
+        if (ip) ip->port = 0;
+        return ip;
+    };
+    const bool moved = nat_ && public_ip(nat_->mapped[0]) && public_ip(e.mapped[0]) &&
+                       public_ip(nat_->mapped[0]) != public_ip(e.mapped[0]);
     nat_ = e;
+    if (moved) {
+        port_mapper_.on_network_changed(now);
+        after_port_mapper();
+    }
 }
 
 void AgentCore::on_client_event(const UdpBound&, Time now) {
@@ -671,10 +712,13 @@ Time AgentCore::next_deadline() const {
     for (const auto& [key, fw] : udp_forwards_) t = std::min(t, fw.flows.next_deadline());
     for (const auto& [service, s] : udp_services_) t = std::min(t, s.flows.next_deadline());
     for (const auto& [id, deadline] : doctor_pending_) t = std::min(t, deadline);
+    t = std::min(t, port_mapper_.next_deadline());
     return std::min(t, repeated_.next_deadline());
 }
 
 void AgentCore::on_timer(Time now) {
+    port_mapper_.on_timer(now);
+    after_port_mapper();
     client_.on_timer(now);
     after_client(now);
     expire_doctor(now);
@@ -1366,6 +1410,7 @@ AgentStatus AgentCore::status(Time now) const {
         s.nat = nat_->mapping;
         s.reflexive = nat_->mapped[0];
     }
+    s.port_mapping = port_mapper_.status();
     std::map<std::string, uint64_t> active;
     for (const auto& [id, p] : pipes_) active[p.origin]++;
     for (const auto& [name, peer] : peers_) {

@@ -122,6 +122,10 @@ struct AgentCoreConfig {
     // `[agent] udp_idle_timeout`, and the cap on flows per UDP forward or service.
     Duration udp_idle_timeout = kDefaultUdpIdleTimeout;
     size_t max_udp_flows = kDefaultMaxUdpFlows;
+    // `[agent] port_mapping`: ask the gateway for a mapping of the main UDP socket's port
+    // (signal/port_mapper.h). Off here so a core built by a test asks nothing unless told;
+    // the config file's default is on.
+    bool port_mapping = false;
 };
 
 class AgentCore {
@@ -147,6 +151,8 @@ class AgentCore {
     void on_control_bytes(ByteView bytes, Time now);
     // The connection or the attempt ended (also after a CloseControl).
     void on_control_closed(std::string_view reason, Time now);
+    // What a MapPort{kMap} gave.
+    void on_port_mapping_result(PortMappingResult result, Time now);
     // What a ResolveStunServer gave: an address, or the error (one line).
     void on_stun_server_resolved(size_t index, std::optional<SocketAddress> address,
                                  std::string_view error, Time now);
@@ -328,6 +334,9 @@ class AgentCore {
     // each registration for those that failed).
     void resolve_stun_servers();
     std::vector<bool> stun_resolving_;  // by index: a ResolveStunServer is out
+    // The port mapper's requests become MapPort actions, its lines logs, its mapping our
+    // kMapped candidate.
+    void after_port_mapper();
 
     void start_forward(const ForwardConfig& f, bool initial);
     void open_waiters(Peer& peer, Time now);
@@ -389,6 +398,7 @@ class AgentCore {
     Rng& rng_;
     Time started_at_;
     AgentClient client_;
+    PortMapper port_mapper_;  // after config_: built from it
     std::optional<SocketAddress> server_address_;
     std::optional<NatDiscovered> nat_;
     std::map<std::string, Peer, std::less<>> peers_;

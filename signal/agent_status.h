@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "signal/agent_client.h"
+#include "signal/port_mapper.h"
 #include "tunnel/connection.h"
 #include "tunnel/path_manager.h"
 #include "tunnel/session.h"
@@ -198,6 +199,8 @@ struct AgentStatus {
     bool keepalive_learned = true;
     std::optional<NatMapping> nat;
     std::optional<SocketAddress> reflexive;
+    // `[agent] port_mapping` (signal/port_mapper.h): state kOff when turned off.
+    PortMapperStatus port_mapping;
     // `[agent] stun_servers`, in configuration order (signal/stun_servers.h).
     std::vector<StunServerStatus> stun_servers;
     StunServerStats stun_server_stats;

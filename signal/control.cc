@@ -246,13 +246,11 @@ std::vector<Candidate> get_candidates(ByteReader& r) {
     for (uint64_t i = 0; i < n && r.ok(); ++i) {
         Candidate c;
         const uint8_t kind = r.u8();
-        if (kind < static_cast<uint8_t>(CandidateKind::kHost) ||
-            kind > static_cast<uint8_t>(CandidateKind::kPredicted)) {
-            r.fail();
-        }
+        if (kind == 0) r.fail();  // never a valid kind
         c.kind = static_cast<CandidateKind>(kind);
         c.address = get_address(r);
-        cs.push_back(c);
+        // A kind from a newer peer: its address is well-formed but means nothing to us.
+        if (kind <= kMaxKnownCandidateKind) cs.push_back(c);
     }
     return cs;
 }
@@ -305,8 +303,8 @@ PunchReport get_report(ByteReader& r) {
     m.candidates = get_candidates(r);
     m.tried = get_addresses(r);
     if (get_flag(r)) m.answered = get_address(r);
-    m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kBirthday);
-    m.source = get_enum(r, ReportSource::kNone, ReportSource::kBirthday);
+    m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kMapped);
+    m.source = get_enum(r, ReportSource::kNone, ReportSource::kMapped);
     m.time_to_direct_ms = r.u32();
     m.path = get_enum(r, ReportPath::kDirect, ReportPath::kRelayTcp);
     return m;

@@ -31,6 +31,8 @@
 //                                           relay_udp_port u16
 //   0x04  Error            both             code u16, message text
 //   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
+//                                           (a candidate of a kind this side does not know is
+//                                           skipped, not an error: see CandidateKind)
 //   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
 //                                           candidates, nat u8, relay_token[16],
@@ -76,8 +78,11 @@ namespace burrow {
 // peer, PeerInfo says which side opens the service).
 // 3: RelayAttach/RelayDetached (relay sessions outlive a server restart), and the RelayFrom
 // datagram (signal/udp_messages.h), which a version 2 server would drop.
-// 4: PunchReport, DoctorRequest, DoctorReply (`burrow doctor`); a version 3 server would close
-// the connection on an agent's first PunchReport, so the mismatch is refused at once instead.
+// 4: PunchReport, DoctorRequest, DoctorReply (`burrow doctor`), and CandidateKind::kMapped. A
+// version 3 server would close the connection on an agent's first PunchReport, and a version 3
+// decoder refuses a candidate kind it does not know (the whole frame is malformed), so the
+// mismatch is refused at once instead. From 4 on, unknown candidate kinds are skipped, so a
+// later kind needs no new version.
 inline constexpr uint8_t kControlVersion = 4;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
@@ -107,7 +112,16 @@ using AuthProof = std::array<uint8_t, kAuthProofSize>;
 using UdpToken = std::array<uint8_t, kUdpTokenSize>;
 using RelayToken = std::array<uint8_t, kRelayTokenSize>;
 
-enum class CandidateKind : uint8_t { kHost = 1, kServerReflexive = 2, kPredicted = 3 };
+// kMapped: a public address the agent's gateway mapped to its session socket on request (UPnP IGD
+// or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
+// reach it, even one behind a symmetric NAT.
+enum class CandidateKind : uint8_t {
+    kHost = 1,
+    kServerReflexive = 2,
+    kPredicted = 3,
+    kMapped = 4,
+};
+inline constexpr uint8_t kMaxKnownCandidateKind = static_cast<uint8_t>(CandidateKind::kMapped);
 
 struct Candidate {
     CandidateKind kind = CandidateKind::kHost;
@@ -228,14 +242,15 @@ struct RelayDetached {
 // are the wire's; 0 is never sent for a path or a strategy.
 enum class ReportPath : uint8_t { kDirect = 1, kRelayUdp = 2, kRelayTcp = 3 };
 // How the link punches (tunnel/punch_planner.h PunchTechnique, plus one).
-enum class ReportStrategy : uint8_t { kPlain = 1, kSpray = 2, kBirthday = 3 };
+enum class ReportStrategy : uint8_t { kPlain = 1, kSpray = 2, kBirthday = 3, kMapped = 4 };
 // Where the direct path led (tunnel/peer_link.h DirectSource, plus one); kNone on the relay.
 enum class ReportSource : uint8_t {
     kNone = 0,
     kHost = 1,
     kServerReflexive = 2,
     kPeerReflexive = 3,
-    kBirthday = 4
+    kBirthday = 4,
+    kMapped = 5
 };
 
 struct PunchReport {

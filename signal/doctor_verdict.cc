@@ -5,11 +5,21 @@
 namespace burrow {
 namespace {
 
-// No such code exists yet (docs/architecture.md §4 plans UPnP IGD, NAT-PMP and PCP): the
-// verdict says so rather than implying a router refused.
-constexpr const char* kNoPortMapping =
-    "no port mapping protocol (UPnP IGD, NAT-PMP, PCP) is implemented in burrow yet, so none "
-    "was tried";
+// What the sides' routers gave (a gateway-mapped candidate, signal/port_mapper.h). A side
+// without one either got no answer from its router or runs with port_mapping = false: the
+// candidates cannot tell which, so the finding names both.
+std::string port_mapping_finding(const DoctorSideView& a, const DoctorSideView& b) {
+    std::string out;
+    for (const DoctorSideView* s : {&a, &b}) {
+        if (!s->mapped) continue;
+        if (!out.empty()) out += "; ";
+        out += s->name + "'s router mapped " + to_string(*s->mapped) +
+               " (UPnP IGD or NAT-PMP), yet no direct path came through it";
+    }
+    if (!out.empty()) return out;
+    return "no port mapping on either router (UPnP IGD and NAT-PMP did not answer, or "
+           "port_mapping = false)";
+}
 
 std::string seconds_text(double s) {
     char buf[32];
@@ -34,10 +44,8 @@ DoctorSideView view(const DoctorSide& side, std::string name) {
     v.nat = to_string(nat);
     v.candidates = candidates->size();
     for (const Candidate& c : *candidates) {
-        if (c.kind == CandidateKind::kHost) {
-            v.udp_port = c.address.port;
-            break;
-        }
+        if (c.kind == CandidateKind::kHost && !v.udp_port) v.udp_port = c.address.port;
+        if (c.kind == CandidateKind::kMapped && !v.mapped) v.mapped = c.address;
     }
     return v;
 }
@@ -76,6 +84,7 @@ const char* to_string(ReportSource s) {
         case ReportSource::kServerReflexive: return "srflx";
         case ReportSource::kPeerReflexive: return "prflx";
         case ReportSource::kBirthday: return "birthday";
+        case ReportSource::kMapped: return "mapped";
     }
     return "unknown";
 }
@@ -85,6 +94,7 @@ const char* to_string(ReportStrategy s) {
         case ReportStrategy::kPlain: return "plain";
         case ReportStrategy::kSpray: return "spray";
         case ReportStrategy::kBirthday: return "birthday";
+        case ReportStrategy::kMapped: return "mapped";
     }
     return "";
 }
@@ -183,23 +193,24 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
         if (v.udp_blocked.empty()) {
             if (self_sym && peer_sym) {
                 v.findings.push_back("both NATs map per destination (symmetric, random ports)");
-                v.findings.push_back(kNoPortMapping);
-                v.advice.push_back("a relay is expected for symmetric/symmetric; enable UPnP or "
-                                   "NAT-PMP on one router (port mapping support is planned) or " +
+                v.findings.push_back(port_mapping_finding(v.self, v.peer));
+                v.advice.push_back("a relay is expected for symmetric/symmetric; enable UPnP IGD "
+                                   "or NAT-PMP on one router (burrow asks for a mapping unless "
+                                   "port_mapping = false) or " +
                                    forward_advice(v.self));
             } else if (self_sym != peer_sym && (self_ei || peer_ei)) {
                 const DoctorSideView& sym = self_sym ? v.self : v.peer;
                 v.findings.push_back(sym.name + "'s NAT maps per destination (symmetric)" +
                                      (settled ? "; the birthday technique found no shared mapping"
                                               : ""));
-                v.findings.push_back(kNoPortMapping);
+                v.findings.push_back(port_mapping_finding(v.self, v.peer));
                 v.advice.push_back(forward_advice(sym));
             } else if (self_ei && peer_ei) {
                 if (settled) {
                     v.findings.push_back(
                         "both NATs map endpoint-independently, yet none of the candidate "
                         "addresses probed answered: a firewall may drop unsolicited UDP");
-                    v.findings.push_back(kNoPortMapping);
+                    v.findings.push_back(port_mapping_finding(v.self, v.peer));
                     v.advice.push_back(forward_advice(v.self) +
                                        ", or allow inbound UDP from the peer on either side");
                 } else {
@@ -214,7 +225,7 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
                                              "STUN port did not answer)");
                     }
                 }
-                v.findings.push_back(kNoPortMapping);
+                v.findings.push_back(port_mapping_finding(v.self, v.peer));
                 v.advice.push_back("run `burrow netcheck -c agent.toml` on each side");
             }
         }

@@ -7,8 +7,9 @@
 //
 // Each side's NAT mapping comes from its own report (measured when punching settled), else from
 // what the server sent at the rendezvous. Filtering behaviour is not measured by burrow (the
-// server has no third address to test it from), and no port mapping protocol is implemented:
-// the verdict says both instead of guessing.
+// server has no third address to test it from), and a side without a gateway-mapped candidate
+// may have had no answer from its router or port mapping turned off: the verdict says so
+// instead of guessing.
 #pragma once
 
 #include <optional>
@@ -38,6 +39,7 @@ struct DoctorSideView {
     // heard no UDP from it.
     bool udp_blocked = false;
     std::optional<uint16_t> udp_port;  // its host candidates' port: the one to forward
+    std::optional<SocketAddress> mapped;  // the address its gateway mapped (UPnP IGD, NAT-PMP)
     size_t candidates = 0;             // it had registered
     size_t tried = 0;                  // of the other side's addresses, it probed
     double report_age_s = 0;

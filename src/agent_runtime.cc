@@ -30,6 +30,7 @@
 #include "src/heap_trimmer.h"
 #include "src/log.h"
 #include "src/open_files.h"
+#include "src/port_mapping.h"
 #include "src/prometheus_text.h"
 #include "src/resolve.h"
 #include "src/signals.h"
@@ -78,6 +79,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.keepalive = o.config.keepalive;
     c.stun_servers = o.config.stun_servers;
     c.udp_idle_timeout = o.config.udp_idle_timeout;
+    c.port_mapping = o.config.port_mapping;
     if (auto n = rekey_after_messages_from_environment()) {
         c.session.key_limits.rekey_after_messages = *n;
     }
@@ -357,6 +359,47 @@ class Agent {
                     });
                 });
     }
+    // UPnP IGD and NAT-PMP block: the request runs on libuv's thread pool. uv_run does not
+    // return while it is out, so a delete queued as the agent stops still reaches the gateway.
+    struct PortMapWork {
+        uv_work_t req{};
+        Agent* agent = nullptr;
+        PortMapRequest request;
+        PortMappingResult result;
+    };
+    void execute(const MapPort& m) {
+        auto* work = new PortMapWork;
+        work->req.data = work;
+        work->agent = this;
+        work->request = m.request;
+        const int rc = uv_queue_work(
+            loop_, &work->req,
+            [](uv_work_t* req) {
+                auto* w = static_cast<PortMapWork*>(req->data);
+                w->result = w->agent->gateway_.run(w->request);
+            },
+            [](uv_work_t* req, int) {
+                std::unique_ptr<PortMapWork> w(static_cast<PortMapWork*>(req->data));
+                if (w->request.op == PortMapRequest::Op::kMap) w->agent->port_mapped(*w);
+            });
+        if (rc != 0) {
+            std::unique_ptr<PortMapWork> w(work);
+            w->result.detail = std::string("cannot start the request: ") + uv_strerror(rc);
+            if (m.request.op == PortMapRequest::Op::kMap) port_mapped(*w);
+        }
+    }
+    void port_mapped(PortMapWork& w) {
+        if (!finished_) {
+            report([&] { core_.on_port_mapping_result(std::move(w.result), clock_.now()); });
+            return;
+        }
+        // Answered after the loop began to close: the core (stopped) answers with a delete, the
+        // only action it can still have; carry it out so nothing stays mapped for us.
+        core_.on_port_mapping_result(std::move(w.result), clock_.now());
+        while (auto a = core_.poll_action()) {
+            if (auto* map = std::get_if<MapPort>(&*a)) execute(*map);
+        }
+    }
     void execute(const CloseControl&) {
         ++dial_attempt_;  // a resolve in flight is stale now
         abandon_race();
@@ -556,6 +599,7 @@ class Agent {
         if (!e.message.empty()) std::fprintf(stderr, "burrow: %s\n", e.message.c_str());
         if (exit_status_ == 0) exit_status_ = e.status;
         exiting_ = true;
+        gateway_.cancel();  // a mapping request still out must not hold up the exit
     }
 
     // Closes every handle once the core's last output is out; uv_run then returns.
@@ -614,6 +658,7 @@ class Agent {
     std::shared_ptr<HeapTrimmer> trimmer_;
     std::shared_ptr<UdpSocket> udp_;
     std::map<RouteId, std::shared_ptr<UdpSocket>> sockets_;
+    PortMappingGateway gateway_;  // used from the thread pool (src/port_mapping.h)
     // Where a datagram is built before the main socket exists (it is dropped: no route).
     Bytes scratch_ = Bytes(kMaxUdpDatagram);
     std::vector<std::shared_ptr<UdpSocket>> unflushed_;  // sent on since the last flush

@@ -105,6 +105,21 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
     out["server"] = server;
+    // [agent] port_mapping: what the gateway gave (signal/port_mapper.h).
+    const PortMapperStatus& pm = s.port_mapping;
+    json mapping = {{"state", to_string(pm.state)},
+                    {"asks", pm.asks},
+                    {"renewals", pm.renewals},
+                    {"failures", pm.failures}};
+    if (pm.mapping) {
+        mapping["protocol"] = to_string(pm.mapping->protocol);
+        mapping["gateway"] = pm.mapping->gateway;
+        mapping["external"] = to_string(pm.mapping->external);
+        mapping["lease_s"] =
+            std::chrono::duration_cast<std::chrono::seconds>(pm.mapping->lease).count();
+    }
+    if (!pm.last_failure.empty()) mapping["last_failure"] = pm.last_failure;
+    out["port_mapping"] = mapping;
     // [agent] stun_servers: what each one saw of the main socket, or that it did not answer.
     json stun = json::array();
     for (const StunServerStatus& st : s.stun_servers) {

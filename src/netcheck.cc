@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
+#include <thread>
 #include <variant>
 
 #include "config/agent_config.h"
@@ -15,6 +16,7 @@
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
+#include "src/port_mapping.h"
 #include "src/resolve.h"
 #include "src/sockaddr.h"
 #include "src/system_rng.h"
@@ -212,10 +214,12 @@ int run_netcheck(const NetcheckOptions& options) {
         if (auto* err = std::get_if<std::string>(&hp)) return fail(kExitUsage, s + ": " + *err);
         stun_servers.push_back(std::get<HostPort>(hp));
     }
+    bool ask_gateway = !options.no_port_mapping;
     if (!options.config_path.empty()) {
         auto loaded = load_agent_config(options.config_path);
         if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
         if (stun_servers.empty()) stun_servers = std::get<AgentConfig>(loaded).stun_servers;
+        if (!std::get<AgentConfig>(loaded).port_mapping) ask_gateway = false;
         if (targets.empty()) {
             const HostPort server = std::get<AgentConfig>(loaded).server;
             for (uint16_t port : kDefaultStunPorts) {
@@ -258,6 +262,12 @@ int run_netcheck(const NetcheckOptions& options) {
     int status = 0;
     {
         Netcheck check(&loop, servers, std::move(stun));
+        // The gateway's port mapping protocols (src/port_mapping.h) block: asked on a thread of
+        // their own while the loop runs the STUN probe.
+        PortMappingProbe gateway;
+        std::thread gateway_probe([&gateway, ask_gateway] {
+            if (ask_gateway) gateway = probe_port_mapping();
+        });
         if (auto err = check.start()) {
             status = fail(kExitOsError, err->message);
         } else {
@@ -285,6 +295,13 @@ int run_netcheck(const NetcheckOptions& options) {
             const std::vector<SocketAddress> seen = check.stun().mapped();
             const std::vector<SocketAddress> host = interface_addresses(check.local_port());
             print_mapping(refine_mapping(mapping, main, seen, host));
+        }
+        gateway_probe.join();
+        if (ask_gateway) {
+            std::printf("upnp igd       %s\n", gateway.upnp.c_str());
+            std::printf("nat-pmp        %s\n", gateway.natpmp.c_str());
+        } else {
+            std::printf("port mapping   not asked (port_mapping = false or --no-port-mapping)\n");
         }
     }
     uv_loop_close(&loop);

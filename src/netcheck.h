@@ -5,6 +5,8 @@
 //   udp            reachable: both STUN ports answered
 //   reflexive      198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
 //   mapping        endpoint-independent: direct paths can be punched
+//   upnp igd       192.168.1.1 (external 203.0.113.5)
+//   nat-pmp        no answer from 192.168.1.1
 //
 // It sends the agent's own STUN probe (signal/nat_probe.h) from one UDP socket to two ports of
 // the server; it does not log in, so it can run beside a running agent. With -c, the ports are
@@ -27,6 +29,9 @@ struct NetcheckOptions {
     // Standard STUN servers (HOST:PORT, at most kMaxStunServers); with -c and none given, the
     // config's [agent] stun_servers.
     std::vector<std::string> stun_servers;
+    // Do not ask the gateway whether UPnP IGD or NAT-PMP answer (also when -c's config says
+    // port_mapping = false).
+    bool no_port_mapping = false;
 };
 
 // 0 after printing a report (also when UDP is blocked: that is a finding), 2 for bad

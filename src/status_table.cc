@@ -196,6 +196,20 @@ std::string udp_line(const json& status) {
            bytes_text(u, "send_buffer_bytes") + " out\n";
 }
 
+// [agent] port_mapping: off, or what the gateway gave (or why nothing).
+std::string port_mapping_line(const json& status) {
+    const json* pm = field(status, "port_mapping");
+    if (pm == nullptr) return "";
+    std::string line = "mapping " + text(*pm, "state");
+    if (field(*pm, "external") != nullptr) {
+        line += "  " + text(*pm, "external") + " by " + text(*pm, "protocol") + " at " +
+                text(*pm, "gateway");
+    } else if (field(*pm, "last_failure") != nullptr) {
+        line += "  (" + text(*pm, "last_failure") + ")";
+    }
+    return line + "\n";
+}
+
 // Only when [agent] stun_servers lists any: each server's state, what it saw, and its RTT.
 std::string stun_section(const json& status) {
     const json& servers = array_or_empty(status, "stun_servers");
@@ -365,7 +379,8 @@ std::string format_uptime(double seconds) {
 std::string render_status(const json& status) {
     if (!status.is_object()) return kMalformed;
     try {
-        return agent_line(status) + server_line(status) + udp_line(status) +
+        return agent_line(status) + server_line(status) + port_mapping_line(status) +
+               udp_line(status) +
                stun_section(status) + "\n" +
                peers_section(status) + "\n" +
                forwards_section(status) + "\n" + exposes_section(status) +

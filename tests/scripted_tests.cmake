@@ -139,6 +139,14 @@ if(Python3_FOUND)
                      $<TARGET_FILE:burrow> --check-paths
                      --pairs portrestricted/symmetric,portrestricted/cgnat-symmetric
                      --trials 10 --min-direct 9)
+    # Issue 16: two symmetric NATs, the nas's router running a real miniupnpd (started by the
+    # script in the router's namespace): the nas's UPnP mapping takes the pair direct,
+    # byte-exact; the laptop's log names the mapped candidate; a clean stop deletes it.
+    add_test(NAME natlab/port_mapping
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --pairs upnp-symmetric/symmetric)
+    set_tests_properties(natlab/port_mapping PROPERTIES LABELS natlab TIMEOUT 120
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 19: NATs that forget an idle UDP mapping after 5 s (the pair stays on the relay): a
     # request after 60 s idle is answered within 1 s. And a server restart in the middle of a
     # relayed transfer: byte-exact, no forwarded connection reset.

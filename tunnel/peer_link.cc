@@ -17,6 +17,8 @@ const char* to_string(DirectSource s) {
             return "prflx";
         case DirectSource::kBirthday:
             return "birthday";
+        case DirectSource::kMapped:
+            return "mapped";
     }
     return "?";
 }
@@ -243,7 +245,8 @@ void PeerLink::after_input(Time now) {
 }
 
 void PeerLink::start_punching(Time now) {
-    technique_ = choose_technique(plan_->ours, plan_->theirs, plan_->reflexive.has_value());
+    technique_ = choose_technique(plan_->ours, plan_->theirs, plan_->reflexive.has_value(),
+                                  plan_->mapped.has_value());
     events_.push_back(LinkPunching{*technique_});
     if (direct_since_ == kNever) punch_verdict_at_ = now + kPunchVerdictAfter;
     paths_.add_candidates(plan_->candidates, now);
@@ -331,6 +334,7 @@ void PeerLink::release_sockets(std::optional<RouteId> keep) {
 
 DirectSource PeerLink::direct_source(const SocketAddress& direct) const {
     if (!plan_) return DirectSource::kPeerReflexive;
+    if (plan_->mapped && *plan_->mapped == direct) return DirectSource::kMapped;
     const bool reflexive = plan_->reflexive && *plan_->reflexive == direct;
     const bool given = std::find(plan_->candidates.begin(), plan_->candidates.end(), direct) !=
                        plan_->candidates.end();

@@ -10,19 +10,24 @@ const char* to_string(PunchTechnique t) {
             return "spray";
         case PunchTechnique::kBirthday:
             return "birthday";
+        case PunchTechnique::kMapped:
+            return "mapped";
     }
     return "unknown";
 }
 
-PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known) {
-    if (!peer_reflexive_known) return PunchTechnique::kPlain;
+PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known,
+                                bool peer_mapped_known) {
+    const PunchTechnique plain =
+        peer_mapped_known ? PunchTechnique::kMapped : PunchTechnique::kPlain;
+    if (!peer_reflexive_known) return plain;
     if (ours == NatMapping::kEndpointIndependent && theirs == NatMapping::kPerDestination) {
         return PunchTechnique::kSpray;
     }
     if (ours == NatMapping::kPerDestination && theirs == NatMapping::kEndpointIndependent) {
         return PunchTechnique::kBirthday;
     }
-    return PunchTechnique::kPlain;
+    return plain;
 }
 
 }  // namespace burrow

@@ -9,7 +9,15 @@
 //   per-destination        endpoint-independent    birthday: plain, plus kBirthdaySockets
 //                                                  sockets of ours, each opening a mapping
 //                                                  towards the peer's reflexive address
+//   otherwise, the peer offers
+//   a gateway-mapped address                       mapped: plain probes, which reach the
+//                                                  mapping whatever our NAT does (UPnP IGD /
+//                                                  NAT-PMP forward the port for any sender)
 //   otherwise                                      plain (both symmetric: the relay stays)
+//
+// A mapped address does not replace spray or birthday where they apply: the gateway's
+// "external" address may itself sit behind another NAT (double NAT), and then only the
+// techniques that need no mapping get through. Plain probes go to the mapped address anyway.
 //
 // The spray and the birthday sockets meet when one of the peer's probes hits one of our open
 // mappings: with 256 mappings among ~64500 ports, one round of 1000 probes finds one with
@@ -26,10 +34,11 @@
 
 namespace burrow {
 
-enum class PunchTechnique : uint8_t { kPlain, kSpray, kBirthday };
+enum class PunchTechnique : uint8_t { kPlain, kSpray, kBirthday, kMapped };
 const char* to_string(PunchTechnique t);
 
-PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known);
+PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known,
+                                bool peer_mapped_known = false);
 
 // The birthday side sends one opening probe from each socket per round: the mapping must exist
 // when the peer's spray arrives and stay open while it sprays.

@@ -87,6 +87,7 @@ key_file = "{name}.key"
 server = "{server}"
 server_fingerprint = "{fingerprint_}"
 admin = "{admin}"
+port_mapping = false
 """
 
 

@@ -62,15 +62,48 @@ FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
 KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
-         "cgnat-symmetric")
+         "cgnat-symmetric", "upnp-symmetric")
 # A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
 DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
 
 
+# A router that also runs miniupnpd (UPnP IGD and NAT-PMP; issue 16): its netfilter kind, and
+# the MINIUPNPD chains miniupnpd fills. natlab.py starts miniupnpd itself (upnp_config()).
+UPNP_KINDS = {"upnp-symmetric": "symmetric"}
+# miniupnpd 2.3 refuses to map anything when its WAN address is reserved ("Reserved / private IP
+# address ... Port forwarding is impossible"), and TEST-NET-2 is reserved; it has no switch to
+# allow it before 2.3.4. So such a router's WAN gets an address outside every reserved block,
+# alone in its /32 on the lab's internet bridge, with on-link routes both ways. The lab's
+# internet has no uplink: no packet can reach the real owner of this address.
+UPNP_WAN_IPS = {"nas": "100.128.0.11", "laptop": "100.128.0.12"}
+
+
 def outer_kind(kind):
     """The kind the internet sees: a double NAT maps and filters like its carrier NAT (the
-    home NAT inside maps endpoint-independently and keeps ports, so it adds nothing)."""
+    home NAT inside maps endpoint-independently and keeps ports, so it adds nothing). A
+    router with miniupnpd is its netfilter kind until a client asks it for a mapping."""
+    if kind in UPNP_KINDS:
+        return UPNP_KINDS[kind]
     return DOUBLE_NATS[kind][1] if kind in DOUBLE_NATS else kind
+
+
+def upnp_config(lan_net, pid_file):
+    """miniupnpd's config for a router of a UPNP_KINDS kind: UPnP IGD and NAT-PMP on the LAN
+    side, mappings on the WAN, only for the LAN's hosts (secure_mode: each for itself)."""
+    return f"""ext_ifname=wan
+listening_ip=lan
+port=0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=6f1c3b1e-16a0-4b57-9e9b-b1a4f5c0de16
+upnp_forward_chain=MINIUPNPD
+upnp_nat_chain=MINIUPNPD
+upnp_nat_postrouting_chain=MINIUPNPD-POSTROUTING
+allow 1024-65535 {lan_net}.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
 
 
 def run(argv, stdin=None):
@@ -203,6 +236,15 @@ def nat_rules(kind, lan_hosts, wan_ip):
         "-A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
     ]
     nat = ["*nat"]
+    if kind in UPNP_KINDS:
+        # miniupnpd's chains, consulted first (as its iptables_init.sh inserts them): DNAT of
+        # mapped ports, their FORWARD accept, and the SNAT that keeps a mapped socket's port.
+        filt.insert(1, ":MINIUPNPD - [0:0]")
+        filt.append("-A FORWARD -i wan ! -o wan -j MINIUPNPD")
+        nat += [":MINIUPNPD - [0:0]", ":MINIUPNPD-POSTROUTING - [0:0]",
+                "-A PREROUTING -i wan -j MINIUPNPD",
+                "-A POSTROUTING -o wan -j MINIUPNPD-POSTROUTING"]
+        kind = UPNP_KINDS[kind]
     if kind == "fullcone":
         # A full-cone NAT forwards any inbound packet to the mapped address: that is its
         # definition. The static 1:1 DNAT below *is* that mapping, so a packet it translates
@@ -255,6 +297,7 @@ class Lab:
         self.agent_ns = {"nas": f"{PREFIX}nas", "laptop": f"{PREFIX}laptop"}
         self.nat_ns = {}  # agent -> its NAT namespace (both the same one when shared)
         self.agent_ip = {}
+        self.on_internet = []  # (namespace, address) of every host on the internet bridge
 
     def _add_ns(self, ns):
         run(["ip", "netns", "add", ns])
@@ -284,12 +327,19 @@ class Lab:
     def _on_internet(self, ns, port_name, addr, addr6=None):
         self._link(INET_NS, port_name, ns, "wan")
         run(["ip", "-n", INET_NS, "link", "set", port_name, "master", "br0"])
-        if addr:
-            run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "wan"])
         if addr6:
             run(["ip", "-n", ns, "addr", "add", f"{addr6}/{INET6_PREFIX_LEN}", "dev", "wan",
                  "nodad"])
             self.internet6.append(ns)
+        if not addr:
+            return
+        self.on_internet.append((ns, addr))
+        if addr.startswith(INET_NET + "."):
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "wan"])
+            return
+        # An address outside the internet's prefix (UPNP_WAN_IPS): alone, with the prefix on-link.
+        run(["ip", "-n", ns, "addr", "add", f"{addr}/32", "dev", "wan"])
+        run(["ip", "-n", ns, "route", "add", f"{INET_NET}.0/{PREFIX_LEN}", "dev", "wan"])
 
     def build(self):
         self.internet6 = []  # namespaces with an IPv6 address on the internet
@@ -308,6 +358,11 @@ class Lab:
             for agent, (router, net) in self.routers6.items():
                 if ns != self.nat_ns.get(agent):
                     run(["ip", "-n", ns, "-6", "route", "add", f"{net}::/64", "via", router])
+        # Every other host on the bridge reaches an out-of-prefix address on-link.
+        for ns, addr in self.on_internet:
+            for other_ns, other in self.on_internet:
+                if other_ns != ns and not other.startswith(INET_NET + "."):
+                    run(["ip", "-n", ns, "route", "add", f"{other}/32", "dev", "wan"])
         return self
 
     def _build_side(self, agent, kind):
@@ -331,7 +386,8 @@ class Lab:
             self._build_carrier(agent, nns, carrier)
             home_wan = f"{CGNAT_NET}.{net.split('.')[-1]}.2"
         else:
-            home, home_wan = kind, WAN_IPS[agent]
+            home = kind
+            home_wan = UPNP_WAN_IPS[agent] if kind in UPNP_KINDS else WAN_IPS[agent]
             self._on_internet(nns, f"p-{agent}", home_wan, WAN_IP6S[agent] if v6 else None)
             self.nat_ns[agent] = nns
         self._link(nns, "lan", ans, "eth0")
@@ -389,7 +445,11 @@ class Lab:
 
     def _nat(self, ns, kind, lan_hosts, wan_ip):
         ns_exec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        ns_exec(ns, iptables_backend(), stdin=nat_rules(kind, lan_hosts, wan_ip))
+        # miniupnpd-iptables edits its chains through libiptc, which sees only the legacy
+        # tables ("chain MINIUPNPD not found" in iptables-nft's): such a router's whole ruleset
+        # is legacy, the same netfilter NAT under the older interface.
+        restore = "iptables-legacy-restore" if kind in UPNP_KINDS else iptables_backend()
+        ns_exec(ns, restore, stdin=nat_rules(kind, lan_hosts, wan_ip))
 
     def name_server(self, name):
         """Makes `name` resolve to the server's IPv4 and IPv6 addresses inside each agent's

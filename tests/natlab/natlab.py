@@ -9,6 +9,9 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
               cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop),
               each optionally +FAMILY (issue 17): +v4 (the default), +dual (IPv4 behind the
               NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
+              upnp-symmetric (a symmetric NAT whose router runs miniupnpd, started by this
+              script with its own config: the agent's mapped candidate must take the pair
+              direct, the other side's log must name it, and a clean stop must delete it)
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
@@ -105,7 +108,7 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
           "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
           "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
-          "portrestricted/cgnat-symmetric"]
+          "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric"]
 # Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
 # on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
 MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
@@ -136,6 +139,10 @@ def expected_path(nas, laptop):
     kinds = {lab.outer_kind(nas), lab.outer_kind(laptop)}
     if "udpblocked" in kinds:
         return "relay-tcp"
+    # Issue 16: a router with miniupnpd maps the agent's port on request; the peer reaches that
+    # mapping whatever its own NAT does, so two symmetric NATs go direct.
+    if nas in lab.UPNP_KINDS or laptop in lab.UPNP_KINDS:
+        return "direct"
     if kinds == {"symmetric"}:
         return "relay-udp"
     return "direct"
@@ -151,6 +158,12 @@ def expected_mapping(kind, family="v4"):
 
 
 REGISTERED = r"registered with the server as {} \(nat (?P<nat>[a-z-]+)"
+# The agent's one line for what its gateway gave (signal/port_mapper.h).
+PORT_MAPPED = (r"port mapping: (?P<protocol>UPnP IGD|NAT-PMP) at (?P<gateway>\S+) gave "
+               r"(?P<external>\S+) for (?P<lease>\S+)")
+PORT_MAPPING_TIMEOUT_S = 10.0  # SSDP discovery's 2 s window, SOAP calls on a LAN
+# miniupnpd is up once it listens for NAT-PMP (its last start-up line).
+MINIUPNPD_READY = r"Listening for NAT-PMP"
 # "session with nas closed: <reason> (2 forwarded connections reset)" (src/agent_runtime.cc)
 RESETS = re.compile(r"\((\d+) forwarded connections? reset\)")
 
@@ -349,7 +362,7 @@ def run_doctor(world, ns):
     return {"status": r.returncode, "json": body, "stderr": r.stderr.strip()}
 
 
-DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday")
+DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday", "mapped")
 
 
 def check_doctor(res):
@@ -367,12 +380,14 @@ def check_doctor(res):
     text = j.get("text", "")
     if j.get("path") != res["path"]:
         problems.append(f"doctor says path {j.get('path')}, the agents say {res['path']}")
+    raw_nas_kind = res["pair"].split("/")[0].partition("+")[0]
     nas_kind, laptop_kind = (lab.outer_kind(k) for k in res["pair"].split("/"))
     if nas_kind == laptop_kind == "symmetric":
         for side in ("self", "peer"):
             if j.get(side, {}).get("nat", {}).get("mapping") != "per-destination":
                 problems.append(f"doctor: {side} NAT not per-destination: {j.get(side)}")
-        if "both NATs map per destination" not in text or "UPnP or NAT-PMP" not in text:
+        if res["path"] != "direct" and ("both NATs map per destination" not in text
+                                        or "UPnP IGD or NAT-PMP" not in text):
             problems.append(f"doctor: symmetric/symmetric not explained: {j.get('verdict')}")
     blocked = sorted(a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
                      if k == "udpblocked")
@@ -386,6 +401,10 @@ def check_doctor(res):
             problems.append(f"doctor: direct path without a technique: {j.get('verdict')}")
         if not (j.get("addresses") or {}).get("peer"):
             problems.append(f"doctor: direct path without the peer's address: {j.get('verdict')}")
+        # The laptop asks; its path to a nas behind a router that mapped a port came that way.
+        if raw_nas_kind in lab.UPNP_KINDS and j.get("technique") != "mapped":
+            problems.append(f"doctor: nas's mapped port not named as the technique: "
+                            f"{j.get('verdict')}")
     return problems
 
 
@@ -564,12 +583,28 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         os.replace(procs["server"].log_path, procs["server"].log_path + ".1")
         start_server()
 
+    def start_miniupnpd(agent):
+        """miniupnpd in the agent's router namespace, with a config of its own; in the
+        foreground (-d), so its log is this pair's miniupnpd-AGENT.log."""
+        conf = os.path.join(pair_dir, f"miniupnpd-{agent}.conf")
+        pid = os.path.join(pair_dir, f"miniupnpd-{agent}.pid")
+        with open(conf, "w") as f:
+            f.write(lab.upnp_config(lab.LAN_NETS[agent], pid))
+        p = spawn(f"miniupnpd-{agent}", the_lab.nat_ns[agent],
+                  [shutil.which("miniupnpd"), "-d", "-f", conf, "-P", pid])
+        p.wait_for(MINIUPNPD_READY, REGISTER_TIMEOUT_S)
+        if p.count(r"Port forwarding is impossible"):
+            raise RuntimeError(f"miniupnpd-{agent} refuses to map: " + p.tail(4))
+
     kept = False
     try:
         the_lab.build()
         if opts.udp_timeout:
             the_lab.set_udp_timeout(opts.udp_timeout)
         start_server()
+        for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+            if kind in lab.UPNP_KINDS:
+                start_miniupnpd(agent)
         if world.stun_server:
             coturn = spawn("coturn", lab.SERVER_NS, [
                 shutil.which("turnserver"), "-n", "--no-tls", "--no-dtls", "--no-tcp", "--no-cli",
@@ -620,6 +655,18 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                     # of starting IPv4 250 ms later.
                     res["error"] = (f"{agent}: registered {res['control'][agent]['registered_s']}"
                                     f" s after its start (over {MAX_REGISTER_HE_S} s)")
+        # The mapping must be registered before the laptop connects: a rendezvous carries the
+        # candidates the server has then (the agents' logs say when it came).
+        for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+            if kind in lab.UPNP_KINDS:
+                t, m = procs[agent].wait_for(PORT_MAPPED, PORT_MAPPING_TIMEOUT_S)
+                res.setdefault("port_mapping", {})[agent] = {
+                    "protocol": m.group("protocol"), "external": m.group("external"),
+                    "lease": m.group("lease"),
+                    "after_s": round(t - procs[agent].started, 3)}
+                if not m.group("external").startswith(lab.UPNP_WAN_IPS[agent] + ":"):
+                    res["lab_error"] = (f"{agent}'s mapping {m.group('external')} is not on its "
+                                        f"router's WAN address {lab.UPNP_WAN_IPS[agent]}")
         if world.stun_server:
             res["stun"] = {}
             for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
@@ -686,6 +733,15 @@ def run_pair(world, nas_kind, laptop_kind, opts):
 
         res["views"] = views()
         res["path"] = pair_path(res["views"])
+        mapped_side = [a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
+                       if k in lab.UPNP_KINDS]
+        if mapped_side:
+            # The other side punched to the mapping, and says so: its technique and the
+            # candidate its first direct path led to.
+            other = "laptop" if mapped_side[0] == "nas" else "nas"
+            peer = mapped_side[0]
+            res["technique"] = [m.group(1) for _, m in procs[other].find(
+                rf"path to {peer}: direct \S+ \(rtt [^,]+, [^,]+, (\S+),")]
 
         def family():
             f = {a: status_path(world, the_lab.agent_ns[a], p, "family")
@@ -716,6 +772,11 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             res["direct_after_s"] = round(direct[0] - t0, 3)
         if opts.fault and opts.check_faults:
             res["fault_problems"] = check_fault(opts.fault, fault, procs, res)
+        if mapped_side and not opts.keep:
+            # A clean stop deletes the mapping at the gateway (the agent says so once done).
+            p = procs[mapped_side[0]]
+            p.stop()
+            res["mapping_deleted"] = p.count(r"port mapping: deleted UDP port") > 0
         res["logs"] = pair_dir
         if opts.keep:
             kept = True
@@ -858,6 +919,10 @@ def verdict(res, check_paths):
     if check_paths and cone and (res["direct_after_s"] is None
                                  or res["direct_after_s"] > MAX_DIRECT_S):
         problems.append("time to direct")
+    if "technique" in res and res["path"] == "direct" and "mapped" not in res["technique"]:
+        problems.append("direct, but not by the mapped candidate: " + str(res["technique"]))
+    if res.get("mapping_deleted") is False:
+        problems.append("mapping not deleted at exit")
     problems += res.get("fault_problems", [])
     problems += res.get("doctor_problems", [])
     return problems
@@ -948,6 +1013,8 @@ def main():
         return SKIP_CODE
     # Root with namespaces (CI) and a tool missing is a broken machine, not a reason to skip.
     missing = [t for t in ("curl", "conntrack", "iptables-restore") if not shutil.which(t)]
+    if any(k in lab.UPNP_KINDS for pair in pairs for k in pair) and not shutil.which("miniupnpd"):
+        missing.append("miniupnpd (miniupnpd-iptables)")
     if opts.stun_server and not shutil.which("turnserver"):
         missing.append("turnserver (coturn)")
     if missing:

@@ -1045,3 +1045,31 @@ TEST_CASE("property: lossy UDP, chunked TLS, any NAT: registration always, never
         CHECK(nas.all<Disconnected>().empty());
     }
 }
+
+TEST_CASE("a gateway's mapping is registered as a kMapped candidate and reaches the peer") {
+    World w;
+    Agent& laptop = w.add("laptop", NatKind::kSymmetric);
+    Agent& nas = w.add("nas", NatKind::kSymmetric);
+    REQUIRE(w.run_until([&] { return nas.client->registered() && laptop.client->registered(); }));
+    const SocketAddress mapped = *parse_socket_address("203.0.113.5:40001");
+    nas.client->set_mapped_candidate(mapped);
+    w.pump();
+    const std::vector<Candidate> expected = {
+        {CandidateKind::kHost, nas.host},
+        {CandidateKind::kMapped, mapped},
+        {CandidateKind::kServerReflexive, nas.mapped(UdpPort::kMain)}};
+    CHECK(w.h.core->registry().find("nas")->candidates == expected);
+    CHECK(nas.sent_of<Register>().size() == 2);
+    nas.client->set_mapped_candidate(mapped);  // the same: nothing to tell
+    w.pump();
+    CHECK(nas.sent_of<Register>().size() == 2);
+
+    auto [a, b] = rendezvous(w, laptop, nas);
+    CHECK(a.info.candidates == expected);
+
+    // Withdrawn (a renewal failed): registered again without it.
+    nas.client->set_mapped_candidate(std::nullopt);
+    w.pump();
+    CHECK(nas.sent_of<Register>().size() == 3);
+    CHECK(w.h.core->registry().find("nas")->candidates.size() == 2);
+}

@@ -452,3 +452,58 @@ TEST_CASE("two symmetric NATs: the link stays relayed and one fallback is counte
     CHECK(s.peers[0].traffic.relay_udp.bytes_received > 10'000);  // what web sent us
     CHECK(s.peers[0].traffic.relay_udp.bytes_sent > 0);
 }
+
+TEST_CASE("port mapping: asked at start, logged, registered, deleted before the agent exits") {
+    REQUIRE(crypto_init());
+    SeededRng rng(16);
+    AgentCoreConfig config = laptop_config(rng);
+    config.port_mapping = true;
+    AgentCore core(config, rng, Time{});
+    core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
+    auto maps = only<MapPort>(drain_actions(core));
+    REQUIRE(maps.size() == 1);
+    CHECK(maps[0].request.op == PortMapRequest::Op::kMap);
+    CHECK(maps[0].request.internal_port == 4000);
+
+    const SocketAddress external = SocketAddress::ipv4({203, 0, 113, 5}, 40001);
+    core.on_port_mapping_result(
+        PortMappingResult{PortMappingGranted{PortMapProtocol::kNatPmp, "10.0.0.1", external,
+                                             std::chrono::hours(2)},
+                          ""},
+        Time{} + 1s);
+    const auto actions = drain_actions(core);
+    const auto logs = only<Log>(actions);
+    CHECK(std::any_of(logs.begin(), logs.end(), [](const Log& l) {
+        return l.line == "port mapping: NAT-PMP at 10.0.0.1 gave 203.0.113.5:40001 for 2h";
+    }));
+    const AgentStatus st = core.status(Time{} + 1s);
+    CHECK(st.port_mapping.state == PortMapperState::kMapped);
+    REQUIRE(st.port_mapping.mapping);
+    CHECK(st.port_mapping.mapping->external == external);
+    // The renewal is the core's next deadline: at half the lease.
+    CHECK(core.next_deadline() <= Time{} + 1s + std::chrono::hours(1));
+
+    core.stop(Time{} + 2s);
+    const auto last = drain_actions(core);
+    auto del = std::find_if(last.begin(), last.end(), [](const AgentAction& a) {
+        const auto* m = std::get_if<MapPort>(&a);
+        return m != nullptr && m->request.op == PortMapRequest::Op::kDelete;
+    });
+    auto exit = std::find_if(last.begin(), last.end(),
+                             [](const AgentAction& a) { return std::holds_alternative<Exit>(a); });
+    REQUIRE(del != last.end());
+    REQUIRE(exit != last.end());
+    CHECK(del < exit);
+    CHECK(std::get<MapPort>(*del).request.protocol == PortMapProtocol::kNatPmp);
+}
+
+TEST_CASE("port mapping off (the core's default): no MapPort, state off") {
+    REQUIRE(crypto_init());
+    SeededRng rng(17);
+    AgentCore core(laptop_config(rng), rng, Time{});
+    core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
+    CHECK(only<MapPort>(drain_actions(core)).empty());
+    CHECK(core.status(Time{}).port_mapping.state == PortMapperState::kOff);
+    core.stop(Time{});
+    CHECK(only<MapPort>(drain_actions(core)).empty());
+}

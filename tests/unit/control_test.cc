@@ -32,7 +32,7 @@ SocketAddress random_address(Rng& rng) {
 std::vector<Candidate> random_candidates(Rng& rng) {
     std::vector<Candidate> cs(rng.uniform(kMaxCandidates + 1));
     for (Candidate& c : cs) {
-        c.kind = static_cast<CandidateKind>(1 + rng.uniform(3));
+        c.kind = static_cast<CandidateKind>(1 + rng.uniform(kMaxKnownCandidateKind));
         c.address = random_address(rng);
     }
     return cs;
@@ -406,7 +406,7 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     // Offsets in the body: version, type, peer (2), nat, udp flag, candidates count, tried
     // count, answered flag, strategy, source, time (4), path.
     const std::vector<std::pair<size_t, uint8_t>> bad = {
-        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 4}, {10, 5}, {15, 0}, {15, 4}};
+        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 5}, {10, 6}, {15, 0}, {15, 4}};
     for (auto [offset, value] : bad) {
         Bytes b(body.begin(), body.end());
         REQUIRE(offset < b.size());
@@ -522,10 +522,11 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
         for (int kind = 0; kind < 256; ++kind) {
             const Bytes body = {1, static_cast<uint8_t>(kind), 4, 1, 2, 3, 4, 0, 80, 0};
             auto e = body_error(0x05, body);
-            if (kind >= 1 && kind <= 3) {
-                CHECK_FALSE(e);
-            } else {
+            if (kind == 0) {
                 CHECK(e == ControlDecodeError::kMalformed);
+            } else {
+                // Kinds from a newer peer are skipped (see the next test), not a reason to close.
+                CHECK_FALSE(e);
             }
         }
         for (int family = 0; family < 256; ++family) {
@@ -533,6 +534,10 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
             const Bytes body = {1, 1, static_cast<uint8_t>(family), 1, 2, 3, 4, 0, 80, 0};
             CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
         }
+    }
+    SECTION("a malformed address under an unknown kind is still malformed") {
+        const Bytes body = {1, 200, 5, 1, 2, 3, 4, 0, 80, 0};
+        CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
     }
     SECTION("too many candidates") {
         Bytes body;
@@ -547,6 +552,41 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
         w.u8(0);
         CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
     }
+}
+
+TEST_CASE("a mapped candidate round-trips; a kind from a newer peer is skipped, not fatal") {
+    Register r;
+    r.candidates.push_back(
+        Candidate{CandidateKind::kHost, SocketAddress::ipv4({10, 0, 0, 2}, 7001)});
+    r.candidates.push_back(
+        Candidate{CandidateKind::kMapped, SocketAddress::ipv4({203, 0, 113, 5}, 40001)});
+    r.nat = NatMapping::kPerDestination;
+    ControlDecoder d(kMaxControlFrame);
+    d.feed(encode_control(r));
+    auto m = d.next();
+    REQUIRE(m);
+    CHECK(*m == ControlMessage(r));
+    CHECK(std::get<Register>(*m).candidates[1].kind == CandidateKind::kMapped);
+
+    // Kind 9 between two known ones: the known ones arrive, in order, and the frame is fine.
+    Bytes body;
+    ByteWriter w(body);
+    w.varint(3);
+    for (uint8_t kind : {uint8_t{1}, uint8_t{9}, uint8_t{4}}) {
+        w.u8(kind);
+        w.u8(4);
+        w.u32(0xcb007105);
+        w.u16(static_cast<uint16_t>(1000 + kind));
+    }
+    w.u8(static_cast<uint8_t>(NatMapping::kPerDestination));
+    const Bytes f = frame_with(kControlVersion, 0x05, body);
+    auto decoded = decode_control_body(ByteView(f).subspan(kControlLengthSize));
+    REQUIRE(std::holds_alternative<ControlMessage>(decoded));
+    const auto& got = std::get<Register>(std::get<ControlMessage>(decoded));
+    REQUIRE(got.candidates.size() == 2);
+    CHECK(got.candidates[0].kind == CandidateKind::kHost);
+    CHECK(got.candidates[1].kind == CandidateKind::kMapped);
+    CHECK(got.candidates[1].address.port == 1004);
 }
 
 TEST_CASE("garbage never crashes; what decodes re-encodes to the same message") {

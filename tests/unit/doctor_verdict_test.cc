@@ -67,14 +67,26 @@ TEST_CASE("verdict: symmetric/symmetric on the relay names both NATs and suggest
     CHECK(v.peer.nat == "per-destination");
     CHECK(v.udp_blocked.empty());
     CHECK(starts_with(v.text, "relayed (relay-udp): both NATs map per destination (symmetric"));
-    CHECK(has(v.findings, "no port mapping protocol"));
+    CHECK(has(v.findings, "no port mapping on either router"));
     CHECK(has(v.advice, "relay is expected for symmetric/symmetric"));
-    CHECK(has(v.advice, "UPnP or NAT-PMP"));
+    CHECK(has(v.advice, "UPnP IGD or NAT-PMP"));
     CHECK(has(v.advice, "forward UDP port 40001 on laptop's router to laptop"));
     CHECK(v.text.find("rendezvous 12 s ago") != std::string::npos);
     CHECK(v.text.find("laptop: NAT mapping per-destination, filtering not measured") !=
           std::string::npos);
     CHECK(v.text.find("nas: NAT mapping per-destination") != std::string::npos);
+}
+
+TEST_CASE("verdict: a router's port mapping is named when it did not lead to a direct path") {
+    DoctorReply r = record(NatMapping::kPerDestination, NatMapping::kPerDestination);
+    const SocketAddress mapped = SocketAddress::ipv4({100, 128, 0, 11}, 44001);
+    r.peer_side.candidates.push_back({CandidateKind::kMapped, mapped});
+    const DoctorVerdict v = diagnose(r, "laptop", LivePath{ReportPath::kRelayUdp, {}, 0});
+    CHECK(v.peer.mapped == mapped);
+    CHECK_FALSE(v.self.mapped);
+    CHECK(has(v.findings, "nas's router mapped 100.128.0.11:44001 (UPnP IGD or NAT-PMP), yet no "
+                          "direct path came through it"));
+    CHECK_FALSE(has(v.findings, "no port mapping on either router"));
 }
 
 TEST_CASE("verdict: a direct pair reports the path, the technique and the time to direct") {
