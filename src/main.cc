@@ -54,6 +54,14 @@ int run_keygen(const KeygenOptions& options) {
     return 0;
 }
 
+// How `status` and `doctor` find the running agent: its config file or its admin address.
+void add_admin_options(CLI::App& sub, std::string& config_path, std::string& admin) {
+    auto* config = sub.add_option("-c,--config", config_path,
+                                  "the agent's TOML file (for its admin address)");
+    sub.add_option("--admin", admin, "the agent's admin endpoint HOST:PORT (127.0.0.1:7070)")
+        ->excludes(config);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,24 +119,16 @@ int main(int argc, char** argv) {
 
     burrow::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "show what the running agent is doing");
-    auto* status_config = status->add_option("-c,--config", status_options.config_path,
-                                             "the agent's TOML file (for its admin address)");
-    auto* status_admin = status->add_option(
-        "--admin", status_options.admin, "the agent's admin endpoint HOST:PORT (127.0.0.1:7070)");
+    add_admin_options(*status, status_options.config_path, status_options.admin);
     status->add_flag("--json", status_options.json, "print the agent's status JSON as is");
-    status_admin->excludes(status_config);
 
     burrow::DoctorOptions doctor_options;
     auto* doctor = app.add_subcommand(
         "doctor", "explain why the connection to a peer is direct or relayed (asks the server, "
                   "through the running agent)");
     doctor->add_option("peer", doctor_options.peer, "the peer agent's name")->required();
-    auto* doctor_config = doctor->add_option("-c,--config", doctor_options.config_path,
-                                             "the agent's TOML file (for its admin address)");
-    auto* doctor_admin = doctor->add_option(
-        "--admin", doctor_options.admin, "the agent's admin endpoint HOST:PORT (127.0.0.1:7070)");
+    add_admin_options(*doctor, doctor_options.config_path, doctor_options.admin);
     doctor->add_flag("--json", doctor_options.json, "print the verdict as JSON");
-    doctor_admin->excludes(doctor_config);
 
     try {
         app.parse(argc, argv);
