@@ -127,7 +127,8 @@ if(Python3_FOUND)
     # Every pair: byte-exact, first byte within 1 s, the path issue 6 expects (direct within
     # 2 s for the cone pairs), and `burrow doctor nas` on the laptop (issue 18) before the
     # transfer (no rendezvous yet) and after it (the row's path; both symmetric NATs named;
-    # a direct path's address and technique; the UDP-blocked side named): two CLI calls a row. The birthday pairs are judged on 10 runs each below, not on one:
+    # a direct path's address and technique; the UDP-blocked side named): two CLI calls a row.
+    # The birthday pairs are judged on 10 runs each below, not on one:
     # the laptop behind a symmetric NAT, and (issue 19) behind a home NAT behind a carrier's
     # symmetric NAT.
     add_test(NAME natlab/matrix
@@ -141,10 +142,11 @@ if(Python3_FOUND)
                      --trials 10 --min-direct 9)
     # Issue 16: two symmetric NATs, the nas's router running a real miniupnpd (started by the
     # script in the router's namespace): the nas's UPnP mapping takes the pair direct,
-    # byte-exact; the laptop's log names the mapped candidate; a clean stop deletes it.
+    # byte-exact; the laptop's log names the mapped candidate; a clean stop deletes it; and
+    # `burrow doctor nas` on the laptop names "mapped" as the technique.
     add_test(NAME natlab/port_mapping
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
-                     $<TARGET_FILE:burrow> --check-paths --pairs upnp-symmetric/symmetric)
+                     $<TARGET_FILE:burrow> --check-paths --doctor --pairs upnp-symmetric/symmetric)
     set_tests_properties(natlab/port_mapping PROPERTIES LABELS natlab TIMEOUT 120
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 19: NATs that forget an idle UDP mapping after 5 s (the pair stays on the relay): a
