@@ -75,15 +75,15 @@ int run_server(const ServerRunOptions& options) {
     if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
     const ServerConfig config = std::get<ServerConfig>(std::move(loaded));
     init_logging(options.verbosity > 0 ? level_for_verbosity(options.verbosity) : config.log_level);
-    raise_and_log_open_files_limit();
 
     auto cert = ensure_server_cert(config.cert_file, config.key_file);
     if (auto* err = std::get_if<CertError>(&cert)) return fail(kExitOsError, err->message);
     const auto& status = std::get<ServerCertStatus>(cert);
-    if (options.print_fingerprint) {
+    if (options.print_fingerprint) {  // the fingerprint alone, for scripts
         std::printf("%s\n", status.fingerprint.c_str());
         return 0;
     }
+    raise_and_log_open_files_limit();
     if (status.created) {
         spdlog::info("created certificate {}; fingerprint {}", config.cert_file,
                      status.fingerprint);

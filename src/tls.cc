@@ -2,14 +2,18 @@
 
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/ssl_internal.h>  // MBEDTLS_SSL_{IN,OUT}_BUFFER_LEN: the record buffers' size
 #include <mbedtls/x509.h>
 #include <sodium.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "src/cert.h"
 #include "src/log.h"
@@ -39,6 +43,47 @@ constexpr mbedtls_ecp_group_id kCurves[] = {
 constexpr size_t kMaxRecordPlaintext = 16384;
 constexpr size_t kVerifyInfoSize = 256;
 constexpr int64_t kUsPerMs = 1000;
+// What stays of a record buffer when it is given back: mbedTLS keeps the record sequence
+// number (8 bytes) and the header of the next record at the front (in_ctr = in_buf, in_hdr =
+// in_buf + 8), and only those must survive. The rest is rewritten before it is read again.
+constexpr size_t kKeptRecordHead = 64;
+
+// The whole pages inside [data + keep, data + size): those belong to this buffer alone (its
+// allocation may share its first and last page with others).
+std::pair<uintptr_t, size_t> inner_pages(const unsigned char* data, size_t size, size_t keep) {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(data) + keep;
+    const auto end = reinterpret_cast<uintptr_t>(data) + size;
+    const uintptr_t first = (begin + page - 1) / page * page;
+    const uintptr_t last = end / page * page;
+    return {first, last > first ? last - first : 0};
+}
+
+// MADV_DONTNEED on private anonymous memory (malloc's heap and its mmaps) frees the pages now;
+// the next touch maps a zero page. The allocation itself stays, so mbedTLS notices nothing.
+bool give_back(const unsigned char* data, size_t size) {
+    const auto [first, length] = inner_pages(data, size, kKeptRecordHead);
+    if (length == 0) return false;
+    return madvise(reinterpret_cast<void*>(first), length, MADV_DONTNEED) == 0;
+}
+
+size_t resident_bytes(const unsigned char* data, size_t size) {
+    if (data == nullptr) return 0;
+    const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(data) / page * page;
+    const auto end = reinterpret_cast<uintptr_t>(data) + size;
+    const size_t pages = (end - begin + page - 1) / page;
+    std::vector<unsigned char> in_core(pages);
+    if (mincore(reinterpret_cast<void*>(begin), end - begin, in_core.data()) != 0) return 0;
+    size_t resident = 0;
+    for (size_t i = 0; i < pages; ++i) {
+        if ((in_core[i] & 1) == 0) continue;
+        const uintptr_t lo = std::max(begin + i * page, reinterpret_cast<uintptr_t>(data));
+        const uintptr_t hi = std::min(begin + (i + 1) * page, end);
+        resident += hi - lo;
+    }
+    return resident;
+}
 
 std::string ms_text(Duration d) {
     return std::to_string(to_us(d) / kUsPerMs) + " ms";
@@ -322,6 +367,7 @@ void TlsConnection::on_ciphertext(ByteView bytes) {
         }
     }
     feed_ = bytes;
+    note_activity();
     drive();
     keep_leftover();
 }
@@ -346,6 +392,7 @@ void TlsConnection::finish_handshake() {
     }
     state_ = State::kOpen;
     tcp_->cancel_timer();
+    note_activity();  // the handshake's buffers are given back once the connection idles
     spdlog::debug("tls {}: {}", to_string(peer_), protocol());
     if (paused_) tcp_->pause_reading();
     if (callbacks_.on_connected) callbacks_.on_connected();
@@ -416,6 +463,7 @@ bool TlsConnection::write(ByteView data) {
 }
 
 bool TlsConnection::encrypt(ByteView data) {
+    note_activity();
     size_t done = 0;
     while (done < data.size()) {
         const int rc = mbedtls_ssl_write(&ssl_, data.data() + done, data.size() - done);
@@ -463,6 +511,58 @@ void TlsConnection::resume_reading() {
 std::string TlsConnection::protocol() const {
     if (state_ != State::kOpen) return "";
     return std::string(mbedtls_ssl_get_version(&ssl_)) + " " + mbedtls_ssl_get_ciphersuite(&ssl_);
+}
+
+// --- connection: idle record buffers ---------------------------------------------------------
+//
+// mbedTLS 2.28 (Debian's) allocates both record buffers at their full 16 KiB + overhead for
+// the life of the connection, and a signalling server holds one connection per agent that
+// mostly sits idle between pings. kTLS would move them to the kernel, but this kernel has no
+// tls module; MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH is not in Debian's build; and
+// mbedtls_ssl_context_save works for DTLS only. So once a connection has been quiet for a
+// while, and mbedTLS holds no partial record either way, the buffers' pages go back to the
+// kernel; the next record faults in the one or two pages it touches.
+//
+// One timer per idle period, not per record: activity only sets a flag, and the timer, when it
+// fires after a busy period, is armed once more.
+
+void TlsConnection::note_activity() {
+    active_since_timer_ = true;
+    if (idle_timer_armed_ || state_ != State::kOpen) return;
+    if (options_.release_buffers_after <= Duration::zero()) return;
+    idle_timer_armed_ = true;
+    active_since_timer_ = false;
+    std::weak_ptr<TlsConnection> weak = shared_from_this();
+    tcp_->set_timer(options_.release_buffers_after, [weak] {
+        if (auto c = weak.lock()) c->on_idle_timer();
+    });
+}
+
+void TlsConnection::on_idle_timer() {
+    idle_timer_armed_ = false;
+    if (state_ != State::kOpen) return;
+    if (active_since_timer_) {
+        note_activity();  // busy: look again one period later
+        return;
+    }
+    if (release_record_buffers()) ++buffer_releases_;
+}
+
+bool TlsConnection::release_record_buffers() {
+    // Nothing half-read (a partial record, or a record's plaintext not yet handed over) and
+    // nothing half-written.
+    if (mbedtls_ssl_check_pending(&ssl_) != 0 || ssl_.in_left != 0 || ssl_.out_left != 0) {
+        return false;
+    }
+    const bool in = give_back(ssl_.in_buf, MBEDTLS_SSL_IN_BUFFER_LEN);
+    const bool out = give_back(ssl_.out_buf, MBEDTLS_SSL_OUT_BUFFER_LEN);
+    return in || out;
+}
+
+size_t TlsConnection::resident_record_bytes() const {
+    if (!ssl_ready_) return 0;
+    return resident_bytes(ssl_.in_buf, MBEDTLS_SSL_IN_BUFFER_LEN) +
+           resident_bytes(ssl_.out_buf, MBEDTLS_SSL_OUT_BUFFER_LEN);
 }
 
 // --- connection: the end ----------------------------------------------------------------------

@@ -27,6 +27,8 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,7 +50,7 @@ struct TlsClientConfig {
     std::string server_name;
     // RFC 6066 maximum fragment length to ask for (512, 1024, 2048 or 4096; 0 = don't ask).
     // It does not save memory with Debian's mbedTLS 2.28 (buffers are fixed at 16 KiB); see
-    // the measurement in tests/unit/tls_test.cc.
+    // the measurement in tests/unit/tls_test.cc. What does: release_buffers_after below.
     unsigned max_fragment_length = 0;
 };
 
@@ -90,6 +92,11 @@ struct TlsOptions {
     // How long our last records (close_notify, an alert) may take to leave before we close
     // regardless.
     Duration close_linger = std::chrono::seconds(2);
+    // An open connection that has moved no record for between one and two of these gives the
+    // pages of its two 16 KiB record buffers back to the kernel (docs/architecture.md §6: an
+    // idle agent's control connection costs a server about 5 KiB instead of 37). Zero keeps
+    // them resident.
+    Duration release_buffers_after = std::chrono::seconds(1);
 };
 
 struct TlsCallbacks {
@@ -135,6 +142,11 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
     // "TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256" once established.
     std::string protocol() const;
 
+    // Bytes of the record buffers that are resident in memory now (mincore), and how many
+    // times idle buffers were given back: for tests and benchmarks.
+    size_t resident_record_bytes() const;
+    uint64_t buffer_releases() const { return buffer_releases_; }
+
   private:
     enum class State { kIdle, kConnecting, kHandshake, kOpen, kClosing, kClosed };
 
@@ -151,6 +163,9 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
     void keep_leftover();
     bool encrypt(ByteView data);
     void maybe_writable();
+    void note_activity();
+    void on_idle_timer();
+    bool release_record_buffers();
     void fail(const std::string& reason);
     void begin_close(const std::string& reason);
     void deliver_closed(const std::string& reason);
@@ -178,6 +193,9 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
     bool paused_ = false;
     bool write_blocked_ = false;
     std::string close_reason_;
+    bool idle_timer_armed_ = false;
+    bool active_since_timer_ = false;  // a record moved since the idle timer was armed
+    uint64_t buffer_releases_ = 0;
 };
 
 }  // namespace burrow

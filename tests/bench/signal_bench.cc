@@ -69,8 +69,11 @@ constexpr size_t kMaxAgents = 28000;
 constexpr size_t kDefaultWindow = 200;
 constexpr size_t kMaxWindow = 1000;
 // How long the agents sit idle before the server's RSS is read: lets the server finish what
-// registration left pending (log lines, close callbacks of handshake state).
-constexpr auto kIdleTime = 2s;
+// registration left pending (log lines, close callbacks of handshake state), and lets every
+// connection pass one whole idle period, after which the server gives its TLS record buffers
+// back (TlsOptions::release_buffers_after, 1 s: released between 1 and 2 s after the last
+// record).
+constexpr auto kIdleTime = 3s;
 // No new registration for this long means something is stuck: above kDialTimeout (15 s) plus
 // kAuthTimeout (10 s), so a slow dial or auth has timed out and been counted by then.
 constexpr auto kStallTimeout = 30s;

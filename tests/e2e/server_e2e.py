@@ -46,6 +46,8 @@ def case_fingerprint(d):
     printed = subprocess.run([BURROW, "server", "-c", path, "--print-fingerprint"],
                              capture_output=True, text=True, timeout=10)
     assert printed.returncode == 0 and printed.stdout.strip() == logged, printed
+    # The fingerprint alone, for scripts that merge the two streams (burrow-bench signal does).
+    assert printed.stderr == "", printed.stderr
     der = subprocess.run(["openssl", "x509", "-in", os.path.join(d, "server.crt"), "-noout",
                           "-fingerprint", "-sha256"], capture_output=True, text=True, check=True)
     from_file = "sha256:" + der.stdout.split("=", 1)[1].strip().replace(":", "").lower()

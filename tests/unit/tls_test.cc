@@ -562,3 +562,77 @@ TEST_CASE("tls: heap cost of an idle connection", "[memory]") {
     CHECK(mfl.client > plain.client * 9 / 10);
 #endif
 }
+
+// Issue 21: an idle connection gives its record buffers' pages back to the kernel, and keeps
+// working afterwards.
+TEST_CASE("tls: idle record buffers are given back and the connection still works") {
+    TestLoop loop;
+    Server server(loop);
+    server.echo = true;
+    server.options.release_buffers_after = 50ms;
+    TlsOptions options;
+    options.release_buffers_after = 50ms;
+    Client client(loop, server.address(), pinned(server.fingerprint()), options);
+    REQUIRE(loop.run_until([&] { return client.connected; }));
+    // Full-size records touch every page of both buffers on both sides.
+    constexpr size_t kTotal = 256 * 1024;
+    write_all(loop, client, kTotal);
+    REQUIRE(loop.run_until([&] { return client.received.size() == kTotal; }, 10s));
+    auto& peer = *server.first().conn;
+    const size_t busy = client.conn->resident_record_bytes();
+    CHECK(busy > 2 * 16 * 1024);  // both buffers, faulted in by the transfer
+    REQUIRE(loop.run_until([&] { return client.conn->buffer_releases() >= 1; }, 2s));
+    REQUIRE(loop.run_until([&] { return peer.buffer_releases() >= 1; }, 2s));
+    const long page = sysconf(_SC_PAGESIZE);
+    // Each buffer keeps its first partial page and the page holding its tail at most.
+    CHECK(client.conn->resident_record_bytes() <= 4 * static_cast<size_t>(page));
+    CHECK(peer.resident_record_bytes() <= 4 * static_cast<size_t>(page));
+    INFO("resident record bytes: busy " << busy << ", idle "
+                                        << client.conn->resident_record_bytes());
+    // The sequence numbers survived: records still decrypt byte for byte, both ways.
+    client.received.clear();
+    server.first().received.clear();
+    write_all(loop, client, kTotal);
+    REQUIRE(loop.run_until([&] { return client.received.size() == kTotal; }, 10s));
+    const Bytes expected = pattern(0, kTotal);
+    CHECK(client.received == std::string(as_chars(expected)));
+    // And the next idle period gives them back again.
+    const uint64_t releases = client.conn->buffer_releases();
+    REQUIRE(loop.run_until([&] { return client.conn->buffer_releases() > releases; }, 2s));
+    CHECK_FALSE(client.closed);
+}
+
+TEST_CASE("tls: a busy connection keeps its record buffers") {
+    TestLoop loop;
+    Server server(loop);
+    server.echo = true;
+    TlsOptions options;
+    options.release_buffers_after = 100ms;
+    Client client(loop, server.address(), pinned(server.fingerprint()), options);
+    REQUIRE(loop.run_until([&] { return client.connected; }));
+    // A record every 20 ms for 600 ms: never idle for a whole period.
+    for (int i = 0; i < 30; ++i) {
+        REQUIRE(client.conn->write(as_bytes("tick")));
+        loop.run_for(20ms);
+    }
+    CHECK(client.conn->buffer_releases() == 0);
+    REQUIRE(loop.run_until([&] { return client.received.size() == 30 * 4; }));
+    // Quiet from here: released within two periods.
+    REQUIRE(loop.run_until([&] { return client.conn->buffer_releases() == 1; }, 1s));
+}
+
+TEST_CASE("tls: release_buffers_after zero keeps the buffers resident") {
+    TestLoop loop;
+    Server server(loop);
+    server.echo = true;
+    TlsOptions options;
+    options.release_buffers_after = 0ms;
+    Client client(loop, server.address(), pinned(server.fingerprint()), options);
+    REQUIRE(loop.run_until([&] { return client.connected; }));
+    constexpr size_t kTotal = 64 * 1024;
+    write_all(loop, client, kTotal);
+    REQUIRE(loop.run_until([&] { return client.received.size() == kTotal; }, 10s));
+    loop.run_for(300ms);
+    CHECK(client.conn->buffer_releases() == 0);
+    CHECK(client.conn->resident_record_bytes() > 2 * 16 * 1024);
+}
