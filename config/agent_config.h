@@ -22,7 +22,7 @@
 //                                       # the NAT's mapping; host:port, IPv4 or a name, at
 //                                       # most 8, no repeats
 //   # udp_idle_timeout = "60s"          # a UDP flow with no datagram for this long ends (1s-1h)
-//   # port_mapping = true               # ask the gateway (UPnP IGD, NAT-PMP) to map the UDP
+//   # port_mapping = true               # ask the gateway (UPnP IGD, PCP, NAT-PMP) to map the UDP
 //                                       # port; the public address becomes a candidate any
 //                                       # peer can reach, even behind a symmetric NAT
 //

@@ -13,7 +13,7 @@
 //   TCP            ConnectTcp -> on_tcp_connected | on_tcp_connect_failed;  TcpFlush,
 //                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
 //                  TcpReset (tunnel/stream_pipe.h says what each means)
-//   the gateway    MapPort (UPnP IGD / NAT-PMP; blocking libraries, run off the loop) ->
+//   the gateway    MapPort (UPnP IGD / PCP / NAT-PMP; blocking libraries, run off the loop) ->
 //                  on_port_mapping_result for a kMap (a kDelete is not answered)
 //   the process    Log (one line), Exit
 //   the admin      DoctorResult (answers doctor(); src/ replies to the waiting HTTP request)

@@ -113,7 +113,7 @@ using UdpToken = std::array<uint8_t, kUdpTokenSize>;
 using RelayToken = std::array<uint8_t, kRelayTokenSize>;
 
 // kMapped: a public address the agent's gateway mapped to its session socket on request (UPnP IGD
-// or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
+// PCP or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
 // reach it, even one behind a symmetric NAT.
 enum class CandidateKind : uint8_t {
     kHost = 1,

@@ -14,10 +14,10 @@ std::string port_mapping_finding(const DoctorSideView& a, const DoctorSideView& 
         if (!s->mapped) continue;
         if (!out.empty()) out += "; ";
         out += s->name + "'s router mapped " + to_string(*s->mapped) +
-               " (UPnP IGD or NAT-PMP), yet no direct path came through it";
+               " (UPnP IGD, PCP or NAT-PMP), yet no direct path came through it";
     }
     if (!out.empty()) return out;
-    return "no port mapping on either router (UPnP IGD and NAT-PMP did not answer, or "
+    return "no port mapping on either router (UPnP IGD, PCP and NAT-PMP did not answer, or "
            "port_mapping = false)";
 }
 
@@ -194,8 +194,8 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
             if (self_sym && peer_sym) {
                 v.findings.push_back("both NATs map per destination (symmetric, random ports)");
                 v.findings.push_back(port_mapping_finding(v.self, v.peer));
-                v.advice.push_back("a relay is expected for symmetric/symmetric; enable UPnP IGD "
-                                   "or NAT-PMP on one router (burrow asks for a mapping unless "
+                v.advice.push_back("a relay is expected for symmetric/symmetric; enable UPnP IGD, "
+                                   "PCP or NAT-PMP on one router (burrow asks for a mapping unless "
                                    "port_mapping = false) or " +
                                    forward_advice(v.self));
             } else if (self_sym != peer_sym && (self_ei || peer_ei)) {

@@ -39,7 +39,7 @@ struct DoctorSideView {
     // heard no UDP from it.
     bool udp_blocked = false;
     std::optional<uint16_t> udp_port;  // its host candidates' port: the one to forward
-    std::optional<SocketAddress> mapped;  // the address its gateway mapped (UPnP IGD, NAT-PMP)
+    std::optional<SocketAddress> mapped;  // the address its gateway mapped (UPnP IGD, PCP, NAT-PMP)
     size_t candidates = 0;             // it had registered
     size_t tried = 0;                  // of the other side's addresses, it probed
     double report_age_s = 0;

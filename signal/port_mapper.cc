@@ -11,6 +11,8 @@ const char* to_string(PortMapProtocol p) {
             return "UPnP IGD";
         case PortMapProtocol::kNatPmp:
             return "NAT-PMP";
+        case PortMapProtocol::kPcp:
+            return "PCP";
     }
     return "?";
 }

@@ -1,5 +1,5 @@
 // PortMapper: when the agent asks its gateway for a UDP port mapping of its session socket
-// (UPnP IGD or NAT-PMP), sans-IO. The protocols' libraries block, so src/ runs each request off
+// (UPnP IGD, PCP or NAT-PMP), sans-IO. The protocols' libraries block, so src/ runs each request off
 // the loop (src/port_mapping.h) and reports the answer with on_result(); this object decides
 // when to ask, when to renew, when to give up and when to delete.
 //
@@ -28,8 +28,8 @@
 
 namespace burrow {
 
-enum class PortMapProtocol : uint8_t { kUpnpIgd, kNatPmp };
-// "UPnP IGD", "NAT-PMP".
+enum class PortMapProtocol : uint8_t { kUpnpIgd, kNatPmp, kPcp };
+// "UPnP IGD", "NAT-PMP", "PCP".
 const char* to_string(PortMapProtocol p);
 
 // What we ask for: Tailscale's portmapper asks NAT-PMP and PCP for 7200 s too; long enough that
@@ -55,7 +55,7 @@ struct PortMappingGranted {
 };
 struct PortMappingResult {
     std::optional<PortMappingGranted> granted;  // nullopt: no protocol gave a mapping
-    // Why not, one line per protocol asked ("UPnP IGD: no IGD found; NAT-PMP: timed out").
+    // Why not, one line per protocol asked ("UPnP IGD: no IGD found; PCP: no answer from 10.0.1.1").
     std::string detail;
 };
 
@@ -65,7 +65,7 @@ struct PortMapRequest {
     uint16_t internal_port = 0;
     Duration lease = kPortMappingLease;
     // A renewal or a delete goes to the protocol (and port) that granted the mapping; a first
-    // ask tries UPnP IGD, then NAT-PMP.
+    // ask tries UPnP IGD, then PCP, then NAT-PMP.
     std::optional<PortMapProtocol> protocol;
     uint16_t external_port = 0;
 };

@@ -359,7 +359,7 @@ class Agent {
                     });
                 });
     }
-    // UPnP IGD and NAT-PMP block: the request runs on libuv's thread pool. uv_run does not
+    // UPnP IGD, PCP and NAT-PMP block: the request runs on libuv's thread pool. uv_run does not
     // return while it is out, so a delete queued as the agent stops still reaches the gateway.
     struct PortMapWork {
         uv_work_t req{};

@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
                          "a standard STUN server HOST:PORT to ask as well (repeatable; with -c "
                          "the config's [agent] stun_servers)");
     netcheck->add_flag("--no-port-mapping", netcheck_options.no_port_mapping,
-                       "do not ask the gateway for UPnP IGD / NAT-PMP (also with -c and "
+                       "do not ask the gateway for UPnP IGD / PCP / NAT-PMP (also with -c and "
                        "[agent] port_mapping = false)");
 
     burrow::StatusOptions status_options;

@@ -299,6 +299,7 @@ int run_netcheck(const NetcheckOptions& options) {
         gateway_probe.join();
         if (ask_gateway) {
             std::printf("upnp igd       %s\n", gateway.upnp.c_str());
+            std::printf("pcp            %s\n", gateway.pcp.c_str());
             std::printf("nat-pmp        %s\n", gateway.natpmp.c_str());
         } else {
             std::printf("port mapping   not asked (port_mapping = false or --no-port-mapping)\n");

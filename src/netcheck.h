@@ -29,7 +29,7 @@ struct NetcheckOptions {
     // Standard STUN servers (HOST:PORT, at most kMaxStunServers); with -c and none given, the
     // config's [agent] stun_servers.
     std::vector<std::string> stun_servers;
-    // Do not ask the gateway whether UPnP IGD or NAT-PMP answer (also when -c's config says
+    // Do not ask the gateway whether UPnP IGD, PCP or NAT-PMP answer (also when -c's config says
     // port_mapping = false).
     bool no_port_mapping = false;
 };

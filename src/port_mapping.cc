@@ -7,7 +7,12 @@
 // Debian's libnatpmp exports strnatpmperr; the header declares it only when asked.
 #define ENABLE_STRNATPMPERR
 #include <natpmp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sodium.h>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -95,7 +100,92 @@ std::string gateway_text(in_addr_t gw) {
     return buf;
 }
 
+// The default gateway, as libnatpmp finds it (it reads the routing table; no packet is sent).
+std::optional<in_addr_t> default_gateway() {
+    natpmp_t n{};
+    if (initnatpmp(&n, 0, 0) < 0) return std::nullopt;
+    const in_addr_t gw = n.gateway;
+    closenatpmp(&n);
+    return gw;
+}
+
+// A UDP socket connected to the gateway's PCP port, and our address as the gateway sees it
+// (the PCP client address every request carries, §8.1).
+struct PcpSocket {
+    int fd = -1;
+    std::string gateway;
+    SocketAddress client;
+    ~PcpSocket() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+bool pcp_open(PcpSocket& s, std::string& why) {
+    const auto gw = default_gateway();
+    if (!gw) {
+        why = "no default gateway";
+        return false;
+    }
+    s.gateway = gateway_text(*gw);
+    s.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(kPcpServerPort);
+    to.sin_addr.s_addr = *gw;
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    if (s.fd < 0 || ::connect(s.fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0 ||
+        ::getsockname(s.fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+        why = std::string("socket to ") + s.gateway + ": " + std::strerror(errno);
+        return false;
+    }
+    std::array<uint8_t, 4> ip{};
+    std::memcpy(ip.data(), &local.sin_addr.s_addr, 4);
+    s.client = SocketAddress::ipv4(ip, ntohs(local.sin_port));
+    return true;
+}
+
+// Sends request and waits for the datagram accept() takes, resending at 250 ms doubling until
+// kNatPmpWait has passed (or cancelled turns true, checked every kCancelCheck). An ICMP port
+// unreachable (nothing listens on 5351) ends the wait at once.
+enum class PcpWait : uint8_t { kAnswered, kSilent, kRefused, kCancelled };
+template <typename Accept>
+PcpWait pcp_exchange(const PcpSocket& s, ByteView request, const std::atomic<bool>* cancelled,
+                     Accept accept) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + kNatPmpWait;
+    auto interval = std::chrono::duration_cast<clock::duration>(kPcpFirstRetry);
+    auto next_send = clock::now();
+    std::array<uint8_t, kPcpMaxPacket + 4> buf{};
+    for (;;) {
+        if (cancelled != nullptr && *cancelled) return PcpWait::kCancelled;
+        const auto now = clock::now();
+        if (now >= deadline) return PcpWait::kSilent;
+        if (now >= next_send) {
+            if (::send(s.fd, request.data(), request.size(), 0) < 0 && errno == ECONNREFUSED) {
+                return PcpWait::kRefused;
+            }
+            next_send = now + interval;
+            interval *= 2;
+        }
+        const auto until = std::min({deadline, next_send, now + kCancelCheck});
+        pollfd p{s.fd, POLLIN, 0};
+        const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+        if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(wait_ms.count(), 1))) <= 0) continue;
+        const ssize_t n = ::recv(s.fd, buf.data(), buf.size(), 0);
+        if (n < 0) {
+            if (errno == ECONNREFUSED) return PcpWait::kRefused;
+            continue;
+        }
+        if (accept(ByteView(buf.data(), static_cast<size_t>(n)))) return PcpWait::kAnswered;
+    }
+}
+
 }  // namespace
+
+PortMappingGateway::PortMappingGateway() {
+    randombytes_buf(pcp_nonce_.data(), pcp_nonce_.size());
+}
 
 PortMappingResult PortMappingGateway::run(const PortMapRequest& request) {
     if (request.op == PortMapRequest::Op::kDelete) {
@@ -106,19 +196,32 @@ PortMappingResult PortMappingGateway::run(const PortMapRequest& request) {
 }
 
 PortMappingResult PortMappingGateway::map(const PortMapRequest& request) {
-    std::string upnp_why, natpmp_why;
-    if (!request.protocol || *request.protocol == PortMapProtocol::kUpnpIgd) {
+    std::string upnp_why, pcp_why, natpmp_why;
+    const auto asks = [&](PortMapProtocol p) { return !request.protocol || *request.protocol == p; };
+    if (asks(PortMapProtocol::kUpnpIgd)) {
         PortMappingResult r = map_upnp(request, upnp_why);
         if (r.granted) return r;
     }
     if (cancelled_) return PortMappingResult{std::nullopt, "the agent is stopping"};
-    if (!request.protocol || *request.protocol == PortMapProtocol::kNatPmp) {
+    bool port_5351_silent = false;
+    if (asks(PortMapProtocol::kPcp)) {
+        PortMappingResult r = map_pcp(request, pcp_why, port_5351_silent);
+        if (r.granted) return r;
+    }
+    if (cancelled_) return PortMappingResult{std::nullopt, "the agent is stopping"};
+    // NAT-PMP listens where PCP does: when nothing answered there, it will not either.
+    if (asks(PortMapProtocol::kNatPmp) && !(port_5351_silent && !request.protocol)) {
         PortMappingResult r = map_natpmp(request, natpmp_why);
         if (r.granted) return r;
     }
     std::string detail;
-    if (!upnp_why.empty()) detail = "UPnP IGD: " + upnp_why;
-    if (!natpmp_why.empty()) detail += (detail.empty() ? "" : "; ") + ("NAT-PMP: " + natpmp_why);
+    const auto add = [&](const char* name, const std::string& why) {
+        if (why.empty()) return;
+        detail += (detail.empty() ? "" : "; ") + std::string(name) + ": " + why;
+    };
+    add("UPnP IGD", upnp_why);
+    add("PCP", pcp_why);
+    add("NAT-PMP", natpmp_why);
     return PortMappingResult{std::nullopt, detail};
 }
 
@@ -202,6 +305,66 @@ PortMappingResult PortMappingGateway::map_upnp(const PortMapRequest& request, st
                              ""};
 }
 
+PortMappingResult PortMappingGateway::map_pcp(const PortMapRequest& request, std::string& why,
+                                                bool& silent) {
+    PcpSocket s;
+    if (!pcp_open(s, why)) return {};
+    PcpMapRequest ask;
+    ask.nonce = pcp_nonce_;
+    ask.client = s.client;
+    ask.internal_port = request.internal_port;
+    ask.suggested_external_port =
+        request.external_port != 0 ? request.external_port : request.internal_port;
+    ask.lifetime_s = static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(request.lease).count());
+    std::optional<PcpMapResponse> answer;
+    bool natpmp_only = false;
+    const PcpWait waited = pcp_exchange(s, encode_pcp_map(ask), &cancelled_, [&](ByteView d) {
+        auto decoded = decode_pcp_map_response(d, ask);
+        if (auto* r = std::get_if<PcpMapResponse>(&decoded)) {
+            answer = *r;
+            return true;
+        }
+        natpmp_only = std::get<PcpDecodeError>(decoded) == PcpDecodeError::kNatPmpOnly;
+        if (!natpmp_only) {
+            spdlog::debug("port mapping: PCP from {}: {}", s.gateway,
+                          to_string(std::get<PcpDecodeError>(decoded)));
+        }
+        return natpmp_only;  // anything else: keep waiting for our answer
+    });
+    switch (waited) {
+        case PcpWait::kCancelled:
+            why = "the agent is stopping";
+            return {};
+        case PcpWait::kSilent:
+            silent = true;
+            why = "no answer from " + s.gateway;
+            return {};
+        case PcpWait::kRefused:
+            silent = true;
+            why = s.gateway + " refuses port " + std::to_string(kPcpServerPort);
+            return {};
+        case PcpWait::kAnswered:
+            break;
+    }
+    if (natpmp_only) {
+        why = s.gateway + " speaks NAT-PMP only";
+        return {};
+    }
+    if (answer->result != 0) {
+        why = s.gateway + " refused: " + pcp_result_text(answer->result);
+        return {};
+    }
+    if (answer->external.v6 || answer->external.port == 0) {
+        why = s.gateway + " assigned " + to_string(answer->external) + ", not an IPv4 address";
+        return {};
+    }
+    return PortMappingResult{PortMappingGranted{PortMapProtocol::kPcp, s.gateway,
+                                                answer->external,
+                                                std::chrono::seconds(answer->lifetime_s)},
+                             ""};
+}
+
 PortMappingResult PortMappingGateway::map_natpmp(const PortMapRequest& request, std::string& why) {
     natpmp_t n{};
     int rc = initnatpmp(&n, 0, 0);
@@ -266,6 +429,35 @@ void PortMappingGateway::remove(const PortMapRequest& request) {
         }
         return;
     }
+    if (request.protocol == PortMapProtocol::kPcp) {
+        // §15: a MAP with lifetime 0 and our nonce deletes the mapping.
+        PcpSocket s;
+        std::string why;
+        if (!pcp_open(s, why)) {
+            spdlog::debug("port mapping: PCP delete: {}", why);
+            return;
+        }
+        PcpMapRequest del;
+        del.nonce = pcp_nonce_;
+        del.client = s.client;
+        del.internal_port = request.internal_port;
+        del.suggested_external_port = request.external_port;
+        del.lifetime_s = 0;
+        std::optional<PcpMapResponse> answer;
+        pcp_exchange(s, encode_pcp_map(del), nullptr, [&](ByteView d) {
+            auto decoded = decode_pcp_map_response(d, del);
+            if (auto* r = std::get_if<PcpMapResponse>(&decoded)) answer = *r;
+            return answer.has_value();
+        });
+        if (answer && answer->result == 0) {
+            spdlog::info("port mapping: deleted UDP port {} at {}", request.external_port,
+                         s.gateway);
+        } else {
+            spdlog::debug("port mapping: PCP delete at {}: {}", s.gateway,
+                          answer ? pcp_result_text(answer->result) : "no answer");
+        }
+        return;
+    }
     natpmp_t n{};
     if (initnatpmp(&n, 0, 0) < 0) return;
     natpmpresp_t response{};
@@ -308,6 +500,37 @@ PortMappingProbe probe_port_mapping() {
             p.upnp = found == 0 ? "no IGD found" : "a UPnP device answered, but it is no IGD";
         }
         if (found != 0) FreeUPNPUrls(&urls);
+    }
+    {
+        PcpSocket s;
+        std::string why;
+        std::optional<std::variant<uint8_t, PcpDecodeError>> answer;
+        if (pcp_open(s, why)) {
+            const PcpWait waited =
+                pcp_exchange(s, encode_pcp_announce(s.client), nullptr, [&](ByteView d) {
+                    auto decoded = decode_pcp_announce_response(d);
+                    if (auto* e = std::get_if<PcpDecodeError>(&decoded);
+                        e != nullptr && *e == PcpDecodeError::kNotOurs) {
+                        return false;
+                    }
+                    answer = decoded;
+                    return true;
+                });
+            if (waited == PcpWait::kSilent) why = "no answer from " + s.gateway;
+            if (waited == PcpWait::kRefused) {
+                why = s.gateway + " refuses port " + std::to_string(kPcpServerPort);
+            }
+        }
+        if (answer) {
+            if (auto* result = std::get_if<uint8_t>(&*answer)) {
+                p.pcp_ok = *result == 0;
+                p.pcp = s.gateway + (p.pcp_ok ? " answers" : ": " + pcp_result_text(*result));
+            } else {
+                p.pcp = s.gateway + ": " + to_string(std::get<PcpDecodeError>(*answer));
+            }
+        } else {
+            p.pcp = why;
+        }
     }
     natpmp_t n{};
     int rc = initnatpmp(&n, 0, 0);

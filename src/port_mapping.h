@@ -1,8 +1,12 @@
-// The gateway's side of signal/port_mapper.h: UPnP IGD through libminiupnpc and NAT-PMP through
-// libnatpmp. Both libraries block (SSDP discovery waits its whole window, SOAP calls are
-// blocking HTTP, NAT-PMP waits for replies), so every call here runs on libuv's thread pool
-// (uv_queue_work in src/agent_runtime.cc), never on the loop. PCP (RFC 6887) is not spoken:
-// miniupnpd and most home routers that speak PCP answer NAT-PMP too.
+// The gateway's side of signal/port_mapper.h: UPnP IGD through libminiupnpc, PCP (RFC 6887)
+// with our own codec (signal/pcp.h) on a plain UDP socket, and NAT-PMP through libnatpmp. All
+// of them block (SSDP discovery waits its whole window, SOAP calls are blocking HTTP, PCP and
+// NAT-PMP wait for replies), so every call here runs on libuv's thread pool (uv_queue_work in
+// src/agent_runtime.cc), never on the loop.
+//
+// Order: UPnP IGD, then PCP, then NAT-PMP. PCP and NAT-PMP share the gateway's port 5351: a
+// NAT-PMP-only gateway answers our PCP request with a version 0 packet (RFC 6887 §9), and then we
+// ask with NAT-PMP; a gateway that answers neither is not asked twice.
 #pragma once
 
 #include <atomic>
@@ -11,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "signal/pcp.h"
 #include "signal/port_mapper.h"
 
 namespace burrow {
@@ -20,15 +25,18 @@ namespace burrow {
 // during it waits for the rest of it (a blocking call cannot be cancelled).
 inline constexpr int kUpnpDiscoverMs = 2000;
 // NAT-PMP retries at 250 ms doubling up to 9 times (RFC 6886 §3.1, about 2 min); a gateway that
-// has not answered within this never will on a LAN.
+// has not answered within this never will on a LAN. PCP (RFC 6887 §8.1.1: first retry after 3 s,
+// then forever) gets the same: sends at 0, 250, 750 and 1750 ms, then we give up.
 inline constexpr auto kNatPmpWait = std::chrono::seconds(2);
+inline constexpr auto kPcpFirstRetry = std::chrono::milliseconds(250);
 
 // What the last successful UPnP ask found, so a renewal or the delete at exit need not
 // discover again. One request runs at a time (the core waits for each answer), but the cache
 // is shared with the worker thread, so it has its own lock.
 class PortMappingGateway {
   public:
-    // Blocking. kMap: UPnP IGD first, then NAT-PMP (or only the protocol the request names).
+    PortMappingGateway();
+    // Blocking. kMap: UPnP IGD, PCP, NAT-PMP in turn (or only the protocol the request names).
     PortMappingResult map(const PortMapRequest& request);
     // Blocking, best effort: failures are logged at debug level (the lease ends it anyway).
     void remove(const PortMapRequest& request);
@@ -47,11 +55,16 @@ class PortMappingGateway {
     };
     PortMappingResult map_upnp(const PortMapRequest& request, std::string& why);
     PortMappingResult map_natpmp(const PortMapRequest& request, std::string& why);
+    // silent: nothing answered on port 5351 at all (so NAT-PMP need not be asked).
+    PortMappingResult map_pcp(const PortMapRequest& request, std::string& why, bool& silent);
     std::optional<UpnpIgd> discover_igd(std::string& why);
 
     std::atomic<bool> cancelled_{false};
     std::mutex mutex_;
     std::optional<UpnpIgd> igd_;
+    // PCP's mapping nonce (RFC 6887 §11.2): one per agent, so renewals and the delete name the
+    // mapping we made. Only the worker thread running a request touches it after construction.
+    PcpNonce pcp_nonce_{};
 };
 
 // What `burrow netcheck` prints: does UPnP IGD answer, does NAT-PMP (the public address each
@@ -61,6 +74,8 @@ struct PortMappingProbe {
     bool upnp_ok = false;
     std::string natpmp;  // the same for NAT-PMP
     bool natpmp_ok = false;
+    std::string pcp;  // PCP (an ANNOUNCE): "10.0.1.1 answers (epoch 42 s)" or why not
+    bool pcp_ok = false;
 };
 PortMappingProbe probe_port_mapping();
 

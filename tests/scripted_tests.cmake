@@ -149,6 +149,14 @@ if(Python3_FOUND)
                      $<TARGET_FILE:burrow> --check-paths --doctor --pairs upnp-symmetric/symmetric)
     set_tests_properties(natlab/port_mapping PROPERTIES LABELS natlab TIMEOUT 120
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # The same with the router's UPnP off: the agent falls through to PCP (RFC 6887, our own
+    # codec), which miniupnpd answers on port 5351; the log must name PCP, and the clean stop
+    # deletes the mapping with a zero-lifetime MAP.
+    add_test(NAME natlab/port_mapping_pcp
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --pairs pcp-symmetric/symmetric)
+    set_tests_properties(natlab/port_mapping_pcp PROPERTIES LABELS natlab TIMEOUT 120
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 19: NATs that forget an idle UDP mapping after 5 s (the pair stays on the relay): a
     # request after 60 s idle is answered within 1 s. And a server restart in the middle of a
     # relayed transfer: byte-exact, no forwarded connection reset.

@@ -91,7 +91,7 @@ struct PunchPlan {
     std::optional<SocketAddress> reflexive;  // the peer's server-reflexive address
     NatMapping ours = NatMapping::kUnknown;
     NatMapping theirs = NatMapping::kUnknown;
-    // The peer's gateway-mapped address (UPnP IGD, NAT-PMP; also among candidates).
+    // The peer's gateway-mapped address (UPnP IGD, PCP, NAT-PMP; also among candidates).
     std::optional<SocketAddress> mapped = std::nullopt;
 };
 
@@ -103,7 +103,7 @@ inline constexpr Duration kPunchVerdictAfter = std::chrono::seconds(20);
 // Where the first direct path led, as ICE names candidates (RFC 8445 §5.1.1): one of the peer's
 // host addresses, its server-reflexive address, an address learned from its probes
 // (peer-reflexive), a mapping found by the birthday technique (spray or birthday sockets), or
-// the mapping the peer's gateway made for it on request (UPnP IGD, NAT-PMP).
+// the mapping the peer's gateway made for it on request (UPnP IGD, PCP, NAT-PMP).
 enum class DirectSource : uint8_t { kHost, kServerReflexive, kPeerReflexive, kBirthday, kMapped };
 // "host", "srflx", "prflx", "birthday", "mapped".
 const char* to_string(DirectSource s);

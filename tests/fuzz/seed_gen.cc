@@ -13,6 +13,7 @@
 #include <string>
 
 #include "signal/control.h"
+#include "signal/pcp.h"
 #include "signal/stun.h"
 #include "tests/fuzz/fuzz_fixtures.h"
 #include "tests/fuzz/fuzz_pair.h"
@@ -144,6 +145,36 @@ void stun_seeds() {
     mapped.insert(mapped.end(), mapped_attr.begin(), mapped_attr.end());
     seeds.push_back(mapped);
     write_seeds("stun", seeds);
+}
+
+// pcp_fuzz's input: the request's nonce and internal port, then the gateway's datagram.
+void pcp_seeds() {
+    PcpMapRequest sent;
+    for (size_t i = 0; i < sent.nonce.size(); ++i) sent.nonce[i] = static_cast<uint8_t>(i + 1);
+    sent.client = SocketAddress::ipv4({10, 0, 1, 2}, 0);
+    sent.internal_port = 41641;
+    auto seed = [&](const Bytes& datagram) {
+        Bytes s(sent.nonce.begin(), sent.nonce.end());
+        s.push_back(static_cast<uint8_t>(sent.internal_port >> 8));
+        s.push_back(static_cast<uint8_t>(sent.internal_port));
+        s.insert(s.end(), datagram.begin(), datagram.end());
+        return s;
+    };
+    std::vector<Bytes> seeds;
+    PcpMapResponse ok;
+    ok.lifetime_s = 7200;
+    ok.epoch_s = 5;
+    ok.external = SocketAddress::ipv4({100, 128, 0, 11}, 44001);
+    seeds.push_back(seed(encode_pcp_map_response(ok, sent)));
+    PcpMapResponse v6 = ok;
+    v6.external = *parse_socket_address("[2001:db8::7]:41000");
+    seeds.push_back(seed(encode_pcp_map_response(v6, sent)));
+    PcpMapResponse refused;
+    refused.result = 8;
+    seeds.push_back(seed(encode_pcp_map_response(refused, sent)));
+    seeds.push_back(seed({0x00, 0x81, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00}));  // NAT-PMP only
+    seeds.push_back(seed(encode_pcp_announce(sent.client)));
+    write_seeds("pcp", seeds);
 }
 
 std::vector<ControlMessage> control_messages() {
@@ -442,6 +473,7 @@ int main(int argc, char** argv) {
     g_root = argv[1];
     frame_seeds();
     stun_seeds();
+    pcp_seeds();
     control_seeds();
     handshake_seeds();
     probe_seeds();

@@ -62,14 +62,18 @@ FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
 KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
-         "cgnat-symmetric", "upnp-symmetric")
+         "cgnat-symmetric", "upnp-symmetric", "pcp-symmetric")
 # A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
 DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
 
 
-# A router that also runs miniupnpd (UPnP IGD and NAT-PMP; issue 16): its netfilter kind, and
-# the MINIUPNPD chains miniupnpd fills. natlab.py starts miniupnpd itself (upnp_config()).
-UPNP_KINDS = {"upnp-symmetric": "symmetric"}
+# A router that also runs miniupnpd (issue 16): its netfilter kind, and the MINIUPNPD chains
+# miniupnpd fills. natlab.py starts miniupnpd itself (upnp_config()). upnp-symmetric speaks UPnP
+# IGD, PCP and NAT-PMP, so the agent's first choice, UPnP IGD, maps; pcp-symmetric has UPnP off
+# and answers PCP and NAT-PMP on port 5351, so the agent maps with PCP, its second choice.
+UPNP_KINDS = {"upnp-symmetric": "symmetric", "pcp-symmetric": "symmetric"}
+# The protocol the agent's "port mapping: ... gave" line must name behind each of them.
+UPNP_PROTOCOLS = {"upnp-symmetric": "UPnP IGD", "pcp-symmetric": "PCP"}
 # miniupnpd 2.3 refuses to map anything when its WAN address is reserved ("Reserved / private IP
 # address ... Port forwarding is impossible"), and TEST-NET-2 is reserved; it has no switch to
 # allow it before 2.3.4. So such a router's WAN gets an address outside every reserved block,
@@ -87,14 +91,16 @@ def outer_kind(kind):
     return DOUBLE_NATS[kind][1] if kind in DOUBLE_NATS else kind
 
 
-def upnp_config(lan_net, pid_file):
-    """miniupnpd's config for a router of a UPNP_KINDS kind: UPnP IGD and NAT-PMP on the LAN
-    side, mappings on the WAN, only for the LAN's hosts (secure_mode: each for itself)."""
+def upnp_config(lan_net, pid_file, kind="upnp-symmetric"):
+    """miniupnpd's config for a router of a UPNP_KINDS kind: UPnP IGD (not for pcp-symmetric),
+    and PCP with NAT-PMP (miniupnpd's enable_natpmp switches on both) on the LAN side, mappings
+    on the WAN, only for the LAN's hosts (secure_mode: each for itself)."""
+    upnp = "no" if kind == "pcp-symmetric" else "yes"
     return f"""ext_ifname=wan
 listening_ip=lan
 port=0
 enable_natpmp=yes
-enable_upnp=yes
+enable_upnp={upnp}
 secure_mode=yes
 system_uptime=yes
 uuid=6f1c3b1e-16a0-4b57-9e9b-b1a4f5c0de16

@@ -54,6 +54,7 @@ EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, haz
     # Its router's rules are legacy iptables with miniupnpd's (empty) chains first; until a
     # client asks for a mapping it must be the symmetric NAT it is named after.
     "upnp-symmetric": ("per-destination", False, False, False),
+    "pcp-symmetric": ("per-destination", False, False, False),
 }
 # shared: a stranger on the internet beside the server and the NAT (TEST-NET-2, as the lab).
 SHARED_STRANGER_IP = f"{lab.INET_NET}.99"

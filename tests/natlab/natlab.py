@@ -11,7 +11,8 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
               NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
               upnp-symmetric (a symmetric NAT whose router runs miniupnpd, started by this
               script with its own config: the agent's mapped candidate must take the pair
-              direct, the other side's log must name it, and a clean stop must delete it)
+              direct, the other side's log must name it, and a clean stop must delete it),
+              pcp-symmetric (the same with miniupnpd's UPnP off: the agent maps with PCP)
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
@@ -159,7 +160,7 @@ def expected_mapping(kind, family="v4"):
 
 REGISTERED = r"registered with the server as {} \(nat (?P<nat>[a-z-]+)"
 # The agent's one line for what its gateway gave (signal/port_mapper.h).
-PORT_MAPPED = (r"port mapping: (?P<protocol>UPnP IGD|NAT-PMP) at (?P<gateway>\S+) gave "
+PORT_MAPPED = (r"port mapping: (?P<protocol>UPnP IGD|PCP|NAT-PMP) at (?P<gateway>\S+) gave "
                r"(?P<external>\S+) for (?P<lease>\S+)")
 PORT_MAPPING_TIMEOUT_S = 10.0  # SSDP discovery's 2 s window, SOAP calls on a LAN
 # miniupnpd is up once it listens for NAT-PMP (its last start-up line).
@@ -416,6 +417,24 @@ def path_events(proc, peer):
     return sorted(events)
 
 
+# `burrow netcheck`'s gateway lines ("upnp igd       10.0.1.1 (external 100.128.0.11)", "pcp
+# ...", "nat-pmp ..."), and what each says when its protocol answers.
+NETCHECK_GATEWAY = re.compile(r"^(upnp igd|pcp|nat-pmp) +(.*)$", re.M)
+NETCHECK_ANSWERED = {"UPnP IGD": ("upnp igd", r"\(external "), "PCP": ("pcp", r" answers$")}
+
+
+def netcheck_gateway(world, the_lab, agent, families):
+    """Runs `burrow netcheck -c AGENT.toml` beside the agent (after its stop, so the router is
+    asked afresh): the line for the protocol its router offers must say it answered."""
+    kind = the_lab.kinds[agent]
+    r = subprocess.run(["ip", "netns", "exec", the_lab.agent_ns[agent], world.burrow, "netcheck",
+                        "-c", world.config(agent, families[agent], None)],
+                       capture_output=True, text=True, timeout=60)
+    lines = dict(NETCHECK_GATEWAY.findall(r.stdout))
+    name, answered = NETCHECK_ANSWERED[lab.UPNP_PROTOCOLS[kind]]
+    return {"lines": lines, "answered": bool(re.search(answered, lines.get(name, "")))}
+
+
 def status_path(world, ns, peer, field="kind"):
     """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...),
     or another field of path ("family", "address"); None when the agent does not say."""
@@ -589,7 +608,7 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         conf = os.path.join(pair_dir, f"miniupnpd-{agent}.conf")
         pid = os.path.join(pair_dir, f"miniupnpd-{agent}.pid")
         with open(conf, "w") as f:
-            f.write(lab.upnp_config(lab.LAN_NETS[agent], pid))
+            f.write(lab.upnp_config(lab.LAN_NETS[agent], pid, the_lab.kinds[agent]))
         p = spawn(f"miniupnpd-{agent}", the_lab.nat_ns[agent],
                   [shutil.which("miniupnpd"), "-d", "-f", conf, "-P", pid])
         p.wait_for(MINIUPNPD_READY, REGISTER_TIMEOUT_S)
@@ -664,7 +683,10 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                     "protocol": m.group("protocol"), "external": m.group("external"),
                     "lease": m.group("lease"),
                     "after_s": round(t - procs[agent].started, 3)}
-                if not m.group("external").startswith(lab.UPNP_WAN_IPS[agent] + ":"):
+                if m.group("protocol") != lab.UPNP_PROTOCOLS[kind]:
+                    res["error"] = (f"{agent} mapped with {m.group('protocol')}, not "
+                                    f"{lab.UPNP_PROTOCOLS[kind]} as its router offers")
+                elif not m.group("external").startswith(lab.UPNP_WAN_IPS[agent] + ":"):
                     res["lab_error"] = (f"{agent}'s mapping {m.group('external')} is not on its "
                                         f"router's WAN address {lab.UPNP_WAN_IPS[agent]}")
         if world.stun_server:
@@ -777,6 +799,7 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             p = procs[mapped_side[0]]
             p.stop()
             res["mapping_deleted"] = p.count(r"port mapping: deleted UDP port") > 0
+            res["netcheck_gateway"] = netcheck_gateway(world, the_lab, mapped_side[0], families)
         res["logs"] = pair_dir
         if opts.keep:
             kept = True
@@ -923,6 +946,9 @@ def verdict(res, check_paths):
         problems.append("direct, but not by the mapped candidate: " + str(res["technique"]))
     if res.get("mapping_deleted") is False:
         problems.append("mapping not deleted at exit")
+    if "netcheck_gateway" in res and not res["netcheck_gateway"]["answered"]:
+        problems.append("burrow netcheck: the router's protocol did not answer: " +
+                        str(res["netcheck_gateway"]["lines"]))
     problems += res.get("fault_problems", [])
     problems += res.get("doctor_problems", [])
     return problems

@@ -108,7 +108,7 @@ TEST_CASE("doctor in the simulator: the verdict matches the pair") {
                 CHECK(v.self.nat == "per-destination");
                 CHECK(v.peer.nat == "per-destination");
                 CHECK(contains(v.text, "both NATs map per destination"));
-                CHECK(contains(v.text, "UPnP IGD or NAT-PMP"));
+                CHECK(contains(v.text, "UPnP IGD, PCP or NAT-PMP"));
                 CHECK(v.udp_blocked.empty());
             } else {
                 CHECK(v.udp_blocked == std::vector<std::string>{"nas"});

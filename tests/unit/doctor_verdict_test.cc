@@ -69,7 +69,7 @@ TEST_CASE("verdict: symmetric/symmetric on the relay names both NATs and suggest
     CHECK(starts_with(v.text, "relayed (relay-udp): both NATs map per destination (symmetric"));
     CHECK(has(v.findings, "no port mapping on either router"));
     CHECK(has(v.advice, "relay is expected for symmetric/symmetric"));
-    CHECK(has(v.advice, "UPnP IGD or NAT-PMP"));
+    CHECK(has(v.advice, "UPnP IGD, PCP or NAT-PMP"));
     CHECK(has(v.advice, "forward UDP port 40001 on laptop's router to laptop"));
     CHECK(v.text.find("rendezvous 12 s ago") != std::string::npos);
     CHECK(v.text.find("laptop: NAT mapping per-destination, filtering not measured") !=
@@ -84,7 +84,7 @@ TEST_CASE("verdict: a router's port mapping is named when it did not lead to a d
     const DoctorVerdict v = diagnose(r, "laptop", LivePath{ReportPath::kRelayUdp, {}, 0});
     CHECK(v.peer.mapped == mapped);
     CHECK_FALSE(v.self.mapped);
-    CHECK(has(v.findings, "nas's router mapped 100.128.0.11:44001 (UPnP IGD or NAT-PMP), yet no "
+    CHECK(has(v.findings, "nas's router mapped 100.128.0.11:44001 (UPnP IGD, PCP or NAT-PMP), yet no "
                           "direct path came through it"));
     CHECK_FALSE(has(v.findings, "no port mapping on either router"));
 }
