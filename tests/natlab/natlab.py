@@ -9,6 +9,9 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
               cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop),
               each optionally +FAMILY (issue 17): +v4 (the default), +dual (IPv4 behind the
               NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
+              seqsym, blocksym (issue 16: burrow-labnat, the simulator's NAT on real UDP
+              packets, beside BURROW: per destination, sequential ports / a random port in
+              a per-subscriber block, address-and-port filtering)
               upnp-symmetric (a symmetric NAT whose router runs miniupnpd, started by this
               script with its own config: the agent's mapped candidate must take the pair
               direct, the other side's log must name it, and a clean stop must delete it)
@@ -108,7 +111,8 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
           "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
           "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
-          "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric"]
+          "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric",
+          "seqsym/portrestricted", "seqsym/seqsym", "blocksym/blocksym", "seqsym/symmetric"]
 # Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
 # on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
 MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
@@ -915,7 +919,8 @@ def verdict(res, check_paths):
         problems.append(f"request after {res['idle']:.0f} s idle: "
                         + ("failed" if res["after_idle_s"] is None
                            else f"{res['after_idle_s']:.3f} s"))
-    cone = res["expected"] == "direct" and "symmetric" not in res["pair"]
+    cone = res["expected"] == "direct" and all(lab.outer_kind(side(k)[0]) != "symmetric"
+                                               for k in res["pair"].split("/"))
     if check_paths and cone and (res["direct_after_s"] is None
                                  or res["direct_after_s"] > MAX_DIRECT_S):
         problems.append("time to direct")
@@ -1013,6 +1018,11 @@ def main():
         return SKIP_CODE
     # Root with namespaces (CI) and a tool missing is a broken machine, not a reason to skip.
     missing = [t for t in ("curl", "conntrack", "iptables-restore") if not shutil.which(t)]
+    # The user-space NAT (issue 16) sits beside the burrow binary it came with.
+    lab.set_labnat(os.path.join(os.path.dirname(burrow), "burrow-labnat"))
+    if any(side(k)[0] in lab.USERSPACE_KINDS for pair in pairs for k in pair) and \
+            lab.labnat_missing():
+        missing.append(lab.labnat_missing())
     if any(k in lab.UPNP_KINDS for pair in pairs for k in pair) and not shutil.which("miniupnpd"):
         missing.append("miniupnpd (miniupnpd-iptables)")
     if opts.stun_server and not shutil.which("turnserver"):
