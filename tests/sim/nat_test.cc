@@ -45,7 +45,7 @@ TEST_CASE("seqsym maps per destination, each new mapping the last port plus one"
     CHECK(nat.outbound(kLan, server_port(4000), Time{})->port == ports.back() + 1);
 }
 
-TEST_CASE("a sequential allocator wraps past 65535 to the lowest port it maps") {
+TEST_CASE("a sequential allocator wraps past 65535 on to the lowest port it maps") {
     NatConfig c = kind(NatKind::kSeqSym);
     c.sequential_delta = 30000;
     SimNat nat(c, kPublic, 1);
@@ -54,8 +54,9 @@ TEST_CASE("a sequential allocator wraps past 65535 to the lowest port it maps") 
         const auto to = server_port(static_cast<uint16_t>(10 + i));
         ports.push_back(nat.outbound(kLan, to, Time{})->port);
     }
-    // 20000, 50000, then 80000 - 65536 = 14464, then 44464.
-    CHECK(ports == std::vector<uint16_t>{20000, 50000, 14464, 44464});
+    // 20000, 50000, then 1024 + (80000 - 65536) = 15488, then 45488: the ring of ports
+    // from 1024 to 65535 that a NAT maps.
+    CHECK(ports == std::vector<uint16_t>{20000, 50000, 15488, 45488});
 }
 
 TEST_CASE("seqsym filters by address and port, and does not hairpin") {

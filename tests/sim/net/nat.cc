@@ -176,9 +176,12 @@ std::optional<uint16_t> SimNat::allocate(const SocketAddress& local) {
     if (config_.allocation == NatAllocation::kPreserve && free(local.port)) return local.port;
     if (config_.allocation == NatAllocation::kSequential) {
         for (uint32_t tries = 0; tries < kPortCount; ++tries) {
+            // The ports it maps form a ring: past 65535 the count goes on from 1024.
             const uint16_t p = next_port_;
-            next_port_ = static_cast<uint16_t>(next_port_ + config_.sequential_delta);
-            if (next_port_ < kLowestPort) next_port_ = kLowestPort;  // wrapped past 65535
+            next_port_ = static_cast<uint16_t>(
+                kLowestPort +
+                (uint32_t{next_port_} - kLowestPort + config_.sequential_delta) %
+                    (kPortCount - kLowestPort));
             if (free(p)) return p;
         }
         return std::nullopt;
