@@ -3,9 +3,11 @@
 // lab's burrow-labnat takes on its command line.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include "tests/sim/net/nat.h"
+#include "tunnel/port_prediction.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -163,5 +165,38 @@ TEST_CASE("settings by name apply, and a bad one names itself and changes nothin
         REQUIRE(error);
         CHECK(error->find(s) != std::string::npos);
         CHECK(describe(c) == before);
+    }
+}
+
+TEST_CASE("port prediction reads each NAT kind's allocation and foresees its next ports") {
+    struct Case {
+        NatKind kind;
+        PortAllocationKind expected;
+    };
+    for (const Case c : {Case{NatKind::kSeqSym, PortAllocationKind::kSequential},
+                         Case{NatKind::kBlockSym, PortAllocationKind::kBlock},
+                         Case{NatKind::kSymmetric, PortAllocationKind::kRandom},
+                         Case{NatKind::kPortRestricted, PortAllocationKind::kSame}}) {
+        for (uint64_t seed = 1; seed <= 50; ++seed) {
+            INFO(to_string(c.kind) << " seed " << seed);
+            SimNat nat(kind(c.kind), kPublic, seed);
+            // The agent's probes: one socket, successive new destinations.
+            std::vector<uint16_t> seen;
+            for (uint16_t i = 0; i < 4; ++i) {
+                const auto to = server_port(static_cast<uint16_t>(3478 + i));
+                seen.push_back(nat.outbound(kLan, to, Time{})->port);
+            }
+            const PortAllocation a = measure_allocation(seen);
+            CHECK(a.kind == c.expected);
+            // The next mappings (towards the peer's ports) fall in the predicted window.
+            const auto window = predict_ports(a, 8);
+            for (uint16_t i = 0; i < 8; ++i) {
+                const auto to = SocketAddress::ipv4({198, 51, 100, 12}, uint16_t(40000 + i));
+                const uint16_t next = nat.outbound(kLan, to, Time{})->port;
+                const bool foreseen = std::find(window.begin(), window.end(), next) != window.end();
+                CHECK(foreseen == (c.expected == PortAllocationKind::kSequential ||
+                                   c.expected == PortAllocationKind::kBlock));
+            }
+        }
     }
 }
