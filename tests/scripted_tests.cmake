@@ -159,6 +159,14 @@ if(Python3_FOUND)
                      --pairs seqsym/portrestricted,seqsym/seqsym,blocksym/blocksym,seqsym/symmetric)
     set_tests_properties(natlab/labnat PROPERTIES LABELS natlab TIMEOUT 240
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Issue 16: `burrow netcheck` behind portrestricted, symmetric, seqsym and blocksym names
+    # the allocation (one port / random / sequential delta 1 / block) from five STUN
+    # destinations, and says it cannot tell from two.
+    add_test(NAME natlab/netcheck_allocation
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/netcheck_allocation.py
+                     $<TARGET_FILE:burrow>)
+    set_tests_properties(natlab/netcheck_allocation PROPERTIES LABELS natlab TIMEOUT 120
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 19: NATs that forget an idle UDP mapping after 5 s (the pair stays on the relay): a
     # request after 60 s idle is answered within 1 s. And a server restart in the middle of a
     # relayed transfer: byte-exact, no forwarded connection reset.
