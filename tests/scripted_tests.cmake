@@ -167,6 +167,15 @@ if(Python3_FOUND)
                      $<TARGET_FILE:burrow>)
     set_tests_properties(natlab/netcheck_allocation PROPERTIES LABELS natlab TIMEOUT 120
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # Issue 16: with coturn beside the server's two STUN ports, each agent's `burrow status
+    # --json` names its NAT's port allocation: sequential delta 1 behind seqsym, the same port
+    # behind a cone (block and random are reported).
+    add_test(NAME natlab/port_allocation
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --stun-server
+                     --pairs seqsym/portrestricted,blocksym/symmetric,seqsym/seqsym)
+    set_tests_properties(natlab/port_allocation PROPERTIES LABELS natlab TIMEOUT 180
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 19: NATs that forget an idle UDP mapping after 5 s (the pair stays on the relay): a
     # request after 60 s idle is answered within 1 s. And a server restart in the middle of a
     # relayed transfer: byte-exact, no forwarded connection reset.

@@ -39,7 +39,10 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  silently dropped)
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
-                 its answer (the NAT's public address) unless its UDP is blocked
+                 its answer (the NAT's public address) unless its UDP is blocked, and
+                 `burrow status --json` must name the NAT's port allocation (issue 16):
+                 "sequential delta 1" behind seqsym, "same" behind an endpoint-independent
+                 NAT ("block" and "random" are reported, not checked: three samples)
 
 Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
 (ctest's skip code) with a SKIP line when not root or without network namespaces.
@@ -441,6 +444,33 @@ MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or 
 SERVER_NAME = "burrow-server.test"  # --server-name: RFC 6761 reserves .test for testing
 
 
+STATUS_ALLOCATION_WAIT_S = 2.0  # coturn's answer is logged; the status follows at once
+
+
+def expected_allocation(kind):
+    """What `burrow status` must say of the NAT's port allocation behind this kind, with
+    --stun-server (three destinations); None where chance decides (random ports may pass for
+    a block now and then, a block's for sequential steps)."""
+    kind = side(kind)[0]
+    if kind == "seqsym":
+        return "sequential delta 1"
+    if lab.outer_kind(kind) == "udpblocked":
+        return "unknown"
+    if expected_mapping(kind) == "endpoint-independent":
+        return "same"
+    return None
+
+
+def status_allocation(world, ns):
+    """server.port_allocation from `burrow status --json` (tunnel/port_prediction.h)."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(r.stdout)["server"]["port_allocation"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def status_server(world, ns):
     """server.connected_to from `burrow status --json`: where the control connection went."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
@@ -684,6 +714,21 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 if (res["stun"][agent] is None) != (lab.outer_kind(kind) == "udpblocked"):
                     res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
                                         f"{res['stun'][agent]} is not what the NAT allows")
+            # Issue 16: three mappings of the main socket (the server's two ports, then coturn)
+            # tell the NAT's port allocation; `burrow status --json` shows it.
+            res["allocation"] = {}
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                want = expected_allocation(kind)
+                deadline = time.monotonic() + STATUS_ALLOCATION_WAIT_S
+                while True:
+                    got = status_allocation(world, the_lab.agent_ns[agent])
+                    if got == want or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                res["allocation"][agent] = got
+                if want and got != want:
+                    res["lab_error"] = (f"{agent} behind {kind}: port allocation {got!r}, "
+                                        f"not {want!r}")
 
         if opts.doctor:
             res["doctor_before"] = run_doctor(world, laptop_ns)
@@ -1059,6 +1104,9 @@ def main():
                   + (", coturn saw " + ", ".join(f"{who} {m or 'nothing'}"
                                                  for who, m in r["stun"].items())
                      if "stun" in r else "")
+                  + (", port allocation " + ", ".join(f"{who} {a}"
+                                                      for who, a in r["allocation"].items())
+                     if "allocation" in r else "")
                   + (f", udp: {r['udp']}" if "udp" in r else "")
                   + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
                      if opts.idle else ""), flush=True)
