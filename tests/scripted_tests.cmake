@@ -159,6 +159,14 @@ if(Python3_FOUND)
                      --pairs seqsym/portrestricted,seqsym/seqsym,blocksym/blocksym,seqsym/symmetric)
     set_tests_properties(natlab/labnat PROPERTIES LABELS natlab TIMEOUT 240
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    # The birthday spray through the user-space symmetric NATs, judged on 10 runs each.
+    add_test(NAME natlab/labnat_birthday
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths
+                     --pairs seqsym/portrestricted,blocksym/portrestricted
+                     --trials 10 --min-direct 9)
+    set_tests_properties(natlab/labnat_birthday PROPERTIES LABELS natlab TIMEOUT 400
+                         SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     # Issue 16: `burrow netcheck` behind portrestricted, symmetric, seqsym and blocksym names
     # the allocation (one port / random / sequential delta 1 / block) from five STUN
     # destinations, and says it cannot tell from two.
