@@ -410,6 +410,19 @@ NatMapping AgentClient::mapping() const {
                           host_candidates_);
 }
 
+PortAllocation AgentClient::allocation() const {
+    std::vector<uint16_t> ports;
+    if (nat_) {
+        for (const auto& m : nat_->mapped) {
+            if (m) ports.push_back(m->port);
+        }
+    }
+    for (const StunServerStatus& st : stun_servers_.status()) {
+        if (st.mapped) ports.push_back(st.mapped->port);
+    }
+    return measure_allocation(ports);
+}
+
 void AgentClient::send_register() {
     Register r{candidates(), mapping()};
     if (registered_as_ && *registered_as_ == r) return;
@@ -446,7 +459,11 @@ void AgentClient::after_stun_servers() {
     if (!changed || !registered()) return;
     const NatMapping before = registered_as_ ? registered_as_->nat : NatMapping::kUnknown;
     send_register();
-    if (registered_as_->nat != before) emit(NatDiscovered{nat_->mapped, registered_as_->nat});
+    const PortAllocation allocation = this->allocation();
+    if (registered_as_->nat != before || allocation != reported_allocation_) {
+        reported_allocation_ = allocation;
+        emit(NatDiscovered{nat_->mapped, registered_as_->nat, allocation});
+    }
 }
 
 void AgentClient::maybe_register(Time now) {
@@ -454,7 +471,8 @@ void AgentClient::maybe_register(Time now) {
     nat_ = probe_.result();
     registered_as_.reset();
     send_register();
-    emit(NatDiscovered{nat_->mapped, registered_as_->nat});
+    reported_allocation_ = allocation();
+    emit(NatDiscovered{nat_->mapped, registered_as_->nat, reported_allocation_});
     registered_ = true;
     backoff_.reset();
     stats_.registrations++;

@@ -214,8 +214,15 @@ class AgentClient {
     const StunServerSet& stun_servers() const { return stun_servers_; }
     // The NAT mapping as registered: the server probe's verdict refined by the STUN servers'.
     NatMapping mapping() const;
+    // How the NAT allocates ports (tunnel/port_prediction.h), from the main socket's mapped
+    // ports in the order its mappings were made: the server's main port, its secondary port
+    // (the probe's requests leave first: AgentCore drains them before the STUN servers'), then
+    // the STUN servers in configuration order. Unknown with fewer than three answers, so an
+    // agent without stun_servers cannot tell (the server has two ports).
+    PortAllocation allocation() const;
 
   private:
+    PortAllocation reported_allocation_;  // in the last NatDiscovered
     struct KnownSession {
         RelayToken token{};
         std::string peer;

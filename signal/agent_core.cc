@@ -536,7 +536,8 @@ void AgentCore::on_client_event(const Disconnected& e, Time now) {
 void AgentCore::on_client_event(const NatDiscovered& e, Time now) {
     log(Severity::kDebug, std::string("nat: ") + to_string(e.mapping) + " (main " +
                               (e.mapped[0] ? to_string(*e.mapped[0]) : "-") + ", secondary " +
-                              (e.mapped[1] ? to_string(*e.mapped[1]) : "-") + ")");
+                              (e.mapped[1] ? to_string(*e.mapped[1]) : "-") +
+                              "), port allocation " + describe(e.allocation));
     // A new public address: we moved to another network (or the ISP renumbered us), and a
     // mapping at the old gateway, if any, is no use. Ask whichever gateway we have now.
     const auto public_ip = [](const std::optional<SocketAddress>& a) {
@@ -1409,6 +1410,7 @@ AgentStatus AgentCore::status(Time now) const {
     if (nat_) {
         s.nat = nat_->mapping;
         s.reflexive = nat_->mapped[0];
+        s.allocation = nat_->allocation;
     }
     s.port_mapping = port_mapper_.status();
     std::map<std::string, uint64_t> active;

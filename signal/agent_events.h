@@ -11,6 +11,7 @@
 #include "signal/control.h"
 #include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
+#include "tunnel/port_prediction.h"
 #include "tunnel/time.h"
 
 namespace burrow {
@@ -62,6 +63,8 @@ struct Disconnected {
 struct NatDiscovered {
     std::array<std::optional<SocketAddress>, 2> mapped;  // by UdpPort: main, secondary
     NatMapping mapping = NatMapping::kUnknown;
+    // How the NAT gave out the ports of the socket's successive mappings (AgentClient::allocation).
+    PortAllocation allocation;
 };
 
 // The server confirmed our UDP address: relay traffic goes over UDP from now on.

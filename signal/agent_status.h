@@ -199,6 +199,8 @@ struct AgentStatus {
     bool keepalive_learned = true;
     std::optional<NatMapping> nat;
     std::optional<SocketAddress> reflexive;
+    // How the NAT allocates ports (AgentClient::allocation); kUnknown before registration.
+    PortAllocation allocation;
     // `[agent] port_mapping` (signal/port_mapper.h): state kOff when turned off.
     PortMapperStatus port_mapping;
     // `[agent] stun_servers`, in configuration order (signal/stun_servers.h).

@@ -104,6 +104,7 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
     server["connected_to"] = s.server_address ? json(to_string(*s.server_address)) : json();
     if (s.nat) server["nat"] = to_string(*s.nat);
     if (s.reflexive) server["reflexive"] = to_string(*s.reflexive);
+    server["port_allocation"] = describe(s.allocation);
     out["server"] = server;
     // [agent] port_mapping: what the gateway gave (signal/port_mapper.h).
     const PortMapperStatus& pm = s.port_mapping;

@@ -2,6 +2,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <deque>
@@ -22,6 +23,7 @@
 #include "src/system_rng.h"
 #include "src/udp_socket.h"
 #include "src/version.h"
+#include "tunnel/port_prediction.h"
 
 namespace burrow {
 namespace {
@@ -85,6 +87,54 @@ void print_mapping(NatMapping mapping) {
                         "servers\n");
             break;
     }
+}
+
+void print_allocation(const PortAllocation& a) {
+    const std::string what = describe(a);
+    switch (a.kind) {
+        case PortAllocationKind::kUnknown:
+            std::printf("allocation     unknown: needs mapped ports from %zu or more STUN "
+                        "destinations (the server's two ports and --stun-server)\n",
+                        kMinAllocationSamples);
+            break;
+        case PortAllocationKind::kSame:
+            std::printf("allocation     one port for every destination\n");
+            break;
+        case PortAllocationKind::kSequential:
+            std::printf("allocation     %s: the next mappings' ports can be predicted\n",
+                        what.c_str());
+            break;
+        case PortAllocationKind::kBlock:
+            std::printf("allocation     %s (random in a per-subscriber block): predictable "
+                        "within the block\n",
+                        what.c_str());
+            break;
+        case PortAllocationKind::kRandom:
+            std::printf("allocation     random: no prediction\n");
+            break;
+    }
+}
+
+// The socket's mapped ports in the order its mappings were made: the STUN servers' first
+// requests go out first, in list order, then the server's two ports (Netcheck::start), and a
+// mapping is made by a destination's first request. A destination asked twice (--stun given
+// once names one port twice) made one mapping: counted once.
+std::vector<uint16_t> mapped_in_order(const std::vector<StunServerStatus>& stun,
+                                      const std::optional<std::array<SocketAddress, 2>>& servers,
+                                      const NatProbeResult& probe) {
+    std::vector<uint16_t> ports;
+    std::vector<SocketAddress> asked;
+    auto add = [&](const std::optional<SocketAddress>& to,
+                   const std::optional<SocketAddress>& mapped) {
+        if (!to || !mapped || std::find(asked.begin(), asked.end(), *to) != asked.end()) return;
+        asked.push_back(*to);
+        ports.push_back(mapped->port);
+    };
+    for (const StunServerStatus& st : stun) add(st.address, st.mapped);
+    if (servers) {
+        for (size_t i = 0; i < servers->size(); ++i) add((*servers)[i], probe.mapped[i]);
+    }
+    return ports;
 }
 
 class Netcheck {
@@ -295,6 +345,8 @@ int run_netcheck(const NetcheckOptions& options) {
             const std::vector<SocketAddress> seen = check.stun().mapped();
             const std::vector<SocketAddress> host = interface_addresses(check.local_port());
             print_mapping(refine_mapping(mapping, main, seen, host));
+            print_allocation(measure_allocation(
+                mapped_in_order(check.stun().status(), servers, check.result())));
         }
         gateway_probe.join();
         if (ask_gateway) {

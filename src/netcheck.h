@@ -5,6 +5,7 @@
 //   udp            reachable: both STUN ports answered
 //   reflexive      198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
 //   mapping        endpoint-independent: direct paths can be punched
+//   allocation     one port for every destination
 //   upnp igd       192.168.1.1 (external 203.0.113.5)
 //   nat-pmp        no answer from 192.168.1.1
 //
@@ -16,6 +17,11 @@
 // 39.5 s to give up): one line each, and their answers refine the mapping verdict.
 //
 //   stun server    stun.example.net:3478 answered: 198.51.100.20:40312 (rtt 21.3 ms)
+//
+// The allocation line (issue 16, tunnel/port_prediction.h) reads the mapped ports of the
+// socket's successive new mappings, one per STUN destination (the STUN servers in order, then
+// the server's two ports): "sequential delta 1", "block 1024-1535", "random", "one port for
+// every destination", or unknown with fewer than three destinations answered.
 #pragma once
 
 #include <string>

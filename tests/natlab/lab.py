@@ -31,7 +31,7 @@ Every name this file creates starts with PREFIX ("bl-"; use_prefix() picks anoth
 does) so that a crashed run's leftovers can be found and removed (remove_stale). Interfaces are created inside the namespaces, never in the root
 namespace, so nothing here can clash with the host's interfaces.
 """
-import fcntl, os, shutil, subprocess
+import fcntl, os, shutil, subprocess, threading
 
 PREFIX = "bl-"
 INET_NS = "bl-inet"
@@ -62,7 +62,7 @@ FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
 KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
-         "cgnat-symmetric", "upnp-symmetric", "pcp-symmetric")
+         "cgnat-symmetric", "upnp-symmetric", "pcp-symmetric", "seqsym", "blocksym")
 # A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
 DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
 
@@ -82,12 +82,39 @@ UPNP_PROTOCOLS = {"upnp-symmetric": "UPnP IGD", "pcp-symmetric": "PCP"}
 UPNP_WAN_IPS = {"nas": "100.128.0.11", "laptop": "100.128.0.12"}
 
 
+# Kinds netfilter cannot show (issue 16): UDP goes through burrow-labnat, the simulator's NAT
+# (tests/sim/net/nat.h) on real packets, started in the router's namespace with the kind's name
+# (nat.h's nat_config() holds its settings: one definition for the lab and the simulator); TCP
+# and ICMP stay with netfilter's MASQUERADE (the agents' control connection is TCP). The value
+# is the behaviour class the internet sees until a technique of its own (port prediction) is
+# used: both map per destination and filter by address and port, as "symmetric" does.
+USERSPACE_KINDS = {"seqsym": "symmetric", "blocksym": "symmetric"}
+LABNAT_TUN = "unat"
+LABNAT_TABLE = "100"  # the policy routing table that sends UDP into the TUN
+LABNAT_READY_S = 5.0
+# build/burrow-labnat beside the burrow binary (set_labnat), or $BURROW_LABNAT.
+LABNAT = os.environ.get("BURROW_LABNAT") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "burrow-labnat")
+
+
+def set_labnat(path):
+    global LABNAT
+    LABNAT = path
+
+
+def labnat_missing():
+    """"" when burrow-labnat can run, else why not (a user-space kind then cannot be built)."""
+    return "" if os.access(LABNAT, os.X_OK) else f"{LABNAT} not built (ninja burrow-labnat)"
+
+
 def outer_kind(kind):
     """The kind the internet sees: a double NAT maps and filters like its carrier NAT (the
     home NAT inside maps endpoint-independently and keeps ports, so it adds nothing). A
     router with miniupnpd is its netfilter kind until a client asks it for a mapping."""
     if kind in UPNP_KINDS:
         return UPNP_KINDS[kind]
+    if kind in USERSPACE_KINDS:
+        return USERSPACE_KINDS[kind]
     return DOUBLE_NATS[kind][1] if kind in DOUBLE_NATS else kind
 
 
@@ -110,6 +137,15 @@ upnp_nat_postrouting_chain=MINIUPNPD-POSTROUTING
 allow 1024-65535 {lan_net}.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 """
+
+
+def _copy_lines(src, dst):
+    try:
+        for line in src:
+            dst.write(line)
+            dst.flush()
+    except ValueError:  # destroy() closed the log
+        pass
 
 
 def run(argv, stdin=None):
@@ -251,6 +287,17 @@ def nat_rules(kind, lan_hosts, wan_ip):
                 "-A PREROUTING -i wan -j MINIUPNPD",
                 "-A POSTROUTING -o wan -j MINIUPNPD-POSTROUTING"]
         kind = UPNP_KINDS[kind]
+    if kind in USERSPACE_KINDS:
+        # UDP is burrow-labnat's (Lab._userspace_nat): untracked, so netfilter neither maps
+        # nor remaps it (a null binding could change a port the user-space NAT chose), and let
+        # through to the TUN from the WAN (the user-space NAT filters it). Everything else is
+        # MASQUERADE'd as by an endpoint-independent NAT.
+        filt.append(f"-A FORWARD -i wan -o {LABNAT_TUN} -p udp -j ACCEPT")
+        nat.append("-A POSTROUTING -o wan ! -p udp -j MASQUERADE")
+        filt.append("-A FORWARD -i wan -j DROP")
+        raw = ["*raw", "-A PREROUTING -p udp -j CT --notrack",
+               "-A OUTPUT -p udp -j CT --notrack", "COMMIT"]
+        return "\n".join(raw + filt + ["COMMIT"] + nat + ["COMMIT", ""])
     if kind == "fullcone":
         # A full-cone NAT forwards any inbound packet to the mapped address: that is its
         # definition. The static 1:1 DNAT below *is* that mapping, so a packet it translates
@@ -293,7 +340,8 @@ class Lab:
             if family not in FAMILIES:
                 raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
             if family != "v4" and self.kinds[agent] in ("shared", "udpblocked") or \
-                    family != "v4" and self.kinds[agent] in DOUBLE_NATS:
+                    family != "v4" and self.kinds[agent] in DOUBLE_NATS or \
+                    family != "v4" and self.kinds[agent] in USERSPACE_KINDS:
                 raise ValueError(f"{self.kinds[agent]} has no IPv6 variant in this lab")
         self.ipv6 = any(f != "v4" for f in self.families.values())
         self.agent_ip6 = {}
@@ -304,6 +352,7 @@ class Lab:
         self.nat_ns = {}  # agent -> its NAT namespace (both the same one when shared)
         self.agent_ip = {}
         self.on_internet = []  # (namespace, address) of every host on the internet bridge
+        self.labnat = {}  # NAT namespace -> (burrow-labnat process, its log file)
 
     def _add_ns(self, ns):
         run(["ip", "netns", "add", ns])
@@ -456,6 +505,53 @@ class Lab:
         # is legacy, the same netfilter NAT under the older interface.
         restore = "iptables-legacy-restore" if kind in UPNP_KINDS else iptables_backend()
         ns_exec(ns, restore, stdin=nat_rules(kind, lan_hosts, wan_ip))
+        if kind in USERSPACE_KINDS:
+            self._userspace_nat(ns, kind, lan_hosts, wan_ip)
+
+    def _userspace_nat(self, ns, kind, lan_hosts, wan_ip):
+        """burrow-labnat in the router's namespace, and the policy routing that hands it every
+        UDP packet arriving from the LAN or the WAN (the local table's rule moves behind ours,
+        or UDP to the router's own WAN address would be delivered to the router). What it
+        writes back is routed by the main table; its source may be the router's own address,
+        which the kernel accepts from the TUN only with accept_local."""
+        why = labnat_missing()
+        if why:
+            raise RuntimeError(f"NAT kind {kind}: {why}")
+        lan_prefix = lan_hosts[0].rsplit(".", 1)[0] + ".0/24"
+        log = open(f"/tmp/{PREFIX}labnat-{ns}.log", "w")
+        p = subprocess.Popen(["ip", "netns", "exec", ns, LABNAT, LABNAT_TUN, wan_ip, lan_prefix,
+                              kind], stdout=subprocess.PIPE, stderr=log, text=True)
+        ready = p.stdout.readline()
+        if not ready.startswith("ready"):
+            p.kill()
+            p.wait()
+            log.close()
+            with open(log.name) as f:
+                raise RuntimeError(f"burrow-labnat did not start in {ns}: {f.read().strip()}")
+        log.write(ready)
+        log.flush()
+        self.labnat[ns] = (p, log)
+        # The mapping lines go on to the log file, read by a thread (a full pipe would block
+        # the NAT).
+        threading.Thread(target=_copy_lines, args=(p.stdout, log), daemon=True).start()
+        for conf in ("all", "default"):
+            ns_exec(ns, "sysctl", "-qw", f"net.ipv4.conf.{conf}.accept_local=1")
+        r = lambda *a: run(["ip", "-n", ns, *a])  # noqa: E731
+        r("link", "set", LABNAT_TUN, "up")
+        r("route", "add", "default", "dev", LABNAT_TUN, "table", LABNAT_TABLE)
+        for dev in ("lan", "wan"):
+            r("rule", "add", "pref", "10", "iif", dev, "ipproto", "udp", "lookup", LABNAT_TABLE)
+        r("rule", "add", "pref", "20", "lookup", "local")
+        r("rule", "del", "pref", "0")
+
+    def labnat_log(self, agent):
+        """The mapping lines burrow-labnat printed for the agent's router so far ("" if none)."""
+        entry = self.labnat.get(self.nat_ns.get(agent))
+        if not entry:
+            return ""
+        entry[1].flush()
+        with open(entry[1].name) as f:
+            return f.read()
 
     def name_server(self, name):
         """Makes `name` resolve to the server's IPv4 and IPv6 addresses inside each agent's
@@ -478,6 +574,11 @@ class Lab:
                 "--dport", str(port), "-j", "DROP")
 
     def destroy(self):
+        for p, log in getattr(self, "labnat", {}).values():
+            p.kill()
+            p.wait()
+            log.close()
+        self.labnat = {}
         for d in getattr(self, "etc_netns", []):
             shutil.rmtree(d, ignore_errors=True)
         self.etc_netns = []

@@ -13,6 +13,10 @@ to the internet bridge for the check, and the other agent on the LAN is a neighb
   hazard     docs/architecture.md §10: the stranger sends first (an early punch packet), then the prober
              answers it: the stranger must see the mapping the server saw, and get through.
   neighbour  (shared only) the other agent reaches us at our LAN address.
+  allocation the public ports of ALLOC_PROBES more sends from the same socket to fresh server
+             ports, in order: "same" (one mapping), "sequential D" (every step D), "block"
+             (inside one aligned block of lab's BLOCK ports, not sequential) or "random"
+  hairpin    (user-space kinds) a second LAN socket sending to our public mapping: in or not
 """
 import json, os, subprocess, sys
 
@@ -45,17 +49,37 @@ for line in sys.stdin:
     print(json.dumps(out), flush=True)
 """
 
-EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, hazard holds)
-    "fullcone": ("endpoint-independent", True, True, True),
-    "portrestricted": ("endpoint-independent", False, False, True),
-    "shared": ("endpoint-independent", False, False, True),
-    "symmetric": ("per-destination", False, False, False),
-    "cgnat-symmetric": ("per-destination", False, False, False),  # as its carrier NAT
+EXPECT = {  # kind: (mapping, from the server's other port, from a stranger, hazard holds,
+            #        allocation)
+    "fullcone": ("endpoint-independent", True, True, True, "same"),
+    "portrestricted": ("endpoint-independent", False, False, True, "same"),
+    "shared": ("endpoint-independent", False, False, True, "same"),
+    "symmetric": ("per-destination", False, False, False, "random"),
+    "cgnat-symmetric": ("per-destination", False, False, False, "random"),  # its carrier NAT
     # Its router's rules are legacy iptables with miniupnpd's (empty) chains first; until a
     # client asks for a mapping it must be the symmetric NAT it is named after.
-    "upnp-symmetric": ("per-destination", False, False, False),
-    "pcp-symmetric": ("per-destination", False, False, False),
+    "upnp-symmetric": ("per-destination", False, False, False, "random"),
+    "pcp-symmetric": ("per-destination", False, False, False, "random"),
+    # burrow-labnat (issue 16): the simulator's NAT on real packets.
+    "seqsym": ("per-destination", False, False, False, "sequential 1"),
+    "blocksym": ("per-destination", False, False, False, "block"),
 }
+HAIRPIN = {"seqsym": False, "blocksym": False}  # user-space kinds: hairpinning
+ALLOC_PROBES = 6
+ALLOC_FIRST_PORT = 3490  # the server's ports for them: above the three the checks use
+BLOCK = 512  # nat.h's NatConfig::block_size, blocks counted from port 1024
+
+
+def allocation(ports):
+    """How a NAT gave out these public ports, in the order it gave them."""
+    if len(set(ports)) == 1:
+        return "same"
+    steps = {(b - a) % 65536 for a, b in zip(ports, ports[1:])}
+    if len(steps) == 1:
+        return f"sequential {steps.pop()}"
+    if len({(p - 1024) // BLOCK for p in ports}) == 1:
+        return "block"
+    return "random"
 # shared: a stranger on the internet beside the server and the NAT (TEST-NET-2, as the lab).
 SHARED_STRANGER_IP = f"{lab.INET_NET}.99"
 
@@ -99,6 +123,15 @@ def check(kind):
             return [f"no UDP reached the server ({got1}, {got2})"]
         mapped1, mapped2 = tuple(got1[0][1:]), tuple(got2[0][1:])
         mapping = "endpoint-independent" if mapped1 == mapped2 else "per-destination"
+        ports = [mapped1[1], mapped2[1]]
+        for i in range(ALLOC_PROBES):
+            srv("bind", ALLOC_FIRST_PORT + i)
+            me("send", 4000, lab.SERVER_IP, ALLOC_FIRST_PORT + i, f"a{i}")
+            got = srv("recv", ALLOC_FIRST_PORT + i, WAIT_S)
+            if not got:
+                return [f"allocation probe {i} did not reach the server"]
+            ports.append(got[0][2])
+        alloc = allocation(ports)
         srv("send", s3, *mapped1, "f1")
         from_port = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["f1"]
         if kind == "shared":
@@ -120,6 +153,14 @@ def check(kind):
         back = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["p2"]
         hazard = bool(seen) and tuple(seen[0][1:]) == mapped1 and back
         problems = []
+        if kind in HAIRPIN:
+            # A second socket on the same LAN host sends to our public mapping (towards the
+            # server): let in only with hairpinning, and then from our own public side.
+            me("bind", 4001)
+            me("send", 4001, *mapped1, "h1")
+            hairpinned = [m for m, *_ in me("recv", 4000, WAIT_S)] == ["h1"]
+            if hairpinned != HAIRPIN[kind]:
+                problems.append(f"hairpin: got {hairpinned}, want {HAIRPIN[kind]}")
         if kind == "shared":
             # The other agent on the same LAN reaches us by our host address.
             neighbour = Helper(the_lab.agent_ns["laptop"])
@@ -128,8 +169,9 @@ def check(kind):
             neighbour("send", 5000, the_lab.agent_ip["nas"], 4000, "lan")
             if [m for m, *_ in me("recv", 4000, WAIT_S)] != ["lan"]:
                 problems.append("neighbour: the other agent on the LAN did not reach us")
-        got = (mapping, from_port, from_stranger, hazard)
-        names = ("mapping", "from the server's other port", "from a stranger", "hazard holds")
+        got = (mapping, from_port, from_stranger, hazard, alloc)
+        names = ("mapping", "from the server's other port", "from a stranger", "hazard holds",
+                 f"allocation {ports}")
         return problems + [f"{n}: got {g}, want {w}"
                            for n, g, w in zip(names, got, EXPECT[kind]) if g != w]
     finally:

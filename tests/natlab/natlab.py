@@ -9,6 +9,9 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
               cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop),
               each optionally +FAMILY (issue 17): +v4 (the default), +dual (IPv4 behind the
               NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
+              seqsym, blocksym (issue 16: burrow-labnat, the simulator's NAT on real UDP
+              packets, beside BURROW: per destination, sequential ports / a random port in
+              a per-subscriber block, address-and-port filtering)
               upnp-symmetric (a symmetric NAT whose router runs miniupnpd, started by this
               script with its own config: the agent's mapped candidate must take the pair
               direct, the other side's log must name it, and a clean stop must delete it),
@@ -37,7 +40,10 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  silently dropped)
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
-                 its answer (the NAT's public address) unless its UDP is blocked
+                 its answer (the NAT's public address) unless its UDP is blocked, and
+                 `burrow status --json` must name the NAT's port allocation (issue 16):
+                 "sequential delta 1" behind seqsym, "same" behind an endpoint-independent
+                 NAT ("block" and "random" are reported, not checked: three samples)
 
 Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
 (ctest's skip code) with a SKIP line when not root or without network namespaces.
@@ -109,7 +115,8 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "none/udpblocked", "fullcone/fullcone", "fullcone/portrestricted",
           "fullcone/symmetric", "portrestricted/portrestricted", "portrestricted/symmetric",
           "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
-          "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric"]
+          "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric",
+          "seqsym/portrestricted", "seqsym/seqsym", "blocksym/blocksym", "seqsym/symmetric"]
 # Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
 # on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
 MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
@@ -456,6 +463,33 @@ MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or 
 SERVER_NAME = "burrow-server.test"  # --server-name: RFC 6761 reserves .test for testing
 
 
+STATUS_ALLOCATION_WAIT_S = 2.0  # coturn's answer is logged; the status follows at once
+
+
+def expected_allocation(kind):
+    """What `burrow status` must say of the NAT's port allocation behind this kind, with
+    --stun-server (three destinations); None where chance decides (random ports may pass for
+    a block now and then, a block's for sequential steps)."""
+    kind = side(kind)[0]
+    if kind == "seqsym":
+        return "sequential delta 1"
+    if lab.outer_kind(kind) == "udpblocked":
+        return "unknown"
+    if expected_mapping(kind) == "endpoint-independent":
+        return "same"
+    return None
+
+
+def status_allocation(world, ns):
+    """server.port_allocation from `burrow status --json` (tunnel/port_prediction.h)."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(r.stdout)["server"]["port_allocation"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def status_server(world, ns):
     """server.connected_to from `burrow status --json`: where the control connection went."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
@@ -702,6 +736,21 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                 if (res["stun"][agent] is None) != (lab.outer_kind(kind) == "udpblocked"):
                     res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
                                         f"{res['stun'][agent]} is not what the NAT allows")
+            # Issue 16: three mappings of the main socket (the server's two ports, then coturn)
+            # tell the NAT's port allocation; `burrow status --json` shows it.
+            res["allocation"] = {}
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                want = expected_allocation(kind)
+                deadline = time.monotonic() + STATUS_ALLOCATION_WAIT_S
+                while True:
+                    got = status_allocation(world, the_lab.agent_ns[agent])
+                    if got == want or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                res["allocation"][agent] = got
+                if want and got != want:
+                    res["lab_error"] = (f"{agent} behind {kind}: port allocation {got!r}, "
+                                        f"not {want!r}")
 
         if opts.doctor:
             res["doctor_before"] = run_doctor(world, laptop_ns)
@@ -938,7 +987,8 @@ def verdict(res, check_paths):
         problems.append(f"request after {res['idle']:.0f} s idle: "
                         + ("failed" if res["after_idle_s"] is None
                            else f"{res['after_idle_s']:.3f} s"))
-    cone = res["expected"] == "direct" and "symmetric" not in res["pair"]
+    cone = res["expected"] == "direct" and all(lab.outer_kind(side(k)[0]) != "symmetric"
+                                               for k in res["pair"].split("/"))
     if check_paths and cone and (res["direct_after_s"] is None
                                  or res["direct_after_s"] > MAX_DIRECT_S):
         problems.append("time to direct")
@@ -1039,6 +1089,11 @@ def main():
         return SKIP_CODE
     # Root with namespaces (CI) and a tool missing is a broken machine, not a reason to skip.
     missing = [t for t in ("curl", "conntrack", "iptables-restore") if not shutil.which(t)]
+    # The user-space NAT (issue 16) sits beside the burrow binary it came with.
+    lab.set_labnat(os.path.join(os.path.dirname(burrow), "burrow-labnat"))
+    if any(side(k)[0] in lab.USERSPACE_KINDS for pair in pairs for k in pair) and \
+            lab.labnat_missing():
+        missing.append(lab.labnat_missing())
     if any(k in lab.UPNP_KINDS for pair in pairs for k in pair) and not shutil.which("miniupnpd"):
         missing.append("miniupnpd (miniupnpd-iptables)")
     if opts.stun_server and not shutil.which("turnserver"):
@@ -1075,6 +1130,9 @@ def main():
                   + (", coturn saw " + ", ".join(f"{who} {m or 'nothing'}"
                                                  for who, m in r["stun"].items())
                      if "stun" in r else "")
+                  + (", port allocation " + ", ".join(f"{who} {a}"
+                                                      for who, a in r["allocation"].items())
+                     if "allocation" in r else "")
                   + (f", udp: {r['udp']}" if "udp" in r else "")
                   + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
                      if opts.idle else ""), flush=True)

@@ -4,13 +4,21 @@
 //   mapping     endpoint-independent (one public port per private socket, whatever the
 //               destination: a "cone"), or per destination address, or per destination
 //               address and port (a "symmetric" NAT: RFC 4787 §4.1)
-//   allocation  keep the private port when free, or a random port, or the next one (+delta)
-//               (§4.2.1; netfilter's MASQUERADE keeps it, --random-fully randomises)
+//   allocation  keep the private port when free, or a random port, or the next one (+delta),
+//               or a random port inside a block of ports given to each subscriber (private
+//               address) on its first packet, as carrier-grade NATs do (§4.2.1; RFC 6888
+//               §5 and RFC 7422 describe port blocks; netfilter's MASQUERADE keeps the port,
+//               --random-fully randomises, and netfilter has no sequential allocator at all)
 //   filtering   which inbound packets a mapping lets in: from anyone (full cone), from an
 //               address it sent to, or from an address and port it sent to (§5)
+//   hairpinning a packet from the LAN to one of the NAT's own mappings is turned round to
+//               the mapped private socket, its source translated as for the internet (§6)
 //   timeout     a mapping unused this long is forgotten (§4.3: at least 2 minutes is
 //               recommended; many home routers use 30 s)
 //   udp         false: every UDP packet is dropped (a network that only lets TCP out)
+//
+// The NAT lab's programmable NAT (tests/natlab/labnat.cc) runs this same class on real
+// packets, so a kind named here behaves in the lab as it does in virtual time.
 //
 // Like the lab's real NATs (docs/architecture.md §10), an inbound packet that no mapping lets in is dropped
 // and creates no state.
@@ -21,6 +29,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "tunnel/rng.h"
 #include "tunnel/socket_address.h"
@@ -38,16 +47,28 @@ enum class NatFiltering : uint8_t {
     kAddressDependent,
     kAddressPortDependent
 };
-enum class NatAllocation : uint8_t { kPreserve, kRandom, kSequential };
+enum class NatAllocation : uint8_t { kPreserve, kRandom, kSequential, kBlock };
 
 struct NatConfig {
     NatMappingRule mapping = NatMappingRule::kEndpointIndependent;
     NatFiltering filtering = NatFiltering::kAddressPortDependent;
     NatAllocation allocation = NatAllocation::kPreserve;
     uint16_t sequential_delta = 1;
+    // kBlock: ports per subscriber. RFC 7422 §2 gives 1024-port blocks as its example; 512
+    // leaves room for 125 subscribers above port 1024 and is still wide to guess in.
+    uint16_t block_size = 512;
+    bool hairpinning = false;
     Duration timeout = std::chrono::seconds(30);
     bool udp = true;
 };
+
+// Settings by name, for the lab tool's command line: KEY=VALUE with KEY one of mapping
+// (eim|adm|apdm), allocation (preserve|random|sequential|block), delta (1-32767), block
+// (64-32768, a power of two), filtering (eif|adf|apdf), hairpin (on|off), timeout (seconds,
+// 1-86400). An error names the setting and what it accepts; the config is then unchanged.
+std::optional<std::string> apply_nat_setting(NatConfig& config, std::string_view setting);
+// One line naming every setting, e.g. "mapping=apdm allocation=sequential delta=1 ...".
+std::string describe(const NatConfig& config);
 
 // The kinds the NAT lab has (tests/natlab/lab.py), as settings.
 enum class NatKind : uint8_t {
@@ -56,9 +77,13 @@ enum class NatKind : uint8_t {
     kRestricted,
     kPortRestricted,
     kSymmetric,
-    kUdpBlocked
+    kUdpBlocked,
+    kSeqSym,    // per destination, sequential ports (delta 1), address-and-port filtering
+    kBlockSym,  // per destination, a random port in the subscriber's block, same filtering
 };
 const char* to_string(NatKind kind);
+// The kind named `name` (to_string's names); nullopt when there is none.
+std::optional<NatKind> nat_kind_from_string(std::string_view name);
 // nullopt for kNone (no NAT: the host has a public address).
 std::optional<NatConfig> nat_config(NatKind kind);
 
@@ -66,6 +91,14 @@ struct NatStats {
     uint64_t mappings_created = 0;
     uint64_t inbound_dropped = 0;  // filtered, or no mapping
     uint64_t udp_blocked = 0;
+    uint64_t ports_exhausted = 0;  // kBlock: the subscriber's block had no free port
+    uint64_t hairpinned = 0;
+};
+
+// A packet through the NAT: its new source and destination.
+struct NatTranslation {
+    SocketAddress from;
+    SocketAddress to;
 };
 
 class SimNat {
@@ -80,6 +113,12 @@ class SimNat {
     // nullopt when no mapping lets it in.
     std::optional<SocketAddress> inbound(const SocketAddress& at, const SocketAddress& from,
                                          Time now);
+    // A packet from `local` to the NAT's own public address `to` (one of its mappings, for a
+    // neighbour on the LAN): with hairpinning, it goes out through the NAT (source mapped as
+    // for the internet) and comes back in through `to`'s mapping and filter; without, or when
+    // nothing lets it in, nullopt.
+    std::optional<NatTranslation> hairpin(const SocketAddress& local, const SocketAddress& to,
+                                          Time now);
 
     const SocketAddress& public_ip() const { return public_ip_; }
     const NatStats& stats() const { return stats_; }
@@ -99,7 +138,7 @@ class SimNat {
         auto operator<=>(const Key&) const = default;
     };
     Key key_for(const SocketAddress& local, const SocketAddress& to) const;
-    uint16_t allocate(uint16_t wanted);
+    std::optional<uint16_t> allocate(const SocketAddress& local);
     void expire(Time now);
 
     NatConfig config_;
@@ -108,6 +147,8 @@ class SimNat {
     std::map<Key, Mapping> mappings_;
     std::map<uint16_t, Key> by_port_;
     uint16_t next_port_ = 20000;
+    std::map<SocketAddress, uint16_t> blocks_;  // kBlock: subscriber (port 0) -> first port
+    uint16_t next_block_ = 0;
     NatStats stats_;
 };
 
