@@ -395,7 +395,7 @@ def check_doctor(res):
             if j.get(side, {}).get("nat", {}).get("mapping") != "per-destination":
                 problems.append(f"doctor: {side} NAT not per-destination: {j.get(side)}")
         if res["path"] != "direct" and ("both NATs map per destination" not in text
-                                        or "UPnP IGD or NAT-PMP" not in text):
+                                        or "UPnP IGD, PCP or NAT-PMP" not in text):
             problems.append(f"doctor: symmetric/symmetric not explained: {j.get('verdict')}")
     blocked = sorted(a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
                      if k == "udpblocked")
