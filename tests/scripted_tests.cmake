@@ -186,7 +186,15 @@ if(Python3_FOUND)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
                      $<TARGET_FILE:burrow> --check-paths --server-name --blackhole-v6-control
                      --pairs portrestricted+dual/portrestricted+dual)
-    set_tests_properties(natlab/happy_eyeballs natlab/happy_eyeballs_v6_broken PROPERTIES
+    # Reflexive candidates per family: the dual-stack laptop's control connection is IPv6
+    # (the server's name), yet it learns its public IPv4 address by probing the server's IPv4
+    # address, and the IPv4-only NAS behind a cone NAT punches it: direct over IPv4.
+    add_test(NAME natlab/dual_v4_peer
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --server-name
+                     --pairs portrestricted+v4/portrestricted+dual)
+    set_tests_properties(natlab/happy_eyeballs natlab/happy_eyeballs_v6_broken
+                         natlab/dual_v4_peer PROPERTIES
                          LABELS natlab TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     add_test(NAME natlab/fault_server_relayed
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py

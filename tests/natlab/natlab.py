@@ -110,9 +110,12 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "symmetric/symmetric", "udpblocked/portrestricted", "shared/shared",
           "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric"]
 # Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
-# on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
+# on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay; an
+# IPv4-only side facing a dual-stack one goes direct over IPv4, also when the dual-stack side's
+# control connection is IPv6 (run it with --server-name: its IPv4 reflexive address then comes
+# from probing the server's IPv4 address).
 MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
-             "portrestricted+v4/portrestricted+v6"]
+             "portrestricted+v4/portrestricted+v6", "portrestricted+v4/portrestricted+dual"]
 
 
 def side(text):
@@ -556,8 +559,12 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     (nas_kind, nas_family), (laptop_kind, laptop_family) = side(nas_kind), side(laptop_kind)
     families = {"nas": nas_family, "laptop": laptop_family}
     both_v6 = has_v6(nas_family) and has_v6(laptop_family)
-    res = {"pair": name, "expected": expected_path(name.split("/")[0], name.split("/")[1]),
-           "path": "none", "expected_family": "ipv6" if both_v6 else None, "family": None,
+    expected = expected_path(name.split("/")[0], name.split("/")[1])
+    # A direct path between an IPv4-only side and a dual-stack one can only be IPv4.
+    expected_family = ("ipv6" if both_v6 else
+                       "ipv4" if expected == "direct" and "dual" in families.values() else None)
+    res = {"pair": name, "expected": expected,
+           "path": "none", "expected_family": expected_family, "family": None,
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
            "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
            "nat": {}, "lab_error": None, "idle": opts.idle, "udp_timeout": opts.udp_timeout,
