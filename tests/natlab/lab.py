@@ -505,6 +505,18 @@ class Lab:
         for rule in rules:
             ns_exec(ns, self._iptables(), "-D", *rule)
 
+    def block_direct6(self, agent):
+        """Drops the agent's IPv6 UDP to and from anything but the server at its router (an
+        IPv6 blackhole between the agents: the IPv6 direct path dies, IPv4 and the server live).
+        Not undone: the lab is destroyed after the pair."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        routed = agent in self.nat_ns
+        ip6tables = "ip6tables" if iptables_backend() == "iptables-restore" else "ip6tables-legacy"
+        for chain, direction in (("FORWARD" if routed else "OUTPUT", "-d"),
+                                 ("FORWARD" if routed else "INPUT", "-s")):
+            ns_exec(ns, ip6tables, "-I", chain, "-p", "udp", "!", direction, SERVER_IP6,
+                    "-j", "DROP")
+
     def _block_target(self, agent):
         not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
         not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]

@@ -15,8 +15,12 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
-                 laptop's direct UDP (unblocked 2 s later) or restart the server; the transfer
-                 result is reported, never a failure (a hand check of the fault helpers)
+                 laptop's direct UDP (unblocked 2 s later), restart the server, or (blackhole6,
+                 issue 17: dual-stack pairs) drop IPv6 UDP between the agents at the laptop's
+                 router once the path is direct over IPv6, for good; the transfer result is
+                 reported, never a failure (a hand check of the fault helpers)
+  --check-faults fail unless the fault ends as issue 6 asks (blackhole6: direct over IPv4
+                 within 30 s, no forwarded connection reset)
   --udp-timeout S  the NATs forget a UDP mapping idle for S s (conntrack's udp timeouts)
   --idle S       after the transfer, S s of quiet, then a small request: it fails unless
                  answered within 1 s (a NAT that forgot a mapping must not stall it)
@@ -411,6 +415,15 @@ def check_doctor(res):
     return problems
 
 
+DIRECT_LINE = re.compile(r"path to (?P<peer>\S+): direct (?P<address>\S+)")
+
+
+def direct_events(proc, peer):
+    """[(time, address)] of the direct paths the agent logged for its session with peer."""
+    return sorted((t, m.group("address")) for t, m in proc.find(DIRECT_LINE)
+                  if m.group("peer") == peer)
+
+
 def path_events(proc, peer):
     """[(time, path)] the agent logged for its session with peer."""
     events = []
@@ -503,7 +516,7 @@ class Fault:
         # A block must hit a direct path: it also waits until the laptop's log has said
         # direct (a quarter can arrive over the relay, or in the instant after the switch,
         # before the log line is stamped).
-        self.laptop = laptop if kind == "block" else None
+        self.laptop = laptop if kind in ("block", "blackhole6") else None
         self.note = "not applied (transfer ended first)"
         self.blocked_at = None  # time.monotonic() of the block and unblock (kind block)
         self.unblocked_at = None
@@ -520,7 +533,11 @@ class Fault:
             except OSError:
                 quarter = False
             events = path_events(self.laptop, "nas") if self.laptop else [(0, "direct")]
-            if quarter and events and events[-1][1] == "direct":
+            # blackhole6 must hit a direct IPv6 path ("[2001:db8:...]:port").
+            on_v6 = self.kind != "blackhole6" or (
+                direct_events(self.laptop, "nas") and
+                direct_events(self.laptop, "nas")[-1][1].startswith("["))
+            if quarter and events and events[-1][1] == "direct" and on_v6:
                 break
             self.done.wait(0.02)
         if self.done.is_set():
@@ -541,6 +558,10 @@ class Fault:
                 self.lab.unblock_direct("laptop")
                 self.unblocked_at = time.monotonic()
                 self.note = f"blocked the laptop's direct UDP for {BLOCK_S:.0f} s"
+            elif self.kind == "blackhole6":
+                self.blocked_at = time.monotonic()
+                self.lab.block_direct6("laptop")
+                self.note = "blackholed IPv6 between the agents (UDP at the laptop's router)"
             elif self.kind == "server":
                 self.restart_server()
                 self.note = "killed and restarted the server"
@@ -563,6 +584,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     # A direct path between an IPv4-only side and a dual-stack one can only be IPv4.
     expected_family = ("ipv6" if both_v6 else
                        "ipv4" if expected == "direct" and "dual" in families.values() else None)
+    if opts.fault == "blackhole6" and expected_family == "ipv6":
+        expected_family = "ipv4"  # where the session must end: IPv6 between them is dark
     res = {"pair": name, "expected": expected,
            "path": "none", "expected_family": expected_family, "family": None,
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
@@ -852,6 +875,8 @@ def check_fault(kind, fault, procs, res):
     laptop, nas = procs["laptop"], procs["nas"]
     if kind == "block":
         problems += check_block(fault, laptop)
+    elif kind == "blackhole6":
+        problems += check_blackhole6(fault, laptop)
     elif kind == "server":
         end = time.monotonic() + REGISTER_TIMEOUT_S
         while time.monotonic() < end and not all(
@@ -896,6 +921,30 @@ def check_block(fault, laptop):
                 f"events (s after the block started): {seen}"]
     print(f"block: relay {relay_at - fault.blocked_at:.2f} s after the block, direct again "
           f"{direct_at - fault.unblocked_at:.2f} s after the unblock", flush=True)
+    return []
+
+
+def check_blackhole6(fault, laptop):
+    """Issue 17: with IPv6 blackholed between two dual-stack agents mid-transfer, the session
+    moves to a direct IPv4 path (through the relay or not) within BACK_TO_DIRECT_S."""
+    before = [a for t, a in direct_events(laptop, "nas") if t < fault.blocked_at]
+    if not before or not before[-1].startswith("["):
+        return [f"blackhole6: the direct path was {before[-1] if before else 'none'} when IPv6 "
+                "went dark, not IPv6: the fault tested nothing"]
+    end = fault.blocked_at + BACK_TO_DIRECT_S
+    while True:
+        v4_at = next((t for t, a in direct_events(laptop, "nas")
+                      if t >= fault.blocked_at and not a.startswith("[")), None)
+        if v4_at is not None or time.monotonic() >= end:
+            break
+        time.sleep(0.2)
+    seen = [(round(t - fault.blocked_at, 2), p) for t, p in path_events(laptop, "nas")
+            if t >= fault.blocked_at]
+    if v4_at is None:
+        return [f"blackhole6: no direct IPv4 path {BACK_TO_DIRECT_S:.0f} s after IPv6 went dark; "
+                f"path events (s after): {seen}"]
+    print(f"blackhole6: direct over IPv4 {v4_at - fault.blocked_at:.2f} s after IPv6 went dark "
+          f"(path events, s after: {seen})", flush=True)
     return []
 
 
@@ -982,7 +1031,7 @@ def main():
     ap.add_argument("--check-paths", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", metavar="FILE")
-    ap.add_argument("--fault", choices=("conntrack", "block", "server"))
+    ap.add_argument("--fault", choices=("conntrack", "block", "server", "blackhole6"))
     ap.add_argument("--check-faults", action="store_true",
                     help="fail unless the fault ends as issue 6 asks (needs --fault)")
     ap.add_argument("--udp-timeout", type=int, default=None, metavar="S",
