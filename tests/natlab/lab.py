@@ -517,6 +517,17 @@ class Lab:
             ns_exec(ns, ip6tables, "-I", chain, "-p", "udp", "!", direction, SERVER_IP6,
                     "-j", "DROP")
 
+    def block_server_stun(self, agent):
+        """Drops the agent's STUN requests to the server's STUN ports at its router (or in its
+        own namespace): IPv4 datagrams whose UDP payload carries the STUN magic cookie (RFC 8489
+        §5: bytes 4-7 are 0x2112A442), matched with xt_u32 past the IP header. Bind and relayed
+        packets still pass, so only the reflexive address must come from elsewhere."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        chain = "FORWARD" if agent in self.nat_ns else "OUTPUT"
+        for port in SERVER_STUN_PORTS:
+            ns_exec(ns, self._iptables(), "-I", chain, "-p", "udp", "-d", SERVER_IP, "--dport",
+                    str(port), "-m", "u32", "--u32", "0>>22&0x3C@12=0x2112A442", "-j", "DROP")
+
     def _block_target(self, agent):
         not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
         not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]
