@@ -208,8 +208,16 @@ if(Python3_FOUND)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
                      $<TARGET_FILE:burrow> --check-paths --stun-server --block-server-stun
                      --pairs portrestricted/portrestricted)
+    # Issue 17: `burrow netcheck -c AGENT.toml --json` in each dual-stack agent's namespace
+    # reports both families: IPv4 per destination behind the symmetric NAT, endpoint-independent
+    # behind the cone and both IPv6 firewalls, and coturn answering on each family.
+    add_test(NAME natlab/netcheck_dual
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                     $<TARGET_FILE:burrow> --check-paths --server-name --stun-server --netcheck
+                     --pairs symmetric+dual/portrestricted+dual)
     set_tests_properties(natlab/happy_eyeballs natlab/happy_eyeballs_v6_broken
-                         natlab/dual_v4_peer natlab/ipv6_blackhole natlab/coturn_only PROPERTIES
+                         natlab/dual_v4_peer natlab/ipv6_blackhole natlab/coturn_only
+                         natlab/netcheck_dual PROPERTIES
                          LABELS natlab TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     add_test(NAME natlab/fault_server_relayed
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py

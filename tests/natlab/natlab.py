@@ -41,6 +41,9 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --stun-server  also run coturn (`turnserver --stun-only`) on the lab's internet, beside the
                  server, and list it in both agents' [agent] stun_servers: each agent must log
                  its answer (the NAT's public address) unless its UDP is blocked
+  --netcheck     run `burrow netcheck -c AGENT.toml --json` in each agent's namespace: every
+                 family the agent has must be reachable with its NAT's (or firewall's) mapping,
+                 and with --stun-server coturn must answer on each family
   --block-server-stun  with --stun-server: the agents' routers drop their STUN requests to
                  the burrow server's STUN ports (Bind and relay pass), so their reflexive
                  addresses come from coturn alone; each must register with nat "unknown"
@@ -337,7 +340,9 @@ server_fingerprint = "{self.fingerprint}"
 admin = "{ADMIN}"
 """
         if self.stun_server:
-            text += f'stun_servers = ["{lab.SERVER_IP}:{COTURN_PORT}"]\n'
+            # coturn listens on both of the server's addresses when the lab has IPv6.
+            six = f', "[{lab.SERVER_IP6}]:{COTURN_PORT}"' if has_v6(family) else ""
+            text += f'stun_servers = ["{lab.SERVER_IP}:{COTURN_PORT}"{six}]\n'
         if name == "nas":
             return text + f"""
 [[expose]]
@@ -649,7 +654,9 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if world.stun_server:
             coturn = spawn("coturn", lab.SERVER_NS, [
                 shutil.which("turnserver"), "-n", "--no-tls", "--no-dtls", "--no-tcp", "--no-cli",
-                "-S", "-z", "-L", lab.SERVER_IP, "-p", str(COTURN_PORT), "--log-file", "stdout",
+                "-S", "-z", "-L", lab.SERVER_IP,
+                *(["-L", lab.SERVER_IP6] if the_lab.ipv6 else []),
+                "-p", str(COTURN_PORT), "--log-file", "stdout",
                 "--simple-log", "--pidfile", os.path.join(pair_dir, "turnserver.pid")])
             coturn.wait_for(r"main listener thread", REGISTER_TIMEOUT_S)
         nas_ns, laptop_ns = the_lab.agent_ns["nas"], the_lab.agent_ns["laptop"]
@@ -726,6 +733,13 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                     res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
                                         f"{res['stun'][agent]} is not what the NAT allows")
 
+        if opts.netcheck:
+            res["netcheck"], res["netcheck_problems"] = {}, []
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                report, problems = run_netcheck(world, the_lab, agent, kind, families[agent],
+                                                server_name, opts)
+                res["netcheck"][agent] = report
+                res["netcheck_problems"] += problems
         if opts.doctor:
             res["doctor_before"] = run_doctor(world, laptop_ns)
         out_file = os.path.join(pair_dir, "fetched")
@@ -839,6 +853,46 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         for key, p in procs.items():
             res["error"] += f"\n  {key} ({p.log_path}):\n{p.tail(8)}"
     return res
+
+
+def run_netcheck(world, the_lab, agent, kind, family, server_name, opts):
+    """`burrow netcheck -c AGENT.toml --json` in the agent's namespace (issue 17): each family
+    the agent has must be asked (IPv6 of the server when its name has both addresses, or of
+    coturn with --stun-server), reachable, and show the mapping its NAT or firewall has; with
+    --stun-server, coturn must have answered on each family. (report, [problems])"""
+    r = subprocess.run(["ip", "netns", "exec", the_lab.agent_ns[agent], world.burrow, "netcheck",
+                        "-c", world.config(agent, family, server_name), "--json",
+                        "--no-port-mapping"], capture_output=True, text=True, timeout=90)
+    try:
+        report = json.loads(r.stdout)
+        by_family = {f["family"]: f for f in report["families"]}
+    except (ValueError, KeyError, TypeError) as e:
+        return None, [f"netcheck {agent}: exit {r.returncode}, no JSON report ({e}): "
+                      f"{r.stdout[:200]} {r.stderr[:200]}"]
+    problems = []
+    wanted = ([] if family == "v6" else ["ipv4"]) + (["ipv6"] if has_v6(family) else [])
+    for fam in wanted:
+        f = by_family.get(fam, {})
+        v6_asked = server_name or world.stun_server
+        if fam == "ipv6" and not v6_asked:
+            continue
+        if lab.outer_kind(kind) == "udpblocked":
+            continue
+        want = expected_mapping(kind, "v6" if fam == "ipv6" else "v4")
+        if not f.get("asked") or not f.get("reachable"):
+            problems.append(f"netcheck {agent} {fam}: asked {f.get('asked')}, reachable "
+                            f"{f.get('reachable')} ({f.get('not_asked')})")
+        elif f.get("mapping") != want:
+            problems.append(f"netcheck {agent} {fam}: mapping {f.get('mapping')}, not {want}")
+        if world.stun_server and not f.get("stun_servers_answered"):
+            problems.append(f"netcheck {agent} {fam}: coturn did not answer")
+    print(f"netcheck {agent}: " + "; ".join(
+        f"{fam} reachable={by_family.get(fam, {}).get('reachable')} "
+        f"mapping={by_family.get(fam, {}).get('mapping')} "
+        f"reflexive={by_family.get(fam, {}).get('reflexive')} "
+        f"stun={by_family.get(fam, {}).get('stun_servers_answered')}" for fam in wanted),
+          flush=True)
+    return report, problems
 
 
 def udp_echo(world, the_lab, spawn):
@@ -996,6 +1050,7 @@ def verdict(res, check_paths):
         problems.append("mapping not deleted at exit")
     problems += res.get("fault_problems", [])
     problems += res.get("doctor_problems", [])
+    problems += res.get("netcheck_problems", [])
     return problems
 
 
@@ -1061,6 +1116,9 @@ def main():
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")
+    ap.add_argument("--netcheck", action="store_true",
+                    help="run `burrow netcheck -c AGENT.toml --json` in each agent's namespace "
+                         "and check its report per family")
     ap.add_argument("--block-server-stun", action="store_true",
                     help="with --stun-server: the routers drop STUN to the burrow server's "
                          "STUN ports; reflexive addresses come from coturn alone")
