@@ -243,7 +243,16 @@ int run_netcheck(const NetcheckOptions& options) {
     NetcheckReport report;
     report.families.resize(2);
     report.families[1].v6 = true;
-    if (!ipv6) report.families[1].not_asked = "this machine has no IPv6";
+    // A family this machine has no usable address of is not asked (its probe could only wait
+    // out its 3.1 s), as the agent does not probe it either.
+    const std::vector<SocketAddress> own = interface_addresses(0, ipv6);
+    for (NetcheckFamily& f : report.families) {
+        if (std::none_of(own.begin(), own.end(),
+                         [&](const SocketAddress& a) { return a.v6 == f.v6; })) {
+            f.not_asked = std::string("this machine has no ") + (f.v6 ? "IPv6" : "IPv4") +
+                          " address";
+        }
+    }
     std::array<std::optional<std::array<SocketAddress, 2>>, 2> servers;
     if (targets.empty()) {
         for (NetcheckFamily& f : report.families) {
@@ -270,7 +279,7 @@ int run_netcheck(const NetcheckOptions& options) {
             };
             const auto a = of(found[0]);
             const auto b = of(found[1]);
-            if (v6 && !ipv6) continue;
+            if (!report.families[f].not_asked.empty()) continue;
             if (a && b) {
                 servers[f] = std::array<SocketAddress, 2>{*a, *b};
                 report.families[f].server = servers[f];

@@ -733,13 +733,6 @@ def run_pair(world, nas_kind, laptop_kind, opts):
                     res["lab_error"] = (f"{agent} behind {kind}: coturn's answer "
                                         f"{res['stun'][agent]} is not what the NAT allows")
 
-        if opts.netcheck:
-            res["netcheck"], res["netcheck_problems"] = {}, []
-            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
-                report, problems = run_netcheck(world, the_lab, agent, kind, families[agent],
-                                                server_name, opts)
-                res["netcheck"][agent] = report
-                res["netcheck_problems"] += problems
         if opts.doctor:
             res["doctor_before"] = run_doctor(world, laptop_ns)
         out_file = os.path.join(pair_dir, "fetched")
@@ -824,6 +817,14 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if opts.doctor:
             res["doctor"] = run_doctor(world, laptop_ns)
             res["doctor_problems"] = check_doctor(res)
+        # After the transfer: a netcheck that waits for a silent family must not delay it.
+        if opts.netcheck:
+            res["netcheck"], res["netcheck_problems"] = {}, []
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                report, problems = run_netcheck(world, the_lab, agent, kind, families[agent],
+                                                server_name, opts)
+                res["netcheck"][agent] = report
+                res["netcheck_problems"] += problems
         # How each side's punching ended, as its metrics say (recorded in --json, not judged).
         res["punch"] = {agent: punch_outcome(the_lab.agent_ns[agent]) for agent in ("laptop", "nas")}
         direct = [t for t, p in path_events(laptop, "nas") if p == "direct"]
