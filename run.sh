@@ -138,6 +138,18 @@ cmd_natlab() {
         say "natlab: a server restart in the middle of a relayed transfer"
         python3 tests/natlab/natlab.py build/burrow --pairs symmetric/symmetric --fault server \
             --check-faults
+        say "natlab: issue 17's IPv6 rows"
+        python3 tests/natlab/natlab.py build/burrow --check-paths \
+            --pairs symmetric+dual/symmetric+dual,portrestricted+v6/portrestricted+v6,portrestricted+v4/portrestricted+v6
+        say "natlab: control over IPv6 (the server's name): an IPv4-only peer, netcheck per family"
+        python3 tests/natlab/natlab.py build/burrow --check-paths --server-name --stun-server \
+            --netcheck --pairs portrestricted+v4/portrestricted+dual,symmetric+dual/portrestricted+dual
+        say "natlab: IPv6 between two dual-stack agents blackholed mid-transfer"
+        python3 tests/natlab/natlab.py build/burrow --check-paths --fault blackhole6 \
+            --check-faults --pairs portrestricted+dual/portrestricted+dual
+        say "natlab: the server's STUN ports blocked, coturn alone gives the reflexive addresses"
+        python3 tests/natlab/natlab.py build/burrow --check-paths --stun-server \
+            --block-server-stun --pairs portrestricted/portrestricted
     fi
 }
 

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <iterator>
 
 #include "signal/auth.h"
@@ -41,6 +42,11 @@ size_t port_index(UdpPort port) {
     return static_cast<size_t>(port);
 }
 
+// The probe's requests for the server's other-family address.
+void mark_other_family(std::deque<ServerDatagram>& staged) {
+    for (ServerDatagram& d : staged) d.other_family = true;
+}
+
 }  // namespace
 
 const char* to_string(AgentClientState s) {
@@ -67,6 +73,7 @@ AgentClient::AgentClient(AgentClientConfig config, Rng& rng, Time now)
       rng_(rng),
       reconnect_at_(now),
       probe_(printable(config_.software, kStunMaxTextEncode)),
+      other_probe_(printable(config_.software, kStunMaxTextEncode)),
       stun_servers_(config_.stun_servers, printable(config_.software, kStunMaxTextEncode)) {
     config_.software = printable(config_.software, kMaxSoftwareLen);
     binding_.set_keepalive(config_.keepalive);
@@ -212,6 +219,20 @@ void AgentClient::on_auth_ok(AuthOk&& ok, Time now) {
     std::deque<ServerDatagram> staged;
     probe_.start(rng_, now, staged);
     binding_.start(udp_token_, now, staged);
+    other_nat_.reset();
+    const bool other_family_host =
+        other_family_v6_ && std::any_of(host_candidates_.begin(), host_candidates_.end(),
+                                        [&](const SocketAddress& a) {
+                                            return a.v6 == *other_family_v6_;
+                                        });
+    if (other_family_host) {
+        std::deque<ServerDatagram> other;
+        other_probe_.start(rng_, now, other);
+        mark_other_family(other);
+        queue_udp(other);
+    } else {
+        other_probe_.stop();
+    }
     // Each registration asks the STUN servers again, as it asks the server's ports.
     stun_servers_.start(rng_, now);
     queue_udp(staged);
@@ -334,6 +355,24 @@ void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
     report_binding();
 }
 
+void AgentClient::on_other_family_udp(UdpPort from, ByteView datagram, Time now) {
+    if (!online() || !is_stun(datagram)) {
+        stats_.drop_udp_unexpected++;
+        return;
+    }
+    switch (other_probe_.on_stun(from, datagram)) {
+        case StunAnswer::kAccepted:
+            maybe_register(now);
+            break;
+        case StunAnswer::kUnmatched:
+            stats_.drop_stun_unmatched++;
+            break;
+        case StunAnswer::kMalformed:
+            stats_.drop_stun_malformed++;
+            break;
+    }
+}
+
 void AgentClient::on_relay_datagram(ByteView datagram, Time now) {
     (void)now;
     std::optional<RelayDatagram> relay = decode_relay_datagram(datagram);
@@ -376,8 +415,10 @@ void AgentClient::queue_udp(std::deque<ServerDatagram>& staged) {
 
 std::vector<Candidate> AgentClient::candidates() const {
     std::vector<SocketAddress> reflexive;
-    if (nat_ && nat_->mapped[port_index(UdpPort::kMain)]) {
-        reflexive.push_back(*nat_->mapped[port_index(UdpPort::kMain)]);
+    for (const std::optional<NatProbeResult>* probe : {&nat_, &other_nat_}) {
+        if (*probe && (*probe)->mapped[port_index(UdpPort::kMain)]) {
+            reflexive.push_back(*(*probe)->mapped[port_index(UdpPort::kMain)]);
+        }
     }
     for (const SocketAddress& a : stun_servers_.mapped()) reflexive.push_back(a);
     std::vector<Candidate> cs;
@@ -405,9 +446,32 @@ std::vector<Candidate> AgentClient::candidates() const {
 
 NatMapping AgentClient::mapping() const {
     if (!nat_) return NatMapping::kUnknown;
-    const std::vector<SocketAddress> seen = stun_servers_.mapped();
-    return refine_mapping(nat_->mapping, nat_->mapped[port_index(UdpPort::kMain)], seen,
-                          host_candidates_);
+    // Each probe's family is that of the addresses it saw (a probe nobody answered says
+    // nothing either way).
+    std::array<const NatProbeResult*, 2> probe_of{};  // [v6]
+    for (const std::optional<NatProbeResult>* probe : {&nat_, &other_nat_}) {
+        if (!*probe) continue;
+        for (const std::optional<SocketAddress>& seen : (*probe)->mapped) {
+            if (seen) {
+                probe_of[seen->v6 ? 1 : 0] = &**probe;
+                break;
+            }
+        }
+    }
+    const std::vector<SocketAddress> stun = stun_servers_.mapped();
+    std::array<NatMapping, 2> verdict{};
+    for (size_t v6 = 0; v6 < 2; ++v6) {
+        // A mapping is compared with the mappings of its own family only: an IPv4 and an IPv6
+        // address always differ, and say nothing about how either NAT maps.
+        std::vector<SocketAddress> same;
+        std::copy_if(stun.begin(), stun.end(), std::back_inserter(same),
+                     [&](const SocketAddress& a) { return a.v6 == (v6 == 1); });
+        const NatProbeResult* p = probe_of[v6];
+        verdict[v6] = refine_mapping(p ? p->mapping : NatMapping::kUnknown,
+                                     p ? p->mapped[port_index(UdpPort::kMain)] : std::nullopt,
+                                     same, host_candidates_);
+    }
+    return verdict[0] != NatMapping::kUnknown ? verdict[0] : verdict[1];
 }
 
 PortAllocation AgentClient::allocation() const {
@@ -467,8 +531,9 @@ void AgentClient::after_stun_servers() {
 }
 
 void AgentClient::maybe_register(Time now) {
-    if (!online() || registered_ || !probe_.finished()) return;
+    if (!online() || registered_ || !probe_.finished() || other_probe_.running()) return;
     nat_ = probe_.result();
+    if (other_probe_.finished()) other_nat_ = other_probe_.result();
     registered_as_.reset();
     send_register();
     reported_allocation_ = allocation();
@@ -649,6 +714,9 @@ void AgentClient::on_timer(Time now) {
             probe_.on_timer(now, staged);
             binding_.on_timer(now, staged);
             queue_udp(staged);
+            other_probe_.on_timer(now, staged);
+            mark_other_family(staged);
+            queue_udp(staged);
             report_binding();
             maybe_register(now);
             stun_servers_.on_timer(now);
@@ -673,7 +741,8 @@ Time AgentClient::next_deadline() const {
             return std::min(next, state_deadline_);
         case AgentClientState::kOnline:
             return std::min({next, last_input_ + kServerSilenceTimeout, ping_deadline(),
-                             probe_.next_deadline(), binding_.next_deadline(),
+                             probe_.next_deadline(), other_probe_.next_deadline(),
+                             binding_.next_deadline(),
                              stun_servers_.next_deadline()});
         case AgentClientState::kFailed:
             return next;
@@ -718,6 +787,8 @@ void AgentClient::send_control(const ControlMessage& m) {
 
 void AgentClient::reset_connection() {
     probe_.stop();
+    other_probe_.stop();
+    other_nat_.reset();
     stun_servers_.stop();
     registered_as_.reset();
     binding_.stop();

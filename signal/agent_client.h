@@ -25,8 +25,9 @@
 //   any state --wrong key, unknown key, replaced--> failed (AuthFailed, never dials again)
 //
 // Online, the client binds its UDP address (signal/udp_binding.h) and learns its reflexive
-// address and NAT mapping (signal/nat_probe.h); when the probe is done it registers its host
-// candidates plus the reflexive one. Connects asked for before that wait (up to
+// address and NAT mapping (signal/nat_probe.h), over the control connection's family and, when
+// the server has an address of the other family too (set_other_family_server), over that one;
+// when the probes are done it registers its host candidates plus the reflexive ones. Connects asked for before that wait (up to
 // kPendingConnectTimeout), so the peer always learns our candidates. The configured standard
 // STUN servers (signal/stun_servers.h) are asked at the same time as the server's ports, again
 // when the host addresses change or the server says the NAT moved us; registration does not
@@ -143,6 +144,18 @@ class AgentClient {
     void on_disconnected(std::string_view reason, Time now);
     // A datagram whose source is the server's `from` port (src/ filters by address).
     void on_udp(UdpPort from, ByteView datagram, Time now);
+    // --- the server's address of the other family (issue 17) ---
+    // The family (true: IPv6) of the server's address that the control connection does not use
+    // and our UDP socket can reach; nullopt: none (told before on_connected). Once online, when
+    // we have a host address of that family, the client also runs the NAT probe against that
+    // address's two STUN ports (ServerDatagram::other_family), and registers when both probes
+    // are done: a dual-stack agent whose control connection is IPv6 still learns its public
+    // IPv4 address and how its IPv4 NAT maps. (Without a host address of the family, e.g. on
+    // an IPv6-only machine, the probe could only wait out its 3.1 s.)
+    void set_other_family_server(std::optional<bool> v6) { other_family_v6_ = v6; }
+    // A datagram from the other-family address's `from` port: only its STUN answers are taken
+    // (Bind and the relay use the control connection's family).
+    void on_other_family_udp(UdpPort from, ByteView datagram, Time now);
     void on_timer(Time now);
     // --- standard STUN servers (signal/stun_servers.h), from the agent's main socket ---
     // What resolving stun_servers[i] gave; probed at once if online.
@@ -212,7 +225,9 @@ class AgentClient {
     size_t relay_session_count() const { return sessions_.size(); }
     const AgentClientStats& stats() const { return stats_; }
     const StunServerSet& stun_servers() const { return stun_servers_; }
-    // The NAT mapping as registered: the server probe's verdict refined by the STUN servers'.
+    // The NAT mapping as registered: per family, the server probe's verdict refined by the
+    // STUN servers' answers of that family; IPv4's when it is known (the family whose NAT
+    // needs a technique: an IPv6 firewall does not translate), else the other one.
     NatMapping mapping() const;
     // How the NAT allocates ports (tunnel/port_prediction.h), from the main socket's mapped
     // ports in the order its mappings were made: the server's main port, its secondary port
@@ -220,6 +235,9 @@ class AgentClient {
     // the STUN servers in configuration order. Unknown with fewer than three answers, so an
     // agent without stun_servers cannot tell (the server has two ports).
     PortAllocation allocation() const;
+    // What the probe of the other family's server address found (nullopt: none ran or it
+    // has not finished).
+    const std::optional<NatProbeResult>& other_family_nat() const { return other_nat_; }
 
   private:
     PortAllocation reported_allocation_;  // in the last NatDiscovered
@@ -251,7 +269,8 @@ class AgentClient {
     // when they changed our candidates or mapping.
     void after_stun_servers();
     // Host candidates, the gateway's mapped address, the reflexive address the server's main port
-    // saw, then those the STUN servers saw; each address once.
+    // saw (over the control connection's family, then over the other one), then those the STUN
+    // servers saw; each address once.
     std::vector<Candidate> candidates() const;
     // Sends Register with candidates() and mapping() unless the server has exactly those.
     void send_register();
@@ -291,6 +310,9 @@ class AgentClient {
     UdpToken udp_token_{};
     std::optional<std::array<uint16_t, 2>> server_ports_;
     NatProbe probe_;
+    NatProbe other_probe_;  // the server's other-family address (set_other_family_server)
+    std::optional<bool> other_family_v6_;
+    std::optional<NatProbeResult> other_nat_;
     StunServerSet stun_servers_;
     std::optional<Register> registered_as_;  // what the server was last told
     std::optional<NatProbeResult> nat_;

@@ -242,9 +242,21 @@ void AgentCore::on_listen_failed(std::string_view forward, std::string_view erro
 
 // --- the server ----------------------------------------------------------------------------------
 
-void AgentCore::on_control_connected(const SocketAddress& server, Time now) {
+void AgentCore::on_control_connected(const SocketAddress& server,
+                                     std::span<const SocketAddress> resolved, Time now) {
     dial_pending_ = false;
     server_address_ = server;
+    other_server_address_.reset();
+    for (const SocketAddress& a : resolved) {
+        // An IPv4-only socket cannot reach an IPv6 address; a dual-stack one reaches both.
+        if (a.v6 != server.v6 && (!a.v6 || udp_ipv6_)) {
+            other_server_address_ = a;
+            break;
+        }
+    }
+    client_.set_other_family_server(other_server_address_
+                                        ? std::optional<bool>(other_server_address_->v6)
+                                        : std::nullopt);
     client_.on_connected(now);
     after_client(now);
 }
@@ -436,8 +448,11 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     PunchPlan plan;
     for (const auto& c : info.candidates) {
         plan.candidates.push_back(c.address);
-        // The first is what the server's main port saw; more come from STUN servers.
-        if (c.kind == CandidateKind::kServerReflexive && !plan.reflexive) {
+        // The first is what the server's main port saw; more come from STUN servers. An
+        // IPv4 one comes first: the techniques that need it (spray, birthday) get through IPv4
+        // NATs, and an IPv6 firewall needs none.
+        if (c.kind == CandidateKind::kServerReflexive &&
+            (!plan.reflexive || (plan.reflexive->v6 && !c.address.v6))) {
             plan.reflexive = c.address;
         }
         if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
@@ -623,6 +638,11 @@ void AgentCore::on_udp(RouteId route, const SocketAddress& from, MutableByteView
             after_client(now);
             return;
         }
+        if (auto port = from_other_server_port(from); port && is_stun(datagram)) {
+            client_.on_other_family_udp(*port, datagram, now);
+            after_client(now);
+            return;
+        }
     }
     Peer* owner = nullptr;
     if (route == kRouteMain) {
@@ -647,6 +667,15 @@ std::optional<UdpPort> AgentCore::from_server_port(const SocketAddress& from) co
     if (!server_address_ || from.ip != server_address_->ip || from.v6 != server_address_->v6) {
         return std::nullopt;
     }
+    for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
+        if (client_.server_udp_port(port) == from.port) return port;
+    }
+    return std::nullopt;
+}
+
+std::optional<UdpPort> AgentCore::from_other_server_port(const SocketAddress& from) const {
+    const std::optional<SocketAddress>& other = other_server_address_;
+    if (!other || from.ip != other->ip || from.v6 != other->v6) return std::nullopt;
     for (UdpPort port : {UdpPort::kMain, UdpPort::kSecondary}) {
         if (client_.server_udp_port(port) == from.port) return port;
     }
@@ -779,8 +808,10 @@ std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out)
     while (true) {
         while (auto datagram = client_.poll_udp()) {
             auto port = client_.server_udp_port(datagram->to);
-            if (!server_address_ || !port) continue;
-            SocketAddress to = *server_address_;
+            const std::optional<SocketAddress>& server =
+                datagram->other_family ? other_server_address_ : server_address_;
+            if (!server || !port) continue;
+            SocketAddress to = *server;
             to.port = *port;
             return UdpWrite{to, kRouteMain, place(datagram->bytes)};
         }

@@ -38,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <set>
 #include <string>
 #include <string_view>
@@ -147,7 +148,11 @@ class AgentCore {
     void reload(std::vector<ExposeConfig> expose, std::vector<ForwardConfig> forward, Time now);
 
     // --- the server ---
-    void on_control_connected(const SocketAddress& server, Time now);
+    // server: the address the control connection reached; resolved: every address the
+    // server's name gave (the core probes the server's address of the other family too, so a
+    // dual-stack agent learns its reflexive address of both families).
+    void on_control_connected(const SocketAddress& server, std::span<const SocketAddress> resolved,
+                              Time now);
     void on_control_bytes(ByteView bytes, Time now);
     // The connection or the attempt ended (also after a CloseControl).
     void on_control_closed(std::string_view reason, Time now);
@@ -381,6 +386,8 @@ class AgentCore {
     Peer* find_peer_by_relay(uint64_t relay_id);
     // Which of the server's UDP ports `from` is, if it is one.
     std::optional<UdpPort> from_server_port(const SocketAddress& from) const;
+    // The same for the server's other-family address (other_server_address_).
+    std::optional<UdpPort> from_other_server_port(const SocketAddress& from) const;
     void process(Peer& peer, Time now);
     void wake_relayed_links(Time now);
     bool relay_wait_logged_ = false;  // "relayed sessions waiting for the server", this outage
@@ -400,6 +407,8 @@ class AgentCore {
     AgentClient client_;
     PortMapper port_mapper_;  // after config_: built from it
     std::optional<SocketAddress> server_address_;
+    // The server's first address of the other family, when our socket can reach it.
+    std::optional<SocketAddress> other_server_address_;
     std::optional<NatDiscovered> nat_;
     std::map<std::string, Peer, std::less<>> peers_;
     std::map<RouteId, std::string> socket_owner_;  // link sockets, by the peer that holds them

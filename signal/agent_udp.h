@@ -26,6 +26,9 @@ inline constexpr int kUdpRequestMaxTries = 5;
 struct ServerDatagram {
     UdpPort to = UdpPort::kMain;
     Bytes bytes;
+    // To the server's address of the other family than the control connection's (the
+    // reflexive address and NAT mapping of that family: AgentClient::set_other_family_server).
+    bool other_family = false;
 };
 
 // The retry schedule of one request: due() says when to (re)send it, sent() records a send,

@@ -302,10 +302,11 @@ class Agent {
                     for (auto& other : race_.trying) {
                         if (other != won) losers.push_back(other);
                     }
+                    const std::vector<SocketAddress> resolved = std::move(race_.order);
                     race_ = {};
                     for (auto& l : losers) l->close();
                     tls_ = won;
-                    report([&] { core_.on_control_connected(server, clock_.now()); });
+                    report([&] { core_.on_control_connected(server, resolved, clock_.now()); });
                 },
             .on_data =
                 [this, weak](ByteView data) {

@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     netcheck->add_option("--stun-server", netcheck_options.stun_servers,
                          "a standard STUN server HOST:PORT to ask as well (repeatable; with -c "
                          "the config's [agent] stun_servers)");
+    netcheck->add_flag("--json", netcheck_options.json, "print the report as JSON");
     netcheck->add_flag("--no-port-mapping", netcheck_options.no_port_mapping,
                        "do not ask the gateway for UPnP IGD / PCP / NAT-PMP (also with -c and "
                        "[agent] port_mapping = false)");

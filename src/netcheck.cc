@@ -17,6 +17,7 @@
 #include "src/clock.h"
 #include "src/config_file.h"
 #include "src/core_timer.h"
+#include "src/netcheck_report.h"
 #include "src/port_mapping.h"
 #include "src/resolve.h"
 #include "src/sockaddr.h"
@@ -38,82 +39,12 @@ int fail(int status, const std::string& line) {
     return status;
 }
 
-std::string describe(const std::optional<SocketAddress>& a, uint16_t port) {
-    return (a ? to_string(*a) : std::string("no answer")) + " (port " + std::to_string(port) + ")";
-}
-
-void print_server_report(const NatProbeResult& r, const std::array<SocketAddress, 2>& servers) {
-    const bool any = r.mapped[0] || r.mapped[1];
-    const bool both = r.mapped[0] && r.mapped[1];
-    if (both) {
-        std::printf("udp            reachable: both STUN ports answered\n");
-    } else if (any) {
-        std::printf("udp            partly reachable: one STUN port answered\n");
-    } else {
-        std::printf("udp            blocked: no STUN answer in %.1f s; burrow will relay inside "
-                    "the TLS connection\n",
-                    3.1);
-    }
-    std::printf("reflexive      %s, %s\n", describe(r.mapped[0], servers[0].port).c_str(),
-                describe(r.mapped[1], servers[1].port).c_str());
-}
-
-// One line per [agent] stun_servers / --stun-server entry: what it saw, or that it was silent.
-void print_stun_servers(const std::vector<StunServerStatus>& servers) {
-    for (const StunServerStatus& st : servers) {
-        if (st.mapped) {
-            std::printf("stun server    %s answered: %s (rtt %.1f ms)\n", st.server.c_str(),
-                        to_string(*st.mapped).c_str(), to_ms(st.rtt));
-        } else if (!st.error.empty()) {
-            std::printf("stun server    %s not asked: %s\n", st.server.c_str(), st.error.c_str());
-        } else {
-            std::printf("stun server    %s no answer to %d requests\n", st.server.c_str(),
-                        st.requests);
-        }
-    }
-}
-
-void print_mapping(NatMapping mapping) {
-    switch (mapping) {
-        case NatMapping::kEndpointIndependent:
-            std::printf("mapping        endpoint-independent: direct paths can be punched\n");
-            break;
-        case NatMapping::kPerDestination:
-            std::printf("mapping        per destination (symmetric NAT): direct paths only with a "
-                        "peer whose NAT is not symmetric too; otherwise the relay\n");
-            break;
-        case NatMapping::kUnknown:
-            std::printf("mapping        unknown: needs answers from both ports or two STUN "
-                        "servers\n");
-            break;
-    }
-}
-
-void print_allocation(const PortAllocation& a) {
-    const std::string what = describe(a);
-    switch (a.kind) {
-        case PortAllocationKind::kUnknown:
-            std::printf("allocation     unknown: needs mapped ports from %zu or more STUN "
-                        "destinations (the server's two ports and --stun-server)\n",
-                        kMinAllocationSamples);
-            break;
-        case PortAllocationKind::kSame:
-            std::printf("allocation     one port for every destination\n");
-            break;
-        case PortAllocationKind::kSequential:
-            std::printf("allocation     %s: the next mappings' ports can be predicted\n",
-                        what.c_str());
-            break;
-        case PortAllocationKind::kBlock:
-            std::printf("allocation     %s (random in a per-subscriber block): predictable "
-                        "within the block\n",
-                        what.c_str());
-            break;
-        case PortAllocationKind::kRandom:
-            std::printf("allocation     random: no prediction\n");
-            break;
-    }
-}
+// The burrow server's two STUN ports of one family, and the probe asking them.
+struct FamilyProbe {
+    std::array<SocketAddress, 2> to;
+    NatProbe probe;
+    std::deque<ServerDatagram> out;
+};
 
 // The socket's mapped ports in the order its mappings were made: the STUN servers' first
 // requests go out first, in list order, then the server's two ports (Netcheck::start), and a
@@ -139,14 +70,20 @@ std::vector<uint16_t> mapped_in_order(const std::vector<StunServerStatus>& stun,
 
 class Netcheck {
   public:
-    // servers: the burrow server's two STUN ports, if asked; stun: standard STUN servers, with
-    // the addresses resolved (or the errors) already set.
-    Netcheck(uv_loop_t* loop, std::optional<std::array<SocketAddress, 2>> servers,
-             StunServerSet stun)
-        : loop_(loop),
-          servers_(servers),
-          probe_(std::string("burrow/") + version_string()),
-          stun_(std::move(stun)) {}
+    // servers: the burrow server's two STUN ports per family ([0] IPv4, [1] IPv6), where
+    // asked; stun: standard STUN servers, with the addresses resolved (or the errors) already
+    // set. local: the socket's address (an IPv6 wildcard is dual-stack).
+    Netcheck(uv_loop_t* loop, SocketAddress local,
+             std::array<std::optional<std::array<SocketAddress, 2>>, 2> servers, StunServerSet stun)
+        : loop_(loop), local_(local), stun_(std::move(stun)) {
+        for (size_t f = 0; f < 2; ++f) {
+            if (servers[f]) {
+                probes_[f].emplace(FamilyProbe{*servers[f],
+                                               NatProbe(std::string("burrow/") + version_string()),
+                                               {}});
+            }
+        }
+    }
 
     std::optional<OsError> start() {
         UdpHandlers handlers{
@@ -154,10 +91,11 @@ class Netcheck {
                 [this](const SocketAddress& from, ByteView data, Time now) {
                     if (stun_.expects(from, data)) {
                         stun_.on_datagram(from, data, now);
-                    } else if (servers_) {
-                        for (size_t i = 0; i < servers_->size(); ++i) {
-                            if (from == (*servers_)[i]) {
-                                probe_.on_stun(static_cast<UdpPort>(i), data);
+                    } else {
+                        for (auto& p : probes_) {
+                            if (!p) continue;
+                            for (size_t i = 0; i < p->to.size(); ++i) {
+                                if (from == p->to[i]) p->probe.on_stun(static_cast<UdpPort>(i), data);
                             }
                         }
                     }
@@ -165,13 +103,14 @@ class Netcheck {
                 },
             .batch_end = {},
         };
-        auto udp = UdpSocket::bind(loop_, clock_, SocketAddress::ipv4({0, 0, 0, 0}, 0),
-                                   std::move(handlers));
+        auto udp = UdpSocket::bind(loop_, clock_, local_, std::move(handlers));
         if (auto* err = std::get_if<OsError>(&udp)) return *err;
         udp_ = std::get<std::shared_ptr<UdpSocket>>(udp);
         CoreTimer::Hooks hooks;
         hooks.on_timer = [this](Time now) {
-            probe_.on_timer(now, out_);
+            for (auto& p : probes_) {
+                if (p) p->probe.on_timer(now, p->out);
+            }
             stun_.on_timer(now);
         };
         hooks.transmit_one = [this](Time) {
@@ -179,19 +118,28 @@ class Netcheck {
                 udp_->send(d->to, d->bytes);
                 return true;
             }
-            if (out_.empty() || !servers_) return false;
-            ServerDatagram d = std::move(out_.front());
-            out_.pop_front();
-            udp_->send((*servers_)[static_cast<size_t>(d.to)], d.bytes);
-            return true;
+            for (auto& p : probes_) {
+                if (!p || p->out.empty()) continue;
+                ServerDatagram d = std::move(p->out.front());
+                p->out.pop_front();
+                udp_->send(p->to[static_cast<size_t>(d.to)], d.bytes);
+                return true;
+            }
+            return false;
         };
         hooks.next_deadline = [this] {
-            return std::min(probe_.next_deadline(), stun_.next_deadline());
+            Time next = stun_.next_deadline();
+            for (const auto& p : probes_) {
+                if (p) next = std::min(next, p->probe.next_deadline());
+            }
+            return next;
         };
         hooks.flush = [this] { udp_->flush(); };
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
-        if (servers_) probe_.start(rng_, clock_.now(), out_);
+        for (auto& p : probes_) {
+            if (p) p->probe.start(rng_, clock_.now(), p->out);
+        }
         stun_.start(rng_, clock_.now());
         timer_->kick();
         return std::nullopt;
@@ -199,12 +147,16 @@ class Netcheck {
 
     // Every question answered or given up: the server's ports, and each STUN server's round.
     bool finished() const {
-        return (!servers_ || probe_.finished()) && stun_.next_deadline() == kNever;
+        return std::all_of(probes_.begin(), probes_.end(),
+                           [](const auto& p) { return !p || p->probe.finished(); }) &&
+               stun_.next_deadline() == kNever;
     }
     void check_done() {
         if (!finished() || done_) return;
         done_ = true;
-        result_ = probe_.result();
+        for (size_t f = 0; f < 2; ++f) {
+            if (probes_[f]) results_[f] = probes_[f]->probe.result();
+        }
         local_port_ = udp_->local_address().port;
         timer_->close();
         udp_->close();
@@ -212,7 +164,8 @@ class Netcheck {
 
     // Called from the loop: the timer path finishes through on_timer giving up.
     bool done() const { return done_; }
-    const NatProbeResult& result() const { return result_; }
+    // [0] IPv4, [1] IPv6: what the server's ports of that family answered.
+    const std::array<NatProbeResult, 2>& results() const { return results_; }
     const StunServerSet& stun() const { return stun_; }
     uint16_t local_port() const { return local_port_; }
     void poll() {
@@ -223,16 +176,36 @@ class Netcheck {
     uv_loop_t* loop_;
     LoopClock clock_;
     SystemRng rng_;
-    std::optional<std::array<SocketAddress, 2>> servers_;
-    NatProbe probe_;
+    SocketAddress local_;
+    std::array<std::optional<FamilyProbe>, 2> probes_;
     StunServerSet stun_;
     uint16_t local_port_ = 0;
-    std::deque<ServerDatagram> out_;
     std::shared_ptr<UdpSocket> udp_;
     std::shared_ptr<CoreTimer> timer_;
-    NatProbeResult result_;
+    std::array<NatProbeResult, 2> results_;
     bool done_ = false;
 };
+
+std::vector<SocketAddress> resolve_all_now(uv_loop_t* loop, const HostPort& hp,
+                                           std::string* error) {
+    std::vector<SocketAddress> out;
+    resolve_all(loop, hp, [&](std::vector<SocketAddress> a, const std::string& e) {
+        out = std::move(a);
+        *error = e;
+    });
+    uv_run(loop, UV_RUN_DEFAULT);
+    return out;
+}
+
+// Whether this machine can open an IPv6 UDP socket (a dual-stack one then reaches both).
+bool have_ipv6(uv_loop_t* loop) {
+    LoopClock clock;
+    auto udp = UdpSocket::bind(loop, clock, SocketAddress::ipv6({}, 0), UdpHandlers{});
+    if (std::holds_alternative<OsError>(udp)) return false;
+    std::get<std::shared_ptr<UdpSocket>>(udp)->close();
+    uv_run(loop, UV_RUN_DEFAULT);
+    return true;
+}
 
 std::optional<SocketAddress> resolve_now(uv_loop_t* loop, const HostPort& hp, std::string* error) {
     std::optional<SocketAddress> out;
@@ -286,32 +259,72 @@ int run_netcheck(const NetcheckOptions& options) {
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    std::optional<std::array<SocketAddress, 2>> servers;
-    if (!targets.empty()) {
-        servers.emplace();
+    const bool ipv6 = have_ipv6(&loop);
+    // One socket for every question, as the agent has: dual-stack where the machine has IPv6.
+    const SocketAddress local =
+        ipv6 ? SocketAddress::ipv6({}, 0) : SocketAddress::ipv4({0, 0, 0, 0}, 0);
+    NetcheckReport report;
+    report.families.resize(2);
+    report.families[1].v6 = true;
+    // A family this machine has no usable address of is not asked (its probe could only wait
+    // out its 3.1 s), as the agent does not probe it either.
+    const std::vector<SocketAddress> own = interface_addresses(0, ipv6);
+    for (NetcheckFamily& f : report.families) {
+        if (std::none_of(own.begin(), own.end(),
+                         [&](const SocketAddress& a) { return a.v6 == f.v6; })) {
+            f.not_asked = std::string("this machine has no ") + (f.v6 ? "IPv6" : "IPv4") +
+                          " address";
+        }
+    }
+    std::array<std::optional<std::array<SocketAddress, 2>>, 2> servers;
+    if (targets.empty()) {
+        for (NetcheckFamily& f : report.families) {
+            if (f.not_asked.empty()) f.not_asked = "no burrow server given (-c or --stun)";
+        }
+    } else {
+        // The server's two ports, per family: both must have an address of it.
+        std::array<std::vector<SocketAddress>, 2> found;
         for (size_t i = 0; i < 2; ++i) {
             std::string error;
-            auto a = resolve_now(&loop, targets[i], &error);
-            if (!a) {
+            found[i] = resolve_all_now(&loop, targets[i], &error);
+            if (found[i].empty()) {
                 uv_loop_close(&loop);
                 return fail(kExitOsError, error);
             }
-            (*servers)[i] = *a;
+        }
+        for (size_t f = 0; f < 2; ++f) {
+            const bool v6 = f == 1;
+            auto of = [v6](const std::vector<SocketAddress>& list) -> std::optional<SocketAddress> {
+                for (const SocketAddress& a : list) {
+                    if (a.v6 == v6) return a;
+                }
+                return std::nullopt;
+            };
+            const auto a = of(found[0]);
+            const auto b = of(found[1]);
+            if (!report.families[f].not_asked.empty()) continue;
+            if (a && b) {
+                servers[f] = std::array<SocketAddress, 2>{*a, *b};
+                report.families[f].server = servers[f];
+            } else if (report.families[f].not_asked.empty()) {
+                report.families[f].not_asked =
+                    std::string("the server has no ") + (v6 ? "IPv6" : "IPv4") + " address";
+            }
         }
     }
     StunServerSet stun(stun_servers, std::string("burrow/") + version_string());
     for (size_t i = 0; i < stun_servers.size(); ++i) {
         std::string error;
         auto a = resolve_now(&loop, stun_servers[i], &error);
-        if (a && a->v6) {
+        if (a && a->v6 && !ipv6) {
             a.reset();
-            error = "IPv6 is not supported yet";
+            error = "resolved to an IPv6 address; this machine has no IPv6";
         }
         stun.set_address(i, a, error);
     }
     int status = 0;
     {
-        Netcheck check(&loop, servers, std::move(stun));
+        Netcheck check(&loop, local, servers, std::move(stun));
         // The gateway's port mapping protocols (src/port_mapping.h) block: asked on a thread of
         // their own while the loop runs the STUN probe.
         PortMappingProbe gateway;
@@ -334,27 +347,29 @@ int run_netcheck(const NetcheckOptions& options) {
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&watch), nullptr);
             uv_run(&loop, UV_RUN_DEFAULT);
-            NatMapping mapping = NatMapping::kUnknown;
-            std::optional<SocketAddress> main;
-            if (servers) {
-                print_server_report(check.result(), *servers);
-                mapping = check.result().mapping;
-                main = check.result().mapped[0];
+            for (size_t f = 0; f < 2; ++f) report.families[f].probe = check.results()[f];
+            report.stun_servers = check.stun().status();
+            report.host_addresses = interface_addresses(check.local_port(), ipv6);
+            // The IPv4 NAT's allocation: IPv6 behind a firewall is not translated.
+            std::vector<StunServerStatus> stun_v4;
+            for (const StunServerStatus& st : report.stun_servers) {
+                if (st.address && !st.address->v6) stun_v4.push_back(st);
             }
-            print_stun_servers(check.stun().status());
-            const std::vector<SocketAddress> seen = check.stun().mapped();
-            const std::vector<SocketAddress> host = interface_addresses(check.local_port());
-            print_mapping(refine_mapping(mapping, main, seen, host));
-            print_allocation(measure_allocation(
-                mapped_in_order(check.stun().status(), servers, check.result())));
+            report.allocation = measure_allocation(
+                mapped_in_order(stun_v4, servers[0], check.results()[0]));
         }
         gateway_probe.join();
         if (ask_gateway) {
-            std::printf("upnp igd       %s\n", gateway.upnp.c_str());
-            std::printf("pcp            %s\n", gateway.pcp.c_str());
-            std::printf("nat-pmp        %s\n", gateway.natpmp.c_str());
-        } else {
-            std::printf("port mapping   not asked (port_mapping = false or --no-port-mapping)\n");
+            report.upnp = gateway.upnp;
+            report.pcp = gateway.pcp;
+            report.natpmp = gateway.natpmp;
+        }
+        if (status == 0) {
+            if (options.json) {
+                std::printf("%s\n", netcheck_json(report).dump(2).c_str());
+            } else {
+                std::fputs(netcheck_text(report).c_str(), stdout);
+            }
         }
     }
     uv_loop_close(&loop);

@@ -2,16 +2,21 @@
 //
 //   $ burrow netcheck -c laptop.toml          # the server named in the agent's config
 //   $ burrow netcheck --stun 203.0.113.7:3478 --stun 203.0.113.7:3479
-//   udp            reachable: both STUN ports answered
-//   reflexive      198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
-//   mapping        endpoint-independent: direct paths can be punched
+//   ipv4 udp       reachable: both STUN ports answered
+//   ipv4 reflexive 198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
+//   ipv4 mapping   endpoint-independent: direct paths can be punched
+//   ipv6 udp       not asked: the server has no IPv6 address
 //   allocation     one port for every destination
 //   upnp igd       192.168.1.1 (external 203.0.113.5)
+//   pcp            192.168.1.1 answers
 //   nat-pmp        no answer from 192.168.1.1
 //
-// It sends the agent's own STUN probe (signal/nat_probe.h) from one UDP socket to two ports of
-// the server; it does not log in, so it can run beside a running agent. With -c, the ports are
-// the server's defaults (3478 and 3479) on the host of [agent] server unless --stun is given.
+// It sends the agent's own STUN probe (signal/nat_probe.h) from one UDP socket (dual-stack
+// where the machine has IPv6, as the agent's) to two ports of the server, once per address
+// family the server's name has (issue 17); it does not log in, so it can run beside a running
+// agent. With -c, the ports are the server's defaults (3478 and 3479) on the host of [agent]
+// server unless --stun is given. --json prints the same report as JSON
+// (src/netcheck_report.h).
 // Standard STUN servers (--stun-server, repeatable, or the config's [agent] stun_servers) are
 // asked from the same socket on RFC 8489's schedule (signal/stun_servers.h; a silent one takes
 // 39.5 s to give up): one line each, and their answers refine the mapping verdict.
@@ -38,6 +43,7 @@ struct NetcheckOptions {
     // Do not ask the gateway whether UPnP IGD, PCP or NAT-PMP answer (also when -c's config says
     // port_mapping = false).
     bool no_port_mapping = false;
+    bool json = false;  // the report as JSON (src/netcheck_report.h)
 };
 
 // 0 after printing a report (also when UDP is blocked: that is a finding), 2 for bad

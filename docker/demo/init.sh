@@ -18,11 +18,19 @@ fi
 nas_pub=$(burrow keygen --force -o nas.key)
 laptop_pub=$(burrow keygen --force -o laptop.key)
 
+# SERVER_DUAL_STACK=1 (compose's ipv6.yml): one dual-stack socket per port ("[::]" takes IPv4
+# too); without it IPv4 only, which works where the containers have IPv6 switched off.
+if [ -n "${SERVER_DUAL_STACK:-}" ]; then
+    listen='"[::]:7000"' stun='["[::]:3478", "[::]:3479"]'
+else
+    listen='"0.0.0.0:7000"' stun='["0.0.0.0:3478", "0.0.0.0:3479"]'
+fi
+
 cat >server.toml <<TOML
 # Written by docker/demo/init.sh for the compose demo.
 [server]
-listen = "0.0.0.0:7000"
-stun = ["0.0.0.0:3478", "0.0.0.0:3479"]
+listen = $listen
+stun = $stun
 cert_file = "server.crt"
 key_file = "server.key"
 identity_key = "server-identity.key"

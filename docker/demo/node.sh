@@ -20,6 +20,17 @@ as_burrow() {
 if [ -n "${GATEWAY:-}" ]; then
     busybox ip route replace default via "$GATEWAY"
 fi
+#   GATEWAY6  the same for IPv6 (compose's ipv6.yml)
+#   ROUTES6   "PREFIX via ADDR, ..." IPv6 routes to add (the server's way back to the LANs)
+if [ -n "${GATEWAY6:-}" ]; then
+    busybox ip -6 route replace default via "$GATEWAY6"
+fi
+if [ -n "${ROUTES6:-}" ]; then
+    echo "$ROUTES6" | tr ',' '\n' | while read -r route; do
+        # shellcheck disable=SC2086
+        [ -z "$route" ] || busybox ip -6 route replace $route
+    done
+fi
 
 wait_for_conf() {
     # The init service writes the configs; compose starts us after it, but a plain

@@ -36,6 +36,23 @@ for chain in INPUT FORWARD; do
 done
 echo "router: $NAT NAT on $wan ($(ip -o -4 addr show dev "$wan" | awk '{print $4}'))"
 
+# IPv6 (compose's ipv6.yml): routed, not translated. The other LANs' prefixes go through their
+# routers (ROUTES6: "PREFIX via ADDR, ..."); a stateful firewall lets in only what answers
+# traffic from inside, as consumer routers do for IPv6.
+if [ -n "${ROUTES6:-}" ]; then
+    ip -6 route del default 2>/dev/null || true
+    echo "$ROUTES6" | tr ',' '\n' | while read -r route; do
+        # shellcheck disable=SC2086
+        [ -z "$route" ] || ip -6 route replace $route
+    done
+    for chain in INPUT FORWARD; do
+        ip6tables -A "$chain" -i "$wan" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+        ip6tables -A "$chain" -i "$wan" -p ipv6-icmp -j ACCEPT   # neighbour discovery
+        ip6tables -A "$chain" -i "$wan" -j DROP
+    done
+    echo "router: IPv6 stateful firewall on $wan, routes: $ROUTES6"
+fi
+
 # Sleep until docker stops the container; a shell as PID 1 ignores SIGTERM unless trapped.
 trap 'exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done

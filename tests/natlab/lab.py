@@ -612,6 +612,29 @@ class Lab:
         for rule in rules:
             ns_exec(ns, self._iptables(), "-D", *rule)
 
+    def block_direct6(self, agent):
+        """Drops the agent's IPv6 UDP to and from anything but the server at its router (an
+        IPv6 blackhole between the agents: the IPv6 direct path dies, IPv4 and the server live).
+        Not undone: the lab is destroyed after the pair."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        routed = agent in self.nat_ns
+        ip6tables = "ip6tables" if iptables_backend() == "iptables-restore" else "ip6tables-legacy"
+        for chain, direction in (("FORWARD" if routed else "OUTPUT", "-d"),
+                                 ("FORWARD" if routed else "INPUT", "-s")):
+            ns_exec(ns, ip6tables, "-I", chain, "-p", "udp", "!", direction, SERVER_IP6,
+                    "-j", "DROP")
+
+    def block_server_stun(self, agent):
+        """Drops the agent's STUN requests to the server's STUN ports at its router (or in its
+        own namespace): IPv4 datagrams whose UDP payload carries the STUN magic cookie (RFC 8489
+        §5: bytes 4-7 are 0x2112A442), matched with xt_u32 past the IP header. Bind and relayed
+        packets still pass, so only the reflexive address must come from elsewhere."""
+        ns = self.nat_ns.get(agent, self.agent_ns[agent])
+        chain = "FORWARD" if agent in self.nat_ns else "OUTPUT"
+        for port in SERVER_STUN_PORTS:
+            ns_exec(ns, self._iptables(), "-I", chain, "-p", "udp", "-d", SERVER_IP, "--dport",
+                    str(port), "-m", "u32", "--u32", "0>>22&0x3C@12=0x2112A442", "-j", "DROP")
+
     def _block_target(self, agent):
         not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
         not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]

@@ -19,8 +19,12 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --check-paths  also fail when the path reached is not the expected one
   --keep         leave the last pair's namespaces, processes and logs for debugging
   --fault F      mid-transfer, on each pair: flush the laptop's NAT conntrack, block the
-                 laptop's direct UDP (unblocked 2 s later) or restart the server; the transfer
-                 result is reported, never a failure (a hand check of the fault helpers)
+                 laptop's direct UDP (unblocked 2 s later), restart the server, or (blackhole6,
+                 issue 17: dual-stack pairs) drop IPv6 UDP between the agents at the laptop's
+                 router once the path is direct over IPv6, for good; the transfer result is
+                 reported, never a failure (a hand check of the fault helpers)
+  --check-faults fail unless the fault ends as issue 6 asks (blackhole6: direct over IPv4
+                 within 30 s, no forwarded connection reset)
   --udp-timeout S  the NATs forget a UDP mapping idle for S s (conntrack's udp timeouts)
   --idle S       after the transfer, S s of quiet, then a small request: it fails unless
                  answered within 1 s (a NAT that forgot a mapping must not stall it)
@@ -44,6 +48,13 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
                  `burrow status --json` must name the NAT's port allocation (issue 16):
                  "sequential delta 1" behind seqsym, "same" behind an endpoint-independent
                  NAT ("block" and "random" are reported, not checked: three samples)
+  --netcheck     run `burrow netcheck -c AGENT.toml --json` in each agent's namespace: every
+                 family the agent has must be reachable with its NAT's (or firewall's) mapping,
+                 and with --stun-server coturn must answer on each family
+  --block-server-stun  with --stun-server: the agents' routers drop their STUN requests to
+                 the burrow server's STUN ports (Bind and relay pass), so their reflexive
+                 addresses come from coturn alone; each must register with nat "unknown"
+                 (the server's probe went unanswered) and cone pairs must still go direct
 
 Fails (exit 1) when a transfer is not byte-exact or its first byte takes over 5 s. Exits 77
 (ctest's skip code) with a SKIP line when not root or without network namespaces.
@@ -60,6 +71,9 @@ SKIP_CODE = 77  # ctest SKIP_RETURN_CODE (tests/scripted_tests.cmake)
 FILE_SIZE = 20 * 1024 * 1024  # the brief's bulk transfer: long enough to see the path in use
 MAX_FIRST_BYTE_S = 1.0  # issue 6: relay first, so the user never waits for punching
 MAX_DIRECT_S = 2.0  # issue 6: cone pairs direct within 2 s (here: of the laptop agent's start)
+# --block-server-stun: registration waits for the server's unanswered probe to give up
+# (signal/agent_udp.h: tries at 0, 0.1, 0.3, 0.7, 1.5 s, given up at 3.1 s).
+SERVER_PROBE_GIVE_UP_S = 3.1
 BLOCK_S = 5.0  # --fault block: longer than the agents' 2.5 s of silence before the relay
 BACK_TO_DIRECT_S = 30.0  # issue 6: back to direct within 30 s of the unblock
 REGISTER_TIMEOUT_S = 15.0  # TLS + auth + UDP binding; a blocked UDP binding gives up in ~3 s
@@ -118,9 +132,12 @@ MATRIX = ["none/none", "none/fullcone", "none/portrestricted", "none/symmetric",
           "portrestricted/cgnat-symmetric", "upnp-symmetric/symmetric",
           "seqsym/portrestricted", "seqsym/seqsym", "blocksym/blocksym", "seqsym/symmetric"]
 # Issue 17's rows: dual-stack agents behind symmetric IPv4 NATs go direct over IPv6; IPv6 only
-# on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay.
+# on both sides goes direct; IPv4 only facing IPv6 only has no common family: the relay; an
+# IPv4-only side facing a dual-stack one goes direct over IPv4, also when the dual-stack side's
+# control connection is IPv6 (run it with --server-name: its IPv4 reflexive address then comes
+# from probing the server's IPv4 address).
 MATRIX_V6 = ["symmetric+dual/symmetric+dual", "portrestricted+v6/portrestricted+v6",
-             "portrestricted+v4/portrestricted+v6"]
+             "portrestricted+v4/portrestricted+v6", "portrestricted+v4/portrestricted+dual"]
 
 
 def side(text):
@@ -331,7 +348,9 @@ server_fingerprint = "{self.fingerprint}"
 admin = "{ADMIN}"
 """
         if self.stun_server:
-            text += f'stun_servers = ["{lab.SERVER_IP}:{COTURN_PORT}"]\n'
+            # coturn listens on both of the server's addresses when the lab has IPv6.
+            six = f', "[{lab.SERVER_IP6}]:{COTURN_PORT}"' if has_v6(family) else ""
+            text += f'stun_servers = ["{lab.SERVER_IP}:{COTURN_PORT}"{six}]\n'
         if name == "nas":
             return text + f"""
 [[expose]]
@@ -414,6 +433,15 @@ def check_doctor(res):
             problems.append(f"doctor: nas's mapped port not named as the technique: "
                             f"{j.get('verdict')}")
     return problems
+
+
+DIRECT_LINE = re.compile(r"path to (?P<peer>\S+): direct (?P<address>\S+)")
+
+
+def direct_events(proc, peer):
+    """[(time, address)] of the direct paths the agent logged for its session with peer."""
+    return sorted((t, m.group("address")) for t, m in proc.find(DIRECT_LINE)
+                  if m.group("peer") == peer)
 
 
 def path_events(proc, peer):
@@ -553,7 +581,7 @@ class Fault:
         # A block must hit a direct path: it also waits until the laptop's log has said
         # direct (a quarter can arrive over the relay, or in the instant after the switch,
         # before the log line is stamped).
-        self.laptop = laptop if kind == "block" else None
+        self.laptop = laptop if kind in ("block", "blackhole6") else None
         self.note = "not applied (transfer ended first)"
         self.blocked_at = None  # time.monotonic() of the block and unblock (kind block)
         self.unblocked_at = None
@@ -570,7 +598,11 @@ class Fault:
             except OSError:
                 quarter = False
             events = path_events(self.laptop, "nas") if self.laptop else [(0, "direct")]
-            if quarter and events and events[-1][1] == "direct":
+            # blackhole6 must hit a direct IPv6 path ("[2001:db8:...]:port").
+            on_v6 = self.kind != "blackhole6" or (
+                direct_events(self.laptop, "nas") and
+                direct_events(self.laptop, "nas")[-1][1].startswith("["))
+            if quarter and events and events[-1][1] == "direct" and on_v6:
                 break
             self.done.wait(0.02)
         if self.done.is_set():
@@ -591,6 +623,10 @@ class Fault:
                 self.lab.unblock_direct("laptop")
                 self.unblocked_at = time.monotonic()
                 self.note = f"blocked the laptop's direct UDP for {BLOCK_S:.0f} s"
+            elif self.kind == "blackhole6":
+                self.blocked_at = time.monotonic()
+                self.lab.block_direct6("laptop")
+                self.note = "blackholed IPv6 between the agents (UDP at the laptop's router)"
             elif self.kind == "server":
                 self.restart_server()
                 self.note = "killed and restarted the server"
@@ -609,12 +645,19 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     (nas_kind, nas_family), (laptop_kind, laptop_family) = side(nas_kind), side(laptop_kind)
     families = {"nas": nas_family, "laptop": laptop_family}
     both_v6 = has_v6(nas_family) and has_v6(laptop_family)
-    res = {"pair": name, "expected": expected_path(name.split("/")[0], name.split("/")[1]),
-           "path": "none", "expected_family": "ipv6" if both_v6 else None, "family": None,
+    expected = expected_path(name.split("/")[0], name.split("/")[1])
+    # A direct path between an IPv4-only side and a dual-stack one can only be IPv4.
+    expected_family = ("ipv6" if both_v6 else
+                       "ipv4" if expected == "direct" and "dual" in families.values() else None)
+    res_max_direct_s = MAX_DIRECT_S + (SERVER_PROBE_GIVE_UP_S if opts.block_server_stun else 0)
+    if opts.fault == "blackhole6" and expected_family == "ipv6":
+        expected_family = "ipv4"  # where the session must end: IPv6 between them is dark
+    res = {"pair": name, "expected": expected,
+           "path": "none", "expected_family": expected_family, "family": None,
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
            "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
            "nat": {}, "lab_error": None, "idle": opts.idle, "udp_timeout": opts.udp_timeout,
-           "after_idle_s": None}
+           "after_idle_s": None, "max_direct_s": res_max_direct_s}
     pair_dir = world.path(name.replace("/", "-").replace("+", "-"))
     os.makedirs(pair_dir, exist_ok=True)
     the_lab = lab.Lab(nas_kind, laptop_kind, families)
@@ -655,13 +698,18 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if opts.udp_timeout:
             the_lab.set_udp_timeout(opts.udp_timeout)
         start_server()
+        if opts.block_server_stun:
+            for agent in ("nas", "laptop"):
+                the_lab.block_server_stun(agent)
         for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
             if kind in lab.UPNP_KINDS:
                 start_miniupnpd(agent)
         if world.stun_server:
             coturn = spawn("coturn", lab.SERVER_NS, [
                 shutil.which("turnserver"), "-n", "--no-tls", "--no-dtls", "--no-tcp", "--no-cli",
-                "-S", "-z", "-L", lab.SERVER_IP, "-p", str(COTURN_PORT), "--log-file", "stdout",
+                "-S", "-z", "-L", lab.SERVER_IP,
+                *(["-L", lab.SERVER_IP6] if the_lab.ipv6 else []),
+                "-p", str(COTURN_PORT), "--log-file", "stdout",
                 "--simple-log", "--pidfile", os.path.join(pair_dir, "turnserver.pid")])
             coturn.wait_for(r"main listener thread", REGISTER_TIMEOUT_S)
         nas_ns, laptop_ns = the_lab.agent_ns["nas"], the_lab.agent_ns["laptop"]
@@ -686,6 +734,10 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             _, m = procs[agent].wait_for(REGISTERED.format(agent), REGISTER_TIMEOUT_S)
             res["nat"][agent] = m.group("nat")
             want = expected_mapping(kind, families[agent])
+            if opts.block_server_stun and lab.outer_kind(kind) != "udpblocked":
+                # The server's probe is unanswered; one STUN server's answer alone says
+                # nothing about the mapping (signal/nat_probe.h refine_mapping).
+                want = "unknown"
             if m.group("nat") != want:
                 res["lab_error"] = (f"{agent} behind {kind} found nat {m.group('nat')}, "
                                     f"not {want}: the lab is wrong")
@@ -836,6 +888,14 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if opts.doctor:
             res["doctor"] = run_doctor(world, laptop_ns)
             res["doctor_problems"] = check_doctor(res)
+        # After the transfer: a netcheck that waits for a silent family must not delay it.
+        if opts.netcheck:
+            res["netcheck"], res["netcheck_problems"] = {}, []
+            for agent, kind in (("nas", nas_kind), ("laptop", laptop_kind)):
+                report, problems = run_netcheck(world, the_lab, agent, kind, families[agent],
+                                                server_name, opts)
+                res["netcheck"][agent] = report
+                res["netcheck_problems"] += problems
         # How each side's punching ended, as its metrics say (recorded in --json, not judged).
         res["punch"] = {agent: punch_outcome(the_lab.agent_ns[agent]) for agent in ("laptop", "nas")}
         direct = [t for t, p in path_events(laptop, "nas") if p == "direct"]
@@ -866,6 +926,46 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         for key, p in procs.items():
             res["error"] += f"\n  {key} ({p.log_path}):\n{p.tail(8)}"
     return res
+
+
+def run_netcheck(world, the_lab, agent, kind, family, server_name, opts):
+    """`burrow netcheck -c AGENT.toml --json` in the agent's namespace (issue 17): each family
+    the agent has must be asked (IPv6 of the server when its name has both addresses, or of
+    coturn with --stun-server), reachable, and show the mapping its NAT or firewall has; with
+    --stun-server, coturn must have answered on each family. (report, [problems])"""
+    r = subprocess.run(["ip", "netns", "exec", the_lab.agent_ns[agent], world.burrow, "netcheck",
+                        "-c", world.config(agent, family, server_name), "--json",
+                        "--no-port-mapping"], capture_output=True, text=True, timeout=90)
+    try:
+        report = json.loads(r.stdout)
+        by_family = {f["family"]: f for f in report["families"]}
+    except (ValueError, KeyError, TypeError) as e:
+        return None, [f"netcheck {agent}: exit {r.returncode}, no JSON report ({e}): "
+                      f"{r.stdout[:200]} {r.stderr[:200]}"]
+    problems = []
+    wanted = ([] if family == "v6" else ["ipv4"]) + (["ipv6"] if has_v6(family) else [])
+    for fam in wanted:
+        f = by_family.get(fam, {})
+        v6_asked = server_name or world.stun_server
+        if fam == "ipv6" and not v6_asked:
+            continue
+        if lab.outer_kind(kind) == "udpblocked":
+            continue
+        want = expected_mapping(kind, "v6" if fam == "ipv6" else "v4")
+        if not f.get("asked") or not f.get("reachable"):
+            problems.append(f"netcheck {agent} {fam}: asked {f.get('asked')}, reachable "
+                            f"{f.get('reachable')} ({f.get('not_asked')})")
+        elif f.get("mapping") != want:
+            problems.append(f"netcheck {agent} {fam}: mapping {f.get('mapping')}, not {want}")
+        if world.stun_server and not f.get("stun_servers_answered"):
+            problems.append(f"netcheck {agent} {fam}: coturn did not answer")
+    print(f"netcheck {agent}: " + "; ".join(
+        f"{fam} reachable={by_family.get(fam, {}).get('reachable')} "
+        f"mapping={by_family.get(fam, {}).get('mapping')} "
+        f"reflexive={by_family.get(fam, {}).get('reflexive')} "
+        f"stun={by_family.get(fam, {}).get('stun_servers_answered')}" for fam in wanted),
+          flush=True)
+    return report, problems
 
 
 def udp_echo(world, the_lab, spawn):
@@ -917,6 +1017,8 @@ def check_fault(kind, fault, procs, res):
     laptop, nas = procs["laptop"], procs["nas"]
     if kind == "block":
         problems += check_block(fault, laptop)
+    elif kind == "blackhole6":
+        problems += check_blackhole6(fault, laptop)
     elif kind == "server":
         end = time.monotonic() + REGISTER_TIMEOUT_S
         while time.monotonic() < end and not all(
@@ -964,6 +1066,30 @@ def check_block(fault, laptop):
     return []
 
 
+def check_blackhole6(fault, laptop):
+    """Issue 17: with IPv6 blackholed between two dual-stack agents mid-transfer, the session
+    moves to a direct IPv4 path (through the relay or not) within BACK_TO_DIRECT_S."""
+    before = [a for t, a in direct_events(laptop, "nas") if t < fault.blocked_at]
+    if not before or not before[-1].startswith("["):
+        return [f"blackhole6: the direct path was {before[-1] if before else 'none'} when IPv6 "
+                "went dark, not IPv6: the fault tested nothing"]
+    end = fault.blocked_at + BACK_TO_DIRECT_S
+    while True:
+        v4_at = next((t for t, a in direct_events(laptop, "nas")
+                      if t >= fault.blocked_at and not a.startswith("[")), None)
+        if v4_at is not None or time.monotonic() >= end:
+            break
+        time.sleep(0.2)
+    seen = [(round(t - fault.blocked_at, 2), p) for t, p in path_events(laptop, "nas")
+            if t >= fault.blocked_at]
+    if v4_at is None:
+        return [f"blackhole6: no direct IPv4 path {BACK_TO_DIRECT_S:.0f} s after IPv6 went dark; "
+                f"path events (s after): {seen}"]
+    print(f"blackhole6: direct over IPv4 {v4_at - fault.blocked_at:.2f} s after IPv6 went dark "
+          f"(path events, s after: {seen})", flush=True)
+    return []
+
+
 def fmt_s(v):
     return "-" if v is None else f"{v:.3f}s"
 
@@ -990,7 +1116,7 @@ def verdict(res, check_paths):
     cone = res["expected"] == "direct" and all(lab.outer_kind(side(k)[0]) != "symmetric"
                                                for k in res["pair"].split("/"))
     if check_paths and cone and (res["direct_after_s"] is None
-                                 or res["direct_after_s"] > MAX_DIRECT_S):
+                                 or res["direct_after_s"] > res["max_direct_s"]):
         problems.append("time to direct")
     if "technique" in res and res["path"] == "direct" and "mapped" not in res["technique"]:
         problems.append("direct, but not by the mapped candidate: " + str(res["technique"]))
@@ -1001,6 +1127,7 @@ def verdict(res, check_paths):
                         str(res["netcheck_gateway"]["lines"]))
     problems += res.get("fault_problems", [])
     problems += res.get("doctor_problems", [])
+    problems += res.get("netcheck_problems", [])
     return problems
 
 
@@ -1051,7 +1178,7 @@ def main():
     ap.add_argument("--check-paths", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", metavar="FILE")
-    ap.add_argument("--fault", choices=("conntrack", "block", "server"))
+    ap.add_argument("--fault", choices=("conntrack", "block", "server", "blackhole6"))
     ap.add_argument("--check-faults", action="store_true",
                     help="fail unless the fault ends as issue 6 asks (needs --fault)")
     ap.add_argument("--udp-timeout", type=int, default=None, metavar="S",
@@ -1066,6 +1193,12 @@ def main():
     ap.add_argument("--stun-server", action="store_true",
                     help="run coturn on the lab's internet and list it in the agents' "
                          "stun_servers")
+    ap.add_argument("--netcheck", action="store_true",
+                    help="run `burrow netcheck -c AGENT.toml --json` in each agent's namespace "
+                         "and check its report per family")
+    ap.add_argument("--block-server-stun", action="store_true",
+                    help="with --stun-server: the routers drop STUN to the burrow server's "
+                         "STUN ports; reflexive addresses come from coturn alone")
     ap.add_argument("--server-name", action="store_true",
                     help="agents name the server by a name with an IPv4 and an IPv6 address")
     ap.add_argument("--blackhole-v6-control", action="store_true",
@@ -1078,6 +1211,8 @@ def main():
     opts = ap.parse_args()
     if opts.check_faults and not opts.fault:
         ap.error("--check-faults needs --fault")
+    if opts.block_server_stun and not opts.stun_server:
+        ap.error("--block-server-stun needs --stun-server (no reflexive address otherwise)")
     pairs = [p for p in parse_pairs(ap, opts.pairs) for _ in range(max(1, opts.trials))]
     burrow = os.path.abspath(opts.burrow)
     if not os.access(burrow, os.X_OK):

@@ -27,6 +27,14 @@ SocketAddress with_port(SocketAddress a, uint16_t port) {
     return a;
 }
 
+bool same_ip(const SocketAddress& a, const SocketAddress& b) {
+    return a.v6 == b.v6 && a.ip == b.ip;
+}
+
+bool is_server(const SocketAddress& a) {
+    return same_ip(a, kServerIp) || same_ip(a, kSimServer6);
+}
+
 std::string at_ms(Time t) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%9.3f", to_ms(t - Time{}));
@@ -58,6 +66,7 @@ struct AgentWorld::Host {
     std::unique_ptr<AgentCore> core;
     SocketAddress lan;  // its own address (private behind a NAT)
     SocketAddress public_ip;
+    std::optional<SocketAddress> v6;  // its public IPv6 address (WorldConfig::*_ipv6)
     uint16_t main_port = 0;
     std::optional<SimNat> nat;
     std::map<RouteId, uint16_t> sockets;  // local ports
@@ -94,9 +103,16 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
                                                   SocketAddress::ipv4({198, 51, 100, 20}, 0)};
     const std::array<SocketAddress, 2> lans = {SocketAddress::ipv4({10, 0, 1, 2}, 0),
                                                SocketAddress::ipv4({10, 0, 2, 2}, 0)};
+    const std::array<bool, 2> ipv6 = {config.nas_ipv6, config.laptop_ipv6};
     for (int i = 0; i < 2; ++i) {
         auto h = std::make_unique<Host>(names[i], config.seed * 2 + static_cast<uint64_t>(i));
         h->public_ip = publics[i];
+        if (ipv6[i]) {
+            h->v6 = SocketAddress::ipv6(
+                {0x20, 0x01, 0x0d, 0xb8, 0, static_cast<uint8_t>(i + 1), 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                 2},
+                0);
+        }
         h->main_port = static_cast<uint16_t>(41641 + i);
         h->sockets[kRouteMain] = h->main_port;
         if (auto nat = nat_config(kinds[i])) {
@@ -126,7 +142,9 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         hosts_[i] = std::move(h);
     }
     for (auto& h : hosts_) {
-        h->core->start({with_port(h->lan, h->main_port)}, now_);
+        std::vector<SocketAddress> addresses = {with_port(h->lan, h->main_port)};
+        if (h->v6) addresses.push_back(with_port(*h->v6, h->main_port));
+        h->core->start(addresses, now_, h->v6.has_value());
         drain(*h);
     }
 }
@@ -247,14 +265,20 @@ void AgentWorld::drain(Host& h) {
             any = true;
             auto port = h.sockets.find(t->route);
             if (port == h.sockets.end()) continue;  // a socket it closed
-            const SocketAddress local = with_port(h.lan, port->second);
-            std::optional<SocketAddress> from = local;
-            if (h.nat) from = h.nat->outbound(local, t->to, now_);
+            std::optional<SocketAddress> from;
+            if (t->to.v6) {
+                // No NAT and no firewall on IPv6; a side without IPv6 has no route there.
+                if (h.v6) from = with_port(*h.v6, port->second);
+            } else {
+                const SocketAddress local = with_port(h.lan, port->second);
+                from = local;
+                if (h.nat) from = h.nat->outbound(local, t->to, now_);
+            }
             if (!from) {
                 stats_.udp_undeliverable++;
                 continue;
             }
-            send_udp(*from, t->to, std::move(t->data), t->to.ip != kServerIp.ip);
+            send_udp(*from, t->to, std::move(t->data), !is_server(t->to));
         }
         // Relayed packets for the TLS connection leave as actions, after poll_transmit.
         any = actions() || any;
@@ -283,7 +307,11 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                     }
                     const ConnId conn = next_conn_++;
                     h.conn = conn;
-                    h.core->on_control_connected(with_port(kServerIp, kTlsPort), now_);
+                    // The server's name gives both addresses, IPv6 first; a side with IPv6
+                    // reaches that one first.
+                    const std::vector<SocketAddress> resolved = {with_port(kSimServer6, kTlsPort),
+                                                                 with_port(kServerIp, kTlsPort)};
+                    h.core->on_control_connected(resolved[h.v6 ? 0 : 1], resolved, now_);
                     drain(h);
                     execute_server(server_->on_connection_open(conn, now_));
                 });
@@ -564,8 +592,9 @@ void AgentWorld::execute_server(std::vector<ServerAction> actions) {
                         drain(*h);
                     });
                 } else if constexpr (std::is_same_v<A, SendDatagram>) {
-                    send_udp(with_port(kServerIp, kStunPorts[static_cast<size_t>(a.from)]), a.to,
-                             std::move(a.bytes), false);
+                    send_udp(with_port(a.to.v6 ? kSimServer6 : kServerIp,
+                                       kStunPorts[static_cast<size_t>(a.from)]),
+                             a.to, std::move(a.bytes), false);
                 } else if constexpr (std::is_same_v<A, LogEvent>) {
                     log("server", a.line);
                 }
@@ -631,7 +660,7 @@ void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, 
         send_udp(to, from, encode_binding_success(m->transaction_id, from, "sim-stun"), false);
         return;
     }
-    if (to.ip == kServerIp.ip) {
+    if (is_server(to)) {
         if (now_ < server_down_until_ || (config_.block_server_stun && is_stun(data))) {
             stats_.udp_undeliverable++;
             return;
@@ -647,9 +676,10 @@ void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, 
         return;
     }
     for (auto& h : hosts_) {
-        if (h->public_ip.ip != to.ip || h->exited) continue;
+        if (h->exited) continue;
+        if (to.v6 ? !h->v6 || !same_ip(*h->v6, to) : !same_ip(h->public_ip, to)) continue;
         std::optional<SocketAddress> local = to;
-        if (h->nat) local = h->nat->inbound(to, from, now_);
+        if (h->nat && !to.v6) local = h->nat->inbound(to, from, now_);
         if (!local) break;
         for (const auto& [route, port] : h->sockets) {
             if (port != local->port) continue;

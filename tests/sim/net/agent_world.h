@@ -66,7 +66,17 @@ struct WorldConfig {
     // The burrow server's STUN ports drop every STUN request (Bind and relay still pass): the
     // agents' reflexive addresses can only come from the STUN server.
     bool block_server_stun = false;
+    // Dual stack (issue 17): the side also has a public IPv6 address (no NAT, no firewall) and
+    // a dual-stack main socket, and its control connection goes to the server's IPv6 address
+    // (kSimServer6; Happy Eyeballs tries IPv6 first). Its IPv4 stays behind its NAT. A side
+    // without it cannot send to or be reached at an IPv6 address.
+    bool nas_ipv6 = false;
+    bool laptop_ipv6 = false;
 };
+
+// The server's IPv6 address (its IPv4 one is 192.0.2.1): the server's name resolves to both.
+inline const SocketAddress kSimServer6 =
+    SocketAddress::ipv6({0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 0);
 
 // The simulated STUN server's address.
 inline const SocketAddress kSimStunServer = SocketAddress::ipv4({192, 0, 2, 99}, 3478);

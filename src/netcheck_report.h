@@ -1,0 +1,70 @@
+// What `burrow netcheck` found, and its two renderings (text and --json), per address family
+// (issue 17). Pure: src/netcheck.cc gathers the findings, this file only formats them.
+//
+//   ipv4 udp       reachable: both STUN ports answered
+//   ipv4 reflexive 198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
+//   ipv4 mapping   endpoint-independent: direct paths can be punched
+//   ipv6 udp       reachable: both STUN ports answered
+//   ipv6 reflexive [2001:db8:2::2]:40312 (port 3478), [2001:db8:2::2]:40312 (port 3479)
+//   ipv6 mapping   endpoint-independent: direct paths can be punched
+//   stun server    stun.example.net:3478 answered: 198.51.100.20:40312 (rtt 21.3 ms)
+//   allocation     one port for every destination
+//   upnp igd       192.168.1.1 (external 203.0.113.5)
+//   pcp            192.168.1.1 answers
+//   nat-pmp        no answer from 192.168.1.1
+//
+//   {"families": [{"family": "ipv4", "asked": true, "reachable": true,
+//                  "server": {"ports": [3478, 3479], "answered": 2,
+//                             "reflexive": ["198.51.100.20:40312", "198.51.100.20:40312"]},
+//                  "reflexive": ["198.51.100.20:40312"], "mapping": "endpoint-independent",
+//                  "stun_servers_answered": ["stun.example.net:3478"], "not_asked": null}, ...],
+//    "stun_servers": [{"server": "stun.example.net:3478", "address": "192.0.2.9:3478",
+//                      "family": "ipv4", "answered": true, "mapped": "198.51.100.20:40312",
+//                      "rtt_ms": 21.3, "requests": 1, "error": null}],
+//    "allocation": {"kind": "sequential", "text": "sequential delta 1"},
+//    "port_mapping": {"upnp": "...", "pcp": "...", "natpmp": "..."}}     (null when not asked)
+#pragma once
+
+#include <array>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "signal/nat_probe.h"
+#include "signal/stun_servers.h"
+#include "tunnel/port_prediction.h"
+#include "tunnel/socket_address.h"
+
+namespace burrow {
+
+struct NetcheckFamily {
+    bool v6 = false;
+    // The burrow server's two STUN ports of this family, when they were asked.
+    std::optional<std::array<SocketAddress, 2>> server;
+    NatProbeResult probe;  // what they answered
+    // Why nothing of this family was asked (no IPv6 on this machine, the server has no
+    // address of it, ...); empty when something was.
+    std::string not_asked;
+};
+
+struct NetcheckReport {
+    std::vector<NetcheckFamily> families;  // IPv4, then IPv6
+    std::vector<StunServerStatus> stun_servers;
+    // Our own addresses (an answer equal to one is no NAT's doing: refine_mapping).
+    std::vector<SocketAddress> host_addresses;
+    // What the gateway said (src/port_mapping.h); nullopt when not asked.
+    std::optional<std::string> upnp;
+    std::optional<std::string> pcp;
+    std::optional<std::string> natpmp;
+    // How the IPv4 NAT allocates ports (issue 16), from the socket's IPv4 mappings in the
+    // order they were made (src/netcheck.cc: mapped_in_order).
+    PortAllocation allocation;
+};
+
+// The family's mapping: its server probe's verdict refined by its STUN servers' answers.
+NatMapping netcheck_mapping(const NetcheckReport& report, const NetcheckFamily& family);
+std::string netcheck_text(const NetcheckReport& report);
+nlohmann::json netcheck_json(const NetcheckReport& report);
+
+}  // namespace burrow
