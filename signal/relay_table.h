@@ -82,6 +82,9 @@ class RelayTable {
     // server restart. requester_role: requester's Noise role, which the session keeps.
     AttachResult attach(std::string_view requester, std::string_view peer, uint64_t id,
                         const RelayToken& token, SessionRole requester_role, Time now);
+    // Ends the pair's session, if any: another server of the cluster opened a newer one for
+    // them (the requester's server decides, as open() does here for a local pair).
+    void close_pair(std::string_view a, std::string_view b);
     // Ends every session `agent` is part of (it went offline).
     void close_agent(std::string_view agent);
     size_t size() const { return sessions_.size(); }
