@@ -96,6 +96,13 @@ std::vector<ClusterEvent> ClusterCore::reply(const ClusterRendezvous& to,
     return out;
 }
 
+RedisCommand ClusterCore::relay(std::string_view server, const ClusterRelay& packet) {
+    stats_.relayed_out++;
+    const Bytes payload = encode_cluster(packet);
+    return RedisCommand{
+        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0};
+}
+
 std::vector<ClusterEvent> ClusterCore::on_reply(uint64_t tag, const RedisReply& reply, Time) {
     std::vector<ClusterEvent> out;
     auto it = pending_.find(tag);
@@ -153,6 +160,11 @@ std::vector<ClusterEvent> ClusterCore::on_message(ByteView payload, Time) {
                                  " ignored"});
         return out;
     }
+    if (auto* relay = std::get_if<ClusterRelay>(&*m)) {
+        stats_.relayed_in++;
+        out.push_back(ClusterRelayIn{std::move(*relay)});
+        return out;
+    }
     if (auto* r = std::get_if<ClusterRendezvous>(&*m)) {
         stats_.rendezvous_in++;
         out.push_back(ClusterRendezvousIn{std::move(*r)});
@@ -171,7 +183,7 @@ std::vector<ClusterEvent> ClusterCore::on_message(ByteView payload, Time) {
         return out;
     }
     stats_.connects_answered++;
-    out.push_back(ClusterConnectAnswered{std::move(it->second.connect),
+    out.push_back(ClusterConnectAnswered{std::move(it->second.connect), it->second.peer_server,
                                          std::move(answer.to_requester)});
     pending_.erase(it);
     return out;

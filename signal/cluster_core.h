@@ -90,6 +90,7 @@ struct CrossConnect {
 // What became of a CrossConnect: the PeerInfo for the requester, or why not.
 struct ClusterConnectAnswered {
     CrossConnect connect;
+    std::string peer_server;  // where the peer is: relayed packets for it go there
     PeerInfo to_requester;
 };
 struct ClusterConnectFailed {
@@ -101,13 +102,17 @@ struct ClusterConnectFailed {
 struct ClusterRendezvousIn {
     ClusterRendezvous message;
 };
+// A relayed packet from another server for one of our agents; ServerCore checks and delivers.
+struct ClusterRelayIn {
+    ClusterRelay message;
+};
 // A line for the server's log (Redis up or down, a malformed message).
 struct ClusterLog {
     std::string line;
 };
 
 using ClusterEvent = std::variant<RedisCommand, ClusterConnectAnswered, ClusterConnectFailed,
-                                  ClusterRendezvousIn, ClusterLog>;
+                                  ClusterRendezvousIn, ClusterRelayIn, ClusterLog>;
 
 struct ClusterStats {
     uint64_t connects_forwarded = 0;  // Rendezvous published to another server
@@ -115,6 +120,8 @@ struct ClusterStats {
     uint64_t connects_failed = 0;     // refused, timed out, Redis down, peer offline
     uint64_t rendezvous_in = 0;       // Rendezvous from other servers
     uint64_t malformed = 0;           // published payloads that did not decode
+    uint64_t relayed_out = 0;         // relayed packets sent on to another server
+    uint64_t relayed_in = 0;          // ... received from another server
 };
 
 class ClusterCore {
@@ -143,6 +150,9 @@ class ClusterCore {
     std::vector<ClusterEvent> connect(CrossConnect c, Time now);
     // The answer to a ClusterRendezvousIn.
     std::vector<ClusterEvent> reply(const ClusterRendezvous& to, ClusterRendezvousReply answer);
+
+    // A relayed packet for an agent on `server` (the caller applied the sender's quotas).
+    RedisCommand relay(std::string_view server, const ClusterRelay& packet);
 
     std::vector<ClusterEvent> on_reply(uint64_t tag, const RedisReply& reply, Time now);
     std::vector<ClusterEvent> on_message(ByteView payload, Time now);

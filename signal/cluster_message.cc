@@ -1,5 +1,6 @@
 #include "signal/cluster_message.h"
 
+#include <algorithm>
 #include <cassert>
 
 #include "tunnel/wire.h"
@@ -7,7 +8,7 @@
 namespace burrow {
 namespace {
 
-enum class Type : uint8_t { kRendezvous = 1, kRendezvousReply = 2 };
+enum class Type : uint8_t { kRendezvous = 1, kRendezvousReply = 2, kRelay = 3 };
 
 // A control frame is at most kMaxControlFrame; its 4-byte length prefix comes first.
 constexpr size_t kFrameLengthSize = 4;
@@ -62,6 +63,14 @@ Bytes encode_cluster(const ClusterMessage& m) {
         put_text(w, r->peer, kMaxAgentNameLen);
         put_text(w, r->service, kMaxServiceNameLen);
         put_peer_info(w, r->to_peer);
+    } else if (auto* relay = std::get_if<ClusterRelay>(&m)) {
+        w.u8(static_cast<uint8_t>(Type::kRelay));
+        w.u64(relay->session_id);
+        w.bytes(relay->token);
+        put_text(w, relay->sender, kMaxAgentNameLen);
+        assert(relay->payload.size() <= kMaxRelayPayload);
+        w.varint(relay->payload.size());
+        w.bytes(relay->payload);
     } else {
         const auto& reply = std::get<ClusterRendezvousReply>(m);
         w.u8(static_cast<uint8_t>(Type::kRendezvousReply));
@@ -108,6 +117,19 @@ std::optional<ClusterMessage> decode_cluster(ByteView payload) {
             m.to_requester = std::move(*info);
         }
         if (!r.empty()) return std::nullopt;
+        return m;
+    }
+    if (type == static_cast<uint8_t>(Type::kRelay)) {
+        ClusterRelay m;
+        m.session_id = r.u64();
+        ByteView token = r.bytes(m.token.size());
+        auto sender = get_text(r, kMaxAgentNameLen);
+        const uint64_t n = r.varint();
+        if (!r.ok() || !sender || n > kMaxRelayPayload || n != r.remaining()) return std::nullopt;
+        std::copy(token.begin(), token.end(), m.token.begin());
+        m.sender = std::move(*sender);
+        ByteView payload = r.bytes(n);
+        m.payload.assign(payload.begin(), payload.end());
         return m;
     }
     return std::nullopt;

@@ -15,6 +15,12 @@
 //     text    service
 //     blob    to_peer (PeerInfo frame)
 //
+//   Relay (type 3): a relayed session packet for an agent of the receiving server
+//     u64     session_id (random, all 64 bits: beyond a varint's 62)
+//     16      relay token (the session's, checked again on arrival)
+//     text    sender
+//     blob    payload (end-to-end encrypted; no server can read it)
+//
 // text and blob are a varint length then the bytes. A blob holds a whole control frame as
 // encode_control() writes it (signal/control.h), so both agents get exactly the PeerInfo
 // they get from one server. Decoding checks the whole payload; anything else is rejected.
@@ -27,6 +33,7 @@
 #include "signal/control.h"
 #include "tunnel/bytes.h"
 #include "tunnel/frame.h"
+#include "signal/udp_messages.h"
 
 namespace burrow {
 
@@ -52,7 +59,17 @@ struct ClusterRendezvousReply {
     bool operator==(const ClusterRendezvousReply&) const = default;
 };
 
-using ClusterMessage = std::variant<ClusterRendezvous, ClusterRendezvousReply>;
+// The relay between two servers: an agent's relayed packet whose peer is on the receiving
+// server (both servers hold the pair's relay session under the same id and token).
+struct ClusterRelay {
+    uint64_t session_id = 0;
+    RelayToken token{};
+    std::string sender;
+    Bytes payload;
+    bool operator==(const ClusterRelay&) const = default;
+};
+
+using ClusterMessage = std::variant<ClusterRendezvous, ClusterRendezvousReply, ClusterRelay>;
 
 Bytes encode_cluster(const ClusterMessage& m);
 // nullopt: not a message of this version, or malformed (a cluster message comes from another

@@ -46,6 +46,9 @@ struct RelaySession {
     std::set<std::string> services;  // approved on it so far, for logs
     Time created{};
     Time last_used{};
+    // The server of the cluster the other agent is on, when it is not on this one: relayed
+    // packets for it go there (signal/cluster_core.h). Empty for a pair of local agents.
+    std::string remote_server;
 
     bool has_member(std::string_view agent) const {
         return agent == initiator || agent == responder;

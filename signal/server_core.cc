@@ -66,7 +66,10 @@ ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
     std::array<uint8_t, 16> lookup_key;
     rng_.fill(lookup_key);
     registry_.set_lookup_key(lookup_key);
-    if (config_.cluster) cluster_.emplace(*config_.cluster);
+    if (config_.cluster) {
+        cluster_.emplace(*config_.cluster);
+        forwarder_.set_cluster(&*cluster_);
+    }
 }
 
 size_t ServerCore::pending_count() const {
@@ -585,8 +588,9 @@ void ServerCore::on_cluster_rendezvous(const ClusterRendezvous& m, Time now, Act
         case RelayTable::AttachResult::kSuperseded:
             return refuse("the pair has a newer relay session on the peer's server; try again");
     }
-    const RelaySession* s = relays_.find(m.to_peer.session_id);
+    RelaySession* s = relays_.find(m.to_peer.session_id);
     if (!s) return refuse("relay session refused");
+    s->remote_server = m.from_server;
     PeerInfo to_peer = m.to_peer;
     to_peer.start_in_ms = start_in_ms(m.peer);
     to_peer.opener = false;
@@ -612,6 +616,9 @@ void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out)
                 continue;
             }
             PeerInfo p = std::move(answered->to_requester);
+            if (RelaySession* s = relays_.find(p.session_id)) {
+                s->remote_server = answered->peer_server;
+            }
             p.start_in_ms = start_in_ms(cc.requester);
             p.service = cc.request.service;
             p.opener = true;
@@ -634,6 +641,10 @@ void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out)
                 cc.conn, ConnectRefused{cc.request.peer, cc.request.service, std::move(reason)}});
         } else if (auto* in = std::get_if<ClusterRendezvousIn>(&e)) {
             on_cluster_rendezvous(in->message, now, out);
+        } else if (auto* relay = std::get_if<ClusterRelayIn>(&e)) {
+            if (auto action = forwarder_.deliver_from_cluster(relay->message, now)) {
+                out.push_back(std::move(*action));
+            }
         } else if (auto* log = std::get_if<ClusterLog>(&e)) {
             out.push_back(LogEvent{std::move(log->line)});
         }

@@ -184,8 +184,12 @@ class Server {
                             const RedisReply& reply) {
                 execute(core_.on_redis_reply(tag, reply, timer_->now()));
             },
-            .message = [this](ByteView payload) {
+            .message = [this, redis = cluster.redis](ByteView payload) {
+                const DropCounters before = core_.drops();
                 execute(core_.on_cluster_message(payload, timer_->now()));
+                if (core_.drops().total() != before.total()) {
+                    log_drop(before, redis, payload.size());
+                }
             },
         };
         redis_ = std::make_unique<RedisLink>(loop_, cluster.redis, core_.cluster()->channel(),
