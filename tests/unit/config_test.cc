@@ -825,6 +825,39 @@ TEST_CASE("a minimal server file gets the defaults") {
     CHECK(config.allow.empty());
 }
 
+TEST_CASE("[cluster]: Redis address and server name; absent means no cluster") {
+    auto parse = [](const std::string& cluster) {
+        return parse_server_config(kServerHead + cluster, "server.toml", "");
+    };
+    auto plain = parse("");
+    REQUIRE(std::holds_alternative<ServerConfig>(plain));
+    CHECK_FALSE(std::get<ServerConfig>(plain).cluster);
+    auto full = parse("[cluster]\nredis = \"redis://10.0.0.5:6380\"\nname = \"s1\"\n");
+    if (auto* e = std::get_if<ConfigError>(&full)) FAIL(e->message);
+    const auto& c = *std::get<ServerConfig>(full).cluster;
+    CHECK(c.redis.host == "10.0.0.5");
+    CHECK(c.redis.port == 6380);
+    CHECK(c.name == "s1");
+    auto defaults = parse("[cluster]\nredis = \"redis://[::1]\"\nname = \"s2\"\n");
+    if (auto* e = std::get_if<ConfigError>(&defaults)) FAIL(e->message);
+    CHECK(std::get<ServerConfig>(defaults).cluster->redis.port == kDefaultRedisPort);
+    CHECK(std::get<ServerConfig>(defaults).cluster->redis.host == "::1");
+
+    const std::vector<BadCase> cases = {
+        {"no scheme", kServerHead + "[cluster]\nredis = \"10.0.0.5:6379\"\nname = \"s1\"\n",
+         "server.toml:8:9: cluster.redis: ", "is not a Redis URL"},
+        {"a host name", kServerHead + "[cluster]\nredis = \"redis://cache:6379\"\nname = \"s1\"\n",
+         "server.toml:8:9: cluster.redis: ", "give Redis's IP address"},
+        {"no name", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\n",
+         "server.toml:7:1: cluster.name: ", "required key is missing"},
+        {"a bad name", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\nname = \"s 1\"\n",
+         "server.toml:9:8: cluster.name: ", "not a valid"},
+        {"a typo", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\nname = \"s1\"\nnmae = 1\n",
+         "server.toml:10:1: cluster.nmae: ", "unknown key"},
+    };
+    for (const auto& bad : cases) expect_error(parse_server_config(bad.text, "server.toml", ""), bad);
+}
+
 TEST_CASE("bad server files: each error names file:line:column and the key") {
     const std::string head_agents = kServerHead + kServerAgents;
     const std::vector<BadCase> cases = {
