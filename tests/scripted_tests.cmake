@@ -10,7 +10,7 @@ if(Python3_FOUND)
 
     # Two servers sharing presence and rendezvous through a real redis-server (issue 21).
     # 77: harness.SKIP when redis-server is missing.
-    foreach(case_timeout forward:60 redisloss:90)
+    foreach(case_timeout forward:60 redisloss:90 failover:90)
         string(REPLACE ":" ";" pair ${case_timeout})
         list(GET pair 0 case)
         list(GET pair 1 timeout)

@@ -3,18 +3,19 @@
 redis-server on 127.0.0.1 (issue 21).
 
 Usage: cluster_e2e.py BURROW_BINARY CASE
-  CASE: forward | redisloss
+  CASE: forward | redisloss | failover
 
 The world:
   redis    redis-server on a free loopback port, no persistence
   s1, s2   two `burrow server`s loading the same agents, ACL, certificate and identity key
            (one folder), each with its own ports and [cluster] name
   nas      on s2, exposes web -> an echo target, allow ["laptop"]
+           (failover: nas lists both servers and starts at either)
   desk     on s1, exposes web -> the same echo target, allow ["laptop"]
   laptop   on s1, forwards NAS -> nas/web (across servers), DESK -> desk/web (same server)
 A missing redis-server is a loud SKIP (exit 77).
 """
-import os, shutil, signal, socket, subprocess, sys, time
+import json, os, shutil, signal, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -27,7 +28,7 @@ REFUSE_TIMEOUT = 10.0    # s
 
 
 class Cluster(harness.ConfigDir):
-    def __init__(self, burrow, d, target_port):
+    def __init__(self, burrow, d, target_port, nas_servers=(1,)):
         self.burrow, self.d = burrow, d
         self.redis_port = harness.free_port()
         self.tcp = harness.free_ports(2)
@@ -50,7 +51,12 @@ service = "web"
 target = "127.0.0.1:{target_port}"
 allow = ["laptop"]
 """
-        self.write("nas.toml", self.header("nas", 1, 0) + expose)
+        nas = self.header("nas", 1, 0)
+        if len(nas_servers) > 1:
+            listed = ", ".join(f'"127.0.0.1:{self.tcp[i]}"' for i in nas_servers)
+            nas = nas.replace(f'server = "127.0.0.1:{self.tcp[1]}"', f"server = [{listed}]")
+            assert listed in nas
+        self.write("nas.toml", nas + expose)
         self.write("desk.toml", self.header("desk", 0, 1) + expose)
         self.write("laptop.toml", self.header("laptop", 0, 2) + f"""
 [[forward]]
@@ -178,7 +184,47 @@ def case_redisloss(burrow, d):
     c.stop()
 
 
-CASES = {"forward": case_forward, "redisloss": case_redisloss}
+def _status(burrow, admin):
+    r = subprocess.run([burrow, "status", "--admin", f"127.0.0.1:{admin}", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r
+    return json.loads(r.stdout)
+
+
+def case_failover(burrow, d):
+    """nas lists both servers; its server dies; nas registers with the other; a forwarded
+    connection open through the switch keeps echoing byte-exact, new ones work too."""
+    if _skip_without_redis():
+        return harness.SKIP
+    target = harness.Target(harness.echo)
+    c = Cluster(burrow, d, target.port, nas_servers=(0, 1)).start()
+    home = wait_until(lambda: next((s for s in ("s1", "s2")
+                                    if c[s].count(r'agent "nas" online') > 0), None),
+                      10, "nas online at one server")
+    other = "s2" if home == "s1" else "s1"
+    s = connect(c.nas_fwd)
+    before = os.urandom(1 << 18)
+    assert round_trip(s, before) == before
+    c["laptop"].wait_for(r"path to nas: direct", 15)
+    nas_status = _status(burrow, c.admin[0])
+    print("failover: nas starts on", home, "connected to", nas_status["server"]["connected_to"])
+    c[home].kill9()
+    c["nas"].wait_for(r"signalling server .*lost", 10)
+    c[other].wait_for(r'agent "nas" online', REGISTER_TIMEOUT)
+    c["nas"].wait_for(r"registered with the server as nas\b", REGISTER_TIMEOUT, occurrence=2)
+    after = os.urandom(1 << 18)
+    assert round_trip(s, after) == after, "the connection open through the switch broke"
+    s.close()
+    _echo_exact(c.nas_fwd, 1 << 18, "a new connection after the switch")
+    moved = _status(burrow, c.admin[0])["server"]
+    print("failover: nas now on", other, "status server:", moved)
+    other_port = c.tcp[0 if other == "s1" else 1]
+    assert moved.get("connected_to") == f"127.0.0.1:{other_port}", moved
+    for name in ("laptop", "desk", "nas", other):
+        c[name].stop(signal.SIGTERM)
+
+
+CASES = {"forward": case_forward, "redisloss": case_redisloss, "failover": case_failover}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))

@@ -299,6 +299,7 @@ service = "web"
     expected.name = "nas";
     expected.key_file = dir.file("nas.key");
     expected.server = {"2001:db8::7", 7000, HostKind::kIpv6};
+    expected.servers = {expected.server};
     expected.server_ca = dir.file("ca.pem");
     expected.udp_port = 41641;
     expected.admin = HostPort{"::1", 7070, HostKind::kIpv6};
@@ -314,6 +315,32 @@ service = "web"
     };
     expected.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "office", "web"}};
     CHECK(std::get<AgentConfig>(result) == expected);
+}
+
+TEST_CASE("server: one address or the servers of a cluster (issue 21)") {
+    TempDir dir;
+    dir.touch("nas.key");
+    auto parse = [&](const std::string& server) {
+        return parse_agent_config("[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\nserver = " +
+                                      server + "\nserver_fingerprint = \"sha256:" +
+                                      std::string(64, 'a') + "\"\n",
+                                  "nas.toml", dir.path(), on_disk);
+    };
+    auto two = parse("[\"a.example.net:7000\", \"192.0.2.9:7001\"]");
+    if (auto* e = std::get_if<ConfigError>(&two)) FAIL(e->message);
+    const auto& c = std::get<AgentConfig>(two);
+    REQUIRE(c.servers.size() == 2);
+    CHECK(c.server == c.servers[0]);
+    CHECK(c.servers[1] == HostPort{"192.0.2.9", 7001, HostKind::kIpv4});
+    auto one = parse("\"a.example.net:7000\"");
+    REQUIRE(std::holds_alternative<AgentConfig>(one));
+    CHECK(std::get<AgentConfig>(one).servers.size() == 1);
+    auto repeated = parse("[\"a.example.net:7000\", \"a.example.net:7000\"]");
+    REQUIRE(std::holds_alternative<ConfigError>(repeated));
+    CHECK_THAT(std::get<ConfigError>(repeated).message, Catch::Contains("nas.toml:4:"));
+    auto none = parse("[]");
+    REQUIRE(std::holds_alternative<ConfigError>(none));
+    CHECK_THAT(std::get<ConfigError>(none).message, Catch::Contains("give 1 to 8"));
 }
 
 TEST_CASE("admin_remote lets the admin endpoint listen on any IP address") {
