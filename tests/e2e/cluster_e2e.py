@@ -34,11 +34,13 @@ class Cluster(harness.ConfigDir):
         self.tcp = harness.free_ports(2)
         self.stun = [harness.free_ports(2, socket.SOCK_DGRAM) for _ in range(2)]
         self.nas_fwd, self.desk_fwd, *self.admin = harness.free_ports(5)
+        self.metrics = harness.free_ports(2)
         self.keys = {n: harness.keygen(burrow, self.path(f"{n}.key"))
                      for n in ("nas", "desk", "laptop")}
         allow = [("laptop", "nas", ["web"]), ("laptop", "desk", ["web"])]
         for i in range(2):
             text = harness.server_toml("127.0.0.1", self.tcp[i], self.stun[i], self.keys, allow)
+            text = text.replace("[server]\n", f'[server]\nmetrics = "127.0.0.1:{self.metrics[i]}"\n')
             self.write(f"s{i + 1}.toml", text + f"""
 [cluster]
 redis = "redis://127.0.0.1:{self.redis_port}"
@@ -146,6 +148,18 @@ def _skip_without_redis():
     return False
 
 
+def _metric(port, name):
+    """The samples of one metric family on a server's /metrics: {labels text: value}."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, value = line.rsplit(" ", 1)
+            out[key[len(name):]] = float(value)
+    return out
+
+
 def case_forward(burrow, d):
     if _skip_without_redis():
         return harness.SKIP
@@ -156,6 +170,14 @@ def case_forward(burrow, d):
     print("forward:", c["s2"].wait_for(r"^.*cluster: \"laptop\" on server \"s1\".*$").group(0))
     _echo_exact(c.desk_fwd, 1 << 16, "laptop (s1) -> desk (s1)")
     assert target.connections == 2, target.connections
+    # The session started on the relay (docs/architecture.md §5): its first packets went
+    # laptop -> s1 -> Redis -> s2 -> nas and back.
+    out1 = _metric(c.metrics[0], "burrow_server_cluster_relay_packets_total")
+    in2 = _metric(c.metrics[1], "burrow_server_cluster_relay_packets_total")
+    print("forward: relayed between servers: s1", out1, "s2", in2)
+    assert out1.get('{direction="out"}', 0) >= 1 and out1.get('{direction="in"}', 0) >= 1, out1
+    assert in2.get('{direction="in"}', 0) >= 1 and in2.get('{direction="out"}', 0) >= 1, in2
+    assert _metric(c.metrics[0], "burrow_server_cluster_redis_up") == {"": 1.0}
     c.stop()
 
 
