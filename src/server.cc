@@ -79,7 +79,6 @@ int run_server(const ServerRunOptions& options) {
     if (auto* err = std::get_if<ConfigError>(&loaded)) return fail(kExitUsage, err->message);
     const ServerConfig config = std::get<ServerConfig>(std::move(loaded));
     init_logging(options.verbosity > 0 ? level_for_verbosity(options.verbosity) : config.log_level);
-    raise_and_log_open_files_limit();
 
     auto cert = ensure_server_cert(config.cert_file, config.key_file);
     if (auto* err = std::get_if<CertError>(&cert)) return fail(kExitOsError, err->message);
@@ -93,6 +92,8 @@ int run_server(const ServerRunOptions& options) {
                      status.fingerprint);
     }
     spdlog::info("certificate fingerprint {}", status.fingerprint);
+    // After --print-fingerprint, whose stdout is the fingerprint alone (burrow-bench reads it).
+    raise_and_log_open_files_limit();
 
     auto identity = ensure_identity_key(config.identity_key);
     if (auto* err = std::get_if<std::string>(&identity)) return fail(kExitOsError, *err);
