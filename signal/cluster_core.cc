@@ -44,6 +44,7 @@ std::vector<ClusterEvent> ClusterCore::on_redis_down(Time) {
     if (!up_) return out;
     up_ = false;
     next_renew_ = kNever;
+    locating_.clear();
     std::vector<uint64_t> ids;
     for (const auto& [id, p] : pending_) ids.push_back(id);
     for (uint64_t id : ids) fail(id, "cluster store (Redis) unavailable", out);
@@ -96,15 +97,34 @@ std::vector<ClusterEvent> ClusterCore::reply(const ClusterRendezvous& to,
     return out;
 }
 
-RedisCommand ClusterCore::relay(std::string_view server, const ClusterRelay& packet) {
+RedisCommand ClusterCore::relay(std::string_view server, ClusterRelay packet) {
     stats_.relayed_out++;
+    packet.from_server = config_.name;
     const Bytes payload = encode_cluster(packet);
     return RedisCommand{
         {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0};
 }
 
+std::vector<ClusterEvent> ClusterCore::locate(uint64_t session_id, const std::string& peer) {
+    std::vector<ClusterEvent> out;
+    if (!up_) return out;
+    const uint64_t tag = next_id_++;
+    locating_[tag] = session_id;
+    out.push_back(RedisCommand{{"GET", agent_key(peer)}, tag});
+    return out;
+}
+
 std::vector<ClusterEvent> ClusterCore::on_reply(uint64_t tag, const RedisReply& reply, Time) {
     std::vector<ClusterEvent> out;
+    if (auto l = locating_.find(tag); l != locating_.end()) {
+        const uint64_t session_id = l->second;
+        locating_.erase(l);
+        if (reply.kind == RedisReply::Kind::kString && reply.text != config_.name &&
+            !reply.text.empty() && reply.text.size() <= kMaxServerNameLen) {
+            out.push_back(ClusterPeerLocated{session_id, reply.text});
+        }
+        return out;
+    }
     auto it = pending_.find(tag);
     if (it == pending_.end()) return out;  // timed out or failed meanwhile
     Pending& p = it->second;

@@ -106,13 +106,19 @@ struct ClusterRendezvousIn {
 struct ClusterRelayIn {
     ClusterRelay message;
 };
+// Where the other agent of a relay session is (locate()): its server.
+struct ClusterPeerLocated {
+    uint64_t session_id = 0;
+    std::string server;
+};
 // A line for the server's log (Redis up or down, a malformed message).
 struct ClusterLog {
     std::string line;
 };
 
 using ClusterEvent = std::variant<RedisCommand, ClusterConnectAnswered, ClusterConnectFailed,
-                                  ClusterRendezvousIn, ClusterRelayIn, ClusterLog>;
+                                  ClusterRendezvousIn, ClusterRelayIn, ClusterPeerLocated,
+                                  ClusterLog>;
 
 struct ClusterStats {
     uint64_t connects_forwarded = 0;  // Rendezvous published to another server
@@ -151,8 +157,12 @@ class ClusterCore {
     // The answer to a ClusterRendezvousIn.
     std::vector<ClusterEvent> reply(const ClusterRendezvous& to, ClusterRendezvousReply answer);
 
-    // A relayed packet for an agent on `server` (the caller applied the sender's quotas).
-    RedisCommand relay(std::string_view server, const ClusterRelay& packet);
+    // A relayed packet for an agent on `server` (the caller applied the sender's quotas);
+    // from_server is filled in.
+    RedisCommand relay(std::string_view server, ClusterRelay packet);
+    // Looks up the server of `peer`, the other agent of relay session `session_id` (an agent
+    // re-attached a session here after moving servers): ClusterPeerLocated when found.
+    std::vector<ClusterEvent> locate(uint64_t session_id, const std::string& peer);
 
     std::vector<ClusterEvent> on_reply(uint64_t tag, const RedisReply& reply, Time now);
     std::vector<ClusterEvent> on_message(ByteView payload, Time now);
@@ -176,6 +186,9 @@ class ClusterCore {
     Time next_renew_ = kNever;
     uint64_t next_id_ = 1;
     std::map<uint64_t, Pending> pending_;  // by request id (also the Redis reply tag)
+    // locate() lookups by Redis reply tag: the session they are for. A lost reply (Redis
+    // gone) leaves its entry until on_redis_down clears them all.
+    std::map<uint64_t, uint64_t> locating_;
     ClusterStats stats_;
 };
 

@@ -68,6 +68,7 @@ Bytes encode_cluster(const ClusterMessage& m) {
         w.u64(relay->session_id);
         w.bytes(relay->token);
         put_text(w, relay->sender, kMaxAgentNameLen);
+        put_text(w, relay->from_server, kMaxServerNameLen);
         assert(relay->payload.size() <= kMaxRelayPayload);
         w.varint(relay->payload.size());
         w.bytes(relay->payload);
@@ -124,8 +125,13 @@ std::optional<ClusterMessage> decode_cluster(ByteView payload) {
         m.session_id = r.u64();
         ByteView token = r.bytes(m.token.size());
         auto sender = get_text(r, kMaxAgentNameLen);
+        auto from = get_text(r, kMaxServerNameLen);
         const uint64_t n = r.varint();
-        if (!r.ok() || !sender || n > kMaxRelayPayload || n != r.remaining()) return std::nullopt;
+        if (!r.ok() || !sender || !from || from->empty() || n > kMaxRelayPayload ||
+            n != r.remaining()) {
+            return std::nullopt;
+        }
+        m.from_server = std::move(*from);
         std::copy(token.begin(), token.end(), m.token.begin());
         m.sender = std::move(*sender);
         ByteView payload = r.bytes(n);

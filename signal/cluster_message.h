@@ -19,6 +19,7 @@
 //     u64     session_id (random, all 64 bits: beyond a varint's 62)
 //     16      relay token (the session's, checked again on arrival)
 //     text    sender
+//     text    from_server (where the sender is now: the answer goes there)
 //     blob    payload (end-to-end encrypted; no server can read it)
 //
 // text and blob are a varint length then the bytes. A blob holds a whole control frame as
@@ -65,6 +66,7 @@ struct ClusterRelay {
     uint64_t session_id = 0;
     RelayToken token{};
     std::string sender;
+    std::string from_server;  // the sender's server: the receiver relays the answers there
     Bytes payload;
     bool operator==(const ClusterRelay&) const = default;
 };

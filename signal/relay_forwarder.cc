@@ -37,7 +37,7 @@ std::optional<ServerAction> RelayForwarder::forward(AgentRecord& sender, uint64_
 
     if (remote) {
         return cluster_->relay(session->remote_server,
-                               ClusterRelay{session_id, session->token, sender.name,
+                               ClusterRelay{session_id, session->token, sender.name, {},
                                             Bytes(payload.begin(), payload.end())});
     }
     return deliver(*session, *peer, payload);
@@ -63,6 +63,8 @@ std::optional<ServerAction> RelayForwarder::deliver_from_cluster(const ClusterRe
     AgentRecord* peer = registry_.find(session->peer_of(packet.sender));
     if (!peer || !peer->online()) return drop(DropReason::kRelayPeerOffline);
     session->last_used = now;
+    // The sender may have moved servers since the rendezvous: answers go where it is now.
+    session->remote_server = packet.from_server;
     return deliver(*session, *peer, packet.payload);
 }
 

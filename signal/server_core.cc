@@ -413,9 +413,16 @@ void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now
                              " with " + req.peer;
     std::string reason;
     switch (relays_.attach(c.agent, req.peer, req.session_id, req.relay_token, req.role, now)) {
-        case RelayTable::AttachResult::kAttached:
+        case RelayTable::AttachResult::kAttached: {
             out.push_back(LogEvent{what + " attached"});
+            // An agent that moved here from another server of the cluster: where is its peer?
+            const AgentRecord* peer = registry_.find(req.peer);
+            RelaySession* s = relays_.find(req.session_id);
+            if (cluster_ && s && s->remote_server.empty() && (!peer || !peer->online())) {
+                apply(cluster_->locate(req.session_id, req.peer), now, out);
+            }
             return;
+        }
         case RelayTable::AttachResult::kNotAllowed:
             reason = "not allowed by the server";
             break;
@@ -644,6 +651,10 @@ void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out)
         } else if (auto* relay = std::get_if<ClusterRelayIn>(&e)) {
             if (auto action = forwarder_.deliver_from_cluster(relay->message, now)) {
                 out.push_back(std::move(*action));
+            }
+        } else if (auto* located = std::get_if<ClusterPeerLocated>(&e)) {
+            if (RelaySession* s = relays_.find(located->session_id)) {
+                s->remote_server = located->server;
             }
         } else if (auto* log = std::get_if<ClusterLog>(&e)) {
             out.push_back(LogEvent{std::move(log->line)});

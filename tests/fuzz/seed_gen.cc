@@ -447,7 +447,8 @@ void cluster_seeds() {
     seeds.push_back(encode_cluster(ClusterRendezvous{1, "s1", "laptop", "nas", "web", info}));
     seeds.push_back(encode_cluster(ClusterRendezvousReply{1, true, "", info}));
     seeds.push_back(encode_cluster(ClusterRendezvousReply{2, false, "peer offline", {}}));
-    seeds.push_back(encode_cluster(ClusterRelay{info.session_id, {}, "nas", Bytes(64, 0x5a)}));
+    seeds.push_back(
+        encode_cluster(ClusterRelay{info.session_id, {}, "nas", "s2", Bytes(64, 0x5a)}));
     write_seeds("cluster", seeds);
 }
 

@@ -58,7 +58,7 @@ TEST_CASE("cluster messages round-trip, 64-bit session ids included") {
     ClusterRendezvous r{42, "s1", "laptop", "nas", "web", sample_info()};
     ClusterRendezvousReply ok{42, true, "", sample_info()};
     ClusterRendezvousReply no{43, false, "peer offline", {}};
-    ClusterRelay relay{0xfedcba9876543210, {}, "laptop", Bytes{1, 2, 3, 4}};
+    ClusterRelay relay{0xfedcba9876543210, {}, "laptop", "s1", Bytes{1, 2, 3, 4}};
     relay.token[0] = 0xaa;
     for (const ClusterMessage& m : std::vector<ClusterMessage>{r, ok, no, relay}) {
         const Bytes b = encode_cluster(m);
@@ -244,13 +244,13 @@ struct FakeRedis {
 };
 
 struct TwoServers {
-    explicit TwoServers(bool same_identity = true) {
+    explicit TwoServers(bool same_identity = true, int count = 2) {
         // laptop may open nas/web (across servers) and phone/web (on its own server).
         acl = h.acl_config;
         acl.allow.push_back({"laptop", "phone", {"web"}});
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < count; ++i) {
             ServerCoreConfig config = h.core_config;
-            config.cluster = ClusterConfig{i == 0 ? "s1" : "s2"};
+            config.cluster = ClusterConfig{"s" + std::to_string(i + 1)};
             if (i == 1 && !same_identity) config.static_key = PrivateKey::generate(h.key_rng);
             std::string error;
             auto a = Acl::create(acl, &error);
@@ -280,7 +280,7 @@ struct TwoServers {
 
     Harness h;
     AclConfig acl;
-    std::unique_ptr<ServerCore> cores[2];
+    std::unique_ptr<ServerCore> cores[3];
     FakeRedis redis;
 };
 
@@ -333,6 +333,32 @@ TEST_CASE("two servers: presence, rendezvous and relay across them") {
     auto refused = messages_to<ConnectRefused>(t.redis.take(t.s(0)), 1);
     REQUIRE(refused.size() == 1);
     CHECK(refused[0].reason == "peer offline");
+}
+
+TEST_CASE("three servers: an agent that moves re-attaches and the relay follows it") {
+    TwoServers t(true, 3);
+    t.login(0, 1, "laptop");
+    t.login(1, 1, "nas");
+    t.send(0, 1, ConnectRequest{"nas", "web"});
+    auto to_nas = messages_to<PeerInfo>(t.redis.take(t.s(1)), 1);
+    REQUIRE(to_nas.size() == 1);
+    t.redis.take(t.s(0));
+    const uint64_t id = to_nas[0].session_id;
+    // nas loses s2 and registers with s3, then re-attaches its session there.
+    t.redis.run(t.s(1), t.s(1)->on_connection_closed(1, kT0));
+    t.login(2, 7, "nas");
+    CHECK(t.redis.kv.at("burrow:agent:nas") == "s3");
+    t.send(2, 7, RelayAttach{id, "laptop", to_nas[0].relay_token, to_nas[0].role});
+    // nas -> s3 -> s1 -> laptop, and the answer laptop -> s1 -> s3 -> nas (not the old s2).
+    t.send(2, 7, RelayData{id, Bytes{9}});
+    auto at_laptop = messages_to<RelayData>(t.redis.take(t.s(0)), 1);
+    REQUIRE(at_laptop.size() == 1);
+    CHECK(at_laptop[0].payload == Bytes{9});
+    t.send(0, 1, RelayData{id, Bytes{8}});
+    auto at_nas = messages_to<RelayData>(t.redis.take(t.s(2)), 7);
+    REQUIRE(at_nas.size() == 1);
+    CHECK(at_nas[0].payload == Bytes{8});
+    CHECK(t.s(1)->cluster()->stats().relayed_in == 0);
 }
 
 TEST_CASE("two servers: Redis down refuses cross-server connects only, and recovers") {
