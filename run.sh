@@ -32,6 +32,7 @@ PACKAGES=(
     libuv1-dev libmbedtls-dev libsodium-dev libcli11-dev catch2 libtomlplusplus-dev
     libspdlog-dev nlohmann-json3-dev libhttp-parser-dev libminiupnpc-dev libnatpmp-dev
     miniupnpd-iptables
+    libhiredis-dev redis-server
     clang libclang-rt-14-dev
     iproute2 iptables conntrack iperf3 python3 curl socat procps dnsmasq bind9-dnsutils
     wrk nginx

@@ -56,10 +56,21 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
         check_file_exists(issues, files, *key_file, config.key_file,
                           "create it with: burrow keygen -o " + config.key_file);
     }
-    if (auto server = t.required_string("server", "\"signal.example.net:7000\"")) {
-        if (auto address = check_address(issues, *server, AddressUse::kConnect)) {
-            config.server = *address;
+    if (auto servers = t.required_string_or_strings("server", "\"signal.example.net:7000\"")) {
+        if (servers->value.empty() || servers->value.size() > kMaxServers) {
+            issues.add(*servers, "holds " + std::to_string(servers->value.size()) +
+                                     " address(es); give 1 to " + std::to_string(kMaxServers) +
+                                     " servers of one cluster");
         }
+        std::vector<Located<std::string>> seen;
+        for (const auto& entry : servers->value) {
+            if (auto address = check_address(issues, entry, AddressUse::kConnect)) {
+                config.servers.push_back(*address);
+                seen.push_back({to_string(*address), entry.at, entry.path});
+            }
+        }
+        check_no_repeats(issues, seen, "server");
+        if (!config.servers.empty()) config.server = config.servers.front();
     }
     auto fingerprint = t.optional_string("server_fingerprint");
     auto ca = t.optional_string("server_ca");

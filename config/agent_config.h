@@ -3,7 +3,9 @@
 //   [agent]
 //   name = "nas"                        # [a-z0-9-]{1,32}
 //   key_file = "nas.key"                # relative to the config file's folder; must exist
-//   server = "signal.example.net:7000"  # host:port of the server's TLS control port
+//   server = "signal.example.net:7000"  # host:port of the server's TLS control port, or a
+//                                       # list of the servers of one cluster (issue 21):
+//                                       # ["a.example.net:7000", "b.example.net:7000"]
 //   server_fingerprint = "sha256:..."   # exactly one of server_fingerprint and server_ca
 //   # server_ca = "ca.pem"
 //   # udp_port = 0                      # 0: any
@@ -77,10 +79,14 @@ inline constexpr Duration kMaxKeepalive = std::chrono::seconds(60);
 inline constexpr Duration kMinUdpIdleTimeout = std::chrono::seconds(1);
 inline constexpr Duration kMaxUdpIdleTimeout = std::chrono::hours(1);
 
+// `server` lists at most this many servers: the servers of one cluster an agent may use.
+inline constexpr size_t kMaxServers = 8;
+
 struct AgentConfig {
     std::string name;
     std::string key_file;  // resolved against the config's folder; existed at load time
-    HostPort server;
+    HostPort server;                // servers[0]
+    std::vector<HostPort> servers;  // every server given, in order (one for a plain string)
     // Exactly one of the two is set.
     std::optional<CertFingerprint> server_fingerprint;
     std::optional<std::string> server_ca;  // resolved like key_file; existed at load time

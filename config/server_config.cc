@@ -190,6 +190,54 @@ void read_server(TableReader& t, std::string_view base_dir, ServerConfig& config
     t.finish();
 }
 
+void read_cluster(TableReader& t, ServerConfig& config) {
+    Issues& issues = t.issues();
+    ClusterSection cluster;
+    bool ok = true;
+    if (auto redis = t.required_string("redis", "\"redis://127.0.0.1:6379\"")) {
+        constexpr std::string_view kScheme = "redis://";
+        std::string rest = redis->value;
+        if (rest.rfind(kScheme, 0) != 0) {
+            issues.add(*redis, quote(redis->value) +
+                                   " is not a Redis URL; write \"redis://HOST:PORT\", e.g. "
+                                   "\"redis://127.0.0.1:6379\"");
+            ok = false;
+        } else {
+            rest = rest.substr(kScheme.size());
+            const bool has_port = !rest.empty() && rest.back() != ']' &&
+                                  rest.find(':') != std::string::npos &&
+                                  (rest.front() == '[' || rest.find(':') == rest.rfind(':'));
+            if (!has_port) rest += ":" + std::to_string(kDefaultRedisPort);
+            auto address =
+                check_address(issues, Located<std::string>{rest, redis->at, redis->path},
+                              AddressUse::kConnect);
+            if (!address) {
+                ok = false;
+            } else if (address->kind == HostKind::kName) {
+                issues.add(*redis, quote(redis->value) +
+                                       " names a host; give Redis's IP address (the server "
+                                       "never blocks its loop on a name lookup)");
+                ok = false;
+            } else {
+                cluster.redis = *address;
+            }
+        }
+    } else {
+        ok = false;
+    }
+    if (auto name = t.required_string("name", "\"s1\"")) {
+        if (check_agent_name(issues, *name)) {
+            cluster.name = name->value;
+        } else {
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    t.finish();
+    if (ok) config.cluster = std::move(cluster);
+}
+
 void read_agent(TableReader& t, ServerConfig& config, Positions& positions) {
     Issues& issues = t.issues();
     AgentEntry agent;
@@ -339,6 +387,7 @@ std::variant<ServerConfig, ConfigError> parse_server_config(std::string_view tex
     Positions positions;
     if (auto server = root.required_table("server"))
         read_server(*server, base_dir, config, positions);
+    if (auto cluster = root.optional_table("cluster")) read_cluster(*cluster, config);
     for (auto& agent : root.table_array("agents")) read_agent(agent, config, positions);
     for (auto& rule : root.table_array("allow")) read_rule(rule, config, positions);
     root.finish();

@@ -13,6 +13,10 @@
 //   # stun_standard_clients = false           # answer 20-byte STUN requests too
 //   # metrics = "127.0.0.1:9464"              # Prometheus GET /metrics (off unless set)
 //
+//   [cluster]                                 # optional: several servers, one network
+//   redis = "redis://127.0.0.1:6379"          # an IP literal (hiredis resolves names blocking)
+//   name = "s1"                               # this server's name, unique in the cluster
+//
 //   [[agents]]
 //   name = "nas"
 //   public_key = "base64..."                  # as printed by burrow keygen
@@ -56,6 +60,17 @@ namespace burrow {
 
 // kAnyService ("*", every service of the target agent) is the ACL's (signal/acl.h).
 
+inline constexpr uint16_t kDefaultRedisPort = 6379;
+
+// [cluster] (signal/cluster_core.h): every server of a cluster loads the same file apart from
+// this section's name (and its listen addresses), so the ACL, the agents and the identity key
+// that relay tokens derive from are the same everywhere.
+struct ClusterSection {
+    HostPort redis;    // an IP literal
+    std::string name;  // the agent-name rules: letters, digits, '-', '_'
+    bool operator==(const ClusterSection&) const = default;
+};
+
 inline constexpr uint32_t kDefaultMaxAgents = 10000;
 inline constexpr uint32_t kDefaultRelayRateMbit = 50;
 inline constexpr uint32_t kDefaultRelayPacketsPerSec = 20000;
@@ -97,6 +112,7 @@ struct ServerConfig {
     // Where GET /metrics answers (TCP, HTTP); nullopt: no metrics listener. An IP literal that
     // does not overlap `listen`.
     std::optional<HostPort> metrics;
+    std::optional<ClusterSection> cluster;  // nullopt: one server, no Redis
     std::vector<AgentEntry> agents;  // names and keys unique
     std::vector<AllowRule> allow;
 

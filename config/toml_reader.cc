@@ -233,6 +233,17 @@ std::optional<TableReader> TableReader::required_table(std::string_view key) {
     return TableReader(*node->as_table(), path, position_of(node->source()), *issues_);
 }
 
+std::optional<TableReader> TableReader::optional_table(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) return std::nullopt;
+    const std::string path = child_path(key);
+    if (!node->is_table()) {
+        wrong_type(*node, path, "a table ([" + path + "])");
+        return std::nullopt;
+    }
+    return TableReader(*node->as_table(), path, position_of(node->source()), *issues_);
+}
+
 std::vector<TableReader> TableReader::table_array(std::string_view key) {
     const toml::node* node = find(key);
     if (node == nullptr) return {};

@@ -87,6 +87,8 @@ class TableReader {
     std::optional<Located<std::vector<Located<std::string>>>> required_string_or_strings(
         std::string_view key, std::string_view example);
     std::optional<TableReader> required_table(std::string_view key);
+    // The same, absent allowed (nullopt without an issue).
+    std::optional<TableReader> optional_table(std::string_view key);
     // [[key]]: the tables in order; absent means none.
     std::vector<TableReader> table_array(std::string_view key);
 

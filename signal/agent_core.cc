@@ -53,7 +53,12 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
       client_(AgentClientConfig{config_.key, std::nullopt, config_.software, config_.keepalive,
                                 config_.stun_servers},
               rng, now),
-      port_mapper_(config_.port_mapping) {}
+      port_mapper_(config_.port_mapping) {
+    if (config_.servers.size() > 1) {
+        server_index_ = static_cast<size_t>(rng_.next_u64() % config_.servers.size());
+        config_.server = config_.servers[server_index_];
+    }
+}
 
 // --- life ----------------------------------------------------------------------------------------
 
@@ -269,7 +274,13 @@ void AgentCore::on_control_bytes(ByteView bytes, Time now) {
 void AgentCore::on_control_closed(std::string_view reason, Time now) {
     dial_pending_ = false;
     client_.on_disconnected(reason, now);
-    after_client(now);
+    after_client(now);  // logs the loss naming the server that was lost
+    // Several servers: the next dial (after the client's retry delay, as ever) goes to the
+    // next one. Direct sessions go on meanwhile; relayed ones re-attach at the new server.
+    if (config_.servers.size() > 1) {
+        server_index_ = (server_index_ + 1) % config_.servers.size();
+        config_.server = config_.servers[server_index_];
+    }
 }
 
 // After every input to the client: its events, then a dial if one is due.

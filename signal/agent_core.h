@@ -110,6 +110,10 @@ struct AgentCoreConfig {
     std::string name;  // [agent] name, for the first log lines
     PrivateKey key;
     HostPort server;
+    // Every server of the cluster the agent may use (issue 21), `server` among them; empty
+    // means just `server`. The agent starts at a random one (so agents spread over the
+    // servers) and moves to the next each time its connection fails or ends.
+    std::vector<HostPort> servers;
     std::string software = "burrow";
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;
@@ -403,6 +407,7 @@ class AgentCore {
 
     AgentCoreConfig config_;
     Rng& rng_;
+    size_t server_index_ = 0;  // config_.server is config_.servers[server_index_]
     Time started_at_;
     AgentClient client_;
     PortMapper port_mapper_;  // after config_: built from it

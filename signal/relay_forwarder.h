@@ -7,12 +7,18 @@
 // sender is within its packet and byte quotas. Delivery goes to the peer's bound UDP address
 // unless the peer last sent relay data over TLS or has no binding; then over its TLS
 // connection. Never to an address no agent has bound.
+//
+// In a cluster (signal/cluster_core.h) the other agent may be on another server: a session
+// whose remote_server is set and whose peer is not here goes to that server over Redis
+// (ClusterRelay), after the same checks and quotas; that server delivers it with
+// deliver_from_cluster(), which checks the session and token again.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <optional>
 
+#include "signal/cluster_core.h"
 #include "signal/registry.h"
 #include "signal/relay_table.h"
 #include "signal/server_action.h"
@@ -33,6 +39,9 @@ class RelayForwarder {
     RelayForwarder(AgentRegistry& registry, RelayTable& relays, DropCounters& drops)
         : registry_(registry), relays_(relays), drops_(drops) {}
 
+    // The cluster to send remote peers' packets through; nullptr (the default): none.
+    void set_cluster(ClusterCore* cluster) { cluster_ = cluster; }
+
     const RelayStats& stats() const { return stats_; }
 
     // token: the Relay datagram's token for UDP input, nullptr for TLS input (the connection
@@ -41,7 +50,12 @@ class RelayForwarder {
                                         const RelayToken* token, ByteView payload, RelayVia via,
                                         Time now);
 
+    // A packet another server of the cluster relayed for one of our agents.
+    std::optional<ServerAction> deliver_from_cluster(const ClusterRelay& packet, Time now);
+
   private:
+    // The packet for peer, over UDP or its TLS connection.
+    ServerAction deliver(const RelaySession& session, const AgentRecord& peer, ByteView payload);
     std::optional<ServerAction> drop(DropReason r) {
         drops_.count(r);
         return std::nullopt;
@@ -51,6 +65,7 @@ class RelayForwarder {
     RelayTable& relays_;
     DropCounters& drops_;
     RelayStats stats_;
+    ClusterCore* cluster_ = nullptr;
 };
 
 }  // namespace burrow

@@ -81,6 +81,10 @@ RelayTable::AttachResult RelayTable::attach(std::string_view requester, std::str
     return AttachResult::kAttached;
 }
 
+void RelayTable::close_pair(std::string_view a, std::string_view b) {
+    if (RelaySession* s = find_pair(a, b)) sessions_.erase(s->id);
+}
+
 RelaySession* RelayTable::find(uint64_t id) {
     auto it = sessions_.find(id);
     return it == sessions_.end() ? nullptr : &it->second;

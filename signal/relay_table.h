@@ -46,6 +46,9 @@ struct RelaySession {
     std::set<std::string> services;  // approved on it so far, for logs
     Time created{};
     Time last_used{};
+    // The server of the cluster the other agent is on, when it is not on this one: relayed
+    // packets for it go there (signal/cluster_core.h). Empty for a pair of local agents.
+    std::string remote_server;
 
     bool has_member(std::string_view agent) const {
         return agent == initiator || agent == responder;
@@ -82,6 +85,9 @@ class RelayTable {
     // server restart. requester_role: requester's Noise role, which the session keeps.
     AttachResult attach(std::string_view requester, std::string_view peer, uint64_t id,
                         const RelayToken& token, SessionRole requester_role, Time now);
+    // Ends the pair's session, if any: another server of the cluster opened a newer one for
+    // them (the requester's server decides, as open() does here for a local pair).
+    void close_pair(std::string_view a, std::string_view b);
     // Ends every session `agent` is part of (it went offline).
     void close_agent(std::string_view agent);
     size_t size() const { return sessions_.size(); }

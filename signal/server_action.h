@@ -10,6 +10,7 @@
 #include <string>
 #include <variant>
 
+#include "signal/cluster_core.h"
 #include "signal/control.h"
 #include "tunnel/socket_address.h"
 #include "tunnel/bytes.h"
@@ -41,7 +42,9 @@ struct LogEvent {
     std::string line;
 };
 
-using ServerAction = std::variant<SendControl, CloseConnection, SendDatagram, LogEvent>;
+// RedisCommand (signal/cluster_core.h): only with a [cluster] section.
+using ServerAction =
+    std::variant<SendControl, CloseConnection, SendDatagram, LogEvent, RedisCommand>;
 
 // Every datagram or relay payload the server drops, by reason (for `burrow status`).
 enum class DropReason : uint8_t {

@@ -44,6 +44,8 @@ const char* to_string(Refusal r) {
             return "connect_invalid";
         case Refusal::kAttachRefused:
             return "attach_refused";
+        case Refusal::kConnectClusterFailed:
+            return "connect_cluster_failed";
         case Refusal::kCount:
             break;
     }
@@ -64,6 +66,10 @@ ServerCore::ServerCore(ServerCoreConfig config, Acl acl, Rng& rng)
     std::array<uint8_t, 16> lookup_key;
     rng_.fill(lookup_key);
     registry_.set_lookup_key(lookup_key);
+    if (config_.cluster) {
+        cluster_.emplace(*config_.cluster);
+        forwarder_.set_cluster(&*cluster_);
+    }
 }
 
 size_t ServerCore::pending_count() const {
@@ -94,7 +100,7 @@ std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now) 
             conn, "connection " + std::to_string(conn) + ": too many unauthenticated connections"});
         return out;
     }
-    forget(conn, now);  // a reused id would be src/'s bug; never let two states share it
+    forget(conn, now, out);  // a reused id would be src/'s bug; never let two states share it
     Connection c;
     c.id = conn;
     rng_.fill(c.nonce);
@@ -148,7 +154,7 @@ std::vector<ServerAction> ServerCore::on_connection_closed(ConnId conn, Time now
     if (it->second.authenticated()) {
         out.push_back(LogEvent{who(it->second) + " offline (connection closed)"});
     }
-    forget(conn, now);
+    forget(conn, now, out);
     return out;
 }
 
@@ -200,11 +206,14 @@ std::vector<ServerAction> ServerCore::on_timer(Time now) {
         stats_.refuse(Refusal::kIdleTimeout);
         reject(id, ControlErrorCode::kTimeout, "idle timeout", reason, now, out);
     }
+    if (cluster_) apply(cluster_->on_timer(now), now, out);
     return out;
 }
 
 Time ServerCore::next_deadline() const {
-    return timers_.empty() ? kNever : timers_.begin()->first;
+    Time t = timers_.empty() ? kNever : timers_.begin()->first;
+    if (cluster_) t = std::min(t, cluster_->next_deadline());
+    return t;
 }
 
 std::optional<ServerAction> ServerCore::on_udp(UdpPort port, const SocketAddress& from,
@@ -220,10 +229,10 @@ void ServerCore::reject(ConnId id, std::optional<ControlErrorCode> code, std::st
             id, ControlErrorMessage{static_cast<uint16_t>(*code), std::move(client_message)}});
     }
     out.push_back(CloseConnection{id, std::move(log_reason)});
-    forget(id, now);
+    forget(id, now, out);
 }
 
-void ServerCore::forget(ConnId id, Time now) {
+void ServerCore::forget(ConnId id, Time now, Actions& out) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     if (it->second.authenticated()) {
@@ -231,6 +240,7 @@ void ServerCore::forget(ConnId id, Time now) {
         if (a && a->conn == id) {
             registry_.set_offline(*a, now);
             relays_.close_agent(a->name);
+            if (cluster_) apply(cluster_->agent_offline(a->name), now, out);
         }
     }
     if (it->second.scheduled != kNever) timers_.erase({it->second.scheduled, id});
@@ -343,8 +353,10 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
 
     UdpToken token{};
     rng_.fill(token);
+    const bool was_online = record->online();
     registry_.set_online(*record, c.id, token, now);
     stats_.registrations++;
+    if (cluster_ && !was_online) apply(cluster_->agent_online(record->name, now), now, out);
     c.agent = record->name;
     c.decoder.set_max_frame(kMaxControlFrame);
     c.next_ping = now;
@@ -376,14 +388,17 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     }
     AgentRecord* self = registry_.find(c.agent);
     AgentRecord* peer = registry_.find(req.peer);
+    if (self && cluster_ && (!peer || !peer->online())) {
+        return connect_through_cluster(c, req, now, out);
+    }
     if (!self || !peer || !peer->online()) {
         return refuse("peer offline", Refusal::kConnectPeerOffline);
     }
     const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
     if (!s) return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
 
-    PeerInfo to_self = peer_info(*s, req.service, *peer, *self, true);
-    PeerInfo to_peer = peer_info(*s, req.service, *self, *peer, false);
+    PeerInfo to_self = peer_info(*s, req.service, *peer, self->name, true);
+    PeerInfo to_peer = peer_info(*s, req.service, *self, peer->name, false);
     doctor_.on_rendezvous(c.agent, to_peer.nat, to_peer.candidates, req.peer, to_self.nat,
                           to_self.candidates, now);
     out.push_back(SendControl{c.id, std::move(to_self)});
@@ -398,9 +413,16 @@ void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now
                              " with " + req.peer;
     std::string reason;
     switch (relays_.attach(c.agent, req.peer, req.session_id, req.relay_token, req.role, now)) {
-        case RelayTable::AttachResult::kAttached:
+        case RelayTable::AttachResult::kAttached: {
             out.push_back(LogEvent{what + " attached"});
+            // An agent that moved here from another server of the cluster: where is its peer?
+            const AgentRecord* peer = registry_.find(req.peer);
+            RelaySession* s = relays_.find(req.session_id);
+            if (cluster_ && s && s->remote_server.empty() && (!peer || !peer->online())) {
+                apply(cluster_->locate(req.session_id, req.peer), now, out);
+            }
             return;
+        }
         case RelayTable::AttachResult::kNotAllowed:
             reason = "not allowed by the server";
             break;
@@ -441,8 +463,7 @@ void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time
 }
 
 PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
-                               const AgentRecord& about, const AgentRecord& to,
-                               bool opener) const {
+                               const AgentRecord& about, std::string_view to, bool opener) const {
     PeerInfo p;
     p.session_id = s.id;
     p.peer = about.name;
@@ -456,15 +477,19 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
     }
     p.nat = about.nat;
     p.relay_token = s.token;
-    // Both agents should start together: subtract each one's one-way delay (half its RTT).
-    Duration lead = kRendezvousLead;
-    if (std::optional<Duration> r = rtt(to.name)) lead -= *r / 2;
-    p.start_in_ms = static_cast<uint32_t>(
-        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(lead).count()));
-    p.role = s.initiator == to.name ? SessionRole::kInitiator : SessionRole::kResponder;
+    p.start_in_ms = start_in_ms(to);
+    p.role = s.initiator == to ? SessionRole::kInitiator : SessionRole::kResponder;
     p.service = service;
     p.opener = opener;
     return p;
+}
+
+uint32_t ServerCore::start_in_ms(std::string_view to) const {
+    // Both agents should start together: subtract each one's one-way delay (half its RTT).
+    Duration lead = kRendezvousLead;
+    if (std::optional<Duration> r = rtt(to)) lead -= *r / 2;
+    return static_cast<uint32_t>(
+        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(lead).count()));
 }
 
 void ServerCore::send_ping(Connection& c, Time now, Actions& out) {
@@ -482,6 +507,159 @@ void ServerCore::on_pong(Connection& c, const Pong& pong, Time now) {
     const Duration sample = now - *c.ping_sent;
     c.ping_sent.reset();
     c.srtt = c.srtt ? (*c.srtt * (kRttSmoothing - 1) + sample) / kRttSmoothing : sample;
+}
+
+// --- cluster ------------------------------------------------------------------------------------
+
+std::vector<ServerAction> ServerCore::on_redis_up(Time now) {
+    Actions out;
+    if (cluster_) apply(cluster_->on_redis_up(now), now, out);
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_redis_down(Time now) {
+    Actions out;
+    if (cluster_) apply(cluster_->on_redis_down(now), now, out);
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_redis_reply(uint64_t tag, const RedisReply& reply,
+                                                     Time now) {
+    Actions out;
+    if (cluster_) apply(cluster_->on_reply(tag, reply, now), now, out);
+    return out;
+}
+
+std::vector<ServerAction> ServerCore::on_cluster_message(ByteView payload, Time now) {
+    Actions out;
+    if (cluster_) apply(cluster_->on_message(payload, now), now, out);
+    return out;
+}
+
+void ServerCore::connect_through_cluster(Connection& c, const ConnectRequest& req, Time now,
+                                         Actions& out) {
+    AgentRecord* self = registry_.find(c.agent);
+    // The requester's server opens the pair's relay session; the peer's server attaches the
+    // same id and token (both derive them from the identity key the cluster shares).
+    const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
+    if (!self || !s) {
+        stats_.refuse(Refusal::kConnectNotAllowed);
+        out.push_back(SendControl{c.id, ConnectRefused{req.peer, req.service,
+                                                       "not allowed by the server"}});
+        return;
+    }
+    CrossConnect cross{c.id, c.agent, req, peer_info(*s, req.service, *self, req.peer, false)};
+    out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
+                           ": peer not on this server, asking the cluster"});
+    apply(cluster_->connect(std::move(cross), now), now, out);
+}
+
+void ServerCore::on_cluster_rendezvous(const ClusterRendezvous& m, Time now, Actions& out) {
+    const std::string what = "cluster: \"" + m.requester + "\" on server \"" + m.from_server +
+                             "\": connect to " + m.peer + "/" + m.service;
+    ClusterRendezvousReply answer;
+    auto refuse = [&](std::string reason) {
+        out.push_back(LogEvent{what + " refused: " + reason});
+        answer.ok = false;
+        answer.reason = std::move(reason);
+        apply(cluster_->reply(m, std::move(answer)), now, out);
+    };
+    // The same ACL as for a local connect: every server of a cluster loads one server.toml.
+    if (!acl_.allowed(m.requester, m.peer, m.service)) return refuse("not allowed by the server");
+    AgentRecord* peer = registry_.find(m.peer);
+    const AclAgent* requester = acl_.find_by_name(m.requester);
+    if (!peer || !peer->online() || !requester) return refuse("peer offline");
+    if (m.to_peer.peer != m.requester || m.to_peer.peer_pub != requester->key ||
+        m.to_peer.service != m.service) {
+        return refuse("rendezvous about another agent than its requester");
+    }
+    // The requester's server opened this session (its open() decided whether the pair's old
+    // one lives on, as it does for a local pair); an older session of the pair here gives way.
+    auto attach = [&] {
+        return relays_.attach(m.peer, m.requester, m.to_peer.session_id, m.to_peer.relay_token,
+                              m.to_peer.role, now);
+    };
+    RelayTable::AttachResult attached = attach();
+    if (attached == RelayTable::AttachResult::kSuperseded) {
+        relays_.close_pair(m.peer, m.requester);
+        attached = attach();
+    }
+    switch (attached) {
+        case RelayTable::AttachResult::kAttached:
+            break;
+        case RelayTable::AttachResult::kBadToken:
+            return refuse(
+                "relay token not accepted: the servers of a cluster must share one identity_key");
+        case RelayTable::AttachResult::kNotAllowed:
+            return refuse("not allowed by the server");
+        case RelayTable::AttachResult::kSuperseded:
+            return refuse("the pair has a newer relay session on the peer's server; try again");
+    }
+    RelaySession* s = relays_.find(m.to_peer.session_id);
+    if (!s) return refuse("relay session refused");
+    s->remote_server = m.from_server;
+    PeerInfo to_peer = m.to_peer;
+    to_peer.start_in_ms = start_in_ms(m.peer);
+    to_peer.opener = false;
+    answer.ok = true;
+    answer.to_requester = peer_info(*s, m.service, *peer, m.requester, true);
+    out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+    stats_.rendezvous++;
+    out.push_back(LogEvent{what + " as relay session " + std::to_string(s->id)});
+    apply(cluster_->reply(m, std::move(answer)), now, out);
+}
+
+void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out) {
+    for (auto& e : events) {
+        if (auto* command = std::get_if<RedisCommand>(&e)) {
+            out.push_back(std::move(*command));
+        } else if (auto* answered = std::get_if<ClusterConnectAnswered>(&e)) {
+            const CrossConnect& cc = answered->connect;
+            const std::string what = "agent \"" + cc.requester + "\": connect to " +
+                                     cc.request.peer + "/" + cc.request.service;
+            auto it = conns_.find(cc.conn);
+            if (it == conns_.end() || it->second.agent != cc.requester) {
+                out.push_back(LogEvent{what + ": answered after the agent left"});
+                continue;
+            }
+            PeerInfo p = std::move(answered->to_requester);
+            if (RelaySession* s = relays_.find(p.session_id)) {
+                s->remote_server = answered->peer_server;
+            }
+            p.start_in_ms = start_in_ms(cc.requester);
+            p.service = cc.request.service;
+            p.opener = true;
+            stats_.rendezvous++;
+            out.push_back(LogEvent{what + " through the cluster as relay session " +
+                                   std::to_string(p.session_id)});
+            out.push_back(SendControl{cc.conn, std::move(p)});
+        } else if (auto* failed = std::get_if<ClusterConnectFailed>(&e)) {
+            const CrossConnect& cc = failed->connect;
+            stats_.refuse(failed->reason == "peer offline" ? Refusal::kConnectPeerOffline
+                                                           : Refusal::kConnectClusterFailed);
+            out.push_back(LogEvent{"agent \"" + cc.requester + "\": connect to " +
+                                   cc.request.peer + "/" + cc.request.service +
+                                   " refused: " + failed->reason});
+            auto it = conns_.find(cc.conn);
+            if (it == conns_.end() || it->second.agent != cc.requester) continue;
+            std::string reason = failed->reason;
+            if (reason.size() > kMaxControlTextLen) reason.resize(kMaxControlTextLen);
+            out.push_back(SendControl{
+                cc.conn, ConnectRefused{cc.request.peer, cc.request.service, std::move(reason)}});
+        } else if (auto* in = std::get_if<ClusterRendezvousIn>(&e)) {
+            on_cluster_rendezvous(in->message, now, out);
+        } else if (auto* relay = std::get_if<ClusterRelayIn>(&e)) {
+            if (auto action = forwarder_.deliver_from_cluster(relay->message, now)) {
+                out.push_back(std::move(*action));
+            }
+        } else if (auto* located = std::get_if<ClusterPeerLocated>(&e)) {
+            if (RelaySession* s = relays_.find(located->session_id)) {
+                s->remote_server = located->server;
+            }
+        } else if (auto* log = std::get_if<ClusterLog>(&e)) {
+            out.push_back(LogEvent{std::move(log->line)});
+        }
+    }
 }
 
 }  // namespace burrow

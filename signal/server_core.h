@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "signal/acl.h"
+#include "signal/cluster_core.h"
 #include "signal/control.h"
 #include "signal/doctor_book.h"
 #include "signal/registry.h"
@@ -73,6 +74,7 @@ enum class Refusal : uint8_t {
     kConnectPeerOffline,  // a ConnectRequest for an agent that is not online
     kConnectInvalid,      // an empty service name, or the agent itself
     kAttachRefused,       // a RelayAttach the server would not re-create
+    kConnectClusterFailed,  // a connect to another server's agent: Redis or that server failed
     kCount
 };
 // "auth_failed", "unknown_key", ... as the metrics label them.
@@ -108,6 +110,9 @@ struct ServerCoreConfig {
     // Answer standard 20-byte STUN Binding requests too (signal/udp_server.h).
     bool stun_standard_clients = false;
     ServerLimits limits;
+    // [cluster]: share presence and rendezvous with other servers through Redis. nullopt:
+    // one server, no Redis, nothing below about the cluster happens.
+    std::optional<ClusterConfig> cluster;
 };
 
 class ServerCore {
@@ -125,6 +130,14 @@ class ServerCore {
     Time next_deadline() const;
     std::optional<ServerAction> on_udp(UdpPort port, const SocketAddress& from, ByteView datagram,
                                        Time now);
+
+    // The cluster's inputs (src/redis_link.cc); no-ops without a [cluster] section.
+    std::vector<ServerAction> on_redis_up(Time now);
+    std::vector<ServerAction> on_redis_down(Time now);
+    std::vector<ServerAction> on_redis_reply(uint64_t tag, const RedisReply& reply, Time now);
+    std::vector<ServerAction> on_cluster_message(ByteView payload, Time now);
+    // nullptr without a [cluster] section.
+    const ClusterCore* cluster() const { return cluster_ ? &*cluster_ : nullptr; }
 
     const PublicKey& static_public_key() const { return static_pub_; }
     const AgentRegistry& registry() const { return registry_; }
@@ -167,14 +180,24 @@ class ServerCore {
     void on_doctor_request(Connection& c, const DoctorRequest& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);
     void send_ping(Connection& c, Time now, Actions& out);
-    // What `to` learns of `about`; opener: `to` asked to open service.
+    // What `to` learns of `about`; opener: `to` asked to open service. `to` may be an agent on
+    // another server of the cluster.
     PeerInfo peer_info(const RelaySession& s, std::string_view service, const AgentRecord& about,
-                       const AgentRecord& to, bool opener) const;
+                       std::string_view to, bool opener) const;
+    // PeerInfo's start_in_ms for agent `to`: kRendezvousLead less its one-way delay.
+    uint32_t start_in_ms(std::string_view to) const;
+    // A connect to an agent that is not on this server: through the cluster.
+    void connect_through_cluster(Connection& c, const ConnectRequest& req, Time now,
+                                 Actions& out);
+    // Another server's rendezvous for one of our agents.
+    void on_cluster_rendezvous(const ClusterRendezvous& m, Time now, Actions& out);
+    // Carries out what the cluster core asked for.
+    void apply(std::vector<ClusterEvent> events, Time now, Actions& out);
     // Sends Error (when code is set), closes and forgets the connection; an agent whose current
     // connection it was goes offline.
     void reject(ConnId id, std::optional<ControlErrorCode> code, std::string client_message,
                 std::string log_reason, Time now, Actions& out);
-    void forget(ConnId id, Time now);
+    void forget(ConnId id, Time now, Actions& out);
     std::string who(const Connection& c) const;
 
     ServerCoreConfig config_;
@@ -191,6 +214,7 @@ class ServerCore {
     std::set<std::pair<Time, ConnId>> timers_;
     std::deque<AuthProof> recent_proofs_;
     DoctorBook doctor_;
+    std::optional<ClusterCore> cluster_;
 };
 
 }  // namespace burrow

@@ -35,6 +35,8 @@ int run_agent(const AgentRunOptions& options) {
     TlsClientConfig tls;
     if (config.server_fingerprint) tls.pinned_fingerprint = fingerprint_to_string(*config.server_fingerprint);
     if (config.server_ca) tls.ca_file = *config.server_ca;
+    // With several servers (issue 21) they share one certificate (one cluster, one config):
+    // the first server's name is the one a CA-signed certificate is checked against.
     tls.server_name = config.server.host;
     auto context = TlsContext::client(tls);
     if (auto* err = std::get_if<OsError>(&context)) return fail(kExitOsError, err->message);

@@ -72,6 +72,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.name = o.config.name;
     c.key = o.key;
     c.server = o.config.server;
+    c.servers = o.config.servers;
     c.software = std::string("burrow/") + version_string();
     c.expose = o.config.expose;
     c.forward = o.config.forward;

@@ -65,6 +65,10 @@ ServerRuntimeConfig runtime_config(const ServerConfig& config, const PrivateKey&
     if (config.metrics) rt.metrics = literal(*config.metrics);
     for (const auto& a : config.agents) rt.agents.push_back({a.name, a.public_key});
     for (const auto& r : config.allow) rt.allow.push_back({r.from, r.to, r.services});
+    if (config.cluster) {
+        rt.cluster = ServerRuntimeConfig::Cluster{literal(config.cluster->redis),
+                                                  config.cluster->name};
+    }
     return rt;
 }
 

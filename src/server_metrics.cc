@@ -60,6 +60,27 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
     for (size_t i = 0; i < s.refusals.size(); ++i) {
         t.sample({{"reason", to_string(static_cast<Refusal>(i))}}, s.refusals[i]);
     }
+    if (const ClusterCore* cluster = core.cluster()) {
+        const ClusterStats& c = cluster->stats();
+        t.family("burrow_server_cluster_redis_up", MetricType::kGauge,
+                 "1 while Redis is reachable ([cluster] only).");
+        t.sample(uint64_t{cluster->redis_up() ? 1u : 0u});
+        t.family("burrow_server_cluster_connects_total", MetricType::kCounter,
+                 "Connects to agents on other servers, by result.");
+        t.sample({{"result", "forwarded"}}, c.connects_forwarded);
+        t.sample({{"result", "answered"}}, c.connects_answered);
+        t.sample({{"result", "failed"}}, c.connects_failed);
+        t.family("burrow_server_cluster_rendezvous_in_total", MetricType::kCounter,
+                 "Rendezvous requests from other servers for this server's agents.");
+        t.sample(c.rendezvous_in);
+        t.family("burrow_server_cluster_relay_packets_total", MetricType::kCounter,
+                 "Relayed packets passed to (out) or from (in) other servers through Redis.");
+        t.sample({{"direction", "out"}}, c.relayed_out);
+        t.sample({{"direction", "in"}}, c.relayed_in);
+        t.family("burrow_server_cluster_malformed_total", MetricType::kCounter,
+                 "Messages on this server's channel that did not decode.");
+        t.sample(c.malformed);
+    }
     t.family("burrow_server_tls_handshakes_total", MetricType::kCounter,
              "TLS handshakes on the control port, by result (ok, failed).");
     t.sample({{"result", "ok"}}, tls.completed);

@@ -20,6 +20,7 @@
 #include "src/clock.h"
 #include "src/core_timer.h"
 #include "src/prometheus_text.h"
+#include "src/redis_link.h"
 #include "src/server_metrics.h"
 #include "src/signals.h"
 #include "src/system_rng.h"
@@ -43,6 +44,7 @@ ServerCoreConfig make_core_config(const ServerRuntimeConfig& config) {
     core.limits.relay.bytes_per_second = config.relay_bytes_per_second;
     core.limits.relay.packets_per_second = config.relay_packets_per_second;
     core.stun_standard_clients = config.stun_standard_clients;
+    if (config.cluster) core.cluster = ClusterConfig{.name = config.cluster->name};
     return core;
 }
 
@@ -116,6 +118,7 @@ class Server {
         if (config.metrics) {
             if (auto err = start_metrics(*config.metrics)) return err;
         }
+        if (config.cluster) start_cluster(*config.cluster);
         timer_->kick();
         std::vector<SocketAddress> tls, stun0, stun1;
         for (const auto& l : listeners_) tls.push_back(l->local_address());
@@ -132,6 +135,7 @@ class Server {
 
     // Closes every socket; uv_run returns once their handles have closed.
     void stop() {
+        if (redis_) redis_->close();
         for (auto& listener : listeners_) listener->close();
         if (metrics_) metrics_->close();
         for (auto& sockets : udp_) {
@@ -167,6 +171,29 @@ class Server {
         metrics_ = std::get<std::shared_ptr<AdminServer>>(server);
         spdlog::info("metrics on http://{}/metrics", to_string(metrics_->local_address()));
         return std::nullopt;
+    }
+
+    // [cluster]: the Redis link; ServerCore decides, the link carries its commands.
+    void start_cluster(const ServerRuntimeConfig::Cluster& cluster) {
+        spdlog::info("cluster: server \"{}\", Redis at {}", cluster.name,
+                     to_string(cluster.redis));
+        RedisLink::Handlers handlers{
+            .up = [this] { execute(core_.on_redis_up(timer_->now())); },
+            .down = [this] { execute(core_.on_redis_down(timer_->now())); },
+            .reply = [this](uint64_t tag,
+                            const RedisReply& reply) {
+                execute(core_.on_redis_reply(tag, reply, timer_->now()));
+            },
+            .message = [this, redis = cluster.redis](ByteView payload) {
+                const DropCounters before = core_.drops();
+                execute(core_.on_cluster_message(payload, timer_->now()));
+                if (core_.drops().total() != before.total()) {
+                    log_drop(before, redis, payload.size());
+                }
+            },
+        };
+        redis_ = std::make_unique<RedisLink>(loop_, cluster.redis, core_.cluster()->channel(),
+                                             std::move(handlers));
     }
 
     void on_accept(std::shared_ptr<TcpConnection> tcp) {
@@ -268,6 +295,8 @@ class Server {
             }
         } else if (auto* event = std::get_if<LogEvent>(&action)) {
             spdlog::info("{}", event->line);
+        } else if (auto* command = std::get_if<RedisCommand>(&action)) {
+            if (redis_) redis_->send(*command);
         }
     }
 
@@ -302,6 +331,7 @@ class Server {
     TlsHandshakeStats tls_handshakes_;
     std::array<std::vector<std::shared_ptr<UdpSocket>>, 2> udp_;
     std::shared_ptr<CoreTimer> timer_;
+    std::unique_ptr<RedisLink> redis_;
     std::map<ConnId, Conn> conns_;
     ConnId next_id_ = 1;
 };

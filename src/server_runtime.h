@@ -39,6 +39,11 @@ struct ServerRuntimeConfig {
     std::optional<SocketAddress> metrics;  // GET /metrics (Prometheus); nullopt: none
     std::vector<Agent> agents;
     std::vector<Rule> allow;
+    struct Cluster {
+        SocketAddress redis;
+        std::string name;
+    };
+    std::optional<Cluster> cluster;  // [cluster]: nullopt means one server, no Redis
 };
 
 // Serves until SIGINT or SIGTERM, then closes everything; returns the exit status (0, 1 when a

@@ -8,6 +8,19 @@ if(Python3_FOUND)
         set_tests_properties(e2e/server_${case} PROPERTIES LABELS e2e TIMEOUT 30)
     endforeach()
 
+    # Two servers sharing presence and rendezvous through a real redis-server (issue 21).
+    # 77: harness.SKIP when redis-server is missing.
+    foreach(case_timeout forward:60 redisloss:90 failover:90)
+        string(REPLACE ":" ";" pair ${case_timeout})
+        list(GET pair 0 case)
+        list(GET pair 1 timeout)
+        add_test(NAME e2e/cluster_${case}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/e2e/cluster_e2e.py
+                         $<TARGET_FILE:burrow> ${case})
+        set_tests_properties(e2e/cluster_${case} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+                             SKIP_RETURN_CODE 77)
+    endforeach()
+
     # Agent cases with their time limits (s): generous for 2 shared cores, each still far
     # below what a hang would take. bigfile moves 100 MiB; restart waits for reconnects.
     foreach(case_timeout bigfile:150 concurrent:90 halfclose:45 refused:45 restart:120

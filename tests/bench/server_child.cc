@@ -99,6 +99,10 @@ std::string read_file(const std::filesystem::path& path) {
     return s.str();
 }
 
+std::string file_stem(const ServerChildConfig& config) {
+    return config.cluster_name.empty() ? "server" : config.cluster_name;
+}
+
 std::string write_config(const ServerChildConfig& config, uint16_t tcp, uint16_t stun_a,
                          uint16_t stun_b) {
     std::ostringstream toml;
@@ -110,11 +114,15 @@ std::string write_config(const ServerChildConfig& config, uint16_t tcp, uint16_t
          << "key_file = \"server.key\"\n"
          << "identity_key = \"server-identity.key\"\n"
          << "max_agents = " << config.max_agents << "\n";
+    if (!config.cluster_name.empty()) {
+        toml << "\n[cluster]\nredis = \"redis://127.0.0.1:" << config.redis_port << "\"\n"
+             << "name = \"" << config.cluster_name << "\"\n";
+    }
     for (const auto& a : config.agents) {
         toml << "\n[[agents]]\nname = \"" << a.name << "\"\npublic_key = \""
              << key_to_base64(a.key) << "\"\n";
     }
-    const std::filesystem::path path = config.dir / "server.toml";
+    const std::filesystem::path path = config.dir / (file_stem(config) + ".toml");
     std::ofstream out(path);
     out << toml.str();
     out.close();
@@ -133,10 +141,10 @@ std::variant<std::unique_ptr<ServerChild>, std::string> ServerChild::start(
     const auto stun_b = free_port(SOCK_DGRAM);
     if (!tcp || !stun_a || !stun_b) return std::string("no free port on 127.0.0.1");
     const std::string config_path = write_config(config, *tcp, *stun_a, *stun_b);
-    if (config_path.empty()) return "cannot write " + (config.dir / "server.toml").string();
+    if (config_path.empty()) return "cannot write a config in " + config.dir.string();
 
     // The fingerprint first: it also creates the certificate, which the server then loads.
-    const std::filesystem::path fp_path = config.dir / "fingerprint.out";
+    const std::filesystem::path fp_path = config.dir / (file_stem(config) + ".fingerprint");
     const int fp_fd = ::open(fp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fp_fd < 0) return "cannot create " + fp_path.string() + ": " + std::strerror(errno);
     const pid_t fp_pid = spawn(
@@ -161,7 +169,7 @@ std::variant<std::unique_ptr<ServerChild>, std::string> ServerChild::start(
     std::unique_ptr<ServerChild> child(new ServerChild());
     child->fingerprint_ = fingerprint;
     child->listen_ = SocketAddress::ipv4({127, 0, 0, 1}, *tcp);
-    child->log_ = config.dir / "server.log";
+    child->log_ = config.dir / (file_stem(config) + ".log");
     const int log_fd = ::open(child->log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log_fd < 0) return "cannot create " + child->log_.string() + ": " + std::strerror(errno);
     child->pid_ = spawn({config.burrow.string(), "server", "-c", config_path}, log_fd);
@@ -182,6 +190,41 @@ std::variant<std::unique_ptr<ServerChild>, std::string> ServerChild::start(
         std::this_thread::sleep_for(kPollInterval);
     }
     return child;
+}
+
+std::variant<std::unique_ptr<RedisChild>, std::string> RedisChild::start(
+    const std::filesystem::path& dir) {
+    const char* const kRedis = "/usr/bin/redis-server";
+    if (::access(kRedis, X_OK) != 0) {
+        return std::string("no redis-server: apt-get install redis-server (in run.sh PACKAGES)");
+    }
+    const auto port = free_port(SOCK_STREAM);
+    if (!port) return std::string("no free port on 127.0.0.1");
+    const std::filesystem::path log = dir / "redis.log";
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0) return "cannot create " + log.string() + ": " + std::strerror(errno);
+    std::unique_ptr<RedisChild> child(new RedisChild());
+    child->port_ = *port;
+    child->pid_ = spawn({kRedis, "--port", std::to_string(*port), "--bind", "127.0.0.1",
+                         "--save", "", "--appendonly", "no", "--daemonize", "no"},
+                        log_fd);
+    ::close(log_fd);
+    if (child->pid_ < 0) return std::string("fork failed: ") + std::strerror(errno);
+    const auto end = std::chrono::steady_clock::now() + kStartTimeout;
+    while (read_file(log).find("Ready to accept connections") == std::string::npos) {
+        if (std::chrono::steady_clock::now() >= end) {
+            return "redis-server did not start; its log ends: " + file_tail(log, kLogTailLines);
+        }
+        std::this_thread::sleep_for(kPollInterval);
+    }
+    return child;
+}
+
+RedisChild::~RedisChild() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
 }
 
 ServerChild::~ServerChild() {

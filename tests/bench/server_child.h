@@ -35,6 +35,29 @@ struct ServerChildConfig {
     };
     std::vector<Agent> agents;
     uint32_t max_agents = 0;
+    // [cluster] (issue 21): this server's name, and Redis on 127.0.0.1:redis_port. Empty: no
+    // [cluster]. Servers of one cluster share `dir` (one certificate and identity key); each
+    // writes <name>.toml and <name>.log there.
+    std::string cluster_name;
+    uint16_t redis_port = 0;
+};
+
+// redis-server on a free 127.0.0.1 port, no persistence, its log in <dir>/redis.log; SIGKILLed
+// by the destructor (and with us, PDEATHSIG).
+class RedisChild {
+  public:
+    static std::variant<std::unique_ptr<RedisChild>, std::string> start(
+        const std::filesystem::path& dir);
+    ~RedisChild();
+    RedisChild(const RedisChild&) = delete;
+    RedisChild& operator=(const RedisChild&) = delete;
+    uint16_t port() const { return port_; }
+    pid_t pid() const { return pid_; }
+
+  private:
+    RedisChild() = default;
+    pid_t pid_ = -1;
+    uint16_t port_ = 0;
 };
 
 class ServerChild {

@@ -24,6 +24,11 @@
 // - Dials go out in a window: at most --window agents between their dial and their Registered,
 //   so the server's listen backlog and its pre-auth limit (1024) never overflow.
 //
+// --servers 2 (issue 21): a redis-server and two servers of one cluster ([cluster], one shared
+// configuration and certificate), agent i registering with server i % 2; registrations/s counts
+// both, and the RSS figures are the two servers' sums (Redis's own RSS is printed beside them).
+// Each registration there also writes the agent's presence to Redis.
+//
 // RSS is VmRSS from /proc: the server's before any agent connects (its configuration, with the
 // N keys, already loaded) and after all N have registered and sat idle for 2 s. The difference
 // over N is the per-agent cost, allocator slack included, which is what an operator pays.
@@ -114,9 +119,10 @@ struct Counters {
 
 class SignalBench {
   public:
-    SignalBench(uv_loop_t* loop, std::shared_ptr<TlsContext> tls, SocketAddress server,
-                const std::vector<PrivateKey>& keys, size_t window)
-        : loop_(loop), tls_(std::move(tls)), server_(server), window_(window) {
+    SignalBench(uv_loop_t* loop, std::shared_ptr<TlsContext> tls,
+                std::vector<SocketAddress> servers, const std::vector<PrivateKey>& keys,
+                size_t window)
+        : loop_(loop), tls_(std::move(tls)), servers_(std::move(servers)), window_(window) {
         const Time now = clock_.now();
         for (size_t i = 0; i < keys.size(); ++i) {
             auto a = std::make_unique<BenchAgent>();
@@ -202,7 +208,7 @@ class SignalBench {
         a.client->on_dial_started(now);
         a.udp_settled = false;
         if (!a.udp) open_udp(a);
-        a.tls = TlsConnection::connect(loop_, server_, tls_);
+        a.tls = TlsConnection::connect(loop_, servers_[a.index % servers_.size()], tls_);
         TlsConnection* conn = a.tls.get();
         BenchAgent* agent = &a;
         TlsCallbacks cb;
@@ -350,7 +356,7 @@ class SignalBench {
     LoopClock clock_;
     SystemRng rng_;
     std::shared_ptr<TlsContext> tls_;
-    SocketAddress server_;
+    std::vector<SocketAddress> servers_;  // agent i registers with servers_[i % size]
     size_t window_;
     std::vector<std::unique_ptr<BenchAgent>> agents_;
     std::deque<BenchAgent*> queue_;
@@ -420,7 +426,39 @@ struct TempDir {
     }
 };
 
-int run_signal(size_t n, size_t window) {
+// The servers' summed VmRSS, CPU seconds, or the first that ended.
+struct Servers {
+    std::vector<std::unique_ptr<ServerChild>> list;
+    std::optional<uint64_t> rss_bytes() const {
+        uint64_t sum = 0;
+        for (const auto& s : list) {
+            auto r = s->rss_bytes();
+            if (!r) return std::nullopt;
+            sum += *r;
+        }
+        return sum;
+    }
+    std::optional<double> cpu_seconds() const {
+        double sum = 0;
+        for (const auto& s : list) {
+            auto c = s->cpu_seconds();
+            if (!c) return std::nullopt;
+            sum += *c;
+        }
+        return sum;
+    }
+    std::optional<std::string> ended() {
+        for (auto& s : list) {
+            if (auto e = s->ended()) return e;
+        }
+        return std::nullopt;
+    }
+    void stop() {
+        for (auto& s : list) s->stop();
+    }
+};
+
+int run_signal(size_t n, size_t window, size_t server_count) {
     // TlsConnection logs every failed client handshake; with N agents that is N lines when the
     // server goes away. The counters and the first reason of each kind (above) say enough.
     spdlog::set_level(spdlog::level::off);
@@ -441,16 +479,33 @@ int run_signal(size_t n, size_t window) {
         keys.push_back(PrivateKey::generate(rng));
         config.agents.push_back({"a" + std::to_string(i), public_key(keys.back())});
     }
-    auto started = ServerChild::start(config);
-    if (auto* err = std::get_if<std::string>(&started)) {
-        std::fprintf(stderr, "burrow-bench signal: %s\n", err->c_str());
-        return 1;
+    std::unique_ptr<RedisChild> redis;
+    if (server_count > 1) {
+        auto r = RedisChild::start(dir.path);
+        if (auto* err = std::get_if<std::string>(&r)) {
+            std::fprintf(stderr, "burrow-bench signal: %s\n", err->c_str());
+            return 1;
+        }
+        redis = std::move(std::get<0>(r));
+        config.redis_port = redis->port();
     }
-    std::unique_ptr<ServerChild> server = std::move(std::get<0>(started));
+    auto servers_owner = std::make_unique<Servers>();
+    Servers* server = servers_owner.get();
+    std::vector<SocketAddress> addresses;
+    for (size_t i = 0; i < server_count; ++i) {
+        if (server_count > 1) config.cluster_name = "s" + std::to_string(i + 1);
+        auto started = ServerChild::start(config);
+        if (auto* err = std::get_if<std::string>(&started)) {
+            std::fprintf(stderr, "burrow-bench signal: %s\n", err->c_str());
+            return 1;
+        }
+        server->list.push_back(std::move(std::get<0>(started)));
+        addresses.push_back(server->list.back()->listen_address());
+    }
     const std::optional<uint64_t> rss_before = server->rss_bytes();
 
     TlsClientConfig tls_config;
-    tls_config.pinned_fingerprint = server->fingerprint();
+    tls_config.pinned_fingerprint = server->list.front()->fingerprint();
     auto context = TlsContext::client(tls_config);
     if (auto* err = std::get_if<OsError>(&context)) {
         std::fprintf(stderr, "burrow-bench signal: %s\n", err->message.c_str());
@@ -470,8 +525,8 @@ int run_signal(size_t n, size_t window) {
     uint64_t kernel_udp_drops = 0;
     size_t registered_at_end = 0;
     {
-        SignalBench bench(&loop, std::get<std::shared_ptr<TlsContext>>(context),
-                          server->listen_address(), keys, window);
+        SignalBench bench(&loop, std::get<std::shared_ptr<TlsContext>>(context), addresses,
+                          keys, window);
         LoopRunner runner(&loop);
         auto server_gone = [&]() -> std::optional<std::string> {
             if (auto ended = server->ended()) return "the server " + *ended;
@@ -535,9 +590,9 @@ int run_signal(size_t n, size_t window) {
             ? (static_cast<double>(*rss_idle) - static_cast<double>(*rss_before)) / n
             : 0;
 
-    std::printf(
-        "signal: %zu agents over TLS on loopback, at most %zu between dial and Registered\n", n,
-        window);
+    std::printf("signal: %zu agents over TLS on loopback to %zu server(s)%s, at most %zu between "
+                "dial and Registered\n",
+                n, server_count, server_count > 1 ? " of one cluster with Redis" : "", window);
     std::printf("  registered     %zu of %zu in %.3f s: %.0f registrations/s\n", registered_at_end,
                 n, wall, rate);
     if (registered_at_end > 0) {
@@ -563,6 +618,11 @@ int run_signal(size_t n, size_t window) {
         std::printf("  server CPU     %.1f%% of a core while idle\n",
                     server_idle_cpu * kPercent);
     }
+    std::optional<uint64_t> redis_rss;
+    if (redis) {
+        redis_rss = vm_rss_bytes(std::to_string(redis->pid()));
+        if (redis_rss) std::printf("  redis RSS      %.1f MiB\n", *redis_rss / kBytesPerMiB);
+    }
     if (client_rss) {
         std::printf("  bench RSS      %.1f MiB (the %zu clients, for context)\n",
                     *client_rss / kBytesPerMiB, n);
@@ -571,6 +631,7 @@ int run_signal(size_t n, size_t window) {
 
     nlohmann::ordered_json j = {{"bench", "signal"},
                         {"agents", n},
+                        {"servers", server_count},
                         {"window", window},
                         {"registered", registered_at_end},
                         {"seconds", wall},
@@ -582,6 +643,7 @@ int run_signal(size_t n, size_t window) {
                         {"server_rss_per_idle_agent_bytes", per_agent},
                         {"server_idle_cpu_fraction", server_idle_cpu},
                         {"client_rss_bytes", client_rss.value_or(0)},
+                        {"redis_rss_bytes", redis_rss.value_or(0)},
                         {"auth_failed", counters.auth_failed},
                         {"disconnects", counters.disconnects},
                         {"udp_bind_failures", counters.udp_bind_failures},
@@ -594,7 +656,7 @@ int run_signal(size_t n, size_t window) {
     if (!complete) {
         dir.keep = true;
         std::fprintf(stderr, "burrow-bench signal: server log kept in %s\n",
-                     server->log_path().c_str());
+                     server->list.front()->log_path().c_str());
     }
     return complete ? 0 : 1;
 }
@@ -607,13 +669,17 @@ const BenchRegistration kSignal{
         auto agents = std::make_shared<size_t>(kDefaultAgents);
         auto window = std::make_shared<size_t>(kDefaultWindow);
         auto quick = std::make_shared<bool>(false);
+        auto servers = std::make_shared<size_t>(1);
         cmd.add_option("--agents", *agents, "simulated agents (default 1000)")
             ->check(CLI::Range(size_t{1}, kMaxAgents));
         cmd.add_option("--window", *window, "agents between dial and Registered at once (200)")
             ->check(CLI::Range(size_t{1}, kMaxWindow));
         cmd.add_flag("--quick", *quick, "200 agents");
+        cmd.add_option("--servers", *servers,
+                       "servers (default 1); 2: one cluster sharing a redis-server (issue 21)")
+            ->check(CLI::Range(size_t{1}, size_t{2}));
         return std::function<int()>([=] {
-            return run_signal(*quick ? kQuickAgents : *agents, *window);
+            return run_signal(*quick ? kQuickAgents : *agents, *window, *servers);
         });
     }};
 

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "signal/cluster_message.h"
 #include "signal/control.h"
 #include "signal/pcp.h"
 #include "signal/stun.h"
@@ -465,6 +466,23 @@ void server_seeds() {
 
 }  // namespace
 
+// Every cluster message kind (signal/cluster_message.h), with and without candidates.
+void cluster_seeds() {
+    PeerInfo info;
+    info.session_id = 0xf00dfeedcafe0001;  // above a varint's range: the id is a u64
+    info.peer = "laptop";
+    info.candidates = {{CandidateKind::kHost, *parse_socket_address("192.168.1.2:4000")},
+                       {CandidateKind::kServerReflexive, *parse_socket_address("[2001:db8::1]:9")}};
+    info.service = "web";
+    std::vector<Bytes> seeds;
+    seeds.push_back(encode_cluster(ClusterRendezvous{1, "s1", "laptop", "nas", "web", info}));
+    seeds.push_back(encode_cluster(ClusterRendezvousReply{1, true, "", info}));
+    seeds.push_back(encode_cluster(ClusterRendezvousReply{2, false, "peer offline", {}}));
+    seeds.push_back(
+        encode_cluster(ClusterRelay{info.session_id, {}, "nas", "s2", Bytes(64, 0x5a)}));
+    write_seeds("cluster", seeds);
+}
+
 int main(int argc, char** argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: burrow-fuzz-seeds CORPUS_ROOT EXAMPLES_DIR\n");
@@ -481,5 +499,6 @@ int main(int argc, char** argv) {
     pair_seeds("session", false);
     pair_seeds("connection", true);
     server_seeds();
+    cluster_seeds();
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,43 @@ TEST_CASE("start: each forward listens, then the server is dialled") {
     CHECK(listens[0].address == SocketAddress::ipv4({127, 0, 0, 1}, 8080));
     REQUIRE(only<DialServer>(actions).size() == 1);
     CHECK(only<DialServer>(actions)[0].server.port == 7000);
+}
+
+TEST_CASE("several servers: start at one, the next after each lost connection") {
+    REQUIRE(crypto_init());
+    std::set<uint16_t> first_ports;
+    for (uint64_t seed = 1; seed <= 16; ++seed) {
+        SeededRng rng(seed);
+        AgentCoreConfig config = laptop_config(rng);
+        config.servers = {HostPort{"192.0.2.1", 7000, HostKind::kIpv4},
+                          HostPort{"192.0.2.2", 7001, HostKind::kIpv4},
+                          HostPort{"192.0.2.3", 7002, HostKind::kIpv4}};
+        AgentCore core(config, rng, Time{});
+        core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
+        auto dials = only<DialServer>(drain_actions(core));
+        REQUIRE(dials.size() == 1);
+        const uint16_t first = dials[0].server.port;
+        first_ports.insert(first);
+        // Each failure moves on to the next server, wrapping round.
+        Time now{};
+        std::vector<uint16_t> order{first};
+        for (int i = 0; i < 3; ++i) {
+            core.on_control_closed("connection refused", now);
+            drain_actions(core);
+            for (int step = 0; step < 600 && order.size() < static_cast<size_t>(i) + 2; ++step) {
+                now += 100ms;
+                core.on_timer(now);
+                for (const auto& d : only<DialServer>(drain_actions(core))) {
+                    order.push_back(d.server.port);
+                }
+            }
+        }
+        REQUIRE(order.size() == 4);
+        for (size_t i = 1; i < order.size(); ++i) {
+            CHECK(order[i] == 7000 + (order[i - 1] - 7000 + 1) % 3);
+        }
+    }
+    CHECK(first_ports.size() > 1);  // agents spread over the servers
 }
 
 TEST_CASE("a forward that cannot listen at start ends the agent with one line and status 1") {

@@ -299,6 +299,7 @@ service = "web"
     expected.name = "nas";
     expected.key_file = dir.file("nas.key");
     expected.server = {"2001:db8::7", 7000, HostKind::kIpv6};
+    expected.servers = {expected.server};
     expected.server_ca = dir.file("ca.pem");
     expected.udp_port = 41641;
     expected.admin = HostPort{"::1", 7070, HostKind::kIpv6};
@@ -314,6 +315,32 @@ service = "web"
     };
     expected.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "office", "web"}};
     CHECK(std::get<AgentConfig>(result) == expected);
+}
+
+TEST_CASE("server: one address or the servers of a cluster (issue 21)") {
+    TempDir dir;
+    dir.touch("nas.key");
+    auto parse = [&](const std::string& server) {
+        return parse_agent_config("[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\nserver = " +
+                                      server + "\nserver_fingerprint = \"sha256:" +
+                                      std::string(64, 'a') + "\"\n",
+                                  "nas.toml", dir.path(), on_disk);
+    };
+    auto two = parse("[\"a.example.net:7000\", \"192.0.2.9:7001\"]");
+    if (auto* e = std::get_if<ConfigError>(&two)) FAIL(e->message);
+    const auto& c = std::get<AgentConfig>(two);
+    REQUIRE(c.servers.size() == 2);
+    CHECK(c.server == c.servers[0]);
+    CHECK(c.servers[1] == HostPort{"192.0.2.9", 7001, HostKind::kIpv4});
+    auto one = parse("\"a.example.net:7000\"");
+    REQUIRE(std::holds_alternative<AgentConfig>(one));
+    CHECK(std::get<AgentConfig>(one).servers.size() == 1);
+    auto repeated = parse("[\"a.example.net:7000\", \"a.example.net:7000\"]");
+    REQUIRE(std::holds_alternative<ConfigError>(repeated));
+    CHECK_THAT(std::get<ConfigError>(repeated).message, Catch::Contains("nas.toml:4:"));
+    auto none = parse("[]");
+    REQUIRE(std::holds_alternative<ConfigError>(none));
+    CHECK_THAT(std::get<ConfigError>(none).message, Catch::Contains("give 1 to 8"));
 }
 
 TEST_CASE("admin_remote lets the admin endpoint listen on any IP address") {
@@ -823,6 +850,39 @@ TEST_CASE("a minimal server file gets the defaults") {
     CHECK(config.cert_file == "server.crt");  // no folder: relative to the current one
     CHECK(config.agents.empty());
     CHECK(config.allow.empty());
+}
+
+TEST_CASE("[cluster]: Redis address and server name; absent means no cluster") {
+    auto parse = [](const std::string& cluster) {
+        return parse_server_config(kServerHead + cluster, "server.toml", "");
+    };
+    auto plain = parse("");
+    REQUIRE(std::holds_alternative<ServerConfig>(plain));
+    CHECK_FALSE(std::get<ServerConfig>(plain).cluster);
+    auto full = parse("[cluster]\nredis = \"redis://10.0.0.5:6380\"\nname = \"s1\"\n");
+    if (auto* e = std::get_if<ConfigError>(&full)) FAIL(e->message);
+    const auto& c = *std::get<ServerConfig>(full).cluster;
+    CHECK(c.redis.host == "10.0.0.5");
+    CHECK(c.redis.port == 6380);
+    CHECK(c.name == "s1");
+    auto defaults = parse("[cluster]\nredis = \"redis://[::1]\"\nname = \"s2\"\n");
+    if (auto* e = std::get_if<ConfigError>(&defaults)) FAIL(e->message);
+    CHECK(std::get<ServerConfig>(defaults).cluster->redis.port == kDefaultRedisPort);
+    CHECK(std::get<ServerConfig>(defaults).cluster->redis.host == "::1");
+
+    const std::vector<BadCase> cases = {
+        {"no scheme", kServerHead + "[cluster]\nredis = \"10.0.0.5:6379\"\nname = \"s1\"\n",
+         "server.toml:8:9: cluster.redis: ", "is not a Redis URL"},
+        {"a host name", kServerHead + "[cluster]\nredis = \"redis://cache:6379\"\nname = \"s1\"\n",
+         "server.toml:8:9: cluster.redis: ", "give Redis's IP address"},
+        {"no name", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\n",
+         "server.toml:7:1: cluster.name: ", "required key is missing"},
+        {"a bad name", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\nname = \"s 1\"\n",
+         "server.toml:9:8: cluster.name: ", "not a valid"},
+        {"a typo", kServerHead + "[cluster]\nredis = \"redis://10.0.0.5\"\nname = \"s1\"\nnmae = 1\n",
+         "server.toml:10:1: cluster.nmae: ", "unknown key"},
+    };
+    for (const auto& bad : cases) expect_error(parse_server_config(bad.text, "server.toml", ""), bad);
 }
 
 TEST_CASE("bad server files: each error names file:line:column and the key") {
