@@ -71,6 +71,7 @@
 #include "tunnel/frame.h"
 #include "tunnel/nat_mapping.h"
 #include "tunnel/noise.h"
+#include "tunnel/stream_framer.h"
 
 namespace burrow {
 
@@ -340,23 +341,24 @@ std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView fr
 // before its body is buffered. After an error the decoder stays failed and ignores input.
 class ControlDecoder {
   public:
-    explicit ControlDecoder(size_t max_frame = kMaxPreAuthFrame) : max_frame_(max_frame) {}
+    explicit ControlDecoder(size_t max_frame = kMaxPreAuthFrame)
+        : frames_(kControlLengthSize, kControlHeaderSize, max_frame) {}
 
     // The cap applies to frames not yet returned by next(): raise it after authentication,
     // before asking for the next message.
-    void set_max_frame(size_t max_frame) { max_frame_ = max_frame; }
-    void feed(ByteView bytes);
+    void set_max_frame(size_t max_frame) { frames_.set_max_frame(max_frame); }
+    void feed(ByteView bytes) {
+        if (!error_) frames_.feed(bytes);
+    }
     std::optional<ControlMessage> next();
     std::optional<ControlDecodeError> error() const { return error_; }
     // Bytes received but not yet returned as messages.
-    size_t buffered() const { return buffer_.size() - read_pos_; }
+    size_t buffered() const { return frames_.buffered(); }
 
   private:
     void fail(ControlDecodeError e);
 
-    size_t max_frame_;
-    Bytes buffer_;
-    size_t read_pos_ = 0;  // consumed prefix of buffer_, dropped when it is worth the move
+    StreamDeframer frames_;  // the length prefix (tunnel/stream_framer.h)
     std::optional<ControlDecodeError> error_;
 };
 

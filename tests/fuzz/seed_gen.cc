@@ -19,6 +19,7 @@
 #include "tunnel/frame.h"
 #include "tunnel/packet.h"
 #include "tunnel/path_probe.h"
+#include "tunnel/stream_framer.h"
 
 using namespace burrow;
 using namespace burrow::fuzz;
@@ -432,6 +433,32 @@ void server_seeds() {
     write_seeds("server_udp", seeds);
 }
 
+// A direct TCP path's byte stream: a real probe and handshake-sized datagrams, framed, whole,
+// coalesced, cut short, with an oversized and an empty length.
+void stream_framer_seeds() {
+    std::vector<Bytes> seeds;
+    EstablishedPair pair;
+    const Bytes probe = *pair.a.seal_probe(Probe{ProbeKind::kChallenge, {1, 2, 3, 4, 5, 6, 7, 8}},
+                                           pair.now);
+    const Bytes big(1350, 0x5a);
+    Bytes stream;
+    for (const Bytes* d : {&probe, &big, &probe}) {
+        const Bytes f = *frame_for_tcp_path(*d);
+        stream.insert(stream.end(), f.begin(), f.end());
+    }
+    for (uint8_t cut : {0, 1, 77}) seeds.push_back(with_prefix({cut}, stream));
+    Bytes truncated = with_prefix({3}, stream);
+    truncated.resize(truncated.size() - 100);
+    seeds.push_back(truncated);
+    Bytes oversized = with_prefix({5}, *frame_for_tcp_path(probe));
+    oversized.push_back(0x10);
+    oversized.push_back(0x01);  // 4097 bytes: past kMaxTcpPathFrame
+    oversized.insert(oversized.end(), 64, 0);
+    seeds.push_back(oversized);
+    seeds.push_back(Bytes{9, 0, 0, 1, 2});  // an empty datagram
+    write_seeds("stream_framer", seeds);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -449,5 +476,6 @@ int main(int argc, char** argv) {
     pair_seeds("session", false);
     pair_seeds("connection", true);
     server_seeds();
+    stream_framer_seeds();
     return 0;
 }
