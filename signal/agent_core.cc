@@ -1066,7 +1066,8 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                 }
                 if (e.direct) {
                     log(Severity::kInfo,
-                        "path to " + peer.name + ": direct " + to_string(*e.direct) + " (rtt " +
+                        "path to " + peer.name + ": " + status_name(e.kind) + " " +
+                            to_string(*e.direct) + " (rtt " +
                             ms_text(e.rtt) + ", " + e.reason +
                             (e.time_to_direct ? ", " + std::string(to_string(e.source)) + ", " +
                                                     span_text(*e.time_to_direct) +
@@ -1424,7 +1425,8 @@ AgentStatus AgentCore::status(Time now) const {
         ps.state = link.session().state();
         ps.direct = link.direct().has_value();
         if (const auto& direct = link.direct()) {
-            ps.path = PathKind::kDirect;
+            ps.path = link.direct_kind() == DirectKind::kTcp ? PathKind::kDirectTcp
+                                                              : PathKind::kDirect;
             ps.path_address = *direct;
         } else if (client_.udp_bound()) {
             ps.path = PathKind::kRelayUdp;
