@@ -57,6 +57,23 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
 
 // --- life ----------------------------------------------------------------------------------------
 
+PunchPlan punch_plan_from(const std::vector<Candidate>& candidates) {
+    PunchPlan plan;
+    for (const auto& c : candidates) {
+        if (is_tcp(c.kind)) {
+            plan.tcp_candidates.push_back(c.address);
+            continue;
+        }
+        plan.candidates.push_back(c.address);
+        // The first is what the server's main port saw; more come from STUN servers.
+        if (c.kind == CandidateKind::kServerReflexive && !plan.reflexive) {
+            plan.reflexive = c.address;
+        }
+        if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
+    }
+    return plan;
+}
+
 void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool udp_ipv6) {
     udp_ipv6_ = udp_ipv6;
     log(Severity::kInfo, "agent " + config_.name + " (" + key_to_base64(public_key(config_.key)) +
@@ -433,15 +450,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
                                   ")");
     }
     (info.opener ? peer.may_open : peer.may_accept).insert(info.service);
-    PunchPlan plan;
-    for (const auto& c : info.candidates) {
-        plan.candidates.push_back(c.address);
-        // The first is what the server's main port saw; more come from STUN servers.
-        if (c.kind == CandidateKind::kServerReflexive && !plan.reflexive) {
-            plan.reflexive = c.address;
-        }
-        if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
-    }
+    PunchPlan plan = punch_plan_from(info.candidates);
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
     peer.link->set_punch_plan(std::move(plan), now);

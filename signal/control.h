@@ -32,7 +32,8 @@
 //   0x04  Error            both             code u16, message text
 //   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
 //                                           (a candidate of a kind this side does not know is
-//                                           skipped, not an error: see CandidateKind)
+//                                           skipped, not an error: see CandidateKind; kinds
+//                                           5 and 6 are TCP addresses)
 //   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
 //                                           candidates, nat u8, relay_token[16],
@@ -116,13 +117,26 @@ using RelayToken = std::array<uint8_t, kRelayTokenSize>;
 // kMapped: a public address the agent's gateway mapped to its session socket on request (UPnP IGD
 // or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
 // reach it, even one behind a symmetric NAT.
+// kTcpHost, kTcpServerReflexive (issue 15, direct TCP paths): TCP addresses, not UDP ones. A
+// TCP host candidate is a local address and port on which the agent listens and from which its
+// control connection leaves (SO_REUSEADDR + SO_REUSEPORT); the server answers an agent that
+// offers one with a tcp-srflx candidate in PeerInfo: the address it sees that control
+// connection come from (what the agent's NAT mapped the port to). A version 4 decoder that
+// does not know them skips them (no new control version).
 enum class CandidateKind : uint8_t {
     kHost = 1,
     kServerReflexive = 2,
     kPredicted = 3,
     kMapped = 4,
+    kTcpHost = 5,
+    kTcpServerReflexive = 6,
 };
-inline constexpr uint8_t kMaxKnownCandidateKind = static_cast<uint8_t>(CandidateKind::kMapped);
+inline constexpr uint8_t kMaxKnownCandidateKind =
+    static_cast<uint8_t>(CandidateKind::kTcpServerReflexive);
+// Whether a candidate is a TCP address (a direct TCP path's), not a UDP one.
+inline bool is_tcp(CandidateKind k) {
+    return k == CandidateKind::kTcpHost || k == CandidateKind::kTcpServerReflexive;
+}
 
 struct Candidate {
     CandidateKind kind = CandidateKind::kHost;

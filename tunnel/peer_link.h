@@ -97,6 +97,9 @@ struct PunchPlan {
     NatMapping theirs = NatMapping::kUnknown;
     // The peer's gateway-mapped address (UPnP IGD, NAT-PMP; also among candidates).
     std::optional<SocketAddress> mapped = std::nullopt;
+    // The peer's TCP addresses (its listening port, and what its NAT mapped it to): where the
+    // agent connects for a direct TCP path. Not among candidates, which are UDP addresses.
+    std::vector<SocketAddress> tcp_candidates = {};
 };
 
 // A link that found no direct path this long after punching started gives its verdict: it stays

@@ -185,6 +185,12 @@ std::vector<ControlMessage> control_messages() {
                   {CandidateKind::kHost, *parse_socket_address("[fd00:ab::1]:41000")},
                   {CandidateKind::kServerReflexive, v4}},
                  NatMapping::kEndpointIndependent, {}, 500, SessionRole::kInitiator, "web"},
+        // Issue 15: TCP host and tcp-srflx candidates beside the UDP ones.
+        PeerInfo{44, "nas", key,
+                 {{CandidateKind::kHost, v4},
+                  {CandidateKind::kTcpHost, v4},
+                  {CandidateKind::kTcpServerReflexive, *parse_socket_address("203.0.113.9:40123")}},
+                 NatMapping::kEndpointIndependent, {}, 500, SessionRole::kResponder, "web"},
     };
 }
 
