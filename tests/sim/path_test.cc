@@ -1126,7 +1126,9 @@ TEST_CASE("direct TCP when UDP is blocked: no retransmission over it, up to UDP,
             if (!e.paths().active()) return std::nullopt;
             return e.paths().active_kind();
         };
-        auto both = [&](std::optional<DirectKind> k) { return kind(run.a_) == k && kind(run.b_) == k; };
+        auto both = [&](std::optional<DirectKind> k) {
+            return kind(run.a_) == k && kind(run.b_) == k;
+        };
         auto check_quiet_on_tcp = [&](const char* when) {
             for (AgentEndpoint* e : {&run.a_, &run.b_}) {
                 const ConnectionStats& before = e == &run.a_ ? a_on_tcp : b_on_tcp;
