@@ -62,6 +62,26 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
 
 // --- life ----------------------------------------------------------------------------------------
 
+PunchPlan punch_plan_from(const std::vector<Candidate>& candidates) {
+    PunchPlan plan;
+    for (const auto& c : candidates) {
+        if (is_tcp(c.kind)) {
+            plan.tcp_candidates.push_back(c.address);
+            continue;
+        }
+        plan.candidates.push_back(c.address);
+        // The first is what the server's main port saw; more come from STUN servers. An
+        // IPv4 one comes first: the techniques that need it (spray, birthday) get through IPv4
+        // NATs, and an IPv6 firewall needs none.
+        if (c.kind == CandidateKind::kServerReflexive &&
+            (!plan.reflexive || (plan.reflexive->v6 && !c.address.v6))) {
+            plan.reflexive = c.address;
+        }
+        if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
+    }
+    return plan;
+}
+
 void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool udp_ipv6) {
     udp_ipv6_ = udp_ipv6;
     log(Severity::kInfo, "agent " + config_.name + " (" + key_to_base64(public_key(config_.key)) +
@@ -456,18 +476,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
                                   ")");
     }
     (info.opener ? peer.may_open : peer.may_accept).insert(info.service);
-    PunchPlan plan;
-    for (const auto& c : info.candidates) {
-        plan.candidates.push_back(c.address);
-        // The first is what the server's main port saw; more come from STUN servers. An
-        // IPv4 one comes first: the techniques that need it (spray, birthday) get through IPv4
-        // NATs, and an IPv6 firewall needs none.
-        if (c.kind == CandidateKind::kServerReflexive &&
-            (!plan.reflexive || (plan.reflexive->v6 && !c.address.v6))) {
-            plan.reflexive = c.address;
-        }
-        if (c.kind == CandidateKind::kMapped && !plan.mapped) plan.mapped = c.address;
-    }
+    PunchPlan plan = punch_plan_from(info.candidates);
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
     peer.link->set_punch_plan(std::move(plan), now);
@@ -1109,7 +1118,8 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                 }
                 if (e.direct) {
                     log(Severity::kInfo,
-                        "path to " + peer.name + ": direct " + to_string(*e.direct) + " (rtt " +
+                        "path to " + peer.name + ": " + status_name(e.kind) + " " +
+                            to_string(*e.direct) + " (rtt " +
                             ms_text(e.rtt) + ", " + e.reason +
                             (e.time_to_direct ? ", " + std::string(to_string(e.source)) + ", " +
                                                     span_text(*e.time_to_direct) +
@@ -1468,7 +1478,8 @@ AgentStatus AgentCore::status(Time now) const {
         ps.state = link.session().state();
         ps.direct = link.direct().has_value();
         if (const auto& direct = link.direct()) {
-            ps.path = PathKind::kDirect;
+            ps.path = link.direct_kind() == DirectKind::kTcp ? PathKind::kDirectTcp
+                                                              : PathKind::kDirect;
             ps.path_address = *direct;
         } else if (client_.udp_bound()) {
             ps.path = PathKind::kRelayUdp;

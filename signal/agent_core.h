@@ -133,6 +133,10 @@ struct AgentCoreConfig {
     bool port_mapping = false;
 };
 
+// The peer's candidates from a PeerInfo as the link punches them: UDP addresses (the first
+// server-reflexive and mapped ones named apart) and TCP addresses (issue 15) kept apart.
+PunchPlan punch_plan_from(const std::vector<Candidate>& candidates);
+
 class AgentCore {
   public:
     // Precondition: crypto_init() has succeeded.

@@ -63,11 +63,12 @@ struct PunchStats {
 };
 
 // The way a session's packets travel now, in docs/architecture.md §3's order of preference.
-enum class PathKind { kDirect, kRelayUdp, kRelayTcp };
+enum class PathKind { kDirect, kDirectTcp, kRelayUdp, kRelayTcp };
 
 inline const char* to_string(PathKind kind) {
     switch (kind) {
         case PathKind::kDirect: return "direct";
+        case PathKind::kDirectTcp: return "direct-tcp";
         case PathKind::kRelayUdp: return "relay-udp";
         case PathKind::kRelayTcp: return "relay-tcp";
     }
@@ -99,10 +100,11 @@ struct PeerStatus {
     uint64_t streams_awaiting_approval = 0;  // opened before the server's approval arrived
 };
 
-// "direct ADDR", "relay-udp" or "relay-tcp": the words of the log and of `burrow status`.
+// "direct ADDR", "direct-tcp ADDR", "relay-udp" or "relay-tcp": the words of the log and of
+// `burrow status`.
 inline std::string path_text(const PeerStatus& p) {
-    if (p.path == PathKind::kDirect && p.path_address) {
-        return "direct " + to_string(*p.path_address);
+    if ((p.path == PathKind::kDirect || p.path == PathKind::kDirectTcp) && p.path_address) {
+        return std::string(to_string(p.path)) + " " + to_string(*p.path_address);
     }
     return to_string(p.path);
 }

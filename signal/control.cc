@@ -32,8 +32,6 @@ constexpr uint8_t kFamilyIpv4 = 4;
 constexpr uint8_t kFamilyIpv6 = 6;
 constexpr uint8_t kFirstPrintable = 0x20;  // below: C0 control characters (newline, escape...)
 constexpr uint8_t kDelete = 0x7f;
-// Keeps the buffer's dead prefix from growing without bound while avoiding a move per frame.
-constexpr size_t kCompactThreshold = 4096;
 
 // --- encoding ---------------------------------------------------------------------------------
 
@@ -439,10 +437,6 @@ bool known_type(uint8_t t) {
            t <= static_cast<uint8_t>(Type::kDoctorReply);
 }
 
-uint32_t read_length(const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
-}
-
 }  // namespace
 
 const char* message_name(const ControlMessage& m) {
@@ -463,9 +457,7 @@ Bytes encode_control(const ControlMessage& m) {
     out[kControlLengthSize + 1] = static_cast<uint8_t>(type);
     const size_t length = out.size() - kControlLengthSize;
     assert(length <= kMaxControlFrame);
-    for (size_t i = 0; i < kControlLengthSize; ++i) {
-        out[i] = static_cast<uint8_t>(length >> (8 * (kControlLengthSize - 1 - i)));
-    }
+    write_frame_length(kControlLengthSize, length, out);
     return out;
 }
 
@@ -497,34 +489,17 @@ std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView fr
 
 void ControlDecoder::fail(ControlDecodeError e) {
     error_ = e;
-    buffer_ = Bytes();  // nothing more will be read: free it
-    read_pos_ = 0;
-}
-
-void ControlDecoder::feed(ByteView bytes) {
-    if (error_) return;
-    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+    frames_ = StreamDeframer(kControlLengthSize, kControlHeaderSize, 0);  // free the buffer
 }
 
 std::optional<ControlMessage> ControlDecoder::next() {
-    if (error_ || buffered() < kControlLengthSize) return std::nullopt;
-    const uint32_t length = read_length(buffer_.data() + read_pos_);
-    if (length < kControlHeaderSize || length > max_frame_) {
-        fail(ControlDecodeError::kOversized);
+    if (error_) return std::nullopt;
+    auto frame = frames_.next();
+    if (!frame) {
+        if (frames_.error()) fail(ControlDecodeError::kOversized);
         return std::nullopt;
     }
-    if (buffered() < kControlLengthSize + length) return std::nullopt;
-
-    const ByteView frame(buffer_.data() + read_pos_ + kControlLengthSize, length);
-    auto decoded = decode_control_body(frame);
-    read_pos_ += kControlLengthSize + length;
-    if (read_pos_ == buffer_.size()) {
-        buffer_.clear();
-        read_pos_ = 0;
-    } else if (read_pos_ >= kCompactThreshold) {
-        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<ptrdiff_t>(read_pos_));
-        read_pos_ = 0;
-    }
+    auto decoded = decode_control_body(*frame);
     if (auto* e = std::get_if<ControlDecodeError>(&decoded)) {
         fail(*e);
         return std::nullopt;

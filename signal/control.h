@@ -32,7 +32,8 @@
 //   0x04  Error            both             code u16, message text
 //   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
 //                                           (a candidate of a kind this side does not know is
-//                                           skipped, not an error: see CandidateKind)
+//                                           skipped, not an error: see CandidateKind; kinds
+//                                           5 and 6 are TCP addresses)
 //   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
 //                                           candidates, nat u8, relay_token[16],
@@ -71,6 +72,7 @@
 #include "tunnel/frame.h"
 #include "tunnel/nat_mapping.h"
 #include "tunnel/noise.h"
+#include "tunnel/stream_framer.h"
 
 namespace burrow {
 
@@ -115,13 +117,26 @@ using RelayToken = std::array<uint8_t, kRelayTokenSize>;
 // kMapped: a public address the agent's gateway mapped to its session socket on request (UPnP IGD
 // PCP or NAT-PMP, signal/port_mapper.h). It is endpoint-independent by construction: any peer can
 // reach it, even one behind a symmetric NAT.
+// kTcpHost, kTcpServerReflexive (issue 15, direct TCP paths): TCP addresses, not UDP ones. A
+// TCP host candidate is a local address and port on which the agent listens and from which its
+// control connection leaves (SO_REUSEADDR + SO_REUSEPORT); the server answers an agent that
+// offers one with a tcp-srflx candidate in PeerInfo: the address it sees that control
+// connection come from (what the agent's NAT mapped the port to). A version 4 decoder that
+// does not know them skips them (no new control version).
 enum class CandidateKind : uint8_t {
     kHost = 1,
     kServerReflexive = 2,
     kPredicted = 3,
     kMapped = 4,
+    kTcpHost = 5,
+    kTcpServerReflexive = 6,
 };
-inline constexpr uint8_t kMaxKnownCandidateKind = static_cast<uint8_t>(CandidateKind::kMapped);
+inline constexpr uint8_t kMaxKnownCandidateKind =
+    static_cast<uint8_t>(CandidateKind::kTcpServerReflexive);
+// Whether a candidate is a TCP address (a direct TCP path's), not a UDP one.
+inline bool is_tcp(CandidateKind k) {
+    return k == CandidateKind::kTcpHost || k == CandidateKind::kTcpServerReflexive;
+}
 
 struct Candidate {
     CandidateKind kind = CandidateKind::kHost;
@@ -340,23 +355,24 @@ std::variant<ControlMessage, ControlDecodeError> decode_control_body(ByteView fr
 // before its body is buffered. After an error the decoder stays failed and ignores input.
 class ControlDecoder {
   public:
-    explicit ControlDecoder(size_t max_frame = kMaxPreAuthFrame) : max_frame_(max_frame) {}
+    explicit ControlDecoder(size_t max_frame = kMaxPreAuthFrame)
+        : frames_(kControlLengthSize, kControlHeaderSize, max_frame) {}
 
     // The cap applies to frames not yet returned by next(): raise it after authentication,
     // before asking for the next message.
-    void set_max_frame(size_t max_frame) { max_frame_ = max_frame; }
-    void feed(ByteView bytes);
+    void set_max_frame(size_t max_frame) { frames_.set_max_frame(max_frame); }
+    void feed(ByteView bytes) {
+        if (!error_) frames_.feed(bytes);
+    }
     std::optional<ControlMessage> next();
     std::optional<ControlDecodeError> error() const { return error_; }
     // Bytes received but not yet returned as messages.
-    size_t buffered() const { return buffer_.size() - read_pos_; }
+    size_t buffered() const { return frames_.buffered(); }
 
   private:
     void fail(ControlDecodeError e);
 
-    size_t max_frame_;
-    Bytes buffer_;
-    size_t read_pos_ = 0;  // consumed prefix of buffer_, dropped when it is worth the move
+    StreamDeframer frames_;  // the length prefix (tunnel/stream_framer.h)
     std::optional<ControlDecodeError> error_;
 };
 

@@ -113,6 +113,7 @@ void AgentRegistry::set_offline(AgentRecord& a, Time now) {
     a.last_seen = now;
     sodium_memzero(a.udp_token.data(), a.udp_token.size());
     a.candidates.clear();
+    a.tcp_address.reset();
 }
 
 void AgentRegistry::bind_udp(AgentRecord& a, const SocketAddress& address) {

@@ -39,6 +39,8 @@ struct AgentRecord {
     std::optional<Time> last_seen;  // last control message or relay packet; never if nullopt
     UdpToken udp_token{};           // valid while online
     std::optional<SocketAddress> udp_address;
+    // Where its control connection comes from, as the server sees it (the tcp-srflx candidate).
+    std::optional<SocketAddress> tcp_address;
     std::vector<Candidate> candidates;  // from Register
     NatMapping nat = NatMapping::kUnknown;
     TokenBucket packet_quota;

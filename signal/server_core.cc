@@ -90,7 +90,8 @@ std::string ServerCore::who(const Connection& c) const {
 
 // --- connections --------------------------------------------------------------------------------
 
-std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now) {
+std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now,
+                                                        std::optional<SocketAddress> observed) {
     Actions out;
     if (pending_count() >= config_.limits.max_pending) {
         out.push_back(SendControl{
@@ -103,6 +104,7 @@ std::vector<ServerAction> ServerCore::on_connection_open(ConnId conn, Time now) 
     forget(conn, now, out);  // a reused id would be src/'s bug; never let two states share it
     Connection c;
     c.id = conn;
+    c.observed = observed;
     rng_.fill(c.nonce);
     c.deadline = now + config_.limits.pre_auth_deadline;
     c.last_input = now;
@@ -355,6 +357,7 @@ void ServerCore::on_auth(Connection& c, const Auth& auth, Time now, Actions& out
     rng_.fill(token);
     const bool was_online = record->online();
     registry_.set_online(*record, c.id, token, now);
+    record->tcp_address = c.observed;
     stats_.registrations++;
     if (cluster_ && !was_online) apply(cluster_->agent_online(record->name, now), now, out);
     c.agent = record->name;
@@ -471,9 +474,21 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
     p.candidates = about.candidates;
     // The address the relay port saw is a server-reflexive candidate the agent may not know.
     if (about.udp_address && p.candidates.size() < kMaxCandidates &&
-        std::none_of(p.candidates.begin(), p.candidates.end(),
-                     [&](const Candidate& c) { return c.address == *about.udp_address; })) {
+        std::none_of(p.candidates.begin(), p.candidates.end(), [&](const Candidate& c) {
+            return !is_tcp(c.kind) && c.address == *about.udp_address;
+        })) {
         p.candidates.push_back(Candidate{CandidateKind::kServerReflexive, *about.udp_address});
+    }
+    // An agent that listens where its control connection leaves from (it offers a TCP host
+    // candidate) is reachable at what the server sees that connection come from, when its NAT
+    // lets the peer's SYN in (TCP hole punching, issue 15).
+    const auto tcp_host = [](const Candidate& c) { return c.kind == CandidateKind::kTcpHost; };
+    if (about.tcp_address && p.candidates.size() < kMaxCandidates &&
+        std::any_of(p.candidates.begin(), p.candidates.end(), tcp_host) &&
+        std::none_of(p.candidates.begin(), p.candidates.end(), [&](const Candidate& c) {
+            return is_tcp(c.kind) && c.address == *about.tcp_address;
+        })) {
+        p.candidates.push_back(Candidate{CandidateKind::kTcpServerReflexive, *about.tcp_address});
     }
     p.nat = about.nat;
     p.relay_token = s.token;

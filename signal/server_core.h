@@ -122,7 +122,9 @@ class ServerCore {
     ServerCore(const ServerCore&) = delete;
     ServerCore& operator=(const ServerCore&) = delete;
 
-    std::vector<ServerAction> on_connection_open(ConnId conn, Time now);
+    // observed: the connection's remote address (an agent's tcp-srflx candidate, control.h).
+    std::vector<ServerAction> on_connection_open(
+        ConnId conn, Time now, std::optional<SocketAddress> observed = std::nullopt);
     std::vector<ServerAction> on_control_bytes(ConnId conn, ByteView bytes, Time now);
     // After this the core forgets conn; closing a connection the core closed itself is a no-op.
     std::vector<ServerAction> on_connection_closed(ConnId conn, Time now);
@@ -164,6 +166,7 @@ class ServerCore {
         uint64_t ping_value = 0;
         std::optional<Time> ping_sent;
         std::optional<Duration> srtt;
+        std::optional<SocketAddress> observed;  // its remote address
         Time scheduled = kNever;  // its entry in timers_
         bool authenticated() const { return !agent.empty(); }
     };

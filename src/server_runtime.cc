@@ -217,7 +217,7 @@ class Server {
         tls_handshakes_.completed++;
         spdlog::debug("conn {} from {}: {}", id, to_string(it->second.tls->peer_address()),
                       it->second.tls->protocol());
-        execute(core_.on_connection_open(id, timer_->now()));
+        execute(core_.on_connection_open(id, timer_->now(), it->second.tls->peer_address()));
     }
 
     void on_data(ConnId id, ByteView data) {

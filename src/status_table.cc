@@ -103,13 +103,14 @@ std::string rtt_text(const json& peer) {
     return printf_string("%.0f ms", *ms);
 }
 
-// "direct 198.51.100.7:41641", "relay-udp": from the path object {"kind", "family", "address"};
-// a plain string (an agent from before the object) is printed as it is.
+// "direct 198.51.100.7:41641", "direct-tcp 198.51.100.7:7000", "relay-udp": from the path
+// object {"kind", "family", "address"}; a plain string (an agent from before the object) is
+// printed as it is.
 std::string path_text(const json& peer) {
     const json* path = field(peer, "path");
     if (path != nullptr && path->is_string()) return text(peer, "path");
     const std::string kind = text(path != nullptr ? *path : json(), "kind");
-    if (kind != "direct") return kind;
+    if (kind != "direct" && kind != "direct-tcp") return kind;
     const std::string address = text(*path, "address");
     return address == kMissing ? kind : kind + " " + address;
 }

@@ -660,6 +660,7 @@ void Connection::on_reset_frame(const ResetStreamFrame& f, bool& violation) {
 }
 
 void Connection::on_ack_frame(const AckFrame& ack, Time now) {
+    on_reliable_ack(ack);
     const uint64_t prior_in_flight = loss_.bytes_in_flight();
     const auto& outcome = loss_.on_ack(ack, now, rtt_, AckTracker::kMaxAckDelay);
     uint64_t acked_bytes = 0;
@@ -686,6 +687,57 @@ void Connection::on_ack_frame(const AckFrame& ack, Time now) {
     }
     pacer_.set_rate(cc_->pacing_rate());
     if (outcome.rtt_sampled) acks_.on_rtt(rtt_.smoothed());
+}
+
+// The packets of reliable_sent_ that the ranges cover. Both are sorted, so each range is a
+// binary search and a walk over what it acknowledges.
+void Connection::on_reliable_ack(const AckFrame& ack) {
+    if (reliable_sent_.empty()) return;
+    for (const AckRange& r : ack.ranges) {
+        size_t lo = 0;
+        size_t hi = reliable_sent_.size();
+        while (lo < hi) {
+            const size_t mid = lo + (hi - lo) / 2;
+            if (reliable_sent_[mid].packet_number < r.smallest) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        for (size_t i = lo; i < reliable_sent_.size(); ++i) {
+            ReliableSent& p = reliable_sent_[i];
+            if (p.packet_number > r.largest) break;
+            if (p.acked) continue;
+            p.acked = true;
+            reliable_in_flight_ -= p.size;
+            for (const SentFrame& f : p.frames) on_frame_acked(f);
+        }
+    }
+    while (!reliable_sent_.empty() && reliable_sent_.front().acked) reliable_sent_.pop_front();
+}
+
+void Connection::set_path_reliable(bool reliable) {
+    if (reliable == path_reliable_) return;
+    path_reliable_ = reliable;
+    requeue_all_unacked();
+}
+
+void Connection::requeue_all_unacked() {
+    uint64_t requeued = 0;
+    for (; !reliable_sent_.empty(); reliable_sent_.pop_front()) {
+        ReliableSent& p = reliable_sent_.front();
+        if (p.acked) continue;
+        ++requeued;
+        for (const SentFrame& f : p.frames) requeue(f);
+    }
+    reliable_in_flight_ = 0;
+    for (const SentPacket& p : loss_.take_all()) {
+        if (!p.ack_eliciting) continue;
+        ++requeued;
+        for (const SentFrame& f : p.frames) requeue(f);
+    }
+    probes_pending_ = 0;
+    stats_.packets_requeued_path_kind += requeued;
 }
 
 void Connection::on_frame_acked(const SentFrame& frame) {
@@ -816,7 +868,14 @@ Time Connection::next_deadline() const {
     t = std::min(t, acks_.ack_deadline());
     if (acks_.ack_now() || probes_pending_ > 0) return Time{};
     if (has_pending_control() || !scheduler_.empty() || !datagram_queue_.empty()) {
-        if (loss_.bytes_in_flight() + config_.max_datagram_size <= cc_->congestion_window()) {
+        if (path_reliable_) {
+            // Not paced: TCP paces. Wait for the socket to drain or acknowledgements to come.
+            if (path_writable_ &&
+                reliable_in_flight_ + config_.max_datagram_size <= kReliablePathWindow) {
+                return Time{};
+            }
+        } else if (loss_.bytes_in_flight() + config_.max_datagram_size <=
+                   cc_->congestion_window()) {
             t = std::min(t, pacer_.earliest_send_time(last_send_time_, config_.max_datagram_size));
         }
     }
@@ -848,8 +907,12 @@ size_t Connection::write_transmit(Time now, MutableByteView out) {
     const bool ack_owed = acks_.ack_now() || acks_.ack_deadline() <= now;
     const bool probe = probes_pending_ > 0;
     const bool cwnd_open =
-        loss_.bytes_in_flight() + config_.max_datagram_size <= cc_->congestion_window();
-    const bool pacer_open = pacer_.earliest_send_time(now, config_.max_datagram_size) <= now;
+        path_reliable_
+            ? path_writable_ &&
+                  reliable_in_flight_ + config_.max_datagram_size <= kReliablePathWindow
+            : loss_.bytes_in_flight() + config_.max_datagram_size <= cc_->congestion_window();
+    const bool pacer_open =
+        path_reliable_ || pacer_.earliest_send_time(now, config_.max_datagram_size) <= now;
     const bool want_eliciting =
         has_pending_control() || !scheduler_.empty() || !datagram_queue_.empty();
     if (probe || (want_eliciting && cwnd_open && pacer_open)) {
@@ -909,7 +972,8 @@ size_t Connection::build_packet(Time now, MutableByteView out, bool probe, bool 
         fill_datagrams(b);
         fill_stream_data(b);
         if (probe && !b.eliciting && b.add(PingFrame{})) b.sent.frames.push_back(SentPing{});
-        if (scheduler_.empty() && !has_pending_control() && datagram_queue_.empty()) {
+        if (!path_reliable_ && scheduler_.empty() && !has_pending_control() &&
+            datagram_queue_.empty()) {
             rate_.on_app_limited(loss_.bytes_in_flight());
         }
     }
@@ -926,6 +990,13 @@ size_t Connection::build_packet(Time now, MutableByteView out, bool probe, bool 
     if (b.eliciting) {
         if (probe && probes_pending_ > 0) --probes_pending_;
         last_ack_eliciting_sent_ = now;
+        if (path_reliable_) {
+            ++stats_.packets_sent_reliable;
+            reliable_in_flight_ += size;
+            reliable_sent_.push_back(
+                ReliableSent{pn, static_cast<uint32_t>(size), false, std::move(b.sent.frames)});
+            return size;
+        }
         SentPacket& sent = b.sent;
         sent.packet_number = pn;
         sent.time_sent = now;

@@ -31,6 +31,18 @@
 // credit as its application reads, so a slow reader stops the sender and nothing buffers
 // without bound.
 //
+// The path's kind (docs/architecture.md §4 "Direct TCP paths"): on a reliable path (a direct
+// TCP connection between the agents, set_path_reliable(true)) TCP already retransmits, orders,
+// paces and runs congestion control, so this layer does none of it there (no TCP-over-TCP
+// meltdown): packets sent on it are never declared lost by time or reordering, start no probe
+// timeout, are neither paced nor limited by the congestion window (only by
+// kReliablePathWindow and flow control), and feed neither RTT samples nor congestion control.
+// They are still acknowledged, which frees their frames. When the path's kind changes, in
+// either direction, every packet still unacknowledged is declared lost once and its frames go
+// out again on the new path: a TCP connection that died took its send queue with it, and a UDP
+// packet in flight when we moved onto TCP would otherwise wait for a loss signal that can no
+// longer come.
+//
 // Packets are protected by a PacketProtection (tunnel/packet.h). This layer works on packet
 // numbers and plaintext frames; the session layer plugs in AEAD encryption there.
 #pragma once
@@ -177,7 +189,16 @@ struct ConnectionStats {
     uint64_t flows_opened = 0;
     uint64_t flows_accepted = 0;
     uint64_t flows_refused = 0;  // FLOW_OPEN beyond kMaxPeerFlows
+    // Reliable paths (direct TCP).
+    uint64_t packets_sent_reliable = 0;      // ack-eliciting packets sent on a reliable path
+    uint64_t packets_requeued_path_kind = 0;  // unacknowledged when the path's kind changed
 };
+
+// Bytes sent on a reliable path and not yet acknowledged, at most: bounds the records kept for
+// them. TCP's own congestion control decides the rate, and the socket's writability
+// (set_path_writable) what waits in the kernel; 4 MiB is the bandwidth-delay product of
+// 100 Mbit/s at 300 ms, so it does not limit a real path.
+inline constexpr uint64_t kReliablePathWindow = 4 * 1024 * 1024;
 
 enum class ConnectionError : uint64_t {
     kNone = 0,
@@ -251,6 +272,15 @@ public:
     // new keys at once, or to probe a path).
     void ping() { ping_pending_ = true; }
 
+    // Whether the path the packets take now is reliable (a direct TCP connection); see the
+    // note at the top. A change requeues what is unacknowledged.
+    void set_path_reliable(bool reliable);
+    bool path_reliable() const { return path_reliable_; }
+    // Whether the reliable path takes more now: a TCP socket is writable while its unsent
+    // queue is below its low-water mark (TCP_NOTSENT_LOWAT). While it is not, no packet with
+    // stream data or datagrams is built: they wait in the streams, where the scheduler keeps an
+    // interactive stream ahead of a bulk one, not in the kernel behind seconds of bulk.
+    void set_path_writable(bool writable) { path_writable_ = writable; }
     // Sends CLOSE and stops; the connection is then closed (is_closed()).
     void close(ConnectionError code, std::string_view reason, Time now);
     bool is_closed() const { return state_ == State::kClosed; }
@@ -378,6 +408,21 @@ private:
     // decoded frames of the packet being handled, and the copy the const on_datagram opens.
     std::vector<Frame> frames_;
     Bytes receive_copy_;
+
+    // Packets sent on a reliable path, ascending, until acknowledged (or the path's kind
+    // changes): what their frames need when they are acked. Not in the loss detector.
+    struct ReliableSent {
+        uint64_t packet_number = 0;
+        uint32_t size = 0;
+        bool acked = false;
+        SmallVector<SentFrame, kSentFramesInline> frames;
+    };
+    bool path_reliable_ = false;
+    bool path_writable_ = true;
+    RingQueue<ReliableSent> reliable_sent_;
+    uint64_t reliable_in_flight_ = 0;
+    void on_reliable_ack(const AckFrame& ack);
+    void requeue_all_unacked();
 };
 
 }  // namespace burrow

@@ -17,7 +17,9 @@ constexpr size_t kMaxChallengesPerCandidate = 8;
 
 }  // namespace
 
-PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now, bool learned) {
+const char* status_name(DirectKind k) { return k == DirectKind::kTcp ? "direct-tcp" : "direct"; }
+
+PathManager::Candidate* PathManager::add(const PathKey& address, Time now, bool learned) {
     auto it = candidates_.find(address);
     if (it != candidates_.end()) return &it->second;
     if (candidates_.size() >= kMaxPathCandidates) {
@@ -28,7 +30,7 @@ PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now,
         // (class, age): lower evicts first.
         auto rank = [&](const auto& entry) -> std::optional<std::pair<int, Time>> {
             const Candidate& k = entry.second;
-            if (!k.learned || (active_ && entry.first == *active_)) return std::nullopt;
+            if (!k.learned || entry.first == active_key()) return std::nullopt;
             if (!k.validated) return std::pair{0, k.started};
             if (now - k.last_heard >= kDirectSilence) return std::pair{1, k.last_heard};
             return std::nullopt;
@@ -57,7 +59,35 @@ PathManager::Candidate* PathManager::add(const SocketAddress& address, Time now,
 }
 
 void PathManager::add_candidates(const std::vector<SocketAddress>& addresses, Time now) {
-    for (const auto& a : addresses) add(a, now);
+    for (const auto& a : addresses) add(PathKey{DirectKind::kUdp, a}, now);
+}
+
+void PathManager::add_tcp_path(const SocketAddress& peer, Time now) {
+    const PathKey key{DirectKind::kTcp, peer};
+    candidates_.erase(key);  // a new connection to the same address starts over
+    if (add(key, now)) stats_.tcp_paths_added++;
+}
+
+void PathManager::remove_tcp_path(const SocketAddress& peer, Time now) {
+    const PathKey key{DirectKind::kTcp, peer};
+    if (candidates_.erase(key) == 0) return;
+    stats_.tcp_paths_closed++;
+    if (data_from_ == key) data_from_.reset();
+    if (active_key() == key) {
+        stats_.fallbacks++;
+        const auto standby = standby_tcp(now);
+        switch_to(standby, "the direct TCP connection closed", {});
+    }
+}
+
+std::optional<PathManager::PathKey> PathManager::standby_tcp(Time now) const {
+    for (const auto& [key, c] : candidates_) {
+        if (key.kind == DirectKind::kTcp && key != active_key() && c.validated &&
+            now - c.last_heard < kRediscoverInterval + kDirectSilence) {
+            return key;
+        }
+    }
+    return std::nullopt;
 }
 
 void PathManager::start_spray(const SocketAddress& peer_ip, Time now) {
@@ -97,12 +127,13 @@ bool PathManager::match_spray(const SocketAddress& from, const Probe& probe, Tim
     const Duration rtt = now - spray_->round_sent;
     spray_.reset();
     spray_out_.clear();
-    Candidate* c = add(from, now);
+    const PathKey key{DirectKind::kUdp, from};
+    Candidate* c = add(key, now);
     if (!c) return false;
     c->last_heard = now;
     c->validated = true;
     stats_.paths_validated++;
-    if (!active_) switch_to(from, "birthday probe answered", rtt);
+    if (!active_ || active_kind_ == DirectKind::kTcp) switch_to(key, "birthday probe answered", rtt);
     return true;
 }
 
@@ -111,13 +142,13 @@ void PathManager::queue(ProbeToSend probe) {
     out_.push_back(std::move(probe));
 }
 
-void PathManager::send_challenge(const SocketAddress& to, Candidate& c, Time now) {
+void PathManager::send_challenge(const PathKey& to, Candidate& c, Time now) {
     Challenge ch;
     ch.data = random_path_data(rng_);
     ch.sent_at = now;
     if (c.challenges.size() >= kMaxChallengesPerCandidate) c.challenges.pop_front();
     c.challenges.push_back(ch);
-    queue(ProbeToSend{to, Probe{ProbeKind::kChallenge, ch.data}});
+    queue(ProbeToSend{to.address, Probe{ProbeKind::kChallenge, ch.data}, to.kind});
     stats_.challenges_sent++;
 }
 
@@ -130,19 +161,26 @@ void PathManager::schedule_next(Candidate& c, Time now) {
     }
 }
 
-void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time now) {
+void PathManager::on_probe(const SocketAddress& from_address, const Probe& probe, Time now,
+                           DirectKind kind) {
+    const PathKey from{kind, from_address};
     if (probe.kind == ProbeKind::kChallenge) {
         // Answer on the path it came by: that is the path the peer is testing.
-        queue(ProbeToSend{from, Probe{ProbeKind::kResponse, probe.data}});
+        queue(ProbeToSend{from_address, Probe{ProbeKind::kResponse, probe.data}, kind});
         stats_.responses_sent++;
-        Candidate* c = add(from, now, true);
+        // A TCP path exists only once its connection is handed in (add_tcp_path).
+        Candidate* c = kind == DirectKind::kUdp ? add(from, now, true) : nullptr;
+        if (kind == DirectKind::kTcp) {
+            auto it = candidates_.find(from);
+            if (it != candidates_.end()) c = &it->second;
+        }
         if (c) {
             c->last_heard = now;
             trigger_check(*c, now);
         }
         return;
     }
-    if (match_spray(from, probe, now)) return;
+    if (kind == DirectKind::kUdp && match_spray(from_address, probe, now)) return;
     auto it = candidates_.find(from);
     if (it == candidates_.end()) {
         stats_.drop_unmatched_response++;
@@ -166,38 +204,52 @@ void PathManager::on_probe(const SocketAddress& from, const Probe& probe, Time n
     if (!c.validated) stats_.paths_validated++;
     c.validated = true;
     if (!active_) {
-        switch_to(from, "probe answered", rtt);
-    } else if (*active_ != from) {
-        const Candidate& cur = candidates_[*active_];
-        if (cur.validated && better_path(from, c.rtt, *active_, cur.rtt)) {
-            switch_to(from,
-                      "a better path than " + to_string(*active_) + " (" + ms_text(c.rtt) +
-                          " against " + ms_text(cur.rtt) + ")",
-                      rtt);
-            return;
+        switch_to(from, kind == DirectKind::kTcp ? "probe answered on TCP" : "probe answered", rtt);
+        return;
+    }
+    const PathKey cur_key = *active_key();
+    if (cur_key == from) return;
+    if (kind != active_kind_) {
+        // Direct UDP before direct TCP (docs/architecture.md §4 "Path kinds"), whatever the
+        // RTTs: TCP's head-of-line blocking and retransmission delays are not in a probe's RTT.
+        if (kind == DirectKind::kUdp) {
+            switch_to(from, "direct UDP answered (preferred to direct TCP)", rtt);
         }
-        // Two paths work; move when the peer sends its data from this one (it chose it: with
-        // the birthday technique it keeps one socket of many and closes the rest), or when the
-        // one in use has gone quiet (the peer's NAT rebound, or the old path broke).
-        if (!follow_peer(from, now, rtt) &&
-            now - candidates_[*active_].last_heard >= kDirectKeepalive) {
-            switch_to(from, "the previous direct path went quiet", rtt);
-        }
+        return;
+    }
+    const Candidate& cur = candidates_[cur_key];
+    if (cur.validated && better_path(from_address, c.rtt, *active_, cur.rtt)) {
+        switch_to(from,
+                  "a better path than " + to_string(*active_) + " (" + ms_text(c.rtt) +
+                      " against " + ms_text(cur.rtt) + ")",
+                  rtt);
+        return;
+    }
+    // Two paths work; move when the peer sends its data from this one (it chose it: with
+    // the birthday technique it keeps one socket of many and closes the rest), or when the
+    // one in use has gone quiet (the peer's NAT rebound, or the old path broke).
+    if (!follow_peer(from, now, rtt) &&
+        now - candidates_[cur_key].last_heard >= kDirectKeepalive) {
+        switch_to(from, "the previous direct path went quiet", rtt);
     }
 }
 
-bool PathManager::follow_peer(const SocketAddress& from, Time now, Duration rtt) {
-    if (!active_ || *active_ == from || data_from_ != from) return false;
+bool PathManager::follow_peer(const PathKey& from, Time now, Duration rtt) {
+    // Within one kind only: each side ranks UDP above TCP by itself.
+    if (!active_ || from.kind != active_kind_ || *active_key() == from || data_from_ != from) {
+        return false;
+    }
     auto it = candidates_.find(from);
     if (it == candidates_.end() || !it->second.validated) return false;
-    const Candidate& cur = candidates_[*active_];
+    const Candidate& cur = candidates_[*active_key()];
     if (now - cur.last_heard < kFollowQuiet) return false;
     // The peer still sends on the other family's path it has not yet given up for ours (it
     // validated ours later, or not yet): keep the better path while it answers, or the two
     // sides would trade places. Within one family the peer's choice wins, as before (its NAT
     // rebound, or it kept another birthday socket).
-    if (from.v6 != active_->v6 && cur.validated && now - cur.last_heard < kDirectKeepalive &&
-        better_path(*active_, cur.rtt, from, it->second.rtt)) {
+    if (from.address.v6 != active_->v6 && cur.validated &&
+        now - cur.last_heard < kDirectKeepalive &&
+        better_path(*active_, cur.rtt, from.address, it->second.rtt)) {
         return false;
     }
     switch_to(from, "the peer sends from this path", rtt);
@@ -210,13 +262,15 @@ bool PathManager::follow_peer(const SocketAddress& from, Time now, Duration rtt)
 // comes round (issue 19). At most one such check per kTriggeredCheckGap, so two sides that
 // hear each other's challenges but not the answers cannot trade challenges in a loop.
 void PathManager::trigger_check(Candidate& c, Time now) {
-    if (active_ || c.validated || c.next_probe <= now) return;
+    // On the relay or on TCP: a UDP path found now moves the traffic up.
+    if ((active_ && active_kind_ == DirectKind::kUdp) || c.validated || c.next_probe <= now) return;
     if (!c.challenges.empty() && now - c.challenges.back().sent_at < kTriggeredCheckGap) return;
     c.next_probe = now;
 }
 
-void PathManager::on_authenticated(const SocketAddress& from, Time now) {
+void PathManager::on_authenticated(const SocketAddress& from_address, Time now, DirectKind kind) {
     if (candidates_.empty()) return;  // not probing yet: the session is still on its first keys
+    const PathKey from{kind, from_address};
     data_from_ = from;
     auto it = candidates_.find(from);
     if (it != candidates_.end()) {
@@ -225,7 +279,9 @@ void PathManager::on_authenticated(const SocketAddress& from, Time now) {
         follow_peer(from, now, {});
         return;
     }
-    // A new source for this session's packets: probe it before sending anything there.
+    // A new source for this session's packets: probe it before sending anything there. (A TCP
+    // connection is known from add_tcp_path, never learned from its data.)
+    if (kind != DirectKind::kUdp) return;
     if (Candidate* c = add(from, now, true)) c->last_heard = now;
 }
 
@@ -235,11 +291,11 @@ bool better_path(const SocketAddress& a, Duration a_rtt, const SocketAddress& b,
     return a.v6 && !b.v6;
 }
 
-void PathManager::switch_to(std::optional<SocketAddress> direct, std::string reason,
-                            Duration rtt) {
-    active_ = direct;
+void PathManager::switch_to(std::optional<PathKey> direct, std::string reason, Duration rtt) {
+    active_ = direct ? std::optional(direct->address) : std::nullopt;
+    active_kind_ = direct ? direct->kind : DirectKind::kUdp;
     keepalive_at_ = Time{};
-    changes_.push_back(PathChange{direct, std::move(reason), rtt});
+    changes_.push_back(PathChange{active_, active_kind_, std::move(reason), rtt});
 }
 
 void PathManager::on_timer(Time now) {
@@ -249,7 +305,8 @@ void PathManager::on_timer(Time now) {
     }
     if (spray_ && now >= spray_->round_at) spray_round(now);
     if (active_) {
-        Candidate& cur = candidates_[*active_];
+        const PathKey cur_key = *active_key();
+        Candidate& cur = candidates_[cur_key];
         const Duration quiet = now - cur.last_heard;
         if (quiet >= kDirectSilence) {
             stats_.fallbacks++;
@@ -259,16 +316,22 @@ void PathManager::on_timer(Time now) {
             cur.tries = 0;
             cur.started = now;
             cur.next_probe = now;
-            switch_to(std::nullopt, "direct path silent for " + ms_text(quiet), {});
+            // A silent UDP path falls back to a working TCP one, a silent TCP path to the relay.
+            const auto standby =
+                cur_key.kind == DirectKind::kUdp ? standby_tcp(now) : std::nullopt;
+            switch_to(standby,
+                      std::string(status_name(cur_key.kind)) + " path silent for " +
+                          ms_text(quiet),
+                      {});
         } else if (quiet >= kDirectKeepalive && now >= keepalive_at_) {
-            send_challenge(*active_, cur, now);
+            send_challenge(cur_key, cur, now);
             keepalive_at_ = now + kDirectKeepalive / 2;
         }
     }
     for (auto it = candidates_.begin(); it != candidates_.end();) {
         Candidate& c = it->second;
-        const SocketAddress& address = it->first;
-        if ((active_ && address == *active_) || now < c.next_probe) {
+        const PathKey& address = it->first;
+        if (address == active_key() || now < c.next_probe) {
             ++it;
             continue;
         }
@@ -307,14 +370,14 @@ Time PathManager::next_deadline() const {
     if (!out_.empty() || !spray_out_.empty()) return Time{};
     Time t = spray_ ? spray_->round_at : kNever;
     if (active_) {
-        auto it = candidates_.find(*active_);
+        auto it = candidates_.find(*active_key());
         if (it != candidates_.end()) {
             t = std::min(t, it->second.last_heard + kDirectSilence);
             t = std::min(t, std::max(it->second.last_heard + kDirectKeepalive, keepalive_at_));
         }
     }
     for (const auto& [address, c] : candidates_) {
-        if (active_ && address == *active_) continue;
+        if (address == active_key()) continue;
         t = std::min(t, c.next_probe);
     }
     return t;

@@ -19,6 +19,15 @@
 //   active path silent kDirectSilence     back to the relay, and probing goes on; back to
 //                                         direct when a probe is answered again
 //
+// Direct TCP paths (docs/architecture.md §4 "Direct TCP paths"): the agent opens TCP connections
+// to the peer (simultaneous open, or to a reachable side) and hands each established one here
+// (add_tcp_path). Probes and data ride it length-prefixed (tunnel/stream_framer.h); it is
+// validated by the same challenge and response before it carries data. Preference: a validated
+// direct UDP path, then a validated TCP path, then the relay. On TCP the UDP candidates are
+// still probed on their schedule, and the first to answer takes the traffic from TCP; a UDP
+// path that goes silent falls back to a validated TCP path rather than to the relay; a TCP
+// path that goes silent or closes falls back to the relay.
+//
 // A path is only used after a probe round trip on it, so a spoofed source address can never
 // redirect traffic: the probe is sealed with the session keys, and the response must carry
 // the random data we sent to that very address.
@@ -101,14 +110,22 @@ inline constexpr Duration kSprayFirstDelay = std::chrono::milliseconds(200);
 inline constexpr Duration kSprayInterval = std::chrono::milliseconds(2500);
 inline constexpr int kSprayRounds = 6;
 
+// What carries a direct path's datagrams: UDP datagrams, or a TCP connection between the two
+// agents with each datagram length-prefixed on it.
+enum class DirectKind : uint8_t { kUdp, kTcp };
+// "direct", "direct-tcp": what `burrow status` calls a direct path of this kind.
+const char* status_name(DirectKind k);
+
 struct ProbeToSend {
     SocketAddress to;
     Probe probe;
+    DirectKind kind = DirectKind::kUdp;
 };
 
 // The active path changed: direct is the new path (nullopt: the relay).
 struct PathChange {
     std::optional<SocketAddress> direct;
+    DirectKind kind = DirectKind::kUdp;  // of direct
     std::string reason;
     Duration rtt{};  // of the probe that validated a direct path
 };
@@ -123,6 +140,8 @@ struct PathStats {
     uint64_t candidates_evicted = 0;    // learned ones that never answered
     uint64_t spray_rounds = 0;
     uint64_t spray_probes = 0;
+    uint64_t tcp_paths_added = 0;
+    uint64_t tcp_paths_closed = 0;
 };
 
 class PathManager {
@@ -134,10 +153,16 @@ class PathManager {
     // Birthday spray: rounds of kSprayPorts probes to random ports of peer_ip (its port is
     // ignored), starting kSprayFirstDelay from now, until a direct path is validated.
     void start_spray(const SocketAddress& peer_ip, Time now);
-    // An authenticated probe from `from`.
-    void on_probe(const SocketAddress& from, const Probe& probe, Time now);
-    // An authenticated data packet from `from`.
-    void on_authenticated(const SocketAddress& from, Time now);
+    // A TCP connection to the peer at `peer` is established: probe it now, then on the schedule.
+    void add_tcp_path(const SocketAddress& peer, Time now);
+    // That connection closed (either side, or it failed): if it carried the traffic, back to
+    // the relay at once.
+    void remove_tcp_path(const SocketAddress& peer, Time now);
+    // An authenticated probe from `from`, on a path of this kind.
+    void on_probe(const SocketAddress& from, const Probe& probe, Time now,
+                  DirectKind kind = DirectKind::kUdp);
+    // An authenticated data packet from `from`, on a path of this kind.
+    void on_authenticated(const SocketAddress& from, Time now, DirectKind kind = DirectKind::kUdp);
     void on_timer(Time now);
 
     std::optional<ProbeToSend> poll_probe();
@@ -146,12 +171,23 @@ class PathManager {
 
     // The direct path in use; nullopt while on the relay.
     const std::optional<SocketAddress>& active() const { return active_; }
-    // Whether address is one of this session's candidates (given, learned from a probe, or a
-    // rebinding being checked): where a handshake from a direct address may belong.
-    bool knows(const SocketAddress& address) const { return candidates_.contains(address); }
+    // The kind of the direct path in use (meaningful when active()).
+    DirectKind active_kind() const { return active_kind_; }
+    // Whether address is one of this session's UDP candidates (given, learned from a probe, or
+    // a rebinding being checked): where a handshake from a direct address may belong.
+    bool knows(const SocketAddress& address) const {
+        return candidates_.contains(PathKey{DirectKind::kUdp, address});
+    }
     const PathStats& stats() const { return stats_; }
 
   private:
+    // A direct path: the same address may be a UDP candidate and a TCP connection at once.
+    struct PathKey {
+        DirectKind kind = DirectKind::kUdp;
+        SocketAddress address;
+        auto operator<=>(const PathKey&) const = default;
+        bool operator==(const PathKey&) const = default;
+    };
     struct Challenge {
         PathData data;
         Time sent_at;
@@ -169,20 +205,25 @@ class PathManager {
         bool learned = false;
     };
 
-    Candidate* add(const SocketAddress& address, Time now, bool learned = false);
-    void send_challenge(const SocketAddress& to, Candidate& c, Time now);
+    Candidate* add(const PathKey& key, Time now, bool learned = false);
+    void send_challenge(const PathKey& to, Candidate& c, Time now);
     void schedule_next(Candidate& c, Time now);
     void trigger_check(Candidate& c, Time now);
     void queue(ProbeToSend probe);
-    void switch_to(std::optional<SocketAddress> direct, std::string reason, Duration rtt);
+    void switch_to(std::optional<PathKey> direct, std::string reason, Duration rtt);
     // Moves to `from` when the peer sends its data from there (see kFollowQuiet).
-    bool follow_peer(const SocketAddress& from, Time now, Duration rtt);
+    bool follow_peer(const PathKey& from, Time now, Duration rtt);
+    std::optional<PathKey> active_key() const {
+        return active_ ? std::optional(PathKey{active_kind_, *active_}) : std::nullopt;
+    }
+    // A validated TCP path to fall back to when the UDP path in use goes silent.
+    std::optional<PathKey> standby_tcp(Time now) const;
 
     void spray_round(Time now);
     bool match_spray(const SocketAddress& from, const Probe& probe, Time now);
 
     Rng& rng_;
-    std::map<SocketAddress, Candidate> candidates_;
+    std::map<PathKey, Candidate> candidates_;
     struct Spray {
         SocketAddress ip;
         std::map<uint16_t, PathData> ports;  // this round's challenges
@@ -193,8 +234,9 @@ class PathManager {
     std::optional<Spray> spray_;
     std::deque<ProbeToSend> spray_out_;  // a round at a time; not capped like out_
     std::optional<SocketAddress> active_;
+    DirectKind active_kind_ = DirectKind::kUdp;
     // Where the peer's latest authenticated data packet came from: the path it sends on.
-    std::optional<SocketAddress> data_from_;
+    std::optional<PathKey> data_from_;
     Time keepalive_at_ = kNever;
     std::deque<ProbeToSend> out_;
     std::deque<PathChange> changes_;

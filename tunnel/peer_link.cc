@@ -60,7 +60,15 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from, Byte
 LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
                                   MutableByteView datagram, Time now) {
     LinkVerdict verdict = LinkDropped{LinkDrop::kRefused};
-    if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
+    const bool tcp = is_tcp_route(route);
+    if (tcp && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
+        // On a TCP connection the route is the path: answers go back on it (write_transmit).
+        if (auto probe = session_.open_probe(datagram, now)) {
+            paths_.on_probe(tcp_routes_.at(route), *probe, now, DirectKind::kTcp);
+            verdict = LinkAccepted{probe->kind == ProbeKind::kChallenge ? DatagramKind::kChallenge
+                                                                        : DatagramKind::kResponse};
+        }
+    } else if (route != kRouteRelay && !datagram.empty() && datagram[0] == kPacketTypeProbe) {
         if (auto probe = session_.open_probe(datagram, now)) {
             // Authenticated. With birthday sockets, the peer's spray (or its answers to our
             // opening probes) may reach several of our mappings, the main socket's among them:
@@ -87,7 +95,9 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
     } else {
         switch (session_.on_datagram(datagram, now, from)) {
             case Session::Input::kData:
-                if (route != kRouteRelay) {
+                if (tcp) {
+                    paths_.on_authenticated(tcp_routes_.at(route), now, DirectKind::kTcp);
+                } else if (route != kRouteRelay) {
                     paths_.on_authenticated(from, now);
                     follow_socket(from, route);
                 }
@@ -119,7 +129,7 @@ LinkVerdict PeerLink::on_datagram(RouteId route, const SocketAddress& from,
 
 void PeerLink::on_timer(Time now) {
     session_.on_timer(now);
-    if (technique_) paths_.on_timer(now);
+    if (probing()) paths_.on_timer(now);
     if (now >= birthday_round_at_) birthday_round(now);
     if (now >= punch_verdict_at_) {
         punch_verdict_at_ = kNever;
@@ -131,7 +141,7 @@ void PeerLink::on_timer(Time now) {
 Time PeerLink::next_deadline() const {
     if (!cookie_replies_.empty()) return Time{};
     Time t = std::min({session_.next_deadline(), birthday_round_at_, punch_verdict_at_});
-    if (technique_) t = std::min(t, paths_.next_deadline());
+    if (probing()) t = std::min(t, paths_.next_deadline());
     return t;
 }
 
@@ -140,7 +150,7 @@ std::optional<LinkTransmit> PeerLink::poll_transmit(Time now) {
     const auto w = write_transmit(now, out);
     if (!w) return std::nullopt;
     out.resize(w->size);
-    return LinkTransmit{w->route, w->to, std::move(out), w->kind};
+    return LinkTransmit{w->route, w->to, std::move(out), w->kind, w->path};
 }
 
 std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out) {
@@ -165,6 +175,11 @@ std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out)
         const DatagramKind kind = probe->probe.kind == ProbeKind::kChallenge
                                       ? DatagramKind::kChallenge
                                       : DatagramKind::kResponse;
+        if (probe->kind == DirectKind::kTcp) {
+            const auto route = tcp_route_to(probe->to);
+            if (!route) continue;  // the connection closed since the probe was queued
+            return LinkWrite{*route, probe->to, place(*sealed), kind, DirectKind::kTcp};
+        }
         return LinkWrite{probe->probe.kind == ProbeKind::kResponse ? answer_route(*probe)
                                                                    : route_to(probe->to),
                          probe->to, place(*sealed), kind};
@@ -184,7 +199,13 @@ std::optional<LinkWrite> PeerLink::write_transmit(Time now, MutableByteView out)
     const DatagramKind kind =
         out[0] == kPacketTypeData ? DatagramKind::kData : DatagramKind::kHandshake;
     if (const auto& direct = paths_.active()) {
-        return LinkWrite{route_to(*direct), *direct, size, kind};
+        if (paths_.active_kind() == DirectKind::kTcp) {
+            if (const auto route = tcp_route_to(*direct)) {
+                return LinkWrite{*route, *direct, size, kind, DirectKind::kTcp};
+            }
+        } else {
+            return LinkWrite{route_to(*direct), *direct, size, kind};
+        }
     }
     return LinkWrite{kRouteRelay, SocketAddress{}, size, kind};
 }
@@ -203,6 +224,52 @@ void PeerLink::add_sockets(const std::vector<RouteId>& routes, Time now) {
         birthday_round_at_ = now;
         birthday_round(now);
     }
+}
+
+void PeerLink::add_tcp_path(RouteId route, const SocketAddress& peer, Time now) {
+    if (const auto old = tcp_route_to(peer)) tcp_routes_.erase(*old);  // replaced
+    tcp_routes_[route] = peer;
+    paths_.add_tcp_path(peer, now);
+    if (probing()) paths_.on_timer(now);
+    after_input(now);
+}
+
+void PeerLink::remove_tcp_path(RouteId route, Time now) {
+    auto it = tcp_routes_.find(route);
+    if (it == tcp_routes_.end()) return;
+    const SocketAddress peer = it->second;
+    tcp_routes_.erase(it);
+    tcp_blocked_.erase(route);
+    paths_.remove_tcp_path(peer, now);
+    after_input(now);
+}
+
+void PeerLink::set_tcp_writable(RouteId route, bool writable) {
+    if (!tcp_routes_.contains(route)) return;
+    if (writable) {
+        tcp_blocked_.erase(route);
+    } else {
+        tcp_blocked_.insert(route);
+    }
+    update_path_writable();
+}
+
+// The Connection builds packets while the path in use takes them: always on UDP and the relay,
+// on TCP while its socket is writable.
+void PeerLink::update_path_writable() {
+    bool writable = true;
+    if (paths_.active() && paths_.active_kind() == DirectKind::kTcp) {
+        const auto route = tcp_route_to(*paths_.active());
+        writable = !route || !tcp_blocked_.contains(*route);
+    }
+    session_.connection().set_path_writable(writable);
+}
+
+std::optional<RouteId> PeerLink::tcp_route_to(const SocketAddress& to) const {
+    for (const auto& [route, peer] : tcp_routes_) {
+        if (peer == to) return route;
+    }
+    return std::nullopt;
 }
 
 void PeerLink::remove_socket(RouteId route) {
@@ -226,8 +293,11 @@ void PeerLink::after_input(Time now) {
         // A direct path: the sockets no probe of the peer's reached are of no more use. Those
         // it did reach stay until it shows which one it kept (follow_socket), at most
         // kBirthdayChoiceWait.
-        LinkPathChanged event{change->direct, change->reason, change->rtt, std::nullopt,
-                              DirectSource::kHost};
+        LinkPathChanged event{change->direct, change->kind, change->reason, change->rtt,
+                              std::nullopt, DirectSource::kHost};
+        // TCP retransmits, orders and paces on its own: the session stops doing so on it.
+        session_.connection().set_path_reliable(change->direct && change->kind == DirectKind::kTcp);
+        update_path_writable();
         if (change->direct) {
             if (direct_since_ == kNever) {
                 direct_since_ = now;

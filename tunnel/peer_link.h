@@ -5,8 +5,10 @@
 //   PathManager   which path the session's packets take: the relay, or a validated direct
 //                 address; probes, fallback, rebinding (tunnel/path_manager.h)
 //   routes        how a datagram leaves: kRouteRelay (the server's relay; the signalling client
-//                 picks UDP or the TLS connection), kRouteMain (the agent's UDP socket), or a
-//                 birthday socket's route id, which the agent's core hands out
+//                 picks UDP or the TLS connection), kRouteMain (the agent's UDP socket), a
+//                 birthday socket's route id, which the agent's core hands out, or a direct TCP
+//                 connection's route id (add_tcp_path; its datagrams are length-prefixed on it,
+//                 tunnel/stream_framer.h)
 //   punching      the technique for the pair of NATs (tunnel/punch_planner.h) and the birthday
 //                 side's schedule of opening probes
 //   keepalives    the Connection's PINGs and the PathManager's checks of a quiet direct path
@@ -68,6 +70,7 @@ struct LinkWrite {
     SocketAddress to;  // unused for kRouteRelay
     size_t size = 0;
     DatagramKind kind = DatagramKind::kData;
+    DirectKind path = DirectKind::kUdp;  // kTcp: route is a TCP connection of add_tcp_path
 };
 
 struct LinkTransmit {
@@ -75,6 +78,7 @@ struct LinkTransmit {
     SocketAddress to;  // unused for kRouteRelay
     Bytes data;
     DatagramKind kind = DatagramKind::kData;
+    DirectKind path = DirectKind::kUdp;
 };
 
 struct PeerLinkConfig {
@@ -93,6 +97,9 @@ struct PunchPlan {
     NatMapping theirs = NatMapping::kUnknown;
     // The peer's gateway-mapped address (UPnP IGD, PCP, NAT-PMP; also among candidates).
     std::optional<SocketAddress> mapped = std::nullopt;
+    // The peer's TCP addresses (its listening port, and what its NAT mapped it to): where the
+    // agent connects for a direct TCP path. Not among candidates, which are UDP addresses.
+    std::vector<SocketAddress> tcp_candidates = {};
 };
 
 // A link that found no direct path this long after punching started gives its verdict: it stays
@@ -115,6 +122,7 @@ struct LinkPunching {
 };
 struct LinkPathChanged {
     std::optional<SocketAddress> direct;  // nullopt: the relay
+    DirectKind kind = DirectKind::kUdp;       // of direct
     std::string reason;
     Duration rtt{};  // of the probe that validated a direct path
     // Set on the link's first direct path only: the time from the link's start (its creation)
@@ -201,6 +209,16 @@ class PeerLink {
     void add_sockets(const std::vector<RouteId>& routes, Time now);
     // A socket the OS would not open after all.
     void remove_socket(RouteId route);
+    // A TCP connection to the peer (we connected, or it did) is established: its datagrams come
+    // in by on_datagram(route, peer, ...) and ours leave as LinkWrites with this route. It is
+    // probed, and carries the session once validated (unless a direct UDP path works).
+    void add_tcp_path(RouteId route, const SocketAddress& peer, Time now);
+    // That connection closed or failed; the session moves off it at once.
+    void remove_tcp_path(RouteId route, Time now);
+    // The connection's socket takes more (true) or its unsent queue is full (false).
+    void set_tcp_writable(RouteId route, bool writable);
+    // Whether a route is one of this link's TCP connections.
+    bool is_tcp_route(RouteId route) const { return tcp_routes_.contains(route); }
     // Every socket this link holds (to close when the link ends).
     const std::vector<RouteId>& sockets() const { return sockets_; }
 
@@ -211,6 +229,8 @@ class PeerLink {
     const PathManager& paths() const { return paths_; }
     // The direct path in use; nullopt on the relay.
     const std::optional<SocketAddress>& direct() const { return paths_.active(); }
+    // Its kind (meaningful when direct()).
+    DirectKind direct_kind() const { return paths_.active_kind(); }
     std::optional<PunchTechnique> technique() const { return technique_; }
     // What the rendezvous said (the NAT pair among it); nullopt before the first.
     const std::optional<PunchPlan>& punch_plan() const { return plan_; }
@@ -256,6 +276,15 @@ class PeerLink {
         RouteId route;
     };
     std::deque<AnswerRoute> answer_routes_;
+    // Direct TCP connections: by route, and the route to each peer address.
+    std::map<RouteId, SocketAddress> tcp_routes_;
+    std::set<RouteId> tcp_blocked_;  // connections whose socket is not writable
+    void update_path_writable();
+    std::optional<RouteId> tcp_route_to(const SocketAddress& to) const;
+    // Paths are probed once punching started, or a TCP connection came, with keys to seal.
+    bool probing() const {
+        return technique_.has_value() || (!tcp_routes_.empty() && session_.established());
+    }
 
     std::deque<LinkEvent> events_;
     // Cookie replies to send where their initiations came from, at most

@@ -20,6 +20,11 @@ class RingQueue {
         assert(size_ > 0);
         return slots_[head_];
     }
+    // The i-th element from the front.
+    T& operator[](size_t i) {
+        assert(i < size_);
+        return slots_[(head_ + i) % slots_.size()];
+    }
     void push_back(T value) {
         if (size_ == slots_.size()) grow();
         slots_[(head_ + size_) % slots_.size()] = std::move(value);

@@ -21,6 +21,7 @@
 #include "tunnel/frame.h"
 #include "tunnel/packet.h"
 #include "tunnel/path_probe.h"
+#include "tunnel/stream_framer.h"
 
 using namespace burrow;
 using namespace burrow::fuzz;
@@ -216,6 +217,12 @@ std::vector<ControlMessage> control_messages() {
                   {CandidateKind::kHost, *parse_socket_address("[fd00:ab::1]:41000")},
                   {CandidateKind::kServerReflexive, v4}},
                  NatMapping::kEndpointIndependent, {}, 500, SessionRole::kInitiator, "web"},
+        // Issue 15: TCP host and tcp-srflx candidates beside the UDP ones.
+        PeerInfo{44, "nas", key,
+                 {{CandidateKind::kHost, v4},
+                  {CandidateKind::kTcpHost, v4},
+                  {CandidateKind::kTcpServerReflexive, *parse_socket_address("203.0.113.9:40123")}},
+                 NatMapping::kEndpointIndependent, {}, 500, SessionRole::kResponder, "web"},
     };
 }
 
@@ -464,6 +471,31 @@ void server_seeds() {
     write_seeds("server_udp", seeds);
 }
 
+// A direct TCP path's byte stream: a real probe and handshake-sized datagrams, framed, whole,
+// coalesced, cut short, with an oversized and an empty length.
+void stream_framer_seeds() {
+    std::vector<Bytes> seeds;
+    EstablishedPair pair;
+    const Bytes probe = *pair.a.seal_probe(Probe{ProbeKind::kChallenge, {1, 2, 3, 4, 5, 6, 7, 8}},
+                                           pair.now);
+    const Bytes big(1350, 0x5a);
+    Bytes stream;
+    for (const Bytes* d : {&probe, &big, &probe}) {
+        const Bytes f = *frame_for_tcp_path(*d);
+        stream.insert(stream.end(), f.begin(), f.end());
+    }
+    for (uint8_t cut : {0, 1, 77}) seeds.push_back(with_prefix({cut}, stream));
+    const Bytes whole = with_prefix({3}, stream);
+    seeds.push_back(Bytes(whole.begin(), whole.end() - 100));  // ends inside a datagram
+    Bytes oversized = with_prefix({5}, *frame_for_tcp_path(probe));
+    oversized.push_back(0x10);
+    oversized.push_back(0x01);  // 4097 bytes: past kMaxTcpPathFrame
+    oversized.insert(oversized.end(), 64, 0);
+    seeds.push_back(oversized);
+    seeds.push_back(Bytes{9, 0, 0, 1, 2});  // an empty datagram
+    write_seeds("stream_framer", seeds);
+}
+
 }  // namespace
 
 // Every cluster message kind (signal/cluster_message.h), with and without candidates.
@@ -500,5 +532,6 @@ int main(int argc, char** argv) {
     pair_seeds("connection", true);
     server_seeds();
     cluster_seeds();
+    stream_framer_seeds();
     return 0;
 }

@@ -11,7 +11,11 @@
 //   5. a handshake flood of mac1-valid initiations from many addresses (A's among them,
 //      spoofed) while A connects: cookie replies keep B's Diffie-Hellman work within its
 //      budget, and A's handshake completes;
-//   6. both sides initiate at the same virtual time: one winner by key order, one session.
+//   6. both sides initiate at the same virtual time: one winner by key order, one session;
+//   7. UDP blocked, a direct TCP connection between the agents (issue 15): on it within a
+//      probe round trip, with no retransmission or probe timeout of the session's while on it;
+//      up to direct UDP when UDP comes back, down to TCP when UDP is blackholed, to the relay
+//      when the connection dies: the streams never notice.
 //
 // A failing seed is printed ("seed N: ...") so it can be replayed alone.
 #include <catch2/catch.hpp>
@@ -75,6 +79,7 @@ struct PathEvent {
     Time at;
     std::optional<SocketAddress> direct;  // nullopt: the relay
     std::string reason;
+    DirectKind kind = DirectKind::kUdp;
 };
 
 // Hands the PathNetwork's datagrams to a PeerLink as AgentCore does (the relay by its route, a
@@ -110,6 +115,25 @@ class AgentEndpoint final : public PathEndpoint {
         after_input(now);
     }
 
+    // The TCP connection (PathNetwork's): a route of its own, as AgentCore hands one out for
+    // each connection; its datagrams need no claims(): the route names the link.
+    void on_tcp(const SocketAddress& from, ByteView d, Time now) override {
+        link_.on_datagram(kTcpRoute, from, d, now);
+        after_input(now);
+    }
+    void on_tcp_writable(bool writable, Time now) override {
+        link_.set_tcp_writable(kTcpRoute, writable);
+        after_input(now);
+    }
+    void tcp_connected(const SocketAddress& peer, Time now) {
+        link_.add_tcp_path(kTcpRoute, peer, now);
+        after_input(now);
+    }
+    void tcp_closed(Time now) {
+        link_.remove_tcp_path(kTcpRoute, now);
+        after_input(now);
+    }
+
     void on_timer(Time now) override {
         link_.on_timer(now);
         after_input(now);
@@ -119,6 +143,11 @@ class AgentEndpoint final : public PathEndpoint {
         auto t = link_.poll_transmit(now);
         if (!t) return std::nullopt;
         if (t->route == kRouteRelay) return Outgoing{std::nullopt, std::move(t->data)};
+        if (t->path == DirectKind::kTcp) {
+            REQUIRE(t->route == kTcpRoute);
+            ++tcp_sent_;
+            return Outgoing{t->to, std::move(t->data), true};
+        }
         switch (t->kind) {
             case DatagramKind::kChallenge: challenges_to_[t->to].push_back(now); break;
             case DatagramKind::kResponse: ++responses_to_[t->to]; break;
@@ -131,6 +160,9 @@ class AgentEndpoint final : public PathEndpoint {
 
     Time next_deadline() const override { return link_.next_deadline(); }
 
+    static constexpr RouteId kTcpRoute = 77;
+    PeerLink& link() { return link_; }
+    uint64_t tcp_sent() const { return tcp_sent_; }
     Session& session() { return link_.session(); }
     Connection& connection() { return link_.connection(); }
     const PathManager& paths() const { return link_.paths(); }
@@ -170,7 +202,7 @@ class AgentEndpoint final : public PathEndpoint {
                 if (c->direct && changes_.empty()) {
                     stream_bytes_before_direct_ = link_.connection().stats().stream_bytes_sent;
                 }
-                changes_.push_back(PathEvent{now, c->direct, c->reason});
+                changes_.push_back(PathEvent{now, c->direct, c->reason, c->kind});
             }
         }
     }
@@ -186,6 +218,7 @@ class AgentEndpoint final : public PathEndpoint {
     std::map<SocketAddress, Time> last_authenticated_;
     uint64_t stream_bytes_before_direct_ = 0;
     uint64_t udp_from_unknown_ = 0;
+    uint64_t tcp_sent_ = 0;
 };
 
 // --- the application: a bulk stream each way and interactive requests from A ----------------
@@ -499,6 +532,12 @@ Conditions conditions(uint64_t seed) {
     return c;
 }
 
+Conditions scaled(Conditions c, uint64_t bulk_scale) {
+    c.bytes_ab *= bulk_scale;
+    c.bytes_ba *= bulk_scale;
+    return c;
+}
+
 struct Keys {
     PrivateKey a, b;
 };
@@ -513,9 +552,10 @@ class Run {
   public:
     // b_role kInitiator: both sides initiate at the same virtual time (simultaneous
     // initiation).
-    explicit Run(uint64_t seed, Role b_role = Role::kResponder)
+    // bulk_scale multiplies the bulk sizes (a scenario with many phases needs a longer one).
+    explicit Run(uint64_t seed, Role b_role = Role::kResponder, uint64_t bulk_scale = 1)
         : seed_(seed),
-          cond_(conditions(seed)),
+          cond_(scaled(conditions(seed), bulk_scale)),
           keys_(keys(seed)),
           a_(Role::kInitiator, keys_.a, public_key(keys_.b), seed * 2 + 1, {kAddrB}),
           b_(b_role, keys_.b, public_key(keys_.a), seed * 2 + 2, {kAddrA}),
@@ -1055,4 +1095,156 @@ TEST_CASE("simultaneous initiation through the relay: one winner by key order, o
     }
     INFO(failures.first);
     CHECK(failures.count == 0);
+}
+
+TEST_CASE("direct TCP when UDP is blocked: no retransmission over it, up to UDP, down to TCP, "
+          "relay when it dies") {
+    Failures failures;
+    Duration worst_tcp{0}, worst_up{0}, worst_down{0};
+    uint64_t tcp_seeds = 0;
+    // Each run is long (five phases of one bulk transfer): a fifth of the seeds.
+    const uint64_t last = std::min(seeds().last, seeds().first + seeds().count() / 5);
+    for (uint64_t seed = seeds().first; seed <= last; ++seed) {
+        ++tcp_seeds;
+        // A side is on TCP once a probe round trip succeeds on it: the punch schedule's tries
+        // (a first probe may find the peer without keys yet), plus the peer's send buffer
+        // (kTcpSendBuffer at the link's 2 Mbit/s: 262 ms) that its answer waits behind once the
+        // peer itself sends its bulk on TCP.
+        const Duration kTcpBound = kPunchSchedule[4] + 300ms;
+        Run run(seed, Role::kResponder, 12);
+        SeededRng r(seed ^ 0x746370);
+        const Duration on_tcp_for = std::chrono::milliseconds(300 + r.uniform(500));
+        run.net_.set_direct_up(false);  // UDP blocked between the agents
+        run.a_.tcp_connected(kAddrB, Time{});
+        run.b_.tcp_connected(kAddrA, Time{});
+        enum class Phase { kStart, kTcp, kUdpBack, kUdp, kUdpBroken, kTcpAgain, kRelay };
+        Phase phase = Phase::kStart;
+        Time tcp_at = kNever, udp_back_at = kNever, udp_broken_at = kNever, tcp_died_at = kNever;
+        ConnectionStats a_on_tcp, b_on_tcp;
+        std::string problem;
+        auto kind = [](AgentEndpoint& e) -> std::optional<DirectKind> {
+            if (!e.paths().active()) return std::nullopt;
+            return e.paths().active_kind();
+        };
+        auto both = [&](std::optional<DirectKind> k) {
+            return kind(run.a_) == k && kind(run.b_) == k;
+        };
+        auto check_quiet_on_tcp = [&](const char* when) {
+            for (AgentEndpoint* e : {&run.a_, &run.b_}) {
+                const ConnectionStats& before = e == &run.a_ ? a_on_tcp : b_on_tcp;
+                const ConnectionStats& now_s = e->connection().stats();
+                const std::string who = e == &run.a_ ? "A" : "B";
+                if (!e->connection().path_reliable()) {
+                    problem = who + " not in reliable mode on TCP (" + when + ")";
+                } else if (now_s.packets_lost != before.packets_lost) {
+                    // (Frames requeued once by the move onto TCP may still be going out: they
+                    // are counted as requeued, not lost.)
+                    problem = who + " declared packets lost over TCP (" + when + ")";
+                } else if (now_s.pto_count != before.pto_count) {
+                    problem = who + " had a probe timeout over TCP (" + when + ")";
+                } else if (now_s.packets_sent_reliable == before.packets_sent_reliable) {
+                    problem = who + " sent nothing on TCP (" + when + ")";
+                }
+            }
+        };
+        run.watch_ = [&](Time now) {
+            if (!problem.empty()) {
+                run.transfer_.stop_requests();
+                return;
+            }
+            switch (phase) {
+                case Phase::kStart:
+                    if (both(DirectKind::kTcp)) {
+                        phase = Phase::kTcp;
+                        tcp_at = now;
+                        a_on_tcp = run.a_.connection().stats();
+                        b_on_tcp = run.b_.connection().stats();
+                        run.net_.wake_at(now + on_tcp_for);
+                    }
+                    break;
+                case Phase::kTcp:
+                    if (now >= tcp_at + on_tcp_for) {
+                        check_quiet_on_tcp("before UDP came back");
+                        if (run.transfer_.bulk_done()) problem = "the bulk ended on TCP";
+                        phase = Phase::kUdpBack;
+                        udp_back_at = now;
+                        run.net_.set_direct_up(true);
+                    }
+                    break;
+                case Phase::kUdpBack:
+                    if (both(DirectKind::kUdp)) {
+                        phase = Phase::kUdp;
+                        worst_up = std::max(worst_up, now - udp_back_at);
+                        run.net_.wake_at(now + on_tcp_for);
+                    }
+                    break;
+                case Phase::kUdp:
+                    if (now >= udp_back_at + on_tcp_for) {
+                        phase = Phase::kUdpBroken;
+                        udp_broken_at = now;
+                        run.net_.set_direct_up(false);
+                    }
+                    break;
+                case Phase::kUdpBroken:
+                    if (both(std::nullopt)) problem = "fell to the relay with TCP working";
+                    if (both(DirectKind::kTcp)) {
+                        phase = Phase::kTcpAgain;
+                        worst_down = std::max(worst_down, now - udp_broken_at);
+                        a_on_tcp = run.a_.connection().stats();
+                        b_on_tcp = run.b_.connection().stats();
+                        run.net_.wake_at(now + on_tcp_for);
+                        tcp_died_at = now + on_tcp_for;
+                    }
+                    break;
+                case Phase::kTcpAgain:
+                    if (now >= tcp_died_at) {
+                        check_quiet_on_tcp("before the connection died");
+                        if (run.transfer_.bulk_done()) problem = "the bulk ended before TCP died";
+                        phase = Phase::kRelay;
+                        tcp_died_at = now;
+                        run.net_.set_tcp_up(false);
+                        run.a_.tcp_closed(now);
+                        run.b_.tcp_closed(now);
+                        if (!both(std::nullopt)) problem = "not on the relay once TCP died";
+                        if (run.a_.connection().path_reliable()) problem = "A still reliable";
+                    }
+                    break;
+                case Phase::kRelay:
+                    if (run.transfer_.bulk_done()) run.transfer_.stop_requests();
+                    break;
+            }
+        };
+        std::string failed = run.run(300s);
+        if (failed.empty()) failed = problem;
+        if (failed.empty() && phase != Phase::kRelay) {
+            failed = "stopped in phase " + std::to_string(static_cast<int>(phase));
+        }
+        if (failed.empty()) {
+            for (AgentEndpoint* e : {&run.a_, &run.b_}) {
+                const PathEvent& first = e->changes().front();
+                if (first.kind != DirectKind::kTcp || !first.direct) {
+                    failed = "the first path was not direct TCP";
+                } else if (first.at - e->probing_since() > kTcpBound) {
+                    failed = std::string(e == &run.a_ ? "A" : "B") + ": direct TCP only " +
+                             at_ms(Time{} + (first.at - e->probing_since())) +
+                             " after probing started at " + at_ms(e->probing_since());
+                } else if (e->tcp_sent() == 0) {
+                    failed = "nothing sent on TCP";
+                } else if (unexpected_drops(e->session().stats()) != 0) {
+                    failed = "dropped session packets nobody forged";
+                }
+                if (failed.empty()) worst_tcp = std::max(worst_tcp, first.at - e->probing_since());
+            }
+        }
+        if (worst_up > kRediscoverInterval + kPunchSchedule.back() && failed.empty()) {
+            failed = "up to UDP took " + at_ms(Time{} + worst_up);
+        }
+        if (!failed.empty()) failures.add(run.problem(failed));
+    }
+    INFO(failures.first);
+    CHECK(failures.count == 0);
+    std::printf("direct TCP within %.1f ms of probing, up to UDP within %.1f ms, down to TCP "
+                "within %.1f ms (kDirectSilence %.1f ms), %llu seeds\n",
+                to_ms(worst_tcp), to_ms(worst_up), to_ms(worst_down), to_ms(kDirectSilence),
+                static_cast<unsigned long long>(tcp_seeds));
 }

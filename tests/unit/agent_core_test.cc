@@ -48,6 +48,21 @@ SessionStats stats_of(AgentWorld& w, WorldSide side) {
 
 }  // namespace
 
+TEST_CASE("TCP candidates go to the punch plan's TCP list, never among the UDP addresses") {
+    const SocketAddress host = SocketAddress::ipv4({192, 168, 1, 20}, 40000);
+    const SocketAddress srflx = SocketAddress::ipv4({203, 0, 113, 9}, 40123);
+    const PunchPlan plan = punch_plan_from({{CandidateKind::kTcpHost, host},
+                                            {CandidateKind::kTcpServerReflexive, srflx},
+                                            {CandidateKind::kHost, host},
+                                            {CandidateKind::kServerReflexive, srflx}});
+    CHECK(plan.candidates == std::vector<SocketAddress>{host, srflx});
+    CHECK(plan.tcp_candidates == std::vector<SocketAddress>{host, srflx});
+    CHECK(plan.reflexive == srflx);
+    const PunchPlan tcp_only = punch_plan_from({{CandidateKind::kTcpServerReflexive, srflx}});
+    CHECK(tcp_only.candidates.empty());
+    CHECK_FALSE(tcp_only.reflexive);
+}
+
 TEST_CASE("start: each forward listens, then the server is dialled") {
     REQUIRE(crypto_init());
     SeededRng rng(1);

@@ -742,3 +742,154 @@ TEST_CASE("a retransmitted or stale FLOW_OPEN does not reopen a flow") {
     CHECK(std::holds_alternative<FlowClosed>(ev[0]));
     CHECK(p.b.open_flow_count() == 0);
 }
+
+// --- reliable paths (direct TCP, issue 15) -----------------------------------------------------
+
+namespace {
+
+Bytes pattern(size_t n) {
+    Bytes d(n);
+    for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(i * 31 + 7);
+    return d;
+}
+
+// Writes all of `data` on a new stream from a to b through p, reading on b as it comes; returns
+// what b read once the transfer is quiet or `limit` passed.
+Bytes transfer(Pair& p, const Bytes& data, Duration limit) {
+    const StreamId id = *p.a.open_stream("svc");
+    size_t written = 0;
+    Bytes got;
+    std::optional<StreamId> peer_id;
+    const Time end = p.now + limit;
+    while (p.now < end) {
+        written += p.a.write(id, ByteView(data).subspan(written));
+        if (written == data.size()) p.a.shutdown_write(id);
+        const Time step_end = p.now + 10ms;
+        p.run(10ms);
+        p.now = std::max(p.now, step_end);  // run() stops early when nothing is due
+        for (auto& e : drain(p.b)) {
+            if (auto* o = std::get_if<StreamOpened>(&e)) peer_id = o->id;
+        }
+        if (peer_id) {
+            const Bytes more = read_all(p.b, *peer_id);
+            got.insert(got.end(), more.begin(), more.end());
+        }
+        if (got.size() == data.size()) break;
+    }
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("on a reliable path a stall of the ACKs declares nothing lost and starts no probe") {
+    for (bool reliable : {true, false}) {
+        INFO("reliable " << reliable);
+        Pair p;
+        p.a.set_path_reliable(reliable);
+        p.b.set_path_reliable(reliable);
+        const Bytes data = pattern(300 * 1024);
+        // A TCP connection whose segment was lost underneath: everything arrives, in order,
+        // but 1.5 s late (head-of-line blocking while TCP retransmits).
+        bool stalled = false;
+        p.on_delivered_to_b = [&] {
+            if (!stalled && p.b.stats().packets_received == 20) {
+                stalled = true;
+                p.one_way = 1500ms;
+            }
+        };
+        const Bytes got = transfer(p, data, 20s);
+        CHECK(got == data);
+        if (reliable) {
+            CHECK(p.a.stats().pto_count == 0);
+            CHECK(p.a.stats().packets_lost == 0);
+            CHECK(p.a.stats().stream_bytes_retransmitted == 0);
+            CHECK(p.a.stats().packets_sent_reliable > 0);
+        } else {
+            // The same stall over UDP: the sender probes (what TCP-over-TCP would add).
+            CHECK(p.a.stats().pto_count > 0);
+        }
+    }
+}
+
+TEST_CASE("on a reliable path the congestion window does not limit the flight") {
+    ConnectionConfig cfg;
+    cfg.stream_receive_window = 16 * 1024 * 1024;
+    cfg.session_receive_window = 32 * 1024 * 1024;
+    cfg.stream_send_buffer = 16 * 1024 * 1024;
+    for (bool reliable : {true, false}) {
+        INFO("reliable " << reliable);
+        Pair p(cfg);
+        p.one_way = 100ms;
+        p.run(1s);  // the initial credit
+        p.a.set_path_reliable(reliable);
+        const StreamId id = *p.a.open_stream("svc");
+        const Bytes data = pattern(8 * 1024 * 1024);
+        size_t written = 0;
+        // All that a sends before any ACK can come back.
+        uint64_t sent = 0;
+        for (int round = 0; round < 100; ++round) {
+            written += p.a.write(id, ByteView(data).subspan(written));
+            while (auto d = p.a.poll_transmit(p.now)) sent += d->size();
+            p.now += 1ms;
+            p.a.on_timer(p.now);
+        }
+        if (reliable) {
+            // As far as the peer's initial credit goes, far beyond the congestion window.
+            CHECK(sent > 10 * p.a.congestion_window());
+            CHECK(sent <= kReliablePathWindow + cfg.max_datagram_size);
+        } else {
+            CHECK(sent < p.a.congestion_window() + 2 * cfg.max_datagram_size);
+        }
+    }
+}
+
+TEST_CASE("a change of the path's kind sends everything unacknowledged again") {
+    SECTION("the TCP connection died with packets in it") {
+        Pair p;
+        p.a.set_path_reliable(true);
+        p.b.set_path_reliable(true);
+        const StreamId id = *p.a.open_stream("svc");
+        const Bytes data = pattern(200 * 1024);
+        REQUIRE(p.a.write(id, data) == data.size());
+        p.a.shutdown_write(id);
+        // Everything a sends is lost with the connection...
+        for (int i = 0; i < 5; ++i) {
+            while (p.a.poll_transmit(p.now)) {
+            }
+            p.now += 1ms;
+        }
+        REQUIRE(p.a.stats().packets_sent_reliable > 0);
+        // ... the session moves to another path (the relay): nothing would be declared lost
+        // there, since no packet of the dead connection can ever be acknowledged.
+        p.a.set_path_reliable(false);
+        p.b.set_path_reliable(false);
+        CHECK(p.a.stats().packets_requeued_path_kind == p.a.stats().packets_sent_reliable);
+        p.run(3s);
+        StreamId peer_id = 0;
+        for (auto& e : drain(p.b)) {
+            if (auto* o = std::get_if<StreamOpened>(&e)) peer_id = o->id;
+        }
+        CHECK(read_all(p.b, peer_id) == data);
+        CHECK(p.a.stats().pto_count == 0);  // resent at once, not after a probe timeout
+    }
+    SECTION("UDP packets in flight when the session moved onto TCP") {
+        Pair p;
+        const StreamId id = *p.a.open_stream("svc");
+        const Bytes data = pattern(20 * 1024);
+        REQUIRE(p.a.write(id, data) == data.size());
+        while (p.a.poll_transmit(p.now)) {
+        }  // all lost on the UDP path
+        REQUIRE(p.a.bytes_in_flight() > 0);
+        p.a.set_path_reliable(true);
+        p.b.set_path_reliable(true);
+        CHECK(p.a.bytes_in_flight() == 0);
+        CHECK(p.a.stats().packets_requeued_path_kind > 0);
+        p.run(3s);
+        StreamId peer_id = 0;
+        for (auto& e : drain(p.b)) {
+            if (auto* o = std::get_if<StreamOpened>(&e)) peer_id = o->id;
+        }
+        CHECK(read_all(p.b, peer_id) == data);
+        CHECK(p.a.stats().pto_count == 0);
+    }
+}

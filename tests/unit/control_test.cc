@@ -568,6 +568,17 @@ TEST_CASE("a mapped candidate round-trips; a kind from a newer peer is skipped, 
     CHECK(*m == ControlMessage(r));
     CHECK(std::get<Register>(*m).candidates[1].kind == CandidateKind::kMapped);
 
+    // The TCP kinds (issue 15) round-trip too.
+    Register t;
+    t.candidates = {{CandidateKind::kTcpHost, SocketAddress::ipv4({10, 0, 0, 2}, 7001)},
+                    {CandidateKind::kTcpServerReflexive, SocketAddress::ipv4({203, 0, 113, 5}, 7)}};
+    d.feed(encode_control(t));
+    auto tm = d.next();
+    REQUIRE(tm);
+    CHECK(*tm == ControlMessage(t));
+    CHECK(is_tcp(std::get<Register>(*tm).candidates[1].kind));
+    CHECK_FALSE(is_tcp(CandidateKind::kMapped));
+
     // Kind 9 between two known ones: the known ones arrive, in order, and the frame is fine.
     Bytes body;
     ByteWriter w(body);

@@ -431,3 +431,191 @@ TEST_CASE("path preference: IPv4 data from the peer does not pull us off a fresh
     pm.on_authenticated(v4, at(12ms) + kDirectKeepalive + 1ms);
     CHECK(pm.active() == v4);
 }
+
+// --- direct TCP paths (issue 15) ---------------------------------------------------------------
+
+namespace {
+
+// The challenge pm sends now on the TCP path to `to`, if any.
+std::optional<ProbeToSend> tcp_challenge_to(PathManager& pm, const SocketAddress& to) {
+    std::optional<ProbeToSend> found;
+    for (auto& p : drain(pm)) {
+        if (p.to == to && p.kind == DirectKind::kTcp && p.probe.kind == ProbeKind::kChallenge) {
+            found = p;
+        }
+    }
+    return found;
+}
+
+// A TCP connection to `peer` is added, probed and answered at `t`: the TCP path is validated.
+void validate_tcp(PathManager& pm, const SocketAddress& peer, Time t) {
+    pm.add_tcp_path(peer, t);
+    pm.on_timer(t);
+    auto ch = tcp_challenge_to(pm, peer);
+    REQUIRE(ch);
+    pm.on_probe(peer, answer(*ch), t + 30ms, DirectKind::kTcp);
+}
+
+}  // namespace
+
+TEST_CASE("path manager: a TCP path carries nothing before its challenge is answered on it") {
+    SeededRng rng(20);
+    PathManager pm(rng);
+    const SocketAddress peer = addr(7, 7000);
+    pm.add_tcp_path(peer, at(0ms));
+    pm.on_timer(at(0ms));
+    auto ch = tcp_challenge_to(pm, peer);
+    REQUIRE(ch);
+    CHECK_FALSE(pm.active());
+    // The same data answered by UDP from that address validates nothing: it is another path.
+    pm.on_probe(peer, answer(*ch), at(20ms), DirectKind::kUdp);
+    CHECK_FALSE(pm.active());
+    // Data over the connection does not validate it either.
+    pm.on_authenticated(peer, at(25ms), DirectKind::kTcp);
+    CHECK_FALSE(pm.active());
+    pm.on_probe(peer, answer(*ch), at(30ms), DirectKind::kTcp);
+    REQUIRE(pm.active() == peer);
+    CHECK(pm.active_kind() == DirectKind::kTcp);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->kind == DirectKind::kTcp);
+    CHECK(change->direct == peer);
+    CHECK(pm.stats().tcp_paths_added == 1);
+}
+
+TEST_CASE("path manager: a challenge on a TCP path is answered on it") {
+    SeededRng rng(21);
+    PathManager pm(rng);
+    const SocketAddress peer = addr(7, 7000);
+    pm.add_tcp_path(peer, at(0ms));
+    (void)drain(pm);
+    pm.on_probe(peer, Probe{ProbeKind::kChallenge, {9, 9, 9, 9, 9, 9, 9, 9}}, at(5ms),
+                DirectKind::kTcp);
+    auto out = drain(pm);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].probe.kind == ProbeKind::kResponse);
+    CHECK(out[0].kind == DirectKind::kTcp);
+    CHECK(out[0].to == peer);
+}
+
+TEST_CASE("path manager: direct UDP is preferred to direct TCP, and TCP to the relay") {
+    SeededRng rng(22);
+    PathManager pm(rng);
+    const SocketAddress udp = addr(1, 1000);
+    const SocketAddress tcp = addr(1, 7000);
+    pm.add_candidates({udp}, at(0ms));
+    pm.on_timer(at(0ms));
+    auto udp_challenge = challenge_to(pm, udp);  // goes unanswered: UDP blocked for now
+    REQUIRE(udp_challenge);
+
+    validate_tcp(pm, tcp, at(10ms));
+    REQUIRE(pm.active() == tcp);
+    CHECK(pm.active_kind() == DirectKind::kTcp);
+    REQUIRE(pm.poll_change());
+
+    // On TCP the UDP candidate is still probed on its schedule; the first answer moves up,
+    // even when the UDP probe's RTT is worse than TCP's.
+    Time t = at(10ms);
+    std::optional<ProbeToSend> again;
+    while (!again && t < at(10s)) {
+        t = std::max(t + 1ms, pm.next_deadline());
+        pm.on_timer(t);
+        // Keep the TCP path alive meanwhile.
+        pm.on_authenticated(tcp, t, DirectKind::kTcp);
+        for (auto& p : drain(pm)) {
+            if (p.to == udp && p.kind == DirectKind::kUdp && p.probe.kind == ProbeKind::kChallenge)
+                again = p;
+            if (p.kind == DirectKind::kTcp && p.probe.kind == ProbeKind::kChallenge)
+                pm.on_probe(tcp, answer(p), t, DirectKind::kTcp);
+        }
+    }
+    REQUIRE(again);
+    pm.on_probe(udp, answer(*again), t + 200ms, DirectKind::kUdp);
+    CHECK(pm.active() == udp);
+    CHECK(pm.active_kind() == DirectKind::kUdp);
+    auto up = pm.poll_change();
+    REQUIRE(up);
+    CHECK(up->kind == DirectKind::kUdp);
+
+    // A TCP answer now does not pull the traffic back down.
+    pm.on_timer(t + 300ms);
+    for (auto& p : drain(pm)) {
+        if (p.kind == DirectKind::kTcp && p.probe.kind == ProbeKind::kChallenge)
+            pm.on_probe(tcp, answer(p), t + 310ms, DirectKind::kTcp);
+    }
+    CHECK(pm.active_kind() == DirectKind::kUdp);
+}
+
+TEST_CASE("path manager: a silent UDP path falls back to a working TCP path, not the relay") {
+    SeededRng rng(23);
+    PathManager pm(rng);
+    const SocketAddress udp = addr(1, 1000);
+    const SocketAddress tcp = addr(1, 7000);
+    start_on(pm, udp);
+    validate_tcp(pm, tcp, at(20ms));
+    CHECK(pm.active() == udp);  // TCP validated, UDP kept
+    CHECK_FALSE(pm.poll_change());
+
+    // UDP goes silent; TCP keeps answering its checks.
+    Time t = at(50ms);
+    while (pm.active_kind() == DirectKind::kUdp && t < at(10s)) {
+        t = std::max(t + 1ms, pm.next_deadline());
+        pm.on_timer(t);
+        for (auto& p : drain(pm)) {
+            if (p.kind == DirectKind::kTcp && p.probe.kind == ProbeKind::kChallenge)
+                pm.on_probe(tcp, answer(p), t + 5ms, DirectKind::kTcp);
+        }
+    }
+    REQUIRE(pm.active() == tcp);
+    CHECK(pm.active_kind() == DirectKind::kTcp);
+    CHECK(t - at(10ms) >= kDirectSilence);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->kind == DirectKind::kTcp);
+    CHECK(change->reason.find("direct path silent") != std::string::npos);
+
+    // The connection closes: the relay at once.
+    pm.remove_tcp_path(tcp, t + 10ms);
+    CHECK_FALSE(pm.active());
+    auto down = pm.poll_change();
+    REQUIRE(down);
+    CHECK_FALSE(down->direct);
+    CHECK(pm.stats().tcp_paths_closed == 1);
+}
+
+TEST_CASE("path manager: a silent TCP path falls back to the relay") {
+    SeededRng rng(24);
+    PathManager pm(rng);
+    const SocketAddress tcp = addr(1, 7000);
+    validate_tcp(pm, tcp, at(0ms));
+    REQUIRE(pm.active_kind() == DirectKind::kTcp);
+    (void)pm.poll_change();
+    Time t = at(30ms);
+    while (pm.active() && t < at(10s)) {
+        t = std::max(t + 1ms, pm.next_deadline());
+        pm.on_timer(t);
+        (void)drain(pm);  // checks go unanswered
+    }
+    CHECK_FALSE(pm.active());
+    CHECK(t - at(30ms) >= kDirectSilence);
+    CHECK(t - at(30ms) < kDirectSilence + 100ms);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK_FALSE(change->direct);
+    CHECK(change->reason.find("direct-tcp path silent") != std::string::npos);
+}
+
+TEST_CASE("path manager: data over an unknown TCP connection adds no path") {
+    SeededRng rng(25);
+    PathManager pm(rng);
+    pm.add_candidates({addr(1, 1000)}, at(0ms));
+    pm.on_authenticated(addr(9, 9000), at(1ms), DirectKind::kTcp);
+    pm.on_probe(addr(9, 9000), Probe{ProbeKind::kChallenge, {1, 1, 1, 1, 1, 1, 1, 1}}, at(2ms),
+                DirectKind::kTcp);
+    pm.on_timer(at(3ms));
+    for (auto& p : drain(pm)) {
+        // Only the answer to its challenge goes there, no challenge of ours.
+        if (p.to == addr(9, 9000)) CHECK(p.probe.kind == ProbeKind::kResponse);
+    }
+    CHECK_FALSE(pm.active());
+}

@@ -290,6 +290,40 @@ TEST_CASE("rendezvous: PeerInfo to both sides") {
     CHECK(s->responder == "nas");
 }
 
+TEST_CASE("rendezvous: an agent that listens for TCP gets a tcp-srflx candidate, others do not") {
+    // nas's control connection comes from 203.0.113.9:40123 (its NAT's mapping of the port it
+    // also listens on); it offers its TCP host candidate, so laptop learns the mapping.
+    const SocketAddress observed = *parse_socket_address("203.0.113.9:40123");
+    const SocketAddress tcp_host = *parse_socket_address("192.168.1.20:40000");
+    const SocketAddress udp_srflx = *parse_socket_address("203.0.113.9:40123");  // same numbers
+    for (bool listens : {true, false}) {
+        INFO("listens " << listens);
+        Harness h;
+        h.login(1, "laptop", *parse_socket_address("198.51.100.1:5555"));
+        h.login(2, "nas", observed);
+        std::vector<Candidate> cs = {{CandidateKind::kServerReflexive, udp_srflx}};
+        if (listens) cs.push_back({CandidateKind::kTcpHost, tcp_host});
+        h.send(2, Register{cs, NatMapping::kEndpointIndependent});
+        Actions a = h.send(1, ConnectRequest{"nas", "web"});
+        auto to_laptop = messages_to<PeerInfo>(a, 1);
+        REQUIRE(to_laptop.size() == 1);
+        std::vector<Candidate> tcp;
+        for (const auto& c : to_laptop[0].candidates) {
+            if (is_tcp(c.kind)) tcp.push_back(c);
+        }
+        if (listens) {
+            // A UDP candidate at the same address does not hide the TCP one.
+            REQUIRE(tcp.size() == 2);
+            CHECK(tcp[0] == Candidate{CandidateKind::kTcpHost, tcp_host});
+            CHECK(tcp[1] == Candidate{CandidateKind::kTcpServerReflexive, observed});
+        } else {
+            CHECK(tcp.empty());
+        }
+        // laptop offered no TCP host candidate: nas learns no TCP address of laptop's.
+        for (const auto& c : messages_to<PeerInfo>(a, 2)[0].candidates) CHECK_FALSE(is_tcp(c.kind));
+    }
+}
+
 TEST_CASE("rendezvous: a request naming the pair's session keeps it; roles stay") {
     Harness h;
     auto [first, _] = rendezvous(h);

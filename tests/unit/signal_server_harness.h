@@ -81,8 +81,8 @@ struct Harness {
     }
 
     // Opens conn and returns the nonce of its ServerHello.
-    AuthNonce open(ConnId conn) {
-        Actions a = core->on_connection_open(conn, now);
+    AuthNonce open(ConnId conn, std::optional<SocketAddress> observed = std::nullopt) {
+        Actions a = core->on_connection_open(conn, now, observed);
         auto hello = messages_to<ServerHello>(a, conn);
         REQUIRE(hello.size() == 1);
         CHECK(hello[0].server_static_pub == public_key(server_key));
@@ -100,8 +100,9 @@ struct Harness {
     }
 
     // Opens conn and authenticates `agent` on it; returns the AuthOk.
-    AuthOk login(ConnId conn, const std::string& agent) {
-        const AuthNonce nonce = open(conn);
+    AuthOk login(ConnId conn, const std::string& agent,
+                 std::optional<SocketAddress> observed = std::nullopt) {
+        const AuthNonce nonce = open(conn, observed);
         Actions a = send(conn, auth_for(agent, nonce));
         auto ok = messages_to<AuthOk>(a, conn);
         REQUIRE(ok.size() == 1);

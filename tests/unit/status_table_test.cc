@@ -138,6 +138,9 @@ TEST_CASE("status table: the path object in the table's words") {
     };
     CHECK(path_cell({{"kind", "direct"}, {"family", "ipv6"}, {"address", "[2001:db8::7]:4000"}}) ==
           "direct [2001:db8::7]:4000");
+    // A direct TCP path (issue 15) names the peer's end of the connection.
+    CHECK(path_cell({{"kind", "direct-tcp"}, {"family", "ipv4"}, {"address", "198.51.100.7:7001"}}) ==
+          "direct-tcp 198.51.100.7:7001");
     // A relay's address is the server's: the table shows the kind only, as before.
     CHECK(path_cell({{"kind", "relay-tcp"}, {"family", "ipv4"}, {"address", "192.0.2.1:7000"}}) ==
           "relay-tcp");

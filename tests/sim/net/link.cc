@@ -60,6 +60,7 @@ std::optional<Time> Link::through_bottleneck(size_t size, Time now) {
 }
 
 void Link::schedule(Time arrival, uint64_t send_seq, Bytes data) {
+    bytes_in_flight_ += data.size();
     in_flight_.push(InFlight{arrival, next_order_++, send_seq, std::move(data)});
 }
 
@@ -120,6 +121,7 @@ std::optional<Bytes> Link::pop_arrival(Time now) {
     Bytes data = std::move(top.data);
     const uint64_t seq = top.send_seq;
     in_flight_.pop();
+    bytes_in_flight_ -= data.size();
 
     if (delivered_any_ && seq < highest_delivered_seq_) ++stats_.out_of_order;
     if (!delivered_any_ || seq > highest_delivered_seq_) highest_delivered_seq_ = seq;

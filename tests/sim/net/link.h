@@ -80,6 +80,8 @@ class Link {
     std::optional<Bytes> pop_arrival(Time now);
 
     size_t in_flight() const { return in_flight_.size(); }
+    // Bytes of the datagrams in_flight() counts.
+    size_t bytes_in_flight() const { return bytes_in_flight_; }
     const LinkStats& stats() const { return stats_; }
     const LinkConfig& config() const { return config_; }
 
@@ -114,6 +116,7 @@ class Link {
     uint64_t highest_delivered_seq_ = 0;
     bool delivered_any_ = false;
     std::priority_queue<InFlight, std::vector<InFlight>, Later> in_flight_;
+    size_t bytes_in_flight_ = 0;
     LinkStats stats_;
 };
 

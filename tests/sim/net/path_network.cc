@@ -26,7 +26,9 @@ PathNetwork::PathNetwork(uint64_t seed, PathNetworkConfig config)
     : relay_ab_(config.relay_ab, link_seed(seed, 0)),
       relay_ba_(config.relay_ba, link_seed(seed, 1)),
       direct_ab_(config.direct_ab, link_seed(seed, 2)),
-      direct_ba_(config.direct_ba, link_seed(seed, 3)) {
+      direct_ba_(config.direct_ba, link_seed(seed, 3)),
+      tcp_ab_(config.tcp_ab, link_seed(seed, 4)),
+      tcp_ba_(config.tcp_ba, link_seed(seed, 5)) {
     a_.addresses.push_back(address_index(config.a_address));
     b_.addresses.push_back(address_index(config.b_address));
 }
@@ -70,6 +72,15 @@ void PathNetwork::send(PathSide from, Outgoing out) {
         (ab ? relay_ab_ : relay_ba_).send(std::move(out.data), now_);
         return;
     }
+    if (out.tcp) {
+        ++stats_.sent_tcp;
+        if (!tcp_up_) {
+            ++stats_.dropped_tcp_down;
+            return;
+        }
+        (ab ? tcp_ab_ : tcp_ba_).send(std::move(out.data), now_);
+        return;
+    }
     ++stats_.sent_direct;
     const PathSide to = ab ? PathSide::kB : PathSide::kA;
     const Side& peer = side(to);
@@ -93,7 +104,16 @@ void PathNetwork::send(PathSide from, Outgoing out) {
 
 void PathNetwork::drain(PathSide from) {
     PathEndpoint& e = *side(from).endpoint;
-    while (std::optional<Outgoing> out = e.poll_transmit(now_)) send(from, std::move(*out));
+    const Link& tcp = from == PathSide::kA ? tcp_ab_ : tcp_ba_;
+    bool& writable = tcp_writable_[static_cast<int>(from)];
+    while (std::optional<Outgoing> out = e.poll_transmit(now_)) {
+        const bool on_tcp = out->tcp;
+        send(from, std::move(*out));
+        if (on_tcp && writable && tcp.bytes_in_flight() >= kTcpSendBuffer) {
+            writable = false;  // the socket's buffer is full: the executor stops writing
+            e.on_tcp_writable(false, now_);
+        }
+    }
 }
 
 void PathNetwork::deliver_relay(Link& link, PathSide to) {
@@ -109,6 +129,30 @@ void PathNetwork::deliver_direct(Link& link, PathSide to) {
     const size_t source = (size_t{(*d)[0]} << 8) | (*d)[1];
     side(to).endpoint->on_direct(addresses_[source], ByteView(*d).subspan(kSourceTag), now_);
     drain(to);
+}
+
+void PathNetwork::deliver_tcp(Link& link, PathSide to) {
+    std::optional<Bytes> d = link.pop_arrival(now_);
+    assert(d);
+    if (!tcp_up_) {
+        ++stats_.dropped_tcp_down;
+        return;
+    }
+    const PathSide from = to == PathSide::kA ? PathSide::kB : PathSide::kA;
+    side(to).endpoint->on_tcp(current(from), *d, now_);
+    drain(to);
+}
+
+void PathNetwork::update_tcp_writable() {
+    for (PathSide s : {PathSide::kA, PathSide::kB}) {
+        const Link& link = s == PathSide::kA ? tcp_ab_ : tcp_ba_;
+        const bool writable = link.bytes_in_flight() < kTcpSendBuffer;
+        bool& told = tcp_writable_[static_cast<int>(s)];
+        if (writable == told) continue;
+        told = writable;
+        side(s).endpoint->on_tcp_writable(writable, now_);
+        drain(s);
+    }
 }
 
 void PathNetwork::fire_timer(PathSide s) {
@@ -131,6 +175,8 @@ bool PathNetwork::run_until(const std::function<bool()>& done, Time limit) {
         kRelayAtA,
         kDirectAtB,
         kDirectAtA,
+        kTcpAtB,
+        kTcpAtA,
         kInjected,
         kTimerA,
         kTimerB,
@@ -150,6 +196,8 @@ bool PathNetwork::run_until(const std::function<bool()>& done, Time limit) {
         consider(relay_ba_.next_arrival(), Kind::kRelayAtA);
         consider(direct_ab_.next_arrival(), Kind::kDirectAtB);
         consider(direct_ba_.next_arrival(), Kind::kDirectAtA);
+        consider(tcp_ab_.next_arrival(), Kind::kTcpAtB);
+        consider(tcp_ba_.next_arrival(), Kind::kTcpAtA);
         if (!injected_.empty()) consider(injected_.begin()->first, Kind::kInjected);
         consider(effective_deadline(a_), Kind::kTimerA);
         consider(effective_deadline(b_), Kind::kTimerB);
@@ -172,6 +220,12 @@ bool PathNetwork::run_until(const std::function<bool()>& done, Time limit) {
                 break;
             case Kind::kDirectAtA:
                 deliver_direct(direct_ba_, PathSide::kA);
+                break;
+            case Kind::kTcpAtB:
+                deliver_tcp(tcp_ab_, PathSide::kB);
+                break;
+            case Kind::kTcpAtA:
+                deliver_tcp(tcp_ba_, PathSide::kA);
                 break;
             case Kind::kInjected: {
                 auto node = injected_.extract(injected_.begin());
@@ -196,6 +250,7 @@ bool PathNetwork::run_until(const std::function<bool()>& done, Time limit) {
         if (on_step_) on_step_(now_);
         drain(PathSide::kA);
         drain(PathSide::kB);
+        update_tcp_writable();
     }
     return true;
 }
