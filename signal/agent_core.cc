@@ -490,7 +490,10 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     for (auto& u : held) on_stream_opened(peer, u.id, u.service, now);
     std::deque<Peer::Unapproved> held_flows = std::move(peer.unapproved_flows);
     peer.unapproved_flows.clear();
-    for (auto& u : held_flows) on_flow_opened(peer, u.id, u.service, now);
+    for (auto& u : held_flows) {
+        on_flow_opened(peer, u.id, u.service, now);
+        hand_on_held_flow_datagrams(peer, u, now);
+    }
     process(peer, now);
 }
 

@@ -82,6 +82,9 @@ inline constexpr Duration kDoctorAnswerWait = std::chrono::seconds(3);
 inline constexpr size_t kMaxDoctorPending = 16;
 inline constexpr Duration kApprovalWait = std::chrono::seconds(3);
 inline constexpr size_t kMaxAwaitingApproval = 64;  // per peer; more are refused at once
+// Datagrams held per flow while it waits for the server's approval; more are dropped (counted
+// as refused).
+inline constexpr size_t kMaxHeldFlowDatagrams = 16;
 // A target that has not accepted within this is treated as unreachable; the client behind the
 // forward sees a clean close instead of hanging on a stream that never starts.
 inline constexpr Duration kTargetConnectTimeout = std::chrono::seconds(10);
@@ -242,6 +245,10 @@ class AgentCore {
             uint64_t id;
             std::string service;
             Time deadline;
+            // A flow's datagrams that came before the approval (at most
+            // kMaxHeldFlowDatagrams): UDP is not resent, so dropping them would lose a
+            // client's first request for good (iperf3's one UDP hello, a DNS query).
+            std::deque<Bytes> datagrams = {};
         };
         std::deque<Unapproved> unapproved;
         // Forwarded connections waiting for the peer's stream credit, oldest first.
@@ -382,6 +389,9 @@ class AgentCore {
     void refuse_flow(Peer& peer, FlowId flow, const std::string& service, const std::string& why,
                      Time now);
     void expire_unapproved_flows(Peer& peer, Time now);
+    // After on_flow_opened for a flow that waited: its held datagrams go to the target, wait
+    // on (still unapproved), or are counted as refused.
+    void hand_on_held_flow_datagrams(Peer& peer, Peer::Unapproved& waited, Time now);
     void on_flow_closed(Peer& peer, FlowId flow);
     void on_flow_datagram(Peer& peer, FlowId flow, Bytes data, Time now);
     // Forgets one flow on our side (its socket too, on the exposing side).

@@ -247,11 +247,26 @@ void AgentCore::refuse_flow(Peer& peer, FlowId flow, const std::string& service,
     peer.link->connection().close_flow(flow);
 }
 
+void AgentCore::hand_on_held_flow_datagrams(Peer& peer, Peer::Unapproved& waited, Time now) {
+    if (waited.datagrams.empty()) return;
+    if (peer.flows.contains(waited.id)) {
+        for (Bytes& d : waited.datagrams) on_flow_datagram(peer, waited.id, std::move(d), now);
+        return;
+    }
+    for (auto& u : peer.unapproved_flows) {
+        if (u.id == waited.id) {
+            u.datagrams = std::move(waited.datagrams);
+            return;
+        }
+    }
+    udp_service(waited.service).counters.drop_refused += waited.datagrams.size();
+}
+
 void AgentCore::expire_unapproved_flows(Peer& peer, Time now) {
     while (!peer.unapproved_flows.empty() && now >= peer.unapproved_flows.front().deadline) {
         const Peer::Unapproved u = peer.unapproved_flows.front();
         peer.unapproved_flows.pop_front();
-        udp_service(u.service).counters.drop_refused++;
+        udp_service(u.service).counters.drop_refused += 1 + u.datagrams.size();
         refuse_flow(peer, u.id, u.service, "the server did not approve it for this session",
                     now);
     }
@@ -283,7 +298,20 @@ void AgentCore::on_target_datagram(RouteId route, const SocketAddress& from, Byt
 
 void AgentCore::on_flow_datagram(Peer& peer, FlowId flow, Bytes data, Time now) {
     auto owner = peer.flows.find(flow);
-    if (owner == peer.flows.end()) return;
+    if (owner == peer.flows.end()) {
+        // The flow may wait for the server's approval: the peer got its own approval first
+        // and sent at once over a direct path, faster than ours came through the server.
+        for (auto& u : peer.unapproved_flows) {
+            if (u.id != flow) continue;
+            if (u.datagrams.size() < kMaxHeldFlowDatagrams) {
+                u.datagrams.push_back(std::move(data));
+            } else {
+                udp_service(u.service).counters.drop_refused++;
+            }
+            return;
+        }
+        return;
+    }
     if (owner->second.forward) {
         auto fw = udp_forwards_.find(owner->second.key);
         if (fw == udp_forwards_.end()) return;
