@@ -338,6 +338,45 @@ TEST_CASE("a stream that comes before the server's approval waits for it") {
     CHECK(w.core(WorldSide::kNas).status(w.now()).drops.streams_refused == 0);
 }
 
+// UDP is not resent: a flow's first datagram (iperf3's UDP hello, a DNS query) that reaches the
+// NAS before the server's approval of the flow does must wait with the flow, not vanish.
+TEST_CASE("a UDP flow's datagram that comes before the server's approval waits for it") {
+    WorldConfig c;
+    c.udp_service = true;
+    c.nas_control_lag = 400ms;  // the NAS hears of "dns" well after the laptop
+    AgentWorld w(c);
+    REQUIRE(w.run_until_registered(Time{} + 10s));
+    WorldClient& web = w.open("web", 10'000);
+    REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 10s));
+    REQUIRE(web.finished);
+    REQUIRE(
+        w.run_until([&] { return w.link(WorldSide::kNas)->direct().has_value(); }, w.now() + 5s));
+    const Bytes query = {'w', 'h', 'o', ' ', 'i', 's', ' ', 'n', 'a', 's'};
+    const SocketAddress client = SocketAddress::ipv4({127, 0, 0, 1}, 41000);
+    const Time sent = w.now();
+    w.send_to_forward(kDnsForward, client, query);
+    REQUIRE(w.run_until(
+        [&] {
+            for (const LocalDatagram& d : w.local_udp()) {
+                if (d.side == WorldSide::kNas) return true;
+            }
+            return false;
+        },
+        w.now() + 5s));
+    const LocalDatagram& got = w.local_udp().front();
+    CHECK(got.side == WorldSide::kNas);
+    CHECK(got.to == kDnsTarget);
+    CHECK(got.data == query);
+    CHECK(got.at - sent >= 400ms);  // it did wait for the approval
+    const AgentStatus nas = w.core(WorldSide::kNas).status(w.now());
+    const auto dns = std::find_if(nas.exposes.begin(), nas.exposes.end(),
+                                  [](const auto& e) { return e.service == "dns"; });
+    REQUIRE(dns != nas.exposes.end());
+    REQUIRE(dns->udp);
+    CHECK(dns->udp->counters.datagrams_out == 1);
+    CHECK(dns->udp->counters.drops() == 0);
+}
+
 TEST_CASE("a stream the server never approved is refused after kApprovalWait") {
     AgentWorld w(WorldConfig{});
     REQUIRE(w.run_until_registered(Time{} + 10s));

@@ -70,6 +70,7 @@ struct AgentWorld::Host {
     uint16_t main_port = 0;
     std::optional<SimNat> nat;
     std::map<RouteId, uint16_t> sockets;  // local ports
+    std::map<SocketAddress, RouteId> udp_binds;  // UDP forwards' listen addresses
     uint16_t next_port = 40000;
     std::optional<ConnId> conn;  // its control connection at the server
     std::map<std::string, SocketAddress> listens;
@@ -89,6 +90,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
     AclConfig acl;
     acl.agents = {{"nas", public_key(nas_key)}, {"laptop", public_key(laptop_key)}};
     acl.allow = {{"laptop", "nas", {"web", "echo"}}};
+    if (config.udp_service) acl.allow[0].services.push_back("dns");
     ServerCoreConfig sc;
     sc.static_key = server_key;
     sc.stun_ports = kStunPorts;
@@ -134,9 +136,17 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
             ac.session.connection.max_incoming_streams = config.nas_max_streams;
             ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
                          {"echo", {"127.0.0.1", kEchoPort, HostKind::kIpv4}, {"laptop"}}};
+            if (config.udp_service) {
+                ac.expose.push_back({"dns", {"127.0.0.1", kDnsTarget.port, HostKind::kIpv4},
+                                     {"laptop"}, ForwardProtocol::kUdp});
+            }
         } else {
             ac.forward = {{{"127.0.0.1", 8080, HostKind::kIpv4}, "nas", "web"},
                           {{"127.0.0.1", 8007, HostKind::kIpv4}, "nas", "echo"}};
+            if (config.udp_service) {
+                ac.forward.push_back({{"127.0.0.1", kDnsForward.port, HostKind::kIpv4}, "nas",
+                                      "dns", ForwardProtocol::kUdp});
+            }
         }
         h->core = std::make_unique<AgentCore>(ac, h->rng, now_);
         hosts_[i] = std::move(h);
@@ -265,6 +275,12 @@ void AgentWorld::drain(Host& h) {
             any = true;
             auto port = h.sockets.find(t->route);
             if (port == h.sockets.end()) continue;  // a socket it closed
+            if (!t->to.v6 && t->to.ip[0] == 127) {  // a local service or client
+                local_udp_.push_back(LocalDatagram{
+                    &h == hosts_[0].get() ? WorldSide::kNas : WorldSide::kLaptop, t->to,
+                    std::move(t->data), now_});
+                continue;
+            }
             std::optional<SocketAddress> from;
             if (t->to.v6) {
                 // No NAT and no firewall on IPv6; a side without IPv6 has no route there.
@@ -344,6 +360,7 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                 });
             } else if constexpr (std::is_same_v<A, OpenUdpSocket>) {
                 h.sockets[a.route] = h.next_port++;
+                if (a.bind) h.udp_binds[*a.bind] = a.route;
             } else if constexpr (std::is_same_v<A, CloseUdpSocket>) {
                 h.sockets.erase(a.route);
             } else if constexpr (std::is_same_v<A, ListenTcp>) {
@@ -647,6 +664,15 @@ void AgentWorld::restart_server(Duration down) {
         h->core->on_control_closed("connection reset by peer", now_);
         drain(*h);
     }
+}
+
+void AgentWorld::send_to_forward(const SocketAddress& listen, const SocketAddress& from,
+                                 Bytes data) {
+    Host& laptop = *hosts_[1];
+    auto route = laptop.udp_binds.find(listen);
+    if (route == laptop.udp_binds.end()) return;
+    laptop.core->on_udp(route->second, from, data, now_);
+    drain(laptop);
 }
 
 void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, const Bytes& data) {

@@ -72,6 +72,20 @@ struct WorldConfig {
     // without it cannot send to or be reached at an IPv6 address.
     bool nas_ipv6 = false;
     bool laptop_ipv6 = false;
+    // A UDP service "dns" on the NAS (target kDnsTarget) and a UDP forward to it on the laptop
+    // (kDnsForward): datagrams sent to loopback addresses are kept in local_udp(), not routed.
+    bool udp_service = false;
+};
+
+inline const SocketAddress kDnsTarget = SocketAddress::ipv4({127, 0, 0, 1}, 5353);
+inline const SocketAddress kDnsForward = SocketAddress::ipv4({127, 0, 0, 1}, 5300);
+
+// A datagram an agent sent to a local address (a UDP service's target, a forward's client).
+struct LocalDatagram {
+    WorldSide side;
+    SocketAddress to;
+    Bytes data;
+    Time at;
 };
 
 // The server's IPv6 address (its IPv4 one is 192.0.2.1): the server's name resolves to both.
@@ -140,6 +154,10 @@ class AgentWorld {
     // The last log lines of every core, for a failure message.
     std::string log_tail(size_t lines = 30) const;
 
+    // A client at from sends data to the laptop's UDP forward at listen (WorldConfig::udp_service).
+    void send_to_forward(const SocketAddress& listen, const SocketAddress& from, Bytes data);
+    const std::vector<LocalDatagram>& local_udp() const { return local_udp_; }
+
   private:
     struct Host;
     struct Tcp;
@@ -171,6 +189,7 @@ class AgentWorld {
     Time server_floor_{};
     std::unique_ptr<Host> hosts_[2];
     std::vector<std::unique_ptr<WorldClient>> clients_;
+    std::vector<LocalDatagram> local_udp_;
     uint64_t next_conn_ = 1;
     uint64_t next_stream_ = 1;
     std::vector<std::string> log_;
