@@ -312,20 +312,7 @@ void AgentClient::on_udp(UdpPort from, ByteView datagram, Time now) {
         stats_.drop_udp_unexpected++;
         return;
     }
-    if (is_stun(datagram)) {
-        switch (probe_.on_stun(from, datagram)) {
-            case StunAnswer::kAccepted:
-                maybe_register(now);
-                break;
-            case StunAnswer::kUnmatched:
-                stats_.drop_stun_unmatched++;
-                break;
-            case StunAnswer::kMalformed:
-                stats_.drop_stun_malformed++;
-                break;
-        }
-        return;
-    }
+    if (is_stun(datagram)) return on_probe_answer(probe_.on_stun(from, datagram), now);
     if (datagram.empty()) {
         stats_.drop_udp_malformed++;
         return;
@@ -360,7 +347,12 @@ void AgentClient::on_other_family_udp(UdpPort from, ByteView datagram, Time now)
         stats_.drop_udp_unexpected++;
         return;
     }
-    switch (other_probe_.on_stun(from, datagram)) {
+    on_probe_answer(other_probe_.on_stun(from, datagram), now);
+}
+
+// A STUN answer to either family's NAT probe: one that completes it may let us register.
+void AgentClient::on_probe_answer(StunAnswer answer, Time now) {
+    switch (answer) {
         case StunAnswer::kAccepted:
             maybe_register(now);
             break;

@@ -240,6 +240,7 @@ class AgentClient {
     const std::optional<NatProbeResult>& other_family_nat() const { return other_nat_; }
 
   private:
+    void on_probe_answer(StunAnswer answer, Time now);
     PortAllocation reported_allocation_;  // in the last NatDiscovered
     struct KnownSession {
         RelayToken token{};
