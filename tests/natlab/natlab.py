@@ -508,24 +508,23 @@ def expected_allocation(kind):
     return None
 
 
-def status_allocation(world, ns):
-    """server.port_allocation from `burrow status --json` (tunnel/port_prediction.h)."""
+def status_server_field(world, ns, field):
+    """server.FIELD from `burrow status --json` in ns, or None: port_allocation
+    (tunnel/port_prediction.h), connected_to (where the control connection went)."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
                         "--json"], capture_output=True, text=True, timeout=10)
     try:
-        return json.loads(r.stdout)["server"]["port_allocation"]
+        return json.loads(r.stdout)["server"][field]
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def status_allocation(world, ns):
+    return status_server_field(world, ns, "port_allocation")
 
 
 def status_server(world, ns):
-    """server.connected_to from `burrow status --json`: where the control connection went."""
-    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
-                        "--json"], capture_output=True, text=True, timeout=10)
-    try:
-        return json.loads(r.stdout)["server"]["connected_to"]
-    except (ValueError, KeyError, TypeError):
-        return None
+    return status_server_field(world, ns, "connected_to")
 
 
 _METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
