@@ -14,11 +14,10 @@
 // BURROW_MAPPING_SEEDS=N sets the seeds (default 100); BURROW_MAPPING_SEED=N replays one.
 #include <catch2/catch.hpp>
 
-#include <cstdio>
 #include <string>
 
 #include "tests/sim/net/agent_world.h"
-#include "tests/sim/seed_range.h"
+#include "tests/sim/seed_sweep.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -31,10 +30,8 @@ namespace {
 // which a peer that never heard of the candidate could not beat.
 constexpr Duration kDirectAfterGrant = 2s;
 
-struct Outcome {
-    std::string problem;
-    Duration to_direct{};  // from the grant, or from the first connection if that came later
-};
+// measured: the time to direct from the grant, or from the first connection if that came later.
+using Outcome = SeedOutcome;
 
 std::string path_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
@@ -96,23 +93,9 @@ Outcome run_one(uint64_t seed, Duration grant_delay, bool connect_first) {
 }
 
 void run_case(const char* label, Duration grant_delay, bool connect_first) {
-    const SeedRange s = seed_range("MAPPING", 100);
-    uint64_t failures = 0;
-    Duration worst{0};
-    std::string first;
-    for (uint64_t seed = s.first; seed <= s.last; ++seed) {
-        const Outcome o = run_one(seed, grant_delay, connect_first);
-        if (!o.problem.empty()) {
-            if (failures++ == 0) first = "seed " + std::to_string(seed) + ": " + o.problem;
-            continue;
-        }
-        worst = std::max(worst, o.to_direct);
-    }
-    std::printf("sim-mapping: %-45s seeds=%llu failures=%llu worst %.0f ms to direct\n", label,
-                static_cast<unsigned long long>(s.count()),
-                static_cast<unsigned long long>(failures), to_ms(worst));
-    INFO(label << ": " << first);
-    CHECK(failures == 0);
+    check_every_seed("sim-mapping", label, seed_range("MAPPING", 100), [&](uint64_t seed) {
+        return run_one(seed, grant_delay, connect_first);
+    });
 }
 
 }  // namespace

@@ -94,6 +94,15 @@ struct World {
         }
     }
 
+    // The target side's connect succeeds (b's pipe exists once a's stream reached it); then
+    // everything moves for `limit`.
+    void connect_target(Duration limit = 1s) {
+        REQUIRE(b.pipe);
+        b.pipe->on_tcp_connected(b.conn);
+        b.take_actions();
+        run(limit);
+    }
+
     // The forward side: an accepted connection on a new stream of a.
     void open() {
         auto id = a.conn.open_stream("web");
@@ -115,10 +124,7 @@ TEST_CASE("bytes and half-closes cross both ways, then both sockets close cleanl
     w.a.pipe->on_tcp_eof(w.a.conn);  // the client half-closes after its request
     w.a.take_actions();
     w.run();
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run();
+    w.connect_target();
     CHECK(w.b.to_app == bytes_of("GET /"));
     // The request's FIN reached the target: its socket is shut for writing.
     CHECK(w.b.saw(PipeAction::kShutdown));
@@ -157,10 +163,7 @@ TEST_CASE("read_space bounds what is read; a full stream pauses reading until it
     CHECK(w.a.pipe->read_space(w.a.conn) == 0);
     w.a.actions.clear();
     w.run();  // the stream's bytes are sent and acknowledged: room again
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run();
+    w.connect_target();
     CHECK(w.a.saw(PipeAction::kResumeReading));
     CHECK(w.a.pipe->read_space(w.a.conn) > 0);
     CHECK(w.b.to_app.size() == chunk.size());
@@ -177,10 +180,7 @@ TEST_CASE("more than read_space is kept in order, not lost") {
     w.a.pipe->on_tcp_eof(w.a.conn);
     w.a.take_actions();
     w.run();
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run(5s);
+    w.connect_target(5s);
     CHECK(w.b.to_app == data);
     CHECK(w.b.saw(PipeAction::kShutdown));
 }
@@ -207,10 +207,7 @@ TEST_CASE("bytes read while earlier ones still wait go after them, once the stre
     w.a.pipe->on_tcp_eof(w.a.conn);
     w.a.take_actions();
     w.run();
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run(10s);
+    w.connect_target(10s);
     CHECK(w.a.pipe->bytes_to_stream() == data.size());
     CHECK(w.b.to_app == data);
     CHECK(w.b.saw(PipeAction::kShutdown));
