@@ -274,6 +274,7 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
         if (self) {
             self->candidates = std::move(reg->candidates);
             self->nat = reg->nat;
+            self->allocation = reg->allocation;
         }
     } else if (auto* data = std::get_if<RelayData>(&m)) {
         if (!self) return;
@@ -491,6 +492,7 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
         p.candidates.push_back(Candidate{CandidateKind::kTcpServerReflexive, *about.tcp_address});
     }
     p.nat = about.nat;
+    p.allocation = about.allocation;
     p.relay_token = s.token;
     p.start_in_ms = start_in_ms(to);
     p.role = s.initiator == to ? SessionRole::kInitiator : SessionRole::kResponder;
