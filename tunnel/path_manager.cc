@@ -106,10 +106,11 @@ void PathManager::start_predicted_spray(const SocketAddress& peer_ip,
 
 void PathManager::start_lockstep(const SocketAddress& peer_ip, const PortAllocation& peer,
                                  uint32_t stride, Time now) {
-    if (peer.kind != PortAllocationKind::kSequential || stride == 0) return;
+    auto window = lockstep_ports(peer, 0, kLockstepProbes, stride);
+    if (window.empty()) return;
     start_spray(peer_ip, now);
-    spray_->lockstep = peer;
-    spray_->stride = stride;
+    spray_->window = std::move(window);
+    spray_->lockstep = true;
 }
 
 void PathManager::spray_round(Time now) {
@@ -124,12 +125,7 @@ void PathManager::spray_round(Time now) {
         to.port = port;
         spray_out_.push_back(ProbeToSend{to, Probe{ProbeKind::kChallenge, data}});
     };
-    std::vector<uint16_t> predicted = sp.window;
-    if (sp.lockstep) {
-        // The peer's earlier rounds took kLockstepProbes of its mappings each.
-        predicted = lockstep_ports(*sp.lockstep, static_cast<size_t>(sp.rounds) * kLockstepProbes,
-                                   kLockstepProbes, sp.stride);
-    }
+    const std::vector<uint16_t>& predicted = sp.window;
     if (sp.predicted()) {
         // In order: on a sequential NAT our k-th new mapping is the k-th probe's (the lockstep
         // arithmetic counts on it), so nothing else may open a mapping in between.

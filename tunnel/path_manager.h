@@ -118,7 +118,10 @@ inline constexpr int kSprayRounds = 6;
 // gets through, the answer comes back along it) for any number E >= 0 of mappings either side
 // made beyond what its peer predicted, as long as 2E < kLockstepProbes: the initiator's probe
 // j + eps_responder meets the responder's probe j = E (tests/unit/port_prediction_test.cc).
-// Later rounds count on the peer's kLockstepProbes of each earlier one.
+// Later rounds send to the same ports again: through the mappings the first one made, so a
+// lost probe or answer gets another chance and no new mapping upsets the count. (Fresh ports
+// each round cannot work: the responder's targets span twice the initiator's mappings of a
+// round, so its next round's would overlap them, and a reused destination opens no mapping.)
 inline constexpr size_t kLockstepProbes = 128;
 inline constexpr uint32_t kLockstepStrideInitiator = 1;
 inline constexpr uint32_t kLockstepStrideResponder = 2;
@@ -183,9 +186,9 @@ class PathManager {
     // same ports each round, until a direct path is validated.
     void start_predicted_spray(const SocketAddress& peer_ip, std::vector<uint16_t> window,
                                Time now);
-    // Lockstep (see kLockstepProbes): rounds of kLockstepProbes probes to the ports the peer's
-    // sequential NAT gives its next mappings, every stride-th one, the round's first port past
-    // the peer's earlier rounds.
+    // Lockstep (see kLockstepProbes): kLockstepProbes probes to the ports the peer's
+    // sequential NAT gives its next mappings, every stride-th one, in order; the same again
+    // each round.
     void start_lockstep(const SocketAddress& peer_ip, const PortAllocation& peer,
                         uint32_t stride, Time now);
     // The prediction's current round; nullopt when not predicting (or a path was found).
@@ -270,9 +273,8 @@ class PathManager {
         // Port prediction: a fixed window of the peer's ports, or lockstep with the peer's
         // allocation; neither: random ports.
         std::vector<uint16_t> window;
-        std::optional<PortAllocation> lockstep;
-        uint32_t stride = 0;
-        bool predicted() const { return !window.empty() || lockstep.has_value(); }
+        bool lockstep = false;
+        bool predicted() const { return !window.empty(); }
     };
     std::optional<PredictionWindow> prediction_;
     std::optional<Spray> spray_;
