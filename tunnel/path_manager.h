@@ -182,8 +182,8 @@ class PathManager {
     // ignored), starting kSprayFirstDelay from now, until a direct path is validated.
     void start_spray(const SocketAddress& peer_ip, Time now);
     // Port prediction, the spray's shape with predicted ports: rounds of probes to these ports
-    // of peer_ip (the peer's predicted window, tunnel/port_prediction.h predict_ports), the
-    // same ports each round, until a direct path is validated.
+    // of peer_ip (the peer's predicted window, tunnel/port_prediction.h predict_ports), every
+    // other round a random spray's instead, until a direct path is validated.
     void start_predicted_spray(const SocketAddress& peer_ip, std::vector<uint16_t> window,
                                Time now);
     // Lockstep (see kLockstepProbes): kLockstepProbes probes to the ports the peer's

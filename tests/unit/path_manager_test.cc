@@ -620,7 +620,7 @@ TEST_CASE("path manager: data over an unknown TCP connection adds no path") {
     CHECK_FALSE(pm.active());
 }
 
-TEST_CASE("path manager: a predicted spray probes the window in order, every round the same") {
+TEST_CASE("path manager: a predicted spray probes the window in order, random ports between") {
     SeededRng rng(10);
     PathManager pm(rng);
     const SocketAddress peer = addr(50, 40000);
@@ -637,12 +637,18 @@ TEST_CASE("path manager: a predicted spray probes the window in order, every rou
     CHECK(pm.prediction()->round == 1);
     CHECK(pm.stats().predicted_rounds == 1);
     CHECK(pm.stats().spray_rounds == 0);
+    // The second round sprays random ports (the window may have missed), the third the window.
     pm.on_timer(at(kSprayFirstDelay + kSprayInterval));
+    CHECK(drain(pm).size() == kSprayPorts);
+    CHECK(pm.stats().spray_rounds == 1);
+    const Time third_at = at(kSprayFirstDelay + 2 * kSprayInterval);
+    pm.on_timer(third_at);
     auto second = drain(pm);
     REQUIRE(second.size() == window.size());
     CHECK(second.front().to.port == 40003);
+    CHECK(pm.prediction()->round == 3);
     // An answer from a predicted port is the path.
-    pm.on_probe(second[5].to, answer(second[5]), at(kSprayFirstDelay + kSprayInterval + 20ms));
+    pm.on_probe(second[5].to, answer(second[5]), third_at + 20ms);
     REQUIRE(pm.active() == second[5].to);
     auto change = pm.poll_change();
     REQUIRE(change);
