@@ -613,6 +613,7 @@ TEST_CASE("a mapped candidate round-trips; a kind from a newer peer is skipped, 
         w.u16(static_cast<uint16_t>(1000 + kind));
     }
     w.u8(static_cast<uint8_t>(NatMapping::kPerDestination));
+    body.resize(body.size() + kAllocationBytes, 0);  // allocation unknown
     const Bytes f = frame_with(kControlVersion, 0x05, body);
     auto decoded = decode_control_body(ByteView(f).subspan(kControlLengthSize));
     REQUIRE(std::holds_alternative<ControlMessage>(decoded));
