@@ -505,6 +505,19 @@ def status_path(world, ns, peer, field="kind"):
     return None
 
 
+def status_peer(world, ns, peer):
+    """peers[] entry for peer from `burrow status --admin ... --json`, or None."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return None
+    try:
+        peers = json.loads(r.stdout).get("peers", [])
+    except ValueError:
+        return None
+    return next((p for p in peers if p.get("peer") == peer), None)
+
+
 MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or not
 SERVER_NAME = "burrow-server.test"  # --server-name: RFC 6761 reserves .test for testing
 
@@ -882,6 +895,11 @@ def run_pair(world, nas_kind, laptop_kind, opts):
             found = procs[agent].find(rf"path to {peer}: direct \S+ \(rtt [^,]+, [^,]+, (\S+),")
             if found:
                 res["sources"][agent] = found[0][1].group(1)
+        # And `burrow status --json`: the technique, and the window the probing side predicted.
+        res["status_prediction"] = {}
+        for agent, peer in (("laptop", "nas"), ("nas", "laptop")):
+            p = status_peer(world, the_lab.agent_ns[agent], peer) or {}
+            res["status_prediction"][agent] = (p.get("technique"), p.get("predicted_window"))
         mapped_side = [a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
                        if k in lab.UPNP_KINDS]
         if mapped_side:
@@ -1148,6 +1166,13 @@ def verdict(res, check_paths):
             predicted_pair(*res["pair"].split("/"), res.get("stun_server", False)) and \
             sorted(set(res.get("sources", {}).values())) != ["predicted"]:
         problems.append("direct, but not by port prediction: " + str(res.get("sources")))
+    if check_paths and res["path"] == "direct" and \
+            predicted_pair(*res["pair"].split("/"), res.get("stun_server", False)):
+        shown = res.get("status_prediction", {})
+        if any(t != "predicted" for t, _ in shown.values()) or \
+                not any(w and w.get("ports") for _, w in shown.values()):
+            problems.append("status --json: technique predicted and a predicted_window wanted: "
+                            + str(shown))
     if "technique" in res and res["path"] == "direct" and "mapped" not in res["technique"]:
         problems.append("direct, but not by the mapped candidate: " + str(res["technique"]))
     if res.get("mapping_deleted") is False:
