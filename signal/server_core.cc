@@ -272,9 +272,11 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
         on_relay_attach(c, *attach, now, out);
     } else if (auto* reg = std::get_if<Register>(&m)) {
         if (self) {
-            const bool changed = self->candidates != reg->candidates || self->nat != reg->nat;
+            const bool changed = self->candidates != reg->candidates || self->nat != reg->nat ||
+                                 self->allocation != reg->allocation;
             self->candidates = std::move(reg->candidates);
             self->nat = reg->nat;
+            self->allocation = reg->allocation;
             if (changed) refresh_sessions_of(*self, now, out);
         }
     } else if (auto* data = std::get_if<RelayData>(&m)) {
@@ -414,7 +416,8 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
 }
 
 // A peer that punched with our old candidates may have given up on direct (a port mapping that
-// came after the session started is the common case: UPnP discovery takes seconds), and a
+// came after the session started is the common case: UPnP discovery takes seconds; a port
+// allocation measured after it, which prediction needs on both sides, is another), and a
 // session lives as long as it is used. So both agents get the rendezvous again, under the same
 // session id (their link stays; its path manager adds the new candidates and probes them) and
 // for a service already approved in the same direction (nothing new is granted; the ACL is
@@ -521,6 +524,7 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
         p.candidates.push_back(Candidate{CandidateKind::kTcpServerReflexive, *about.tcp_address});
     }
     p.nat = about.nat;
+    p.allocation = about.allocation;
     p.relay_token = s.token;
     p.start_in_ms = start_in_ms(to);
     p.role = s.initiator == to ? SessionRole::kInitiator : SessionRole::kResponder;

@@ -182,8 +182,8 @@ class ServerCore {
     void handle(Connection& c, ControlMessage&& m, Time now, Actions& out);
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
-    // `self` registered other candidates (or another NAT behaviour): both agents of each of its
-    // live sessions with a local peer get each other's PeerInfo again.
+    // `self` registered other candidates (or another NAT behaviour or port allocation): both
+    // agents of each of its live sessions with a local peer get each other's PeerInfo again.
     void refresh_sessions_of(const AgentRecord& self, Time now, Actions& out);
     void on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out);
     void on_doctor_request(Connection& c, const DoctorRequest& req, Time now, Actions& out);

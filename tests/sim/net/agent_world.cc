@@ -119,6 +119,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         h->sockets[kRouteMain] = h->main_port;
         if (auto nat = nat_config(kinds[i])) {
             if (config.nat_timeout) nat->timeout = *config.nat_timeout;
+            if (config.sequential_delta) nat->sequential_delta = *config.sequential_delta;
             h->lan = lans[i];
             h->nat.emplace(*nat, publics[i],
                            config.seed ^ (0x6e6174ULL + static_cast<uint64_t>(i)));

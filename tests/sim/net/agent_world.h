@@ -56,6 +56,8 @@ struct WorldConfig {
     bool trace = false;  // log every datagram and control message (log_tail shows them)
     // Both NATs forget a mapping unused this long (nullopt: the kind's default, 30 s).
     std::optional<Duration> nat_timeout;
+    // Both NATs' step between sequential ports (kSeqSym; nullopt: the kind's default, 1).
+    std::optional<uint16_t> sequential_delta;
     // Both agents' [agent] keepalive (nullopt: learned).
     std::optional<Duration> keepalive;
     // A standard STUN server on the internet (kSimStunServer, the agents' [agent] stun_servers
