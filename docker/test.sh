@@ -225,8 +225,10 @@ print(next(((p.get("path") or {}).get("family") or "" for p in json.load(sys.std
 # --- the cluster's checks (docker/compose/cluster) ---------------------------------------------
 SIGNAL_A=203.0.113.10:7000   # the cluster's docker-compose.yml: signal-a on internet
 SIGNAL_B=203.0.113.11:7000   # signal-b
-BIG_MIB=${BIG_MIB:-8}        # the transfer through the failover: this many MiB ...
-BIG_RATE=${BIG_RATE:-1M}     # ... at this rate (curl --limit-rate), so it spans the switch
+# The transfer through the failover: BIG_CHUNKS of 128 KiB, one every 0.1 s, so that it spans
+# the switch. The NAS paces it (a CGI script of busybox httpd): curl 7.88's --limit-rate held a
+# transfer to 1 MiB/s once and let the next run at full speed.
+BIG_CHUNKS=${BIG_CHUNKS:-64}
 FAILOVER_DEADLINE=${FAILOVER_DEADLINE:-30}   # s: for the NAS to register with signal-b
 
 # server.connected_to in `burrow status --json` of agent SERVICE (nas or laptop).
@@ -261,22 +263,37 @@ homes_check() {  # homes_check NAME: each agent on its home server (server_order
 failover_check() {
     local name=$1 expect=$2 page=$3 t want got out rc pid found path
     t=$(now)
+    # /srv/www/big.bin, and /cgi-bin/slow sending it a chunk at a time (node.sh's page server
+    # runs CGI scripts of cgi-bin/).
     want=$(compose exec -T -u burrow nas sh -ec "
-        head -c $((BIG_MIB << 20)) /dev/urandom >/srv/www/big.bin
+        head -c $((BIG_CHUNKS << 17)) /dev/urandom >/srv/www/big.bin
+        mkdir -p /srv/www/cgi-bin
+        cat >/srv/www/cgi-bin/slow <<'CGI'
+#!/bin/sh
+printf 'Content-Type: application/octet-stream\r\n\r\n'
+i=0
+while [ \$i -lt $BIG_CHUNKS ]; do
+    dd if=/srv/www/big.bin bs=131072 skip=\$i count=1 2>/dev/null
+    sleep 0.1
+    i=\$((i + 1))
+done
+CGI
+        chmod +x /srv/www/cgi-bin/slow
         sha256sum </srv/www/big.bin" | awk '{print $1}')
     [ ${#want} -eq 64 ] || fail "$name: could not put a large file on the NAS"
+    local mib=$((BIG_CHUNKS / 8))
     out=$(mktemp)
     local t_transfer
     t_transfer=$(now)
-    compose exec -T laptop sh -c "curl -sSf -m 120 --limit-rate $BIG_RATE -o /tmp/big.bin \
-        http://127.0.0.1:8080/big.bin && sha256sum </tmp/big.bin" >"$out" 2>&1 &
+    compose exec -T laptop sh -c "curl -sSf -m 120 -o /tmp/big.bin \
+        http://127.0.0.1:8080/cgi-bin/slow && sha256sum </tmp/big.bin" >"$out" 2>&1 &
     pid=$!
     # Killed once the transfer has bytes in flight (its first second).
     sleep 1.5
     compose kill signal-a >/dev/null 2>&1 || fail "$name: docker kill signal-a"
     # A transfer that ended before the kill would prove nothing about the switch.
     kill -0 "$pid" 2>/dev/null ||
-        fail "$name: the transfer had ended before signal-a's kill (raise BIG_MIB)"
+        fail "$name: the transfer had ended before signal-a's kill (raise BIG_CHUNKS)"
     local t_kill nas="" deadline=$((SECONDS + FAILOVER_DEADLINE))
     t_kill=$(now)
     until nas=$(connected_to nas) && [ "$nas" = "$SIGNAL_B" ]; do
@@ -300,9 +317,9 @@ failover_check() {
     wait "$pid" || rc=$?
     got=$(awk '{print $1}' "$out")
     [ "$rc" -eq 0 ] && [ "$got" = "$want" ] || { show_logs
-        fail "$name: the $BIG_MIB MiB transfer through the failover: exit $rc: $(cat "$out")"; }
+        fail "$name: the $mib MiB transfer through the failover: exit $rc: $(cat "$out")"; }
     rm -f "$out"
-    say "$name: $BIG_MIB MiB started before the kill arrived byte-exact (transfer $(since \
+    say "$name: $mib MiB started before the kill arrived byte-exact (transfer $(since \
         "$t_transfer"); $(since "$t") in all)"
 }
 
