@@ -72,6 +72,17 @@ void read_agent(TableReader& t, std::string_view base_dir, const FileProbe& file
         check_no_repeats(issues, seen, "server");
         if (!config.servers.empty()) config.server = config.servers.front();
     }
+    if (auto order = t.optional_string("server_order")) {
+        if (order->value == "random") {
+            config.server_order = ServerOrder::kRandom;
+        } else if (order->value == "listed") {
+            config.server_order = ServerOrder::kListed;
+        } else {
+            issues.add(*order, quote(order->value) + " is not a server order; use \"random\" "
+                                                     "(start at any server) or \"listed\" "
+                                                     "(start at the first)");
+        }
+    }
     auto fingerprint = t.optional_string("server_fingerprint");
     auto ca = t.optional_string("server_ca");
     if (fingerprint && ca) {

@@ -6,6 +6,9 @@
 //   server = "signal.example.net:7000"  # host:port of the server's TLS control port, or a
 //                                       # list of the servers of one cluster (issue 21):
 //                                       # ["a.example.net:7000", "b.example.net:7000"]
+//   # server_order = "random"           # several servers: start at a random one ("random", the
+//                                       # agents spread out) or the first ("listed": a home
+//                                       # server, the others fallbacks); then the next listed
 //   server_fingerprint = "sha256:..."   # exactly one of server_fingerprint and server_ca
 //   # server_ca = "ca.pem"
 //   # udp_port = 0                      # 0: any
@@ -87,6 +90,7 @@ struct AgentConfig {
     std::string key_file;  // resolved against the config's folder; existed at load time
     HostPort server;                // servers[0]
     std::vector<HostPort> servers;  // every server given, in order (one for a plain string)
+    ServerOrder server_order = ServerOrder::kRandom;
     // Exactly one of the two is set.
     std::optional<CertFingerprint> server_fingerprint;
     std::optional<std::string> server_ca;  // resolved like key_file; existed at load time

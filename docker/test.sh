@@ -7,6 +7,11 @@
 #      through the tunnel, the session's path checked, the laptop's status page fetched on the
 #      host's published port, the lab checked for leaks (a probe that must fail, and must
 #      succeed while a control opens the way), down (always, failure included)
+#   4. docker/compose/cluster (issue 21; cluster-cone, cluster-symmetric): the same checks with
+#      two servers sharing Redis, the NAS on signal-a and the laptop on signal-b, then the
+#      failover: signal-a is killed in the middle of a transfer through the tunnel, the NAS
+#      moves to signal-b (burrow status --json connected_to), the transfer completes byte-exact,
+#      a new fetch works and the path is still the expected one
 # Timings are printed per step.
 
 # The path the laptop's session with nas must be on, per variant: "direct" (any direct
@@ -17,13 +22,18 @@ EXPECT_PATH_SYMMETRIC=${EXPECT_PATH_SYMMETRIC:-relay-udp}
 # ipv6.yml (issue 17): both agents dual-stack behind cone NATs and stateful IPv6 firewalls, the
 # server named by both addresses: direct, and over IPv6 (status --json path.family).
 EXPECT_PATH_IPV6=${EXPECT_PATH_IPV6:-direct}
+# The cluster (issue 21): as with one server; the relay crosses the two servers over Redis.
+EXPECT_PATH_CLUSTER_CONE=${EXPECT_PATH_CLUSTER_CONE:-direct}
+EXPECT_PATH_CLUSTER_SYMMETRIC=${EXPECT_PATH_CLUSTER_SYMMETRIC:-relay-udp}
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DEMO=$ROOT/docker/compose/nas-laptop
+DEMO=$ROOT/docker/compose/nas-laptop   # run_variant's compose folder (DEMO=... for one call)
 PAGE_DEADLINE=60   # s: containers start, agents register, the relayed session comes up
 PATH_DEADLINE=${PATH_DEADLINE:-30}   # s: after the page, for the path to settle on the expected one
 RELAY_HOLD=${RELAY_HOLD:-6}         # s: a relay variant must stay relayed this long (past the punch schedule)
+# Which variants run (all by default; a subset while working on one says NOT RUN for the rest).
+VARIANTS=${VARIANTS:-cone symmetric ipv6 cluster-cone cluster-symmetric}
 
 say() { printf '==> docker-test: %s\n' "$*"; }
 fail() { printf 'docker-test: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -62,7 +72,7 @@ export BURROW_BASE_IMAGE
 say "base image $BURROW_BASE_IMAGE ($(since "$t"))"
 
 # --- 2. images -------------------------------------------------------------------------------
-for target in runtime demo router; do
+for target in runtime demo router redis; do
     t=$(now)
     case $target in
         runtime) tag=burrow:latest ;;
@@ -128,6 +138,7 @@ show_logs() {
 # demo's page server listens on the NAS's 127.0.0.1 only, which no routing mistake could ever
 # expose, so the probe starts a listener of its own on the NAS's LAN address and tries it at
 # that address and through the home router's public address. Prints each URL that answered.
+# (The cluster variants' compose file has other subnets: their calls set both.)
 NAS_LAN=192.168.77.10      # docker-compose.yml: home network
 HOME_WAN=198.51.100.20     # home-router on internet
 LEAK_PORT=8001
@@ -211,13 +222,120 @@ print(next(((p.get("path") or {}).get("family") or "" for p in json.load(sys.std
             if p["peer"] == "nas"), ""))'
 }
 
+# --- the cluster's checks (docker/compose/cluster) ---------------------------------------------
+SIGNAL_A=203.0.113.10:7000   # the cluster's docker-compose.yml: signal-a on internet
+SIGNAL_B=203.0.113.11:7000   # signal-b
+# The transfer through the failover: BIG_CHUNKS of 128 KiB, one every 0.1 s, so that it spans
+# the switch. The NAS paces it (a CGI script of busybox httpd): curl 7.88's --limit-rate held a
+# transfer to 1 MiB/s once and let the next run at full speed.
+BIG_CHUNKS=${BIG_CHUNKS:-64}
+FAILOVER_DEADLINE=${FAILOVER_DEADLINE:-30}   # s: for the NAS to register with signal-b
+
+# server.connected_to in `burrow status --json` of agent SERVICE (nas or laptop).
+connected_to() {
+    compose exec -T "$1" burrow status --json 2>/dev/null | python3 -c '
+import json, sys
+print((json.load(sys.stdin).get("server") or {}).get("connected_to") or "")'
+}
+
+homes_check() {  # homes_check NAME: each agent on its home server (server_order = "listed")
+    local name=$1 nas laptop
+    nas=$(connected_to nas) || true
+    laptop=$(connected_to laptop) || true
+    [ "$nas" = "$SIGNAL_A" ] ||
+        { show_logs; fail "$name: nas is connected to '${nas:-nothing}', not signal-a $SIGNAL_A"; }
+    [ "$laptop" = "$SIGNAL_B" ] || { show_logs
+        fail "$name: laptop is connected to '${laptop:-nothing}', not signal-b $SIGNAL_B"; }
+    # Their presence in Redis, which signal-b read to send the laptop's connect request to
+    # signal-a (docs/architecture.md: burrow:agent:NAME holds the agent's server).
+    local presence
+    presence=$(compose exec -T redis sh -c \
+        'redis-cli GET burrow:agent:nas; redis-cli GET burrow:agent:laptop' | tr -d '\r' |
+        paste -sd ' ') || true
+    [ "$presence" = "signal-a signal-b" ] ||
+        { show_logs; fail "$name: Redis says nas and laptop are on '$presence'"; }
+    say "$name: nas on signal-a ($nas), laptop on signal-b ($laptop), as Redis says too"
+}
+
+# failover_check NAME EXPECTED_PATH PAGE: kill signal-a during a transfer through the tunnel;
+# the NAS moves to signal-b, the transfer completes byte-exact, a new fetch gets PAGE, the path
+# is still EXPECTED_PATH.
+failover_check() {
+    local name=$1 expect=$2 page=$3 t want got out rc pid found path
+    t=$(now)
+    # /srv/www/big.bin, and /cgi-bin/slow sending it a chunk at a time (node.sh's page server
+    # runs CGI scripts of cgi-bin/).
+    want=$(compose exec -T -u burrow nas sh -ec "
+        head -c $((BIG_CHUNKS << 17)) /dev/urandom >/srv/www/big.bin
+        mkdir -p /srv/www/cgi-bin
+        cat >/srv/www/cgi-bin/slow <<'CGI'
+#!/bin/sh
+printf 'Content-Type: application/octet-stream\r\n\r\n'
+i=0
+while [ \$i -lt $BIG_CHUNKS ]; do
+    dd if=/srv/www/big.bin bs=131072 skip=\$i count=1 2>/dev/null
+    sleep 0.1
+    i=\$((i + 1))
+done
+CGI
+        chmod +x /srv/www/cgi-bin/slow
+        sha256sum </srv/www/big.bin" | awk '{print $1}')
+    [ ${#want} -eq 64 ] || fail "$name: could not put a large file on the NAS"
+    local mib=$((BIG_CHUNKS / 8))
+    out=$(mktemp)
+    local t_transfer
+    t_transfer=$(now)
+    compose exec -T laptop sh -c "curl -sSf -m 120 -o /tmp/big.bin \
+        http://127.0.0.1:8080/cgi-bin/slow && sha256sum </tmp/big.bin" >"$out" 2>&1 &
+    pid=$!
+    # Killed once the transfer has bytes in flight (its first second).
+    sleep 1.5
+    compose kill signal-a >/dev/null 2>&1 || fail "$name: docker kill signal-a"
+    # A transfer that ended before the kill would prove nothing about the switch.
+    kill -0 "$pid" 2>/dev/null ||
+        fail "$name: the transfer had ended before signal-a's kill (raise BIG_CHUNKS)"
+    local t_kill nas="" deadline=$((SECONDS + FAILOVER_DEADLINE))
+    t_kill=$(now)
+    until nas=$(connected_to nas) && [ "$nas" = "$SIGNAL_B" ]; do
+        [ $SECONDS -lt $deadline ] || { kill "$pid" 2>/dev/null || true; show_logs
+            fail "$name: after signal-a's kill nas is connected to '${nas:-nothing}'"; }
+        sleep 0.2
+    done
+    say "$name: signal-a killed; nas registered with signal-b $nas ($(since "$t_kill"))"
+    say "$name: nas's burrow status: $(compose exec -T nas burrow status 2>/dev/null |
+        grep '^server' | tr -s ' ')"
+    got=$(compose exec -T laptop curl -sf -m 10 http://127.0.0.1:8080/) ||
+        { kill "$pid" 2>/dev/null || true; show_logs; fail "$name: no page after the failover"; }
+    [ "$got" = "$page" ] || fail "$name: the page after the failover differs: '$got'"
+    found=$(laptop_path) || true
+    path=${found#* }
+    path_matches "$path" "$expect" ||
+        { kill "$pid" 2>/dev/null || true; show_logs
+          fail "$name: path after the failover '${path:-none}', expected '$expect'"; }
+    say "$name: a new fetch after the failover, path $path"
+    rc=0
+    wait "$pid" || rc=$?
+    got=$(awk '{print $1}' "$out")
+    [ "$rc" -eq 0 ] && [ "$got" = "$want" ] || { show_logs
+        fail "$name: the $mib MiB transfer through the failover: exit $rc: $(cat "$out")"; }
+    rm -f "$out"
+    say "$name: $mib MiB started before the kill arrived byte-exact (transfer $(since \
+        "$t_transfer"); $(since "$t") in all)"
+}
+
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     # EXPECT_FAMILY (environment of the call): the direct path's family must be this one.
     local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-}
     shift 3
+    if [[ " $VARIANTS " != *" $name "* ]]; then
+        say "$name: NOT RUN (VARIANTS=\"$VARIANTS\")"
+        return 0
+    fi
     files=()
     local f
     for f in "$@"; do files+=(-f "$DEMO/$f"); done
+    # CLUSTER_FAILOVER (environment of the call): the cluster checks (failover_check below).
+    local failover=${CLUSTER_FAILOVER:-}
     project=burrow-test-$name
     local t_variant t
     t_variant=$(now)
@@ -241,6 +359,9 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     done
     [ "$got" = "$served" ] || { show_logs; fail "$name: the page differs: '$got' != '$served'"; }
     say "$name: page through the tunnel ($(since "$t"))"
+    if [ -n "$failover" ]; then
+        homes_check "$name"
+    fi
 
     # The lab itself: NATs of the kind the variant says (and, at the end, no way from the cafe
     # to the NAS except burrow).
@@ -294,19 +415,27 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
 
     # burrow doctor on the laptop: the server's two-sided verdict names the same path, and for
     # the symmetric variant both symmetric NATs.
+    # SKIP_DOCTOR (environment of the call): the cluster variants. The verdict is the laptop's
+    # server's, which keeps rendezvous and PunchReports only of pairs it joined itself: a
+    # rendezvous across two servers is recorded by neither (doctor answers "no rendezvous with
+    # nas recorded yet"), and the NAS's PunchReports go to the NAS's server.
     t=$(now)
-    local verdict
-    verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
-        { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
-    case "$expect" in
-        direct) [[ "$verdict" == direct* ]] ;;
-        *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
-    esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
-    if [ "$nat" = per-destination ]; then
-        grep -q "both NATs map per destination" <<<"$verdict" ||
-            fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
+    if [ -n "${SKIP_DOCTOR:-}" ]; then
+        say "$name: SKIP burrow doctor ($SKIP_DOCTOR)"
+    else
+        local verdict
+        verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
+            { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
+        case "$expect" in
+            direct) [[ "$verdict" == direct* ]] ;;
+            *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
+        esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
+        if [ "$nat" = per-destination ]; then
+            grep -q "both NATs map per destination" <<<"$verdict" ||
+                fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
+        fi
+        say "$name: burrow doctor: ${verdict%%$'\n'*} ($(since "$t"))"
     fi
-    say "$name: burrow doctor: ${verdict%%$'\n'*} ($(since "$t"))"
 
     # Last: its controls change the network for a moment, which must not touch the path checks.
     # SKIP_LEAK_CHECK (environment of the call): the ipv6 variant's first run had every path
@@ -320,6 +449,11 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         say "$name: leak probe and its controls ($(since "$t"))"
     fi
 
+    # Last of all: it kills a server.
+    if [ -n "$failover" ]; then
+        failover_check "$name" "$expect" "$served"
+    fi
+
     t=$(now)
     teardown
     say "$name: down ($(since "$t")); variant total $(since "$t_variant")"
@@ -329,5 +463,17 @@ run_variant cone "$EXPECT_PATH_CONE" endpoint-independent docker-compose.yml
 run_variant symmetric "$EXPECT_PATH_SYMMETRIC" per-destination docker-compose.yml symmetric.yml
 EXPECT_FAMILY=ipv6 SKIP_LEAK_CHECK="its IPv4 port-forward control fails in this variant" \
     run_variant ipv6 "$EXPECT_PATH_IPV6" endpoint-independent docker-compose.yml ipv6.yml
+# Two servers and Redis (issue 21): their own compose folder and subnets (the leak probe's
+# addresses too), then the failover.
+run_cluster_variant() {  # as run_variant, in docker/compose/cluster
+    local DEMO=$ROOT/docker/compose/cluster NAS_LAN=192.168.78.10 HOME_WAN=203.0.113.20
+    CLUSTER_FAILOVER=1 \
+        SKIP_DOCTOR="it sees no rendezvous across two servers; see run_variant" \
+        run_variant "$@"
+}
+run_cluster_variant cluster-cone "$EXPECT_PATH_CLUSTER_CONE" endpoint-independent \
+    docker-compose.yml
+run_cluster_variant cluster-symmetric "$EXPECT_PATH_CLUSTER_SYMMETRIC" per-destination \
+    docker-compose.yml symmetric.yml
 
 say "passed ($(since "$t_all") in all)"

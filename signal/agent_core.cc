@@ -55,7 +55,9 @@ AgentCore::AgentCore(AgentCoreConfig config, Rng& rng, Time now)
               rng, now),
       port_mapper_(config_.port_mapping) {
     if (config_.servers.size() > 1) {
-        server_index_ = static_cast<size_t>(rng_.next_u64() % config_.servers.size());
+        server_index_ = config_.server_order == ServerOrder::kListed
+                            ? 0
+                            : static_cast<size_t>(rng_.next_u64() % config_.servers.size());
         config_.server = config_.servers[server_index_];
     }
 }

@@ -115,8 +115,10 @@ struct AgentCoreConfig {
     HostPort server;
     // Every server of the cluster the agent may use (issue 21), `server` among them; empty
     // means just `server`. The agent starts at a random one (so agents spread over the
-    // servers) and moves to the next each time its connection fails or ends.
+    // servers), or at the first with ServerOrder::kListed, and moves to the next each time
+    // its connection fails or ends.
     std::vector<HostPort> servers;
+    ServerOrder server_order = ServerOrder::kRandom;
     std::string software = "burrow";
     std::vector<ExposeConfig> expose;
     std::vector<ForwardConfig> forward;

@@ -17,6 +17,11 @@ inline const char* to_string(ForwardProtocol p) {
     return p == ForwardProtocol::kUdp ? "udp" : "tcp";
 }
 
+// Which of several servers (issue 21) an agent dials first: a random one, so agents spread
+// over the cluster, or the first listed, so an operator can give each agent a home server
+// and the others as fallbacks. Either way each lost connection moves on to the next listed.
+enum class ServerOrder : uint8_t { kRandom, kListed };
+
 struct ExposeConfig {
     std::string service;
     HostPort target;                 // IP literal or DNS name (an IP literal for UDP)

@@ -73,6 +73,7 @@ AgentCoreConfig core_config(const AgentRuntimeOptions& o, const LoopClock& clock
     c.key = o.key;
     c.server = o.config.server;
     c.servers = o.config.servers;
+    c.server_order = o.config.server_order;
     c.software = std::string("burrow/") + version_string();
     c.expose = o.config.expose;
     c.forward = o.config.forward;

@@ -8,6 +8,14 @@
 set -eu
 CONF=${CONF:-/conf}
 SIGNAL=${SIGNAL:-signal}   # the server's name as nas and laptop see it (compose extra_hosts)
+# The cluster demo (docker/compose/cluster): several servers sharing presence through Redis.
+#   CLUSTER         the servers' names, e.g. "signal-a signal-b": each gets NAME.toml, the same
+#                   file as server.toml plus [cluster] name = NAME (one certificate, identity
+#                   key, agents and ACL for all), and is NAME:7000 to the agents
+#   CLUSTER_REDIS   the Redis URL, redis://IP:PORT
+#   NAS_SERVERS, LAPTOP_SERVERS   each agent's server list, its home server first
+#                   (server_order = "listed"); default: CLUSTER
+CLUSTER=${CLUSTER:-}
 cd "$CONF"
 
 if [ -f laptop.toml ]; then
@@ -52,12 +60,40 @@ TOML
 # Creates the certificate and prints its fingerprint for the agents to pin.
 fingerprint=$(burrow server -c server.toml --print-fingerprint)
 
+# One server: server = "signal:7000". A cluster: every server, the agent's home first.
+server_line="server = \"$SIGNAL:7000\""
+servers_of() {  # servers_of NAME... -> server = [...] and server_order
+    list=""
+    for s in "$@"; do list="$list${list:+, }\"$s:7000\""; done
+    printf 'server = [%s]\nserver_order = "listed"' "$list"
+}
+nas_server=$server_line laptop_server=$server_line
+if [ -n "$CLUSTER" ]; then
+    : "${CLUSTER_REDIS:?set CLUSTER_REDIS to the Redis URL (redis://IP:PORT)}"
+    # The identity key relay tokens derive from, made here: servers starting together would
+    # each create one of their own.
+    burrow keygen --force -o server-identity.key >/dev/null
+    for name in $CLUSTER; do
+        {
+            cat server.toml
+            printf '\n[cluster]\nredis = "%s"\nname = "%s"\n' "$CLUSTER_REDIS" "$name"
+        } >"$name.toml"
+        # The same certificate: every server prints the same fingerprint.
+        [ "$(burrow server -c "$name.toml" --print-fingerprint)" = "$fingerprint" ] ||
+            { echo "init: $name.toml has another certificate" >&2; exit 1; }
+    done
+    # shellcheck disable=SC2086
+    nas_server=$(servers_of ${NAS_SERVERS:-$CLUSTER})
+    # shellcheck disable=SC2086
+    laptop_server=$(servers_of ${LAPTOP_SERVERS:-$CLUSTER})
+fi
+
 cat >nas.toml <<TOML
 # Written by docker/demo/init.sh for the compose demo.
 [agent]
 name = "nas"
 key_file = "nas.key"
-server = "$SIGNAL:7000"
+$nas_server
 server_fingerprint = "$fingerprint"
 admin = "127.0.0.1:7070"
 
@@ -75,7 +111,7 @@ cat >laptop.toml.tmp <<TOML
 [agent]
 name = "laptop"
 key_file = "laptop.key"
-server = "$SIGNAL:7000"
+$laptop_server
 server_fingerprint = "$fingerprint"
 # The status page and burrow status on every address of the container, so that compose can
 # publish it on the host (docker-compose.yml: laptop's ports). admin_remote says so on purpose:

@@ -50,7 +50,11 @@ case "${1:-}" in
         ;;
     nas)
         wait_for_conf nas.toml
-        www=$(mktemp -d)
+        # A fixed folder, owned by burrow: docker/test.sh puts a large file there, and a CGI
+        # script under cgi-bin/ that sends it slowly, for a transfer through the tunnel that
+        # spans a server's failover (`docker compose exec -u burrow nas ...`).
+        www=/srv/www
+        install -d -o burrow -g burrow "$www"
         printf '<h1>Hello from %s</h1>\n<p>served on its 127.0.0.1:8000, behind home-router</p>\n' \
             "$(hostname)" >"$www/index.html"
         chown -R burrow:burrow "$www"

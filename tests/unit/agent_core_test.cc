@@ -114,6 +114,36 @@ TEST_CASE("several servers: start at one, the next after each lost connection") 
     CHECK(first_ports.size() > 1);  // agents spread over the servers
 }
 
+TEST_CASE("server_order listed: start at the first server, then the next") {
+    REQUIRE(crypto_init());
+    for (uint64_t seed = 1; seed <= 16; ++seed) {
+        SeededRng rng(seed);
+        AgentCoreConfig config = laptop_config(rng);
+        config.servers = {HostPort{"192.0.2.1", 7000, HostKind::kIpv4},
+                          HostPort{"192.0.2.2", 7001, HostKind::kIpv4},
+                          HostPort{"192.0.2.3", 7002, HostKind::kIpv4}};
+        config.server_order = ServerOrder::kListed;
+        AgentCore core(config, rng, Time{});
+        core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
+        auto dials = only<DialServer>(drain_actions(core));
+        REQUIRE(dials.size() == 1);
+        CHECK(dials[0].server.port == 7000);
+        core.on_control_closed("connection refused", Time{});
+        drain_actions(core);
+        Time now{};
+        std::vector<uint16_t> next;
+        for (int step = 0; step < 600 && next.empty(); ++step) {
+            now += 100ms;
+            core.on_timer(now);
+            for (const auto& d : only<DialServer>(drain_actions(core))) {
+                next.push_back(d.server.port);
+            }
+        }
+        REQUIRE(next.size() == 1);
+        CHECK(next[0] == 7001);
+    }
+}
+
 TEST_CASE("a forward that cannot listen at start ends the agent with one line and status 1") {
     REQUIRE(crypto_init());
     SeededRng rng(2);

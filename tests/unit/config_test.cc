@@ -343,6 +343,31 @@ TEST_CASE("server: one address or the servers of a cluster (issue 21)") {
     CHECK_THAT(std::get<ConfigError>(none).message, Catch::Contains("give 1 to 8"));
 }
 
+TEST_CASE("server_order: random unless listed (issue 21)") {
+    TempDir dir;
+    dir.touch("nas.key");
+    auto parse = [&](const std::string& extra) {
+        return parse_agent_config(
+            "[agent]\nname = \"nas\"\nkey_file = \"nas.key\"\n"
+            "server = [\"a.example.net:7000\", \"b.example.net:7000\"]\nserver_fingerprint = "
+            "\"sha256:" + std::string(64, 'a') + "\"\n" + extra,
+            "nas.toml", dir.path(), on_disk);
+    };
+    auto unset = parse("");
+    REQUIRE(std::holds_alternative<AgentConfig>(unset));
+    CHECK(std::get<AgentConfig>(unset).server_order == ServerOrder::kRandom);
+    auto random = parse("server_order = \"random\"\n");
+    REQUIRE(std::holds_alternative<AgentConfig>(random));
+    CHECK(std::get<AgentConfig>(random).server_order == ServerOrder::kRandom);
+    auto listed = parse("server_order = \"listed\"\n");
+    REQUIRE(std::holds_alternative<AgentConfig>(listed));
+    CHECK(std::get<AgentConfig>(listed).server_order == ServerOrder::kListed);
+    auto typo = parse("server_order = \"first\"\n");
+    REQUIRE(std::holds_alternative<ConfigError>(typo));
+    CHECK_THAT(std::get<ConfigError>(typo).message,
+               Catch::Contains("nas.toml:6:") && Catch::Contains("\"listed\""));
+}
+
 TEST_CASE("admin_remote lets the admin endpoint listen on any IP address") {
     TempDir dir;
     dir.touch("nas.key");
