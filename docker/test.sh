@@ -3,11 +3,11 @@
 #   1. the base image: debian:bookworm-slim if present, else a local equivalent built from
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
-#   3. each variant of docker/compose/nas-laptop (cone, symmetric, ipv6): up, the NAS's page fetched by the laptop
+#   3. each variant of docker/compose/nas-laptop (cone, symmetric, ipv6, upnp): up, the NAS's page fetched by the laptop
 #      through the tunnel, the session's path checked, the laptop's status page fetched on the
 #      host's published port, the lab checked for leaks (a probe that must fail, and must
 #      succeed while a control opens the way), down (always, failure included)
-# Timings are printed per step.
+# Timings are printed per step. DOCKER_VARIANTS="upnp ipv6" runs only those variants.
 
 # The path the laptop's session with nas must be on, per variant: "direct" (any direct
 # address), "relay-udp" or "relay-tcp". Behind two cone NATs the agents punch through; with
@@ -17,6 +17,10 @@ EXPECT_PATH_SYMMETRIC=${EXPECT_PATH_SYMMETRIC:-relay-udp}
 # ipv6.yml (issue 17): both agents dual-stack behind cone NATs and stateful IPv6 firewalls, the
 # server named by both addresses: direct, and over IPv6 (status --json path.family).
 EXPECT_PATH_IPV6=${EXPECT_PATH_IPV6:-direct}
+# upnp.yml (issue 16): both routers symmetric, the home router runs miniupnpd: the NAS's agent
+# maps its port there (UPnP IGD), and the session goes direct to the mapped address.
+EXPECT_PATH_UPNP=${EXPECT_PATH_UPNP:-direct}
+DOCKER_VARIANTS=${DOCKER_VARIANTS:-cone symmetric ipv6 upnp}
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -203,18 +207,25 @@ print(next((p["path"]["kind"] for p in json.load(sys.stdin)["peers"] if p["peer"
     [ "$kind" = "$expect" ] || fail "$name: $base/status says path '$kind', expected '$expect'"
 }
 
-# path.family of the laptop's session with nas in `burrow status --json` ("ipv4", "ipv6").
-laptop_family() {
+# A field of the laptop's peer nas in `burrow status --json`: laptop_peer_field 'p["technique"]'.
+laptop_peer_field() {
     compose exec -T laptop burrow status --json 2>/dev/null | python3 -c '
 import json, sys
-print(next(((p.get("path") or {}).get("family") or "" for p in json.load(sys.stdin)["peers"]
-            if p["peer"] == "nas"), ""))'
+print(next((('"$1"') or "" for p in json.load(sys.stdin)["peers"] if p["peer"] == "nas"), ""))'
 }
+# path.family of the laptop's session with nas ("ipv4", "ipv6").
+laptop_family() { laptop_peer_field '(p.get("path") or {}).get("family")'; }
 
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
-    # EXPECT_FAMILY (environment of the call): the direct path's family must be this one.
-    local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-}
+    # Environment of the call: EXPECT_FAMILY, the direct path's family must be this one;
+    # EXPECT_MAPPED, the NAS's router maps its port with this protocol ("UPnP IGD") and the
+    # session's technique is "mapped"; HOME_WAN, the home router's public address.
+    local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-} mapped=${EXPECT_MAPPED:-}
     shift 3
+    case " $DOCKER_VARIANTS " in
+        *" $name "*) ;;
+        *) say "$name: not in DOCKER_VARIANTS ($DOCKER_VARIANTS)"; return 0 ;;
+    esac
     files=()
     local f
     for f in "$@"; do files+=(-f "$DEMO/$f"); done
@@ -272,6 +283,15 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         done
         say "$name: burrow status --json: path family $got_family, as expected"
     fi
+    if [ -n "$mapped" ]; then
+        local technique granted
+        technique=$(laptop_peer_field 'p.get("technique")') || true
+        [ "$technique" = mapped ] ||
+            { show_logs; fail "$name: the session's technique is '$technique', expected 'mapped'"; }
+        granted=$(compose logs --no-color nas | grep -o "port mapping: $mapped at [^ ]* gave [^ ]*") ||
+            { show_logs; fail "$name: the NAS's log has no mapping by $mapped"; }
+        say "$name: ${granted##*: }; burrow status --json: technique mapped"
+    fi
     if [[ "$expect" == relay-* ]]; then
         # Not merely "not punched yet": every session starts on the relay, so the path must
         # stay relayed through the whole fast punching schedule (3.2 s from the session's
@@ -302,7 +322,10 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         direct) [[ "$verdict" == direct* ]] ;;
         *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
     esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
-    if [ "$nat" = per-destination ]; then
+    if [ -n "$mapped" ]; then
+        grep -q "nas's router mapped" <<<"$verdict" ||
+            fail "$name: burrow doctor does not name the NAS's mapping: $verdict"
+    elif [ "$nat" = per-destination ]; then
         grep -q "both NATs map per destination" <<<"$verdict" ||
             fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
     fi
@@ -320,6 +343,19 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         say "$name: leak probe and its controls ($(since "$t"))"
     fi
 
+    if [ -n "$mapped" ]; then
+        # A clean stop deletes the mapping: the NAS's log says so, and miniupnpd's DNAT chain
+        # on the home router is empty again.
+        t=$(now)
+        compose stop -t 10 nas >/dev/null 2>&1 || fail "$name: could not stop the NAS"
+        compose logs --no-color nas | grep -q "port mapping: deleted UDP port" ||
+            { show_logs; fail "$name: the NAS did not delete its mapping as it stopped"; }
+        local left
+        left=$(compose exec -T home-router iptables -t nat -S MINIUPNPD | grep -c -- '-A' || true)
+        [ "$left" = 0 ] || fail "$name: $left mapping(s) left on the home router after the stop"
+        say "$name: the NAS's stop deleted its mapping ($(since "$t"))"
+    fi
+
     t=$(now)
     teardown
     say "$name: down ($(since "$t")); variant total $(since "$t_variant")"
@@ -329,5 +365,7 @@ run_variant cone "$EXPECT_PATH_CONE" endpoint-independent docker-compose.yml
 run_variant symmetric "$EXPECT_PATH_SYMMETRIC" per-destination docker-compose.yml symmetric.yml
 EXPECT_FAMILY=ipv6 SKIP_LEAK_CHECK="its IPv4 port-forward control fails in this variant" \
     run_variant ipv6 "$EXPECT_PATH_IPV6" endpoint-independent docker-compose.yml ipv6.yml
+EXPECT_MAPPED="UPnP IGD" HOME_WAN=100.128.0.20 \
+    run_variant upnp "$EXPECT_PATH_UPNP" per-destination docker-compose.yml upnp.yml
 
 say "passed ($(since "$t_all") in all)"
