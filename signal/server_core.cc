@@ -272,8 +272,10 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
         on_relay_attach(c, *attach, now, out);
     } else if (auto* reg = std::get_if<Register>(&m)) {
         if (self) {
+            const bool changed = self->candidates != reg->candidates || self->nat != reg->nat;
             self->candidates = std::move(reg->candidates);
             self->nat = reg->nat;
+            if (changed) refresh_sessions_of(*self, now, out);
         }
     } else if (auto* data = std::get_if<RelayData>(&m)) {
         if (!self) return;
@@ -409,6 +411,34 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     stats_.rendezvous++;
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
+}
+
+// A peer that punched with our old candidates may have given up on direct (a port mapping that
+// came after the session started is the common case: UPnP discovery takes seconds), and a
+// session lives as long as it is used. So both agents get the rendezvous again, under the same
+// session id (their link stays; its path manager adds the new candidates and probes them) and
+// for a service already approved in the same direction (nothing new is granted; the ACL is
+// asked again in case it changed). A pair split over two servers of a cluster is left alone.
+void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions& out) {
+    for (const RelaySession* s : relays_.sessions_of(self.name)) {
+        if (!s->remote_server.empty()) continue;
+        const AgentRecord* peer = registry_.find(s->peer_of(self.name));
+        if (!peer || !peer->online() || !peer->conn) continue;
+        const auto approved = std::find_if(s->opened.begin(), s->opened.end(), [&](const auto& o) {
+            return acl_.allowed(o.first, o.first == self.name ? peer->name : self.name, o.second);
+        });
+        if (approved == s->opened.end()) continue;
+        const auto& [opener, service] = *approved;
+        PeerInfo to_self = peer_info(*s, service, *peer, self.name, opener == self.name);
+        PeerInfo to_peer = peer_info(*s, service, self, peer->name, opener == peer->name);
+        doctor_.on_rendezvous(self.name, to_peer.nat, to_peer.candidates, peer->name, to_self.nat,
+                              to_self.candidates, now);
+        out.push_back(SendControl{*self.conn, std::move(to_self)});
+        out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+        stats_.rendezvous_refreshed++;
+        out.push_back(LogEvent{self.name + ": new candidates; " + peer->name +
+                               " told again for relay session " + std::to_string(s->id)});
+    }
 }
 
 void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out) {

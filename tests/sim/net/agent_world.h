@@ -75,6 +75,10 @@ struct WorldConfig {
     // A UDP service "dns" on the NAS (target kDnsTarget) and a UDP forward to it on the laptop
     // (kDnsForward): datagrams sent to loopback addresses are kept in local_udp(), not routed.
     bool udp_service = false;
+    // The NAS asks its gateway for a port mapping ([agent] port_mapping), which grants it (UPnP
+    // IGD, the public port the socket's own, as miniupnpd does) this long after the request;
+    // nullopt: the NAS does not ask. Its NAT then lets anyone in at that port (SimNat::map_port).
+    std::optional<Duration> nas_port_mapping_delay;
 };
 
 inline const SocketAddress kDnsTarget = SocketAddress::ipv4({127, 0, 0, 1}, 5353);
