@@ -207,19 +207,18 @@ print(next((p["path"]["kind"] for p in json.load(sys.stdin)["peers"] if p["peer"
     [ "$kind" = "$expect" ] || fail "$name: $base/status says path '$kind', expected '$expect'"
 }
 
-# A field of the laptop's peer nas in `burrow status --json`: laptop_peer_field 'p["technique"]'.
-laptop_peer_field() {
+# path.family of the laptop's session with nas in `burrow status --json` ("ipv4", "ipv6").
+laptop_family() {
     compose exec -T laptop burrow status --json 2>/dev/null | python3 -c '
 import json, sys
-print(next((('"$1"') or "" for p in json.load(sys.stdin)["peers"] if p["peer"] == "nas"), ""))'
+print(next(((p.get("path") or {}).get("family") or "" for p in json.load(sys.stdin)["peers"]
+            if p["peer"] == "nas"), ""))'
 }
-# path.family of the laptop's session with nas ("ipv4", "ipv6").
-laptop_family() { laptop_peer_field '(p.get("path") or {}).get("family")'; }
 
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     # Environment of the call: EXPECT_FAMILY, the direct path's family must be this one;
     # EXPECT_MAPPED, the NAS's router maps its port with this protocol ("UPnP IGD") and the
-    # session's technique is "mapped"; HOME_WAN, the home router's public address.
+    # direct path leads to the mapped address; HOME_WAN, the home router's public address.
     local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-} mapped=${EXPECT_MAPPED:-}
     shift 3
     case " $DOCKER_VARIANTS " in
@@ -284,13 +283,18 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         say "$name: burrow status --json: path family $got_family, as expected"
     fi
     if [ -n "$mapped" ]; then
-        local technique granted
-        technique=$(laptop_peer_field 'p.get("technique")') || true
-        [ "$technique" = mapped ] ||
-            { show_logs; fail "$name: the session's technique is '$technique', expected 'mapped'"; }
-        granted=$(compose logs --no-color nas | grep -o "port mapping: $mapped at [^ ]* gave [^ ]*") ||
+        # The direct path is the address the NAS's router mapped, and the laptop says it found
+        # it there ("path to nas: direct ADDR (..., mapped, ...)").
+        local granted address
+        granted=$(compose logs --no-color nas |
+            grep -o "port mapping: $mapped at [^ ]* gave [^ ]*" | tail -1) ||
             { show_logs; fail "$name: the NAS's log has no mapping by $mapped"; }
-        say "$name: ${granted##*: }; burrow status --json: technique mapped"
+        address=${granted##* }
+        [ "$path" = "direct $address" ] ||
+            { show_logs; fail "$name: path '$path', expected the mapped address $address"; }
+        compose logs --no-color laptop | grep -q "path to nas: direct $address (.*, mapped, " ||
+            { show_logs; fail "$name: the laptop's log does not say it went direct by the mapping"; }
+        say "$name: ${granted#port mapping: }; the path leads there"
     fi
     if [[ "$expect" == relay-* ]]; then
         # Not merely "not punched yet": every session starts on the relay, so the path must
