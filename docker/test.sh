@@ -3,8 +3,8 @@
 #   1. the base image: debian:bookworm-slim if present, else a local equivalent built from
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
-#   3. each variant of docker/compose/nas-laptop (cone, symmetric, ipv6): up, the NAS's page fetched by the laptop
-#      through the tunnel, the session's path checked, the laptop's status page fetched on the
+#   3. each variant of docker/compose/nas-laptop (cone, symmetric, ipv6, upnp): up, the NAS's
+#      page fetched by the laptop through the tunnel, the session's path checked, the laptop's status page fetched on the
 #      host's published port, the lab checked for leaks (a probe that must fail, and must
 #      succeed while a control opens the way), down (always, failure included)
 #   4. docker/compose/cluster (issue 21; cluster-cone, cluster-symmetric): the same checks with
@@ -25,6 +25,9 @@ EXPECT_PATH_IPV6=${EXPECT_PATH_IPV6:-direct}
 # The cluster (issue 21): as with one server; the relay crosses the two servers over Redis.
 EXPECT_PATH_CLUSTER_CONE=${EXPECT_PATH_CLUSTER_CONE:-direct}
 EXPECT_PATH_CLUSTER_SYMMETRIC=${EXPECT_PATH_CLUSTER_SYMMETRIC:-relay-udp}
+# upnp.yml (issue 16): both routers symmetric, the home router runs miniupnpd: the NAS's agent
+# maps its port there (UPnP IGD), and the session goes direct to the mapped address.
+EXPECT_PATH_UPNP=${EXPECT_PATH_UPNP:-direct}
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +36,7 @@ PAGE_DEADLINE=60   # s: containers start, agents register, the relayed session c
 PATH_DEADLINE=${PATH_DEADLINE:-30}   # s: after the page, for the path to settle on the expected one
 RELAY_HOLD=${RELAY_HOLD:-6}         # s: a relay variant must stay relayed this long (past the punch schedule)
 # Which variants run (all by default; a subset while working on one says NOT RUN for the rest).
-VARIANTS=${VARIANTS:-cone symmetric ipv6 cluster-cone cluster-symmetric}
+VARIANTS=${VARIANTS:-cone symmetric ipv6 upnp cluster-cone cluster-symmetric}
 
 say() { printf '==> docker-test: %s\n' "$*"; }
 fail() { printf 'docker-test: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -324,8 +327,10 @@ CGI
 }
 
 run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
-    # EXPECT_FAMILY (environment of the call): the direct path's family must be this one.
-    local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-}
+    # Environment of the call: EXPECT_FAMILY, the direct path's family must be this one;
+    # EXPECT_MAPPED, the NAS's router maps its port with this protocol ("UPnP IGD") and the
+    # direct path leads to the mapped address; HOME_WAN, the home router's public address.
+    local name=$1 expect=$2 nat=$3 family=${EXPECT_FAMILY:-} mapped=${EXPECT_MAPPED:-}
     shift 3
     if [[ " $VARIANTS " != *" $name "* ]]; then
         say "$name: NOT RUN (VARIANTS=\"$VARIANTS\")"
@@ -393,6 +398,20 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         done
         say "$name: burrow status --json: path family $got_family, as expected"
     fi
+    if [ -n "$mapped" ]; then
+        # The direct path is the address the NAS's router mapped, and the laptop says it found
+        # it there ("path to nas: direct ADDR (..., mapped, ...)").
+        local granted address
+        granted=$(compose logs --no-color nas |
+            grep -o "port mapping: $mapped at [^ ]* gave [^ ]*" | tail -1) ||
+            { show_logs; fail "$name: the NAS's log has no mapping by $mapped"; }
+        address=${granted##* }
+        [ "$path" = "direct $address" ] ||
+            { show_logs; fail "$name: path '$path', expected the mapped address $address"; }
+        compose logs --no-color laptop | grep -q "path to nas: direct $address (.*, mapped, " ||
+            { show_logs; fail "$name: the laptop's log does not say it went direct by the mapping"; }
+        say "$name: ${granted#port mapping: }; the path leads there"
+    fi
     if [[ "$expect" == relay-* ]]; then
         # Not merely "not punched yet": every session starts on the relay, so the path must
         # stay relayed through the whole fast punching schedule (3.2 s from the session's
@@ -430,7 +449,10 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
             direct) [[ "$verdict" == direct* ]] ;;
             *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
         esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
-        if [ "$nat" = per-destination ]; then
+        if [ -n "$mapped" ]; then
+            grep -q "nas's router mapped" <<<"$verdict" ||
+                fail "$name: burrow doctor does not name the NAS's mapping: $verdict"
+        elif [ "$nat" = per-destination ]; then
             grep -q "both NATs map per destination" <<<"$verdict" ||
                 fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
         fi
@@ -438,15 +460,21 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     fi
 
     # Last: its controls change the network for a moment, which must not touch the path checks.
-    # SKIP_LEAK_CHECK (environment of the call): the ipv6 variant's first run had every path
-    # check pass but the probe's IPv4 port-forward control on the home router never reached
-    # the NAS (cause not found yet); until it is, the cone and symmetric variants probe.
     t=$(now)
-    if [ -n "${SKIP_LEAK_CHECK:-}" ]; then
-        say "$name: SKIP leak probe ($SKIP_LEAK_CHECK)"
-    else
-        leak_check "$name"
-        say "$name: leak probe and its controls ($(since "$t"))"
+    leak_check "$name"
+    say "$name: leak probe and its controls ($(since "$t"))"
+
+    if [ -n "$mapped" ]; then
+        # A clean stop deletes the mapping: the NAS's log says so, and miniupnpd's DNAT chain
+        # on the home router is empty again.
+        t=$(now)
+        compose stop -t 10 nas >/dev/null 2>&1 || fail "$name: could not stop the NAS"
+        compose logs --no-color nas | grep -q "port mapping: deleted UDP port" ||
+            { show_logs; fail "$name: the NAS did not delete its mapping as it stopped"; }
+        local left
+        left=$(compose exec -T home-router iptables -t nat -S MINIUPNPD | grep -c -- '-A' || true)
+        [ "$left" = 0 ] || fail "$name: $left mapping(s) left on the home router after the stop"
+        say "$name: the NAS's stop deleted its mapping ($(since "$t"))"
     fi
 
     # Last of all: it kills a server.
@@ -461,8 +489,9 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
 
 run_variant cone "$EXPECT_PATH_CONE" endpoint-independent docker-compose.yml
 run_variant symmetric "$EXPECT_PATH_SYMMETRIC" per-destination docker-compose.yml symmetric.yml
-EXPECT_FAMILY=ipv6 SKIP_LEAK_CHECK="its IPv4 port-forward control fails in this variant" \
-    run_variant ipv6 "$EXPECT_PATH_IPV6" endpoint-independent docker-compose.yml ipv6.yml
+EXPECT_FAMILY=ipv6 run_variant ipv6 "$EXPECT_PATH_IPV6" endpoint-independent docker-compose.yml ipv6.yml
+EXPECT_MAPPED="UPnP IGD" HOME_WAN=100.128.0.20 \
+    run_variant upnp "$EXPECT_PATH_UPNP" per-destination docker-compose.yml upnp.yml
 # Two servers and Redis (issue 21): their own compose folder and subnets (the leak probe's
 # addresses too), then the failover.
 run_cluster_variant() {  # as run_variant, in docker/compose/cluster
