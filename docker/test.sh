@@ -4,9 +4,10 @@
 #      Debian's archive (docker/base/make-base-image.sh; no registry needed)
 #   2. the images from docker/Dockerfile: burrow (runtime), burrow-demo, burrow-router
 #   3. each variant of docker/compose/nas-laptop (cone, symmetric, ipv6, upnp): up, the NAS's
-#      page fetched by the laptop through the tunnel, the session's path checked, the laptop's status page fetched on the
-#      host's published port, the lab checked for leaks (a probe that must fail, and must
-#      succeed while a control opens the way), down (always, failure included)
+#      page fetched by the laptop through the tunnel, the session's path checked, the laptop's
+#      status page fetched on the host's published port, the lab checked for leaks (a probe
+#      that must fail, and must succeed while a control opens the way), down (always, failure
+#      included)
 #   4. docker/compose/cluster (issue 21; cluster-cone, cluster-symmetric): the same checks with
 #      two servers sharing Redis, the NAS on signal-a and the laptop on signal-b, then the
 #      failover: signal-a is killed in the middle of a transfer through the tunnel, the NAS
