@@ -61,10 +61,12 @@ LAN6_NETS = {"nas": "2001:db8:1", "laptop": "2001:db8:2"}
 FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
-KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
+KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "serveronly", "shared",
          "cgnat-symmetric", "upnp-symmetric", "pcp-symmetric", "seqsym", "blocksym")
 # A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
 DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
+# Kinds whose router lets no UDP out (the agent's STUN probe and UDP relay fail).
+UDP_BLOCKED_KINDS = ("udpblocked", "serveronly")
 
 
 # A router that also runs miniupnpd (issue 16): its netfilter kind, and the MINIUPNPD chains
@@ -313,11 +315,16 @@ def nat_rules(kind, lan_hosts, wan_ip):
     elif kind == "symmetric":
         # A fresh random port per conntrack entry, so per destination: symmetric (§8).
         nat.append("-A POSTROUTING -o wan -j MASQUERADE --random-fully")
-    else:  # portrestricted, udpblocked, shared: endpoint-independent mapping (§8)
+    else:  # portrestricted, udpblocked, serveronly, shared: endpoint-independent mapping (§8)
         nat.append("-A POSTROUTING -o wan -j MASQUERADE")
     filt.append("-A FORWARD -i wan -j DROP")
     if kind == "udpblocked":
-        # Only the TLS control connection to the server leaves: no STUN, no UDP relay.
+        # No UDP leaves (no STUN, no UDP relay, no UDP punching); TCP does, to anyone: the
+        # agents punch a direct TCP path (issue 15).
+        filt.append("-A FORWARD -i lan -p udp -j DROP")
+    if kind == "serveronly":
+        # Only the TLS control connection to the server leaves: no UDP at all, and no TCP to
+        # the peer either, so the pair can only meet on the server's TLS relay.
         filt.append(f"-A FORWARD -i lan -p tcp -d {SERVER_IP} --dport {SERVER_TCP_PORT} "
                     "-j ACCEPT")
         filt.append("-A FORWARD -i lan -j DROP")
@@ -339,7 +346,7 @@ class Lab:
         for agent, family in self.families.items():
             if family not in FAMILIES:
                 raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
-            if family != "v4" and self.kinds[agent] in ("shared", "udpblocked") or \
+            if family != "v4" and self.kinds[agent] in ("shared", "udpblocked", "serveronly") or \
                     family != "v4" and self.kinds[agent] in DOUBLE_NATS or \
                     family != "v4" and self.kinds[agent] in USERSPACE_KINDS:
                 raise ValueError(f"{self.kinds[agent]} has no IPv6 variant in this lab")
