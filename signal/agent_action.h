@@ -171,6 +171,7 @@ struct UdpTransmit {
     RouteId route = kRouteMain;
     SocketAddress to;
     Bytes data;
+    bool tcp = false;  // as UdpWrite::tcp
 };
 
 }  // namespace burrow

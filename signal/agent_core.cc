@@ -814,7 +814,7 @@ std::optional<UdpTransmit> AgentCore::poll_transmit(Time now) {
     const auto w = write_transmit(now, out);
     if (!w) return std::nullopt;
     out.resize(w->size);
-    return UdpTransmit{w->route, w->to, std::move(out)};
+    return UdpTransmit{w->route, w->to, std::move(out), w->tcp};
 }
 
 std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out) {
