@@ -25,8 +25,10 @@ namespace burrow {
 
 std::optional<RouteId> AgentCore::on_peer_tcp_accepted(const SocketAddress& from, Time now) {
     if (stopping_ || tcp_port_ == 0) return std::nullopt;
-    const size_t unclaimed = static_cast<size_t>(std::count_if(
-        peer_tcps_.begin(), peer_tcps_.end(), [](const auto& kv) { return kv.second.peer.empty(); }));
+    const size_t unclaimed =
+        static_cast<size_t>(std::count_if(peer_tcps_.begin(), peer_tcps_.end(), [](const auto& kv) {
+            return kv.second.peer.empty() && !kv.second.closing;
+        }));
     if (unclaimed >= kMaxUnclaimedTcp) {
         drops_.tcp_unclaimed_closed++;
         return std::nullopt;
@@ -207,9 +209,10 @@ void AgentCore::tcp_punch_round(Peer& peer, Time now) {
     });
     if (!direct_udp && !has_tcp) {
         for (const SocketAddress& to : peer.tcp_candidates) {
-            const bool trying = std::any_of(peer_tcps_.begin(), peer_tcps_.end(), [&](const auto& kv) {
-                return kv.second.peer == peer.name && kv.second.remote == to;
-            });
+            const bool trying =
+                std::any_of(peer_tcps_.begin(), peer_tcps_.end(), [&](const auto& kv) {
+                    return kv.second.peer == peer.name && kv.second.remote == to;
+                });
             if (trying) continue;  // one socket per 4-tuple: the kernel refuses a second
             const RouteId route = next_route_++;
             PeerTcp& c = peer_tcps_[route];

@@ -46,7 +46,7 @@
 namespace burrow {
 namespace {
 
-constexpr int kExitOsError = 1;
+constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
 // A direct TCP path's socket (issue 15). The kernel keeps at most this much unsent
 // (TCP_NOTSENT_LOWAT), so what waits to be sent waits in the session's streams, where an
 // interactive stream is scheduled ahead of a bulk one, not in the kernel behind it; enough to
@@ -56,7 +56,7 @@ constexpr int kPeerTcpNotSentLowat = 128 * 1024;
 // builds no stream data, docs/architecture.md §4), and writable again once half of it is gone.
 // The queue itself takes more (ACKs and probes still go), and refuses only past kPeerTcpQueue.
 constexpr size_t kPeerTcpHighWater = 256 * 1024;
-constexpr size_t kPeerTcpQueue = 4 * 1024 * 1024;  // docs/architecture.md §7: the OS refused (a port in use)
+constexpr size_t kPeerTcpQueue = 4 * 1024 * 1024;
 const std::vector<int> kAgentSignals = {SIGINT, SIGTERM, SIGHUP};
 
 // Test only (./run.sh soak): BURROW_TEST_REKEY_AFTER_MESSAGES=N makes the initiator rekey
@@ -693,7 +693,8 @@ class Agent {
         out.resize(at + kTcpPathLengthSize + datagram.size());
         write_frame_length(kTcpPathLengthSize, datagram.size(),
                            MutableByteView(out.data() + at, kTcpPathLengthSize));
-        std::copy(datagram.begin(), datagram.end(), out.begin() + static_cast<std::ptrdiff_t>(at + kTcpPathLengthSize));
+        std::copy(datagram.begin(), datagram.end(),
+                  out.begin() + static_cast<std::ptrdiff_t>(at + kTcpPathLengthSize));
     }
     void flush_peer_tcps() {
         for (auto& [route, bytes] : peer_unsent_) {

@@ -51,8 +51,8 @@ void ignore_sigpipe() {
 // same user's sockets only), bound to `local`, for uv_tcp_open. libuv 1.44 has no flag for
 // SO_REUSEPORT, so the socket is made here. Returns the descriptor or a negative libuv error.
 int reuse_port_socket(const SocketAddress& local, bool v6_only) {
-    const int fd = ::socket(local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            0);
+    const int fd =
+        ::socket(local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return uv_translate_sys_error(errno);
     const int on = 1;
     const int v6only = v6_only ? 1 : 0;
@@ -377,8 +377,9 @@ void tcp_connect(uv_loop_t* loop, const SocketAddress& remote, Duration timeout,
     c->connect_done_ = std::move(done);
     c->connect_req_.data = c.get();
     if (options.reuse_port) {
-        const SocketAddress local = remote.v6 ? SocketAddress::ipv6({}, options.local_port)
-                                              : SocketAddress::ipv4({0, 0, 0, 0}, options.local_port);
+        const SocketAddress local = remote.v6
+                                        ? SocketAddress::ipv6({}, options.local_port)
+                                        : SocketAddress::ipv4({0, 0, 0, 0}, options.local_port);
         const int fd = reuse_port_socket(local, false);
         const int opened = fd < 0 ? fd : uv_tcp_open(&c->tcp_, fd);
         if (opened != 0) {

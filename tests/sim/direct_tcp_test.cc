@@ -38,6 +38,10 @@ bool on_tcp(const AgentWorld& w, WorldSide side) {
     return l && l->direct() && l->direct_kind() == DirectKind::kTcp;
 }
 
+bool on_both_tcp(const AgentWorld& w) {
+    return on_tcp(w, WorldSide::kLaptop) && on_tcp(w, WorldSide::kNas);
+}
+
 // A web fetch through the laptop's forward, byte-exact.
 void fetch(AgentWorld& w, uint64_t bytes, const std::string& context) {
     WorldClient& web = w.open("web", bytes);
@@ -58,7 +62,7 @@ TEST_CASE("UDP blocked on both sides: the crossing SYNs give a direct TCP path w
         const Time asked = w.now();
         fetch(w, 100'000, context);  // on the relay first: no waiting for the punch
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_tcp(w, WorldSide::kLaptop) && on_tcp(w, WorldSide::kNas); },
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
                             asked + 3s));
         CHECK(w.peer_tcp_connections() == 1);
         fetch(w, 2'000'000, context);
@@ -82,7 +86,7 @@ TEST_CASE("a side without NAT accepts the other's connect: direct TCP, claimed b
         REQUIRE(w.run_until_registered(Time{} + 10s));
         fetch(w, 100'000, context);
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_tcp(w, WorldSide::kLaptop) && on_tcp(w, WorldSide::kNas); },
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
                             w.now() + 5s));
         CHECK(w.peer_tcp_connections() == 1);
         fetch(w, 1'000'000, context);
@@ -130,7 +134,7 @@ TEST_CASE("a direct TCP connection that dies: the relay at once, then a new TCP 
         REQUIRE(w.run_until_registered(Time{} + 10s));
         fetch(w, 100'000, context);
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_tcp(w, WorldSide::kLaptop) && on_tcp(w, WorldSide::kNas); },
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
                             w.now() + 5s));
         // A transfer is under way when the connection goes.
         WorldClient& web = w.open("web", 3'000'000);
@@ -141,7 +145,7 @@ TEST_CASE("a direct TCP connection that dies: the relay at once, then a new TCP 
         CHECK_FALSE(web.failed);  // no stream dropped
         CHECK(web.received == 3'000'000);
         // Punched again on the slow schedule (kRediscoverInterval).
-        REQUIRE(w.run_until([&] { return on_tcp(w, WorldSide::kLaptop) && on_tcp(w, WorldSide::kNas); },
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
                             w.now() + 10s));
         fetch(w, 500'000, context);
     }
@@ -159,7 +163,8 @@ TEST_CASE("strangers on the peer listener: counted, bounded, closed; the session
     nas.on_peer_tcp_data(*oversized, Bytes{0x20, 0x00, 1, 2, 3}, w.now());
     CHECK(nas.status(w.now()).drops.tcp_bad_framing == 1);
     // Well framed, but no session knows it: dropped and counted, closed after kTcpClaimWait.
-    const auto unknown = nas.on_peer_tcp_accepted(SocketAddress::ipv4({192, 0, 2, 77}, 50001), w.now());
+    const auto unknown =
+        nas.on_peer_tcp_accepted(SocketAddress::ipv4({192, 0, 2, 77}, 50001), w.now());
     REQUIRE(unknown);
     Bytes junk(100, 0x04);
     junk.insert(junk.begin(), {0x00, 100});
@@ -168,8 +173,8 @@ TEST_CASE("strangers on the peer listener: counted, bounded, closed; the session
     CHECK(nas.status(w.now()).drops.tcp_unclaimed_closed == 0);
     // At most kMaxUnclaimedTcp wait to be claimed at once (the oversized one is closing).
     size_t taken = 1;
-    while (nas.on_peer_tcp_accepted(SocketAddress::ipv4({192, 0, 2, 77}, static_cast<uint16_t>(51000 + taken)),
-                                    w.now())) {
+    const auto port = [&] { return static_cast<uint16_t>(51000 + taken); };
+    while (nas.on_peer_tcp_accepted(SocketAddress::ipv4({192, 0, 2, 77}, port()), w.now())) {
         ++taken;
         REQUIRE(taken <= kMaxUnclaimedTcp + 1);
     }
