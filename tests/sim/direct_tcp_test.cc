@@ -186,3 +186,24 @@ TEST_CASE("strangers on the peer listener: counted, bounded, closed; the session
     CHECK(on_tcp(w, WorldSide::kLaptop));
     fetch(w, 500'000, "seed 3, after the strangers");
 }
+
+TEST_CASE("an accept and a connect both succeed: both sides keep the one the lower key made") {
+    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+        WorldConfig c = tcp_world(seed, NatKind::kNone, NatKind::kNone);
+        c.tcp_no_crossing = true;
+        AgentWorld w(c);
+        const std::string context = "seed " + std::to_string(seed);
+        INFO(context);
+        REQUIRE(w.run_until_registered(Time{} + 10s));
+        fetch(w, 100'000, context);
+        w.run_until([] { return false; }, w.now() + 3s);
+        INFO(w.log_tail());
+        // Two connections were made; one is closed by the rule, the other kept by both.
+        CHECK(w.peer_tcp_connections() == 1);
+        const uint64_t closed =
+            w.core(WorldSide::kNas).status(w.now()).drops.tcp_duplicates_closed +
+            w.core(WorldSide::kLaptop).status(w.now()).drops.tcp_duplicates_closed;
+        CHECK(closed >= 1);
+        fetch(w, 200'000, context);
+    }
+}

@@ -782,6 +782,7 @@ void AgentWorld::syn_arrives(int side, RouteId route, Duration retry) {
     // The peer's connect to our address that left before our SYN arrived: the crossing.
     const SocketAddress ours = with_port(h.public_ip, kSimTcpPort);
     for (auto& [key, o] : peer_tcps_) {
+        if (config_.tcp_no_crossing) break;
         if (o.side != other || o.other || o.to != ours || o.started > now_) continue;
         const RouteId other_route = o.route;
         e.other = std::make_pair(other, other_route);

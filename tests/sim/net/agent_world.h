@@ -87,6 +87,10 @@ struct WorldConfig {
     // The NAS's own connects to the laptop are refused at once (a firewall of its own): a
     // direct TCP path can then only come from the laptop's connect, which its listener accepts.
     bool nas_tcp_out_refused = false;
+    // SYNs never cross: a side without NAT accepts each connect on its listener, so when both
+    // sides have none, both connects succeed and the pair holds two connections (as with two
+    // addresses each): the agents must keep one.
+    bool tcp_no_crossing = false;
 };
 
 inline constexpr uint16_t kSimTcpPort = 45000;
