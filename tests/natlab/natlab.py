@@ -6,6 +6,8 @@ agent forwarding a local port to nas/web, and curl fetching the file through the
 Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--json FILE]
                         [--fault conntrack|block|server] [--udp-timeout S] [--idle S]
   NAS/LAPTOP  NAT kinds: none fullcone portrestricted symmetric udpblocked (and shared/shared),
+              serveronly (issue 15: udpblocked drops UDP only, and the pair punches a direct
+              TCP path; serveronly lets only TCP to the server out: the TLS relay),
               cgnat-symmetric (a home NAT behind a carrier's symmetric NAT: issue 19's laptop),
               each optionally +FAMILY (issue 17): +v4 (the default), +dual (IPv4 behind the
               NAT and global IPv6 behind the same router's stateful firewall), +v6 (IPv6 only)
