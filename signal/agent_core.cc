@@ -476,6 +476,11 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
         peer.dead = false;
         peer.may_open.clear();
         peer.may_accept.clear();
+        // A new session punches TCP afresh: the old one's schedule and candidates went with it.
+        peer.tcp_candidates.clear();
+        peer.tcp_punch_started = kNever;
+        peer.tcp_punch_round = 0;
+        peer.tcp_punch_at = kNever;
         log(Severity::kDebug, "session " + std::to_string(info.session_id) + " with " + info.peer +
                                   " (" + (lc.role == Role::kInitiator ? "initiator" : "responder") +
                                   ")");
