@@ -4,7 +4,9 @@
 #
 #   WAN_SUBNET   the internet network's prefix, e.g. 198.51.100.0/24 (finds the WAN interface)
 #   NAT          cone (default): MASQUERADE, endpoint-independent mapping;
-#                symmetric: MASQUERADE --random-fully, a new port per destination
+#                symmetric: MASQUERADE --random-fully, a new port per destination;
+#                udpblocked: cone, and no UDP leaves the LAN (issue 15: the agents punch a
+#                direct TCP path)
 #
 # Needs NET_ADMIN and net.ipv4.ip_forward=1 (compose sets both). Runs until stopped.
 set -eu
@@ -22,8 +24,12 @@ ip route del default 2>/dev/null || true
 case "$NAT" in
     cone) masquerade="-j MASQUERADE" ;;
     symmetric) masquerade="-j MASQUERADE --random-fully" ;;
-    *) echo "router: NAT must be cone or symmetric, not $NAT" >&2; exit 2 ;;
+    udpblocked) masquerade="-j MASQUERADE" ;;
+    *) echo "router: NAT must be cone, symmetric or udpblocked, not $NAT" >&2; exit 2 ;;
 esac
+if [ "$NAT" = udpblocked ]; then
+    iptables -A FORWARD ! -i "$wan" -o "$wan" -p udp -j DROP
+fi
 
 # shellcheck disable=SC2086
 iptables -t nat -A POSTROUTING -o "$wan" $masquerade
