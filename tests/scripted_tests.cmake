@@ -292,6 +292,16 @@ if(Python3_FOUND)
         set_tests_properties(natlab/fault_${fault} PROPERTIES LABELS natlab TIMEOUT 180
                              SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
     endforeach()
+    # Issue 15: the same faults on a direct TCP path (both routers drop UDP): a blocked TCP
+    # path falls to the relay and comes back to direct-tcp, no forwarded connection reset.
+    foreach(fault conntrack block server)
+        add_test(NAME natlab/fault_tcp_${fault}
+                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/natlab/natlab.py
+                         $<TARGET_FILE:burrow> --check-paths --pairs udpblocked/udpblocked
+                         --fault ${fault} --check-faults)
+        set_tests_properties(natlab/fault_tcp_${fault} PROPERTIES LABELS natlab TIMEOUT 180
+                             SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    endforeach()
     # Issue 16: the user-space NAT kinds (burrow-labnat, the simulator's NAT on real packets).
     set_tests_properties(natlab/nat_kinds PROPERTIES LABELS natlab TIMEOUT 90
                          SKIP_RETURN_CODE 77 RUN_SERIAL TRUE

@@ -607,15 +607,16 @@ class Lab:
             ns_exec(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={seconds}",
                     f"net.netfilter.nf_conntrack_udp_timeout_stream={seconds}")
 
-    def block_direct(self, agent):
-        """Drops the agent's UDP to and from anything but the server at its NAT (or, with no
-        NAT, in its own namespace): the direct path dies, the relay lives."""
-        ns, rules = self._block_target(agent)
+    def block_direct(self, agent, proto="udp"):
+        """Drops the agent's UDP (proto "tcp": TCP, a direct TCP path's) to and from anything
+        but the server at its NAT (or, with no NAT, in its own namespace): the direct path dies,
+        the relay lives."""
+        ns, rules = self._block_target(agent, proto)
         for rule in rules:
             ns_exec(ns, self._iptables(), "-I", *rule)
 
-    def unblock_direct(self, agent):
-        ns, rules = self._block_target(agent)
+    def unblock_direct(self, agent, proto="udp"):
+        ns, rules = self._block_target(agent, proto)
         for rule in rules:
             ns_exec(ns, self._iptables(), "-D", *rule)
 
@@ -642,9 +643,9 @@ class Lab:
             ns_exec(ns, self._iptables(), "-I", chain, "-p", "udp", "-d", SERVER_IP, "--dport",
                     str(port), "-m", "u32", "--u32", "0>>22&0x3C@12=0x2112A442", "-j", "DROP")
 
-    def _block_target(self, agent):
-        not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
-        not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]
+    def _block_target(self, agent, proto="udp"):
+        not_server = ["-p", proto, "!", "-d", SERVER_IP, "-j", "DROP"]
+        not_server_in = ["-p", proto, "!", "-s", SERVER_IP, "-j", "DROP"]
         if agent in self.nat_ns:
             return self.nat_ns[agent], [["FORWARD", *not_server], ["FORWARD", *not_server_in]]
         return self.agent_ns[agent], [["OUTPUT", *not_server], ["INPUT", *not_server_in]]

@@ -78,6 +78,10 @@ MAX_DIRECT_S = 2.0  # issue 6: cone pairs direct within 2 s (here: of the laptop
 # (signal/agent_udp.h: tries at 0, 0.1, 0.3, 0.7, 1.5 s, given up at 3.1 s).
 SERVER_PROBE_GIVE_UP_S = 3.1
 BLOCK_S = 5.0  # --fault block: longer than the agents' 2.5 s of silence before the relay
+# --fault on a row that ends on direct-tcp: the transfer is paced (curl --limit-rate) so that
+# the fault comes mid-transfer and a block is outlasted with the way back; a direct TCP path
+# moves 20 MiB in a fraction of a second in the lab.
+TCP_FAULT_RATE = "1M"
 BACK_TO_DIRECT_S = 30.0  # issue 6: back to direct within 30 s of the unblock
 REGISTER_TIMEOUT_S = 15.0  # TLS + auth + UDP binding; a blocked UDP binding gives up in ~3 s
 TRANSFER_TIMEOUT_S = 60.0  # 20 MiB through the relay's 50 Mbit/s quota takes ~4 s
@@ -591,8 +595,9 @@ def pair_path(views):
 class Fault:
     """Applies one fault helper mid-transfer, once the laptop has received a quarter."""
 
-    def __init__(self, kind, the_lab, out_file, restart_server, laptop=None):
+    def __init__(self, kind, the_lab, out_file, restart_server, laptop=None, direct="direct"):
         self.kind, self.lab, self.out_file = kind, the_lab, out_file
+        self.direct = direct  # the row's direct path kind: "direct" or "direct-tcp"
         self.restart_server = restart_server
         # A block must hit a direct path: it also waits until the laptop's log has said
         # direct (a quarter can arrive over the relay, or in the instant after the switch,
@@ -613,12 +618,13 @@ class Fault:
                 quarter = os.path.getsize(self.out_file) >= FILE_SIZE // 4
             except OSError:
                 quarter = False
-            events = path_events(self.laptop, "nas") if self.laptop else [(0, "direct")]
+            events = (path_events(self.laptop, "nas") if self.laptop
+                      else [(0, self.direct)])
             # blackhole6 must hit a direct IPv6 path ("[2001:db8:...]:port").
             on_v6 = self.kind != "blackhole6" or (
                 direct_events(self.laptop, "nas") and
                 direct_events(self.laptop, "nas")[-1][1].startswith("["))
-            if quarter and events and events[-1][1] == "direct" and on_v6:
+            if quarter and events and events[-1][1] == self.direct and on_v6:
                 break
             self.done.wait(0.02)
         if self.done.is_set():
@@ -633,12 +639,13 @@ class Fault:
             elif self.kind == "block":
                 # Longer than the agents' 2.5 s of silence before they fall back to the relay.
                 # Stamped before the rules go in: every path event the block causes is later.
+                proto = "tcp" if self.direct == "direct-tcp" else "udp"
                 self.blocked_at = time.monotonic()
-                self.lab.block_direct("laptop")
+                self.lab.block_direct("laptop", proto)
                 time.sleep(BLOCK_S)
-                self.lab.unblock_direct("laptop")
+                self.lab.unblock_direct("laptop", proto)
                 self.unblocked_at = time.monotonic()
-                self.note = f"blocked the laptop's direct UDP for {BLOCK_S:.0f} s"
+                self.note = f"blocked the laptop's direct {proto.upper()} for {BLOCK_S:.0f} s"
             elif self.kind == "blackhole6":
                 self.blocked_at = time.monotonic()
                 self.lab.block_direct6("laptop")
@@ -824,14 +831,17 @@ def run_pair(world, nas_kind, laptop_kind, opts):
         if opts.doctor:
             res["doctor_before"] = run_doctor(world, laptop_ns)
         out_file = os.path.join(pair_dir, "fetched")
-        fault = (Fault(opts.fault, the_lab, out_file, restart_server, laptop) if opts.fault
-                 else None)
+        direct_kind = "direct-tcp" if res["expected"] == "direct-tcp" else "direct"
+        fault = (Fault(opts.fault, the_lab, out_file, restart_server, laptop, direct_kind)
+                 if opts.fault else None)
+        paced = (["--limit-rate", TCP_FAULT_RATE]
+                 if opts.fault and direct_kind == "direct-tcp" else [])
         curl_start = time.monotonic()
         if fault:
             fault.start()
         try:
             curl = subprocess.run(
-                ["ip", "netns", "exec", laptop_ns, "curl", "-sS", "--max-time",
+                ["ip", "netns", "exec", laptop_ns, "curl", "-sS", *paced, "--max-time",
                  str(int(TRANSFER_TIMEOUT_S)), "-o", out_file, "-w",
                  "%{http_code} %{time_connect} %{time_starttransfer} %{time_total}",
                  f"http://127.0.0.1:{FORWARD_PORT}/file"],
@@ -1040,7 +1050,7 @@ def check_fault(kind, fault, procs, res):
         return [f"fault {fault.note}"]
     laptop, nas = procs["laptop"], procs["nas"]
     if kind == "block":
-        problems += check_block(fault, laptop)
+        problems += check_block(fault, laptop, fault.direct)
     elif kind == "blackhole6":
         problems += check_blackhole6(fault, laptop)
     elif kind == "server":
@@ -1060,21 +1070,21 @@ def check_fault(kind, fault, procs, res):
     return problems
 
 
-def check_block(fault, laptop):
+def check_block(fault, laptop, direct="direct"):
     """The laptop's path events from the moment the block started: a fall back to the relay
     while the block lasts, then direct again within BACK_TO_DIRECT_S of the unblock. Events
     from before the block prove nothing (every session starts on the relay and was direct
     when the block came), so they only serve to check that the block hit a direct path."""
     before = [p for t, p in path_events(laptop, "nas") if t < fault.blocked_at]
-    if not before or before[-1] != "direct":
+    if not before or before[-1] != direct:
         return [f"block: the path was {before[-1] if before else 'none'} when the block "
-                f"started, not direct: the fault tested nothing"]
+                f"started, not {direct}: the fault tested nothing"]
     end = fault.unblocked_at + BACK_TO_DIRECT_S
     while True:
         after = [(t, p) for t, p in path_events(laptop, "nas") if t >= fault.blocked_at]
         relay_at = next((t for t, p in after if p.startswith("relay")), None)
         direct_at = None if relay_at is None else next(
-            (t for t, p in after if t > relay_at and p == "direct"), None)
+            (t for t, p in after if t > relay_at and p == direct), None)
         if direct_at is not None or time.monotonic() >= end:
             break
         time.sleep(0.2)
