@@ -1074,7 +1074,9 @@ def check_block(fault, laptop, direct="direct"):
     """The laptop's path events from the moment the block started: a fall back to the relay
     while the block lasts, then direct again within BACK_TO_DIRECT_S of the unblock. Events
     from before the block prove nothing (every session starts on the relay and was direct
-    when the block came), so they only serve to check that the block hit a direct path."""
+    when the block came), so they only serve to check that the block hit a direct path. A
+    blocked direct UDP path may fall back to a direct TCP path instead of the relay (issue 15:
+    direct UDP, then direct TCP, then the relay), when the agents hold one."""
     before = [p for t, p in path_events(laptop, "nas") if t < fault.blocked_at]
     if not before or before[-1] != direct:
         return [f"block: the path was {before[-1] if before else 'none'} when the block "
@@ -1082,7 +1084,8 @@ def check_block(fault, laptop, direct="direct"):
     end = fault.unblocked_at + BACK_TO_DIRECT_S
     while True:
         after = [(t, p) for t, p in path_events(laptop, "nas") if t >= fault.blocked_at]
-        relay_at = next((t for t, p in after if p.startswith("relay")), None)
+        relay_at = next((t for t, p in after if p.startswith("relay") or
+                         (direct == "direct" and p == "direct-tcp")), None)
         direct_at = None if relay_at is None else next(
             (t for t, p in after if t > relay_at and p == direct), None)
         if direct_at is not None or time.monotonic() >= end:
@@ -1090,12 +1093,13 @@ def check_block(fault, laptop, direct="direct"):
         time.sleep(0.2)
     seen = [(round(t - fault.blocked_at, 2), p) for t, p in after]
     if relay_at is None or relay_at > fault.unblocked_at:
-        return [f"block: no fall back to the relay during the {BLOCK_S:.0f} s block; path events "
+        return [f"block: no fall back during the {BLOCK_S:.0f} s block; path events "
                 f"(s after the block started): {seen}"]
     if direct_at is None:
         return [f"block: not back to direct {BACK_TO_DIRECT_S:.0f} s after the unblock; path "
                 f"events (s after the block started): {seen}"]
-    print(f"block: relay {relay_at - fault.blocked_at:.2f} s after the block, direct again "
+    fell_to = next(p for t, p in after if t == relay_at)
+    print(f"block: {fell_to} {relay_at - fault.blocked_at:.2f} s after the block, {direct} again "
           f"{direct_at - fault.unblocked_at:.2f} s after the unblock", flush=True)
     return []
 
