@@ -95,11 +95,8 @@ void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool 
         }
     }
     const uint16_t udp_port = host_addresses.empty() ? 0 : host_addresses[0].port;
-    if (tcp_port_ != 0) {
-        std::vector<SocketAddress> tcp_hosts = host_addresses;
-        for (SocketAddress& a : tcp_hosts) a.port = tcp_port_;
-        client_.set_tcp_host_candidates(std::move(tcp_hosts));
-    }
+    host_addresses_ = host_addresses;
+    enable_tcp_paths(tcp_port_);
     client_.set_host_candidates(std::move(host_addresses), now);
     stun_resolving_.assign(config_.stun_servers.size(), false);
     resolve_stun_servers();

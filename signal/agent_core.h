@@ -228,8 +228,10 @@ class AgentCore {
     // --- direct TCP paths to peers (issue 15) ---
     // src/ listens on `port` (shared with the control connection, SO_REUSEPORT) on every local
     // address: they are offered as tcp-host candidates and the peers' TCP candidates are
-    // connected to when punching starts. Call before start().
-    void enable_tcp_paths(uint16_t port) { tcp_port_ = port; }
+    // connected to when punching starts. Again with a new port when src/ moves the listener
+    // (each new control connection leaves from a fresh port); 0: no TCP paths from now on.
+    // Takes effect at the next registration.
+    void enable_tcp_paths(uint16_t port);
     // A connection accepted on that listener, from `from`; nullopt: close it (too many wait to
     // be claimed). Its first frame must be one a link's session knows.
     std::optional<RouteId> on_peer_tcp_accepted(const SocketAddress& from, Time now);
@@ -478,6 +480,7 @@ class AgentCore {
     void expire_unclaimed_tcp(Time now);
     Time tcp_deadline() const;
     uint16_t tcp_port_ = 0;
+    std::vector<SocketAddress> host_addresses_;  // start()'s, for the tcp-host candidates
     std::map<RouteId, PeerTcp> peer_tcps_;
 
     Pipe* find_pipe(TcpId id);

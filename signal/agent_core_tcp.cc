@@ -23,6 +23,14 @@
 
 namespace burrow {
 
+void AgentCore::enable_tcp_paths(uint16_t port) {
+    tcp_port_ = port;
+    std::vector<SocketAddress> tcp_hosts;
+    if (port != 0) tcp_hosts = host_addresses_;
+    for (SocketAddress& a : tcp_hosts) a.port = port;
+    client_.set_tcp_host_candidates(std::move(tcp_hosts));
+}
+
 std::optional<RouteId> AgentCore::on_peer_tcp_accepted(const SocketAddress& from, Time now) {
     if (stopping_ || tcp_port_ == 0) return std::nullopt;
     const size_t unclaimed =

@@ -92,6 +92,14 @@ class RelayTable {
     void close_agent(std::string_view agent);
     size_t size() const { return sessions_.size(); }
     size_t count_for(std::string_view agent) const;
+    // The sessions `agent` is part of.
+    std::vector<const RelaySession*> sessions_of(std::string_view agent) const {
+        std::vector<const RelaySession*> out;
+        for (const auto& [id, s] : sessions_) {
+            if (s.has_member(agent)) out.push_back(&s);
+        }
+        return out;
+    }
 
   private:
     RelaySession* find_pair(std::string_view a, std::string_view b);

@@ -272,8 +272,10 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
         on_relay_attach(c, *attach, now, out);
     } else if (auto* reg = std::get_if<Register>(&m)) {
         if (self) {
+            const bool changed = self->candidates != reg->candidates;
             self->candidates = std::move(reg->candidates);
             self->nat = reg->nat;
+            if (changed) send_new_candidates(*self, out);
         }
     } else if (auto* data = std::get_if<RelayData>(&m)) {
         if (!self) return;
@@ -463,6 +465,29 @@ void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time
         reply.status = DoctorStatus::kNoRendezvous;
     }
     out.push_back(SendControl{c.id, std::move(reply)});
+}
+
+// An agent's candidates changed (its first registration came after a peer had already opened a
+// session with it: the peer's PeerInfo then had none of them, and no TCP ones, so the peer could
+// not connect to its TCP listener; or its network changed). Each local peer it has a session
+// with gets the session's PeerInfo again, with the new candidates: for the peer's link a
+// rendezvous of the same id only adds to its punch plan (issue 15).
+void ServerCore::send_new_candidates(const AgentRecord& agent, Actions& out) {
+    for (const RelaySession* s : relays_.sessions_of(agent.name)) {
+        if (!s->remote_server.empty() || s->services.empty()) continue;
+        const std::string& peer_name = s->peer_of(agent.name);
+        const AgentRecord* peer = registry_.find(peer_name);
+        if (!peer || !peer->online() || !peer->conn) continue;
+        // A service approved on the session, in a direction the ACL allows (the peer's link
+        // takes the approval again; it already holds it).
+        for (const std::string& service : s->services) {
+            const bool peer_opens = acl_.allowed(peer_name, agent.name, service);
+            if (!peer_opens && !acl_.allowed(agent.name, peer_name, service)) continue;
+            out.push_back(
+                SendControl{*peer->conn, peer_info(*s, service, agent, peer_name, peer_opens)});
+            break;
+        }
+    }
 }
 
 PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,

@@ -185,6 +185,7 @@ class ServerCore {
     void send_ping(Connection& c, Time now, Actions& out);
     // What `to` learns of `about`; opener: `to` asked to open service. `to` may be an agent on
     // another server of the cluster.
+    void send_new_candidates(const AgentRecord& agent, Actions& out);
     PeerInfo peer_info(const RelaySession& s, std::string_view service, const AgentRecord& about,
                        std::string_view to, bool opener) const;
     // PeerInfo's start_in_ms for agent `to`: kRendezvousLead less its one-way delay.

@@ -286,6 +286,15 @@ class Agent {
     // first handshake to finish is the control connection and the others are closed.
     void execute(const DialServer& d) {
         const uint64_t attempt = ++dial_attempt_;
+        // Each new control connection leaves from a fresh shared port: a NAT that still holds
+        // the previous connection's state (a server that vanished without a FIN) would
+        // otherwise swallow every SYN of the same four addresses until its entry expires.
+        // The new registration offers the new port; established peer connections stay.
+        if (attempt > 1 && peer_listener_) {
+            peer_listener_->close();
+            peer_listener_.reset();
+            start_peer_listener();
+        }
         abandon_race();
         resolve_all(loop_, d.server,
                     [this, attempt](std::vector<SocketAddress> found, const std::string& error) {
@@ -615,13 +624,15 @@ class Agent {
         }
         if (auto* err = std::get_if<OsError>(&l)) {
             spdlog::warn("no direct TCP paths ({})", err->message);
+            tcp_port_ = 0;
+            core_.enable_tcp_paths(0);
             return;
         }
         peer_listener_ = std::get<std::shared_ptr<TcpListener>>(l);
         tcp_port_ = peer_listener_->local_address().port;
         core_.enable_tcp_paths(tcp_port_);
-        spdlog::info("tcp {}: peer listener, shared with the control connection",
-                     to_string(peer_listener_->local_address()));
+        spdlog::debug("tcp {}: peer listener, shared with the control connection",
+                      to_string(peer_listener_->local_address()));
     }
     void execute(const ConnectPeerTcp& c) {
         const RouteId route = c.route;

@@ -646,6 +646,12 @@ class Lab:
     def _block_target(self, agent, proto="udp"):
         not_server = ["-p", proto, "!", "-d", SERVER_IP, "-j", "DROP"]
         not_server_in = ["-p", proto, "!", "-s", SERVER_IP, "-j", "DROP"]
+        if agent in self.nat_ns and proto == "tcp":
+            # FORWARD sees both directions: one rule for packets neither from nor to the server,
+            # so the control connection's packets from the server still pass (a FORWARD
+            # "! -d SERVER" alone drops them on their way in).
+            return self.nat_ns[agent], [["FORWARD", "-p", "tcp", "!", "-s", SERVER_IP, "!",
+                                         "-d", SERVER_IP, "-j", "DROP"]]
         if agent in self.nat_ns:
             return self.nat_ns[agent], [["FORWARD", *not_server], ["FORWARD", *not_server_in]]
         return self.agent_ns[agent], [["OUTPUT", *not_server], ["INPUT", *not_server_in]]

@@ -207,3 +207,20 @@ TEST_CASE("an accept and a connect both succeed: both sides keep the one the low
         fetch(w, 200'000, context);
     }
 }
+
+TEST_CASE("a peer that registers after the session opened: its TCP candidates still come") {
+    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+        // The nas registers only once its UDP probe gives up (its router drops UDP), well after
+        // the laptop: the laptop's connect finds it online but without candidates, so the
+        // server must hand the laptop the nas's candidates when they come.
+        AgentWorld w(tcp_world(seed, NatKind::kUdpBlocked, NatKind::kPortRestricted));
+        const std::string context = "seed " + std::to_string(seed);
+        INFO(context);
+        REQUIRE(w.run_until([&] { return w.registered(WorldSide::kLaptop); }, Time{} + 10s));
+        REQUIRE_FALSE(w.registered(WorldSide::kNas));
+        fetch(w, 100'000, context);
+        INFO(w.log_tail());
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); }, w.now() + 10s));
+        fetch(w, 500'000, context);
+    }
+}
