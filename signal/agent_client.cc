@@ -486,7 +486,7 @@ PortAllocation AgentClient::allocation() const {
 }
 
 void AgentClient::send_register() {
-    Register r{candidates(), mapping()};
+    Register r{candidates(), mapping(), allocation()};
     if (registered_as_ && *registered_as_ == r) return;
     send_control(r);
     registered_as_ = std::move(r);

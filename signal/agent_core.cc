@@ -379,10 +379,10 @@ void AgentCore::fail_doctor(std::string reason) {
 
 // The report's wire enums are the tunnel's plus one; a value added on one side only would be
 // sent as a byte the server refuses as malformed (closing the control connection).
-static_assert(static_cast<uint8_t>(PunchTechnique::kMapped) + 1 ==
-              static_cast<uint8_t>(ReportStrategy::kMapped));
-static_assert(static_cast<uint8_t>(DirectSource::kMapped) + 1 ==
-              static_cast<uint8_t>(ReportSource::kMapped));
+static_assert(static_cast<uint8_t>(PunchTechnique::kPredicted) + 1 ==
+              static_cast<uint8_t>(ReportStrategy::kPredicted));
+static_assert(static_cast<uint8_t>(DirectSource::kPredicted) + 1 ==
+              static_cast<uint8_t>(ReportSource::kPredicted));
 
 // How the link's punching settled, to the server for `burrow doctor`.
 void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& direct,
@@ -487,6 +487,8 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
     const std::vector<SocketAddress> tcp_candidates = plan.tcp_candidates;
+    plan.our_allocation = nat_ ? nat_->allocation : PortAllocation{};
+    plan.their_allocation = info.allocation;
     peer.link->set_punch_plan(std::move(plan), now);
     // Relay first (docs/architecture.md §5): the handshake goes through the server at once.
     if (fresh) peer.link->start(now);
@@ -1127,7 +1129,8 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
             } else if constexpr (std::is_same_v<E, LinkPunching>) {
                 log(Severity::kDebug, "punching to " + peer.name + ": " + to_string(e.technique) +
                                           " (our nat " +
-                                          (nat_ ? to_string(nat_->mapping) : "unknown") + ")");
+                                          (nat_ ? to_string(nat_->mapping) : "unknown") + ")" +
+                                          (e.prediction.empty() ? "" : ": " + e.prediction));
             } else if constexpr (std::is_same_v<E, LinkPathChanged>) {
                 if (e.time_to_direct) {
                     const std::string pair = nat_pair(*peer.link);
@@ -1515,6 +1518,7 @@ AgentStatus AgentCore::status(Time now) const {
         ps.congestion_window = c.congestion_window();
         ps.traffic = peer.traffic;
         ps.technique = link.technique() ? to_string(*link.technique()) : "";
+        ps.prediction = link.paths().prediction();
         ps.rtt_ms = to_ms(c.rtt().smoothed());
         ps.connection = c.stats();
         ps.loss = ps.connection.packets_sent ? static_cast<double>(ps.connection.packets_lost) /

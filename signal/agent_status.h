@@ -85,7 +85,10 @@ struct PeerStatus {
     // (its UDP relay port, or the control connection's address for relay-tcp); nullopt while
     // the server's address is not known yet.
     std::optional<SocketAddress> path_address;
-    std::string technique;  // how it punches: "plain", "spray", "birthday" ("" before keys)
+    // How it punches: "plain", "spray", "birthday", "mapped", "predicted" ("" before keys).
+    std::string technique;
+    // Port prediction's latest round of probes (technique "predicted" on the probing side).
+    std::optional<PredictionWindow> prediction;
     bool direct = false;    // the session's packets take a direct path now
     double rtt_ms = 0;
     double loss = 0;

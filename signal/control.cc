@@ -57,6 +57,15 @@ void put_candidates(ByteWriter& w, const std::vector<Candidate>& cs) {
     }
 }
 
+void put_allocation(ByteWriter& w, const PortAllocation& a) {
+    w.u8(static_cast<uint8_t>(a.kind));
+    w.u16(a.delta);
+    w.u16(a.spread);
+    w.u16(a.block_first);
+    w.u32(a.block_size);
+    w.u16(a.last);
+}
+
 void put_addresses(ByteWriter& w, const std::vector<SocketAddress>& as) {
     assert(as.size() <= kMaxCandidates);
     w.varint(as.size());
@@ -119,6 +128,7 @@ struct BodyWriter {
     Type operator()(const Register& m) {
         put_candidates(w, m.candidates);
         w.u8(static_cast<uint8_t>(m.nat));
+        put_allocation(w, m.allocation);
         return Type::kRegister;
     }
     Type operator()(const ConnectRequest& m) {
@@ -133,6 +143,7 @@ struct BodyWriter {
         w.bytes(m.peer_pub);
         put_candidates(w, m.candidates);
         w.u8(static_cast<uint8_t>(m.nat));
+        put_allocation(w, m.allocation);
         w.bytes(m.relay_token);
         w.u32(m.start_in_ms);
         w.u8(static_cast<uint8_t>(m.role));
@@ -259,6 +270,29 @@ NatMapping get_nat(ByteReader& r) {
     return static_cast<NatMapping>(v);
 }
 
+// The largest block a 16-bit port range holds.
+constexpr uint32_t kMaxBlockSize = 65536;
+
+PortAllocation get_allocation(ByteReader& r) {
+    PortAllocation a;
+    const uint8_t kind = r.u8();
+    if (kind > static_cast<uint8_t>(PortAllocationKind::kRandom)) r.fail();
+    a.kind = static_cast<PortAllocationKind>(kind);
+    a.delta = r.u16();
+    a.spread = r.u16();
+    a.block_first = r.u16();
+    a.block_size = r.u32();
+    a.last = r.u16();
+    // A block is a power of two that fits the port range; a sequential step is never 0 and its
+    // spread never below it (measure_allocation's own invariants: predict_ports relies on them).
+    if (a.block_size > kMaxBlockSize || (a.block_size & (a.block_size - 1)) != 0) r.fail();
+    if (a.kind == PortAllocationKind::kBlock && a.block_size == 0) r.fail();
+    if (a.kind == PortAllocationKind::kSequential && (a.delta == 0 || a.spread < a.delta)) {
+        r.fail();
+    }
+    return a;
+}
+
 bool get_flag(ByteReader& r) {
     const uint8_t v = r.u8();
     if (v > 1) r.fail();
@@ -301,8 +335,8 @@ PunchReport get_report(ByteReader& r) {
     m.candidates = get_candidates(r);
     m.tried = get_addresses(r);
     if (get_flag(r)) m.answered = get_address(r);
-    m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kMapped);
-    m.source = get_enum(r, ReportSource::kNone, ReportSource::kMapped);
+    m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kPredicted);
+    m.source = get_enum(r, ReportSource::kNone, ReportSource::kPredicted);
     m.time_to_direct_ms = r.u32();
     m.path = get_enum(r, ReportPath::kDirect, ReportPath::kRelayTcp);
     return m;
@@ -355,6 +389,7 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             Register m;
             m.candidates = get_candidates(r);
             m.nat = get_nat(r);
+            m.allocation = get_allocation(r);
             return m;
         }
         case Type::kConnectRequest: {
@@ -371,6 +406,7 @@ std::optional<ControlMessage> read_body(Type type, ByteReader& r) {
             get_array(r, m.peer_pub);
             m.candidates = get_candidates(r);
             m.nat = get_nat(r);
+            m.allocation = get_allocation(r);
             get_array(r, m.relay_token);
             m.start_in_ms = r.u32();
             m.role = get_role(r);

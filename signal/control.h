@@ -30,13 +30,14 @@
 //   0x03  AuthOk           server -> agent  name text, udp_token[16], stun_ports u16 u16,
 //                                           relay_udp_port u16
 //   0x04  Error            both             code u16, message text
-//   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8
+//   0x05  Register         agent -> server  candidates list of (kind u8, address), nat u8,
+//                                           allocation
 //                                           (a candidate of a kind this side does not know is
 //                                           skipped, not an error: see CandidateKind; kinds
 //                                           5 and 6 are TCP addresses)
 //   0x06  ConnectRequest   agent -> server  peer text, service text, session_id u64
 //   0x07  PeerInfo         server -> agent  session_id u64, peer text, peer_pub key,
-//                                           candidates, nat u8, relay_token[16],
+//                                           candidates, nat u8, allocation, relay_token[16],
 //                                           start_in_ms u32, role u8, service text,
 //                                           opener u8 (0 or 1)
 //   0x08  ConnectRefused   server -> agent  peer text, service text, reason text
@@ -58,6 +59,10 @@
 //                                           candidates (as the server sent them at the
 //                                           rendezvous), report (u8 0 or 1 + a PunchReport
 //                                           body + age_ms u32)
+//
+// allocation (how the sender's NAT hands out ports, tunnel/port_prediction.h; 13 bytes):
+//   kind u8 (0 unknown, 1 same, 2 sequential, 3 block, 4 random), delta u16, spread u16,
+//   block_first u16, block_size u32 (0 or a power of two up to 65536), last u16
 #pragma once
 
 #include <array>
@@ -72,6 +77,7 @@
 #include "tunnel/frame.h"
 #include "tunnel/nat_mapping.h"
 #include "tunnel/noise.h"
+#include "tunnel/port_prediction.h"
 #include "tunnel/stream_framer.h"
 
 namespace burrow {
@@ -85,7 +91,13 @@ namespace burrow {
 // decoder refuses a candidate kind it does not know (the whole frame is malformed), so the
 // mismatch is refused at once instead. From 4 on, unknown candidate kinds are skipped, so a
 // later kind needs no new version.
-inline constexpr uint8_t kControlVersion = 4;
+// 5: Register and PeerInfo carry the NAT's port allocation (issue 16, port prediction), and
+// PunchReport's strategy and source gain kPredicted. A body must be consumed exactly, so a
+// version 4 decoder would refuse the longer Register as malformed (there is no skippable
+// trailing field); and an allocation hidden in a candidate of an unknown kind would be
+// dropped by a version 4 server before it reached the peer. So a version step: a mismatch is
+// refused at once ("unsupported protocol version") rather than punching half-informed.
+inline constexpr uint8_t kControlVersion = 5;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -183,6 +195,9 @@ struct ControlErrorMessage {
 struct Register {
     std::vector<Candidate> candidates;
     NatMapping nat = NatMapping::kUnknown;
+    // How the NAT gave out the ports of successive mappings (AgentClient::allocation): a peer
+    // behind a per-destination NAT probes the ports it predicts from it.
+    PortAllocation allocation = {};
     bool operator==(const Register&) const = default;
 };
 struct ConnectRequest {
@@ -199,6 +214,7 @@ struct PeerInfo {
     PublicKey peer_pub{};
     std::vector<Candidate> candidates;
     NatMapping nat = NatMapping::kUnknown;
+    PortAllocation allocation = {};  // the peer's, as it registered it
     RelayToken relay_token{};
     // Start punching this many ms after receiving the message: both sides get it at about the
     // same time, and an offset needs no synchronised clocks.
@@ -257,7 +273,13 @@ struct RelayDetached {
 // are the wire's; 0 is never sent for a path or a strategy.
 enum class ReportPath : uint8_t { kDirect = 1, kRelayUdp = 2, kRelayTcp = 3 };
 // How the link punches (tunnel/punch_planner.h PunchTechnique, plus one).
-enum class ReportStrategy : uint8_t { kPlain = 1, kSpray = 2, kBirthday = 3, kMapped = 4 };
+enum class ReportStrategy : uint8_t {
+    kPlain = 1,
+    kSpray = 2,
+    kBirthday = 3,
+    kMapped = 4,
+    kPredicted = 5
+};
 // Where the direct path led (tunnel/peer_link.h DirectSource, plus one); kNone on the relay.
 enum class ReportSource : uint8_t {
     kNone = 0,
@@ -265,7 +287,8 @@ enum class ReportSource : uint8_t {
     kServerReflexive = 2,
     kPeerReflexive = 3,
     kBirthday = 4,
-    kMapped = 5
+    kMapped = 5,
+    kPredicted = 6
 };
 
 struct PunchReport {

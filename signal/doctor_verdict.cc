@@ -85,6 +85,7 @@ const char* to_string(ReportSource s) {
         case ReportSource::kPeerReflexive: return "prflx";
         case ReportSource::kBirthday: return "birthday";
         case ReportSource::kMapped: return "mapped";
+        case ReportSource::kPredicted: return "predicted";
     }
     return "unknown";
 }
@@ -95,6 +96,7 @@ const char* to_string(ReportStrategy s) {
         case ReportStrategy::kSpray: return "spray";
         case ReportStrategy::kBirthday: return "birthday";
         case ReportStrategy::kMapped: return "mapped";
+        case ReportStrategy::kPredicted: return "predicted";
     }
     return "";
 }
@@ -181,6 +183,11 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
         v.findings.push_back(line);
         if (direct && direct->source == ReportSource::kBirthday) {
             v.findings.push_back("found by the birthday technique (one NAT maps per destination)");
+        }
+        if (direct && direct->source == ReportSource::kPredicted) {
+            v.findings.push_back(
+                "found by port prediction (a NAT that maps per destination gives out ports in "
+                "sequence or from a block)");
         }
     } else if (v.path == "unknown") {
         v.technique = "unknown";

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tunnel/wire.h"
+
 namespace burrow {
 
 namespace {
@@ -20,20 +22,19 @@ constexpr size_t kExternalPortAt = kInternalPortAt + 2;
 constexpr size_t kExternalIpAt = kExternalPortAt + 2;
 constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+// Fixed-offset fields (the layout is the RFC's): the wire codec's big-endian writers and
+// readers on the field's place. The caller has checked the size.
 void put16(Bytes& b, size_t at, uint16_t v) {
-    b[at] = static_cast<uint8_t>(v >> 8);
-    b[at + 1] = static_cast<uint8_t>(v);
+    ByteWriter(MutableByteView(b).subspan(at)).u16(v);
 }
 void put32(Bytes& b, size_t at, uint32_t v) {
-    for (size_t i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+    ByteWriter(MutableByteView(b).subspan(at)).u32(v);
 }
 uint16_t get16(ByteView b, size_t at) {
-    return static_cast<uint16_t>(b[at] << 8 | b[at + 1]);
+    return ByteReader(b.subspan(at)).u16();
 }
 uint32_t get32(ByteView b, size_t at) {
-    uint32_t v = 0;
-    for (size_t i = 0; i < 4; ++i) v = v << 8 | b[at + i];
-    return v;
+    return ByteReader(b.subspan(at)).u32();
 }
 
 // §5: IPv4 addresses travel as IPv4-mapped IPv6 addresses.

@@ -98,6 +98,7 @@ void AgentRegistry::set_online(AgentRecord& a, ConnId conn, const UdpToken& toke
     a.last_seen = now;
     a.candidates.clear();
     a.nat = NatMapping::kUnknown;
+    a.allocation = {};
     a.packet_quota = packet_bucket(limits_);
     a.byte_quota = byte_bucket(limits_);
     a.relay_via_tls = false;

@@ -43,6 +43,7 @@ struct AgentRecord {
     std::optional<SocketAddress> tcp_address;
     std::vector<Candidate> candidates;  // from Register
     NatMapping nat = NatMapping::kUnknown;
+    PortAllocation allocation;  // from Register: how its NAT gives out ports
     TokenBucket packet_quota;
     TokenBucket byte_quota;
     // The transport this agent last sent relay data on: traffic for it goes back the same way,

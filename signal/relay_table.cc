@@ -18,6 +18,7 @@ const RelaySession* RelayTable::open(std::string_view requester, std::string_vie
     }
     if (!s) s = &create(requester, peer, requested_id, now, rng);
     s->services.insert(std::string(service));
+    s->opened.emplace(std::string(requester), std::string(service));
     s->last_used = now;
     return s;
 }
@@ -97,6 +98,14 @@ const RelaySession* RelayTable::find(uint64_t id) const {
 
 void RelayTable::close_agent(std::string_view agent) {
     std::erase_if(sessions_, [&](const auto& kv) { return kv.second.has_member(agent); });
+}
+
+std::vector<const RelaySession*> RelayTable::sessions_of(std::string_view agent) const {
+    std::vector<const RelaySession*> out;
+    for (const auto& [id, s] : sessions_) {
+        if (s.has_member(agent)) out.push_back(&s);
+    }
+    return out;
 }
 
 size_t RelayTable::count_for(std::string_view agent) const {

@@ -25,6 +25,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "signal/acl.h"
 #include "signal/control.h"
@@ -44,6 +46,9 @@ struct RelaySession {
     std::string initiator;  // the agent whose request created it: the Noise initiator
     std::string responder;
     std::set<std::string> services;  // approved on it so far, for logs
+    // (opener, service) approved on it so far: who may open what, so that the server can tell
+    // both agents again when one's candidates change without granting anything new.
+    std::set<std::pair<std::string, std::string>> opened;
     Time created{};
     Time last_used{};
     // The server of the cluster the other agent is on, when it is not on this one: relayed
@@ -93,13 +98,7 @@ class RelayTable {
     size_t size() const { return sessions_.size(); }
     size_t count_for(std::string_view agent) const;
     // The sessions `agent` is part of.
-    std::vector<const RelaySession*> sessions_of(std::string_view agent) const {
-        std::vector<const RelaySession*> out;
-        for (const auto& [id, s] : sessions_) {
-            if (s.has_member(agent)) out.push_back(&s);
-        }
-        return out;
-    }
+    std::vector<const RelaySession*> sessions_of(std::string_view agent) const;
 
   private:
     RelaySession* find_pair(std::string_view a, std::string_view b);

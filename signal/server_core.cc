@@ -272,10 +272,12 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
         on_relay_attach(c, *attach, now, out);
     } else if (auto* reg = std::get_if<Register>(&m)) {
         if (self) {
-            const bool changed = self->candidates != reg->candidates;
+            const bool changed = self->candidates != reg->candidates || self->nat != reg->nat ||
+                                 self->allocation != reg->allocation;
             self->candidates = std::move(reg->candidates);
             self->nat = reg->nat;
-            if (changed) send_new_candidates(*self, out);
+            self->allocation = reg->allocation;
+            if (changed) refresh_sessions_of(*self, now, out);
         }
     } else if (auto* data = std::get_if<RelayData>(&m)) {
         if (!self) return;
@@ -413,6 +415,35 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
                            " as relay session " + std::to_string(s->id)});
 }
 
+// A peer that punched with our old candidates may have given up on direct (a port mapping that
+// came after the session started is the common case: UPnP discovery takes seconds; a port
+// allocation measured after it, which prediction needs on both sides, is another), and a
+// session lives as long as it is used. So both agents get the rendezvous again, under the same
+// session id (their link stays; its path manager adds the new candidates and probes them) and
+// for a service already approved in the same direction (nothing new is granted; the ACL is
+// asked again in case it changed). A pair split over two servers of a cluster is left alone.
+void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions& out) {
+    for (const RelaySession* s : relays_.sessions_of(self.name)) {
+        if (!s->remote_server.empty()) continue;
+        const AgentRecord* peer = registry_.find(s->peer_of(self.name));
+        if (!peer || !peer->online() || !peer->conn) continue;
+        const auto approved = std::find_if(s->opened.begin(), s->opened.end(), [&](const auto& o) {
+            return acl_.allowed(o.first, o.first == self.name ? peer->name : self.name, o.second);
+        });
+        if (approved == s->opened.end()) continue;
+        const auto& [opener, service] = *approved;
+        PeerInfo to_self = peer_info(*s, service, *peer, self.name, opener == self.name);
+        PeerInfo to_peer = peer_info(*s, service, self, peer->name, opener == peer->name);
+        doctor_.on_rendezvous(self.name, to_peer.nat, to_peer.candidates, peer->name, to_self.nat,
+                              to_self.candidates, now);
+        out.push_back(SendControl{*self.conn, std::move(to_self)});
+        out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+        stats_.rendezvous_refreshed++;
+        out.push_back(LogEvent{self.name + ": new candidates; " + peer->name +
+                               " told again for relay session " + std::to_string(s->id)});
+    }
+}
+
 void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out) {
     const std::string what = who(c) + ": relay session " + std::to_string(req.session_id) +
                              " with " + req.peer;
@@ -467,29 +498,6 @@ void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time
     out.push_back(SendControl{c.id, std::move(reply)});
 }
 
-// An agent's candidates changed (its first registration came after a peer had already opened a
-// session with it: the peer's PeerInfo then had none of them, and no TCP ones, so the peer could
-// not connect to its TCP listener; or its network changed). Each local peer it has a session
-// with gets the session's PeerInfo again, with the new candidates: for the peer's link a
-// rendezvous of the same id only adds to its punch plan (issue 15).
-void ServerCore::send_new_candidates(const AgentRecord& agent, Actions& out) {
-    for (const RelaySession* s : relays_.sessions_of(agent.name)) {
-        if (!s->remote_server.empty() || s->services.empty()) continue;
-        const std::string& peer_name = s->peer_of(agent.name);
-        const AgentRecord* peer = registry_.find(peer_name);
-        if (!peer || !peer->online() || !peer->conn) continue;
-        // A service approved on the session, in a direction the ACL allows (the peer's link
-        // takes the approval again; it already holds it).
-        for (const std::string& service : s->services) {
-            const bool peer_opens = acl_.allowed(peer_name, agent.name, service);
-            if (!peer_opens && !acl_.allowed(agent.name, peer_name, service)) continue;
-            out.push_back(
-                SendControl{*peer->conn, peer_info(*s, service, agent, peer_name, peer_opens)});
-            break;
-        }
-    }
-}
-
 PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
                                const AgentRecord& about, std::string_view to, bool opener) const {
     PeerInfo p;
@@ -516,6 +524,7 @@ PeerInfo ServerCore::peer_info(const RelaySession& s, std::string_view service,
         p.candidates.push_back(Candidate{CandidateKind::kTcpServerReflexive, *about.tcp_address});
     }
     p.nat = about.nat;
+    p.allocation = about.allocation;
     p.relay_token = s.token;
     p.start_in_ms = start_in_ms(to);
     p.role = s.initiator == to ? SessionRole::kInitiator : SessionRole::kResponder;

@@ -84,6 +84,9 @@ const char* to_string(Refusal r);
 struct ServerStats {
     uint64_t registrations = 0;  // Auth accepted: an agent came online (or reconnected)
     uint64_t rendezvous = 0;     // ConnectRequests answered with PeerInfo to both agents
+    // Sessions whose agents got each other's candidates again, one's having changed (a port
+    // mapping granted late, a new network) while the session lived.
+    uint64_t rendezvous_refreshed = 0;
     uint64_t punch_reports = 0;  // PunchReports kept for `burrow doctor`
     uint64_t punch_reports_dropped = 0;  // about a pair with no rendezvous on record
     uint64_t doctor_requests = 0;        // DoctorRequests answered (any status)
@@ -179,13 +182,15 @@ class ServerCore {
     void handle(Connection& c, ControlMessage&& m, Time now, Actions& out);
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
+    // `self` registered other candidates (or another NAT behaviour or port allocation): both
+    // agents of each of its live sessions with a local peer get each other's PeerInfo again.
+    void refresh_sessions_of(const AgentRecord& self, Time now, Actions& out);
     void on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out);
     void on_doctor_request(Connection& c, const DoctorRequest& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);
     void send_ping(Connection& c, Time now, Actions& out);
     // What `to` learns of `about`; opener: `to` asked to open service. `to` may be an agent on
     // another server of the cluster.
-    void send_new_candidates(const AgentRecord& agent, Actions& out);
     PeerInfo peer_info(const RelaySession& s, std::string_view service, const AgentRecord& about,
                        std::string_view to, bool opener) const;
     // PeerInfo's start_in_ms for agent `to`: kRendezvousLead less its one-way delay.

@@ -30,6 +30,14 @@ nlohmann::json peer_json(const PeerStatus& p) {
     const SessionStats& ss = p.session;
     std::set<std::string> services(p.may_open.begin(), p.may_open.end());
     services.insert(p.may_accept.begin(), p.may_accept.end());
+    nlohmann::json prediction = nullptr;
+    if (p.prediction) {
+        prediction = {{"mode", p.prediction->mode},
+                      {"first_port", p.prediction->first},
+                      {"last_port", p.prediction->last},
+                      {"ports", p.prediction->ports},
+                      {"round", p.prediction->round}};
+    }
     return {
         {"peer", p.peer},
         {"session_id", p.session_id},
@@ -37,6 +45,7 @@ nlohmann::json peer_json(const PeerStatus& p) {
         {"state", session_state_name(p.state)},
         {"path", path_json(p)},
         {"technique", p.technique},
+        {"predicted_window", prediction},
         {"rtt_ms", p.rtt_ms},
         {"loss", p.loss},
         {"bytes_sent", cs.bytes_sent},

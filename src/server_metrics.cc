@@ -45,6 +45,10 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
     t.family("burrow_server_rendezvous_total", MetricType::kCounter,
              "Connect requests answered with both agents' candidates.");
     t.sample(s.rendezvous);
+    t.family("burrow_server_rendezvous_refreshed_total", MetricType::kCounter,
+             "Live sessions whose agents were sent each other's candidates again, one side's "
+             "having changed.");
+    t.sample(s.rendezvous_refreshed);
     t.family("burrow_server_punch_reports_total", MetricType::kCounter,
              "Agents' reports of how punching settled (burrow doctor), by result.");
     t.sample({{"result", "kept"}}, s.punch_reports);

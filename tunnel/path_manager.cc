@@ -97,24 +97,59 @@ void PathManager::start_spray(const SocketAddress& peer_ip, Time now) {
     spray_ = std::move(sp);
 }
 
+void PathManager::start_predicted_spray(const SocketAddress& peer_ip,
+                                        std::vector<uint16_t> window, Time now) {
+    if (window.empty()) return;
+    start_spray(peer_ip, now);
+    spray_->window = std::move(window);
+}
+
+void PathManager::start_lockstep(const SocketAddress& peer_ip, const PortAllocation& peer,
+                                 uint32_t stride, Time now) {
+    auto window = lockstep_ports(peer, 0, kLockstepProbes, stride);
+    if (window.empty()) return;
+    start_spray(peer_ip, now);
+    spray_->window = std::move(window);
+    spray_->lockstep = true;
+}
+
 void PathManager::spray_round(Time now) {
     Spray& sp = *spray_;
     sp.ports.clear();
     spray_out_.clear();
-    const uint64_t span = 65536 - kSprayLowestPort;
-    while (sp.ports.size() < kSprayPorts) {
-        const auto port = static_cast<uint16_t>(kSprayLowestPort + rng_.uniform(span));
-        if (sp.ports.contains(port)) continue;
+    const auto probe = [&](uint16_t port) {
+        if (sp.ports.contains(port)) return;
         const PathData data = random_path_data(rng_);
         sp.ports[port] = data;
         SocketAddress to = sp.ip;
         to.port = port;
         spray_out_.push_back(ProbeToSend{to, Probe{ProbeKind::kChallenge, data}});
+    };
+    const std::vector<uint16_t>& predicted = sp.window;
+    // A window against an endpoint-independent peer's birthday sockets alternates with random
+    // rounds: a few random ports of a block may pass for sequential steps (ports 32-36 apart),
+    // and then the window misses the block, while the sockets are there for a random spray.
+    const bool random_round = !sp.lockstep && sp.rounds % 2 == 1;
+    if (sp.predicted() && !random_round) {
+        // In order: on a sequential NAT our k-th new mapping is the k-th probe's (the lockstep
+        // arithmetic counts on it), so nothing else may open a mapping in between.
+        for (uint16_t port : predicted) probe(port);
+        stats_.predicted_rounds++;
+        stats_.predicted_probes += sp.ports.size();
+        prediction_ = PredictionWindow{sp.lockstep ? "lockstep" : "window",
+                                       predicted.empty() ? uint16_t{0} : predicted.front(),
+                                       predicted.empty() ? uint16_t{0} : predicted.back(),
+                                       sp.ports.size(), sp.rounds + 1};
+    } else {
+        const uint64_t span = 65536 - kSprayLowestPort;
+        while (sp.ports.size() < kSprayPorts) {
+            probe(static_cast<uint16_t>(kSprayLowestPort + rng_.uniform(span)));
+        }
+        stats_.spray_rounds++;
+        stats_.spray_probes += kSprayPorts;
     }
     sp.round_sent = now;
     sp.rounds++;
-    stats_.spray_rounds++;
-    stats_.spray_probes += kSprayPorts;
     sp.round_at = sp.rounds < kSprayRounds ? now + kSprayInterval : kNever;
 }
 
@@ -125,6 +160,7 @@ bool PathManager::match_spray(const SocketAddress& from, const Probe& probe, Tim
     if (it == spray_->ports.end() || it->second != probe.data) return false;
     if (now - spray_->round_sent > kChallengeLifetime) return false;
     const Duration rtt = now - spray_->round_sent;
+    const bool predicted = spray_->predicted();
     spray_.reset();
     spray_out_.clear();
     const PathKey key{DirectKind::kUdp, from};
@@ -133,7 +169,12 @@ bool PathManager::match_spray(const SocketAddress& from, const Probe& probe, Tim
     c->last_heard = now;
     c->validated = true;
     stats_.paths_validated++;
-    if (!active_ || active_kind_ == DirectKind::kTcp) switch_to(key, "birthday probe answered", rtt);
+    if (!active_ || active_kind_ == DirectKind::kTcp) {
+        switch_to(key,
+                  predicted ? "predicted port " + std::to_string(from.port) + " answered"
+                            : std::string("birthday probe answered"),
+                  rtt);
+    }
     return true;
 }
 

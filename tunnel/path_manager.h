@@ -45,6 +45,7 @@
 
 #include "tunnel/socket_address.h"
 #include "tunnel/path_probe.h"
+#include "tunnel/port_prediction.h"
 #include "tunnel/rng.h"
 #include "tunnel/time.h"
 
@@ -110,6 +111,31 @@ inline constexpr Duration kSprayFirstDelay = std::chrono::milliseconds(200);
 inline constexpr Duration kSprayInterval = std::chrono::milliseconds(2500);
 inline constexpr int kSprayRounds = 6;
 
+// Lockstep (tunnel/punch_planner.h): probes per round from our one socket to the peer's
+// predicted ports, each a new mapping of ours. The initiator probes the peer's next mappings
+// one by one, the responder every other one (stride 2): then the i-th probe of one side and the
+// j-th of the other travel between the same two ports in opposite directions (one of the pair
+// gets through, the answer comes back along it) for any number E >= 0 of mappings either side
+// made beyond what its peer predicted, as long as 2E < kLockstepProbes: the initiator's probe
+// j + eps_responder meets the responder's probe j = E (tests/unit/port_prediction_test.cc).
+// Later rounds send to the same ports again: through the mappings the first one made, so a
+// lost probe or answer gets another chance and no new mapping upsets the count. (Fresh ports
+// each round cannot work: the responder's targets span twice the initiator's mappings of a
+// round, so its next round's would overlap them, and a reused destination opens no mapping.)
+inline constexpr size_t kLockstepProbes = 128;
+inline constexpr uint32_t kLockstepStrideInitiator = 1;
+inline constexpr uint32_t kLockstepStrideResponder = 2;
+static_assert(kLockstepProbes * kLockstepStrideResponder <= kSprayPorts);
+
+// What the prediction probes this round, for `burrow status` and the debug log.
+struct PredictionWindow {
+    std::string mode;  // "window" (the peer's predicted ports), "lockstep"
+    uint16_t first = 0;  // the first and last port probed this round, in probing order
+    uint16_t last = 0;
+    size_t ports = 0;
+    int round = 0;  // 1 for the first; 0 before it
+};
+
 // What carries a direct path's datagrams: UDP datagrams, or a TCP connection between the two
 // agents with each datagram length-prefixed on it.
 enum class DirectKind : uint8_t { kUdp, kTcp };
@@ -140,6 +166,8 @@ struct PathStats {
     uint64_t candidates_evicted = 0;    // learned ones that never answered
     uint64_t spray_rounds = 0;
     uint64_t spray_probes = 0;
+    uint64_t predicted_rounds = 0;  // spray or lockstep rounds to predicted ports
+    uint64_t predicted_probes = 0;
     uint64_t tcp_paths_added = 0;
     uint64_t tcp_paths_closed = 0;
 };
@@ -153,6 +181,18 @@ class PathManager {
     // Birthday spray: rounds of kSprayPorts probes to random ports of peer_ip (its port is
     // ignored), starting kSprayFirstDelay from now, until a direct path is validated.
     void start_spray(const SocketAddress& peer_ip, Time now);
+    // Port prediction, the spray's shape with predicted ports: rounds of probes to these ports
+    // of peer_ip (the peer's predicted window, tunnel/port_prediction.h predict_ports), every
+    // other round a random spray's instead, until a direct path is validated.
+    void start_predicted_spray(const SocketAddress& peer_ip, std::vector<uint16_t> window,
+                               Time now);
+    // Lockstep (see kLockstepProbes): kLockstepProbes probes to the ports the peer's
+    // sequential NAT gives its next mappings, every stride-th one, in order; the same again
+    // each round.
+    void start_lockstep(const SocketAddress& peer_ip, const PortAllocation& peer,
+                        uint32_t stride, Time now);
+    // The prediction's current round; nullopt when not predicting (or a path was found).
+    const std::optional<PredictionWindow>& prediction() const { return prediction_; }
     // A TCP connection to the peer at `peer` is established: probe it now, then on the schedule.
     void add_tcp_path(const SocketAddress& peer, Time now);
     // That connection closed (either side, or it failed): if it carried the traffic, back to
@@ -230,7 +270,13 @@ class PathManager {
         Time round_at = kNever;
         Time round_sent{};
         int rounds = 0;
+        // Port prediction: a fixed window of the peer's ports, or lockstep with the peer's
+        // allocation; neither: random ports.
+        std::vector<uint16_t> window;
+        bool lockstep = false;
+        bool predicted() const { return !window.empty(); }
     };
+    std::optional<PredictionWindow> prediction_;
     std::optional<Spray> spray_;
     std::deque<ProbeToSend> spray_out_;  // a round at a time; not capped like out_
     std::optional<SocketAddress> active_;

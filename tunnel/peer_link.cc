@@ -19,6 +19,8 @@ const char* to_string(DirectSource s) {
             return "birthday";
         case DirectSource::kMapped:
             return "mapped";
+        case DirectSource::kPredicted:
+            return "predicted";
     }
     return "?";
 }
@@ -316,15 +318,47 @@ void PeerLink::after_input(Time now) {
 
 void PeerLink::start_punching(Time now) {
     technique_ = choose_technique(plan_->ours, plan_->theirs, plan_->reflexive.has_value(),
-                                  plan_->mapped.has_value());
-    events_.push_back(LinkPunching{*technique_});
+                                  plan_->mapped.has_value(), plan_->our_allocation,
+                                  plan_->their_allocation);
+    LinkPunching punching{*technique_};
     if (direct_since_ == kNever) punch_verdict_at_ = now + kPunchVerdictAfter;
     paths_.add_candidates(plan_->candidates, now);
     if (*technique_ == PunchTechnique::kSpray) paths_.start_spray(*plan_->reflexive, now);
+    if (*technique_ == PunchTechnique::kPredicted) punching.prediction = start_prediction(now);
+    events_.push_back(std::move(punching));
     if (*technique_ == PunchTechnique::kBirthday) {
         events_.push_back(LinkWantsSockets{kBirthdaySockets});
     }
     paths_.on_timer(now);
+}
+
+// Port prediction (tunnel/punch_planner.h): which of the three shapes, by the NAT pair.
+std::string PeerLink::start_prediction(Time now) {
+    const PortAllocation& theirs = plan_->their_allocation;
+    const std::string peer_text = "the peer's " + describe(theirs) + " after port " +
+                                  std::to_string(theirs.last);
+    if (plan_->ours == NatMapping::kEndpointIndependent) {
+        auto window = predict_ports(theirs, kSprayPorts);
+        std::string text = "probing " + std::to_string(window.size()) + " ports of " +
+                           peer_text;
+        if (!window.empty()) {
+            text += " (" + std::to_string(window.front()) + ".." +
+                    std::to_string(window.back()) + ")";
+        }
+        paths_.start_predicted_spray(*plan_->reflexive, std::move(window), now);
+        return text;
+    }
+    if (plan_->theirs == NatMapping::kEndpointIndependent) {
+        events_.push_back(LinkWantsSockets{kBirthdaySockets});
+        return "our " + describe(plan_->our_allocation) + " mappings (the main socket's and " +
+               std::to_string(kBirthdaySockets) + " sockets') wait for the peer's probes";
+    }
+    const uint32_t stride = session_.role() == Role::kInitiator ? kLockstepStrideInitiator
+                                                                : kLockstepStrideResponder;
+    paths_.start_lockstep(*plan_->reflexive, theirs, stride, now);
+    return "lockstep with " + peer_text + ", every " +
+           (stride == 1 ? std::string("port") : std::to_string(stride) + "nd port") + ", " +
+           std::to_string(kLockstepProbes) + " probes a round";
 }
 
 // One round: an opening probe from every socket, until a path is found or the rounds run out.
@@ -414,6 +448,9 @@ DirectSource PeerLink::direct_source(const SocketAddress& direct) const {
     if (technique_ == PunchTechnique::kSpray || technique_ == PunchTechnique::kBirthday) {
         return DirectSource::kBirthday;
     }
+    // Either side of a prediction: our probes found the predicted mapping, or the peer's found
+    // the one ours opened.
+    if (technique_ == PunchTechnique::kPredicted) return DirectSource::kPredicted;
     return reflexive ? DirectSource::kServerReflexive : DirectSource::kPeerReflexive;
 }
 

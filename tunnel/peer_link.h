@@ -40,6 +40,7 @@
 
 #include "tunnel/nat_mapping.h"
 #include "tunnel/path_manager.h"
+#include "tunnel/port_prediction.h"
 #include "tunnel/punch_planner.h"
 #include "tunnel/rng.h"
 #include "tunnel/session.h"
@@ -100,6 +101,10 @@ struct PunchPlan {
     // The peer's TCP addresses (its listening port, and what its NAT mapped it to): where the
     // agent connects for a direct TCP path. Not among candidates, which are UDP addresses.
     std::vector<SocketAddress> tcp_candidates = {};
+    // How each NAT gives out ports (tunnel/port_prediction.h): ours as we measured it, the
+    // peer's as it registered it. A predictable per-destination NAT is punched by prediction.
+    PortAllocation our_allocation = {};
+    PortAllocation their_allocation = {};
 };
 
 // A link that found no direct path this long after punching started gives its verdict: it stays
@@ -111,14 +116,25 @@ inline constexpr Duration kPunchVerdictAfter = std::chrono::seconds(20);
 // host addresses, its server-reflexive address, an address learned from its probes
 // (peer-reflexive), a mapping found by the birthday technique (spray or birthday sockets), or
 // the mapping the peer's gateway made for it on request (UPnP IGD, PCP, NAT-PMP).
-enum class DirectSource : uint8_t { kHost, kServerReflexive, kPeerReflexive, kBirthday, kMapped };
-// "host", "srflx", "prflx", "birthday", "mapped".
+// kPredicted: a mapping found by port prediction (tunnel/punch_planner.h).
+enum class DirectSource : uint8_t {
+    kHost,
+    kServerReflexive,
+    kPeerReflexive,
+    kBirthday,
+    kMapped,
+    kPredicted
+};
+// "host", "srflx", "prflx", "birthday", "mapped", "predicted".
 const char* to_string(DirectSource s);
 
 // --- events ----------------------------------------------------------------------------------
 struct LinkUp {};  // the first handshake completed: the session carries streams
 struct LinkPunching {
     PunchTechnique technique;
+    // Port prediction: what it predicts ("lockstep with the peer's sequential delta 1 from
+    // 40002, stride 2", ...), for the debug log; empty otherwise.
+    std::string prediction = {};
 };
 struct LinkPathChanged {
     std::optional<SocketAddress> direct;  // nullopt: the relay
@@ -240,6 +256,7 @@ class PeerLink {
     void after_input(Time now);
     void start_punching(Time now);
     void birthday_round(Time now);
+    std::string start_prediction(Time now);
     void release_sockets(std::optional<RouteId> keep);
     void release_unheard();
     void follow_socket(const SocketAddress& from, RouteId route);

@@ -116,4 +116,21 @@ std::vector<uint16_t> predict_ports(const PortAllocation& a, size_t mappings) {
     return out;
 }
 
+bool predictable(const PortAllocation& a) {
+    return a.kind == PortAllocationKind::kSequential || a.kind == PortAllocationKind::kBlock;
+}
+
+std::vector<uint16_t> lockstep_ports(const PortAllocation& a, size_t first, size_t count,
+                                     uint32_t stride) {
+    std::vector<uint16_t> out;
+    if (a.kind != PortAllocationKind::kSequential || stride == 0) return out;
+    const uint16_t last[] = {a.last};
+    const Ring ring = ring_for(last);
+    for (size_t k = 0; k < count; ++k) {
+        const uint64_t index = 1 + first + uint64_t{stride} * k;
+        out.push_back(ring.advance(a.last, static_cast<uint32_t>(index * a.delta % ring.size)));
+    }
+    return out;
+}
+
 }  // namespace burrow

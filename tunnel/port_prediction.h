@@ -67,4 +67,14 @@ PortAllocation measure_allocation(std::span<const uint16_t> ports);
 // maps above it; nothing for the rest.
 std::vector<uint16_t> predict_ports(const PortAllocation& a, size_t mappings);
 
+// Whether ports can be predicted from the allocation at all (sequential or block).
+bool predictable(const PortAllocation& a);
+
+// Lockstep for two sequential per-destination NATs (tunnel/punch_planner.h): the ports of the
+// peer's new mappings number first, first + stride, ... (count of them), its next new mapping
+// being number 0: last + delta x (1 + first + stride x k) on the ring. Empty unless the
+// allocation is sequential; stride >= 1.
+std::vector<uint16_t> lockstep_ports(const PortAllocation& a, size_t first, size_t count,
+                                     uint32_t stride);
+
 }  // namespace burrow

@@ -12,20 +12,29 @@ const char* to_string(PunchTechnique t) {
             return "birthday";
         case PunchTechnique::kMapped:
             return "mapped";
+        case PunchTechnique::kPredicted:
+            return "predicted";
     }
     return "unknown";
 }
 
 PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known,
-                                bool peer_mapped_known) {
+                                bool peer_mapped_known, const PortAllocation& our_allocation,
+                                const PortAllocation& their_allocation) {
     const PunchTechnique plain =
         peer_mapped_known ? PunchTechnique::kMapped : PunchTechnique::kPlain;
     if (!peer_reflexive_known) return plain;
     if (ours == NatMapping::kEndpointIndependent && theirs == NatMapping::kPerDestination) {
-        return PunchTechnique::kSpray;
+        return predictable(their_allocation) ? PunchTechnique::kPredicted : PunchTechnique::kSpray;
     }
     if (ours == NatMapping::kPerDestination && theirs == NatMapping::kEndpointIndependent) {
-        return PunchTechnique::kBirthday;
+        return predictable(our_allocation) ? PunchTechnique::kPredicted
+                                           : PunchTechnique::kBirthday;
+    }
+    if (ours == NatMapping::kPerDestination && theirs == NatMapping::kPerDestination &&
+        our_allocation.kind == PortAllocationKind::kSequential &&
+        their_allocation.kind == PortAllocationKind::kSequential) {
+        return PunchTechnique::kPredicted;
     }
     return plain;
 }

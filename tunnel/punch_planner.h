@@ -9,6 +9,24 @@
 //   per-destination        endpoint-independent    birthday: plain, plus kBirthdaySockets
 //                                                  sockets of ours, each opening a mapping
 //                                                  towards the peer's reflexive address
+//
+//   Port prediction (issue 16) where a per-destination NAT's allocation is predictable
+//   (tunnel/port_prediction.h: sequential, or a per-subscriber block):
+//   endpoint-independent   per-destination,        predicted: plain, plus rounds of probes to
+//                          predictable             the peer's predicted window (every port a
+//                                                  new mapping of its may get), not random ones
+//   per-destination,       endpoint-independent    predicted: birthday's sockets as well; the
+//   predictable                                    main socket's plain probe to the peer's
+//                                                  reflexive address and each socket's opening
+//                                                  probe take the next ports, inside the window
+//                                                  the peer probes. The sockets stay because the
+//                                                  peer may have met us before our allocation
+//                                                  was known, and sprays random ports then.
+//   per-destination,       per-destination,        predicted (lockstep): plain, plus rounds of
+//   sequential             sequential              kLockstepProbes probes from our one socket,
+//                                                  the initiator's to the peer's next ports one
+//                                                  by one, the responder's to every other one
+//                                                  (tunnel/path_manager.h start_lockstep)
 //   otherwise, the peer offers
 //   a gateway-mapped address                       mapped: plain probes, which reach the
 //                                                  mapping whatever our NAT does (UPnP IGD /
@@ -30,15 +48,18 @@
 
 #include "tunnel/nat_mapping.h"
 #include "tunnel/path_manager.h"
+#include "tunnel/port_prediction.h"
 #include "tunnel/time.h"
 
 namespace burrow {
 
-enum class PunchTechnique : uint8_t { kPlain, kSpray, kBirthday, kMapped };
+enum class PunchTechnique : uint8_t { kPlain, kSpray, kBirthday, kMapped, kPredicted };
 const char* to_string(PunchTechnique t);
 
 PunchTechnique choose_technique(NatMapping ours, NatMapping theirs, bool peer_reflexive_known,
-                                bool peer_mapped_known = false);
+                                bool peer_mapped_known = false,
+                                const PortAllocation& our_allocation = {},
+                                const PortAllocation& their_allocation = {});
 
 // The birthday side sends one opening probe from each socket per round: the mapping must exist
 // when the peer's spray arrives and stay open while it sprays.

@@ -64,14 +64,18 @@ void StreamPipe::refuse(Connection* conn, ResetReason reason) {
 }
 
 size_t StreamPipe::read_space(const Connection& conn) const {
-    if (session_gone_ || stream_done_ || fin_sent_ || !pending_.empty()) return 0;
+    if (session_gone_ || stream_done_ || fin_sent_ || has_pending()) return 0;
     return conn.writable(id_);
 }
 
 void StreamPipe::on_tcp_data(Connection& conn, ByteView data) {
     if (session_gone_ || stream_done_ || fin_sent_) return;
-    if (!pending_.empty()) {
-        // More than read_space() arrived (src/ read before it paused): keep the order.
+    if (has_pending()) {
+        // More than read_space() arrived (src/ read before it paused): keep the order. What
+        // the stream took already goes first, so the buffer holds only what waits.
+        pending_.erase(pending_.begin(),
+                       pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
+        pending_head_ = 0;
         pending_.insert(pending_.end(), data.begin(), data.end());
         return;
     }
@@ -79,6 +83,7 @@ void StreamPipe::on_tcp_data(Connection& conn, ByteView data) {
     to_stream_ += taken;
     if (taken < data.size()) {
         pending_.assign(data.begin() + static_cast<std::ptrdiff_t>(taken), data.end());
+        pending_head_ = 0;
         act(PipeAction::kPauseReading);
     } else if (conn.writable(id_) == 0) {
         act(PipeAction::kPauseReading);
@@ -87,7 +92,7 @@ void StreamPipe::on_tcp_data(Connection& conn, ByteView data) {
 
 void StreamPipe::on_tcp_eof(Connection& conn) {
     tcp_eof_ = true;
-    if (!session_gone_ && !stream_done_ && pending_.empty() && !fin_sent_) {
+    if (!session_gone_ && !stream_done_ && !has_pending() && !fin_sent_) {
         conn.shutdown_write(id_);
         fin_sent_ = true;
     }
@@ -170,6 +175,7 @@ void StreamPipe::on_finished() {
 void StreamPipe::on_reset(ResetReason reason) {
     stream_done_ = true;
     pending_.clear();
+    pending_head_ = 0;
     reset_reason_ = reason;
     if (!note_) note_ = is_refusal(reason) ? PipeNote::kRefusedByPeer : PipeNote::kResetByPeer;
     if (tcp_open_ && !tcp_closed_) {
@@ -199,11 +205,15 @@ std::optional<PipeAction> StreamPipe::poll_action() {
 
 void StreamPipe::flush_pending(Connection& conn) {
     if (session_gone_ || stream_done_) return;
-    if (!pending_.empty()) {
-        const size_t taken = conn.write(id_, pending_);
+    if (has_pending()) {
+        // The stream takes what its credit allows, often a little of a large read at a time
+        // (many streams share the connection's window): the bytes taken are skipped, not moved.
+        const size_t taken = conn.write(id_, ByteView(pending_).subspan(pending_head_));
         to_stream_ += taken;
-        pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
-        if (!pending_.empty()) return;
+        pending_head_ += taken;
+        if (has_pending()) return;
+        pending_.clear();
+        pending_head_ = 0;
     }
     if (tcp_eof_) {
         if (!fin_sent_) {

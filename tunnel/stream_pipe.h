@@ -101,6 +101,8 @@ class StreamPipe {
     StreamId id_;
     bool tcp_open_;              // the socket exists (accepted, or connected)
     Bytes pending_;              // read from TCP beyond read_space(): kept in order
+    size_t pending_head_ = 0;    // ... of which the stream took this many already
+    bool has_pending() const { return pending_head_ < pending_.size(); }
     bool tcp_eof_ = false;       // the TCP client sent FIN
     bool fin_sent_ = false;      // we shut the stream's write side
     bool peer_fin_ = false;      // the stream delivered its FIN (every byte then read)

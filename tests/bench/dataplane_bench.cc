@@ -38,6 +38,8 @@ constexpr uint64_t kMicrosPerSecond = 1'000'000;
 // Bytes handed to the stream and read back per application call: what one TCP read or
 // write of the executor would move.
 constexpr size_t kAppChunk = 64 * 1024;
+// --streams: at most this many bulk streams at once (iperf3 -P's ceiling is 128).
+constexpr size_t kMaxStreams = 128;
 // The first bytes are excluded from the allocation count: buffers, maps and the congestion
 // window grow to their steady size there.
 constexpr uint64_t kWarmupBytes = 16 * 1024 * 1024;
@@ -112,11 +114,19 @@ class Run {
           b_(Role::kResponder, secret_b_, public_key(secret_a_), {}, rng_b_, Time{}, kWallClock),
           chunk_(kAppChunk) {}
 
-    std::optional<Result> transfer(uint64_t total) {
+    // Moves `total` bytes, split evenly over `streams` streams written in turn (iperf3 -P).
+    std::optional<Result> transfer(uint64_t total, size_t streams) {
         if (!ok_) return std::nullopt;
         a_.start(now_);
-        const auto stream = a_.connection().open_stream("bench");
-        if (!stream) return std::nullopt;
+        std::vector<StreamId> outgoing;
+        for (size_t i = 0; i < streams; ++i) {
+            const auto stream = a_.connection().open_stream("bench");
+            if (!stream) return std::nullopt;
+            outgoing.push_back(*stream);
+        }
+        std::vector<uint64_t> written_to(streams, 0);
+        const uint64_t per_stream = total / streams;
+        total = per_stream * streams;
         Result r;
         bool measuring = false;
         uint64_t written = 0, received = 0;
@@ -125,11 +135,16 @@ class Run {
         const auto start = std::chrono::steady_clock::now();
         const std::clock_t cpu_start = std::clock();
         while (received < total) {
-            while (written < total) {
-                const size_t want = static_cast<size_t>(std::min<uint64_t>(kAppChunk, total - written));
-                const size_t n = a_.connection().write(*stream, ByteView(chunk_).first(want));
-                written += n;
-                if (n < want) break;
+            for (size_t i = 0; i < streams && written < total; ++i) {
+                while (written_to[i] < per_stream) {
+                    const size_t want = static_cast<size_t>(
+                        std::min<uint64_t>(kAppChunk, per_stream - written_to[i]));
+                    const size_t n =
+                        a_.connection().write(outgoing[i], ByteView(chunk_).first(want));
+                    written_to[i] += n;
+                    written += n;
+                    if (n < want) break;
+                }
             }
             drain(a_, to_b_);
             drain(b_, to_a_);
@@ -183,10 +198,11 @@ class Run {
         }
         Connection& c = b_.connection();
         while (auto e = c.poll_event()) {
-            if (const auto* opened = std::get_if<StreamOpened>(&*e)) incoming_ = opened->id;
+            if (const auto* opened = std::get_if<StreamOpened>(&*e)) incoming_.push_back(opened->id);
         }
-        if (!incoming_) return 0;
-        while (const size_t got = c.read(*incoming_, chunk_)) n += got;
+        for (const StreamId id : incoming_) {
+            while (const size_t got = c.read(id, chunk_)) n += got;
+        }
         return n;
     }
 
@@ -211,12 +227,12 @@ class Run {
     Bytes chunk_;
     Time now_{};
     Flight to_b_, to_a_;
-    std::optional<StreamId> incoming_;
+    std::vector<StreamId> incoming_;
 };
 
-int run_dataplane(uint64_t megabytes) {
+int run_dataplane(uint64_t megabytes, size_t streams) {
     Run run;
-    const auto r = run.transfer(megabytes * kBytesPerMB);
+    const auto r = run.transfer(megabytes * kBytesPerMB, streams);
     if (!r) {
         std::fprintf(stderr, "burrow-bench dataplane: the transfer did not complete\n");
         return 1;
@@ -224,15 +240,17 @@ int run_dataplane(uint64_t megabytes) {
     const double measured_mb =
         static_cast<double>(megabytes * kBytesPerMB - kWarmupBytes) / kBytesPerMB;
     const double packets = static_cast<double>(r->data_packets + r->ack_packets);
-    std::printf("dataplane: %llu MB one way between two Sessions in memory (both sides on one "
-                "core)\n\n",
-                static_cast<unsigned long long>(megabytes));
+    std::printf("dataplane: %llu MB one way on %zu stream%s between two Sessions in memory (both "
+                "sides on one core)\n\n",
+                static_cast<unsigned long long>(megabytes), streams, streams == 1 ? "" : "s");
     std::printf("%-28s %12.0f\n", "throughput MB/s (wall)",
                 static_cast<double>(megabytes) / r->seconds);
     std::printf("%-28s %12.0f\n", "MB per CPU second",
                 static_cast<double>(megabytes) / r->cpu_seconds);
     std::printf("%-28s %12llu\n", "data packets (after warm-up)",
                 static_cast<unsigned long long>(r->data_packets));
+    std::printf("%-28s %12.0f\n", "data packets per MB",
+                static_cast<double>(r->data_packets) / measured_mb);
     std::printf("%-28s %12llu\n", "ack packets (after warm-up)",
                 static_cast<unsigned long long>(r->ack_packets));
     std::printf("%-28s %12.1f\n", "data packets per ack",
@@ -251,7 +269,12 @@ const BenchRegistration kDataplane{
         auto megabytes = std::make_shared<uint64_t>(kDefaultMegabytes);
         cmd.add_option("--megabytes", *megabytes, "bytes to move, in MB (default 64)")
             ->check(CLI::Range(kWarmupBytes / kBytesPerMB + 1, kMaxMegabytes));
-        return std::function<int()>([megabytes] { return run_dataplane(*megabytes); });
+        auto streams = std::make_shared<size_t>(1);
+        cmd.add_option("--streams", *streams,
+                       "bulk streams sharing the bytes, written in turn (default 1)")
+            ->check(CLI::Range(size_t{1}, kMaxStreams));
+        return std::function<int()>(
+            [megabytes, streams] { return run_dataplane(*megabytes, *streams); });
     }};
 
 }  // namespace

@@ -20,7 +20,8 @@ import asyncio, hashlib, json, os, re, shutil, signal, socket, subprocess, sys, 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import connect, recv_all, round_trip, wait_until  # noqa: E402
+from harness import (accepts, connect, expect_clean_close, recv_all, round_trip,  # noqa: E402
+                     wait_until)
 
 USAGE = __doc__.split("\n\n")[1]
 MIB = 1024 * 1024
@@ -146,7 +147,7 @@ def case_bigfile(burrow, d):
     http = harness.spawn("http.server", [sys.executable, "-m", "http.server", "--bind",
                                          "127.0.0.1", "--directory", www, str(port)],
                          os.path.join(d, "http.log"))
-    wait_until(lambda: _accepts(port), 10, "python3 -m http.server to listen")
+    wait_until(lambda: accepts(port), 10, "python3 -m http.server to listen")
     w = World(burrow, d, port).start()
     out = os.path.join(d, "fetched.bin")
     t0 = time.monotonic()
@@ -162,14 +163,6 @@ def case_bigfile(burrow, d):
           f"({size / MIB / took:.1f} MiB/s through the forward)")
     assert http.alive()
     w.stop()
-
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 # ---- concurrent ----
@@ -290,37 +283,17 @@ def case_halfclose(burrow, d):
 
 # ---- refused ----
 
-REFUSE_TIMEOUT = 10.0  # s for the refusal to reach the client
-
-
-def _expect_clean_close(port, what):
-    """Connects through a forward that must be refused and sends a request at once, as real
-    clients do (unread data is what turns a careless close into an RST): the client sees
-    EOF, no data."""
-    s = connect(port, REFUSE_TIMEOUT)
-    try:
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        data = s.recv(4096)
-    except ConnectionResetError:
-        raise AssertionError(f"{what}: connection reset, expected a clean close")
-    except socket.timeout:
-        raise AssertionError(f"{what}: still open after {REFUSE_TIMEOUT} s, expected a close")
-    finally:
-        s.close()
-    assert data == b"", f"{what}: received {data[:64]!r}, expected nothing"
-
-
 def case_refused(burrow, d):
     target = harness.Target(harness.echo)
     w = World(burrow, d, target.port).start()
     # nas/secret: the server allows it, nas's allow list (["intruder"]) does not.
-    _expect_clean_close(w.secret, "laptop -> nas/secret")
+    expect_clean_close(w.secret, "laptop -> nas/secret")
     print("refused: nas says:", w.nas.wait_for(r"^.*(refused.*\blaptop\b|\blaptop\b.*refused)"
                                                r".*$").group(0))
     print("refused: laptop says:", w.laptop.wait_for(r"^.*refused.*$").group(0))
     before = w.laptop.count(r"refused")
     # nas/ssh: the server's ACL has no rule for it.
-    _expect_clean_close(w.ssh, "laptop -> nas/ssh")
+    expect_clean_close(w.ssh, "laptop -> nas/ssh")
     print("refused: server says:", w.server.wait_for(r"^.*\bnas/ssh\b.*refused.*$").group(0))
     print("refused: laptop says:",
           w.laptop.wait_for(r"^.*refused.*$", occurrence=before + 1).group(0))
@@ -430,7 +403,7 @@ def case_sighup(burrow, d):
     a, b, c = w.web, w.spare, w.ssh
     held = connect(a)
     assert round_trip(held, b"before reload") == b"before reload"
-    assert _accepts(c), "forward C does not even listen before the reload"
+    assert accepts(c), "forward C does not even listen before the reload"
     reloaded = w.laptop.count(r"reloaded")
     # Add B (nas/web on a new port), remove C (nas/ssh), keep A and the secret forward.
     w.write("laptop.toml", w.laptop_toml([(a, "web"), (w.secret, "secret"), (b, "web")]))

@@ -19,12 +19,11 @@ import json, os, shutil, signal, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import connect, round_trip, wait_until  # noqa: E402
+from harness import accepts, connect, expect_clean_close, round_trip, wait_until  # noqa: E402
 
 USAGE = __doc__.split("\n\n")[1]
 REGISTER_TIMEOUT = 15.0  # s
 REDIS_TIMEOUT = 20.0     # s: the server redials with backoff (0.5 s, 1 s, 2 s, ...)
-REFUSE_TIMEOUT = 10.0    # s
 
 
 class Cluster(harness.ConfigDir):
@@ -82,7 +81,7 @@ service = "web"
             "redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
                       "--save", "", "--appendonly", "no", "--daemonize", "no"],
             self.path("redis.log"))
-        wait_until(lambda: _accepts(self.redis_port), 10, "redis-server to listen")
+        wait_until(lambda: accepts(self.redis_port), 10, "redis-server to listen")
 
     def start(self):
         self.start_redis()
@@ -107,29 +106,6 @@ service = "web"
 
     def __getitem__(self, name):
         return self.procs[name]
-
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def _expect_refused(port, what):
-    """The forward answers a refused connect with a clean close and no data."""
-    s = connect(port, REFUSE_TIMEOUT)
-    try:
-        s.sendall(b"hello?")
-        data = s.recv(4096)
-    except ConnectionResetError:
-        raise AssertionError(f"{what}: connection reset, expected a clean close")
-    except socket.timeout:
-        raise AssertionError(f"{what}: still open after {REFUSE_TIMEOUT} s, expected a close")
-    finally:
-        s.close()
-    assert data == b"", f"{what}: received {data[:64]!r}, expected a refusal"
 
 
 def _echo_exact(port, size, what):
@@ -191,7 +167,7 @@ def case_redisloss(burrow, d):
     c["redis"].kill9()
     for s in ("s1", "s2"):
         c[s].wait_for(r"cluster: Redis at .* lost", REDIS_TIMEOUT)
-    _expect_refused(c.nas_fwd, "laptop -> nas while Redis is down")
+    expect_clean_close(c.nas_fwd, "laptop -> nas while Redis is down", b"hello?")
     line = c["laptop"].wait_for(r"^.*nas/web.*refused.*$").group(0)
     print("redisloss: laptop says:", line)
     assert "Redis" in line, f"the refusal does not name Redis: {line}"

@@ -325,6 +325,35 @@ def producer(sock):
     sock.shutdown(socket.SHUT_WR)
 
 
+def accepts(port, host="127.0.0.1", timeout=1.0):
+    """Whether something listens on host:port now (a connection opens and is closed at once)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+REFUSE_TIMEOUT = 10.0  # s for a refusal to reach the client
+
+
+def expect_clean_close(port, what, request=b"GET / HTTP/1.0\r\n\r\n"):
+    """Connects through a forward that must be refused and sends a request at once, as real
+    clients do (unread data is what turns a careless close into an RST): the client sees
+    EOF, no data."""
+    s = connect(port, REFUSE_TIMEOUT)
+    try:
+        s.sendall(request)
+        data = s.recv(4096)
+    except ConnectionResetError:
+        raise AssertionError(f"{what}: connection reset, expected a clean close")
+    except socket.timeout:
+        raise AssertionError(f"{what}: still open after {REFUSE_TIMEOUT} s, expected a close")
+    finally:
+        s.close()
+    assert data == b"", f"{what}: received {data[:64]!r}, expected nothing"
+
+
 def connect(port, timeout=10.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.settimeout(timeout)

@@ -311,7 +311,7 @@ def case_iperf(burrow, d):
     port = harness.free_port_both()  # iperf3 -s listens on TCP and UDP
     harness.spawn("iperf3", [iperf3, "-s", "-p", str(port), "-B", "127.0.0.1"],
                   os.path.join(d, "iperf3.log"))
-    wait_until(lambda: _accepts(port), 10, "iperf3 -s to listen")
+    wait_until(lambda: harness.accepts(port), 10, "iperf3 -s to listen")
     direct = _iperf(iperf3, port)
     w = UdpWorld(burrow, d, iperf_port=port).start()
     through = _iperf(iperf3, w.fiperf)
@@ -325,14 +325,6 @@ def case_iperf(burrow, d):
     assert through[0] < MAX_LOSS_PERCENT, (
         f"{through[0]:.2f}% lost through the forward (limit {MAX_LOSS_PERCENT}%)")
     w.stop()
-
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def _iperf(iperf3, port):

@@ -190,10 +190,16 @@ std::vector<ControlMessage> control_messages() {
         AuthOk{"nas", {}, {3478, 3479}, 3478},
         ControlErrorMessage{3, "authentication failed"},
         Register{{{CandidateKind::kHost, v4}, {CandidateKind::kServerReflexive, v6}},
-                 NatMapping::kEndpointIndependent},
+                 NatMapping::kEndpointIndependent,
+                 PortAllocation{PortAllocationKind::kSame, 0, 0, 0, 0, 41000}},
+        // Issue 16: a sequential per-destination NAT (delta 2, one step of 3) and a block one.
+        Register{{{CandidateKind::kServerReflexive, v4}}, NatMapping::kPerDestination,
+                 PortAllocation{PortAllocationKind::kSequential, 2, 3, 0, 0, 40007}},
         ConnectRequest{"nas", "web"},
         PeerInfo{42, "laptop", key, {{CandidateKind::kPredicted, v4}},
-                 NatMapping::kPerDestination, {}, 500, SessionRole::kResponder, "web"},
+                 NatMapping::kPerDestination,
+                 PortAllocation{PortAllocationKind::kBlock, 0, 0, 2048, 512, 2300}, {}, 500,
+                 SessionRole::kResponder, "web"},
         ConnectRefused{"nas", "ssh", "not allowed"},
         RelayData{42, kPayload},
         Ping{7},
@@ -216,13 +222,13 @@ std::vector<ControlMessage> control_messages() {
                  {{CandidateKind::kHost, v6},
                   {CandidateKind::kHost, *parse_socket_address("[fd00:ab::1]:41000")},
                   {CandidateKind::kServerReflexive, v4}},
-                 NatMapping::kEndpointIndependent, {}, 500, SessionRole::kInitiator, "web"},
+                 NatMapping::kEndpointIndependent, {}, {}, 500, SessionRole::kInitiator, "web"},
         // Issue 15: TCP host and tcp-srflx candidates beside the UDP ones.
         PeerInfo{44, "nas", key,
                  {{CandidateKind::kHost, v4},
                   {CandidateKind::kTcpHost, v4},
                   {CandidateKind::kTcpServerReflexive, *parse_socket_address("203.0.113.9:40123")}},
-                 NatMapping::kEndpointIndependent, {}, 500, SessionRole::kResponder, "web"},
+                 NatMapping::kEndpointIndependent, {}, {}, 500, SessionRole::kResponder, "web"},
     };
 }
 

@@ -158,7 +158,21 @@ def has_v6(family):
     return family in ("dual", "v6")
 
 
-def expected_path(nas, laptop):
+def predicted_pair(nas, laptop, stun_server):
+    """Whether the pair punches by port prediction (issue 16): a sequential or block
+    per-destination NAT (seqsym, blocksym) facing an endpoint-independent one, or two sequential
+    ones (lockstep). It needs the allocation, which takes three destinations: --stun-server."""
+    kinds = (side(nas)[0], side(laptop)[0])
+    if not stun_server or "udpblocked" in {lab.outer_kind(k) for k in kinds}:
+        return False
+    if kinds == ("seqsym", "seqsym"):
+        return True
+    predictable = [k in lab.USERSPACE_KINDS for k in kinds]
+    others = [lab.outer_kind(k) for k, p in zip(kinds, predictable) if not p]
+    return any(predictable) and len(others) == 1 and others[0] != "symmetric"
+
+
+def expected_path(nas, laptop, stun_server=False):
     """Issue 6's promise for a pair. Full cone with symmetric is direct: the symmetric side's
     packet to the full cone's public address is let in by definition, and the answer goes back
     through the mapping that packet made (no birthday needed). Issue 17: two sides with IPv6
@@ -181,6 +195,10 @@ def expected_path(nas, laptop):
     # Issue 16: a router with miniupnpd maps the agent's port on request; the peer reaches that
     # mapping whatever its own NAT does, so two symmetric NATs go direct.
     if nas in lab.UPNP_KINDS or laptop in lab.UPNP_KINDS:
+        return "direct"
+    # Issue 16: two sequential symmetric NATs meet by lockstep prediction (with the allocation
+    # known, --stun-server); a block or random one among two symmetric NATs stays relayed.
+    if predicted_pair(nas, laptop, stun_server):
         return "direct"
     if kinds == {"symmetric"}:
         return "relay-udp"
@@ -405,7 +423,7 @@ def run_doctor(world, ns):
     return {"status": r.returncode, "json": body, "stderr": r.stderr.strip()}
 
 
-DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday", "mapped")
+DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday", "mapped", "predicted")
 
 
 def check_doctor(res):
@@ -504,6 +522,19 @@ def status_path(world, ns, peer, field="kind"):
         if p.get("peer") == peer and isinstance(p.get("path"), dict):
             return p["path"].get(field)
     return None
+
+
+def status_peer(world, ns, peer):
+    """peers[] entry for peer from `burrow status --admin ... --json`, or None."""
+    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
+                        "--json"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return None
+    try:
+        peers = json.loads(r.stdout).get("peers", [])
+    except ValueError:
+        return None
+    return next((p for p in peers if p.get("peer") == peer), None)
 
 
 MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or not
@@ -668,7 +699,7 @@ def run_pair(world, nas_kind, laptop_kind, opts):
     (nas_kind, nas_family), (laptop_kind, laptop_family) = side(nas_kind), side(laptop_kind)
     families = {"nas": nas_family, "laptop": laptop_family}
     both_v6 = has_v6(nas_family) and has_v6(laptop_family)
-    expected = expected_path(name.split("/")[0], name.split("/")[1])
+    expected = expected_path(name.split("/")[0], name.split("/")[1], opts.stun_server)
     # A direct path between an IPv4-only side and a dual-stack one can only be IPv4.
     expected_family = ("ipv6" if both_v6 else
                        "ipv4" if expected == "direct" and "dual" in families.values() else None)
@@ -680,7 +711,8 @@ def run_pair(world, nas_kind, laptop_kind, opts):
            "views": {}, "first_byte_s": None, "first_byte_from_start_s": None,
            "direct_after_s": None, "transfer_ok": False, "transfer_s": None, "error": None,
            "nat": {}, "lab_error": None, "idle": opts.idle, "udp_timeout": opts.udp_timeout,
-           "after_idle_s": None, "max_direct_s": res_max_direct_s}
+           "after_idle_s": None, "max_direct_s": res_max_direct_s,
+           "stun_server": opts.stun_server}
     pair_dir = world.path(name.replace("/", "-").replace("+", "-"))
     os.makedirs(pair_dir, exist_ok=True)
     the_lab = lab.Lab(nas_kind, laptop_kind, families)
@@ -883,6 +915,18 @@ def run_pair(world, nas_kind, laptop_kind, opts):
 
         res["views"] = views()
         res["path"] = pair_path(res["views"])
+        # Issue 16: how each side's first direct path was found ("predicted", "birthday", ...),
+        # as its log names it.
+        res["sources"] = {}
+        for agent, peer in (("laptop", "nas"), ("nas", "laptop")):
+            found = procs[agent].find(rf"path to {peer}: direct \S+ \(rtt [^,]+, [^,]+, (\S+),")
+            if found:
+                res["sources"][agent] = found[0][1].group(1)
+        # And `burrow status --json`: the technique, and the window the probing side predicted.
+        res["status_prediction"] = {}
+        for agent, peer in (("laptop", "nas"), ("nas", "laptop")):
+            p = status_peer(world, the_lab.agent_ns[agent], peer) or {}
+            res["status_prediction"][agent] = (p.get("technique"), p.get("predicted_window"))
         mapped_side = [a for a, k in (("nas", nas_kind), ("laptop", laptop_kind))
                        if k in lab.UPNP_KINDS]
         if mapped_side:
@@ -1160,6 +1204,17 @@ def verdict(res, check_paths):
     elif check_paths and cone and (res["direct_after_s"] is None
                                    or res["direct_after_s"] > res["max_direct_s"]):
         problems.append("time to direct")
+    if check_paths and res["path"] == "direct" and \
+            predicted_pair(*res["pair"].split("/"), res.get("stun_server", False)) and \
+            sorted(set(res.get("sources", {}).values())) != ["predicted"]:
+        problems.append("direct, but not by port prediction: " + str(res.get("sources")))
+    if check_paths and res["path"] == "direct" and \
+            predicted_pair(*res["pair"].split("/"), res.get("stun_server", False)):
+        shown = res.get("status_prediction", {})
+        if any(t != "predicted" for t, _ in shown.values()) or \
+                not any(w and w.get("ports") for _, w in shown.values()):
+            problems.append("status --json: technique predicted and a predicted_window wanted: "
+                            + str(shown))
     if "technique" in res and res["path"] == "direct" and "mapped" not in res["technique"]:
         problems.append("direct, but not by the mapped candidate: " + str(res["technique"]))
     if res.get("mapping_deleted") is False:
@@ -1311,6 +1366,9 @@ def main():
                                                       for who, a in r["allocation"].items())
                      if "allocation" in r else "")
                   + (f", udp: {r['udp']}" if "udp" in r else "")
+                  + (f", direct after {fmt_s(r['direct_after_s'])}, found by "
+                     + ", ".join(f"{who} {how}" for who, how in r["sources"].items())
+                     if r.get("sources") else "")
                   + (f", request after {opts.idle:.0f} s idle: {fmt_s(r['after_idle_s'])}"
                      if opts.idle else ""), flush=True)
             for problem in r.get("fault_problems", []):

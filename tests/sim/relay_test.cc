@@ -19,7 +19,7 @@
 #include <string>
 
 #include "tests/sim/net/agent_world.h"
-#include "tests/sim/seed_range.h"
+#include "tests/sim/seed_sweep.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -53,10 +53,7 @@ uint64_t session_id_of(AgentWorld& w, WorldSide side) {
     return s.peers.empty() ? 0 : s.peers.front().session_id;
 }
 
-struct Outcome {
-    std::string problem;
-    Duration measured{0};
-};
+using Outcome = SeedOutcome;
 
 Outcome fail(AgentWorld& w, const std::string& why) {
     return Outcome{why + "\n" + w.log_tail(), {}};
@@ -179,23 +176,7 @@ Outcome direct_restart(uint64_t seed) {
 
 template <class Fn>
 void run_case(const char* label, Fn fn) {
-    const SeedRange s = seeds();
-    uint64_t failures = 0;
-    Duration worst{0};
-    std::string first;
-    for (uint64_t seed = s.first; seed <= s.last; ++seed) {
-        const Outcome o = fn(seed);
-        if (!o.problem.empty()) {
-            if (failures++ == 0) first = "seed " + std::to_string(seed) + ": " + o.problem;
-            continue;
-        }
-        worst = std::max(worst, o.measured);
-    }
-    std::printf("sim-relay: %-40s seeds=%llu failures=%llu worst %.0f ms\n", label,
-                static_cast<unsigned long long>(s.count()),
-                static_cast<unsigned long long>(failures), to_ms(worst));
-    INFO(label << ": " << first);
-    CHECK(failures == 0);
+    check_every_seed("sim-relay", label, seeds(), fn);
 }
 
 }  // namespace

@@ -29,6 +29,23 @@ SocketAddress random_address(Rng& rng) {
     return a;
 }
 
+// kind u8, delta u16, spread u16, block_first u16, block_size u32, last u16 (signal/control.h).
+constexpr size_t kAllocationBytes = 13;
+
+// One of measure_allocation's answers for random ports of each shape.
+PortAllocation random_allocation(Rng& rng) {
+    std::vector<uint16_t> ports;
+    const uint16_t start = static_cast<uint16_t>(1024 + rng.uniform(60000));
+    const uint64_t shape = rng.uniform(5);
+    for (uint16_t i = 0; i < 4; ++i) {
+        if (shape == 0) ports.push_back(start);
+        if (shape == 1) ports.push_back(static_cast<uint16_t>(start + i * (1 + rng.uniform(3))));
+        if (shape == 2) ports.push_back(static_cast<uint16_t>((start & ~511) + rng.uniform(512)));
+        if (shape == 3) ports.push_back(static_cast<uint16_t>(1024 + rng.uniform(64000)));
+    }
+    return measure_allocation(ports);  // shape 4: no ports, unknown
+}
+
 std::vector<Candidate> random_candidates(Rng& rng) {
     std::vector<Candidate> cs(rng.uniform(kMaxCandidates + 1));
     for (Candidate& c : cs) {
@@ -91,7 +108,8 @@ ControlMessage random_message(Rng& rng, size_t index) {
             return ControlErrorMessage{static_cast<uint16_t>(rng.next_u64()),
                                        random_text(rng, kMaxControlTextLen)};
         case 4:
-            return Register{random_candidates(rng), static_cast<NatMapping>(rng.uniform(3))};
+            return Register{random_candidates(rng), static_cast<NatMapping>(rng.uniform(3)),
+                            random_allocation(rng)};
         case 5:
             return ConnectRequest{random_text(rng, kMaxAgentNameLen),
                                   random_text(rng, kMaxServiceNameLen), rng.next_u64()};
@@ -102,6 +120,7 @@ ControlMessage random_message(Rng& rng, size_t index) {
             p.peer_pub = random_array<32>(rng);
             p.candidates = random_candidates(rng);
             p.nat = static_cast<NatMapping>(rng.uniform(3));
+            p.allocation = random_allocation(rng);
             p.relay_token = random_array<16>(rng);
             p.start_in_ms = static_cast<uint32_t>(rng.next_u64());
             p.role = rng.chance(0.5) ? SessionRole::kInitiator : SessionRole::kResponder;
@@ -406,7 +425,7 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     // Offsets in the body: version, type, peer (2), nat, udp flag, candidates count, tried
     // count, answered flag, strategy, source, time (4), path.
     const std::vector<std::pair<size_t, uint8_t>> bad = {
-        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 5}, {10, 6}, {15, 0}, {15, 4}};
+        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 6}, {10, 7}, {15, 0}, {15, 4}};
     for (auto [offset, value] : bad) {
         Bytes b(body.begin(), body.end());
         REQUIRE(offset < b.size());
@@ -445,7 +464,8 @@ TEST_CASE("IPv6 candidates: family 6, sixteen address bytes, exact round trip (i
         const ByteView body = ByteView(f).subspan(kControlLengthSize + kControlHeaderSize);
         const Bytes expected = {1,    1,    6,    0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0,
                                 0,    0,    0,    0,    0,    0,    0,    0,    0x77, 0xa0,
-                                0x28, 0};  // count, kind, family, 16 bytes, port 41000, nat
+                                0x28, 0,     // count, kind, family, 16 bytes, port 41000, nat
+                                0,    0,    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // allocation
         CHECK(Bytes(body.begin(), body.end()) == expected);
     }
     SECTION("Register and PeerInfo carry mixed families unchanged") {
@@ -511,7 +531,8 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
     }
     SECTION("enum values out of range") {
         for (int nat = 0; nat < 256; ++nat) {
-            const Bytes body = {0, static_cast<uint8_t>(nat)};  // no candidates, NAT byte
+            Bytes body = {0, static_cast<uint8_t>(nat)};  // no candidates, NAT byte
+            body.resize(body.size() + kAllocationBytes, 0);
             auto e = body_error(0x05, body);
             if (nat <= 2) {
                 CHECK_FALSE(e);
@@ -520,7 +541,8 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
             }
         }
         for (int kind = 0; kind < 256; ++kind) {
-            const Bytes body = {1, static_cast<uint8_t>(kind), 4, 1, 2, 3, 4, 0, 80, 0};
+            Bytes body = {1, static_cast<uint8_t>(kind), 4, 1, 2, 3, 4, 0, 80, 0};
+            body.resize(body.size() + kAllocationBytes, 0);
             auto e = body_error(0x05, body);
             if (kind == 0) {
                 CHECK(e == ControlDecodeError::kMalformed);
@@ -531,7 +553,8 @@ TEST_CASE("field checks: enums, caps, control characters, address families") {
         }
         for (int family = 0; family < 256; ++family) {
             if (family == 4 || family == 6) continue;
-            const Bytes body = {1, 1, static_cast<uint8_t>(family), 1, 2, 3, 4, 0, 80, 0};
+            Bytes body = {1, 1, static_cast<uint8_t>(family), 1, 2, 3, 4, 0, 80, 0};
+            body.resize(body.size() + kAllocationBytes, 0);
             CHECK(body_error(0x05, body) == ControlDecodeError::kMalformed);
         }
     }
@@ -590,6 +613,7 @@ TEST_CASE("a mapped candidate round-trips; a kind from a newer peer is skipped, 
         w.u16(static_cast<uint16_t>(1000 + kind));
     }
     w.u8(static_cast<uint8_t>(NatMapping::kPerDestination));
+    body.resize(body.size() + kAllocationBytes, 0);  // allocation unknown
     const Bytes f = frame_with(kControlVersion, 0x05, body);
     auto decoded = decode_control_body(ByteView(f).subspan(kControlLengthSize));
     REQUIRE(std::holds_alternative<ControlMessage>(decoded));
@@ -624,4 +648,51 @@ TEST_CASE("garbage never crashes; what decodes re-encodes to the same message") 
             CHECK(again.next() == m);
         }
     }
+}
+
+TEST_CASE("Register and PeerInfo carry the NAT's port allocation, byte for byte (issue 16)") {
+    Register r;
+    r.nat = NatMapping::kPerDestination;
+    r.allocation = measure_allocation(std::vector<uint16_t>{40000, 40002, 40004});
+    const Bytes f = encode_control(r);
+    const ByteView body = ByteView(f).subspan(kControlLengthSize + kControlHeaderSize);
+    // no candidates, nat, kind 2 (sequential), delta 2, spread 2, block 0/0, last 40004
+    const Bytes expected = {0, 2, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0x9c, 0x44};
+    CHECK(Bytes(body.begin(), body.end()) == expected);
+    const auto decoded = decode_control_body(ByteView(f).subspan(kControlLengthSize));
+    REQUIRE(std::holds_alternative<ControlMessage>(decoded));
+    CHECK(std::get<Register>(std::get<ControlMessage>(decoded)) == r);
+
+    PeerInfo p;
+    p.peer = "nas";
+    p.allocation = measure_allocation(std::vector<uint16_t>{2000, 2300, 2100, 2050});
+    REQUIRE(p.allocation.kind == PortAllocationKind::kBlock);
+    const Bytes pf = encode_control(p);
+    const auto pd = decode_control_body(ByteView(pf).subspan(kControlLengthSize));
+    REQUIRE(std::holds_alternative<ControlMessage>(pd));
+    CHECK(std::get<PeerInfo>(std::get<ControlMessage>(pd)).allocation == p.allocation);
+}
+
+TEST_CASE("an allocation that measure_allocation never gives is malformed") {
+    const auto with = [](std::vector<uint8_t> allocation) {
+        Bytes body = {0, 2};
+        body.insert(body.end(), allocation.begin(), allocation.end());
+        return body_error(0x05, body);
+    };
+    CHECK_FALSE(with({2, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0x9c, 0x44}));   // sequential 1-3
+    CHECK_FALSE(with({3, 0, 0, 0, 0, 0x08, 0, 0, 0, 2, 0, 0x08, 1}));   // block 2048 of 512
+    CHECK(with({5, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}) ==
+          ControlDecodeError::kMalformed);                              // kind beyond random
+    CHECK(with({2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}) ==
+          ControlDecodeError::kMalformed);                              // sequential delta 0
+    CHECK(with({2, 0, 3, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}) ==
+          ControlDecodeError::kMalformed);                              // spread below delta
+    CHECK(with({3, 0, 0, 0, 0, 0x08, 0, 0, 0, 3, 0, 0x08, 1}) ==
+          ControlDecodeError::kMalformed);                              // block of 768
+    CHECK(with({3, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0x08, 1}) ==
+          ControlDecodeError::kMalformed);                              // block of 0
+    CHECK(with({3, 0, 0, 0, 0, 0x08, 0, 0, 2, 0, 0, 0x08, 1}) ==
+          ControlDecodeError::kMalformed);                              // block of 131072
+    CHECK(with({2, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0}) ==
+          ControlDecodeError::kMalformed);                              // one byte short
 }

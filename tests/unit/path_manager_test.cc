@@ -619,3 +619,64 @@ TEST_CASE("path manager: data over an unknown TCP connection adds no path") {
     }
     CHECK_FALSE(pm.active());
 }
+
+TEST_CASE("path manager: a predicted spray probes the window in order, random ports between") {
+    SeededRng rng(10);
+    PathManager pm(rng);
+    const SocketAddress peer = addr(50, 40000);
+    const PortAllocation seq{PortAllocationKind::kSequential, 1, 1, 0, 0, 40002};
+    auto window = predict_ports(seq, kSprayPorts);
+    pm.start_predicted_spray(peer, window, at(0ms));
+    pm.on_timer(at(kSprayFirstDelay));
+    auto first = drain(pm);
+    REQUIRE(first.size() == window.size());
+    for (size_t i = 0; i < first.size(); ++i) CHECK(first[i].to.port == window[i]);
+    REQUIRE(pm.prediction());
+    CHECK(pm.prediction()->mode == "window");
+    CHECK(pm.prediction()->first == 40003);
+    CHECK(pm.prediction()->round == 1);
+    CHECK(pm.stats().predicted_rounds == 1);
+    CHECK(pm.stats().spray_rounds == 0);
+    // The second round sprays random ports (the window may have missed), the third the window.
+    pm.on_timer(at(kSprayFirstDelay + kSprayInterval));
+    CHECK(drain(pm).size() == kSprayPorts);
+    CHECK(pm.stats().spray_rounds == 1);
+    const Time third_at = at(kSprayFirstDelay + 2 * kSprayInterval);
+    pm.on_timer(third_at);
+    auto second = drain(pm);
+    REQUIRE(second.size() == window.size());
+    CHECK(second.front().to.port == 40003);
+    CHECK(pm.prediction()->round == 3);
+    // An answer from a predicted port is the path.
+    pm.on_probe(second[5].to, answer(second[5]), third_at + 20ms);
+    REQUIRE(pm.active() == second[5].to);
+    auto change = pm.poll_change();
+    REQUIRE(change);
+    CHECK(change->reason == "predicted port 40008 answered");
+}
+
+TEST_CASE("path manager: lockstep probes every stride-th predicted port, the same each round") {
+    SeededRng rng(11);
+    PathManager pm(rng);
+    const PortAllocation seq{PortAllocationKind::kSequential, 2, 2, 0, 0, 50000};
+    pm.start_lockstep(addr(50, 1), seq, 2, at(0ms));
+    pm.on_timer(at(kSprayFirstDelay));
+    auto r1 = drain(pm);
+    REQUIRE(r1.size() == kLockstepProbes);
+    CHECK(r1[0].to.port == 50002);
+    CHECK(r1[1].to.port == 50006);
+    pm.on_timer(at(kSprayFirstDelay + kSprayInterval));
+    auto r2 = drain(pm);
+    REQUIRE(r2.size() == kLockstepProbes);
+    // Again through the mappings the first round made: no new one to upset the count.
+    for (size_t i = 0; i < r2.size(); ++i) CHECK(r2[i].to.port == r1[i].to.port);
+    REQUIRE(pm.prediction());
+    CHECK(pm.prediction()->mode == "lockstep");
+    CHECK(pm.prediction()->round == 2);
+    // A random allocation has no lockstep: nothing starts.
+    PathManager none(rng);
+    none.start_lockstep(addr(50, 1), PortAllocation{PortAllocationKind::kRandom}, 1, at(0ms));
+    none.on_timer(at(kSprayFirstDelay));
+    CHECK(drain(none).empty());
+    CHECK_FALSE(none.prediction());
+}

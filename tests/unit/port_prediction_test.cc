@@ -126,3 +126,44 @@ TEST_CASE("a window never exceeds its cap") {
     big.block_size = 4096;
     CHECK(predict_ports(big, 1).size() == kMaxPredictedPorts);
 }
+
+TEST_CASE("lockstep ports: last + delta x (1 + first + stride x k), wrapping past 65535") {
+    const auto one = measure({40000, 40001, 40002});
+    CHECK(lockstep_ports(one, 0, 4, 1) == std::vector<uint16_t>{40003, 40004, 40005, 40006});
+    CHECK(lockstep_ports(one, 10, 3, 2) == std::vector<uint16_t>{40013, 40015, 40017});
+    const auto two = measure({50000, 50002, 50004});
+    CHECK(lockstep_ports(two, 0, 3, 2) == std::vector<uint16_t>{50006, 50010, 50014});
+    const auto top = measure({65533, 65534, 65535});
+    CHECK(lockstep_ports(top, 0, 3, 1) == std::vector<uint16_t>{1024, 1025, 1026});
+    // Random and block allocations have no lockstep.
+    CHECK(lockstep_ports(measure({1200, 47000, 9000, 33000}), 0, 4, 1).empty());
+    CHECK(lockstep_ports(measure({2000, 2100, 2050, 2010}), 0, 4, 1).empty());
+    CHECK(predictable(one));
+    CHECK(predictable(measure({2000, 2100, 2050, 2010})));
+    CHECK_FALSE(predictable(measure({41641, 41641, 41641})));
+}
+
+TEST_CASE("lockstep: stride 1 against stride 2 meets whatever extra mappings each side made") {
+    // Side A (stride 1) and side B (stride 2), both sequential NATs. Each made eps extra new
+    // mappings after its allocation was measured; A's i-th probe leaves from A's port number
+    // eps_a + i and goes to B's lockstep port i; B's j-th from B's eps_b + j to A's 2j. They meet
+    // where A sends to the port B's probe leaves from and B to the port A's leaves from.
+    const auto a = measure({30000, 30001, 30002});
+    const auto b = measure({52000, 52002, 52004});
+    constexpr size_t kCount = 64;
+    for (size_t eps_a = 0; eps_a < 8; ++eps_a) {
+        for (size_t eps_b = 0; eps_b < 8; ++eps_b) {
+            const auto a_to = lockstep_ports(b, 0, kCount, 1);    // A's targets
+            const auto b_to = lockstep_ports(a, 0, kCount, 2);    // B's targets
+            const auto a_from = lockstep_ports(a, eps_a, kCount, 1);  // A's mappings
+            const auto b_from = lockstep_ports(b, eps_b, kCount, 1);  // B's mappings
+            bool met = false;
+            for (size_t i = 0; i < kCount; ++i) {
+                for (size_t j = 0; j < kCount; ++j) {
+                    met |= a_to[i] == b_from[j] && b_to[j] == a_from[i];
+                }
+            }
+            CHECK(met);
+        }
+    }
+}

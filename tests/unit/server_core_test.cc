@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include "signal/udp_messages.h"
@@ -339,6 +340,47 @@ TEST_CASE("rendezvous: a request naming the pair's session keeps it; roles stay"
     CHECK(again_laptop[0].role == SessionRole::kInitiator);
     CHECK(again_nas[0].role == SessionRole::kResponder);
     CHECK(h.core->relays().size() == 1);
+}
+
+TEST_CASE("rendezvous: candidates that change while a session lives reach both agents again") {
+    // nas's router granted a port mapping after the session started (UPnP takes seconds):
+    // laptop, which punched with nas's old candidates, must learn the mapped one.
+    Harness h;
+    auto [first_laptop, first_nas] = rendezvous(h);
+    const SocketAddress host = *parse_socket_address("192.168.1.20:40000");
+    const SocketAddress srflx = *parse_socket_address("198.51.100.7:61000");
+    const SocketAddress mapped = *parse_socket_address("198.51.100.7:40000");
+    const Register with_mapping{{{CandidateKind::kHost, host},
+                                 {CandidateKind::kServerReflexive, srflx},
+                                 {CandidateKind::kMapped, mapped}},
+                                NatMapping::kEndpointIndependent};
+    Actions a = h.send(2, with_mapping);
+    auto to_laptop = messages_to<PeerInfo>(a, 1);
+    auto to_nas = messages_to<PeerInfo>(a, 2);
+    REQUIRE(to_laptop.size() == 1);
+    REQUIRE(to_nas.size() == 1);
+    // The same session, roles and direction of approval: nothing new is granted.
+    CHECK(to_laptop[0].session_id == first_laptop.session_id);
+    CHECK(to_laptop[0].relay_token == first_laptop.relay_token);
+    CHECK(to_laptop[0].role == SessionRole::kInitiator);
+    CHECK(to_nas[0].role == SessionRole::kResponder);
+    CHECK(to_laptop[0].service == "web");
+    CHECK(to_laptop[0].opener);
+    CHECK_FALSE(to_nas[0].opener);
+    CHECK(std::find(to_laptop[0].candidates.begin(), to_laptop[0].candidates.end(),
+                    Candidate{CandidateKind::kMapped, mapped}) != to_laptop[0].candidates.end());
+    CHECK(h.core->stats().rendezvous_refreshed == 1);
+    CHECK(h.core->stats().rendezvous == 1);
+    // The same candidates again: nothing to tell.
+    a = h.send(2, with_mapping);
+    CHECK(messages_to<PeerInfo>(a, 1).empty());
+    CHECK(messages_to<PeerInfo>(a, 2).empty());
+    // Once laptop is gone, its sessions are too: nas's next change tells nobody.
+    h.core->on_connection_closed(1, h.now);
+    a = h.send(2, Register{{{CandidateKind::kHost, host}}, NatMapping::kEndpointIndependent});
+    CHECK(messages_to<PeerInfo>(a, 1).empty());
+    CHECK(messages_to<PeerInfo>(a, 2).empty());
+    CHECK(h.core->stats().rendezvous_refreshed == 1);
 }
 
 TEST_CASE("rendezvous: a requester without a link gets a new session") {

@@ -94,6 +94,15 @@ struct World {
         }
     }
 
+    // The target side's connect succeeds (b's pipe exists once a's stream reached it); then
+    // everything moves for `limit`.
+    void connect_target(Duration limit = 1s) {
+        REQUIRE(b.pipe);
+        b.pipe->on_tcp_connected(b.conn);
+        b.take_actions();
+        run(limit);
+    }
+
     // The forward side: an accepted connection on a new stream of a.
     void open() {
         auto id = a.conn.open_stream("web");
@@ -115,10 +124,7 @@ TEST_CASE("bytes and half-closes cross both ways, then both sockets close cleanl
     w.a.pipe->on_tcp_eof(w.a.conn);  // the client half-closes after its request
     w.a.take_actions();
     w.run();
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run();
+    w.connect_target();
     CHECK(w.b.to_app == bytes_of("GET /"));
     // The request's FIN reached the target: its socket is shut for writing.
     CHECK(w.b.saw(PipeAction::kShutdown));
@@ -157,10 +163,7 @@ TEST_CASE("read_space bounds what is read; a full stream pauses reading until it
     CHECK(w.a.pipe->read_space(w.a.conn) == 0);
     w.a.actions.clear();
     w.run();  // the stream's bytes are sent and acknowledged: room again
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run();
+    w.connect_target();
     CHECK(w.a.saw(PipeAction::kResumeReading));
     CHECK(w.a.pipe->read_space(w.a.conn) > 0);
     CHECK(w.b.to_app.size() == chunk.size());
@@ -177,10 +180,35 @@ TEST_CASE("more than read_space is kept in order, not lost") {
     w.a.pipe->on_tcp_eof(w.a.conn);
     w.a.take_actions();
     w.run();
-    REQUIRE(w.b.pipe);
-    w.b.pipe->on_tcp_connected(w.b.conn);
-    w.b.take_actions();
-    w.run(5s);
+    w.connect_target(5s);
+    CHECK(w.b.to_app == data);
+    CHECK(w.b.saw(PipeAction::kShutdown));
+}
+
+TEST_CASE("bytes read while earlier ones still wait go after them, once the stream took part") {
+    // The stream takes waiting bytes a part at a time (StreamWritable); more read from the socket
+    // in between join the queue behind what is still waiting, not behind what was taken.
+    ConnectionConfig c;
+    c.stream_send_buffer = 8 * 1024;
+    c.stream_receive_window = kInitialStreamWindow;  // b reads nothing: its target is not up
+    World w(c);
+    w.open();
+    Bytes data(kInitialStreamWindow + 44 * 1024);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 13 + i / 251);
+    const ByteView all(data);
+    const size_t first = kInitialStreamWindow + 14 * 1024;
+    w.a.pipe->on_tcp_data(w.a.conn, all.first(first));  // the stream takes 8 KiB, the rest waits
+    w.a.take_actions();
+    w.run();  // the window's bytes go, and the send buffer takes 8 KiB more: 6 KiB still wait
+    CHECK(w.a.pipe->bytes_to_stream() == kInitialStreamWindow + c.stream_send_buffer);
+    w.a.pipe->on_tcp_data(w.a.conn, all.subspan(first, 10 * 1024));
+    w.run();
+    w.a.pipe->on_tcp_data(w.a.conn, all.subspan(first + 10 * 1024));
+    w.a.pipe->on_tcp_eof(w.a.conn);
+    w.a.take_actions();
+    w.run();
+    w.connect_target(10s);
+    CHECK(w.a.pipe->bytes_to_stream() == data.size());
     CHECK(w.b.to_app == data);
     CHECK(w.b.saw(PipeAction::kShutdown));
 }

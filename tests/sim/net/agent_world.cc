@@ -121,6 +121,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         h->sockets[kRouteMain] = h->main_port;
         if (auto nat = nat_config(kinds[i])) {
             if (config.nat_timeout) nat->timeout = *config.nat_timeout;
+            if (config.sequential_delta) nat->sequential_delta = *config.sequential_delta;
             h->lan = lans[i];
             h->nat.emplace(*nat, publics[i],
                            config.seed ^ (0x6e6174ULL + static_cast<uint64_t>(i)));
@@ -135,6 +136,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
         ac.keepalive = config.keepalive;
         if (config.stun_server) ac.stun_servers = {HostPort{"stun.sim", 3478, HostKind::kName}};
         if (i == 0) {
+            ac.port_mapping = config.nas_port_mapping_delay.has_value();
             ac.session.connection.max_incoming_streams = config.nas_max_streams;
             ac.expose = {{"web", {"127.0.0.1", kWebPort, HostKind::kIpv4}, {"laptop"}},
                          {"echo", {"127.0.0.1", kEchoPort, HostKind::kIpv4}, {"laptop"}}};
@@ -369,6 +371,27 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                         h.core->on_stun_server_resolved(index, std::nullopt,
                                                         "Name or service not known", now_);
                     }
+                    drain(h);
+                });
+            } else if constexpr (std::is_same_v<A, MapPort>) {
+                const PortMapRequest r = a.request;
+                if (r.op == PortMapRequest::Op::kDelete) {
+                    if (h.nat) h.nat->unmap_port(r.external_port);
+                    return;
+                }
+                const Duration delay = config_.nas_port_mapping_delay.value_or(Duration{});
+                at(now_ + delay, [this, &h, r] {
+                    if (h.exited) return;
+                    PortMappingResult result;
+                    if (h.nat) {
+                        h.nat->map_port(with_port(h.lan, r.internal_port), r.internal_port);
+                        result.granted = PortMappingGranted{PortMapProtocol::kUpnpIgd, "10.0.1.1",
+                                                            with_port(h.public_ip, r.internal_port),
+                                                            r.lease};
+                    } else {
+                        result.detail = "UPnP IGD: no IGD found; PCP: no answer; NAT-PMP: no answer";
+                    }
+                    h.core->on_port_mapping_result(std::move(result), now_);
                     drain(h);
                 });
             } else if constexpr (std::is_same_v<A, OpenUdpSocket>) {

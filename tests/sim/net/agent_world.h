@@ -56,6 +56,8 @@ struct WorldConfig {
     bool trace = false;  // log every datagram and control message (log_tail shows them)
     // Both NATs forget a mapping unused this long (nullopt: the kind's default, 30 s).
     std::optional<Duration> nat_timeout;
+    // Both NATs' step between sequential ports (kSeqSym; nullopt: the kind's default, 1).
+    std::optional<uint16_t> sequential_delta;
     // Both agents' [agent] keepalive (nullopt: learned).
     std::optional<Duration> keepalive;
     // A standard STUN server on the internet (kSimStunServer, the agents' [agent] stun_servers
@@ -75,6 +77,10 @@ struct WorldConfig {
     // A UDP service "dns" on the NAS (target kDnsTarget) and a UDP forward to it on the laptop
     // (kDnsForward): datagrams sent to loopback addresses are kept in local_udp(), not routed.
     bool udp_service = false;
+    // The NAS asks its gateway for a port mapping ([agent] port_mapping), which grants it (UPnP
+    // IGD, the public port the socket's own, as miniupnpd does) this long after the request;
+    // nullopt: the NAS does not ask. Its NAT then lets anyone in at that port (SimNat::map_port).
+    std::optional<Duration> nas_port_mapping_delay;
     // Direct TCP paths (issue 15): both agents listen on kSimTcpPort, shared with their control
     // connection, which their NATs map to the same port of their public address (what the
     // server reports as tcp-srflx). A connect to the peer's address and port reaches it when

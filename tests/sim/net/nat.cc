@@ -231,6 +231,12 @@ std::optional<SocketAddress> SimNat::outbound(const SocketAddress& local, const 
         return std::nullopt;
     }
     expire(now);
+    for (const auto& [port, mapped_local] : mapped_ports_) {
+        if (mapped_local != local) continue;
+        SocketAddress from = public_ip_;
+        from.port = port;
+        return from;
+    }
     const Key key = key_for(local, to);
     auto it = mappings_.find(key);
     if (it == mappings_.end()) {
@@ -259,6 +265,10 @@ std::optional<SocketAddress> SimNat::inbound(const SocketAddress& at, const Sock
         return std::nullopt;
     }
     expire(now);
+    if (auto mapped = mapped_ports_.find(at.port);
+        mapped != mapped_ports_.end() && same_ip(at, public_ip_)) {
+        return mapped->second;  // a granted mapping filters nothing
+    }
     auto port = by_port_.find(at.port);
     if (!same_ip(at, public_ip_) || port == by_port_.end()) {
         stats_.inbound_dropped++;
@@ -277,6 +287,14 @@ std::optional<SocketAddress> SimNat::inbound(const SocketAddress& at, const Sock
     }
     m.last_used = now;
     return m.local;
+}
+
+void SimNat::map_port(const SocketAddress& local, uint16_t port) {
+    mapped_ports_[port] = local;
+}
+
+void SimNat::unmap_port(uint16_t port) {
+    mapped_ports_.erase(port);
 }
 
 std::optional<NatTranslation> SimNat::hairpin(const SocketAddress& local,

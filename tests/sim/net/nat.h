@@ -120,6 +120,12 @@ class SimNat {
     std::optional<NatTranslation> hairpin(const SocketAddress& local, const SocketAddress& to,
                                           Time now);
 
+    // A port mapping the gateway granted on request (UPnP IGD, NAT-PMP, PCP; signal/port_mapper.h):
+    // public port `port` leads to `local` from anyone, and `local`'s packets leave from it, to
+    // any destination (miniupnpd's SNAT keeps a mapped socket's port). Until unmap_port(port).
+    void map_port(const SocketAddress& local, uint16_t port);
+    void unmap_port(uint16_t port);
+
     const SocketAddress& public_ip() const { return public_ip_; }
     const NatStats& stats() const { return stats_; }
 
@@ -146,6 +152,7 @@ class SimNat {
     SeededRng rng_;
     std::map<Key, Mapping> mappings_;
     std::map<uint16_t, Key> by_port_;
+    std::map<uint16_t, SocketAddress> mapped_ports_;  // map_port: public port -> local
     uint16_t next_port_ = 20000;
     std::map<SocketAddress, uint16_t> blocks_;  // kBlock: subscriber (port 0) -> first port
     uint16_t next_block_ = 0;
