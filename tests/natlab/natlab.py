@@ -486,7 +486,10 @@ def path_events(proc, peer):
     events = []
     for rx in PATH_LINES:
         events += [(t, m.group("path")) for t, m in proc.find(rx) if m.group("peer") == peer]
-    return sorted(events)
+    # By time only: a session that comes up and moves to a direct path within one millisecond
+    # logs both lines with one time stamp, and the "session ... up" line (the first pattern's)
+    # is the earlier; sorting the pairs would order them by path name instead.
+    return sorted(events, key=lambda e: e[0])
 
 
 # `burrow netcheck`'s gateway lines ("upnp igd       10.0.1.1 (external 100.128.0.11)", "pcp
