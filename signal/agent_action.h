@@ -13,6 +13,13 @@
 //   TCP            ConnectTcp -> on_tcp_connected | on_tcp_connect_failed;  TcpFlush,
 //                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose,
 //                  TcpReset (tunnel/stream_pipe.h says what each means)
+//   peer TCP       (direct TCP paths, issue 15) src/ listens from the start on the port its
+//                  control connection leaves from (AgentCore::enable_tcp_paths) and hands
+//                  accepted connections to on_peer_tcp_accepted; ConnectPeerTcp ->
+//                  on_peer_tcp_connected | on_peer_tcp_closed; on_peer_tcp_data,
+//                  on_peer_tcp_writable, on_peer_tcp_closed; ClosePeerTcp. Session
+//                  datagrams for such a route leave as UdpWrites with tcp set: src/ puts the
+//                  2-byte length in front (tunnel/stream_framer.h)
 //   the gateway    MapPort (UPnP IGD / PCP / NAT-PMP; blocking libraries, run off the loop) ->
 //                  on_port_mapping_result for a kMap (a kDelete is not answered)
 //   the process    Log (one line), Exit
@@ -88,6 +95,16 @@ struct ConnectTcp {
     HostPort target;   // a DNS name is resolved by src/
     Duration timeout;  // give up (on_tcp_connect_failed) after this
 };
+// Connect to a peer's TCP candidate from the shared listening port (the crossing SYNs of a
+// simultaneous open, or a connect to a reachable peer), under route.
+struct ConnectPeerTcp {
+    RouteId route;
+    SocketAddress to;
+    Duration timeout;
+};
+struct ClosePeerTcp {
+    RouteId route;
+};
 struct TcpFlush {
     TcpId id;
 };
@@ -134,7 +151,8 @@ struct DoctorResult {
 using AgentAction =
     std::variant<DialServer, WriteControl, CloseControl, ResolveStunServer, OpenUdpSocket,
                  CloseUdpSocket, ListenTcp,
-                 StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, TcpFlush,
+                 StopListening, PauseAccepting, ResumeAccepting, ConnectTcp, ConnectPeerTcp,
+                 ClosePeerTcp, TcpFlush,
                  TcpPauseReading, TcpResumeReading, TcpShutdown, TcpFinish, TcpClose, TcpReset,
                  Log, MapPort, Exit, DoctorResult>;
 
@@ -144,6 +162,8 @@ struct UdpWrite {
     SocketAddress to;
     RouteId route = kRouteMain;
     size_t size = 0;
+    // A session datagram for a direct TCP connection (route names it): length-prefixed on it.
+    bool tcp = false;
 };
 
 // A datagram to send: on the main socket or a link's own socket, to `to`.
@@ -151,6 +171,7 @@ struct UdpTransmit {
     RouteId route = kRouteMain;
     SocketAddress to;
     Bytes data;
+    bool tcp = false;  // as UdpWrite::tcp
 };
 
 }  // namespace burrow

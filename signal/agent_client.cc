@@ -433,6 +433,12 @@ std::vector<Candidate> AgentClient::candidates() const {
             cs.push_back(Candidate{CandidateKind::kServerReflexive, srflx});
         }
     }
+    // TCP last: a direct TCP path is the fallback where UDP cannot get through, and the server
+    // needs one slot for the tcp-srflx candidate it adds.
+    for (const SocketAddress& a : tcp_host_candidates_) {
+        if (cs.size() + 1 >= kMaxCandidates) break;
+        cs.push_back(Candidate{CandidateKind::kTcpHost, a});
+    }
     return cs;
 }
 

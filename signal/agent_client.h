@@ -182,6 +182,12 @@ class AgentClient {
     // The agent's local addresses with its UDP socket's port (the same-LAN candidates).
     // Registered again at once if the client is already registered (the network changed).
     void set_host_candidates(std::vector<SocketAddress> addresses, Time now);
+    // The agent's local addresses with the port its peer TCP listener shares with the control
+    // connection (issue 15): registered as tcp-host candidates after the UDP ones; the server
+    // adds the tcp-srflx one it sees. Takes effect at the next registration.
+    void set_tcp_host_candidates(std::vector<SocketAddress> addresses) {
+        tcp_host_candidates_ = std::move(addresses);
+    }
     // How a link's punching settled, for `burrow doctor` (signal/doctor_book.h). Sent only
     // while online (a report made while offline describes a path the server never joined):
     // false when it was not sent.
@@ -322,6 +328,7 @@ class AgentClient {
     bool registered_ = false;
 
     std::vector<SocketAddress> host_candidates_;
+    std::vector<SocketAddress> tcp_host_candidates_;
     std::optional<SocketAddress> mapped_candidate_;
     std::map<uint64_t, KnownSession> sessions_;
     uint64_t session_age_ = 0;

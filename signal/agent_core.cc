@@ -97,6 +97,8 @@ void AgentCore::start(std::vector<SocketAddress> host_addresses, Time now, bool 
         }
     }
     const uint16_t udp_port = host_addresses.empty() ? 0 : host_addresses[0].port;
+    host_addresses_ = host_addresses;
+    enable_tcp_paths(tcp_port_);
     client_.set_host_candidates(std::move(host_addresses), now);
     stun_resolving_.assign(config_.stun_servers.size(), false);
     resolve_stun_servers();
@@ -473,6 +475,11 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
         peer.dead = false;
         peer.may_open.clear();
         peer.may_accept.clear();
+        // A new session punches TCP afresh: the old one's schedule and candidates went with it.
+        peer.tcp_candidates.clear();
+        peer.tcp_punch_started = kNever;
+        peer.tcp_punch_round = 0;
+        peer.tcp_punch_at = kNever;
         log(Severity::kDebug, "session " + std::to_string(info.session_id) + " with " + info.peer +
                                   " (" + (lc.role == Role::kInitiator ? "initiator" : "responder") +
                                   ")");
@@ -481,11 +488,15 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
     PunchPlan plan = punch_plan_from(info.candidates);
     plan.ours = nat_ ? nat_->mapping : NatMapping::kUnknown;
     plan.theirs = info.nat;
+    const std::vector<SocketAddress> tcp_candidates = plan.tcp_candidates;
     plan.our_allocation = nat_ ? nat_->allocation : PortAllocation{};
     plan.their_allocation = info.allocation;
     peer.link->set_punch_plan(std::move(plan), now);
     // Relay first (docs/architecture.md §5): the handshake goes through the server at once.
     if (fresh) peer.link->start(now);
+    // This is the rendezvous' start time (AgentClient holds PeerReady until then): the peer
+    // connects to our TCP candidates now too, so the SYNs cross.
+    start_tcp_punch(peer, tcp_candidates, now);
     open_waiters(peer, now);
     release_held_datagrams(peer, now);
     // Streams and flows the peer opened before this approval reached us.
@@ -770,6 +781,7 @@ Time AgentCore::next_deadline() const {
     for (const auto& [service, s] : udp_services_) t = std::min(t, s.flows.next_deadline());
     for (const auto& [id, deadline] : doctor_pending_) t = std::min(t, deadline);
     t = std::min(t, port_mapper_.next_deadline());
+    t = std::min(t, tcp_deadline());
     return std::min(t, repeated_.next_deadline());
 }
 
@@ -785,8 +797,10 @@ void AgentCore::on_timer(Time now) {
         expire_unapproved(peer, now);
         expire_unapproved_flows(peer, now);
         expire_credit_waiters(peer, now);
+        if (now >= peer.tcp_punch_at) tcp_punch_round(peer, now);
         process(peer, now);
     }
+    expire_unclaimed_tcp(now);
     expire_udp_flows(now);
     std::erase_if(peers_, [](const auto& kv) { return kv.second.dead; });
     resume_forwards(now);
@@ -806,7 +820,7 @@ std::optional<UdpTransmit> AgentCore::poll_transmit(Time now) {
     const auto w = write_transmit(now, out);
     if (!w) return std::nullopt;
     out.resize(w->size);
-    return UdpTransmit{w->route, w->to, std::move(out)};
+    return UdpTransmit{w->route, w->to, std::move(out), w->tcp};
 }
 
 std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out) {
@@ -852,7 +866,7 @@ std::optional<UdpWrite> AgentCore::write_transmit(Time now, MutableByteView out)
             if (!w) continue;
             if (w->route != kRouteRelay) {
                 peer.traffic.direct.sent(w->size);
-                return UdpWrite{w->to, w->route, w->size};
+                return UdpWrite{w->to, w->route, w->size, w->path == DirectKind::kTcp};
             }
             // Through the server: the client wraps it for UDP or the TLS connection.
             if (client_.send_relay(peer.relay_id, ByteView(out).first(w->size), now)) {
@@ -1086,7 +1100,9 @@ const PeerLink* AgentCore::link(std::string_view peer) const {
 }
 
 std::string AgentCore::path_of(const PeerLink& link) const {
-    if (const auto& direct = link.direct()) return "direct " + to_string(*direct);
+    if (const auto& direct = link.direct()) {
+        return std::string(status_name(link.direct_kind())) + " " + to_string(*direct);
+    }
     return relay_name(client_.udp_bound());
 }
 
@@ -1248,6 +1264,7 @@ void AgentCore::end_link(Peer& peer, const std::string& reason, bool log_it, Tim
         socket_owner_.erase(r);
         act(CloseUdpSocket{r});
     }
+    close_link_tcps(peer.name, now);
     peer.unapproved.clear();
     peer.unapproved_flows.clear();
     std::vector<FlowId> flows;

@@ -51,6 +51,7 @@
 #include "signal/log_throttle.h"
 #include "signal/udp_flows.h"
 #include "tunnel/peer_link.h"
+#include "tunnel/stream_framer.h"
 #include "tunnel/stream_pipe.h"
 
 namespace burrow {
@@ -103,6 +104,21 @@ inline constexpr int kUdpFlowSocketBuffer = 256 * 1024;
 // The largest datagram a UDP forward's socket takes (IPv4's UDP maximum): anything larger than
 // the session carries is dropped and counted by the core, not truncated unseen by the socket.
 inline constexpr size_t kMaxForwardedUdpDatagram = 65507;
+
+// Direct TCP paths (issue 15, agent_core_tcp.cc).
+// One connect to a peer's TCP candidate is given this long: a SYN the peer's NAT drops is
+// resent by the kernel after 1 s, and the peer's own SYN (which opens its NAT for ours, or
+// crosses ours: a simultaneous open) leaves at the same start time, so a crossing happens well
+// within it; a failed attempt is tried again on the UDP punch's schedule.
+inline constexpr Duration kTcpPunchConnectTimeout = std::chrono::seconds(3);
+// A connection on the peer listener must carry a frame some link's session knows (the peer's
+// PATH_CHALLENGE, sealed with the session's keys) within this, or it is closed: the peer sends
+// its first challenge at once when it has keys, and the relayed handshake takes a round trip.
+inline constexpr Duration kTcpClaimWait = std::chrono::seconds(5);
+// Unclaimed connections at once, and the bytes each may send before a link claims it: a few
+// honest challenges fit; a scanner or a stranger holding connections open does not get more.
+inline constexpr size_t kMaxUnclaimedTcp = 16;
+inline constexpr size_t kMaxUnclaimedTcpBytes = 16 * 1024;
 
 enum class ConnectFailure : uint8_t {
     kUnresolved,  // the target's name did not resolve
@@ -211,6 +227,24 @@ class AgentCore {
     // The socket is gone (whoever closed it); the last call for id.
     void on_tcp_closed(TcpId id, Time now);
 
+    // --- direct TCP paths to peers (issue 15) ---
+    // src/ listens on `port` (shared with the control connection, SO_REUSEPORT) on every local
+    // address: they are offered as tcp-host candidates and the peers' TCP candidates are
+    // connected to when punching starts. Again with a new port when src/ moves the listener
+    // (each new control connection leaves from a fresh port); 0: no TCP paths from now on.
+    // Takes effect at the next registration.
+    void enable_tcp_paths(uint16_t port);
+    // A connection accepted on that listener, from `from`; nullopt: close it (too many wait to
+    // be claimed). Its first frame must be one a link's session knows.
+    std::optional<RouteId> on_peer_tcp_accepted(const SocketAddress& from, Time now);
+    // A ConnectPeerTcp succeeded (also by a simultaneous open).
+    void on_peer_tcp_connected(RouteId route, Time now);
+    void on_peer_tcp_data(RouteId route, ByteView data, Time now);
+    // The socket's unsent queue is above its high-water mark (false), or drained (true).
+    void on_peer_tcp_writable(RouteId route, bool writable);
+    // The connection ended or the connect failed (also after ClosePeerTcp); the last call.
+    void on_peer_tcp_closed(RouteId route, std::string_view reason, Time now);
+
     // --- time and output ---
     void on_timer(Time now);
     Time next_deadline() const;
@@ -269,6 +303,26 @@ class AgentCore {
         std::deque<Unapproved> unapproved_flows;  // the same, for UDP flows
         PathTraffic traffic;
         bool dead = false;
+        // TCP punching: the peer's TCP candidates are connected to at the start time and again
+        // at each step of kPunchSchedule (then every kRediscoverInterval) while there is no
+        // direct path and no TCP connection to the peer.
+        std::vector<SocketAddress> tcp_candidates;
+        Time tcp_punch_started = kNever;
+        size_t tcp_punch_round = 0;
+        Time tcp_punch_at = kNever;
+    };
+    // A direct TCP connection to a peer: one we connect (peer known), or one the listener
+    // accepted (peer unknown until a link claims its first frame).
+    struct PeerTcp {
+        std::string peer;  // empty: not claimed yet
+        SocketAddress remote;
+        bool initiated = false;  // a ConnectPeerTcp of ours
+        bool connected = false;
+        bool on_link = false;        // added to the link as a path
+        bool closing = false;        // ClosePeerTcp asked; forgotten at on_peer_tcp_closed
+        Time claim_deadline = kNever;
+        size_t unclaimed_bytes = 0;
+        StreamDeframer deframer{kTcpPathLengthSize, 1, kMaxTcpPathFrame};
     };
     struct Pipe {
         std::string peer;
@@ -415,6 +469,21 @@ class AgentCore {
     void on_stream_event(Peer& peer, const ConnectionEvent& e, Time now);
     void end_link(Peer& peer, const std::string& reason, bool log_it, Time now);
     std::string path_of(const PeerLink& link) const;
+
+    // --- direct TCP paths (agent_core_tcp.cc) ---
+    void start_tcp_punch(Peer& peer, const std::vector<SocketAddress>& candidates, Time now);
+    void tcp_punch_round(Peer& peer, Time now);
+    // A claimed connection's frame for its link.
+    void deliver_tcp_frame(RouteId route, PeerTcp& c, MutableByteView frame, Time now);
+    // The connection goes to its peer's link as a path; duplicates are tie-broken.
+    void add_tcp_to_link(RouteId route, PeerTcp& c, Time now);
+    void close_peer_tcp(RouteId route, Time now);
+    void close_link_tcps(const std::string& peer, Time now);
+    void expire_unclaimed_tcp(Time now);
+    Time tcp_deadline() const;
+    uint16_t tcp_port_ = 0;
+    std::vector<SocketAddress> host_addresses_;  // start()'s, for the tcp-host candidates
+    std::map<RouteId, PeerTcp> peer_tcps_;
 
     Pipe* find_pipe(TcpId id);
     // Carries out what the pipe asks, and forgets it once done.

@@ -185,6 +185,11 @@ struct AgentDrops {
     uint64_t streams_refused = 0;        // incoming streams refused (service, allow, approval)
     uint64_t waiting_full = 0;           // forwarded connections closed: too many waited
     uint64_t listen_paused = 0;          // a forward stopped accepting: out of descriptors
+    // Direct TCP paths (issue 15): connections on the peer listener that no link claimed.
+    uint64_t tcp_unclaimed_frames = 0;   // a frame no link's session knows: dropped
+    uint64_t tcp_unclaimed_closed = 0;   // closed: unclaimed too long, too many bytes, or full
+    uint64_t tcp_bad_framing = 0;        // closed: a length past the limit, or cut short
+    uint64_t tcp_duplicates_closed = 0;  // a second connection to one peer, tie-broken away
 };
 
 struct AgentStatus {

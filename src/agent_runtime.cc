@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -40,11 +41,22 @@
 #include "src/tcp.h"
 #include "src/udp_socket.h"
 #include "src/version.h"
+#include "tunnel/stream_framer.h"
 
 namespace burrow {
 namespace {
 
 constexpr int kExitOsError = 1;  // docs/architecture.md §7: the OS refused (a port in use)
+// A direct TCP path's socket (issue 15). The kernel keeps at most this much unsent
+// (TCP_NOTSENT_LOWAT), so what waits to be sent waits in the session's streams, where an
+// interactive stream is scheduled ahead of a bulk one, not in the kernel behind it; enough to
+// keep a 100 Mbit/s, 50 ms path busy between two wakes.
+constexpr int kPeerTcpNotSentLowat = 128 * 1024;
+// Above this much in our own queue the session is told the path is not writable (it then
+// builds no stream data, docs/architecture.md §4), and writable again once half of it is gone.
+// The queue itself takes more (ACKs and probes still go), and refuses only past kPeerTcpQueue.
+constexpr size_t kPeerTcpHighWater = 256 * 1024;
+constexpr size_t kPeerTcpQueue = 4 * 1024 * 1024;
 const std::vector<int> kAgentSignals = {SIGINT, SIGTERM, SIGHUP};
 
 // Test only (./run.sh soak): BURROW_TEST_REKEY_AFTER_MESSAGES=N makes the initiator rekey
@@ -128,6 +140,7 @@ class Agent {
         timer_ = CoreTimer::create(loop_, clock_, std::move(hooks));
         if (!timer_) return OsError{timer_error_text()};
         trimmer_ = HeapTrimmer::create(loop_);
+        start_peer_listener();
         const bool dual_stack = udp_->local_address().v6;
         core_.start(interface_addresses(udp_->local_address().port, dual_stack), clock_.now(),
                     dual_stack);
@@ -227,6 +240,7 @@ class Agent {
     void flush_sockets() {
         for (auto& socket : unflushed_) socket->flush();
         unflushed_.clear();
+        flush_peer_tcps();
     }
 
     // One unit of the core's output: every pending action, then one datagram. A datagram for
@@ -239,6 +253,10 @@ class Agent {
         const MutableByteView room =
             udp_ ? udp_->send_buffer(kMaxUdpDatagram) : MutableByteView(scratch_);
         if (auto t = core_.write_transmit(now, room)) {
+            if (t->tcp) {
+                queue_peer_tcp(t->route, ByteView(room.data(), t->size));
+                return true;
+            }
             std::shared_ptr<UdpSocket> socket = t->route == kRouteMain ? udp_ : nullptr;
             if (auto it = sockets_.find(t->route); it != sockets_.end()) socket = it->second;
             if (!socket) return true;  // its socket is gone: dropped, like any lost datagram
@@ -269,6 +287,15 @@ class Agent {
     // first handshake to finish is the control connection and the others are closed.
     void execute(const DialServer& d) {
         const uint64_t attempt = ++dial_attempt_;
+        // Each new control connection leaves from a fresh shared port: a NAT that still holds
+        // the previous connection's state (a server that vanished without a FIN) would
+        // otherwise swallow every SYN of the same four addresses until its entry expires.
+        // The new registration offers the new port; established peer connections stay.
+        if (attempt > 1 && peer_listener_) {
+            peer_listener_->close();
+            peer_listener_.reset();
+            start_peer_listener();
+        }
         abandon_race();
         resolve_all(loop_, d.server,
                     [this, attempt](std::vector<SocketAddress> found, const std::string& error) {
@@ -291,7 +318,9 @@ class Agent {
             return;
         }
         const SocketAddress server = race_.order[race_.next++];
-        auto tls = TlsConnection::connect(loop_, server, options_.tls);
+        TlsOptions tls_options;
+        tls_options.local_port = tcp_port_;  // the peer listener's (0: none)
+        auto tls = TlsConnection::connect(loop_, server, options_.tls, tls_options);
         race_.trying.push_back(tls);
         const TlsConnection* self = tls.get();
         std::weak_ptr<TlsConnection> weak = tls;
@@ -574,6 +603,129 @@ class Agent {
         if (auto* tcp = find_tcp(r.id)) tcp->reset();
     }
 
+    // --- direct TCP paths to peers (issue 15) ---
+    // The listener on the port the control connection leaves from: every address, both
+    // families when the machine has IPv6. Without it the agent simply offers no TCP candidate.
+    void start_peer_listener() {
+        TcpOptions o;
+        o.reuse_port = true;
+        o.max_write_queue = kPeerTcpQueue;
+        auto on_accept = [this](std::shared_ptr<TcpConnection> tcp) {
+            const auto route = core_.on_peer_tcp_accepted(tcp->peer_address(), clock_.now());
+            if (!route) {
+                tcp->close();
+                return drain();
+            }
+            adopt_peer_tcp(*route, std::move(tcp));
+            drain();
+        };
+        auto l = TcpListener::listen(loop_, SocketAddress::ipv6({}, 0), on_accept, o);
+        if (std::holds_alternative<OsError>(l)) {
+            l = TcpListener::listen(loop_, SocketAddress::ipv4({0, 0, 0, 0}, 0), on_accept, o);
+        }
+        if (auto* err = std::get_if<OsError>(&l)) {
+            spdlog::warn("no direct TCP paths ({})", err->message);
+            tcp_port_ = 0;
+            core_.enable_tcp_paths(0);
+            return;
+        }
+        peer_listener_ = std::get<std::shared_ptr<TcpListener>>(l);
+        tcp_port_ = peer_listener_->local_address().port;
+        core_.enable_tcp_paths(tcp_port_);
+        spdlog::debug("tcp {}: peer listener, shared with the control connection",
+                      to_string(peer_listener_->local_address()));
+    }
+    void execute(const ConnectPeerTcp& c) {
+        const RouteId route = c.route;
+        if (tcp_port_ == 0) {
+            return report([&] { core_.on_peer_tcp_closed(route, "no listener", clock_.now()); });
+        }
+        TcpOptions o;
+        o.reuse_port = true;
+        o.local_port = tcp_port_;
+        o.max_write_queue = kPeerTcpQueue;
+        peer_connecting_[route] = false;
+        tcp_connect(
+            loop_, c.to, c.timeout,
+            [this, route](std::shared_ptr<TcpConnection> tcp, OsError err) {
+                auto it = peer_connecting_.find(route);
+                const bool cancelled = it == peer_connecting_.end() || it->second;
+                if (it != peer_connecting_.end()) peer_connecting_.erase(it);
+                if (!tcp) {
+                    return report(
+                        [&] { core_.on_peer_tcp_closed(route, err.message, clock_.now()); });
+                }
+                adopt_peer_tcp(route, tcp);
+                if (cancelled || finished_) return tcp->close();  // reported as it closes
+                report([&] { core_.on_peer_tcp_connected(route, clock_.now()); });
+            },
+            o);
+    }
+    void execute(const ClosePeerTcp& c) {
+        if (auto it = peer_connecting_.find(c.route); it != peer_connecting_.end()) {
+            it->second = true;  // closed as soon as the connect ends
+            return;
+        }
+        if (auto it = peer_tcps_.find(c.route); it != peer_tcps_.end()) it->second->close();
+    }
+    void adopt_peer_tcp(RouteId route, std::shared_ptr<TcpConnection> tcp) {
+        tcp->set_not_sent_lowat(kPeerTcpNotSentLowat);
+        peer_tcps_[route] = tcp;
+        tcp->start(TcpCallbacks{
+            .on_data =
+                [this, route](ByteView data) {
+                    report([&] { core_.on_peer_tcp_data(route, data, clock_.now()); });
+                },
+            // The peer sends nothing more: the path is gone; on_closed reports it.
+            .on_eof = [this, route] { close_peer_tcp(route); },
+            .on_drained =
+                [this, route] {
+                    if (peer_blocked_.erase(route) == 0) return;
+                    report([&] { core_.on_peer_tcp_writable(route, true); });
+                },
+            .on_closed =
+                [this, route](const std::string& reason) {
+                    peer_tcps_.erase(route);
+                    peer_blocked_.erase(route);
+                    peer_unsent_.erase(route);
+                    report([&] { core_.on_peer_tcp_closed(route, reason, clock_.now()); });
+                },
+        });
+    }
+    void close_peer_tcp(RouteId route) {
+        if (auto it = peer_tcps_.find(route); it != peer_tcps_.end()) it->second->close();
+    }
+    // A session datagram for a TCP path: its length and bytes join the route's batch, which
+    // goes to the socket with one write when the drain ends (flush_peer_tcps).
+    void queue_peer_tcp(RouteId route, ByteView datagram) {
+        if (datagram.empty() || datagram.size() > kMaxTcpPathFrame) return;
+        if (!peer_tcps_.contains(route)) return;  // gone: dropped, like a lost datagram
+        Bytes& out = peer_unsent_[route];
+        const size_t at = out.size();
+        out.resize(at + kTcpPathLengthSize + datagram.size());
+        write_frame_length(kTcpPathLengthSize, datagram.size(),
+                           MutableByteView(out.data() + at, kTcpPathLengthSize));
+        std::copy(datagram.begin(), datagram.end(),
+                  out.begin() + static_cast<std::ptrdiff_t>(at + kTcpPathLengthSize));
+    }
+    void flush_peer_tcps() {
+        for (auto& [route, bytes] : peer_unsent_) {
+            if (bytes.empty()) continue;
+            auto it = peer_tcps_.find(route);
+            if (it == peer_tcps_.end()) {
+                bytes.clear();
+                continue;
+            }
+            TcpConnection& tcp = *it->second;
+            tcp.write(ByteView(bytes));  // refused only past kPeerTcpQueue: lost, as on UDP
+            bytes.clear();
+            if (tcp.write_queue_bytes() > kPeerTcpHighWater && peer_blocked_.insert(route).second) {
+                core_.on_peer_tcp_writable(route, false);
+                tcp.notify_when_drained(kPeerTcpHighWater / 2);
+            }
+        }
+    }
+
     // --- the process ---
     void execute(const Log& l) {
         switch (l.severity) {
@@ -615,6 +767,8 @@ class Agent {
         for (auto& [route, s] : sockets_) s->close();
         std::vector<std::shared_ptr<TcpConnection>> open;
         for (auto& [id, t] : tcps_) open.push_back(t);
+        for (auto& [route, t] : peer_tcps_) open.push_back(t);
+        if (peer_listener_) peer_listener_->close();
         for (auto& t : open) t->close();
         abandon_race();
         if (auto tls = std::move(tls_)) tls->close();
@@ -680,6 +834,15 @@ class Agent {
     std::map<uint32_t, std::pair<std::string, AdminServer::AsyncReply>> doctor_waiting_;
     std::map<std::string, std::shared_ptr<TcpListener>> listeners_;
     std::map<TcpId, std::shared_ptr<TcpConnection>> tcps_;
+    // Direct TCP paths (issue 15): the listener, the port it shares with the control
+    // connection, connections by route, connects under way (true: closed meanwhile), and
+    // each route's framed datagrams of this drain and whether the session was told to wait.
+    std::shared_ptr<TcpListener> peer_listener_;
+    uint16_t tcp_port_ = 0;
+    std::map<RouteId, std::shared_ptr<TcpConnection>> peer_tcps_;
+    std::map<RouteId, bool> peer_connecting_;
+    std::map<RouteId, Bytes> peer_unsent_;
+    std::set<RouteId> peer_blocked_;
     // One socket write's worth of stream bytes: as much as the write queue holds, so one flush
     // can fill it with one writev.
     Bytes buffer_ = Bytes(TcpOptions{}.max_write_queue);

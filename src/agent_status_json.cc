@@ -245,7 +245,11 @@ nlohmann::json agent_status_json(const AgentStatus& s, const UdpStats& udp) {
         {"connects_refused_locally", c.connects_refused_locally},
         {"streams_refused", s.drops.streams_refused},
         {"waiting_full", s.drops.waiting_full},
-        {"listen_paused", s.drops.listen_paused}};
+        {"listen_paused", s.drops.listen_paused},
+        {"tcp_unclaimed_frames", s.drops.tcp_unclaimed_frames},
+        {"tcp_unclaimed_closed", s.drops.tcp_unclaimed_closed},
+        {"tcp_bad_framing", s.drops.tcp_bad_framing},
+        {"tcp_duplicates_closed", s.drops.tcp_duplicates_closed}};
     return out;
 }
 

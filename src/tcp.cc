@@ -1,6 +1,11 @@
 #include "src/tcp.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -40,6 +45,32 @@ void ignore_sigpipe() {
         return true;
     }();
     (void)done;
+}
+
+// A TCP socket of the address's family that shares its port (SO_REUSEADDR + SO_REUSEPORT; the
+// same user's sockets only), bound to `local`, for uv_tcp_open. libuv 1.44 has no flag for
+// SO_REUSEPORT, so the socket is made here. Returns the descriptor or a negative libuv error.
+int reuse_port_socket(const SocketAddress& local, bool v6_only) {
+    const int fd =
+        ::socket(local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return uv_translate_sys_error(errno);
+    const int on = 1;
+    const int v6only = v6_only ? 1 : 0;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        (local.v6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0)) {
+        const int err = uv_translate_sys_error(errno);
+        ::close(fd);
+        return err;
+    }
+    const sockaddr_storage sa = to_sockaddr(local);
+    const socklen_t len = local.v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&sa), len) != 0) {
+        const int err = uv_translate_sys_error(errno);
+        ::close(fd);
+        return err;
+    }
+    return fd;
 }
 
 }  // namespace
@@ -147,6 +178,12 @@ bool TcpConnection::write(std::span<const ByteView> chunks) {
     }
     queued_bytes_ += request->data.size();
     return true;
+}
+
+bool TcpConnection::set_not_sent_lowat(int bytes) {
+    uv_os_fd_t fd = -1;
+    if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
+    return ::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) == 0;
 }
 
 void TcpConnection::pause_reading() {
@@ -339,10 +376,33 @@ void tcp_connect(uv_loop_t* loop, const SocketAddress& remote, Duration timeout,
     c->peer_ = remote;
     c->connect_done_ = std::move(done);
     c->connect_req_.data = c.get();
+    if (options.reuse_port) {
+        const SocketAddress local = remote.v6
+                                        ? SocketAddress::ipv6({}, options.local_port)
+                                        : SocketAddress::ipv4({0, 0, 0, 0}, options.local_port);
+        const int fd = reuse_port_socket(local, false);
+        const int opened = fd < 0 ? fd : uv_tcp_open(&c->tcp_, fd);
+        if (opened != 0) {
+            if (fd >= 0) ::close(fd);
+            c->begin_close("connect " + to_string(remote) + " from port " +
+                               std::to_string(options.local_port) + ": " + uv_error_text(opened),
+                           false);
+            return;
+        }
+    }
     const sockaddr_storage sa = to_sockaddr(remote);
     const int rc =
         uv_tcp_connect(&c->connect_req_, &c->tcp_, reinterpret_cast<const sockaddr*>(&sa),
                        &TcpConnection::on_connected);
+    if (options.reuse_port && options.any_port_if_taken &&
+        (rc == UV_EADDRNOTAVAIL || rc == UV_EADDRINUSE)) {
+        auto retry = std::move(c->connect_done_);
+        c->connect_done_ = nullptr;
+        c->begin_close("shared port taken", false);  // silent: no callbacks are set
+        options.reuse_port = false;
+        options.local_port = 0;
+        return tcp_connect(loop, remote, timeout, std::move(retry), options);
+    }
     if (rc != 0) {
         // Reported from the close callback, so never from inside this call.
         c->begin_close("connect " + to_string(remote) + ": " + uv_error_text(rc), false);
@@ -373,8 +433,15 @@ std::variant<std::shared_ptr<TcpListener>, OsError> TcpListener::listen(uv_loop_
         return OsError{"listen " + to_string(local) + ": " + uv_error_text(rc)};
     };
     const sockaddr_storage sa = to_sockaddr(local);
-    int rc = uv_tcp_bind(&l->tcp_, reinterpret_cast<const sockaddr*>(&sa),
+    int rc = 0;
+    if (options.reuse_port) {
+        const int fd = reuse_port_socket(local, options.v6_only);
+        rc = fd < 0 ? fd : uv_tcp_open(&l->tcp_, fd);
+        if (rc != 0 && fd >= 0) ::close(fd);
+    } else {
+        rc = uv_tcp_bind(&l->tcp_, reinterpret_cast<const sockaddr*>(&sa),
                          local.v6 && options.v6_only ? UV_TCP_IPV6ONLY : 0);
+    }
     if (rc != 0) return fail(rc);
     // libuv reports a bind's EADDRINUSE here, at listen time.
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp_), kListenBacklog,

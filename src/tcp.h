@@ -40,6 +40,16 @@ struct TcpOptions {
     // Listeners: an IPv6 listener that takes IPv6 only (IPV6_V6ONLY=1), for a server that also
     // listens on the same port over IPv4. Unset, an IPv6 listener is dual-stack.
     bool v6_only = false;
+    // Issue 15 (TCP hole punching): a listener, or a connect's local socket, shares its port
+    // with other sockets of this process (SO_REUSEADDR + SO_REUSEPORT). A connect binds to
+    // local_port (0: any) of its remote's family before it connects, so the agent's control
+    // connection and its connects to the peer leave from the port its peer listener is on.
+    bool reuse_port = false;
+    uint16_t local_port = 0;
+    // A connect whose shared port is taken for that destination (a connection of the same four
+    // addresses still in TIME_WAIT: the kernel refuses with EADDRNOTAVAIL) leaves from any port
+    // instead: the control connection must come back after a server restart.
+    bool any_port_if_taken = false;
 };
 
 struct TcpCallbacks {
@@ -91,6 +101,10 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
     // again replaces the previous one; it is cancelled when the connection closes.
     void set_timer(Duration after, std::function<void()> fire);
     void cancel_timer();
+
+    // TCP_NOTSENT_LOWAT: the kernel holds at most this much unsent data (a direct TCP path's
+    // session keeps the rest, docs/architecture.md §4). False if the kernel refused.
+    bool set_not_sent_lowat(int bytes);
 
     bool is_open() const { return state_ == State::kOpen; }
     bool eof_received() const { return eof_; }

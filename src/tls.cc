@@ -251,10 +251,16 @@ void TlsConnection::start(TlsCallbacks callbacks) {
     }
     state_ = State::kConnecting;
     auto self = shared_from_this();
-    tcp_connect(loop_, peer_, options_.connect_timeout,
-                [self](std::shared_ptr<TcpConnection> tcp, OsError error) {
-                    self->on_tcp_connected(std::move(tcp), error);
-                });
+    TcpOptions tcp_options;
+    tcp_options.reuse_port = options_.local_port != 0;
+    tcp_options.local_port = options_.local_port;
+    tcp_options.any_port_if_taken = true;
+    tcp_connect(
+        loop_, peer_, options_.connect_timeout,
+        [self](std::shared_ptr<TcpConnection> tcp, OsError error) {
+            self->on_tcp_connected(std::move(tcp), error);
+        },
+        tcp_options);
 }
 
 void TlsConnection::on_tcp_connected(std::shared_ptr<TcpConnection> tcp, const OsError& error) {

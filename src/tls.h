@@ -97,6 +97,9 @@ struct TlsOptions {
     // idle agent's control connection costs a server about 5 KiB instead of 37). Zero keeps
     // them resident.
     Duration release_buffers_after = std::chrono::seconds(1);
+    // Client: leave from this local port, shared with the agent's peer listener
+    // (TcpOptions::reuse_port; issue 15). 0: any port.
+    uint16_t local_port = 0;
 };
 
 struct TlsCallbacks {

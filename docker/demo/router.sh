@@ -4,7 +4,9 @@
 #
 #   WAN_SUBNET   the internet network's prefix, e.g. 198.51.100.0/24 (finds the WAN interface)
 #   NAT          cone (default): MASQUERADE, endpoint-independent mapping;
-#                symmetric: MASQUERADE --random-fully, a new port per destination
+#                symmetric: MASQUERADE --random-fully, a new port per destination;
+#                udpblocked: cone, and no UDP leaves the LAN (issue 15: the agents punch a
+#                direct TCP path)
 #   UPNP         1: also run miniupnpd (UPnP IGD, NAT-PMP and PCP) for the LAN, as many home
 #                routers do: a LAN host may map a port of the WAN address to itself, and keeps
 #                its port going out (compose's upnp.yml). The WAN address must not be reserved:
@@ -42,8 +44,12 @@ fi
 case "$NAT" in
     cone) masquerade="-j MASQUERADE" ;;
     symmetric) masquerade="-j MASQUERADE --random-fully" ;;
-    *) echo "router: NAT must be cone or symmetric, not $NAT" >&2; exit 2 ;;
+    udpblocked) masquerade="-j MASQUERADE" ;;
+    *) echo "router: NAT must be cone, symmetric or udpblocked, not $NAT" >&2; exit 2 ;;
 esac
+if [ "$NAT" = udpblocked ]; then
+    iptables -A FORWARD ! -i "$wan" -o "$wan" -p udp -j DROP
+fi
 
 # shellcheck disable=SC2086
 iptables -t nat -A POSTROUTING -o "$wan" $masquerade

@@ -61,10 +61,12 @@ LAN6_NETS = {"nas": "2001:db8:1", "laptop": "2001:db8:2"}
 FAMILIES = ("v4", "dual", "v6")
 
 CGNAT_NET = "100.64"  # RFC 6598: the carrier side of a double NAT, 100.64.N.0/24 per agent
-KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "shared",
+KINDS = ("none", "fullcone", "portrestricted", "symmetric", "udpblocked", "serveronly", "shared",
          "cgnat-symmetric", "upnp-symmetric", "pcp-symmetric", "seqsym", "blocksym")
 # A double NAT: the home NAT's kind (inside) and the carrier NAT's kind (outside).
 DOUBLE_NATS = {"cgnat-symmetric": ("portrestricted", "symmetric")}
+# Kinds whose router lets no UDP out (the agent's STUN probe and UDP relay fail).
+UDP_BLOCKED_KINDS = ("udpblocked", "serveronly")
 
 
 # A router that also runs miniupnpd (issue 16): its netfilter kind, and the MINIUPNPD chains
@@ -313,11 +315,16 @@ def nat_rules(kind, lan_hosts, wan_ip):
     elif kind == "symmetric":
         # A fresh random port per conntrack entry, so per destination: symmetric (§8).
         nat.append("-A POSTROUTING -o wan -j MASQUERADE --random-fully")
-    else:  # portrestricted, udpblocked, shared: endpoint-independent mapping (§8)
+    else:  # portrestricted, udpblocked, serveronly, shared: endpoint-independent mapping (§8)
         nat.append("-A POSTROUTING -o wan -j MASQUERADE")
     filt.append("-A FORWARD -i wan -j DROP")
     if kind == "udpblocked":
-        # Only the TLS control connection to the server leaves: no STUN, no UDP relay.
+        # No UDP leaves (no STUN, no UDP relay, no UDP punching); TCP does, to anyone: the
+        # agents punch a direct TCP path (issue 15).
+        filt.append("-A FORWARD -i lan -p udp -j DROP")
+    if kind == "serveronly":
+        # Only the TLS control connection to the server leaves: no UDP at all, and no TCP to
+        # the peer either, so the pair can only meet on the server's TLS relay.
         filt.append(f"-A FORWARD -i lan -p tcp -d {SERVER_IP} --dport {SERVER_TCP_PORT} "
                     "-j ACCEPT")
         filt.append("-A FORWARD -i lan -j DROP")
@@ -339,7 +346,7 @@ class Lab:
         for agent, family in self.families.items():
             if family not in FAMILIES:
                 raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
-            if family != "v4" and self.kinds[agent] in ("shared", "udpblocked") or \
+            if family != "v4" and self.kinds[agent] in ("shared", "udpblocked", "serveronly") or \
                     family != "v4" and self.kinds[agent] in DOUBLE_NATS or \
                     family != "v4" and self.kinds[agent] in USERSPACE_KINDS:
                 raise ValueError(f"{self.kinds[agent]} has no IPv6 variant in this lab")
@@ -600,15 +607,16 @@ class Lab:
             ns_exec(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={seconds}",
                     f"net.netfilter.nf_conntrack_udp_timeout_stream={seconds}")
 
-    def block_direct(self, agent):
-        """Drops the agent's UDP to and from anything but the server at its NAT (or, with no
-        NAT, in its own namespace): the direct path dies, the relay lives."""
-        ns, rules = self._block_target(agent)
+    def block_direct(self, agent, proto="udp"):
+        """Drops the agent's UDP (proto "tcp": TCP, a direct TCP path's) to and from anything
+        but the server at its NAT (or, with no NAT, in its own namespace): the direct path dies,
+        the relay lives."""
+        ns, rules = self._block_target(agent, proto)
         for rule in rules:
             ns_exec(ns, self._iptables(), "-I", *rule)
 
-    def unblock_direct(self, agent):
-        ns, rules = self._block_target(agent)
+    def unblock_direct(self, agent, proto="udp"):
+        ns, rules = self._block_target(agent, proto)
         for rule in rules:
             ns_exec(ns, self._iptables(), "-D", *rule)
 
@@ -635,9 +643,15 @@ class Lab:
             ns_exec(ns, self._iptables(), "-I", chain, "-p", "udp", "-d", SERVER_IP, "--dport",
                     str(port), "-m", "u32", "--u32", "0>>22&0x3C@12=0x2112A442", "-j", "DROP")
 
-    def _block_target(self, agent):
-        not_server = ["-p", "udp", "!", "-d", SERVER_IP, "-j", "DROP"]
-        not_server_in = ["-p", "udp", "!", "-s", SERVER_IP, "-j", "DROP"]
+    def _block_target(self, agent, proto="udp"):
+        not_server = ["-p", proto, "!", "-d", SERVER_IP, "-j", "DROP"]
+        not_server_in = ["-p", proto, "!", "-s", SERVER_IP, "-j", "DROP"]
+        if agent in self.nat_ns and proto == "tcp":
+            # FORWARD sees both directions: one rule for packets neither from nor to the server,
+            # so the control connection's packets from the server still pass (a FORWARD
+            # "! -d SERVER" alone drops them on their way in).
+            return self.nat_ns[agent], [["FORWARD", "-p", "tcp", "!", "-s", SERVER_IP, "!",
+                                         "-d", SERVER_IP, "-j", "DROP"]]
         if agent in self.nat_ns:
             return self.nat_ns[agent], [["FORWARD", *not_server], ["FORWARD", *not_server_in]]
         return self.agent_ns[agent], [["OUTPUT", *not_server], ["INPUT", *not_server_in]]

@@ -19,7 +19,7 @@ to services behind the nas agent:
 
 Faults, one every --fault-every seconds in turn:
   conntrack       both NATs forget every mapping (conntrack -F)
-  blackhole       the laptop's direct UDP is dropped at its NAT for 5 s: the session must fall
+  blackhole       the laptop's direct UDP and TCP are dropped at its NAT for 5 s: the session must fall
                   back to the relay and come back to direct
   server-restart  the server is killed (SIGKILL) and started again while the pair is direct:
                   the direct session must regain its relay fallback
@@ -354,10 +354,12 @@ class Soak:
         return natlab.pair_path(views)
 
     def wait_path(self, want, timeout):
-        """Seconds until the pair's path is want (a prefix), or None."""
+        """Seconds until the pair's path is want ("relay": either relay; "direct": direct UDP,
+        not direct-tcp), or None."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if self.path().startswith(want):
+            path = self.path()
+            if path == want or (want == "relay" and path.startswith("relay-")):
                 return round(time.monotonic() - start, 2)
             time.sleep(0.25)
         return None
@@ -413,11 +415,21 @@ class Soak:
         return {"note": "flushed conntrack in " + ", ".join(sorted(set(
             self.lab.nat_ns.values()))) or "no NAT namespace"}
 
+    def block_direct(self):
+        """The laptop's direct paths, UDP and TCP (issue 15: with only UDP dropped the session
+        falls back to a direct TCP path, not to the relay)."""
+        self.lab.block_direct("laptop")
+        self.lab.block_direct("laptop", "tcp")
+
+    def unblock_direct(self):
+        self.lab.unblock_direct("laptop")
+        self.lab.unblock_direct("laptop", "tcp")
+
     def fault_blackhole(self):
         if self.wait_path("direct", DIRECT_WAIT_S) is None:
             return {"skipped": f"not direct within {DIRECT_WAIT_S:.0f} s", "problem": True}
         start = time.monotonic()
-        self.lab.block_direct("laptop")
+        self.block_direct()
         relay_after = None
         try:
             while time.monotonic() - start < BLOCK_S:
@@ -425,9 +437,9 @@ class Soak:
                     relay_after = round(time.monotonic() - start, 2)
                 time.sleep(0.25)
         finally:
-            self.lab.unblock_direct("laptop")
+            self.unblock_direct()
         direct_after = self.wait_path("direct", DIRECT_WAIT_S)
-        res = {"note": f"laptop's direct UDP dropped for {BLOCK_S:.0f} s",
+        res = {"note": f"laptop's direct UDP and TCP dropped for {BLOCK_S:.0f} s",
                "relay_after_s": relay_after, "direct_after_unblock_s": direct_after}
         if relay_after is None:
             res["problem_text"] = "no fall back to the relay during the block"
@@ -476,13 +488,13 @@ class Soak:
     def fault_server_restart_relay(self):
         if self.wait_path("direct", DIRECT_WAIT_S) is None:
             return {"skipped": f"not direct within {DIRECT_WAIT_S:.0f} s", "problem": True}
-        self.lab.block_direct("laptop")
+        self.block_direct()
         try:
             relay = self.wait_path("relay", 10)
             again = self.restart_server()
             time.sleep(2)
         finally:
-            self.lab.unblock_direct("laptop")
+            self.unblock_direct()
         res = {"note": "server restarted while the pair was on the relay", "relay_after_s": relay,
                "registered_again_after_s": again,
                "direct_after_unblock_s": self.wait_path("direct", DIRECT_WAIT_S)}

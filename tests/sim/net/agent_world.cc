@@ -1,5 +1,7 @@
 #include "tests/sim/net/agent_world.h"
 
+#include "tunnel/stream_framer.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -151,6 +153,7 @@ AgentWorld::AgentWorld(WorldConfig config) : config_(config), rng_(config.seed ^
             }
         }
         h->core = std::make_unique<AgentCore>(ac, h->rng, now_);
+        if (config.direct_tcp) h->core->enable_tcp_paths(kSimTcpPort);
         hosts_[i] = std::move(h);
     }
     for (auto& h : hosts_) {
@@ -275,6 +278,10 @@ void AgentWorld::drain(Host& h) {
         bool any = actions();
         while (auto t = h.core->poll_transmit(now_)) {
             any = true;
+            if (t->tcp) {
+                send_peer_tcp(h, t->route, t->data);
+                continue;
+            }
             auto port = h.sockets.find(t->route);
             if (port == h.sockets.end()) continue;  // a socket it closed
             if (!t->to.v6 && t->to.ip[0] == 127) {  // a local service or client
@@ -331,7 +338,13 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
                                                                  with_port(kServerIp, kTlsPort)};
                     h.core->on_control_connected(resolved[h.v6 ? 0 : 1], resolved, now_);
                     drain(h);
-                    execute_server(server_->on_connection_open(conn, now_));
+                    // The control connection leaves from the shared TCP port: its NAT keeps the
+                    // port (an endpoint-independent TCP mapping).
+                    std::optional<SocketAddress> observed;
+                    if (config_.direct_tcp && !h.v6) {
+                        observed = with_port(h.public_ip, kSimTcpPort);
+                    }
+                    execute_server(server_->on_connection_open(conn, now_, observed));
                 });
             } else if constexpr (std::is_same_v<A, WriteControl>) {
                 if (!h.conn) return;
@@ -393,6 +406,12 @@ void AgentWorld::execute(Host& h, AgentAction& action) {
             } else if constexpr (std::is_same_v<A, PauseAccepting> ||
                                  std::is_same_v<A, ResumeAccepting>) {
                 // Only src/ reports a shortage of descriptors; the simulated OS has no limit.
+            } else if constexpr (std::is_same_v<A, ConnectPeerTcp>) {
+                connect_peer_tcp(h, a);
+            } else if constexpr (std::is_same_v<A, ClosePeerTcp>) {
+                const int side = side_of(h);
+                const RouteId route = a.route;
+                at(now_, [this, side, route] { close_peer_tcp(side, route, "closed"); });
             } else if constexpr (std::is_same_v<A, ConnectTcp>) {
                 const TcpId id = a.id;
                 if (a.target.port != kWebPort && a.target.port != kEchoPort) {
@@ -739,6 +758,149 @@ void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, 
         break;
     }
     stats_.udp_undeliverable++;
+}
+
+}  // namespace burrow::sim
+
+namespace burrow::sim {
+
+// --- direct TCP paths between the agents (WorldConfig::direct_tcp) ------------------------------
+
+void AgentWorld::connect_peer_tcp(Host& h, const ConnectPeerTcp& c) {
+    const int side = side_of(h);
+    PeerTcpEnd& e = peer_tcps_[{side, c.route}];
+    e.side = side;
+    e.route = c.route;
+    e.to = c.to;
+    e.started = now_;
+    e.deadline = now_ + c.timeout;
+    const RouteId route = c.route;
+    if (side == 0 && config_.nas_tcp_out_refused) {
+        at(now_ + 1ms, [this, side, route] { close_peer_tcp(side, route, "connection refused"); });
+        return;
+    }
+    at(now_ + config_.direct_one_way, [this, side, route] { syn_arrives(side, route, 1s); });
+    at(e.deadline, [this, side, route] {
+        auto it = peer_tcps_.find({side, route});
+        if (it == peer_tcps_.end() || it->second.other) return;
+        close_peer_tcp(side, route, "timed out");
+    });
+}
+
+// Our SYN reaches the peer's address: accepted (no NAT), crossed with the peer's own SYN to us
+// (a simultaneous open), or dropped by its NAT and sent again by our kernel after `retry`.
+void AgentWorld::syn_arrives(int side, RouteId route, Duration retry) {
+    auto it = peer_tcps_.find({side, route});
+    if (it == peer_tcps_.end() || it->second.other) return;
+    PeerTcpEnd& e = it->second;
+    Host& h = *hosts_[side];
+    const int other = 1 - side;
+    Host& peer = *hosts_[other];
+    const Duration d = config_.direct_one_way;
+    const bool to_peer = e.to == with_port(peer.public_ip, kSimTcpPort) ||
+                         (!peer.nat && e.to == with_port(peer.lan, kSimTcpPort));
+    if (!to_peer || config_.tcp_peer_blocked || peer.exited) {
+        return;  // dropped on the way; the connect times out
+    }
+    // The peer's connect to our address that left before our SYN arrived: the crossing.
+    const SocketAddress ours = with_port(h.public_ip, kSimTcpPort);
+    for (auto& [key, o] : peer_tcps_) {
+        if (config_.tcp_no_crossing) break;
+        if (o.side != other || o.other || o.to != ours || o.started > now_) continue;
+        const RouteId other_route = o.route;
+        e.other = std::make_pair(other, other_route);
+        o.other = std::make_pair(side, route);
+        at(now_ + d, [this, side, route, other, other_route] {
+            if (!hosts_[side]->exited) {
+                hosts_[side]->core->on_peer_tcp_connected(route, now_);
+                drain(*hosts_[side]);
+            }
+            if (!hosts_[other]->exited) {
+                hosts_[other]->core->on_peer_tcp_connected(other_route, now_);
+                drain(*hosts_[other]);
+            }
+        });
+        return;
+    }
+    if (!peer.nat) {  // the peer's listener accepts
+        const std::optional<RouteId> accepted = peer.core->on_peer_tcp_accepted(ours, now_);
+        drain(peer);
+        if (!accepted) return close_peer_tcp(side, route, "connection reset");
+        PeerTcpEnd& a = peer_tcps_[{other, *accepted}];
+        a.side = other;
+        a.route = *accepted;
+        a.to = ours;
+        a.started = now_;
+        a.other = std::make_pair(side, route);
+        e.other = std::make_pair(other, *accepted);
+        at(now_ + d, [this, side, route] {
+            if (hosts_[side]->exited) return;
+            hosts_[side]->core->on_peer_tcp_connected(route, now_);
+            drain(*hosts_[side]);
+        });
+        return;
+    }
+    at(now_ - d + retry, [this, side, route, retry] {
+        at(now_ + config_.direct_one_way, [this, side, route, retry] {
+            syn_arrives(side, route, retry * 2);
+        });
+    });
+}
+
+void AgentWorld::send_peer_tcp(Host& h, RouteId route, const Bytes& datagram) {
+    auto it = peer_tcps_.find({side_of(h), route});
+    if (it == peer_tcps_.end() || !it->second.other) return;
+    auto [other, other_route] = *it->second.other;
+    auto frame = frame_for_tcp_path(datagram);
+    if (!frame) return;
+    // Reliable and in order; each frame handed over in two reads, to exercise reassembly.
+    it->second.deliver_at = std::max(it->second.deliver_at, now_ + config_.direct_one_way);
+    const size_t cut = frame->size() / 2;
+    Bytes first(frame->begin(), frame->begin() + static_cast<std::ptrdiff_t>(cut));
+    Bytes second(frame->begin() + static_cast<std::ptrdiff_t>(cut), frame->end());
+    at(it->second.deliver_at, [this, other, other_route, first = std::move(first),
+                               second = std::move(second)] {
+        if (!peer_tcps_.contains({other, other_route}) || hosts_[other]->exited) return;
+        hosts_[other]->core->on_peer_tcp_data(other_route, first, now_);
+        hosts_[other]->core->on_peer_tcp_data(other_route, second, now_);
+        drain(*hosts_[other]);
+    });
+}
+
+void AgentWorld::close_peer_tcp(int side, RouteId route, const std::string& why) {
+    auto it = peer_tcps_.find({side, route});
+    if (it == peer_tcps_.end()) return;
+    const auto other = it->second.other;
+    const Time last = it->second.deliver_at;
+    peer_tcps_.erase(it);
+    if (!hosts_[side]->exited) {
+        hosts_[side]->core->on_peer_tcp_closed(route, why, now_);
+        drain(*hosts_[side]);
+    }
+    if (other) {  // the FIN reaches the peer after what was sent before it
+        at(std::max(last, now_ + config_.direct_one_way), [this, other] {
+            close_peer_tcp(other->first, other->second, "closed by the peer");
+        });
+    }
+}
+
+void AgentWorld::reset_peer_tcps() {
+    std::vector<std::pair<int, RouteId>> ends;
+    for (const auto& [key, e] : peer_tcps_) {
+        if (e.other) ends.push_back(key);
+    }
+    for (const auto& [side, route] : ends) {
+        if (peer_tcps_.contains({side, route})) {
+            peer_tcps_[{side, route}].other.reset();  // no FIN: each end sees its own reset
+            close_peer_tcp(side, route, "connection reset by peer");
+        }
+    }
+}
+
+size_t AgentWorld::peer_tcp_connections() const {
+    size_t ends = 0;
+    for (const auto& [key, e] : peer_tcps_) ends += e.other ? 1 : 0;
+    return ends / 2;
 }
 
 }  // namespace burrow::sim

@@ -81,7 +81,25 @@ struct WorldConfig {
     // IGD, the public port the socket's own, as miniupnpd does) this long after the request;
     // nullopt: the NAS does not ask. Its NAT then lets anyone in at that port (SimNat::map_port).
     std::optional<Duration> nas_port_mapping_delay;
+    // Direct TCP paths (issue 15): both agents listen on kSimTcpPort, shared with their control
+    // connection, which their NATs map to the same port of their public address (what the
+    // server reports as tcp-srflx). A connect to the peer's address and port reaches it when
+    // the peer has no NAT (its listener accepts), or when the peer's own connect to us left
+    // before our SYN arrives (the SYNs cross: one connection, a simultaneous open); otherwise
+    // the peer's NAT drops the SYN and the kernel sends it again after 1 s, 3 s, ... until the
+    // connect's timeout. tcp_peer_blocked: the routers let TCP reach only the server.
+    bool direct_tcp = false;
+    bool tcp_peer_blocked = false;
+    // The NAS's own connects to the laptop are refused at once (a firewall of its own): a
+    // direct TCP path can then only come from the laptop's connect, which its listener accepts.
+    bool nas_tcp_out_refused = false;
+    // SYNs never cross: a side without NAT accepts each connect on its listener, so when both
+    // sides have none, both connects succeed and the pair holds two connections (as with two
+    // addresses each): the agents must keep one.
+    bool tcp_no_crossing = false;
 };
+
+inline constexpr uint16_t kSimTcpPort = 45000;
 
 inline const SocketAddress kDnsTarget = SocketAddress::ipv4({127, 0, 0, 1}, 5353);
 inline const SocketAddress kDnsForward = SocketAddress::ipv4({127, 0, 0, 1}, 5300);
@@ -162,6 +180,11 @@ class AgentWorld {
 
     // A client at from sends data to the laptop's UDP forward at listen (WorldConfig::udp_service).
     void send_to_forward(const SocketAddress& listen, const SocketAddress& from, Bytes data);
+    // Every direct TCP connection between the agents is reset at once (a router that lost its
+    // state, a peer's kernel that dropped the connection): both sides see it close.
+    void reset_peer_tcps();
+    // Direct TCP connections (each counted once, by its two ends) connected now.
+    size_t peer_tcp_connections() const;
     const std::vector<LocalDatagram>& local_udp() const { return local_udp_; }
 
   private:
@@ -179,6 +202,22 @@ class AgentWorld {
     void flush(Host& h, Tcp& t);
     void on_app_bytes(Host& h, Tcp& t);
     void close_tcp(Host& h, TcpId id);
+    // Direct TCP paths between the agents (WorldConfig::direct_tcp).
+    struct PeerTcpEnd {
+        int side = 0;
+        RouteId route = 0;
+        SocketAddress to;
+        Time started{};
+        Time deadline{};
+        std::optional<std::pair<int, RouteId>> other;  // the peer's end, once connected
+        Time deliver_at{};                              // in order: no frame overtakes another
+    };
+    void connect_peer_tcp(Host& h, const ConnectPeerTcp& c);
+    void syn_arrives(int side, RouteId route, Duration retry);
+    void send_peer_tcp(Host& h, RouteId route, const Bytes& datagram);
+    void close_peer_tcp(int side, RouteId route, const std::string& why);
+    int side_of(const Host& h) const { return &h == hosts_[0].get() ? 0 : 1; }
+    std::map<std::pair<int, RouteId>, PeerTcpEnd> peer_tcps_;
     Host* host_by_conn(ConnId conn);
     Time next_timer(std::string* who) const;
     void log(const std::string& who, const std::string& line);
