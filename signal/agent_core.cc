@@ -476,10 +476,7 @@ void AgentCore::on_client_event(const PeerReady& e, Time now) {
         peer.may_open.clear();
         peer.may_accept.clear();
         // A new session punches TCP afresh: the old one's schedule and candidates went with it.
-        peer.tcp_candidates.clear();
-        peer.tcp_punch_started = kNever;
-        peer.tcp_punch_round = 0;
-        peer.tcp_punch_at = kNever;
+        peer.tcp_punch = {};
         log(Severity::kDebug, "session " + std::to_string(info.session_id) + " with " + info.peer +
                                   " (" + (lc.role == Role::kInitiator ? "initiator" : "responder") +
                                   ")");
@@ -797,7 +794,7 @@ void AgentCore::on_timer(Time now) {
         expire_unapproved(peer, now);
         expire_unapproved_flows(peer, now);
         expire_credit_waiters(peer, now);
-        if (now >= peer.tcp_punch_at) tcp_punch_round(peer, now);
+        if (now >= peer.tcp_punch.at) tcp_punch_round(peer, now);
         process(peer, now);
     }
     expire_unclaimed_tcp(now);

@@ -304,12 +304,15 @@ class AgentCore {
         PathTraffic traffic;
         bool dead = false;
         // TCP punching: the peer's TCP candidates are connected to at the start time and again
-        // at each step of kPunchSchedule (then every kRediscoverInterval) while there is no
-        // direct path and no TCP connection to the peer.
-        std::vector<SocketAddress> tcp_candidates;
-        Time tcp_punch_started = kNever;
-        size_t tcp_punch_round = 0;
-        Time tcp_punch_at = kNever;
+        // on the UDP punch's pace (punch_attempt_at) while there is no direct UDP path and no
+        // TCP connection to the peer. A new session starts it afresh.
+        struct TcpPunch {
+            std::vector<SocketAddress> candidates;
+            Time started = kNever;
+            size_t round = 0;
+            Time at = kNever;  // the next round
+        };
+        TcpPunch tcp_punch;
     };
     // A direct TCP connection to a peer: one we connect (peer known), or one the listener
     // accepted (peer unknown until a link claims its first frame).

@@ -69,7 +69,9 @@ void AgentCore::on_peer_tcp_data(RouteId route, ByteView data, Time now) {
         if (!frame) break;
         if (c.peer.empty()) {
             for (auto& [name, peer] : peers_) {
-                if (!peer.dead && peer.link->claims(c.remote, *frame)) c.peer = name;
+                if (peer.dead || !peer.link->claims(c.remote, *frame)) continue;
+                c.peer = name;
+                break;
             }
             if (c.peer.empty()) {
                 drops_.tcp_unclaimed_frames++;
@@ -173,7 +175,7 @@ void AgentCore::on_peer_tcp_closed(RouteId route, std::string_view reason, Time 
                              std::string(reason) + ")");
     p->second.link->remove_tcp_path(route, now);
     // Punch again on the slow schedule: the peer's side of the NAT may come back.
-    p->second.tcp_punch_at = std::min(p->second.tcp_punch_at, now + kRediscoverInterval);
+    p->second.tcp_punch.at = std::min(p->second.tcp_punch.at, now + kRediscoverInterval);
     process(p->second, now);
 }
 
@@ -193,22 +195,23 @@ void AgentCore::close_link_tcps(const std::string& peer, Time now) {
 void AgentCore::start_tcp_punch(Peer& peer, const std::vector<SocketAddress>& candidates,
                                 Time now) {
     if (tcp_port_ == 0 || candidates.empty()) return;
+    Peer::TcpPunch& punch = peer.tcp_punch;
     for (const SocketAddress& a : candidates) {
-        if (std::find(peer.tcp_candidates.begin(), peer.tcp_candidates.end(), a) ==
-            peer.tcp_candidates.end()) {
-            peer.tcp_candidates.push_back(a);
+        if (std::find(punch.candidates.begin(), punch.candidates.end(), a) ==
+            punch.candidates.end()) {
+            punch.candidates.push_back(a);
         }
     }
-    if (peer.tcp_punch_started == kNever) {
-        peer.tcp_punch_started = now;
-        peer.tcp_punch_round = 0;
+    if (punch.started == kNever) {
+        punch.started = now;
+        punch.round = 0;
     }
     tcp_punch_round(peer, now);
 }
 
 void AgentCore::tcp_punch_round(Peer& peer, Time now) {
-    if (peer.dead || peer.tcp_candidates.empty()) {
-        peer.tcp_punch_at = kNever;
+    if (peer.dead || peer.tcp_punch.candidates.empty()) {
+        peer.tcp_punch.at = kNever;
         return;
     }
     const bool direct_udp = peer.link->direct() && peer.link->direct_kind() == DirectKind::kUdp;
@@ -216,7 +219,7 @@ void AgentCore::tcp_punch_round(Peer& peer, Time now) {
         return kv.second.peer == peer.name && kv.second.on_link && !kv.second.closing;
     });
     if (!direct_udp && !has_tcp) {
-        for (const SocketAddress& to : peer.tcp_candidates) {
+        for (const SocketAddress& to : peer.tcp_punch.candidates) {
             const bool trying =
                 std::any_of(peer_tcps_.begin(), peer_tcps_.end(), [&](const auto& kv) {
                     return kv.second.peer == peer.name && kv.second.remote == to;
@@ -230,10 +233,8 @@ void AgentCore::tcp_punch_round(Peer& peer, Time now) {
             act(ConnectPeerTcp{route, to, kTcpPunchConnectTimeout});
         }
     }
-    ++peer.tcp_punch_round;
-    peer.tcp_punch_at = peer.tcp_punch_round < kPunchSchedule.size()
-                            ? peer.tcp_punch_started + kPunchSchedule[peer.tcp_punch_round]
-                            : now + kRediscoverInterval;
+    ++peer.tcp_punch.round;
+    peer.tcp_punch.at = punch_attempt_at(peer.tcp_punch.started, peer.tcp_punch.round, now);
 }
 
 void AgentCore::expire_unclaimed_tcp(Time now) {
@@ -253,7 +254,7 @@ Time AgentCore::tcp_deadline() const {
         if (c.peer.empty() && !c.closing) t = std::min(t, c.claim_deadline);
     }
     for (const auto& [name, peer] : peers_) {
-        if (!peer.dead) t = std::min(t, peer.tcp_punch_at);
+        if (!peer.dead) t = std::min(t, peer.tcp_punch.at);
     }
     return t;
 }

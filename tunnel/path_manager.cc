@@ -108,8 +108,7 @@ void PathManager::start_lockstep(const SocketAddress& peer_ip, const PortAllocat
                                  uint32_t stride, Time now) {
     auto window = lockstep_ports(peer, 0, kLockstepProbes, stride);
     if (window.empty()) return;
-    start_spray(peer_ip, now);
-    spray_->window = std::move(window);
+    start_predicted_spray(peer_ip, std::move(window), now);
     spray_->lockstep = true;
 }
 
@@ -125,7 +124,6 @@ void PathManager::spray_round(Time now) {
         to.port = port;
         spray_out_.push_back(ProbeToSend{to, Probe{ProbeKind::kChallenge, data}});
     };
-    const std::vector<uint16_t>& predicted = sp.window;
     // A window against an endpoint-independent peer's birthday sockets alternates with random
     // rounds: a few random ports of a block may pass for sequential steps (ports 32-36 apart),
     // and then the window misses the block, while the sockets are there for a random spray.
@@ -133,13 +131,11 @@ void PathManager::spray_round(Time now) {
     if (sp.predicted() && !random_round) {
         // In order: on a sequential NAT our k-th new mapping is the k-th probe's (the lockstep
         // arithmetic counts on it), so nothing else may open a mapping in between.
-        for (uint16_t port : predicted) probe(port);
+        for (uint16_t port : sp.window) probe(port);
         stats_.predicted_rounds++;
         stats_.predicted_probes += sp.ports.size();
-        prediction_ = PredictionWindow{sp.lockstep ? "lockstep" : "window",
-                                       predicted.empty() ? uint16_t{0} : predicted.front(),
-                                       predicted.empty() ? uint16_t{0} : predicted.back(),
-                                       sp.ports.size(), sp.rounds + 1};
+        prediction_ = PredictionWindow{sp.lockstep ? "lockstep" : "window", sp.window.front(),
+                                       sp.window.back(), sp.ports.size(), sp.rounds + 1};
     } else {
         const uint64_t span = 65536 - kSprayLowestPort;
         while (sp.ports.size() < kSprayPorts) {
@@ -195,11 +191,7 @@ void PathManager::send_challenge(const PathKey& to, Candidate& c, Time now) {
 
 void PathManager::schedule_next(Candidate& c, Time now) {
     ++c.tries;
-    if (c.tries < static_cast<int>(kPunchSchedule.size())) {
-        c.next_probe = std::max(now, c.started + kPunchSchedule[static_cast<size_t>(c.tries)]);
-    } else {
-        c.next_probe = now + kRediscoverInterval;
-    }
+    c.next_probe = punch_attempt_at(c.started, static_cast<size_t>(c.tries), now);
 }
 
 void PathManager::on_probe(const SocketAddress& from_address, const Probe& probe, Time now,

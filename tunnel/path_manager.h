@@ -37,6 +37,7 @@
 #pragma once
 
 #include <chrono>
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -62,6 +63,13 @@ inline constexpr std::array<Duration, 8> kPunchSchedule = {
 // After the burst, while on the relay, every candidate is tried this often: a path that
 // appears later (the other side's NAT changed) is found within a few seconds.
 inline constexpr Duration kRediscoverInterval = std::chrono::seconds(5);
+// When attempt number `tries` (0: the first) of a punch that started at `started` is due:
+// kPunchSchedule's offsets, then every kRediscoverInterval from now. UDP candidates
+// (PathManager) and the agent's TCP connects (signal/agent_core_tcp.cc) keep the same pace.
+inline Time punch_attempt_at(Time started, size_t tries, Time now) {
+    return tries < kPunchSchedule.size() ? std::max(now, started + kPunchSchedule[tries])
+                                         : now + kRediscoverInterval;
+}
 // On a direct path that has been quiet this long, a challenge checks it is still there. It is
 // also the keepalive: far below the 30 s after which many NATs drop a UDP mapping.
 inline constexpr Duration kDirectKeepalive = std::chrono::seconds(1);
