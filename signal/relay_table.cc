@@ -17,7 +17,6 @@ const RelaySession* RelayTable::open(std::string_view requester, std::string_vie
         s = nullptr;
     }
     if (!s) s = &create(requester, peer, requested_id, now, rng);
-    s->services.insert(std::string(service));
     s->opened.emplace(std::string(requester), std::string(service));
     s->last_used = now;
     return s;

@@ -45,10 +45,15 @@ struct RelaySession {
     RelayToken token{};
     std::string initiator;  // the agent whose request created it: the Noise initiator
     std::string responder;
-    std::set<std::string> services;  // approved on it so far, for logs
     // (opener, service) approved on it so far: who may open what, so that the server can tell
     // both agents again when one's candidates change without granting anything new.
     std::set<std::pair<std::string, std::string>> opened;
+    // The services approved on it so far, either way.
+    std::set<std::string> services() const {
+        std::set<std::string> out;
+        for (const auto& [opener, service] : opened) out.insert(service);
+        return out;
+    }
     Time created{};
     Time last_used{};
     // The server of the cluster the other agent is on, when it is not on this one: relayed

@@ -404,12 +404,7 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
     const RelaySession* s = relays_.open(c.agent, req.peer, req.service, req.session_id, now, rng_);
     if (!s) return refuse("not allowed by the server", Refusal::kConnectNotAllowed);
 
-    PeerInfo to_self = peer_info(*s, req.service, *peer, self->name, true);
-    PeerInfo to_peer = peer_info(*s, req.service, *self, peer->name, false);
-    doctor_.on_rendezvous(c.agent, to_peer.nat, to_peer.candidates, req.peer, to_self.nat,
-                          to_self.candidates, now);
-    out.push_back(SendControl{c.id, std::move(to_self)});
-    out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+    send_rendezvous(*s, req.service, *self, *peer, now, out);
     stats_.rendezvous++;
     out.push_back(LogEvent{who(c) + ": connect to " + req.peer + "/" + req.service +
                            " as relay session " + std::to_string(s->id)});
@@ -432,16 +427,26 @@ void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions&
         });
         if (approved == s->opened.end()) continue;
         const auto& [opener, service] = *approved;
-        PeerInfo to_self = peer_info(*s, service, *peer, self.name, opener == self.name);
-        PeerInfo to_peer = peer_info(*s, service, self, peer->name, opener == peer->name);
-        doctor_.on_rendezvous(self.name, to_peer.nat, to_peer.candidates, peer->name, to_self.nat,
-                              to_self.candidates, now);
-        out.push_back(SendControl{*self.conn, std::move(to_self)});
-        out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+        if (opener == self.name) {
+            send_rendezvous(*s, service, self, *peer, now, out);
+        } else {
+            send_rendezvous(*s, service, *peer, self, now, out);
+        }
         stats_.rendezvous_refreshed++;
         out.push_back(LogEvent{self.name + ": new candidates; " + peer->name +
                                " told again for relay session " + std::to_string(s->id)});
     }
+}
+
+void ServerCore::send_rendezvous(const RelaySession& s, std::string_view service,
+                                 const AgentRecord& opener, const AgentRecord& other, Time now,
+                                 Actions& out) {
+    PeerInfo to_opener = peer_info(s, service, other, opener.name, true);
+    PeerInfo to_other = peer_info(s, service, opener, other.name, false);
+    doctor_.on_rendezvous(opener.name, to_other.nat, to_other.candidates, other.name,
+                          to_opener.nat, to_opener.candidates, now);
+    out.push_back(SendControl{*opener.conn, std::move(to_opener)});
+    out.push_back(SendControl{*other.conn, std::move(to_other)});
 }
 
 void ServerCore::on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out) {

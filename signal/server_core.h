@@ -185,6 +185,11 @@ class ServerCore {
     // `self` registered other candidates (or another NAT behaviour or port allocation): both
     // agents of each of its live sessions with a local peer get each other's PeerInfo again.
     void refresh_sessions_of(const AgentRecord& self, Time now, Actions& out);
+    // Both online agents of session s get each other's PeerInfo for `service`, which `opener`
+    // may open on `other`; the doctor book records the rendezvous.
+    void send_rendezvous(const RelaySession& s, std::string_view service,
+                         const AgentRecord& opener, const AgentRecord& other, Time now,
+                         Actions& out);
     void on_relay_attach(Connection& c, const RelayAttach& req, Time now, Actions& out);
     void on_doctor_request(Connection& c, const DoctorRequest& req, Time now, Actions& out);
     void on_pong(Connection& c, const Pong& pong, Time now);

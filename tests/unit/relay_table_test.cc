@@ -63,7 +63,7 @@ TEST_CASE("one session per pair: every service of the pair, both ways, rides it"
     REQUIRE(backup);
     CHECK(backup->id == id);
     CHECK(backup->initiator == "laptop");
-    CHECK(backup->services == std::set<std::string>{"backup", "ssh", "web"});
+    CHECK(backup->services() == std::set<std::string>{"backup", "ssh", "web"});
     CHECK(t.size() == 1);
 }
 
