@@ -698,15 +698,8 @@ class Agent {
     // A session datagram for a TCP path: its length and bytes join the route's batch, which
     // goes to the socket with one write when the drain ends (flush_peer_tcps).
     void queue_peer_tcp(RouteId route, ByteView datagram) {
-        if (datagram.empty() || datagram.size() > kMaxTcpPathFrame) return;
         if (!peer_tcps_.contains(route)) return;  // gone: dropped, like a lost datagram
-        Bytes& out = peer_unsent_[route];
-        const size_t at = out.size();
-        out.resize(at + kTcpPathLengthSize + datagram.size());
-        write_frame_length(kTcpPathLengthSize, datagram.size(),
-                           MutableByteView(out.data() + at, kTcpPathLengthSize));
-        std::copy(datagram.begin(), datagram.end(),
-                  out.begin() + static_cast<std::ptrdiff_t>(at + kTcpPathLengthSize));
+        append_tcp_path_frame(datagram, peer_unsent_[route]);
     }
     void flush_peer_tcps() {
         for (auto& [route, bytes] : peer_unsent_) {

@@ -85,11 +85,20 @@ void write_frame_length(size_t length_size, size_t size, MutableByteView out) {
     }
 }
 
+bool append_tcp_path_frame(ByteView datagram, Bytes& out) {
+    if (datagram.empty() || datagram.size() > kMaxTcpPathFrame) return false;
+    const size_t at = out.size();
+    out.resize(at + kTcpPathLengthSize + datagram.size());
+    write_frame_length(kTcpPathLengthSize, datagram.size(),
+                       MutableByteView(out).subspan(at, kTcpPathLengthSize));
+    std::copy(datagram.begin(), datagram.end(),
+              out.begin() + static_cast<std::ptrdiff_t>(at + kTcpPathLengthSize));
+    return true;
+}
+
 std::optional<Bytes> frame_for_tcp_path(ByteView datagram) {
-    if (datagram.empty() || datagram.size() > kMaxTcpPathFrame) return std::nullopt;
-    Bytes out(kTcpPathLengthSize + datagram.size());
-    write_frame_length(kTcpPathLengthSize, datagram.size(), out);
-    std::copy(datagram.begin(), datagram.end(), out.begin() + kTcpPathLengthSize);
+    Bytes out;
+    if (!append_tcp_path_frame(datagram, out)) return std::nullopt;
     return out;
 }
 

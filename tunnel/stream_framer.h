@@ -80,8 +80,10 @@ class StreamDeframer {
 // Precondition: size fits in length_size bytes.
 void write_frame_length(size_t length_size, size_t size, MutableByteView out);
 
-// One datagram framed for a TCP path (length + bytes), or nullopt when it is empty or longer
-// than kMaxTcpPathFrame.
+// One datagram framed for a TCP path (length + bytes) appended to out, as a writer batches
+// them; false, and out unchanged, when it is empty or longer than kMaxTcpPathFrame.
+bool append_tcp_path_frame(ByteView datagram, Bytes& out);
+// The same as a frame of its own, or nullopt.
 std::optional<Bytes> frame_for_tcp_path(ByteView datagram);
 
 }  // namespace burrow

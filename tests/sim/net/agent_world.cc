@@ -203,6 +203,11 @@ void AgentWorld::log(const std::string& who, const std::string& line) {
     log_.push_back(at_ms(now_) + " " + who + ": " + line);
 }
 
+std::string AgentWorld::path_of(WorldSide side) {
+    const AgentStatus s = core(side).status(now_);
+    return s.peers.empty() ? "none" : path_text(s.peers.front());
+}
+
 std::string AgentWorld::log_tail(size_t lines) const {
     std::string out;
     const size_t from = log_.size() > lines ? log_.size() - lines : 0;
@@ -760,10 +765,6 @@ void AgentWorld::arrive_udp(const SocketAddress& from, const SocketAddress& to, 
     stats_.udp_undeliverable++;
 }
 
-}  // namespace burrow::sim
-
-namespace burrow::sim {
-
 // --- direct TCP paths between the agents (WorldConfig::direct_tcp) ------------------------------
 
 void AgentWorld::connect_peer_tcp(Host& h, const ConnectPeerTcp& c) {
@@ -840,11 +841,8 @@ void AgentWorld::syn_arrives(int side, RouteId route, Duration retry) {
         });
         return;
     }
-    at(now_ - d + retry, [this, side, route, retry] {
-        at(now_ + config_.direct_one_way, [this, side, route, retry] {
-            syn_arrives(side, route, retry * 2);
-        });
-    });
+    // Our kernel sends it again `retry` after this one left: it arrives `retry` from now.
+    at(now_ + retry, [this, side, route, retry] { syn_arrives(side, route, retry * 2); });
 }
 
 void AgentWorld::send_peer_tcp(Host& h, RouteId route, const Bytes& datagram) {
