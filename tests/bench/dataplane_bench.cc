@@ -198,7 +198,9 @@ class Run {
         }
         Connection& c = b_.connection();
         while (auto e = c.poll_event()) {
-            if (const auto* opened = std::get_if<StreamOpened>(&*e)) incoming_.push_back(opened->id);
+            if (const auto* opened = std::get_if<StreamOpened>(&*e)) {
+                incoming_.push_back(opened->id);
+            }
         }
         for (const StreamId id : incoming_) {
             while (const size_t got = c.read(id, chunk_)) n += got;

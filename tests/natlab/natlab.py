@@ -510,23 +510,6 @@ def netcheck_gateway(world, the_lab, agent, families):
     return {"lines": lines, "answered": bool(re.search(answered, lines.get(name, "")))}
 
 
-def status_path(world, ns, peer, field="kind"):
-    """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...),
-    or another field of path ("family", "address"); None when the agent does not say."""
-    r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
-                        "--json"], capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        return None
-    try:
-        peers = json.loads(r.stdout).get("peers", [])
-    except ValueError:
-        return None
-    for p in peers:
-        if p.get("peer") == peer and isinstance(p.get("path"), dict):
-            return p["path"].get(field)
-    return None
-
-
 def status_peer(world, ns, peer):
     """peers[] entry for peer from `burrow status --admin ... --json`, or None."""
     r = subprocess.run(["ip", "netns", "exec", ns, world.burrow, "status", "--admin", ADMIN,
@@ -538,6 +521,13 @@ def status_peer(world, ns, peer):
     except ValueError:
         return None
     return next((p for p in peers if p.get("peer") == peer), None)
+
+
+def status_path(world, ns, peer, field="kind"):
+    """peers[].path.kind from `burrow status --admin ... --json` ("direct", "relay-udp", ...),
+    or another field of path ("family", "address"); None when the agent does not say."""
+    path = (status_peer(world, ns, peer) or {}).get("path")
+    return path.get(field) if isinstance(path, dict) else None
 
 
 MAX_REGISTER_HE_S = 1.0  # --server-name: registered within 1 s, broken IPv6 or not

@@ -68,11 +68,6 @@ SeedRange seeds() {
     return seed_range("AGENT", 500);
 }
 
-std::string path_of(AgentWorld& w, WorldSide side) {
-    const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : path_text(s.peers.front());
-}
-
 struct Outcome {
     std::string problem;
     Duration first_byte{0};  // from the connection's open
@@ -120,8 +115,8 @@ Outcome run_one(const Pair& pair, uint64_t seed) {
                                         registered + pair.direct_within);
         if (!direct) {
             return fail("not direct " + std::to_string(to_ms(pair.direct_within)) +
-                        " ms after registration: nas " + path_of(w, WorldSide::kNas) + ", laptop " +
-                        path_of(w, WorldSide::kLaptop));
+                        " ms after registration: nas " + w.path_of(WorldSide::kNas) + ", laptop " +
+                        w.path_of(WorldSide::kLaptop));
         }
         o.to_direct = w.now() - registered;
     }
@@ -172,7 +167,7 @@ Outcome run_one(const Pair& pair, uint64_t seed) {
     }
     // The path at the end, on both sides.
     for (WorldSide side : {WorldSide::kNas, WorldSide::kLaptop}) {
-        const std::string path = path_of(w, side);
+        const std::string path = w.path_of(side);
         const bool udp_blocked =
             (side == WorldSide::kNas ? pair.nas : pair.laptop) == NatKind::kUdpBlocked;
         const char* who = side == WorldSide::kNas ? "nas" : "laptop";

@@ -4,14 +4,14 @@
 // one connection (or the listener of a side without NAT accepts it), which the session
 // validates and then uses. Path preference: direct UDP, direct TCP, the relay.
 //
-// BURROW_TCP_SEEDS=N sets the seeds per case (default 20). A failure prints its seed and the
-// cores' last log lines.
+// BURROW_TCP_SEEDS=N sets the seeds per case (default 20), BURROW_TCP_SEED=N replays one. A
+// failure prints its seed and the cores' last log lines.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <string>
 
 #include "tests/sim/net/agent_world.h"
+#include "tests/sim/seed_range.h"
 
 using namespace burrow;
 using namespace burrow::sim;
@@ -19,9 +19,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-uint64_t seeds() {
-    const char* n = std::getenv("BURROW_TCP_SEEDS");
-    return n ? std::strtoull(n, nullptr, 10) : 20;
+// body(seed, context) for every seed of the case, the seed named in each failure.
+template <class Body>
+void for_each_seed(Body body) {
+    const SeedRange s = seed_range("TCP", 20);
+    for (uint64_t seed = s.first; seed <= s.last; ++seed) {
+        const std::string context = "seed " + std::to_string(seed);
+        INFO(context);
+        body(seed, context);
+    }
 }
 
 WorldConfig tcp_world(uint64_t seed, NatKind nas, NatKind laptop) {
@@ -51,19 +57,23 @@ void fetch(AgentWorld& w, uint64_t bytes, const std::string& context) {
     REQUIRE(web.received == bytes);
 }
 
+// Most cases start so: both agents registered, and a first fetch (on the relay: no waiting for
+// the punch).
+void register_and_fetch(AgentWorld& w, const std::string& context) {
+    REQUIRE(w.run_until_registered(Time{} + 10s));
+    fetch(w, 100'000, context);
+}
+
 }  // namespace
 
 TEST_CASE("UDP blocked on both sides: the crossing SYNs give a direct TCP path within 3 s") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         AgentWorld w(tcp_world(seed, NatKind::kUdpBlocked, NatKind::kUdpBlocked));
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
         REQUIRE(w.run_until_registered(Time{} + 10s));
         const Time asked = w.now();
         fetch(w, 100'000, context);  // on the relay first: no waiting for the punch
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
-                            asked + 3s));
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); }, asked + 3s));
         CHECK(w.peer_tcp_connections() == 1);
         fetch(w, 2'000'000, context);
         const AgentStatus s = w.core(WorldSide::kLaptop).status(w.now());
@@ -71,29 +81,25 @@ TEST_CASE("UDP blocked on both sides: the crossing SYNs give a direct TCP path w
         CHECK(s.peers[0].traffic.direct.bytes_received > 2'000'000);
         CHECK(s.drops.tcp_unclaimed_closed == 0);
         CHECK(s.drops.tcp_bad_framing == 0);
-    }
+    });
 }
 
 TEST_CASE("a side without NAT accepts the other's connect: direct TCP, claimed by its session") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         // The nas has a public address and no NAT but UDP does not reach it from the laptop,
         // whose router drops UDP.
         WorldConfig c = tcp_world(seed, NatKind::kNone, NatKind::kUdpBlocked);
         c.nas_tcp_out_refused = true;  // no crossing: only the laptop's connect gets through
         AgentWorld w(c);
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
-        REQUIRE(w.run_until_registered(Time{} + 10s));
-        fetch(w, 100'000, context);
+        register_and_fetch(w, context);
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
-                            w.now() + 5s));
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); }, w.now() + 5s));
         CHECK(w.peer_tcp_connections() == 1);
         fetch(w, 1'000'000, context);
         const AgentStatus nas = w.core(WorldSide::kNas).status(w.now());
         CHECK(nas.drops.tcp_unclaimed_closed == 0);
         CHECK(nas.drops.tcp_unclaimed_frames == 0);
-    }
+    });
 }
 
 TEST_CASE("routers that let TCP reach only the server: the pair stays on the relay") {
@@ -110,12 +116,9 @@ TEST_CASE("routers that let TCP reach only the server: the pair stays on the rel
 }
 
 TEST_CASE("direct UDP is preferred: two cone NATs with TCP also open stay on UDP") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         AgentWorld w(tcp_world(seed, NatKind::kPortRestricted, NatKind::kPortRestricted));
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
-        REQUIRE(w.run_until_registered(Time{} + 10s));
-        fetch(w, 100'000, context);
+        register_and_fetch(w, context);
         w.run_until([] { return false; }, w.now() + 5s);
         INFO(w.log_tail());
         const PeerLink* l = w.link(WorldSide::kLaptop);
@@ -123,19 +126,15 @@ TEST_CASE("direct UDP is preferred: two cone NATs with TCP also open stay on UDP
         CHECK(l->direct_kind() == DirectKind::kUdp);
         fetch(w, 500'000, context);
         CHECK(w.link(WorldSide::kLaptop)->direct_kind() == DirectKind::kUdp);
-    }
+    });
 }
 
 TEST_CASE("a direct TCP connection that dies: the relay at once, then a new TCP path") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         AgentWorld w(tcp_world(seed, NatKind::kUdpBlocked, NatKind::kPortRestricted));
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
-        REQUIRE(w.run_until_registered(Time{} + 10s));
-        fetch(w, 100'000, context);
+        register_and_fetch(w, context);
         INFO(w.log_tail());
-        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
-                            w.now() + 5s));
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); }, w.now() + 5s));
         // A transfer is under way when the connection goes.
         WorldClient& web = w.open("web", 3'000'000);
         REQUIRE(w.run_until([&] { return web.received > 500'000; }, w.now() + 10s));
@@ -145,10 +144,9 @@ TEST_CASE("a direct TCP connection that dies: the relay at once, then a new TCP 
         CHECK_FALSE(web.failed);  // no stream dropped
         CHECK(web.received == 3'000'000);
         // Punched again on the slow schedule (kRediscoverInterval).
-        REQUIRE(w.run_until([&] { return on_both_tcp(w); },
-                            w.now() + 10s));
+        REQUIRE(w.run_until([&] { return on_both_tcp(w); }, w.now() + 10s));
         fetch(w, 500'000, context);
-    }
+    });
 }
 
 TEST_CASE("strangers on the peer listener: counted, bounded, closed; the session goes on") {
@@ -188,14 +186,11 @@ TEST_CASE("strangers on the peer listener: counted, bounded, closed; the session
 }
 
 TEST_CASE("an accept and a connect both succeed: both sides keep the one the lower key made") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         WorldConfig c = tcp_world(seed, NatKind::kNone, NatKind::kNone);
         c.tcp_no_crossing = true;
         AgentWorld w(c);
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
-        REQUIRE(w.run_until_registered(Time{} + 10s));
-        fetch(w, 100'000, context);
+        register_and_fetch(w, context);
         w.run_until([] { return false; }, w.now() + 3s);
         INFO(w.log_tail());
         // Two connections were made; one is closed by the rule, the other kept by both.
@@ -205,22 +200,20 @@ TEST_CASE("an accept and a connect both succeed: both sides keep the one the low
             w.core(WorldSide::kLaptop).status(w.now()).drops.tcp_duplicates_closed;
         CHECK(closed >= 1);
         fetch(w, 200'000, context);
-    }
+    });
 }
 
 TEST_CASE("a peer that registers after the session opened: its TCP candidates still come") {
-    for (uint64_t seed = 1; seed <= seeds(); ++seed) {
+    for_each_seed([](uint64_t seed, const std::string& context) {
         // The nas registers only once its UDP probe gives up (its router drops UDP), well after
         // the laptop: the laptop's connect finds it online but without candidates, so the
         // server must hand the laptop the nas's candidates when they come.
         AgentWorld w(tcp_world(seed, NatKind::kUdpBlocked, NatKind::kPortRestricted));
-        const std::string context = "seed " + std::to_string(seed);
-        INFO(context);
         REQUIRE(w.run_until([&] { return w.registered(WorldSide::kLaptop); }, Time{} + 10s));
         REQUIRE_FALSE(w.registered(WorldSide::kNas));
         fetch(w, 100'000, context);
         INFO(w.log_tail());
         REQUIRE(w.run_until([&] { return on_both_tcp(w); }, w.now() + 10s));
         fetch(w, 500'000, context);
-    }
+    });
 }

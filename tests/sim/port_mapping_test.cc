@@ -33,11 +33,6 @@ constexpr Duration kDirectAfterGrant = 2s;
 // measured: the time to direct from the grant, or from the first connection if that came later.
 using Outcome = SeedOutcome;
 
-std::string path_of(AgentWorld& w, WorldSide side) {
-    const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : path_text(s.peers.front());
-}
-
 // The NAS's mapped address once its gateway granted it (its port mapper's status).
 std::optional<SocketAddress> mapped_of(AgentWorld& w) {
     const AgentStatus s = w.core(WorldSide::kNas).status(w.now());
@@ -56,7 +51,7 @@ Outcome run_one(uint64_t seed, Duration grant_delay, bool connect_first) {
     c.nas_port_mapping_delay = grant_delay;
     AgentWorld w(c);
     auto fail = [&](const std::string& why) {
-        return Outcome{why + " (laptop " + path_of(w, WorldSide::kLaptop) + ")\n" + w.log_tail()};
+        return Outcome{why + " (laptop " + w.path_of(WorldSide::kLaptop) + ")\n" + w.log_tail()};
     };
     if (!w.run_until_registered(w.now() + 20s)) return fail("not registered after 20 s");
     if (!connect_first && !w.run_until([&] { return mapped_of(w).has_value(); }, w.now() + 10s)) {

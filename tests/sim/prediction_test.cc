@@ -63,11 +63,6 @@ std::vector<Pair> pairs() {
     return out;
 }
 
-std::string path_of(AgentWorld& w, WorldSide side) {
-    const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : path_text(s.peers.front());
-}
-
 std::string technique_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
     return s.peers.empty() ? "none" : s.peers.front().technique;
@@ -125,9 +120,9 @@ Outcome run_one(const Pair& pair, uint64_t seed, bool trace) {
         if (!w.run_until([&] { return nas->direct() && laptop->direct(); },
                          registered + pair.within)) {
             return fail("not direct " + std::to_string(to_ms(pair.within)) +
-                        " ms after registration: nas " + path_of(w, WorldSide::kNas) + " (" +
+                        " ms after registration: nas " + w.path_of(WorldSide::kNas) + " (" +
                         technique_of(w, WorldSide::kNas) + "), laptop " +
-                        path_of(w, WorldSide::kLaptop) + " (" +
+                        w.path_of(WorldSide::kLaptop) + " (" +
                         technique_of(w, WorldSide::kLaptop) + ")");
         }
         o.to_direct = w.now() - registered;
@@ -141,9 +136,9 @@ Outcome run_one(const Pair& pair, uint64_t seed, bool trace) {
         // Past the whole punching verdict: still the relay on both sides.
         w.run_until([] { return false; }, registered + kPunchVerdictAfter + 2s);
         for (WorldSide side : {WorldSide::kNas, WorldSide::kLaptop}) {
-            if (path_of(w, side) != "relay-udp") {
+            if (w.path_of(side) != "relay-udp") {
                 return fail(std::string(side == WorldSide::kNas ? "nas" : "laptop") +
-                            " ends on " + path_of(w, side));
+                            " ends on " + w.path_of(side));
             }
         }
     }

@@ -43,11 +43,6 @@ WorldConfig lossy(uint64_t seed, NatKind nas, NatKind laptop) {
     return c;
 }
 
-std::string path_of(AgentWorld& w, WorldSide side) {
-    const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : path_text(s.peers.front());
-}
-
 uint64_t session_id_of(AgentWorld& w, WorldSide side) {
     const AgentStatus s = w.core(side).status(w.now());
     return s.peers.empty() ? 0 : s.peers.front().session_id;
@@ -71,8 +66,8 @@ Outcome short_nat_timeout(uint64_t seed, std::optional<Duration> keepalive) {
         return fail(w, "transfer: no end within 60 s");
     }
     if (bulk.failed) return fail(w, "transfer: " + bulk.failure);
-    if (path_of(w, WorldSide::kLaptop) != "relay-udp") {
-        return fail(w, "laptop not on the udp relay: " + path_of(w, WorldSide::kLaptop));
+    if (w.path_of(WorldSide::kLaptop) != "relay-udp") {
+        return fail(w, "laptop not on the udp relay: " + w.path_of(WorldSide::kLaptop));
     }
     const PeerLink* link = w.link(WorldSide::kLaptop);
 

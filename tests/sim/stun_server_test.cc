@@ -53,11 +53,6 @@ std::vector<Pair> pairs() {
     return out;
 }
 
-std::string path_of(AgentWorld& w, WorldSide side) {
-    const AgentStatus s = w.core(side).status(w.now());
-    return s.peers.empty() ? "none" : path_text(s.peers.front());
-}
-
 std::string run_one(const Pair& pair, uint64_t seed) {
     SeededRng r(seed ^ 0x7374756e);
     WorldConfig c;
@@ -115,8 +110,8 @@ std::string run_one(const Pair& pair, uint64_t seed) {
         const PeerLink* laptop = w.link(WorldSide::kLaptop);
         if (!nas || !laptop) return fail("no link");
         if (!w.run_until([&] { return nas->direct() && laptop->direct(); }, registered + 5s)) {
-            return fail("not direct 5 s after registration: nas " + path_of(w, WorldSide::kNas) +
-                        ", laptop " + path_of(w, WorldSide::kLaptop));
+            return fail("not direct 5 s after registration: nas " + w.path_of(WorldSide::kNas) +
+                        ", laptop " + w.path_of(WorldSide::kLaptop));
         }
     }
     return "";

@@ -77,15 +77,36 @@ TEST_CASE("start: each forward listens, then the server is dialled") {
     CHECK(only<DialServer>(actions)[0].server.port == 7000);
 }
 
+namespace {
+
+// Three servers of one cluster, on ports 7000, 7001 and 7002.
+const std::vector<HostPort> kThreeServers = {HostPort{"192.0.2.1", 7000, HostKind::kIpv4},
+                                             HostPort{"192.0.2.2", 7001, HostKind::kIpv4},
+                                             HostPort{"192.0.2.3", 7002, HostKind::kIpv4}};
+
+// The control connection is lost at `now`: the port of the server dialled next, once the retry
+// delay has run (in 100 ms steps, at most a minute); nullopt if none was.
+std::optional<uint16_t> next_dial_after_loss(AgentCore& core, Time& now) {
+    core.on_control_closed("connection refused", now);
+    drain_actions(core);
+    for (int step = 0; step < 600; ++step) {
+        now += 100ms;
+        core.on_timer(now);
+        const auto dials = only<DialServer>(drain_actions(core));
+        if (!dials.empty()) return dials.front().server.port;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 TEST_CASE("several servers: start at one, the next after each lost connection") {
     REQUIRE(crypto_init());
     std::set<uint16_t> first_ports;
     for (uint64_t seed = 1; seed <= 16; ++seed) {
         SeededRng rng(seed);
         AgentCoreConfig config = laptop_config(rng);
-        config.servers = {HostPort{"192.0.2.1", 7000, HostKind::kIpv4},
-                          HostPort{"192.0.2.2", 7001, HostKind::kIpv4},
-                          HostPort{"192.0.2.3", 7002, HostKind::kIpv4}};
+        config.servers = kThreeServers;
         AgentCore core(config, rng, Time{});
         core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
         auto dials = only<DialServer>(drain_actions(core));
@@ -96,15 +117,7 @@ TEST_CASE("several servers: start at one, the next after each lost connection") 
         Time now{};
         std::vector<uint16_t> order{first};
         for (int i = 0; i < 3; ++i) {
-            core.on_control_closed("connection refused", now);
-            drain_actions(core);
-            for (int step = 0; step < 600 && order.size() < static_cast<size_t>(i) + 2; ++step) {
-                now += 100ms;
-                core.on_timer(now);
-                for (const auto& d : only<DialServer>(drain_actions(core))) {
-                    order.push_back(d.server.port);
-                }
-            }
+            if (const auto port = next_dial_after_loss(core, now)) order.push_back(*port);
         }
         REQUIRE(order.size() == 4);
         for (size_t i = 1; i < order.size(); ++i) {
@@ -119,28 +132,17 @@ TEST_CASE("server_order listed: start at the first server, then the next") {
     for (uint64_t seed = 1; seed <= 16; ++seed) {
         SeededRng rng(seed);
         AgentCoreConfig config = laptop_config(rng);
-        config.servers = {HostPort{"192.0.2.1", 7000, HostKind::kIpv4},
-                          HostPort{"192.0.2.2", 7001, HostKind::kIpv4},
-                          HostPort{"192.0.2.3", 7002, HostKind::kIpv4}};
+        config.servers = kThreeServers;
         config.server_order = ServerOrder::kListed;
         AgentCore core(config, rng, Time{});
         core.start({SocketAddress::ipv4({10, 0, 0, 2}, 4000)}, Time{});
         auto dials = only<DialServer>(drain_actions(core));
         REQUIRE(dials.size() == 1);
         CHECK(dials[0].server.port == 7000);
-        core.on_control_closed("connection refused", Time{});
-        drain_actions(core);
         Time now{};
-        std::vector<uint16_t> next;
-        for (int step = 0; step < 600 && next.empty(); ++step) {
-            now += 100ms;
-            core.on_timer(now);
-            for (const auto& d : only<DialServer>(drain_actions(core))) {
-                next.push_back(d.server.port);
-            }
-        }
-        REQUIRE(next.size() == 1);
-        CHECK(next[0] == 7001);
+        const auto next = next_dial_after_loss(core, now);
+        REQUIRE(next);
+        CHECK(*next == 7001);
     }
 }
 

@@ -164,6 +164,9 @@ class AgentWorld {
     // run_until() both agents are registered with the server.
     bool run_until_registered(Time limit);
     AgentCore& core(WorldSide side);
+    // The side's path to its peer as `burrow status` words it ("direct ADDR", "relay-udp", ...;
+    // "none" before the session): for failure messages.
+    std::string path_of(WorldSide side);
     const PeerLink* link(WorldSide side) const;
     // `burrow doctor PEER` on the side: AgentCore::doctor, its actions carried out at once.
     uint32_t doctor(WorldSide side, const std::string& peer);
