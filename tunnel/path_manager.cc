@@ -332,8 +332,10 @@ void PathManager::switch_to(std::optional<PathKey> direct, std::string reason, D
 }
 
 void PathManager::on_timer(Time now) {
-    if (spray_ && active_) {
-        spray_.reset();  // a path was found some other way
+    if (spray_ && active_ && active_kind_ == DirectKind::kUdp) {
+        // A UDP path was found some other way. A TCP path does not end the spray: direct UDP
+        // is preferred, and between NATs that map per destination only the spray finds it.
+        spray_.reset();
         spray_out_.clear();
     }
     if (spray_ && now >= spray_->round_at) spray_round(now);

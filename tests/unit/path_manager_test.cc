@@ -680,3 +680,39 @@ TEST_CASE("path manager: lockstep probes every stride-th predicted port, the sam
     CHECK(drain(none).empty());
     CHECK_FALSE(none.prediction());
 }
+
+TEST_CASE("path manager: a direct TCP path does not end the UDP spray; its answer moves up") {
+    // A TCP path found first (simultaneous open is quick) must not cancel the spray or the
+    // predicted rounds: direct UDP is preferred, and only the spray can find it between NATs
+    // that map per destination. A found UDP path does end it.
+    SeededRng rng(12);
+    PathManager pm(rng);
+    const SocketAddress tcp = addr(50, 7000);
+    const PortAllocation seq{PortAllocationKind::kSequential, 1, 1, 0, 0, 40002};
+    pm.start_lockstep(addr(50, 1), seq, 1, at(0ms));
+    validate_tcp(pm, tcp, at(1ms));
+    REQUIRE(pm.active() == tcp);
+    REQUIRE(pm.poll_change());
+    std::vector<ProbeToSend> round;
+    for (Time t = at(2ms); round.empty() && t < at(kSprayFirstDelay + 1s); t += 10ms) {
+        pm.on_timer(t);
+        for (auto& p : drain(pm)) {
+            if (p.kind == DirectKind::kUdp && p.probe.kind == ProbeKind::kChallenge) {
+                round.push_back(p);
+            }
+        }
+    }
+    REQUIRE(round.size() == kLockstepProbes);
+    CHECK(pm.stats().predicted_rounds == 1);
+    const Time answered = at(kSprayFirstDelay + 1s);
+    pm.on_probe(round[3].to, answer(round[3]), answered);
+    CHECK(pm.active() == round[3].to);
+    CHECK(pm.active_kind() == DirectKind::kUdp);
+    auto up = pm.poll_change();
+    REQUIRE(up);
+    CHECK(up->kind == DirectKind::kUdp);
+    // No further rounds once the UDP path is found.
+    pm.on_timer(answered + kSprayInterval);
+    for (auto& p : drain(pm)) CHECK(p.to != round[4].to);
+    CHECK(pm.stats().predicted_rounds == 1);
+}
