@@ -87,9 +87,11 @@ UPNP_WAN_IPS = {"nas": "100.128.0.11", "laptop": "100.128.0.12"}
 # Kinds netfilter cannot show (issue 16): UDP goes through burrow-labnat, the simulator's NAT
 # (tests/sim/net/nat.h) on real packets, started in the router's namespace with the kind's name
 # (nat.h's nat_config() holds its settings: one definition for the lab and the simulator); TCP
-# and ICMP stay with netfilter's MASQUERADE (the agents' control connection is TCP). The value
-# is the behaviour class the internet sees until a technique of its own (port prediction) is
-# used: both map per destination and filter by address and port, as "symmetric" does.
+# and ICMP stay with netfilter, MASQUERADE'd per destination as "symmetric" is (a NAT that
+# maps UDP per destination does so for TCP too; an endpoint-independent TCP mapping would let
+# a direct TCP path through where the UDP kind under test must be punched). The value is the
+# behaviour class the internet sees until a technique of its own (port prediction) is used:
+# both map per destination and filter by address and port, as "symmetric" does.
 USERSPACE_KINDS = {"seqsym": "symmetric", "blocksym": "symmetric"}
 LABNAT_TUN = "unat"
 LABNAT_TABLE = "100"  # the policy routing table that sends UDP into the TUN
@@ -293,9 +295,9 @@ def nat_rules(kind, lan_hosts, wan_ip):
         # UDP is burrow-labnat's (Lab._userspace_nat): untracked, so netfilter neither maps
         # nor remaps it (a null binding could change a port the user-space NAT chose), and let
         # through to the TUN from the WAN (the user-space NAT filters it). Everything else is
-        # MASQUERADE'd as by an endpoint-independent NAT.
+        # MASQUERADE'd per destination, as by the "symmetric" kind.
         filt.append(f"-A FORWARD -i wan -o {LABNAT_TUN} -p udp -j ACCEPT")
-        nat.append("-A POSTROUTING -o wan ! -p udp -j MASQUERADE")
+        nat.append("-A POSTROUTING -o wan ! -p udp -j MASQUERADE --random-fully")
         filt.append("-A FORWARD -i wan -j DROP")
         raw = ["*raw", "-A PREROUTING -p udp -j CT --notrack",
                "-A OUTPUT -p udp -j CT --notrack", "COMMIT"]
