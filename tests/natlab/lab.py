@@ -646,17 +646,15 @@ class Lab:
                     str(port), "-m", "u32", "--u32", "0>>22&0x3C@12=0x2112A442", "-j", "DROP")
 
     def _block_target(self, agent, proto="udp"):
-        not_server = ["-p", proto, "!", "-d", SERVER_IP, "-j", "DROP"]
-        not_server_in = ["-p", proto, "!", "-s", SERVER_IP, "-j", "DROP"]
-        if agent in self.nat_ns and proto == "tcp":
-            # FORWARD sees both directions: one rule for packets neither from nor to the server,
-            # so the control connection's packets from the server still pass (a FORWARD
-            # "! -d SERVER" alone drops them on their way in).
-            return self.nat_ns[agent], [["FORWARD", "-p", "tcp", "!", "-s", SERVER_IP, "!",
-                                         "-d", SERVER_IP, "-j", "DROP"]]
         if agent in self.nat_ns:
-            return self.nat_ns[agent], [["FORWARD", *not_server], ["FORWARD", *not_server_in]]
-        return self.agent_ns[agent], [["OUTPUT", *not_server], ["INPUT", *not_server_in]]
+            # FORWARD sees both directions: one rule for packets neither from nor to the server.
+            # A pair of rules "! -d SERVER" and "! -s SERVER" would also drop the server's own
+            # packets (its replies on their way in, the agent's requests on their way out), and
+            # with them the UDP relay or the control connection the fall back needs.
+            return self.nat_ns[agent], [["FORWARD", "-p", proto, "!", "-s", SERVER_IP, "!",
+                                         "-d", SERVER_IP, "-j", "DROP"]]
+        return self.agent_ns[agent], [["OUTPUT", "-p", proto, "!", "-d", SERVER_IP, "-j", "DROP"],
+                                      ["INPUT", "-p", proto, "!", "-s", SERVER_IP, "-j", "DROP"]]
 
     @staticmethod
     def _iptables():
