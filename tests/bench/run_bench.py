@@ -24,7 +24,8 @@ What runs (every figure is the median of the runs, systems interleaved A B C A B
   loss        goodput of one iperf3 stream over a veth pair between two network namespaces,
               tbf 100 Mbit/s on both ends, iptables -m statistic random drop 0/1/5% of the
               tunnel's UDP (plain TCP: of its TCP segments) on the veth; burrow, kcptun with
-              and without FEC
+              and without FEC, and burrow on a direct TCP path (a second pair whose agents'
+              UDP is dropped: loss on that connection's TCP segments; fails if not direct-tcp)
   latency     64-byte request/response round trips (p50, p99) through the forward, idle and
               while iperf3 runs through the same tunnel (same session); direct and kcptun beside
   connrate    connect, send 100 B, receive 100 B, close, per second, 4 client processes
