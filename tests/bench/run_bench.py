@@ -24,7 +24,8 @@ What runs (every figure is the median of the runs, systems interleaved A B C A B
   loss        goodput of one iperf3 stream over a veth pair between two network namespaces,
               tbf 100 Mbit/s on both ends, iptables -m statistic random drop 0/1/5% of the
               tunnel's UDP (plain TCP: of its TCP segments) on the veth; burrow, kcptun with
-              and without FEC
+              and without FEC, and burrow on a direct TCP path (a second pair whose agents'
+              UDP is dropped: loss on that connection's TCP segments; fails if not direct-tcp)
   latency     64-byte request/response round trips (p50, p99) through the forward, idle and
               while iperf3 runs through the same tunnel (same session); direct and kcptun beside
   connrate    connect, send 100 B, receive 100 B, close, per second, 4 client processes
@@ -66,8 +67,14 @@ TP_SYSTEMS = ("direct", "burrow", "kcptun", "kcptun_nofec", "direct_veth", "burr
 PEERS = ("direct_veth", "burrow_veth", "wireguard_go", "nebula")  # in PeerLab's namespaces
 LABELS = {"direct": "direct TCP (loopback)", "burrow": "burrow", "kcptun": "kcptun (FEC 10+3)",
           "kcptun_nofec": "kcptun (FEC off)", "direct_veth": "direct TCP (veth)",
-          "burrow_veth": "burrow (veth)", "wireguard_go": "wireguard-go", "nebula": "Nebula"}
-LOSS_SYSTEMS = ("direct", "burrow", "kcptun", "kcptun_nofec")
+          "burrow_veth": "burrow (veth)", "wireguard_go": "wireguard-go", "nebula": "Nebula",
+          "burrow_tcp": "burrow (direct TCP path)"}
+# burrow_tcp (issue 15): burrow on a direct TCP path, beside burrow on its direct UDP path.
+LOSS_SYSTEMS = ("direct", "burrow", "burrow_tcp", "kcptun", "kcptun_nofec")
+# The loss lab's second burrow world (burrow_tcp): its ports are the first world's plus this,
+# and its agents' UDP sockets are on these fixed ports (nas, laptop), dropped on the veth.
+TCP_WORLD_PORT_OFFSET = 100
+TCP_WORLD_UDP_PORTS = (41001, 41002)
 NS_PREFIX = "bb-"  # every namespace this file makes (tests/natlab's are bl-*)
 LOSS_RATES = (0.0, 0.01, 0.05)
 WAN_RATE = "100mbit"  # issue 8: tbf 100 Mbit/s on the WAN link
@@ -134,11 +141,11 @@ def percentile(sorted_xs, q):
 
 def path_words(path):
     """A peer's path from `burrow status --json` ({"kind", "family", "address"}) in the table's
-    words: "direct ADDR", "relay-udp"."""
+    words: "direct ADDR", "direct-tcp ADDR", "relay-udp"."""
     if not isinstance(path, dict):
         return str(path)
-    if path.get("kind") == "direct" and path.get("address"):
-        return f"direct {path['address']}"
+    if path.get("kind") in ("direct", "direct-tcp") and path.get("address"):
+        return f"{path['kind']} {path['address']}"
     return str(path.get("kind"))
 
 
@@ -294,23 +301,30 @@ class BurrowWorld(harness.ConfigDir):
     """A server, nas (exposing `services`) and laptop (forwarding each service), on loopback or
     spread over network namespaces (server and nas in ns_nas, laptop in ns_laptop)."""
 
-    def __init__(self, burrow, d, services, ns_nas=None, ns_laptop=None, server_host="127.0.0.1"):
+    def __init__(self, burrow, d, services, ns_nas=None, ns_laptop=None, server_host="127.0.0.1",
+                 port_offset=0, udp_ports=None):
+        """In namespaces every port is fixed (7000, 3478, ...) plus port_offset, so two worlds
+        can share the namespaces. udp_ports (nas, laptop): each agent's UDP socket on a fixed
+        port (its udp_port), which a firewall rule can then single out."""
         self.burrow, self.d, self.services = burrow, d, services
         os.makedirs(d, exist_ok=True)
         self.ns_nas, self.ns_laptop = ns_nas, ns_laptop
         in_ns = ns_nas is not None
-        self.tcp = 7000 if in_ns else harness.free_port()
-        stun = (3478, 3479) if in_ns else harness.free_ports(2, socket.SOCK_DGRAM)
-        admins = (7070, 7071) if in_ns else harness.free_ports(2)
+        o = port_offset
+        self.tcp = 7000 + o if in_ns else harness.free_port()
+        stun = (3478 + o, 3479 + o) if in_ns else harness.free_ports(2, socket.SOCK_DGRAM)
+        admins = (7070 + o, 7071 + o) if in_ns else harness.free_ports(2)
         self.laptop_admin = f"127.0.0.1:{admins[1]}"
-        self.forwards = {name: (8080 + i if in_ns else harness.free_port())
+        self.forwards = {name: (8080 + o + i if in_ns else harness.free_port())
                          for i, name in enumerate(services)}
         keys = {n: harness.keygen(burrow, self.path(f"{n}.key")) for n in ("nas", "laptop")}
         self.write("server.toml", harness.server_toml(server_host, self.tcp, stun, keys,
                                                       [("laptop", "nas", ["*"])]))
         fp = harness.fingerprint(burrow, self.path("server.toml"))
+        udp = dict(zip(("nas", "laptop"), udp_ports or ()))
         header = (lambda name, admin: harness.agent_header(
-            name, f"{server_host}:{self.tcp}", fp, f"127.0.0.1:{admin}"))
+            name, f"{server_host}:{self.tcp}", fp, f"127.0.0.1:{admin}")
+            + (f"udp_port = {udp[name]}\n" if name in udp else ""))
         self.write("nas.toml", header("nas", admins[0]) + "".join(
             f'\n[[expose]]\nservice = "{n}"\ntarget = "127.0.0.1:{p}"\nallow = ["laptop"]\n'
             for n, p in services.items()))
@@ -337,18 +351,25 @@ class BurrowWorld(harness.ConfigDir):
             self.laptop.wait_for(rf"forward 127\.0\.0\.1:{port}\s*->\s*nas/{n}\b.*listening",
                                  REGISTER_TIMEOUT)
 
-    def wait_direct(self, since):
-        self.laptop.wait_for(r"path to nas: direct", DIRECT_TIMEOUT)
+    def wait_direct(self, since, kind=None):
+        """Waits for laptop's log to say the path to nas is direct (kind None: UDP or TCP;
+        "direct-tcp": that one); seconds since `since`."""
+        self.laptop.wait_for(rf"path to nas: {re.escape(kind)}\b" if kind else
+                             r"path to nas: direct", DIRECT_TIMEOUT)
         return time.monotonic() - since
 
+    def status_paths(self):
+        """peers[].path of laptop's view, from `burrow status --json`: a list of
+        {"kind", "family", "address"}."""
+        r = run(ns_argv(self.ns_laptop, [self.burrow, "status", "--admin", self.laptop_admin,
+                                          "--json"]))
+        return [p.get("path") for p in json.loads(r.stdout).get("peers", [])]
+
     def status_path(self):
-        """peers[].path of laptop's view, from `burrow status --json`: "direct ADDR",
-        "relay-udp" (the words of the table)."""
+        """peers[].path of laptop's view in the words of the table: "direct ADDR",
+        "direct-tcp ADDR", "relay-udp"."""
         try:
-            r = run(ns_argv(self.ns_laptop, [self.burrow, "status", "--admin", self.laptop_admin,
-                                              "--json"]))
-            peers = json.loads(r.stdout).get("peers", [])
-            return ",".join(path_words(p.get("path")) for p in peers) or "none"
+            return ",".join(path_words(p) for p in self.status_paths()) or "none"
         except (subprocess.SubprocessError, ValueError, OSError) as e:
             return f"unknown ({e.__class__.__name__})"
 
@@ -1013,10 +1034,38 @@ class Lab:
                      *match, "-m", "statistic", "--mode", "random", "--probability",
                      str(probability), "-j", "DROP"])
 
+    def block_udp(self, ports):
+        """Drops every UDP datagram from or to `ports` arriving from the veth, at both ends. In
+        the raw table, so set_loss's flush of INPUT leaves it; on arrival, not on sending, so
+        the sender sees a loss on the wire, not an EPERM."""
+        match = ["-i", None, "-p", "udp", "-m", "multiport", "--ports",
+                 ",".join(map(str, ports)), "-j", "DROP"]
+        for ns in (self.a, self.b):
+            match[1] = ns
+            run(["ip", "netns", "exec", ns, "iptables", "-t", "raw", "-A", "PREROUTING", *match])
+            # The veth's IPv6 link-local addresses too, should an agent ever offer them.
+            subprocess.run(["ip", "netns", "exec", ns, "ip6tables", "-t", "raw", "-A",
+                            "PREROUTING", *match], capture_output=True)
+
     def destroy(self):
         for ns in self.made:
             kill_in_namespace(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def direct_tcp_port(w):
+    """(port of the nas end of w's direct TCP path, None), or (None, why not) when laptop's path
+    to nas is not direct-tcp."""
+    try:
+        paths = w.status_paths()
+    except (subprocess.SubprocessError, ValueError, OSError) as e:
+        return None, f"burrow status failed: {why(e)}"
+    tcp = [p for p in paths if isinstance(p, dict) and p.get("kind") == "direct-tcp"]
+    m = re.search(r":(\d+)$", str(tcp[0].get("address", ""))) if tcp else None
+    if not m:
+        return None, ("path is " + (",".join(path_words(p) for p in paths) or "none") +
+                      ", not direct-tcp")
+    return int(m.group(1)), None
 
 
 def bench_loss(burrow, d, prof):
@@ -1037,6 +1086,14 @@ def loss_in_lab(burrow, d, prof):
         w = BurrowWorld(burrow, os.path.join(d, "loss"), {"iperf": iperf_port}, ns_nas=lab.b,
                         ns_laptop=lab.a, server_host=server_ip)
         w.start()
+        # burrow_tcp: a second server and pair beside the first, whose agents' UDP is dropped
+        # on the veth (their fixed UDP ports): only their TCP to the server and to each other
+        # passes, so they punch a direct TCP path (issue 15) instead of the UDP one.
+        lab.block_udp(TCP_WORLD_UDP_PORTS)
+        wt = BurrowWorld(burrow, os.path.join(d, "loss-tcp"), {"iperf": iperf_port},
+                         ns_nas=lab.b, ns_laptop=lab.a, server_host=server_ip,
+                         port_offset=TCP_WORLD_PORT_OFFSET, udp_ports=TCP_WORLD_UDP_PORTS)
+        wt.start()
         def start_kcptun(system, n=0):
             nofec = system == "kcptun_nofec"
             k = Kcptun(d, f"loss-{system}-{n}", iperf_port, ns_client=lab.a, ns_server=lab.b,
@@ -1049,17 +1106,37 @@ def loss_in_lab(burrow, d, prof):
         t0 = time.monotonic()
         iperf(w.forwards["iperf"], 1, ns=lab.a)  # opens the session; the path goes direct
         w.wait_direct(t0)
-        targets = {"direct": (iperf_port, server_ip, "tcp"),
-                   "burrow": (w.forwards["iperf"], "127.0.0.1", "udp"),
-                   "kcptun": (kcp["kcptun"].local, "127.0.0.1", "udp"),
-                   "kcptun_nofec": (kcp["kcptun_nofec"].local, "127.0.0.1", "udp")}
+        errors = []
+        try:
+            t0 = time.monotonic()
+            iperf(wt.forwards["iperf"], 1, ns=lab.a)  # opens the session (relayed at first)
+            tcp_after = round(wt.wait_direct(t0, "direct-tcp"), 3)
+        except (AssertionError, RuntimeError, subprocess.SubprocessError) as e:
+            tcp_after = None
+            errors.append(f"burrow_tcp: no direct-tcp path ({wt.status_path()}): {why(e)}")
+            say(f"loss lab: {errors[-1]}")
+        # (port, host, protocol the loss applies to, port it is restricted to)
+        targets = {"direct": (iperf_port, server_ip, "tcp", iperf_port),
+                   "burrow": (w.forwards["iperf"], "127.0.0.1", "udp", None),
+                   "burrow_tcp": (wt.forwards["iperf"], "127.0.0.1", "tcp", None),
+                   "kcptun": (kcp["kcptun"].local, "127.0.0.1", "udp", None),
+                   "kcptun_nofec": (kcp["kcptun_nofec"].local, "127.0.0.1", "udp", None)}
         restarts = []
         res = {str(p): {s: [] for s in LOSS_SYSTEMS} for p in LOSS_RATES}
         for rep in range(prof.reps):
             for p in LOSS_RATES:
                 for system in LOSS_SYSTEMS:
-                    port, host, proto = targets[system]
-                    lab.set_loss(proto, p, iperf_port if proto == "tcp" else None)
+                    port, host, proto, loss_port = targets[system]
+                    if system == "burrow_tcp":
+                        # The loss hits the direct TCP connection's segments only (the nas
+                        # end's port), not the agents' TLS connections to the server.
+                        loss_port, off_path = direct_tcp_port(wt)
+                        if off_path:
+                            res[str(p)][system].append({"error": off_path})
+                            errors.append(f"burrow_tcp at {p:.0%} run {rep + 1}: {off_path}")
+                            say(f"loss {p:.0%} {system} run {rep + 1}: {off_path}")
+                            continue
+                    lab.set_loss(proto, p, loss_port)
                     try:
                         _, mbps = iperf(port, prof.loss_seconds, ns=lab.a, host=host)
                         run_ = {"mbit_s": round(mbps, 1)}
@@ -1076,6 +1153,15 @@ def loss_in_lab(burrow, d, prof):
                         lab.set_loss(proto, 0)
                     if system == "burrow":
                         run_["path_after"] = w.status_path()
+                    if system == "burrow_tcp":
+                        run_["path_after"] = wt.status_path()
+                        if not run_["path_after"].startswith("direct-tcp "):
+                            # Not a figure of the TCP path: kept aside, out of the median.
+                            if "mbit_s" in run_:
+                                run_["mbit_s_off_path"] = run_.pop("mbit_s")
+                            run_["error"] = f"path after the run: {run_['path_after']}"
+                            errors.append(f"burrow_tcp at {p:.0%} run {rep + 1}: "
+                                          f"{run_['error']}")
                     res[str(p)][system].append(run_)
                     say(f"loss {p:.0%} {system} run {rep + 1}: {run_}")
         summary = {p: {s: median(r.get("mbit_s") for r in res[p][s]) for s in LOSS_SYSTEMS}
@@ -1086,7 +1172,8 @@ def loss_in_lab(burrow, d, prof):
                 summary[p][s + "_share"] = (round(summary[p][s] / base, 3)
                                             if base and summary[p][s] is not None else None)
         return {"runs": res, "median": summary, "systems": list(LOSS_SYSTEMS),
-                "kcptun_restarts": restarts,
+                "kcptun_restarts": restarts, "errors": errors,
+                "direct_tcp_after_s": tcp_after,
                 "seconds_per_run": prof.loss_seconds,
                 "link": f"veth between two network namespaces, tbf {' '.join(WAN_TBF)} on both "
                         f"ends, GSO/TSO off (one segment per packet)"}
@@ -1476,19 +1563,36 @@ def write_markdown(path, r):
     lo = r.get("loss")
     if lo and "median" in lo:
         lsys = lo.get("systems", SYSTEMS)
-        llab = dict(LABELS, direct="plain TCP")
+        tcp = "burrow_tcp" in lsys
+        llab = dict(LABELS, direct="plain TCP",
+                    **({"burrow": "burrow (direct UDP path)"} if tcp else {}))
         L += ["## Goodput under random loss", "",
               f"One iperf3 stream for {lo['seconds_per_run']} s over a {lo['link']}. "
               "The loss applies to the tunnel's UDP datagrams (burrow, kcptun) or to the TCP "
-              "segments (plain TCP), both directions; medians of "
+              "segments (plain TCP" + (", burrow's direct TCP path" if tcp else "") +
+              "), both directions; medians of "
               f"{len(lo['runs']['0.0']['direct'])} interleaved runs. In brackets: share of the "
-              "same system's loss-free goodput.", "",
-              "| loss | " + " | ".join(llab.get(s, s) for s in lsys) + " |",
+              "same system's loss-free goodput.", ""]
+        if tcp:
+            paths = sorted({r.get("path_after", "").split(" ")[0] for p in lo["runs"].values()
+                            for r in p["burrow_tcp"] if r.get("path_after")})
+            L += ["burrow (direct TCP path) is a second server and agent pair on the same link "
+                  "whose agents' UDP is dropped, so they punch a direct TCP path (issue 15; "
+                  "path after each run: " + (", ".join(paths) or "none recorded") +
+                  (f", up {lo['direct_tcp_after_s']} s after the first connection"
+                   if lo.get("direct_tcp_after_s") is not None else "") + "). On a TCP path "
+                  "the session neither retransmits nor runs its own congestion control (TCP "
+                  "does, and two would fight: TCP over TCP), so loss recovery there is TCP's, "
+                  "as for plain TCP; on the UDP path it is the session's own.", ""]
+        L += ["| loss | " + " | ".join(llab.get(s, s) for s in lsys) + " |",
               "|---|" + "---:|" * len(lsys)]
         for p, s in lo["median"].items():
             L.append(f"| {float(p):.0%} | " + " | ".join(
-                f"{fmt(s[x], ' Mbit/s', 1)} ({fmt(s[x + '_share'] and s[x + '_share'] * 100, '%')})"
+                f"{fmt(s.get(x), ' Mbit/s', 1)} "
+                f"({fmt(s.get(x + '_share') and s[x + '_share'] * 100, '%')})"
                 for x in lsys) + " |")
+        for x in lo.get("errors", []):
+            L += ["", f"- **failed**: {x[:300]}"]
         for x in lo.get("kcptun_restarts", []):
             L += ["", f"- restarted after a failed run: {x[:160]}"]
         L.append("")
