@@ -8,6 +8,7 @@
 #include "signal/cluster_core.h"
 #include "signal/cluster_message.h"
 #include "signal_server_harness.h"
+#include "tunnel/wire.h"
 
 using namespace burrow;
 using namespace burrow::test;
@@ -48,6 +49,21 @@ std::vector<T> events_of(const std::vector<ClusterEvent>& events) {
     return out;
 }
 
+PunchReport sample_report() {
+    PunchReport r;
+    r.peer = "laptop";
+    r.nat = NatMapping::kEndpointIndependent;
+    r.udp_to_server = true;
+    r.candidates = {{CandidateKind::kHost, *parse_socket_address("192.168.1.20:40000")}};
+    r.tried = {*parse_socket_address("203.0.113.7:5000")};
+    r.answered = *parse_socket_address("203.0.113.7:5000");
+    r.strategy = ReportStrategy::kPlain;
+    r.source = ReportSource::kServerReflexive;
+    r.time_to_direct_ms = 350;
+    r.path = ReportPath::kDirect;
+    return r;
+}
+
 CrossConnect cross(uint64_t conn = 5) {
     return CrossConnect{conn, "laptop", ConnectRequest{"nas", "web"}, sample_info()};
 }
@@ -60,7 +76,11 @@ TEST_CASE("cluster messages round-trip, 64-bit session ids included") {
     ClusterRendezvousReply no{43, false, "peer offline", {}};
     ClusterRelay relay{0xfedcba9876543210, {}, "laptop", "s1", Bytes{1, 2, 3, 4}};
     relay.token[0] = 0xaa;
-    for (const ClusterMessage& m : std::vector<ClusterMessage>{r, ok, no, relay}) {
+    ClusterPunchReport report{"s2", "nas", sample_report()};
+    ClusterRefresh refresh{"s1", "laptop", "nas", true, sample_info()};
+    ClusterRefresh answer{"s2", "nas", "laptop", false, sample_info()};
+    for (const ClusterMessage& m :
+         std::vector<ClusterMessage>{r, ok, no, relay, report, refresh, answer}) {
         const Bytes b = encode_cluster(m);
         auto back = decode_cluster(b);
         REQUIRE(back);
@@ -73,6 +93,47 @@ TEST_CASE("cluster messages round-trip, 64-bit session ids included") {
     }
     CHECK_FALSE(decode_cluster(Bytes{2, 1}));     // another version
     CHECK_FALSE(decode_cluster(Bytes{1, 9, 0}));  // unknown type
+}
+
+TEST_CASE("cluster messages: a PunchReport and a Refresh are checked whole") {
+    const auto refresh_bytes = [](uint8_t answer, std::string_view from, const ControlMessage& m) {
+        Bytes out{kClusterVersion, 5};
+        ByteWriter w(out);
+        w.varint(from.size());
+        w.bytes(as_bytes(from));
+        for (std::string_view s : {"laptop", "nas"}) {
+            w.varint(s.size());
+            w.bytes(as_bytes(s));
+        }
+        w.u8(answer);
+        const Bytes frame = encode_control(m);
+        w.varint(frame.size());
+        w.bytes(frame);
+        return out;
+    };
+    CHECK(decode_cluster(refresh_bytes(1, "s1", sample_info())));
+    CHECK_FALSE(decode_cluster(refresh_bytes(2, "s1", sample_info())));  // answer not 0 or 1
+    CHECK_FALSE(decode_cluster(refresh_bytes(1, "", sample_info())));    // no sender's server
+    // A whole control frame of another kind where the PeerInfo belongs.
+    CHECK_FALSE(decode_cluster(refresh_bytes(1, "s1", sample_report())));
+    // A PunchReport whose frame holds a PeerInfo instead.
+    Bytes report = encode_cluster(ClusterPunchReport{"s2", "nas", sample_report()});
+    CHECK(decode_cluster(report));
+    Bytes wrong{kClusterVersion, 4};
+    ByteWriter w(wrong);
+    for (std::string_view s : {"s2", "nas"}) {
+        w.varint(s.size());
+        w.bytes(as_bytes(s));
+    }
+    const Bytes frame = encode_control(sample_info());
+    w.varint(frame.size());
+    w.bytes(frame);
+    CHECK_FALSE(decode_cluster(wrong));
+    // The frame's own length prefix must agree with the blob's.
+    Bytes bad_length = report;
+    const size_t prefix = bad_length.size() - encode_control(sample_report()).size();
+    bad_length[prefix + 3] ^= 1;
+    CHECK_FALSE(decode_cluster(bad_length));
 }
 
 TEST_CASE("cluster core: presence follows agents and Redis") {
