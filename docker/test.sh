@@ -436,11 +436,10 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     say "$name: status page on http://127.0.0.1:$BURROW_STATUS_PORT/ ($(since "$t"))"
 
     # burrow doctor on the laptop: the server's two-sided verdict names the same path, and for
-    # the symmetric variant both symmetric NATs.
-    # SKIP_DOCTOR (environment of the call): the cluster variants. The verdict is the laptop's
-    # server's, which keeps rendezvous and PunchReports only of pairs it joined itself: a
-    # rendezvous across two servers is recorded by neither (doctor answers "no rendezvous with
-    # nas recorded yet"), and the NAS's PunchReports go to the NAS's server.
+    # the symmetric variant both symmetric NATs. In the cluster variants the laptop asks its own
+    # server about the NAS on the other: both servers record the rendezvous, and the NAS's
+    # PunchReport comes through Redis (docs/architecture.md, [cluster]).
+    # SKIP_DOCTOR (environment of the call): a variant that cannot check it (none today).
     t=$(now)
     if [ -n "${SKIP_DOCTOR:-}" ]; then
         say "$name: SKIP burrow doctor ($SKIP_DOCTOR)"
@@ -502,9 +501,7 @@ run_variant udpblocked "$EXPECT_PATH_UDPBLOCKED" unknown docker-compose.yml udpb
 # addresses too), then the failover.
 run_cluster_variant() {  # as run_variant, in docker/compose/cluster
     local DEMO=$ROOT/docker/compose/cluster NAS_LAN=192.168.78.10 HOME_WAN=203.0.113.20
-    CLUSTER_FAILOVER=1 \
-        SKIP_DOCTOR="it sees no rendezvous across two servers; see run_variant" \
-        run_variant "$@"
+    CLUSTER_FAILOVER=1 run_variant "$@"
 }
 run_cluster_variant cluster-cone "$EXPECT_PATH_CLUSTER_CONE" endpoint-independent \
     docker-compose.yml

@@ -105,6 +105,29 @@ RedisCommand ClusterCore::relay(std::string_view server, ClusterRelay packet) {
         {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0};
 }
 
+std::vector<ClusterEvent> ClusterCore::punch_report(std::string_view server,
+                                                    ClusterPunchReport report) {
+    std::vector<ClusterEvent> out;
+    if (!up_) return out;
+    stats_.reports_out++;
+    report.from_server = config_.name;
+    const Bytes payload = encode_cluster(report);
+    out.push_back(RedisCommand{
+        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0});
+    return out;
+}
+
+std::vector<ClusterEvent> ClusterCore::refresh(std::string_view server, ClusterRefresh refresh) {
+    std::vector<ClusterEvent> out;
+    if (!up_) return out;
+    stats_.refreshes_out++;
+    refresh.from_server = config_.name;
+    const Bytes payload = encode_cluster(refresh);
+    out.push_back(RedisCommand{
+        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0});
+    return out;
+}
+
 std::vector<ClusterEvent> ClusterCore::locate(uint64_t session_id, const std::string& peer) {
     std::vector<ClusterEvent> out;
     if (!up_) return out;
@@ -183,6 +206,16 @@ std::vector<ClusterEvent> ClusterCore::on_message(ByteView payload, Time) {
     if (auto* relay = std::get_if<ClusterRelay>(&*m)) {
         stats_.relayed_in++;
         out.push_back(ClusterRelayIn{std::move(*relay)});
+        return out;
+    }
+    if (auto* report = std::get_if<ClusterPunchReport>(&*m)) {
+        stats_.reports_in++;
+        out.push_back(ClusterPunchReportIn{std::move(*report)});
+        return out;
+    }
+    if (auto* refresh = std::get_if<ClusterRefresh>(&*m)) {
+        stats_.refreshes_in++;
+        out.push_back(ClusterRefreshIn{std::move(*refresh)});
         return out;
     }
     if (auto* r = std::get_if<ClusterRendezvous>(&*m)) {

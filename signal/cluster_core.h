@@ -8,7 +8,11 @@
 //                              (kPresenceTtl) renewed every kPresenceRenew while it is; deleted
 //                              (only if it still names this server) when the agent leaves
 //   burrow:server:<server>  a channel each server subscribes to: rendezvous requests for its
-//                           agents and answers to its own requests (signal/cluster_message.h)
+//                           agents and answers to its own requests, relayed packets, and for
+//                           pairs split over two servers the candidates told again (Refresh)
+//                           and the agents' punch reports (PunchReport), so that each server
+//                           refreshes its own agent and both answer `burrow doctor` for the
+//                           pair (signal/cluster_message.h)
 //
 // A connect to an agent that is not on this server:
 //
@@ -106,6 +110,15 @@ struct ClusterRendezvousIn {
 struct ClusterRelayIn {
     ClusterRelay message;
 };
+// Another server's agent reported on its punching with one of our agents; ServerCore checks
+// and keeps it for `burrow doctor`.
+struct ClusterPunchReportIn {
+    ClusterPunchReport message;
+};
+// Another server's agent has new candidates; ServerCore checks and tells our agent again.
+struct ClusterRefreshIn {
+    ClusterRefresh message;
+};
 // Where the other agent of a relay session is (locate()): its server.
 struct ClusterPeerLocated {
     uint64_t session_id = 0;
@@ -117,8 +130,8 @@ struct ClusterLog {
 };
 
 using ClusterEvent = std::variant<RedisCommand, ClusterConnectAnswered, ClusterConnectFailed,
-                                  ClusterRendezvousIn, ClusterRelayIn, ClusterPeerLocated,
-                                  ClusterLog>;
+                                  ClusterRendezvousIn, ClusterRelayIn, ClusterPunchReportIn,
+                                  ClusterRefreshIn, ClusterPeerLocated, ClusterLog>;
 
 struct ClusterStats {
     uint64_t connects_forwarded = 0;  // Rendezvous published to another server
@@ -128,6 +141,10 @@ struct ClusterStats {
     uint64_t malformed = 0;           // published payloads that did not decode
     uint64_t relayed_out = 0;         // relayed packets sent on to another server
     uint64_t relayed_in = 0;          // ... received from another server
+    uint64_t reports_out = 0;         // PunchReports passed to the peer's server
+    uint64_t reports_in = 0;          // ... received from another server
+    uint64_t refreshes_out = 0;       // Refresh (new candidates) sent to the peer's server
+    uint64_t refreshes_in = 0;        // ... received from another server
 };
 
 class ClusterCore {
@@ -160,6 +177,12 @@ class ClusterCore {
     // A relayed packet for an agent on `server` (the caller applied the sender's quotas);
     // from_server is filled in.
     RedisCommand relay(std::string_view server, ClusterRelay packet);
+    // For a pair split over two servers: an agent's PunchReport, and its new candidates, for
+    // the peer's `server` (from_server is filled in). Nothing while Redis is down: a report
+    // lost is a doctor answer with one side, a refresh lost leaves the pair as it was.
+    std::vector<ClusterEvent> punch_report(std::string_view server, ClusterPunchReport report);
+    std::vector<ClusterEvent> refresh(std::string_view server, ClusterRefresh refresh);
+
     // Looks up the server of `peer`, the other agent of relay session `session_id` (an agent
     // re-attached a session here after moving servers): ClusterPeerLocated when found.
     std::vector<ClusterEvent> locate(uint64_t session_id, const std::string& peer);

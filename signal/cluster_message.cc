@@ -8,7 +8,13 @@
 namespace burrow {
 namespace {
 
-enum class Type : uint8_t { kRendezvous = 1, kRendezvousReply = 2, kRelay = 3 };
+enum class Type : uint8_t {
+    kRendezvous = 1,
+    kRendezvousReply = 2,
+    kRelay = 3,
+    kPunchReport = 4,
+    kRefresh = 5,
+};
 
 // A control frame is at most kMaxControlFrame; its 4-byte length prefix comes first.
 constexpr size_t kFrameLengthSize = 4;
@@ -20,8 +26,8 @@ void put_text(ByteWriter& w, std::string_view s, size_t cap) {
     w.bytes(as_bytes(s));
 }
 
-void put_peer_info(ByteWriter& w, const PeerInfo& p) {
-    const Bytes frame = encode_control(p);
+void put_frame(ByteWriter& w, const ControlMessage& m) {
+    const Bytes frame = encode_control(m);
     w.varint(frame.size());
     w.bytes(frame);
 }
@@ -34,7 +40,9 @@ std::optional<std::string> get_text(ByteReader& r, size_t cap) {
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-std::optional<PeerInfo> get_peer_info(ByteReader& r) {
+// One whole control frame holding a T (PeerInfo, PunchReport), nothing else.
+template <class T>
+std::optional<T> get_frame(ByteReader& r) {
     const uint64_t n = r.varint();
     if (!r.ok() || n < kFrameLengthSize || n > kMaxControlFrame) return std::nullopt;
     ByteView frame = r.bytes(n);
@@ -44,9 +52,9 @@ std::optional<PeerInfo> get_peer_info(ByteReader& r) {
     auto decoded = decode_control_body(frame.subspan(kFrameLengthSize));
     auto* message = std::get_if<ControlMessage>(&decoded);
     if (!message) return std::nullopt;
-    auto* info = std::get_if<PeerInfo>(message);
-    if (!info) return std::nullopt;
-    return std::move(*info);
+    auto* inner = std::get_if<T>(message);
+    if (!inner) return std::nullopt;
+    return std::move(*inner);
 }
 
 }  // namespace
@@ -62,7 +70,7 @@ Bytes encode_cluster(const ClusterMessage& m) {
         put_text(w, r->requester, kMaxAgentNameLen);
         put_text(w, r->peer, kMaxAgentNameLen);
         put_text(w, r->service, kMaxServiceNameLen);
-        put_peer_info(w, r->to_peer);
+        put_frame(w, r->to_peer);
     } else if (auto* relay = std::get_if<ClusterRelay>(&m)) {
         w.u8(static_cast<uint8_t>(Type::kRelay));
         w.u64(relay->session_id);
@@ -72,13 +80,25 @@ Bytes encode_cluster(const ClusterMessage& m) {
         assert(relay->payload.size() <= kMaxRelayPayload);
         w.varint(relay->payload.size());
         w.bytes(relay->payload);
+    } else if (auto* report = std::get_if<ClusterPunchReport>(&m)) {
+        w.u8(static_cast<uint8_t>(Type::kPunchReport));
+        put_text(w, report->from_server, kMaxServerNameLen);
+        put_text(w, report->agent, kMaxAgentNameLen);
+        put_frame(w, report->report);
+    } else if (auto* refresh = std::get_if<ClusterRefresh>(&m)) {
+        w.u8(static_cast<uint8_t>(Type::kRefresh));
+        put_text(w, refresh->from_server, kMaxServerNameLen);
+        put_text(w, refresh->agent, kMaxAgentNameLen);
+        put_text(w, refresh->peer, kMaxAgentNameLen);
+        w.u8(refresh->answer ? 1 : 0);
+        put_frame(w, refresh->to_peer);
     } else {
         const auto& reply = std::get<ClusterRendezvousReply>(m);
         w.u8(static_cast<uint8_t>(Type::kRendezvousReply));
         w.varint(reply.request_id);
         w.u8(reply.ok ? 1 : 0);
         put_text(w, reply.reason, kMaxControlTextLen);
-        if (reply.ok) put_peer_info(w, reply.to_requester);
+        if (reply.ok) put_frame(w, reply.to_requester);
     }
     return out;
 }
@@ -95,7 +115,7 @@ std::optional<ClusterMessage> decode_cluster(ByteView payload) {
         auto requester = get_text(r, kMaxAgentNameLen);
         auto peer = get_text(r, kMaxAgentNameLen);
         auto service = get_text(r, kMaxServiceNameLen);
-        auto info = get_peer_info(r);
+        auto info = get_frame<PeerInfo>(r);
         if (!from || !requester || !peer || !service || !info || !r.empty()) return std::nullopt;
         m.from_server = std::move(*from);
         m.requester = std::move(*requester);
@@ -113,7 +133,7 @@ std::optional<ClusterMessage> decode_cluster(ByteView payload) {
         m.ok = ok == 1;
         m.reason = std::move(*reason);
         if (m.ok) {
-            auto info = get_peer_info(r);
+            auto info = get_frame<PeerInfo>(r);
             if (!info) return std::nullopt;
             m.to_requester = std::move(*info);
         }
@@ -137,6 +157,26 @@ std::optional<ClusterMessage> decode_cluster(ByteView payload) {
         ByteView payload = r.bytes(n);
         m.payload.assign(payload.begin(), payload.end());
         return m;
+    }
+    if (type == static_cast<uint8_t>(Type::kPunchReport)) {
+        auto from = get_text(r, kMaxServerNameLen);
+        auto agent = get_text(r, kMaxAgentNameLen);
+        auto report = get_frame<PunchReport>(r);
+        if (!from || from->empty() || !agent || !report || !r.empty()) return std::nullopt;
+        return ClusterPunchReport{std::move(*from), std::move(*agent), std::move(*report)};
+    }
+    if (type == static_cast<uint8_t>(Type::kRefresh)) {
+        auto from = get_text(r, kMaxServerNameLen);
+        auto agent = get_text(r, kMaxAgentNameLen);
+        auto peer = get_text(r, kMaxAgentNameLen);
+        const uint8_t answer = r.u8();
+        if (!r.ok() || answer > 1) return std::nullopt;
+        auto info = get_frame<PeerInfo>(r);
+        if (!from || from->empty() || !agent || !peer || !info || !r.empty()) {
+            return std::nullopt;
+        }
+        return ClusterRefresh{std::move(*from), std::move(*agent), std::move(*peer), answer == 1,
+                              std::move(*info)};
     }
     return std::nullopt;
 }

@@ -1,5 +1,7 @@
 // What signalling servers of one cluster say to each other over Redis publish/subscribe
-// (signal/cluster_core.h): a rendezvous for an agent on another server, and its answer.
+// (signal/cluster_core.h): a rendezvous for an agent on another server and its answer, relayed
+// packets, and for a pair split over two servers the candidates told again and the punch reports
+// (so that both servers can answer `burrow doctor` for the pair).
 // Each server subscribes to "burrow:server:<name>"; a message is one PUBLISH payload.
 //
 //   0        1        2
@@ -21,6 +23,18 @@
 //     text    sender
 //     text    from_server (where the sender is now: the answer goes there)
 //     blob    payload (end-to-end encrypted; no server can read it)
+//
+//   PunchReport (type 4): an agent's PunchReport about its peer on the receiving server
+//     text    from_server
+//     text    agent (the reporter, on from_server)
+//     blob    report (PunchReport frame)
+//
+//   Refresh (type 5): an agent's candidates changed; its peer on the receiving server is told
+//     text    from_server            again under the pair's live relay session
+//     text    agent (on from_server)
+//     text    peer (on the receiving server)
+//     u8      answer (0 or 1: 1 asks for a Refresh back about the peer, for the agent)
+//     blob    to_peer (PeerInfo frame about agent)
 //
 // text and blob are a varint length then the bytes. A blob holds a whole control frame as
 // encode_control() writes it (signal/control.h), so both agents get exactly the PeerInfo
@@ -71,7 +85,29 @@ struct ClusterRelay {
     bool operator==(const ClusterRelay&) const = default;
 };
 
-using ClusterMessage = std::variant<ClusterRendezvous, ClusterRendezvousReply, ClusterRelay>;
+// An agent's PunchReport about a peer on the receiving server: the receiving server keeps it in
+// its DoctorBook as the agent's, so either agent's `burrow doctor` sees both sides.
+struct ClusterPunchReport {
+    std::string from_server;
+    std::string agent;  // the reporter
+    PunchReport report;
+    bool operator==(const ClusterPunchReport&) const = default;
+};
+
+// `agent` registered other candidates (or NAT behaviour or port allocation) while its relay
+// session with `peer` on the receiving server lives: that server sends `peer` to_peer again and,
+// when `answer` is set, sends back a Refresh about `peer` (answer unset) for `agent`.
+struct ClusterRefresh {
+    std::string from_server;
+    std::string agent;
+    std::string peer;
+    bool answer = false;
+    PeerInfo to_peer;  // about agent, for peer, under the session's id and token
+    bool operator==(const ClusterRefresh&) const = default;
+};
+
+using ClusterMessage = std::variant<ClusterRendezvous, ClusterRendezvousReply, ClusterRelay,
+                                    ClusterPunchReport, ClusterRefresh>;
 
 Bytes encode_cluster(const ClusterMessage& m);
 // nullopt: not a message of this version, or malformed (a cluster message comes from another

@@ -286,13 +286,7 @@ void ServerCore::handle(Connection& c, ControlMessage&& m, Time now, Actions& ou
             out.push_back(std::move(*action));
         }
     } else if (auto* report = std::get_if<PunchReport>(&m)) {
-        // Only about a pair the server joined (and so the ACL allowed); anything else is kept
-        // nowhere, so an agent cannot fill the book with pairs of its choosing.
-        if (doctor_.on_report(c.agent, std::move(*report), now)) {
-            stats_.punch_reports++;
-        } else {
-            stats_.punch_reports_dropped++;
-        }
+        on_punch_report(c, std::move(*report), now, out);
     } else if (auto* doctor = std::get_if<DoctorRequest>(&m)) {
         on_doctor_request(c, *doctor, now, out);
     } else if (auto* ping = std::get_if<Ping>(&m)) {
@@ -410,16 +404,44 @@ void ServerCore::on_connect_request(Connection& c, const ConnectRequest& req, Ti
                            " as relay session " + std::to_string(s->id)});
 }
 
+void ServerCore::on_punch_report(Connection& c, PunchReport report, Time now, Actions& out) {
+    // A pair split over two servers of a cluster: the peer's server keeps the report too, so
+    // that the peer's `burrow doctor` sees this side as well.
+    const RelaySession* split = cluster_ ? remote_session(c.agent, report.peer) : nullptr;
+    std::optional<ClusterPunchReport> across;
+    if (split) across = ClusterPunchReport{{}, c.agent, report};
+    // Only about a pair the server joined (and so the ACL allowed); anything else is kept
+    // nowhere, so an agent cannot fill the book with pairs of its choosing.
+    if (!doctor_.on_report(c.agent, std::move(report), now)) {
+        stats_.punch_reports_dropped++;
+        return;
+    }
+    stats_.punch_reports++;
+    if (across) apply(cluster_->punch_report(split->remote_server, std::move(*across)), now, out);
+}
+
+const RelaySession* ServerCore::remote_session(std::string_view agent,
+                                               std::string_view peer) const {
+    for (const RelaySession* s : relays_.sessions_of(agent)) {
+        if (s->peer_of(agent) == peer && !s->remote_server.empty()) return s;
+    }
+    return nullptr;
+}
+
 // A peer that punched with our old candidates may have given up on direct (a port mapping that
 // came after the session started is the common case: UPnP discovery takes seconds; a port
 // allocation measured after it, which prediction needs on both sides, is another), and a
 // session lives as long as it is used. So both agents get the rendezvous again, under the same
 // session id (their link stays; its path manager adds the new candidates and probes them) and
 // for a service already approved in the same direction (nothing new is granted; the ACL is
-// asked again in case it changed). A pair split over two servers of a cluster is left alone.
+// asked again in case it changed). For a pair split over two servers of a cluster the peer's
+// server tells the peer and sends back what this server tells `self` (ClusterRefresh).
 void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions& out) {
     for (const RelaySession* s : relays_.sessions_of(self.name)) {
-        if (!s->remote_server.empty()) continue;
+        if (!s->remote_server.empty()) {
+            if (cluster_) refresh_across(*s, self, now, out);
+            continue;
+        }
         const AgentRecord* peer = registry_.find(s->peer_of(self.name));
         if (!peer || !peer->online() || !peer->conn) continue;
         const auto approved = std::find_if(s->opened.begin(), s->opened.end(), [&](const auto& o) {
@@ -436,6 +458,26 @@ void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions&
         out.push_back(LogEvent{self.name + ": new candidates; " + peer->name +
                                " told again for relay session " + std::to_string(s->id)});
     }
+}
+
+void ServerCore::refresh_across(const RelaySession& s, const AgentRecord& self, Time now,
+                                Actions& out) {
+    const std::string& peer = s.peer_of(self.name);
+    const auto approved = std::find_if(s.opened.begin(), s.opened.end(), [&](const auto& o) {
+        return acl_.allowed(o.first, o.first == self.name ? peer : self.name, o.second);
+    });
+    if (approved == s.opened.end()) return;
+    const auto& [opener, service] = *approved;
+    ClusterRefresh r;
+    r.agent = self.name;
+    r.peer = peer;
+    r.answer = true;  // and `self` gets the peer's PeerInfo back from the peer's server
+    r.to_peer = peer_info(s, service, self, peer, opener == peer);
+    apply(cluster_->refresh(s.remote_server, std::move(r)), now, out);
+    stats_.rendezvous_refreshed++;
+    out.push_back(LogEvent{self.name + ": new candidates; " + peer + " on server \"" +
+                           s.remote_server + "\" told again for relay session " +
+                           std::to_string(s.id)});
 }
 
 void ServerCore::send_rendezvous(const RelaySession& s, std::string_view service,
@@ -497,6 +539,13 @@ void ServerCore::on_doctor_request(Connection& c, const DoctorRequest& req, Time
         reply.self.udp_heard = reply.self.online && self->udp_address.has_value();
         reply.peer_side.online = peer && peer->online();
         reply.peer_side.udp_heard = reply.peer_side.online && peer->udp_address.has_value();
+        if (!reply.peer_side.online && cluster_ && remote_session(c.agent, req.peer)) {
+            // On another server of the cluster, with the pair's relay session live as far as
+            // this server knows. Whether that server hears the peer over UDP is not known here:
+            // the peer's PunchReport (udp_to_server) says it; without one, nothing is claimed.
+            reply.peer_side.online = true;
+            reply.peer_side.udp_heard = true;
+        }
     } else {
         reply.status = DoctorStatus::kNoRendezvous;
     }
@@ -652,15 +701,79 @@ void ServerCore::on_cluster_rendezvous(const ClusterRendezvous& m, Time now, Act
     RelaySession* s = relays_.find(m.to_peer.session_id);
     if (!s) return refuse("relay session refused");
     s->remote_server = m.from_server;
+    // What the requester's server recorded: a refresh of either agent's candidates may tell
+    // the pair again for this service, in this direction.
+    s->opened.emplace(m.requester, m.service);
     PeerInfo to_peer = m.to_peer;
     to_peer.start_in_ms = start_in_ms(m.peer);
     to_peer.opener = false;
     answer.ok = true;
     answer.to_requester = peer_info(*s, m.service, *peer, m.requester, true);
+    doctor_.on_rendezvous(m.requester, to_peer.nat, to_peer.candidates, m.peer,
+                          answer.to_requester.nat, answer.to_requester.candidates, now);
     out.push_back(SendControl{*peer->conn, std::move(to_peer)});
     stats_.rendezvous++;
     out.push_back(LogEvent{what + " as relay session " + std::to_string(s->id)});
     apply(cluster_->reply(m, std::move(answer)), now, out);
+}
+
+void ServerCore::on_cluster_punch_report(ClusterPunchReport& m, Time now) {
+    // Checked as if the reporter were here: a known agent, not one connected here (a report
+    // about it comes from here), whom the ACL joins to its peer; the book then keeps it only
+    // for a pair this server joined.
+    const AclAgent* reporter = acl_.find_by_name(m.agent);
+    const AgentRecord* here = registry_.find(m.agent);
+    if (!reporter || (here && here->online()) || !acl_.pair_allowed(m.agent, m.report.peer) ||
+        !doctor_.on_report(m.agent, std::move(m.report), now)) {
+        stats_.punch_reports_dropped++;
+        return;
+    }
+    stats_.punch_reports++;
+}
+
+void ServerCore::on_cluster_refresh(const ClusterRefresh& m, Time now, Actions& out) {
+    const std::string what = "cluster: \"" + m.agent + "\" on server \"" + m.from_server +
+                             "\": new candidates for " + m.peer;
+    auto ignore = [&](const char* reason) {
+        out.push_back(LogEvent{what + " ignored: " + reason});
+    };
+    RelaySession* s = relays_.find(m.to_peer.session_id);
+    const AclAgent* agent = acl_.find_by_name(m.agent);
+    const AgentRecord* here = registry_.find(m.agent);
+    AgentRecord* peer = registry_.find(m.peer);
+    if (!s || m.agent == m.peer || !s->has_member(m.agent) || !s->has_member(m.peer) ||
+        sodium_memcmp(s->token.data(), m.to_peer.relay_token.data(), s->token.size()) != 0) {
+        return ignore("no such relay session here");
+    }
+    if (!agent || (here && here->online()) || m.to_peer.peer != m.agent ||
+        m.to_peer.peer_pub != agent->key) {
+        return ignore("about another agent than its sender");
+    }
+    if (!peer || !peer->online() || !peer->conn) return ignore("peer offline");
+    // Nothing new is granted: only a service already opened on the session, in the same
+    // direction, and still allowed.
+    const std::string& opener = m.to_peer.opener ? m.peer : m.agent;
+    const std::string& other = m.to_peer.opener ? m.agent : m.peer;
+    if (!s->opened.count({opener, m.to_peer.service}) ||
+        !acl_.allowed(opener, other, m.to_peer.service)) {
+        return ignore("not allowed by the server");
+    }
+    s->remote_server = m.from_server;
+    PeerInfo to_peer = m.to_peer;
+    to_peer.start_in_ms = start_in_ms(m.peer);
+    PeerInfo back = peer_info(*s, to_peer.service, *peer, m.agent, !to_peer.opener);
+    doctor_.on_rendezvous(m.agent, to_peer.nat, to_peer.candidates, m.peer, back.nat,
+                          back.candidates, now);
+    out.push_back(SendControl{*peer->conn, std::move(to_peer)});
+    out.push_back(LogEvent{what + ": told again for relay session " + std::to_string(s->id)});
+    if (m.answer) {
+        ClusterRefresh r;
+        r.agent = m.peer;
+        r.peer = m.agent;
+        r.answer = false;
+        r.to_peer = std::move(back);
+        apply(cluster_->refresh(m.from_server, std::move(r)), now, out);
+    }
 }
 
 void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out) {
@@ -683,6 +796,8 @@ void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out)
             p.start_in_ms = start_in_ms(cc.requester);
             p.service = cc.request.service;
             p.opener = true;
+            doctor_.on_rendezvous(cc.requester, cc.to_peer.nat, cc.to_peer.candidates,
+                                  cc.request.peer, p.nat, p.candidates, now);
             stats_.rendezvous++;
             out.push_back(LogEvent{what + " through the cluster as relay session " +
                                    std::to_string(p.session_id)});
@@ -706,6 +821,10 @@ void ServerCore::apply(std::vector<ClusterEvent> events, Time now, Actions& out)
             if (auto action = forwarder_.deliver_from_cluster(relay->message, now)) {
                 out.push_back(std::move(*action));
             }
+        } else if (auto* report = std::get_if<ClusterPunchReportIn>(&e)) {
+            on_cluster_punch_report(report->message, now);
+        } else if (auto* refresh = std::get_if<ClusterRefreshIn>(&e)) {
+            on_cluster_refresh(refresh->message, now, out);
         } else if (auto* located = std::get_if<ClusterPeerLocated>(&e)) {
             if (RelaySession* s = relays_.find(located->session_id)) {
                 s->remote_server = located->server;

@@ -183,8 +183,16 @@ class ServerCore {
     void on_auth(Connection& c, const Auth& auth, Time now, Actions& out);
     void on_connect_request(Connection& c, const ConnectRequest& req, Time now, Actions& out);
     // `self` registered other candidates (or another NAT behaviour or port allocation): both
-    // agents of each of its live sessions with a local peer get each other's PeerInfo again.
+    // agents of each of its live sessions get each other's PeerInfo again (a peer on another
+    // server of the cluster through refresh_across).
     void refresh_sessions_of(const AgentRecord& self, Time now, Actions& out);
+    // The same for session s, whose other agent is on s.remote_server: that server tells it
+    // and answers with the Refresh that tells `self`.
+    void refresh_across(const RelaySession& s, const AgentRecord& self, Time now, Actions& out);
+    // Kept for `burrow doctor`, and passed to the peer's server when the peer is on another.
+    void on_punch_report(Connection& c, PunchReport report, Time now, Actions& out);
+    // The pair's relay session when `peer` is on another server of the cluster, else nullptr.
+    const RelaySession* remote_session(std::string_view agent, std::string_view peer) const;
     // Both online agents of session s get each other's PeerInfo for `service`, which `opener`
     // may open on `other`; the doctor book records the rendezvous.
     void send_rendezvous(const RelaySession& s, std::string_view service,
@@ -205,6 +213,9 @@ class ServerCore {
                                  Actions& out);
     // Another server's rendezvous for one of our agents.
     void on_cluster_rendezvous(const ClusterRendezvous& m, Time now, Actions& out);
+    // Another server's agent's PunchReport, and its new candidates, about one of our agents.
+    void on_cluster_punch_report(ClusterPunchReport& m, Time now);
+    void on_cluster_refresh(const ClusterRefresh& m, Time now, Actions& out);
     // Carries out what the cluster core asked for.
     void apply(std::vector<ClusterEvent> events, Time now, Actions& out);
     // Sends Error (when code is set), closes and forgets the connection; an agent whose current

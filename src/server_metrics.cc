@@ -81,6 +81,15 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
                  "Relayed packets passed to (out) or from (in) other servers through Redis.");
         t.sample({{"direction", "out"}}, c.relayed_out);
         t.sample({{"direction", "in"}}, c.relayed_in);
+        t.family("burrow_server_cluster_punch_reports_total", MetricType::kCounter,
+                 "PunchReports of pairs split over two servers passed to (out) or from (in) the "
+                 "peer's server, for burrow doctor.");
+        t.sample({{"direction", "out"}}, c.reports_out);
+        t.sample({{"direction", "in"}}, c.reports_in);
+        t.family("burrow_server_cluster_refreshes_total", MetricType::kCounter,
+                 "New candidates of an agent passed to (out) or from (in) its peer's server.");
+        t.sample({{"direction", "out"}}, c.refreshes_out);
+        t.sample({{"direction", "in"}}, c.refreshes_in);
         t.family("burrow_server_cluster_malformed_total", MetricType::kCounter,
                  "Messages on this server's channel that did not decode.");
         t.sample(c.malformed);

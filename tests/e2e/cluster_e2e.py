@@ -4,6 +4,7 @@ redis-server on 127.0.0.1 (issue 21).
 
 Usage: cluster_e2e.py BURROW_BINARY CASE
   CASE: forward | redisloss | failover
+  (forward also runs `burrow doctor` on both agents of the pair split over s1 and s2)
 
 The world:
   redis    redis-server on a free loopback port, no persistence
@@ -154,7 +155,39 @@ def case_forward(burrow, d):
     assert out1.get('{direction="out"}', 0) >= 1 and out1.get('{direction="in"}', 0) >= 1, out1
     assert in2.get('{direction="in"}', 0) >= 1 and in2.get('{direction="out"}', 0) >= 1, in2
     assert _metric(c.metrics[0], "burrow_server_cluster_redis_up") == {"": 1.0}
+    _doctor_across(burrow, c)
     c.stop()
+
+
+def _doctor(burrow, admin, peer):
+    r = subprocess.run([burrow, "doctor", peer, "--admin", f"127.0.0.1:{admin}", "--json"],
+                       capture_output=True, text=True, timeout=15)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"ok": False, "error": f"exit {r.returncode}: {r.stdout} {r.stderr}"}
+
+
+def _doctor_across(burrow, c):
+    """`burrow doctor` on either side of the pair split over s1 and s2: each server holds the
+    rendezvous and both agents' punch reports (the peer's passed on through Redis)."""
+    c["laptop"].wait_for(r"path to nas: direct", 15)
+    for admin, peer, server in ((c.admin[2], "nas", 0), (c.admin[0], "laptop", 1)):
+        def both_reported():
+            j = _doctor(burrow, admin, peer)
+            ok = j.get("ok") and j["self"]["reported"] and j["peer"]["reported"]
+            return j if ok else None
+        j = wait_until(both_reported, 10, f"burrow doctor {peer}: both sides reported")
+        print(f"forward: doctor {peer} (on s{server + 1}):", j["verdict"])
+        assert j["path"] == "direct", j
+        assert j["peer"]["online"], j  # on the other server, not offline
+        assert j["peer"]["candidates"] and j["self"]["candidates"], j
+    for i in range(2):
+        kept = _metric(c.metrics[i], "burrow_server_punch_reports_total")
+        across = _metric(c.metrics[i], "burrow_server_cluster_punch_reports_total")
+        print(f"forward: s{i + 1} punch reports:", kept, "through Redis:", across)
+        assert kept.get('{result="kept"}', 0) >= 2, kept  # its agent's and the other's
+        assert across.get('{direction="in"}', 0) >= 1, across
 
 
 def case_redisloss(burrow, d):

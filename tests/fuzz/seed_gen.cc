@@ -518,6 +518,20 @@ void cluster_seeds() {
     seeds.push_back(encode_cluster(ClusterRendezvousReply{2, false, "peer offline", {}}));
     seeds.push_back(
         encode_cluster(ClusterRelay{info.session_id, {}, "nas", "s2", Bytes(64, 0x5a)}));
+    PunchReport report;
+    report.peer = "laptop";
+    report.nat = NatMapping::kPerDestination;
+    report.udp_to_server = true;
+    report.candidates = info.candidates;
+    report.tried = {*parse_socket_address("203.0.113.7:5000")};
+    report.answered = report.tried[0];
+    report.strategy = ReportStrategy::kBirthday;
+    report.source = ReportSource::kBirthday;
+    report.time_to_direct_ms = 900;
+    report.path = ReportPath::kDirect;
+    seeds.push_back(encode_cluster(ClusterPunchReport{"s2", "nas", report}));
+    seeds.push_back(encode_cluster(ClusterRefresh{"s1", "laptop", "nas", true, info}));
+    seeds.push_back(encode_cluster(ClusterRefresh{"s2", "nas", "laptop", false, info}));
     write_seeds("cluster", seeds);
 }
 

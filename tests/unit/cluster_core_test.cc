@@ -8,6 +8,7 @@
 #include "signal/cluster_core.h"
 #include "signal/cluster_message.h"
 #include "signal_server_harness.h"
+#include "tunnel/wire.h"
 
 using namespace burrow;
 using namespace burrow::test;
@@ -48,6 +49,21 @@ std::vector<T> events_of(const std::vector<ClusterEvent>& events) {
     return out;
 }
 
+PunchReport sample_report() {
+    PunchReport r;
+    r.peer = "laptop";
+    r.nat = NatMapping::kEndpointIndependent;
+    r.udp_to_server = true;
+    r.candidates = {{CandidateKind::kHost, *parse_socket_address("192.168.1.20:40000")}};
+    r.tried = {*parse_socket_address("203.0.113.7:5000")};
+    r.answered = *parse_socket_address("203.0.113.7:5000");
+    r.strategy = ReportStrategy::kPlain;
+    r.source = ReportSource::kServerReflexive;
+    r.time_to_direct_ms = 350;
+    r.path = ReportPath::kDirect;
+    return r;
+}
+
 CrossConnect cross(uint64_t conn = 5) {
     return CrossConnect{conn, "laptop", ConnectRequest{"nas", "web"}, sample_info()};
 }
@@ -60,7 +76,11 @@ TEST_CASE("cluster messages round-trip, 64-bit session ids included") {
     ClusterRendezvousReply no{43, false, "peer offline", {}};
     ClusterRelay relay{0xfedcba9876543210, {}, "laptop", "s1", Bytes{1, 2, 3, 4}};
     relay.token[0] = 0xaa;
-    for (const ClusterMessage& m : std::vector<ClusterMessage>{r, ok, no, relay}) {
+    ClusterPunchReport report{"s2", "nas", sample_report()};
+    ClusterRefresh refresh{"s1", "laptop", "nas", true, sample_info()};
+    ClusterRefresh answer{"s2", "nas", "laptop", false, sample_info()};
+    for (const ClusterMessage& m :
+         std::vector<ClusterMessage>{r, ok, no, relay, report, refresh, answer}) {
         const Bytes b = encode_cluster(m);
         auto back = decode_cluster(b);
         REQUIRE(back);
@@ -73,6 +93,47 @@ TEST_CASE("cluster messages round-trip, 64-bit session ids included") {
     }
     CHECK_FALSE(decode_cluster(Bytes{2, 1}));     // another version
     CHECK_FALSE(decode_cluster(Bytes{1, 9, 0}));  // unknown type
+}
+
+TEST_CASE("cluster messages: a PunchReport and a Refresh are checked whole") {
+    const auto refresh_bytes = [](uint8_t answer, std::string_view from, const ControlMessage& m) {
+        Bytes out{kClusterVersion, 5};
+        ByteWriter w(out);
+        w.varint(from.size());
+        w.bytes(as_bytes(from));
+        for (std::string_view s : {"laptop", "nas"}) {
+            w.varint(s.size());
+            w.bytes(as_bytes(s));
+        }
+        w.u8(answer);
+        const Bytes frame = encode_control(m);
+        w.varint(frame.size());
+        w.bytes(frame);
+        return out;
+    };
+    CHECK(decode_cluster(refresh_bytes(1, "s1", sample_info())));
+    CHECK_FALSE(decode_cluster(refresh_bytes(2, "s1", sample_info())));  // answer not 0 or 1
+    CHECK_FALSE(decode_cluster(refresh_bytes(1, "", sample_info())));    // no sender's server
+    // A whole control frame of another kind where the PeerInfo belongs.
+    CHECK_FALSE(decode_cluster(refresh_bytes(1, "s1", sample_report())));
+    // A PunchReport whose frame holds a PeerInfo instead.
+    Bytes report = encode_cluster(ClusterPunchReport{"s2", "nas", sample_report()});
+    CHECK(decode_cluster(report));
+    Bytes wrong{kClusterVersion, 4};
+    ByteWriter w(wrong);
+    for (std::string_view s : {"s2", "nas"}) {
+        w.varint(s.size());
+        w.bytes(as_bytes(s));
+    }
+    const Bytes frame = encode_control(sample_info());
+    w.varint(frame.size());
+    w.bytes(frame);
+    CHECK_FALSE(decode_cluster(wrong));
+    // The frame's own length prefix must agree with the blob's.
+    Bytes bad_length = report;
+    const size_t prefix = bad_length.size() - encode_control(sample_report()).size();
+    bad_length[prefix + 3] ^= 1;
+    CHECK_FALSE(decode_cluster(bad_length));
 }
 
 TEST_CASE("cluster core: presence follows agents and Redis") {
@@ -333,6 +394,177 @@ TEST_CASE("two servers: presence, rendezvous and relay across them") {
     auto refused = messages_to<ConnectRefused>(t.redis.take(t.s(0)), 1);
     REQUIRE(refused.size() == 1);
     CHECK(refused[0].reason == "peer offline");
+}
+
+namespace {
+
+DoctorReply ask_doctor(TwoServers& t, int i, ConnId conn, const std::string& peer) {
+    t.send(i, conn, DoctorRequest{7, peer});
+    auto replies = messages_to<DoctorReply>(t.redis.take(t.s(i)), conn);
+    REQUIRE(replies.size() == 1);
+    return replies[0];
+}
+
+// laptop on s1 (conn 1) has connected to nas on s2 (conn 1), which registered `nas_host`.
+void meet_across(TwoServers& t, const SocketAddress& nas_host) {
+    t.login(0, 1, "laptop");
+    t.login(1, 1, "nas");
+    t.send(1, 1, Register{{{CandidateKind::kHost, nas_host}}, NatMapping::kEndpointIndependent});
+    t.send(0, 1, ConnectRequest{"nas", "web"});
+    REQUIRE(messages_to<PeerInfo>(t.redis.take(t.s(0)), 1).size() == 1);
+    REQUIRE(messages_to<PeerInfo>(t.redis.take(t.s(1)), 1).size() == 1);
+}
+
+}  // namespace
+
+TEST_CASE("two servers: burrow doctor on either server sees both sides") {
+    TwoServers t;
+    const SocketAddress nas_host = *parse_socket_address("192.168.1.20:40000");
+    meet_across(t, nas_host);
+    // Both servers recorded the rendezvous: each side's NAT and candidates.
+    for (int i = 0; i < 2; ++i) {
+        const DoctorRecord* r = t.s(i)->doctor_book().find("laptop", "nas");
+        REQUIRE(r);
+        CHECK(r->nat[1] == NatMapping::kEndpointIndependent);  // "nas" sorts second
+        REQUIRE(r->candidates[1].size() == 1);
+        CHECK(r->candidates[1][0].address == nas_host);
+    }
+
+    // Each agent reports to its own server; the report reaches the peer's server too.
+    PunchReport from_nas = sample_report();
+    t.send(1, 1, from_nas);
+    PunchReport from_laptop = sample_report();
+    from_laptop.peer = "nas";
+    from_laptop.answered = nas_host;
+    from_laptop.source = ReportSource::kHost;
+    t.send(0, 1, from_laptop);
+    for (int i = 0; i < 2; ++i) {
+        CHECK(t.s(i)->stats().punch_reports == 2);
+        CHECK(t.s(i)->cluster()->stats().reports_out == 1);
+        CHECK(t.s(i)->cluster()->stats().reports_in == 1);
+    }
+
+    const DoctorReply laptop_view = ask_doctor(t, 0, 1, "nas");
+    CHECK(laptop_view.status == DoctorStatus::kOk);
+    REQUIRE(laptop_view.self.report);
+    CHECK(*laptop_view.self.report == from_laptop);
+    REQUIRE(laptop_view.peer_side.report);
+    CHECK(*laptop_view.peer_side.report == from_nas);
+    CHECK(laptop_view.peer_side.nat == NatMapping::kEndpointIndependent);
+    // nas is on s2, with the pair's session live: not "offline".
+    CHECK(laptop_view.peer_side.online);
+    CHECK(laptop_view.self.online);
+
+    // And the same record, mirrored, on the other server.
+    const DoctorReply nas_view = ask_doctor(t, 1, 1, "laptop");
+    CHECK(nas_view.status == DoctorStatus::kOk);
+    CHECK(nas_view.self.report == laptop_view.peer_side.report);
+    CHECK(nas_view.peer_side.report == laptop_view.self.report);
+    CHECK(nas_view.self.candidates == laptop_view.peer_side.candidates);
+    CHECK(nas_view.peer_side.nat == laptop_view.self.nat);
+}
+
+TEST_CASE("two servers: doctor keeps the ACL, and reports about pairs never joined are dropped") {
+    TwoServers t;
+    meet_across(t, *parse_socket_address("192.168.1.20:40000"));
+    t.login(0, 2, "phone");
+    // phone has no rule with nas: refused on s1 whatever s1 holds about nas.
+    CHECK(ask_doctor(t, 0, 2, "nas").status == DoctorStatus::kNotAllowed);
+    // A report from another server about a pair the ACL does not join is kept nowhere.
+    PunchReport forged = sample_report();
+    forged.peer = "phone";
+    t.redis.run(t.s(0), t.s(0)->on_cluster_message(
+                            encode_cluster(ClusterPunchReport{"s2", "nas", forged}), kT0));
+    CHECK(t.s(0)->stats().punch_reports_dropped == 1);
+    CHECK(t.s(0)->doctor_book().find("nas", "phone") == nullptr);
+    // Nor one that claims to come from an agent connected here.
+    PunchReport as_laptop = sample_report();
+    as_laptop.peer = "nas";
+    t.redis.run(t.s(0), t.s(0)->on_cluster_message(
+                            encode_cluster(ClusterPunchReport{"s2", "laptop", as_laptop}), kT0));
+    CHECK(t.s(0)->stats().punch_reports_dropped == 2);
+    CHECK_FALSE(t.s(0)->doctor_book().find("laptop", "nas")->reports[0]);
+}
+
+TEST_CASE("two servers: new candidates on one server tell both agents again") {
+    TwoServers t;
+    const SocketAddress nas_host = *parse_socket_address("192.168.1.20:40000");
+    meet_across(t, nas_host);
+    const uint64_t id = t.s(0)->relays().sessions_of("laptop").at(0)->id;
+    const SocketAddress mapped = *parse_socket_address("198.51.100.9:41000");
+
+    SECTION("the opener's, on the requester's server") {
+        t.send(0, 1, Register{{{CandidateKind::kMapped, mapped}}, NatMapping::kPerDestination});
+        auto to_nas = messages_to<PeerInfo>(t.redis.take(t.s(1)), 1);
+        REQUIRE(to_nas.size() == 1);
+        CHECK(to_nas[0].session_id == id);
+        CHECK(to_nas[0].peer == "laptop");
+        CHECK(to_nas[0].candidates.at(0).address == mapped);
+        CHECK(to_nas[0].nat == NatMapping::kPerDestination);
+        CHECK_FALSE(to_nas[0].opener);
+        CHECK(to_nas[0].service == "web");
+        auto to_laptop = messages_to<PeerInfo>(t.redis.take(t.s(0)), 1);
+        REQUIRE(to_laptop.size() == 1);
+        CHECK(to_laptop[0].session_id == id);
+        CHECK(to_laptop[0].peer == "nas");
+        CHECK(to_laptop[0].candidates.at(0).address == nas_host);
+        CHECK(to_laptop[0].opener);
+        CHECK(to_laptop[0].role != to_nas[0].role);
+        CHECK(t.s(0)->stats().rendezvous_refreshed == 1);
+        CHECK(t.s(1)->stats().rendezvous_refreshed == 0);  // counted once, where it changed
+        // Both doctor books hold the new candidates.
+        for (int i = 0; i < 2; ++i) {
+            CHECK(t.s(i)->doctor_book().find("laptop", "nas")->candidates[0].at(0).address ==
+                  mapped);
+        }
+    }
+    SECTION("the exposing side's, on the peer's server") {
+        t.send(1, 1,
+               Register{{{CandidateKind::kMapped, mapped}}, NatMapping::kEndpointIndependent});
+        auto to_laptop = messages_to<PeerInfo>(t.redis.take(t.s(0)), 1);
+        REQUIRE(to_laptop.size() == 1);
+        CHECK(to_laptop[0].session_id == id);
+        CHECK(to_laptop[0].candidates.at(0).address == mapped);
+        CHECK(to_laptop[0].opener);
+        auto to_nas = messages_to<PeerInfo>(t.redis.take(t.s(1)), 1);
+        REQUIRE(to_nas.size() == 1);
+        CHECK(to_nas[0].peer == "laptop");
+        CHECK_FALSE(to_nas[0].opener);
+        CHECK(t.s(1)->stats().rendezvous_refreshed == 1);
+    }
+    SECTION("unchanged candidates tell nobody") {
+        t.send(1, 1,
+               Register{{{CandidateKind::kHost, nas_host}}, NatMapping::kEndpointIndependent});
+        CHECK(messages_to<PeerInfo>(t.redis.take(t.s(0)), 1).empty());
+        CHECK(t.s(1)->cluster()->stats().refreshes_out == 0);
+    }
+    SECTION("a refresh with another token or about another agent is ignored") {
+        PeerInfo info;
+        info.session_id = id;
+        info.peer = "laptop";
+        info.peer_pub = t.h.pubs.at("laptop");
+        info.service = "web";
+        info.opener = false;  // laptop opened web on nas
+        const auto refresh = [&](const std::string& agent) {
+            t.redis.run(t.s(1), t.s(1)->on_cluster_message(
+                                    encode_cluster(ClusterRefresh{"s1", agent, "nas", false, info}),
+                                    kT0));
+            return messages_to<PeerInfo>(t.redis.take(t.s(1)), 1);
+        };
+        CHECK(refresh("laptop").empty());  // a zero token is not the session's
+        info.relay_token = t.s(1)->relays().find(id)->token;
+        CHECK(refresh("laptop").size() == 1);  // the same, with the session's token, goes through
+        // Another agent than the session's, or than the PeerInfo is about.
+        CHECK(refresh("phone").empty());
+        info.peer = "phone";
+        info.peer_pub = t.h.pubs.at("phone");
+        CHECK(refresh("phone").empty());
+        // A service never opened on the session grants nothing.
+        info.peer = "laptop";
+        info.peer_pub = t.h.pubs.at("laptop");
+        info.service = "ssh";
+        CHECK(refresh("laptop").empty());
+    }
 }
 
 TEST_CASE("three servers: an agent that moves re-attaches and the relay follows it") {
