@@ -447,10 +447,10 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
         local verdict
         verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
             { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
-        # The doctor's punch report has no direct TCP kind yet (a control version step): it says
-        # direct for a direct TCP path.
+        # A direct TCP path reads "direct-tcp (tcp-srflx, ...)" (control version 6).
         case "$expect" in
-            direct | direct-tcp) [[ "$verdict" == direct* ]] ;;
+            direct) [[ "$verdict" == "direct ("* ]] ;;
+            direct-tcp) [[ "$verdict" == "direct-tcp (tcp-"* ]] ;;
             *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
         esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
         if [ -n "$mapped" ]; then

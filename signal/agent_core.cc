@@ -69,6 +69,9 @@ PunchPlan punch_plan_from(const std::vector<Candidate>& candidates) {
     for (const auto& c : candidates) {
         if (is_tcp(c.kind)) {
             plan.tcp_candidates.push_back(c.address);
+            if (c.kind == CandidateKind::kTcpServerReflexive && !plan.tcp_reflexive) {
+                plan.tcp_reflexive = c.address;
+            }
             continue;
         }
         plan.candidates.push_back(c.address);
@@ -351,7 +354,8 @@ void AgentCore::on_client_event(const DoctorAnswer& e, Time) {
     if (const PeerLink* l = link(e.reply.peer)) {
         live = LivePath{};
         if (l->direct()) {
-            live->kind = ReportPath::kDirect;
+            live->kind =
+                l->direct_kind() == DirectKind::kTcp ? ReportPath::kDirectTcp : ReportPath::kDirect;
             live->address = l->direct();
         } else {
             live->kind = client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
@@ -385,10 +389,15 @@ static_assert(static_cast<uint8_t>(PunchTechnique::kPredicted) + 1 ==
               static_cast<uint8_t>(ReportStrategy::kPredicted));
 static_assert(static_cast<uint8_t>(DirectSource::kPredicted) + 1 ==
               static_cast<uint8_t>(ReportSource::kPredicted));
+static_assert(static_cast<uint8_t>(DirectSource::kTcpHost) + 1 ==
+              static_cast<uint8_t>(ReportSource::kTcpHost));
+static_assert(static_cast<uint8_t>(DirectSource::kTcpPeerReflexive) + 1 ==
+              static_cast<uint8_t>(ReportSource::kTcpPeerReflexive));
 
 // How the link's punching settled, to the server for `burrow doctor`.
 void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& direct,
-                             DirectSource source, std::optional<Duration> time_to_direct) {
+                             DirectKind kind, DirectSource source,
+                             std::optional<Duration> time_to_direct) {
     PunchReport r;
     r.peer = peer.name;
     r.nat = nat_ ? nat_->mapping : NatMapping::kUnknown;
@@ -412,8 +421,9 @@ void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& dir
             std::chrono::duration_cast<std::chrono::milliseconds>(*time_to_direct).count(), 0,
             UINT32_MAX));
     }
-    r.path = direct ? ReportPath::kDirect
-                    : client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
+    r.path = direct ? (kind == DirectKind::kTcp ? ReportPath::kDirectTcp : ReportPath::kDirect)
+             : client_.udp_bound() ? ReportPath::kRelayUdp
+                                   : ReportPath::kRelayTcp;
     client_.send_punch_report(std::move(r));
 }
 
@@ -1132,10 +1142,14 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                                           (e.prediction.empty() ? "" : ": " + e.prediction));
             } else if constexpr (std::is_same_v<E, LinkPathChanged>) {
                 if (e.time_to_direct) {
-                    const std::string pair = nat_pair(*peer.link);
-                    punch_.successes[{pair, to_string(e.source)}]++;
-                    punch_.observe_time_to_direct(to_ms(*e.time_to_direct) / 1000.0);
-                    report_punch(peer, e.direct, e.source, e.time_to_direct);
+                    // A link that moved up from direct TCP to direct UDP was counted at its
+                    // first direct path; its report is replaced (the server keeps the latest).
+                    if (!e.moved_up) {
+                        const std::string pair = nat_pair(*peer.link);
+                        punch_.successes[{pair, to_string(e.source)}]++;
+                        punch_.observe_time_to_direct(to_ms(*e.time_to_direct) / 1000.0);
+                    }
+                    report_punch(peer, e.direct, e.kind, e.source, e.time_to_direct);
                 }
                 if (e.direct) {
                     log(Severity::kInfo,
@@ -1154,7 +1168,8 @@ void AgentCore::on_link_event(Peer& peer, const LinkEvent& event, Time now) {
                 }
             } else if constexpr (std::is_same_v<E, LinkPunchFallback>) {
                 punch_.fallbacks[{nat_pair(*peer.link), to_string(e.technique)}]++;
-                report_punch(peer, std::nullopt, DirectSource::kHost, std::nullopt);
+                report_punch(peer, std::nullopt, DirectKind::kUdp, DirectSource::kHost,
+                             std::nullopt);
                 log(Severity::kInfo, "punching to " + peer.name + " (" +
                                          to_string(e.technique) + ", nat " +
                                          nat_pair(*peer.link) + ") found no direct path in " +

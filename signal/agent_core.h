@@ -402,8 +402,8 @@ class AgentCore {
     void on_client_event(const RelaySessionDetached& e, Time now);
     void on_client_event(const StunServerReport& e, Time now);
     void on_client_event(const DoctorAnswer& e, Time now);
-    void report_punch(Peer& peer, const std::optional<SocketAddress>& direct, DirectSource source,
-                      std::optional<Duration> time_to_direct);
+    void report_punch(Peer& peer, const std::optional<SocketAddress>& direct, DirectKind kind,
+                      DirectSource source, std::optional<Duration> time_to_direct);
     void expire_doctor(Time now);
     void fail_doctor(std::string reason);
     uint32_t next_doctor_id_ = 1;

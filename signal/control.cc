@@ -336,9 +336,9 @@ PunchReport get_report(ByteReader& r) {
     m.tried = get_addresses(r);
     if (get_flag(r)) m.answered = get_address(r);
     m.strategy = get_enum(r, ReportStrategy::kPlain, ReportStrategy::kPredicted);
-    m.source = get_enum(r, ReportSource::kNone, ReportSource::kPredicted);
+    m.source = get_enum(r, ReportSource::kNone, ReportSource::kTcpPeerReflexive);
     m.time_to_direct_ms = r.u32();
-    m.path = get_enum(r, ReportPath::kDirect, ReportPath::kRelayTcp);
+    m.path = get_enum(r, ReportPath::kDirect, ReportPath::kDirectTcp);
     return m;
 }
 

@@ -97,7 +97,11 @@ namespace burrow {
 // trailing field); and an allocation hidden in a candidate of an unknown kind would be
 // dropped by a version 4 server before it reached the peer. So a version step: a mismatch is
 // refused at once ("unsupported protocol version") rather than punching half-informed.
-inline constexpr uint8_t kControlVersion = 5;
+// 6: PunchReport's path gains kDirectTcp and its source the TCP candidates' kinds (tcp-host,
+// tcp-srflx, tcp-prflx; issue 15, direct TCP paths), so `burrow doctor` can tell a direct TCP
+// path from a UDP one. A version 5 server refuses the new enum bytes as malformed (closing the
+// control connection on the agent's first report from a TCP path), so a version step instead.
+inline constexpr uint8_t kControlVersion = 6;
 inline constexpr size_t kControlLengthSize = 4;
 inline constexpr size_t kControlHeaderSize = 2;  // version + type, counted in length
 // Large enough for a RelayData carrying any UDP session packet plus headroom; small enough that
@@ -270,8 +274,9 @@ struct RelayDetached {
 
 // How an agent's link with a peer ended up once punching settled (the first direct path, or
 // kPunchVerdictAfter without one), for `burrow doctor` (signal/doctor_verdict.h). The values
-// are the wire's; 0 is never sent for a path or a strategy.
-enum class ReportPath : uint8_t { kDirect = 1, kRelayUdp = 2, kRelayTcp = 3 };
+// are the wire's; 0 is never sent for a path or a strategy. kDirect is a direct UDP path,
+// kDirectTcp a direct TCP one (a TCP connection between the agents, tunnel/peer_link.h).
+enum class ReportPath : uint8_t { kDirect = 1, kRelayUdp = 2, kRelayTcp = 3, kDirectTcp = 4 };
 // How the link punches (tunnel/punch_planner.h PunchTechnique, plus one).
 enum class ReportStrategy : uint8_t {
     kPlain = 1,
@@ -288,7 +293,10 @@ enum class ReportSource : uint8_t {
     kPeerReflexive = 3,
     kBirthday = 4,
     kMapped = 5,
-    kPredicted = 6
+    kPredicted = 6,
+    kTcpHost = 7,
+    kTcpServerReflexive = 8,
+    kTcpPeerReflexive = 9
 };
 
 struct PunchReport {

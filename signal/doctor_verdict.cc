@@ -73,6 +73,7 @@ const char* to_string(ReportPath p) {
         case ReportPath::kDirect: return "direct";
         case ReportPath::kRelayUdp: return "relay-udp";
         case ReportPath::kRelayTcp: return "relay-tcp";
+        case ReportPath::kDirectTcp: return "direct-tcp";
     }
     return "unknown";
 }
@@ -86,6 +87,9 @@ const char* to_string(ReportSource s) {
         case ReportSource::kBirthday: return "birthday";
         case ReportSource::kMapped: return "mapped";
         case ReportSource::kPredicted: return "predicted";
+        case ReportSource::kTcpHost: return "tcp-host";
+        case ReportSource::kTcpServerReflexive: return "tcp-srflx";
+        case ReportSource::kTcpPeerReflexive: return "tcp-prflx";
     }
     return "unknown";
 }
@@ -134,9 +138,18 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     else if (theirs) v.strategy = to_string(theirs->strategy);
 
     // Where the direct path came from: either side's report (the other may not have reported).
+    // A report of the live path's kind first: a link that moved up from direct TCP to direct
+    // UDP reports again, and the other side's newer report may not have come yet.
+    const auto is_direct = [](const std::optional<PunchReport>& r) {
+        return r && (r->path == ReportPath::kDirect || r->path == ReportPath::kDirectTcp);
+    };
     const PunchReport* direct = nullptr;
-    if (ours && ours->path == ReportPath::kDirect) direct = &*ours;
-    else if (theirs && theirs->path == ReportPath::kDirect) direct = &*theirs;
+    if (is_direct(ours)) direct = &*ours;
+    else if (is_direct(theirs)) direct = &*theirs;
+    if (live && direct && direct->path != live->kind) {
+        if (ours && ours->path == live->kind) direct = &*ours;
+        else if (theirs && theirs->path == live->kind) direct = &*theirs;
+    }
 
     // The path: this side's live link first (reports describe how punching settled, which may
     // have changed since), else the reports.
@@ -144,7 +157,7 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
         v.path = to_string(live->kind);
         if (live->rtt_ms > 0) v.rtt_ms = live->rtt_ms;
     } else if (direct) {
-        v.path = "direct";
+        v.path = to_string(direct->path);
     } else if (ours || theirs) {
         const bool tcp = (ours && ours->path == ReportPath::kRelayTcp) ||
                          (theirs && theirs->path == ReportPath::kRelayTcp);
@@ -155,6 +168,8 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     // A side whose UDP is blocked has its relay leg inside TLS: the slower leg names the pair.
     if (v.path == "relay-udp" && !v.udp_blocked.empty()) v.path = "relay-tcp";
     const bool settled = ours || theirs;
+    const bool direct_tcp = v.path == "direct-tcp";
+    const bool on_direct = v.path == "direct" || direct_tcp;
 
     if (!v.peer.online) {
         v.findings.push_back(v.peer.name + " is not connected to the server now (what follows is "
@@ -162,17 +177,23 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     }
     for (const std::string& name : v.udp_blocked) {
         v.findings.push_back("UDP is blocked on " + name + " (no answer from the server over UDP)");
-        v.advice.push_back("allow outbound UDP from " + name +
-                           " (at least to the server's ports); until then its traffic goes "
-                           "through the server inside TLS");
+        v.advice.push_back(
+            "allow outbound UDP from " + name + " (at least to the server's ports); until then " +
+            (direct_tcp ? "the session runs over TCP, where one lost packet holds up every stream"
+                        : "its traffic goes through the server inside TLS"));
     }
 
-    if (v.path == "direct") {
+    if (on_direct) {
         v.technique = direct ? to_string(direct->source) : "unknown";
         if (direct) v.time_to_direct_s = direct->time_to_direct_ms / 1000.0;
-        if (ours && ours->answered) v.peer_address = ours->answered;
+        // The ends as each report saw them, from reports of the same kind of path only (one
+        // side may have moved up from TCP to UDP and reported again before the other).
+        const auto same_kind = [&](const std::optional<PunchReport>& r) {
+            return r && r->answered && (!direct || r->path == direct->path);
+        };
+        if (same_kind(ours)) v.peer_address = ours->answered;
         else if (live && live->address) v.peer_address = live->address;
-        if (theirs && theirs->answered) v.self_address = theirs->answered;
+        if (same_kind(theirs)) v.self_address = theirs->answered;
         std::string line = "path " + (v.self_address ? to_string(*v.self_address) : v.self.name) +
                            " <-> " + (v.peer_address ? to_string(*v.peer_address) : v.peer.name);
         if (v.rtt_ms) {
@@ -188,6 +209,16 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
             v.findings.push_back(
                 "found by port prediction (a NAT that maps per destination gives out ports in "
                 "sequence or from a block)");
+        }
+        if (direct_tcp) {
+            v.findings.push_back(
+                std::string(v.udp_blocked.empty()
+                                ? "no direct UDP path answered (a firewall may drop UDP between "
+                                  "the peers)"
+                                : "no direct UDP path (UDP blocked)") +
+                ": a TCP connection between the agents carries the session, punched by "
+                "simultaneous open (the crossing SYNs) or accepted by a reachable side's "
+                "listener; UDP is still probed and takes over if it answers");
         }
     } else if (v.path == "unknown") {
         v.technique = "unknown";
@@ -237,7 +268,7 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
             }
         }
     }
-    if (!settled && v.path != "direct") {
+    if (!settled && !on_direct) {
         v.findings.push_back(
             "punching has not settled yet (it does at the first direct path, or 20 s after the "
             "rendezvous)");
@@ -249,8 +280,8 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     }
     if (v.path == "unknown") v.advice.push_back("run burrow doctor again in a few seconds");
 
-    std::string head = v.path == "direct" ? "direct" : v.path == "unknown" ? "unknown" : "relayed";
-    std::string detail = v.path == "direct" ? v.technique : v.path;
+    std::string head = on_direct ? v.path : v.path == "unknown" ? "unknown" : "relayed";
+    std::string detail = on_direct ? v.technique : v.path;
     if (v.time_to_direct_s) detail += ", " + seconds_text(*v.time_to_direct_s) + " to direct";
     std::string text = head + " (" + detail + ")";
     for (size_t i = 0; i < v.findings.size(); ++i) text += (i == 0 ? ": " : "; ") + v.findings[i];

@@ -4,6 +4,8 @@
 //
 //   relayed (relay-udp): both NATs map per destination (symmetric, random ports); ...
 //   direct (srflx, 0.4 s to direct): path 203.0.113.5:40001 <-> 198.51.100.7:40002
+//   direct-tcp (tcp-srflx, 0.3 s to direct): path ...; no direct UDP path (UDP blocked): a TCP
+//     connection between the agents carries the session, punched by simultaneous open ...
 //
 // Each side's NAT mapping comes from its own report (measured when punching settled), else from
 // what the server sent at the rendezvous. Filtering behaviour is not measured by burrow (the
@@ -46,8 +48,10 @@ struct DoctorSideView {
 };
 
 struct DoctorVerdict {
-    std::string path;       // "direct", "relay-udp", "relay-tcp", "unknown"
-    std::string technique;  // "host", "srflx", "prflx", "birthday", "relay", "unknown"
+    std::string path;       // "direct", "direct-tcp", "relay-udp", "relay-tcp", "unknown"
+    // "host", "srflx", "prflx", "birthday", "mapped", "predicted", "tcp-host", "tcp-srflx",
+    // "tcp-prflx", "relay", "unknown"
+    std::string technique;
     std::string strategy;   // how it punched: "plain", "spray", "birthday" ("" unknown)
     std::optional<double> time_to_direct_s;
     std::optional<double> rtt_ms;  // of the asking agent's live link

@@ -217,7 +217,7 @@ void udp_section(PrometheusText& t, const AgentStatus& s) {
 void punch_section(PrometheusText& t, const AgentStatus& s) {
     t.family("burrow_punch_successes_total", MetricType::kCounter,
              "Links that found a direct path, by NAT pair (ours/theirs) and where the path led "
-             "(host, srflx, prflx, birthday).");
+             "(host, srflx, prflx, birthday, mapped, predicted, tcp-host, tcp-srflx, tcp-prflx).");
     for (const auto& [key, n] : s.punch.successes) {
         t.sample({{"nat_pair", key.first}, {"technique", key.second}}, n);
     }

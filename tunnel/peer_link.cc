@@ -21,6 +21,12 @@ const char* to_string(DirectSource s) {
             return "mapped";
         case DirectSource::kPredicted:
             return "predicted";
+        case DirectSource::kTcpHost:
+            return "tcp-host";
+        case DirectSource::kTcpServerReflexive:
+            return "tcp-srflx";
+        case DirectSource::kTcpPeerReflexive:
+            return "tcp-prflx";
     }
     return "?";
 }
@@ -301,12 +307,15 @@ void PeerLink::after_input(Time now) {
         session_.connection().set_path_reliable(change->direct && change->kind == DirectKind::kTcp);
         update_path_writable();
         if (change->direct) {
-            if (direct_since_ == kNever) {
-                direct_since_ = now;
+            const bool udp = change->kind == DirectKind::kUdp;
+            if (direct_since_ == kNever || (udp && !direct_udp_seen_)) {
+                event.moved_up = direct_since_ != kNever;
+                if (direct_since_ == kNever) direct_since_ = now;
                 punch_verdict_at_ = kNever;
                 event.time_to_direct = now - created_at_;
-                event.source = direct_source(*change->direct);
+                event.source = direct_source(*change->direct, change->kind);
             }
+            if (udp) direct_udp_seen_ = true;
             release_unheard();
             // Data on the new path at once, even when idle: a birthday peer keeps the mapping
             // our data arrives on (follow_socket) and closes the others.
@@ -436,7 +445,17 @@ void PeerLink::release_sockets(std::optional<RouteId> keep) {
     events_.push_back(std::move(released));
 }
 
-DirectSource PeerLink::direct_source(const SocketAddress& direct) const {
+DirectSource PeerLink::direct_source(const SocketAddress& direct, DirectKind kind) const {
+    if (kind == DirectKind::kTcp) {
+        // The connection's far end: the peer's TCP candidates, not its UDP ones. The reflexive
+        // address first (a side without NAT offers the same address as host and srflx).
+        if (plan_ && plan_->tcp_reflexive == direct) return DirectSource::kTcpServerReflexive;
+        if (plan_ && std::find(plan_->tcp_candidates.begin(), plan_->tcp_candidates.end(),
+                               direct) != plan_->tcp_candidates.end()) {
+            return DirectSource::kTcpHost;
+        }
+        return DirectSource::kTcpPeerReflexive;
+    }
     if (!plan_) return DirectSource::kPeerReflexive;
     if (plan_->mapped && *plan_->mapped == direct) return DirectSource::kMapped;
     const bool reflexive = plan_->reflexive && *plan_->reflexive == direct;

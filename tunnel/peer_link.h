@@ -101,6 +101,8 @@ struct PunchPlan {
     // The peer's TCP addresses (its listening port, and what its NAT mapped it to): where the
     // agent connects for a direct TCP path. Not among candidates, which are UDP addresses.
     std::vector<SocketAddress> tcp_candidates = {};
+    // The peer's server-reflexive TCP address (tcp-srflx; also among tcp_candidates).
+    std::optional<SocketAddress> tcp_reflexive = std::nullopt;
     // How each NAT gives out ports (tunnel/port_prediction.h): ours as we measured it, the
     // peer's as it registered it. A predictable per-destination NAT is punched by prediction.
     PortAllocation our_allocation = {};
@@ -117,15 +119,23 @@ inline constexpr Duration kPunchVerdictAfter = std::chrono::seconds(20);
 // (peer-reflexive), a mapping found by the birthday technique (spray or birthday sockets), or
 // the mapping the peer's gateway made for it on request (UPnP IGD, PCP, NAT-PMP).
 // kPredicted: a mapping found by port prediction (tunnel/punch_planner.h).
+// A direct TCP path (DirectKind::kTcp) leads to one of the peer's TCP candidates: its listening
+// address (kTcpHost), the address the server saw its control connection come from
+// (kTcpServerReflexive), or neither (kTcpPeerReflexive: a connection our listener accepted from
+// an address we were not told, e.g. through a NAT that maps per destination).
 enum class DirectSource : uint8_t {
     kHost,
     kServerReflexive,
     kPeerReflexive,
     kBirthday,
     kMapped,
-    kPredicted
+    kPredicted,
+    kTcpHost,
+    kTcpServerReflexive,
+    kTcpPeerReflexive
 };
-// "host", "srflx", "prflx", "birthday", "mapped", "predicted".
+// "host", "srflx", "prflx", "birthday", "mapped", "predicted", "tcp-host", "tcp-srflx",
+// "tcp-prflx".
 const char* to_string(DirectSource s);
 
 // --- events ----------------------------------------------------------------------------------
@@ -141,10 +151,13 @@ struct LinkPathChanged {
     DirectKind kind = DirectKind::kUdp;       // of direct
     std::string reason;
     Duration rtt{};  // of the probe that validated a direct path
-    // Set on the link's first direct path only: the time from the link's start (its creation)
-    // to it, and where it led.
+    // Set on the link's first direct path: the time from the link's start (its creation) to
+    // it, and where it led. Set again, with moved_up, on its first direct UDP path when the
+    // first direct path was TCP: how punching finally settled, for `burrow doctor` (reported
+    // again, not counted again).
     std::optional<Duration> time_to_direct;
     DirectSource source = DirectSource::kHost;
+    bool moved_up = false;
 };
 // kPunchVerdictAfter passed since punching started with no direct path: on the relay.
 struct LinkPunchFallback {
@@ -263,7 +276,7 @@ class PeerLink {
     RouteId route_to(const SocketAddress& to) const;
     RouteId answer_route(const ProbeToSend& response);
 
-    DirectSource direct_source(const SocketAddress& direct) const;
+    DirectSource direct_source(const SocketAddress& direct, DirectKind kind) const;
 
     Rng& rng_;
     Time created_at_;
@@ -279,6 +292,7 @@ class PeerLink {
     std::vector<RouteId> sockets_;
     Time birthday_round_at_ = kNever;
     Time direct_since_ = kNever;  // the first direct path
+    bool direct_udp_seen_ = false;  // a direct UDP path was taken once (LinkPathChanged::moved_up)
     int birthday_rounds_ = 0;
     std::deque<RouteId> openings_;
     // Direct addresses reached through a socket other than the main one, and the sockets an

@@ -23,7 +23,8 @@ FIRST = 256 * 1024   # bytes through the forward before the first scrape
 SECOND = 512 * 1024  # and between the two scrapes
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DIRECT_TIMEOUT = 15.0  # s: on loopback a host candidate validates within a second or two
-DIRECT_SOURCES = {"host", "srflx", "prflx", "birthday"}
+# Where the first direct path led; on loopback it may be the agents' TCP connection (issue 15).
+DIRECT_SOURCES = {"host", "srflx", "prflx", "birthday", "tcp-host", "tcp-srflx", "tcp-prflx"}
 
 
 def need_tools():

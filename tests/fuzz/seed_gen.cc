@@ -229,6 +229,10 @@ std::vector<ControlMessage> control_messages() {
                   {CandidateKind::kTcpHost, v4},
                   {CandidateKind::kTcpServerReflexive, *parse_socket_address("203.0.113.9:40123")}},
                  NatMapping::kEndpointIndependent, {}, {}, 500, SessionRole::kResponder, "web"},
+        // Control version 6: a report of a direct TCP path to the peer's tcp-srflx.
+        PunchReport{"nas", NatMapping::kUnknown, false, {{CandidateKind::kTcpHost, v4}}, {v4},
+                    *parse_socket_address("203.0.113.9:40123"), ReportStrategy::kPlain,
+                    ReportSource::kTcpServerReflexive, 300, ReportPath::kDirectTcp},
     };
 }
 

@@ -37,7 +37,8 @@ Usage: natlab.py BURROW [--pairs NAS/LAPTOP,...] [--check-paths] [--keep] [--jso
   --doctor     also run `burrow doctor nas` on the laptop: before the transfer it must say no
                  rendezvous is recorded (exit 1); after it, the verdict must name the row's
                  path, and: for symmetric/symmetric both symmetric NATs and port mapping; for a
-                 direct row the path's address and the technique; for a udpblocked side that
+                 direct row the path's address and the technique (a direct-tcp row: path
+                 direct-tcp, a TCP technique, and why it is TCP); for a udpblocked side that
                  side as UDP-blocked
   --server-name  the agents name the server "burrow-server.test", which resolves to both of
                  its addresses in their namespaces (issue 17's Happy Eyeballs): each agent's
@@ -424,6 +425,8 @@ def run_doctor(world, ns):
 
 
 DIRECT_TECHNIQUES = ("host", "srflx", "prflx", "birthday", "mapped", "predicted")
+# Where a direct TCP path led (tunnel/peer_link.h DirectSource): the peer's TCP candidates.
+DIRECT_TCP_TECHNIQUES = ("tcp-host", "tcp-srflx", "tcp-prflx")
 
 
 def check_doctor(res):
@@ -439,10 +442,9 @@ def check_doctor(res):
     if after["status"] != 0 or not j or not j.get("ok"):
         return problems + [f"doctor: exit {after['status']}, {after['json']} {after['stderr']}"]
     text = j.get("text", "")
-    # The doctor's punch report (signal/control.h ReportPath) has no direct TCP kind yet: a
-    # version step of the control protocol (issue 15, not done). It says "direct" for one.
-    doctor_path = "direct" if res["path"] == "direct-tcp" else res["path"]
-    if j.get("path") != doctor_path:
+    # The doctor names a direct TCP path (control version 6, ReportPath::kDirectTcp) as the
+    # agents do: the UDP-blocked rows say direct-tcp.
+    if j.get("path") != res["path"]:
         problems.append(f"doctor says path {j.get('path')}, the agents say {res['path']}")
     raw_nas_kind = res["pair"].split("/")[0].partition("+")[0]
     nas_kind, laptop_kind = (lab.outer_kind(k) for k in res["pair"].split("/"))
@@ -460,6 +462,14 @@ def check_doctor(res):
     for name in blocked:
         if f"UDP is blocked on {name}" not in text:
             problems.append(f"doctor: no 'UDP is blocked on {name}' in {j.get('verdict')}")
+    if res["path"] == "direct-tcp":
+        if j.get("technique") not in DIRECT_TCP_TECHNIQUES:
+            problems.append(f"doctor: direct TCP path without a TCP technique: {j.get('verdict')}")
+        if not (j.get("addresses") or {}).get("peer"):
+            problems.append(f"doctor: direct TCP path without the peer's address: "
+                            f"{j.get('verdict')}")
+        if "a TCP connection between the agents carries the session" not in text:
+            problems.append(f"doctor: direct TCP path not explained: {j.get('verdict')}")
     if res["path"] == "direct":
         if j.get("technique") not in DIRECT_TECHNIQUES:
             problems.append(f"doctor: direct path without a technique: {j.get('verdict')}")

@@ -75,6 +75,18 @@ TEST_CASE("UDP blocked on both sides: the crossing SYNs give a direct TCP path w
         INFO(w.log_tail());
         REQUIRE(w.run_until([&] { return on_both_tcp(w); }, asked + 3s));
         CHECK(w.peer_tcp_connections() == 1);
+        // Each side reports its direct TCP path to the server (`burrow doctor`), and where it
+        // led: the peer's tcp-srflx, not a UDP-style "prflx".
+        REQUIRE(w.run_until(
+            [&] {
+                const DoctorRecord* r = w.server().doctor_book().find("nas", "laptop");
+                return r && r->reports[0] && r->reports[1];
+            },
+            w.now() + 2s));
+        for (const auto& report : w.server().doctor_book().find("nas", "laptop")->reports) {
+            CHECK(report->path == ReportPath::kDirectTcp);
+            CHECK(report->source == ReportSource::kTcpServerReflexive);
+        }
         fetch(w, 2'000'000, context);
         const AgentStatus s = w.core(WorldSide::kLaptop).status(w.now());
         REQUIRE(s.peers.size() == 1);
@@ -126,6 +138,15 @@ TEST_CASE("direct UDP is preferred: two cone NATs with TCP also open stay on UDP
         CHECK(l->direct_kind() == DirectKind::kUdp);
         fetch(w, 500'000, context);
         CHECK(w.link(WorldSide::kLaptop)->direct_kind() == DirectKind::kUdp);
+        // What the server keeps for `burrow doctor` is each side's latest report: direct UDP,
+        // also where a direct TCP path came first (the link reports again when it moves up).
+        const DoctorRecord* r = w.server().doctor_book().find("nas", "laptop");
+        REQUIRE(r);
+        for (const auto& report : r->reports) {
+            REQUIRE(report);
+            CHECK(report->path == ReportPath::kDirect);
+            CHECK(report->source != ReportSource::kTcpServerReflexive);
+        }
     });
 }
 

@@ -5,7 +5,8 @@
 //   before any connection      "no rendezvous with nas recorded yet ..."
 //   a cone pair                direct, a technique, the time to direct, both ends' addresses
 //   symmetric/symmetric        relay-udp, both NATs per-destination, port mapping suggested
-//   UDP blocked at the nas     relay-tcp, the nas named as UDP-blocked
+//   UDP blocked at the nas     relay-tcp, the nas named as UDP-blocked (no TCP between them)
+//   UDP blocked, TCP open      direct-tcp, a TCP source, the UDP-blocked sides named (issue 15)
 //   a stranger                 refused without detail
 //
 // BURROW_DOCTOR_SEEDS=N sets the seeds per pair (default 3); BURROW_DOCTOR_SEED=N replays one.
@@ -46,11 +47,15 @@ TEST_CASE("doctor in the simulator: the verdict matches the pair") {
     struct Row {
         NatKind nas, laptop;
         std::string path;
+        bool direct_tcp = false;  // WorldConfig::direct_tcp: TCP between the agents gets through
     };
     const Row rows[] = {
         {NatKind::kPortRestricted, NatKind::kPortRestricted, "direct"},
         {NatKind::kSymmetric, NatKind::kSymmetric, "relay-udp"},
         {NatKind::kUdpBlocked, NatKind::kPortRestricted, "relay-tcp"},
+        {NatKind::kNone, NatKind::kUdpBlocked, "direct-tcp", true},
+        {NatKind::kUdpBlocked, NatKind::kPortRestricted, "direct-tcp", true},
+        {NatKind::kUdpBlocked, NatKind::kUdpBlocked, "direct-tcp", true},
     };
     const SeedRange seeds = seed_range("DOCTOR", 3);
     for (const Row& row : rows) {
@@ -60,6 +65,7 @@ TEST_CASE("doctor in the simulator: the verdict matches the pair") {
             c.seed = seed;
             c.nas_nat = row.nas;
             c.laptop_nat = row.laptop;
+            c.direct_tcp = row.direct_tcp;
             c.loss = 0.005;
             AgentWorld w(c);
             REQUIRE(w.run_until_registered(w.now() + 20s));
@@ -74,7 +80,7 @@ TEST_CASE("doctor in the simulator: the verdict matches the pair") {
             WorldClient& web = w.open("web", 64 * 1024);
             REQUIRE(w.run_until([&] { return web.finished || web.failed; }, w.now() + 30s));
             REQUIRE_FALSE(web.failed);
-            if (row.path == "direct") {
+            if (row.path == "direct" || row.path == "direct-tcp") {
                 // Both sides report at their first direct path.
                 REQUIRE(w.run_until(
                     [&] {
@@ -104,6 +110,20 @@ TEST_CASE("doctor in the simulator: the verdict matches the pair") {
                 CHECK(v.peer_address);
                 CHECK(v.peer_address == w.link(WorldSide::kLaptop)->direct());
                 CHECK(v.udp_blocked.empty());
+            } else if (row.path == "direct-tcp") {
+                // The path came from the peer's TCP candidates, never a UDP-style "prflx".
+                CHECK((v.technique == "tcp-host" || v.technique == "tcp-srflx"));
+                CHECK(contains(v.text, "direct-tcp (" + v.technique + ", "));
+                CHECK(contains(v.text, "a TCP connection between the agents carries the session"));
+                REQUIRE(v.time_to_direct_s);
+                CHECK(*v.time_to_direct_s < 20);
+                CHECK(v.self_address);
+                CHECK(v.peer_address == w.link(WorldSide::kLaptop)->direct());
+                std::vector<std::string> blocked;
+                if (row.laptop == NatKind::kUdpBlocked) blocked.push_back("laptop");
+                if (row.nas == NatKind::kUdpBlocked) blocked.push_back("nas");
+                CHECK(v.udp_blocked == blocked);
+                CHECK_FALSE(contains(v.text, "inside TLS"));
             } else if (row.nas == NatKind::kSymmetric) {
                 CHECK(v.self.nat == "per-destination");
                 CHECK(v.peer.nat == "per-destination");

@@ -58,9 +58,12 @@ TEST_CASE("TCP candidates go to the punch plan's TCP list, never among the UDP a
     CHECK(plan.candidates == std::vector<SocketAddress>{host, srflx});
     CHECK(plan.tcp_candidates == std::vector<SocketAddress>{host, srflx});
     CHECK(plan.reflexive == srflx);
+    CHECK(plan.tcp_reflexive == srflx);  // a direct TCP path there reads tcp-srflx
     const PunchPlan tcp_only = punch_plan_from({{CandidateKind::kTcpServerReflexive, srflx}});
     CHECK(tcp_only.candidates.empty());
     CHECK_FALSE(tcp_only.reflexive);
+    CHECK(tcp_only.tcp_reflexive == srflx);
+    CHECK_FALSE(punch_plan_from({{CandidateKind::kTcpHost, host}}).tcp_reflexive);
 }
 
 TEST_CASE("start: each forward listens, then the server is dialled") {

@@ -72,9 +72,9 @@ PunchReport random_report(Rng& rng) {
     for (SocketAddress& a : m.tried) a = random_address(rng);
     if (rng.chance(0.5)) m.answered = random_address(rng);
     m.strategy = static_cast<ReportStrategy>(1 + rng.uniform(3));
-    m.source = static_cast<ReportSource>(rng.uniform(5));
+    m.source = static_cast<ReportSource>(rng.uniform(10));
     m.time_to_direct_ms = static_cast<uint32_t>(rng.next_u64());
-    m.path = static_cast<ReportPath>(1 + rng.uniform(3));
+    m.path = static_cast<ReportPath>(1 + rng.uniform(4));
     return m;
 }
 
@@ -416,6 +416,40 @@ TEST_CASE("PunchReport and DoctorRequest have the documented layout") {
           Bytes{0, 0, 0, 10, kControlVersion, 0x0f, 0, 0, 0, 7, 3, 'n', 'a', 's'});
 }
 
+// Control version 6 (issue 15): a direct TCP path and the TCP candidates it led to.
+TEST_CASE("PunchReport carries a direct TCP path and its TCP source, byte for byte") {
+    PunchReport m;
+    m.peer = "nas";
+    m.answered = SocketAddress::ipv4({198, 51, 100, 7}, 7001);
+    m.strategy = ReportStrategy::kPlain;
+    m.source = ReportSource::kTcpServerReflexive;
+    m.time_to_direct_ms = 300;
+    m.path = ReportPath::kDirectTcp;
+    const Bytes expected = {
+        0, 0, 0, 25, 6, 0x0e,               // length, version 6, type
+        3, 'n', 'a', 's',                   // peer
+        0, 0,                               // nat unknown, no udp_to_server
+        0, 0,                               // no candidates, none tried
+        1, 4, 198, 51, 100, 7, 0x1b, 0x59,  // answered: the tcp-srflx
+        1, 8,                               // strategy plain, source tcp-srflx
+        0, 0, 1, 0x2c,                      // 300 ms
+        4};                                 // path direct-tcp
+    CHECK(encode_control(m) == expected);
+    for (ReportSource source : {ReportSource::kTcpHost, ReportSource::kTcpServerReflexive,
+                                ReportSource::kTcpPeerReflexive}) {
+        m.source = source;
+        const Bytes f = encode_control(m);
+        const auto r = decode_control_body(ByteView(f).subspan(kControlLengthSize));
+        REQUIRE(std::holds_alternative<ControlMessage>(r));
+        CHECK(std::get<ControlMessage>(r) == ControlMessage(m));
+    }
+    // A version 5 peer's frame is refused as a whole: it would not know these bytes.
+    Bytes old = expected;
+    old[4] = 5;
+    CHECK(decode_error_of(ByteView(old).subspan(kControlLengthSize)) ==
+          ControlDecodeError::kBadVersion);
+}
+
 TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     PunchReport r;
     r.peer = "a";
@@ -425,7 +459,7 @@ TEST_CASE("PunchReport and DoctorReply refuse out-of-range enums and flags") {
     // Offsets in the body: version, type, peer (2), nat, udp flag, candidates count, tried
     // count, answered flag, strategy, source, time (4), path.
     const std::vector<std::pair<size_t, uint8_t>> bad = {
-        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 6}, {10, 7}, {15, 0}, {15, 4}};
+        {4, 3}, {5, 2}, {8, 2}, {9, 0}, {9, 6}, {10, 10}, {15, 0}, {15, 5}};
     for (auto [offset, value] : bad) {
         Bytes b(body.begin(), body.end());
         REQUIRE(offset < b.size());

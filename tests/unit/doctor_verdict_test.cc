@@ -271,3 +271,82 @@ TEST_CASE("verdict: refusals are one clear line each") {
           std::string::npos);
     CHECK(doctor_refusal_text(r).find('\n') == std::string::npos);
 }
+
+// Issue 15: a direct TCP path is named as such, with the TCP candidate it led to, and the
+// verdict says why it is TCP (no direct UDP path) instead of a UDP-style explanation.
+TEST_CASE("verdict: a direct TCP path reads direct-tcp, its TCP source and why it is TCP") {
+    const SocketAddress laptop_tcp = SocketAddress::ipv4({203, 0, 113, 5}, 7001);
+    const SocketAddress nas_tcp = SocketAddress::ipv4({198, 51, 100, 7}, 7002);
+    DoctorReply r = record(NatMapping::kUnknown, NatMapping::kEndpointIndependent);
+    both_report(r, ReportPath::kDirectTcp);
+    r.self.report->udp_to_server = false;
+    r.self.report->source = ReportSource::kTcpServerReflexive;
+    r.self.report->answered = nas_tcp;
+    r.self.report->time_to_direct_ms = 300;
+    r.peer_side.report->source = ReportSource::kTcpServerReflexive;
+    r.peer_side.report->answered = laptop_tcp;
+    r.peer_side.report->time_to_direct_ms = 350;
+    for (bool with_live : {false, true}) {
+        CAPTURE(with_live);
+        const DoctorVerdict v =
+            with_live ? diagnose(r, "laptop", LivePath{ReportPath::kDirectTcp, nas_tcp, 21.5})
+                      : diagnose(r, "laptop");
+        INFO(v.text);
+        CHECK(v.path == "direct-tcp");
+        CHECK(v.technique == "tcp-srflx");
+        REQUIRE(v.time_to_direct_s);
+        CHECK(*v.time_to_direct_s == Approx(0.3));
+        CHECK(v.self_address == laptop_tcp);
+        CHECK(v.peer_address == nas_tcp);
+        CHECK(v.udp_blocked == std::vector<std::string>{"laptop"});
+        CHECK(starts_with(v.text, "direct-tcp (tcp-srflx, 0.3 s to direct): UDP is blocked on "
+                                  "laptop"));
+        CHECK(has(v.findings, "path 203.0.113.5:7001 <-> 198.51.100.7:7002"));
+        CHECK(has(v.findings, "no direct UDP path (UDP blocked): a TCP connection between the "
+                              "agents carries the session, punched by simultaneous open"));
+        CHECK(has(v.advice, "allow outbound UDP from laptop"));
+        CHECK(has(v.advice, "the session runs over TCP"));
+        CHECK_FALSE(has(v.advice, "inside TLS"));  // it is not relayed
+    }
+    // UDP reaches the server on both sides, yet no direct UDP path answered.
+    r.self.report->udp_to_server = true;
+    r.self.report->source = ReportSource::kTcpHost;
+    const DoctorVerdict v = diagnose(r, "laptop");
+    CHECK(v.udp_blocked.empty());
+    CHECK(starts_with(v.text, "direct-tcp (tcp-host, 0.3 s to direct): path "));
+    CHECK(has(v.findings, "no direct UDP path answered"));
+    CHECK(v.advice.empty());
+    r.self.report->source = ReportSource::kTcpPeerReflexive;
+    CHECK(diagnose(r, "laptop").technique == "tcp-prflx");
+}
+
+TEST_CASE("verdict: a link that moved up from direct TCP to direct UDP reads direct") {
+    const SocketAddress nas_tcp = SocketAddress::ipv4({198, 51, 100, 7}, 7002);
+    DoctorReply r = record(NatMapping::kEndpointIndependent, NatMapping::kEndpointIndependent);
+    both_report(r, ReportPath::kDirectTcp);
+    r.self.report->source = r.peer_side.report->source = ReportSource::kTcpServerReflexive;
+    // Our newer report (the first direct UDP path replaced the first report); the nas's
+    // second report has not come yet.
+    r.self.report->path = ReportPath::kDirect;
+    r.self.report->source = ReportSource::kServerReflexive;
+    r.self.report->answered = kNasPublic;
+    r.self.report->time_to_direct_ms = 4'200;
+    r.peer_side.report->answered = SocketAddress::ipv4({203, 0, 113, 5}, 7001);
+    r.peer_side.report->time_to_direct_ms = 300;
+    const DoctorVerdict v = diagnose(r, "laptop", LivePath{ReportPath::kDirect, kNasPublic, 20});
+    INFO(v.text);
+    CHECK(v.path == "direct");
+    CHECK(v.technique == "srflx");
+    CHECK(starts_with(v.text, "direct (srflx, 4.2 s to direct)"));
+    CHECK_FALSE(has(v.findings, "TCP connection"));
+    // Asked while the live link is still on TCP (the nas's view): its TCP report is the one.
+    const DoctorVerdict t =
+        diagnose(r, "laptop", LivePath{ReportPath::kDirectTcp, nas_tcp, 20});
+    CHECK(t.path == "direct-tcp");
+    CHECK(t.technique == "tcp-srflx");
+    CHECK(starts_with(t.text, "direct-tcp (tcp-srflx, 0.3 s to direct)"));
+    CHECK(t.peer_address == nas_tcp);  // the live TCP path's, not our UDP report's
+    CHECK(t.self_address == SocketAddress::ipv4({203, 0, 113, 5}, 7001));
+    CHECK(v.peer_address == kNasPublic);
+    CHECK_FALSE(v.self_address);  // the nas reported a TCP path only
+}

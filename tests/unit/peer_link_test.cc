@@ -306,3 +306,80 @@ TEST_CASE("birthday sockets that nobody answers close after the last round") {
     CHECK(released == std::vector<RouteId>{1, 2});
     CHECK(l.a->sockets().empty());
 }
+
+// Issue 15: a direct TCP path's source is the peer's TCP candidate it leads to, never a UDP
+// comparison's "prflx"; and a link that later moves up to direct UDP says so once (moved_up),
+// so the agent reports the final path to the server without counting the link twice.
+TEST_CASE("a direct TCP path names its TCP source; the move up to UDP is flagged once") {
+    const SocketAddress a_tcp_host = SocketAddress::ipv4({10, 0, 0, 1}, 7001);
+    const SocketAddress a_tcp_mapped = SocketAddress::ipv4({198, 51, 100, 1}, 47001);
+    const SocketAddress b_tcp_host = SocketAddress::ipv4({10, 0, 0, 2}, 7002);
+    const SocketAddress b_tcp_srflx = SocketAddress::ipv4({203, 0, 113, 2}, 7002);
+    constexpr RouteId kTcp = 77;
+    Links l(4);
+    PunchPlan plan_a{{kB}, kB};
+    plan_a.tcp_candidates = {b_tcp_host, b_tcp_srflx};
+    plan_a.tcp_reflexive = b_tcp_srflx;
+    PunchPlan plan_b{{kA}, kA};
+    // b was told only a's host TCP address: the connection comes from one it was not told.
+    plan_b.tcp_candidates = {a_tcp_host};
+    l.a->set_punch_plan(plan_a, l.now);
+    l.b->set_punch_plan(plan_b, l.now);
+    l.handshake();
+    l.a->add_tcp_path(kTcp, b_tcp_srflx, l.now);
+    l.b->add_tcp_path(kTcp, a_tcp_mapped, l.now);
+    std::vector<LinkPathChanged> changes_a, changes_b;
+    const auto step = [&](bool udp) {
+        for (auto& t : l.relay(*l.a, *l.b)) {
+            if (t.route == kTcp) l.b->on_datagram(kTcp, a_tcp_mapped, t.data, l.now);
+            else if (udp) l.b->on_datagram(kRouteMain, kA, t.data, l.now);
+        }
+        for (auto& t : l.relay(*l.b, *l.a)) {
+            if (t.route == kTcp) l.a->on_datagram(kTcp, b_tcp_srflx, t.data, l.now);
+            else if (udp) l.a->on_datagram(kRouteMain, kB, t.data, l.now);
+        }
+        for (auto& e : l.events(*l.a)) {
+            if (auto* c = std::get_if<LinkPathChanged>(&e)) changes_a.push_back(*c);
+        }
+        for (auto& e : l.events(*l.b)) {
+            if (auto* c = std::get_if<LinkPathChanged>(&e)) changes_b.push_back(*c);
+        }
+        l.now += 50ms;
+        l.a->on_timer(l.now);
+        l.b->on_timer(l.now);
+    };
+    // UDP between them is lost: only the TCP connection answers.
+    for (int i = 0; i < 40 && !(l.a->direct() && l.b->direct()); ++i) step(false);
+    REQUIRE(l.a->direct() == b_tcp_srflx);
+    CHECK(l.a->direct_kind() == DirectKind::kTcp);
+    REQUIRE(l.b->direct() == a_tcp_mapped);
+    REQUIRE(changes_a.size() == 1);
+    CHECK(changes_a[0].kind == DirectKind::kTcp);
+    REQUIRE(changes_a[0].time_to_direct);
+    CHECK(changes_a[0].source == DirectSource::kTcpServerReflexive);
+    CHECK(std::string(to_string(changes_a[0].source)) == "tcp-srflx");
+    CHECK_FALSE(changes_a[0].moved_up);
+    REQUIRE(changes_b.size() == 1);
+    CHECK(changes_b[0].source == DirectSource::kTcpPeerReflexive);
+    CHECK(std::string(to_string(changes_b[0].source)) == "tcp-prflx");
+    // The TCP host candidate, had the connection gone there.
+    CHECK(std::string(to_string(DirectSource::kTcpHost)) == "tcp-host");
+
+    // UDP gets through now: the UDP candidates, still probed, move the session up.
+    for (int i = 0; i < 400 && l.a->direct_kind() != DirectKind::kUdp; ++i) step(true);
+    REQUIRE(l.a->direct() == kB);
+    CHECK(l.a->direct_kind() == DirectKind::kUdp);
+    REQUIRE(changes_a.size() == 2);
+    CHECK(changes_a[1].kind == DirectKind::kUdp);
+    REQUIRE(changes_a[1].time_to_direct);
+    CHECK(*changes_a[1].time_to_direct > *changes_a[0].time_to_direct);
+    CHECK(changes_a[1].moved_up);
+    CHECK(changes_a[1].source == DirectSource::kServerReflexive);
+    // Back to TCP and up to UDP again: nothing more to report.
+    l.a->remove_tcp_path(kTcp, l.now);
+    for (int i = 0; i < 100; ++i) step(true);
+    for (size_t i = 2; i < changes_a.size(); ++i) {
+        CHECK_FALSE(changes_a[i].time_to_direct);
+        CHECK_FALSE(changes_a[i].moved_up);
+    }
+}
