@@ -11,8 +11,9 @@
 //
 // StunStreamFramer cuts the stream into messages and refuses a stream that is not STUN as soon
 // as the bytes that show it arrive, before it buffers anything more: the first byte must be
-// 0-3 (RFC 7983 §7; the two top bits zero, RFC 8489 §6), the Length a multiple of 4 and the whole message at most
-// kStunTcpMaxMessage bytes, bytes 4-7 the magic cookie. It never holds more than one message.
+// 0-3 (RFC 7983 §7; the two top bits zero, RFC 8489 §6), the Length a multiple of 4 and the
+// whole message at most kStunTcpMaxMessage bytes, bytes 4-7 the magic cookie. It never holds
+// more than one message.
 //
 // StunTcpServer is one executor's set of connections: each may send up to kStunTcpMaxRequests
 // Binding requests, each answered with XOR-MAPPED-ADDRESS = the connection's peer address
