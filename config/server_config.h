@@ -3,6 +3,7 @@
 //   [server]
 //   listen = "0.0.0.0:7000"                   # TLS control (TCP); or a list, see below
 //   stun = ["0.0.0.0:3478", "0.0.0.0:3479"]   # two UDP ports; the first also carries the relay
+//                                             # (both also answer STUN over TCP, issue 15)
 //   cert_file = "server.crt"                  # these three are created on first start if
 //   key_file = "server.key"                   #   absent, relative to the config's folder
 //   identity_key = "server-identity.key"

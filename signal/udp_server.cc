@@ -1,56 +1,9 @@
 #include "signal/udp_server.h"
 
+#include "signal/stun_answer.h"
 #include "signal/udp_messages.h"
 
 namespace burrow {
-namespace {
-
-constexpr std::string_view kUnknownAttributeReason = "Unknown Attribute";  // RFC 8489 §14.8
-
-// The richest answer to a Binding request that is no larger than the request: first with
-// everything, then without SOFTWARE, then without FINGERPRINT (which the client asked for by
-// sending one, RFC 8489 §7.3.1, but which it can do without).
-std::optional<Bytes> binding_answer(const StunMessage& request, const SocketAddress& from,
-                                    std::string_view software, size_t limit) {
-    StunMessage answer;
-    answer.transaction_id = request.transaction_id;
-    if (!request.unknown_required.empty()) {
-        // RFC 8489 §6.3.1.1: 420 listing what we did not understand.
-        answer.type = kStunBindingError;
-        answer.error_code =
-            StunErrorCode{kStunErrorUnknownAttribute, std::string(kUnknownAttributeReason)};
-        answer.unknown_attributes = request.unknown_required;
-    } else {
-        answer.type = kStunBindingSuccess;
-        answer.xor_mapped_address = from;
-        if (!software.empty()) answer.software = std::string(software);
-    }
-    answer.fingerprint = request.fingerprint;
-
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        Bytes encoded = encode_stun(answer);
-        if (encoded.size() <= limit) return encoded;
-        if (answer.software) {
-            answer.software.reset();
-        } else if (answer.fingerprint) {
-            answer.fingerprint = false;
-        } else {
-            break;
-        }
-    }
-    return std::nullopt;
-}
-
-// Header + XOR-MAPPED-ADDRESS and nothing else: what a standard client needs.
-Bytes minimal_binding_answer(const StunMessage& request, const SocketAddress& from) {
-    StunMessage answer;
-    answer.type = kStunBindingSuccess;
-    answer.transaction_id = request.transaction_id;
-    answer.xor_mapped_address = from;
-    return encode_stun(answer);
-}
-
-}  // namespace
 
 std::optional<ServerAction> UdpServer::on_udp(UdpPort port, const SocketAddress& from,
                                               ByteView datagram, Time now) {
@@ -72,9 +25,9 @@ std::optional<ServerAction> UdpServer::on_stun(UdpPort port, const SocketAddress
     std::optional<StunMessage> request = decode_stun(datagram);
     if (!request) return drop(DropReason::kStunMalformed);
     if (request->type != kStunBindingRequest) return drop(DropReason::kStunNotRequest);
-    std::optional<Bytes> answer = binding_answer(*request, from, software_, datagram.size());
+    std::optional<Bytes> answer = stun_binding_answer(*request, from, software_, datagram.size());
     if (!answer && stun_standard_clients_ && request->unknown_required.empty()) {
-        answer = minimal_binding_answer(*request, from);
+        answer = stun_minimal_binding_answer(*request, from);
     }
     if (!answer) return drop(DropReason::kStunAmplification);
     return SendDatagram{port, from, std::move(*answer)};

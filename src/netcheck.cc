@@ -18,6 +18,7 @@
 #include "src/config_file.h"
 #include "src/core_timer.h"
 #include "src/netcheck_report.h"
+#include "src/netcheck_tcp.h"
 #include "src/port_mapping.h"
 #include "src/resolve.h"
 #include "src/sockaddr.h"
@@ -322,6 +323,19 @@ int run_netcheck(const NetcheckOptions& options) {
         }
         stun.set_address(i, a, error);
     }
+    // The TCP mapping test asks the server's IPv4 ports, where a NAT is (IPv6 is not
+    // translated), else its IPv6 ones; on the same loop, beside the UDP probe.
+    std::optional<std::array<SocketAddress, 2>> tcp_to = servers[0] ? servers[0] : servers[1];
+    if (!tcp_to) {
+        report.tcp.not_asked = targets.empty() ? "no burrow server given (-c or --stun)"
+                                               : "the server's STUN ports were not asked";
+    } else if ((*tcp_to)[0] == (*tcp_to)[1]) {
+        report.tcp.not_asked = "needs the server's two STUN ports (one --stun was given)";
+        tcp_to.reset();
+    }
+    SystemRng tcp_rng;
+    std::optional<NetcheckTcpTest> tcp_test;
+    if (tcp_to) tcp_test.emplace(&loop, *tcp_to, tcp_rng);
     int status = 0;
     {
         Netcheck check(&loop, local, servers, std::move(stun));
@@ -334,6 +348,7 @@ int run_netcheck(const NetcheckOptions& options) {
         if (auto err = check.start()) {
             status = fail(kExitOsError, err->message);
         } else {
+            if (tcp_test) tcp_test->start();
             // The probe gives up by itself (signal/agent_udp.h: 3.1 s) inside the CoreTimer's
             // callback, where the timer cannot be closed; a slow watch notices and ends the run.
             uv_timer_t watch;
@@ -349,6 +364,7 @@ int run_netcheck(const NetcheckOptions& options) {
             uv_run(&loop, UV_RUN_DEFAULT);
             for (size_t f = 0; f < 2; ++f) report.families[f].probe = check.results()[f];
             report.stun_servers = check.stun().status();
+            if (tcp_test) report.tcp = tcp_test->result();
             report.host_addresses = interface_addresses(check.local_port(), ipv6);
             // The IPv4 NAT's allocation: IPv6 behind a firewall is not translated.
             std::vector<StunServerStatus> stun_v4;

@@ -6,6 +6,9 @@
 //   ipv4 reflexive 198.51.100.20:40312 (port 3478), 198.51.100.20:40312 (port 3479)
 //   ipv4 mapping   endpoint-independent: direct paths can be punched
 //   ipv6 udp       not asked: the server has no IPv6 address
+//   tcp reflexive  198.51.100.20:40500 (port 3478), 198.51.100.20:40500 (port 3479)
+//   tcp mapping    endpoint-independent (port kept across destinations): direct TCP punching
+//                  can work
 //   allocation     one port for every destination
 //   upnp igd       192.168.1.1 (external 203.0.113.5)
 //   pcp            192.168.1.1 answers
@@ -17,6 +20,9 @@
 // agent. With -c, the ports are the server's defaults (3478 and 3479) on the host of [agent]
 // server unless --stun is given. --json prints the same report as JSON
 // (src/netcheck_report.h).
+// The TCP lines (issue 15, src/netcheck_tcp.h) come from two TCP connections from one local port
+// to the server's two STUN ports, which answer STUN over TCP too; an older server that does not
+// says so on the tcp mapping line.
 // Standard STUN servers (--stun-server, repeatable, or the config's [agent] stun_servers) are
 // asked from the same socket on RFC 8489's schedule (signal/stun_servers.h; a silent one takes
 // 39.5 s to give up): one line each, and their answers refine the mapping verdict.

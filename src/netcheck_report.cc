@@ -117,11 +117,38 @@ std::string allocation_text(const PortAllocation& a) {
     return what;
 }
 
+std::string tcp_mapping_text(const NetcheckTcp& t) {
+    if (!t.asked) return "not tested: " + t.not_asked;
+    switch (netcheck_tcp_mapping(t)) {
+        case NatMapping::kEndpointIndependent:
+            return "endpoint-independent (port kept across destinations): direct TCP punching "
+                   "can work";
+        case NatMapping::kPerDestination:
+            return "per destination (port " + std::to_string(t.mapped[0]->port) + " then " +
+                   std::to_string(t.mapped[1]->port) +
+                   "): direct TCP punching will not work through this NAT";
+        case NatMapping::kUnknown:
+            break;
+    }
+    if (!t.mapped[0]) {
+        return "unknown: the server does not answer STUN over TCP on port " +
+               std::to_string(t.server_ports[0]) + " (an older server, or filtered): " + t.error;
+    }
+    return "unknown: port " + std::to_string(t.server_ports[1]) +
+           " did not answer STUN over TCP: " + t.error;
+}
+
 json address_or_null(const std::optional<SocketAddress>& a) {
     return a ? json(to_string(*a)) : json(nullptr);
 }
 
 }  // namespace
+
+NatMapping netcheck_tcp_mapping(const NetcheckTcp& tcp) {
+    if (!tcp.asked || !tcp.mapped[0] || !tcp.mapped[1]) return NatMapping::kUnknown;
+    return tcp.mapped[0]->port == tcp.mapped[1]->port ? NatMapping::kEndpointIndependent
+                                                      : NatMapping::kPerDestination;
+}
 
 NatMapping netcheck_mapping(const NetcheckReport& report, const NetcheckFamily& family) {
     std::vector<SocketAddress> seen;
@@ -166,6 +193,11 @@ std::string netcheck_text(const NetcheckReport& r) {
         }
         out += line("stun server", text);
     }
+    if (r.tcp.asked) {
+        out += line("tcp reflexive", describe(r.tcp.mapped[0], r.tcp.server_ports[0]) + ", " +
+                                         describe(r.tcp.mapped[1], r.tcp.server_ports[1]));
+    }
+    out += line("tcp mapping", tcp_mapping_text(r.tcp));
     out += line("allocation", allocation_text(r.allocation));
     if (r.upnp || r.pcp || r.natpmp) {
         out += line("upnp igd", r.upnp.value_or(""));
@@ -223,8 +255,18 @@ json netcheck_json(const NetcheckReport& r) {
     }
     const json allocation = {{"kind", to_string(r.allocation.kind)},
                              {"text", describe(r.allocation)}};
+    const NetcheckTcp& t = r.tcp;
+    json tcp = {{"asked", t.asked},
+                {"not_asked", t.asked ? json(nullptr) : json(t.not_asked)},
+                {"server_ports",
+                 t.asked ? json({t.server_ports[0], t.server_ports[1]}) : json(nullptr)},
+                {"local_port", t.asked ? json(t.local_port) : json(nullptr)},
+                {"reflexive", {address_or_null(t.mapped[0]), address_or_null(t.mapped[1])}},
+                {"mapping", to_string(netcheck_tcp_mapping(t))},
+                {"error", t.error.empty() ? json(nullptr) : json(t.error)}};
     return {{"families", families},
             {"stun_servers", stun},
+            {"tcp", tcp},
             {"allocation", allocation},
             {"port_mapping", port_mapping}};
 }

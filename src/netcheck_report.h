@@ -8,6 +8,9 @@
 //   ipv6 reflexive [2001:db8:2::2]:40312 (port 3478), [2001:db8:2::2]:40312 (port 3479)
 //   ipv6 mapping   endpoint-independent: direct paths can be punched
 //   stun server    stun.example.net:3478 answered: 198.51.100.20:40312 (rtt 21.3 ms)
+//   tcp reflexive  198.51.100.20:40500 (port 3478), 198.51.100.20:40500 (port 3479)
+//   tcp mapping    endpoint-independent (port kept across destinations): direct TCP punching
+//                  can work
 //   allocation     one port for every destination
 //   upnp igd       192.168.1.1 (external 203.0.113.5)
 //   pcp            192.168.1.1 answers
@@ -21,6 +24,9 @@
 //    "stun_servers": [{"server": "stun.example.net:3478", "address": "192.0.2.9:3478",
 //                      "family": "ipv4", "answered": true, "mapped": "198.51.100.20:40312",
 //                      "rtt_ms": 21.3, "requests": 1, "error": null}],
+//    "tcp": {"asked": true, "server_ports": [3478, 3479], "local_port": 40500,
+//            "reflexive": ["198.51.100.20:40500", "198.51.100.20:40500"],
+//            "mapping": "endpoint-independent", "error": null},
 //    "allocation": {"kind": "sequential", "text": "sequential delta 1"},
 //    "port_mapping": {"upnp": "...", "pcp": "...", "natpmp": "..."}}     (null when not asked)
 #pragma once
@@ -48,6 +54,19 @@ struct NetcheckFamily {
     std::string not_asked;
 };
 
+// The TCP mapping test (issue 15): one local port, a Binding request over TCP to each of the
+// server's STUN ports in turn (src/netcheck_tcp.h).
+struct NetcheckTcp {
+    bool asked = false;
+    std::string not_asked;  // why not (no IPv4 server address, ...)
+    std::array<uint16_t, 2> server_ports{};
+    uint16_t local_port = 0;
+    std::array<std::optional<SocketAddress>, 2> mapped;
+    // The first failure (connect refused or timed out, no answer, a bad answer); empty when
+    // both ports answered.
+    std::string error;
+};
+
 struct NetcheckReport {
     std::vector<NetcheckFamily> families;  // IPv4, then IPv6
     std::vector<StunServerStatus> stun_servers;
@@ -60,10 +79,13 @@ struct NetcheckReport {
     // How the IPv4 NAT allocates ports (issue 16), from the socket's IPv4 mappings in the
     // order they were made (src/netcheck.cc: mapped_in_order).
     PortAllocation allocation;
+    NetcheckTcp tcp;
 };
 
 // The family's mapping: its server probe's verdict refined by its STUN servers' answers.
 NatMapping netcheck_mapping(const NetcheckReport& report, const NetcheckFamily& family);
+// The TCP test's verdict: both ports answered with one port, or two.
+NatMapping netcheck_tcp_mapping(const NetcheckTcp& tcp);
 std::string netcheck_text(const NetcheckReport& report);
 nlohmann::json netcheck_json(const NetcheckReport& report);
 

@@ -22,7 +22,7 @@ static_assert(std::size(kDropLabels) == static_cast<size_t>(DropReason::kCount))
 }  // namespace
 
 std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats& tls,
-                                double uptime_s) {
+                                const StunTcpStats& stun_tcp, double uptime_s) {
     PrometheusText t;
     t.family("burrow_server_info", MetricType::kGauge, "Always 1; the server's version.");
     t.sample({{"version", version_string()}}, uint64_t{1});
@@ -115,6 +115,19 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
     for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
         const auto r = static_cast<DropReason>(i);
         t.sample({{"reason", kDropLabels[i]}}, core.drops().get(r));
+    }
+    t.family("burrow_server_stun_tcp_connections_total", MetricType::kCounter,
+             "STUN-over-TCP connections to the STUN ports accepted and served (netcheck's TCP "
+             "mapping test).");
+    t.sample(stun_tcp.accepted);
+    t.family("burrow_server_stun_tcp_answers_total", MetricType::kCounter,
+             "Binding answers written on STUN-over-TCP connections.");
+    t.sample(stun_tcp.answered);
+    t.family("burrow_server_stun_tcp_closed_total", MetricType::kCounter,
+             "STUN-over-TCP connections ended, by reason (done, not_stun, too_long, truncated, "
+             "malformed, not_request, timeout, full).");
+    for (size_t i = 0; i < stun_tcp.closed.size(); ++i) {
+        t.sample({{"reason", to_string(static_cast<StunTcpClose>(i))}}, stun_tcp.closed[i]);
     }
     return t.take();
 }

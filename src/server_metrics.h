@@ -6,6 +6,7 @@
 #include <string>
 
 #include "signal/server_core.h"
+#include "signal/stun_tcp.h"
 
 namespace burrow {
 
@@ -15,7 +16,8 @@ struct TlsHandshakeStats {
     uint64_t failed = 0;  // the connection closed before its handshake finished
 };
 
+// stun_tcp: STUN over TCP on the STUN ports (src/stun_tcp_service.h).
 std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats& tls,
-                                double uptime_s);
+                                const StunTcpStats& stun_tcp, double uptime_s);
 
 }  // namespace burrow

@@ -23,6 +23,7 @@
 #include "src/redis_link.h"
 #include "src/server_metrics.h"
 #include "src/signals.h"
+#include "src/stun_tcp_service.h"
 #include "src/system_rng.h"
 #include "src/tcp.h"
 #include "src/udp_socket.h"
@@ -75,7 +76,13 @@ std::optional<Acl> make_acl(const ServerRuntimeConfig& config, std::string* erro
 class Server {
   public:
     Server(uv_loop_t* loop, ServerCoreConfig core_config, Acl acl, std::shared_ptr<TlsContext> tls)
-        : loop_(loop), core_(std::move(core_config), std::move(acl), rng_), tls_(std::move(tls)) {}
+        : loop_(loop),
+          stun_tcp_(loop, clock_, core_config.software,
+                    [this] {
+                        if (timer_) timer_->kick();
+                    }),
+          core_(std::move(core_config), std::move(acl), rng_),
+          tls_(std::move(tls)) {}
 
     std::optional<OsError> start(const ServerRuntimeConfig& config) {
         for (const auto& where : config.listen) {
@@ -102,12 +109,24 @@ class Server {
                     UdpSocket::bind(loop_, clock_, where, std::move(handlers), options);
                 if (auto* err = std::get_if<OsError>(&socket)) return *err;
                 udp_[i].push_back(std::get<std::shared_ptr<UdpSocket>>(socket));
+                // The same address over TCP (RFC 8489 §6.2.2), for netcheck's TCP mapping
+                // test. Optional: a port that TCP cannot have (the control port or another
+                // program on it) costs only that test, so it is logged, not fatal.
+                if (auto err = stun_tcp_.listen(where, options.v6_only)) {
+                    spdlog::warn("stun over TCP not served on {}: {}", to_string(where),
+                                 err->message);
+                }
             }
         }
         CoreTimer::Hooks hooks;
-        hooks.on_timer = [this](Time now) { execute(core_.on_timer(now)); };
+        hooks.on_timer = [this](Time now) {
+            stun_tcp_.on_timer(now);
+            execute(core_.on_timer(now));
+        };
         hooks.transmit_one = [](Time) { return false; };  // the core's output comes as actions
-        hooks.next_deadline = [this] { return core_.next_deadline(); };
+        hooks.next_deadline = [this] {
+            return std::min(core_.next_deadline(), stun_tcp_.next_deadline());
+        };
         hooks.flush = [this] {
             for (auto& sockets : udp_) {
                 for (auto& socket : sockets) socket->flush();
@@ -124,8 +143,10 @@ class Server {
         for (const auto& l : listeners_) tls.push_back(l->local_address());
         for (const auto& s : udp_[0]) stun0.push_back(s->local_address());
         for (const auto& s : udp_[1]) stun1.push_back(s->local_address());
-        spdlog::info("listening on {} (TLS), stun {} and {} (UDP)", describe(tls),
-                     describe(stun0), describe(stun1));
+        std::vector<SocketAddress> stun_tcp;
+        for (const auto& l : stun_tcp_.listeners()) stun_tcp.push_back(l->local_address());
+        spdlog::info("listening on {} (TLS), stun {} and {} (UDP), {} (TCP)", describe(tls),
+                     describe(stun0), describe(stun1), describe(stun_tcp));
         const UdpStats& io = udp_[0].front()->stats();
         spdlog::info("udp: send {}, receive {}, socket buffers {} B in, {} B out",
                      to_string(io.send_mode), receive_mode_name(io.receive_mode),
@@ -137,6 +158,7 @@ class Server {
     void stop() {
         if (redis_) redis_->close();
         for (auto& listener : listeners_) listener->close();
+        stun_tcp_.stop();
         if (metrics_) metrics_->close();
         for (auto& sockets : udp_) {
             for (auto& socket : sockets) socket->close();
@@ -162,8 +184,9 @@ class Server {
             loop_, where, [this, started](std::string_view path) -> std::optional<AdminResponse> {
                 if (path != "/metrics") return std::nullopt;
                 const double uptime_s = to_ms(clock_.now() - started) / 1000.0;
-                return AdminResponse(server_metrics_text(core_, tls_handshakes_, uptime_s),
-                                     std::string(kPrometheusContentType));
+                return AdminResponse(
+                    server_metrics_text(core_, tls_handshakes_, stun_tcp_.stats(), uptime_s),
+                    std::string(kPrometheusContentType));
             });
         if (auto* err = std::get_if<OsError>(&server)) {
             return OsError{"metrics: " + err->message + "; set [server] metrics to a free port"};
@@ -324,6 +347,7 @@ class Server {
     uv_loop_t* loop_;
     LoopClock clock_;
     SystemRng rng_;
+    StunTcpService stun_tcp_;
     ServerCore core_;
     std::shared_ptr<TlsContext> tls_;
     std::vector<std::shared_ptr<TcpListener>> listeners_;

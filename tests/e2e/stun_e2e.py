@@ -3,7 +3,7 @@
 127.0.0.1, in agent_e2e.py's world (server, nas, laptop, intruder).
 
 Usage: stun_e2e.py BURROW_BINARY CASE
-  CASE: coturn | silent
+  CASE: coturn | silent | tcp
 
 coturn  a real coturn (`turnserver --stun-only`, Debian package coturn) on a free loopback
         port; nas and laptop list it. Each agent logs and shows in `burrow status` (JSON and
@@ -14,6 +14,13 @@ silent  a bound UDP socket that never answers; nas and laptop list it. Registrat
         wait for it, the forward carries bytes at once, the socket receives exactly RFC 8489's
         7 requests per agent, on its schedule (0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s), and after
         39.5 s status says "no answer", the log says so once, and the forward still works.
+tcp     STUN over TCP on the server's two STUN ports (issue 15, signal/stun_tcp.h): a Binding
+        request to either gets 127.0.0.1 and the client's port, from one local port to both
+        the same; a request cut into single bytes and two in one write are answered; garbage, a
+        declared length past 548 bytes and a silent connection (after 5 s) get the connection
+        closed, each counted in the server's metrics, and the server still answers; `burrow
+        netcheck` prints the TCP lines (text and --json), and against ports with no TCP STUN it
+        says so on its tcp mapping line and still exits 0.
 """
 import json, os, re, shutil, socket, struct, subprocess, sys, threading, time
 
@@ -210,7 +217,188 @@ def case_silent(burrow, d):
     w.stop()
 
 
-CASES = {"coturn": case_coturn, "silent": case_silent}
+def stun_tcp_request(txid):
+    return struct.pack("!HHI", 0x0001, 0, STUN_MAGIC) + txid
+
+
+def read_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_stun(sock):
+    """One STUN message off a TCP stream (the header's length frames it); None at its end."""
+    header = read_exact(sock, 20)
+    if header is None:
+        return None
+    body = read_exact(sock, struct.unpack("!H", header[2:4])[0])
+    return None if body is None else header + body
+
+
+def xor_mapped(message, txid):
+    """(host, port) of the XOR-MAPPED-ADDRESS of a Binding success for txid."""
+    assert message[:2] == b"\x01\x01" and message[8:20] == txid, message
+    at = 20
+    while at + 4 <= len(message):
+        kind, length = struct.unpack("!HH", message[at:at + 4])
+        if kind == 0x0020:
+            port = struct.unpack("!H", message[at + 6:at + 8])[0] ^ (STUN_MAGIC >> 16)
+            raw = struct.unpack("!I", message[at + 8:at + 12])[0] ^ STUN_MAGIC
+            return socket.inet_ntoa(struct.pack("!I", raw)), port
+        at += 4 + (length + 3) // 4 * 4
+    raise AssertionError(f"no XOR-MAPPED-ADDRESS in {message!r}")
+
+
+def tcp_client(port, local_port=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", local_port))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def closed_by_server(s, within):
+    """Whether the server ends the connection (FIN or reset) within `within` seconds."""
+    s.settimeout(within)
+    try:
+        while True:
+            if not s.recv(4096):
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def metric(text, name, reason=None):
+    label = f'{{reason="{reason}"}}' if reason else ""
+    m = re.search(rf"^{re.escape(name + label)} (\d+)", text, re.M)
+    assert m, (name, reason, text[-2000:])
+    return int(m.group(1))
+
+
+class TcpStunWorld(World):
+    """agent_e2e's world, its STUN ports free over TCP too, with the server's /metrics."""
+
+    def server_toml(self):
+        self.stun1, self.stun2 = harness.free_port_both(), harness.free_port_both()
+        while self.stun2 == self.stun1:
+            self.stun2 = harness.free_port_both()
+        self.metrics_port = harness.free_port()
+        text = super().server_toml()
+        return text.replace("[server]\n", f'[server]\nmetrics = "127.0.0.1:{self.metrics_port}"\n', 1)
+
+
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def case_tcp(burrow, d):
+    w = TcpStunWorld(burrow, d, harness.free_port())
+    server = w.start_server()
+    log = server.log()
+    assert re.search(rf"127\.0\.0\.1:{w.stun1}, 127\.0\.0\.1:{w.stun2} \(TCP\)", log) or \
+        re.search(rf"127\.0\.0\.1:{w.stun1}.*127\.0\.0\.1:{w.stun2}.*\(TCP\)", log), log
+
+    # Both ports, from one local port (as netcheck asks): 127.0.0.1 and that port, twice.
+    first = tcp_client(w.stun1)
+    local = first.getsockname()[1]
+    second = tcp_client(w.stun2, local)
+    for s in (first, second):
+        txid = os.urandom(12)
+        s.sendall(stun_tcp_request(txid))
+        assert xor_mapped(read_stun(s), txid) == ("127.0.0.1", local)
+    print(f"tcp: both ports saw 127.0.0.1:{local}")
+    first.close()
+    second.close()
+
+    # A request cut into single bytes, then two requests in one write.
+    s = tcp_client(w.stun2)
+    txid = os.urandom(12)
+    for b in stun_tcp_request(txid):
+        s.sendall(bytes([b]))
+        time.sleep(0.005)
+    assert xor_mapped(read_stun(s), txid) == ("127.0.0.1", s.getsockname()[1])
+    a, b = os.urandom(12), os.urandom(12)
+    s.sendall(stun_tcp_request(a) + stun_tcp_request(b))
+    assert xor_mapped(read_stun(s), a)[1] == s.getsockname()[1]
+    assert xor_mapped(read_stun(s), b)[1] == s.getsockname()[1]
+    s.close()
+
+    # Garbage, and a declared length past the cap: closed at once. A silent one: after 5 s.
+    garbage = tcp_client(w.stun1)
+    garbage.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert closed_by_server(garbage, 2), "garbage was not closed"
+    too_long = tcp_client(w.stun1)
+    too_long.sendall(struct.pack("!HHI", 0x0001, 1024, STUN_MAGIC) + os.urandom(12))
+    assert closed_by_server(too_long, 2), "a 1044-byte message was not refused"
+    silent = tcp_client(w.stun2)
+    started = time.monotonic()
+    assert closed_by_server(silent, 8), "a silent connection stayed open"
+    waited = time.monotonic() - started
+    print(f"tcp: a silent connection was closed after {waited:.1f} s")
+    assert 4 < waited < 7, waited
+    for c in (garbage, too_long, silent):
+        c.close()
+
+    # The server is still up and answers, over TCP and UDP.
+    s = tcp_client(w.stun1)
+    txid = os.urandom(12)
+    s.sendall(stun_tcp_request(txid))
+    assert xor_mapped(read_stun(s), txid)[0] == "127.0.0.1"
+    s.close()
+    assert server.alive()
+    text = scrape(w.metrics_port)
+    counts = {r: metric(text, "burrow_server_stun_tcp_closed_total", r)
+              for r in ("not_stun", "too_long", "timeout", "done")}
+    answers = metric(text, "burrow_server_stun_tcp_answers_total")
+    print(f"tcp: metrics closed {counts}, answers {answers}")
+    assert counts["not_stun"] >= 1 and counts["too_long"] >= 1 and counts["timeout"] >= 1, counts
+    assert answers >= 6, answers
+
+    # netcheck's TCP lines, text and JSON.
+    stun_args = ["--stun", f"127.0.0.1:{w.stun1}", "--stun", f"127.0.0.1:{w.stun2}",
+                 "--no-port-mapping"]
+    r = subprocess.run([burrow, "netcheck", *stun_args], capture_output=True, text=True,
+                       timeout=60)
+    print(r.stdout)
+    assert r.returncode == 0, r
+    m = re.search(rf"tcp reflexive\s+127\.0\.0\.1:(\d+) \(port {w.stun1}\), "
+                  rf"127\.0\.0\.1:(\d+) \(port {w.stun2}\)", r.stdout)
+    assert m and m.group(1) == m.group(2), r.stdout
+    assert re.search(r"tcp mapping\s+endpoint-independent \(port kept across destinations\): "
+                     r"direct TCP punching can work", r.stdout), r.stdout
+    r = subprocess.run([burrow, "netcheck", "--json", *stun_args], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r
+    tcp = json.loads(r.stdout)["tcp"]
+    print("netcheck --json tcp:", tcp)
+    assert tcp["asked"] and tcp["mapping"] == "endpoint-independent" and tcp["error"] is None, tcp
+    assert tcp["reflexive"][0] == tcp["reflexive"][1] == f"127.0.0.1:{tcp['local_port']}", tcp
+
+    # Ports that do not answer STUN over TCP (an older server): said so, not a failure.
+    closed1, closed2 = harness.free_ports(2)
+    r = subprocess.run([burrow, "netcheck", "--stun", f"127.0.0.1:{closed1}", "--stun",
+                        f"127.0.0.1:{closed2}", "--no-port-mapping"], capture_output=True,
+                       text=True, timeout=60)
+    print(r.stdout)
+    assert r.returncode == 0, r
+    assert re.search(rf"tcp mapping\s+unknown: the server does not answer STUN over TCP on port "
+                     rf"{closed1} \(an older server, or filtered\)", r.stdout), r.stdout
+    assert server.alive()
+    w.stop()
+
+
+CASES = {"coturn": case_coturn, "silent": case_silent, "tcp": case_tcp}
 
 if __name__ == "__main__":
     sys.exit(harness.main(CASES, USAGE))

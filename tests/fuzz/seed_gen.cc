@@ -16,6 +16,7 @@
 #include "signal/control.h"
 #include "signal/pcp.h"
 #include "signal/stun.h"
+#include "signal/stun_tcp.h"
 #include "tests/fuzz/fuzz_fixtures.h"
 #include "tests/fuzz/fuzz_pair.h"
 #include "tunnel/frame.h"
@@ -506,6 +507,40 @@ void stream_framer_seeds() {
     write_seeds("stream_framer", seeds);
 }
 
+// The client's side of a STUN-over-TCP connection: Binding requests back to back (with and
+// without FINGERPRINT and SOFTWARE), cut and whole, one cut short, an HTTP request, a declared
+// length past kStunTcpMaxMessage, a response instead of a request.
+void stun_tcp_seeds() {
+    std::vector<Bytes> seeds;
+    const StunTransactionId txid = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    StunMessage padded;
+    padded.type = kStunBindingRequest;
+    padded.transaction_id = txid;
+    padded.software = "netcheck";
+    padded.fingerprint = true;
+    Bytes stream = encode_binding_request(txid, false);
+    const Bytes second = encode_stun(padded);
+    stream.insert(stream.end(), second.begin(), second.end());
+    for (uint8_t cut : {0, 1, 33}) seeds.push_back(with_prefix({cut}, stream));
+    seeds.push_back(with_prefix({7}, ByteView(stream).first(stream.size() - 3)));
+    Bytes four;
+    for (int i = 0; i < 4; ++i) four.insert(four.end(), second.begin(), second.end());
+    seeds.push_back(with_prefix({0}, four));
+    const std::string http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    seeds.push_back(with_prefix({0}, ByteView(reinterpret_cast<const uint8_t*>(http.data()),
+                                              http.size())));
+    Bytes too_long = encode_binding_request(txid, false);
+    too_long[2] = 0x02;
+    too_long[3] = 0x20;
+    seeds.push_back(with_prefix({2}, too_long));
+    StunMessage response;
+    response.type = kStunBindingSuccess;
+    response.transaction_id = txid;
+    response.xor_mapped_address = SocketAddress::ipv4({198, 51, 100, 20}, 40312);
+    seeds.push_back(with_prefix({0}, encode_stun(response)));
+    write_seeds("stun_tcp", seeds);
+}
+
 }  // namespace
 
 // Every cluster message kind (signal/cluster_message.h), with and without candidates.
@@ -557,5 +592,6 @@ int main(int argc, char** argv) {
     server_seeds();
     cluster_seeds();
     stream_framer_seeds();
+    stun_tcp_seeds();
     return 0;
 }

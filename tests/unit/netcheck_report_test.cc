@@ -122,3 +122,57 @@ TEST_CASE("netcheck json: per family reachable, reflexive, mapping, and the STUN
     CHECK(j["stun_servers"][1]["mapped"].is_null());
     CHECK(j["port_mapping"].is_null());
 }
+
+TEST_CASE("netcheck tcp: one port kept, two ports, no TCP answer, not tested") {
+    NetcheckReport r = dual_report();
+    r.tcp.asked = true;
+    r.tcp.server_ports = {3478, 3479};
+    r.tcp.local_port = 40500;
+    const SocketAddress kept = SocketAddress::ipv4({198, 51, 100, 20}, 40500);
+    r.tcp.mapped = {kept, kept};
+    std::string t = netcheck_text(r);
+    INFO(t);
+    CHECK(netcheck_tcp_mapping(r.tcp) == NatMapping::kEndpointIndependent);
+    CHECK(has(t, "tcp reflexive  198.51.100.20:40500 (port 3478), 198.51.100.20:40500 (port "
+                 "3479)\n"));
+    CHECK(has(t, "tcp mapping    endpoint-independent (port kept across destinations): direct "
+                 "TCP punching can work\n"));
+    nlohmann::json j = netcheck_json(r)["tcp"];
+    CHECK(j["asked"] == true);
+    CHECK(j["mapping"] == "endpoint-independent");
+    CHECK(j["server_ports"] == nlohmann::json({3478, 3479}));
+    CHECK(j["local_port"] == 40500);
+    CHECK(j["reflexive"] == nlohmann::json({"198.51.100.20:40500", "198.51.100.20:40500"}));
+    CHECK(j["error"].is_null());
+
+    r.tcp.mapped[1] = SocketAddress::ipv4({198, 51, 100, 20}, 61001);
+    t = netcheck_text(r);
+    CHECK(netcheck_tcp_mapping(r.tcp) == NatMapping::kPerDestination);
+    CHECK(has(t, "tcp mapping    per destination (port 40500 then 61001): direct TCP punching "
+                 "will not work through this NAT\n"));
+    CHECK(netcheck_json(r)["tcp"]["mapping"] == "per-destination");
+
+    r.tcp.mapped = {};
+    r.tcp.error = "connect 203.0.113.7:3478: connection refused";
+    t = netcheck_text(r);
+    CHECK(netcheck_tcp_mapping(r.tcp) == NatMapping::kUnknown);
+    CHECK(has(t, "tcp reflexive  no answer (port 3478), no answer (port 3479)\n"));
+    CHECK(has(t, "tcp mapping    unknown: the server does not answer STUN over TCP on port 3478 "
+                 "(an older server, or filtered): connect 203.0.113.7:3478: connection "
+                 "refused\n"));
+    j = netcheck_json(r)["tcp"];
+    CHECK(j["mapping"] == "unknown");
+    CHECK(j["error"] == "connect 203.0.113.7:3478: connection refused");
+
+    r.tcp.mapped[0] = kept;
+    r.tcp.error = "no answer in 2000 ms";
+    CHECK(has(netcheck_text(r), "tcp mapping    unknown: port 3479 did not answer STUN over "
+                                "TCP: no answer in 2000 ms\n"));
+
+    r.tcp = NetcheckTcp{};
+    r.tcp.not_asked = "no burrow server given (-c or --stun)";
+    t = netcheck_text(r);
+    CHECK(has(t, "tcp mapping    not tested: no burrow server given (-c or --stun)\n"));
+    CHECK_FALSE(has(t, "tcp reflexive"));
+    CHECK(netcheck_json(r)["tcp"]["asked"] == false);
+}
