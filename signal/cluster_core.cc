@@ -21,6 +21,14 @@ std::string ClusterCore::agent_key(std::string_view agent) {
     return std::string(kAgentKeyPrefix) + std::string(agent);
 }
 
+// One message on `server`'s channel; tag != 0 asks for PUBLISH's answer (how many got it).
+RedisCommand ClusterCore::publish(std::string_view server, const ClusterMessage& m,
+                                  uint64_t tag) {
+    const Bytes payload = encode_cluster(m);
+    return RedisCommand{
+        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, tag};
+}
+
 RedisCommand ClusterCore::presence_set(const std::string& agent) const {
     return RedisCommand{{"SET", agent_key(agent), config_.name, "EX",
                          seconds_text(config_.presence_ttl)},
@@ -90,19 +98,14 @@ std::vector<ClusterEvent> ClusterCore::reply(const ClusterRendezvous& to,
     if (!up_) return out;  // the asking server times out and says so
     answer.request_id = to.request_id;
     if (answer.reason.size() > kMaxControlTextLen) answer.reason.resize(kMaxControlTextLen);
-    const Bytes payload = encode_cluster(answer);
-    out.push_back(RedisCommand{{"PUBLISH", server_channel(to.from_server),
-                                std::string(payload.begin(), payload.end())},
-                               0});
+    out.push_back(publish(to.from_server, answer));
     return out;
 }
 
 RedisCommand ClusterCore::relay(std::string_view server, ClusterRelay packet) {
     stats_.relayed_out++;
     packet.from_server = config_.name;
-    const Bytes payload = encode_cluster(packet);
-    return RedisCommand{
-        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0};
+    return publish(server, packet);
 }
 
 std::vector<ClusterEvent> ClusterCore::punch_report(std::string_view server,
@@ -111,9 +114,7 @@ std::vector<ClusterEvent> ClusterCore::punch_report(std::string_view server,
     if (!up_) return out;
     stats_.reports_out++;
     report.from_server = config_.name;
-    const Bytes payload = encode_cluster(report);
-    out.push_back(RedisCommand{
-        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0});
+    out.push_back(publish(server, report));
     return out;
 }
 
@@ -122,9 +123,7 @@ std::vector<ClusterEvent> ClusterCore::refresh(std::string_view server, ClusterR
     if (!up_) return out;
     stats_.refreshes_out++;
     refresh.from_server = config_.name;
-    const Bytes payload = encode_cluster(refresh);
-    out.push_back(RedisCommand{
-        {"PUBLISH", server_channel(server), std::string(payload.begin(), payload.end())}, 0});
+    out.push_back(publish(server, refresh));
     return out;
 }
 
@@ -175,10 +174,7 @@ std::vector<ClusterEvent> ClusterCore::on_reply(uint64_t tag, const RedisReply& 
         m.peer = p.connect.request.peer;
         m.service = p.connect.request.service;
         m.to_peer = p.connect.to_peer;
-        const Bytes payload = encode_cluster(m);
-        out.push_back(RedisCommand{{"PUBLISH", server_channel(p.peer_server),
-                                    std::string(payload.begin(), payload.end())},
-                                   tag});
+        out.push_back(publish(p.peer_server, m, tag));
         stats_.connects_forwarded++;
         return out;
     }

@@ -193,6 +193,8 @@ class ClusterCore {
     Time next_deadline() const;
 
   private:
+    static RedisCommand publish(std::string_view server, const ClusterMessage& m,
+                                uint64_t tag = 0);
     enum class Stage { kLookup, kPublish, kAwaitAnswer };
     struct Pending {
         CrossConnect connect;
