@@ -428,6 +428,17 @@ const RelaySession* ServerCore::remote_session(std::string_view agent,
     return nullptr;
 }
 
+// A service opened on session s (by either agent) that the ACL still allows in the same
+// direction: what a refresh may tell the pair again. nullptr when there is none.
+const std::pair<std::string, std::string>* ServerCore::approved_opening(
+    const RelaySession& s, const std::string& agent) const {
+    const std::string& peer = s.peer_of(agent);
+    for (const auto& o : s.opened) {
+        if (acl_.allowed(o.first, o.first == agent ? peer : agent, o.second)) return &o;
+    }
+    return nullptr;
+}
+
 // A peer that punched with our old candidates may have given up on direct (a port mapping that
 // came after the session started is the common case: UPnP discovery takes seconds; a port
 // allocation measured after it, which prediction needs on both sides, is another), and a
@@ -444,10 +455,8 @@ void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions&
         }
         const AgentRecord* peer = registry_.find(s->peer_of(self.name));
         if (!peer || !peer->online() || !peer->conn) continue;
-        const auto approved = std::find_if(s->opened.begin(), s->opened.end(), [&](const auto& o) {
-            return acl_.allowed(o.first, o.first == self.name ? peer->name : self.name, o.second);
-        });
-        if (approved == s->opened.end()) continue;
+        const auto* approved = approved_opening(*s, self.name);
+        if (!approved) continue;
         const auto& [opener, service] = *approved;
         if (opener == self.name) {
             send_rendezvous(*s, service, self, *peer, now, out);
@@ -463,10 +472,8 @@ void ServerCore::refresh_sessions_of(const AgentRecord& self, Time now, Actions&
 void ServerCore::refresh_across(const RelaySession& s, const AgentRecord& self, Time now,
                                 Actions& out) {
     const std::string& peer = s.peer_of(self.name);
-    const auto approved = std::find_if(s.opened.begin(), s.opened.end(), [&](const auto& o) {
-        return acl_.allowed(o.first, o.first == self.name ? peer : self.name, o.second);
-    });
-    if (approved == s.opened.end()) return;
+    const auto* approved = approved_opening(s, self.name);
+    if (!approved) return;
     const auto& [opener, service] = *approved;
     ClusterRefresh r;
     r.agent = self.name;

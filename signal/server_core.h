@@ -189,6 +189,10 @@ class ServerCore {
     // The same for session s, whose other agent is on s.remote_server: that server tells it
     // and answers with the Refresh that tells `self`.
     void refresh_across(const RelaySession& s, const AgentRecord& self, Time now, Actions& out);
+    // A service opened on s that the ACL still allows in the same direction (opener, service),
+    // else nullptr.
+    const std::pair<std::string, std::string>* approved_opening(const RelaySession& s,
+                                                                const std::string& agent) const;
     // Kept for `burrow doctor`, and passed to the peer's server when the peer is on another.
     void on_punch_report(Connection& c, PunchReport report, Time now, Actions& out);
     // The pair's relay session when `peer` is on another server of the cluster, else nullptr.
