@@ -140,16 +140,17 @@ DoctorVerdict diagnose(const DoctorReply& reply, std::string_view self_name,
     // Where the direct path came from: either side's report (the other may not have reported).
     // A report of the live path's kind first: a link that moved up from direct TCP to direct
     // UDP reports again, and the other side's newer report may not have come yet.
-    const auto is_direct = [](const std::optional<PunchReport>& r) {
-        return r && (r->path == ReportPath::kDirect || r->path == ReportPath::kDirectTcp);
+    const auto first = [&](auto wanted) -> const PunchReport* {
+        if (ours && wanted(*ours)) return &*ours;
+        if (theirs && wanted(*theirs)) return &*theirs;
+        return nullptr;
+    };
+    const auto is_direct = [](const PunchReport& r) {
+        return r.path == ReportPath::kDirect || r.path == ReportPath::kDirectTcp;
     };
     const PunchReport* direct = nullptr;
-    if (is_direct(ours)) direct = &*ours;
-    else if (is_direct(theirs)) direct = &*theirs;
-    if (live && direct && direct->path != live->kind) {
-        if (ours && ours->path == live->kind) direct = &*ours;
-        else if (theirs && theirs->path == live->kind) direct = &*theirs;
-    }
+    if (live) direct = first([&](const PunchReport& r) { return r.path == live->kind; });
+    if (!direct || !is_direct(*direct)) direct = first(is_direct);
 
     // The path: this side's live link first (reports describe how punching settled, which may
     // have changed since), else the reports.
