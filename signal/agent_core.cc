@@ -353,13 +353,8 @@ void AgentCore::on_client_event(const DoctorAnswer& e, Time) {
     std::optional<LivePath> live;
     if (const PeerLink* l = link(e.reply.peer)) {
         live = LivePath{};
-        if (l->direct()) {
-            live->kind =
-                l->direct_kind() == DirectKind::kTcp ? ReportPath::kDirectTcp : ReportPath::kDirect;
-            live->address = l->direct();
-        } else {
-            live->kind = client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
-        }
+        live->kind = report_path(l->direct() ? std::optional(l->direct_kind()) : std::nullopt);
+        if (l->direct()) live->address = l->direct();
         live->rtt_ms = to_ms(l->connection().rtt().smoothed());
     }
     act(DoctorResult{e.reply.request_id, diagnose(e.reply, client_.name(), live), ""});
@@ -394,6 +389,13 @@ static_assert(static_cast<uint8_t>(DirectSource::kTcpHost) + 1 ==
 static_assert(static_cast<uint8_t>(DirectSource::kTcpPeerReflexive) + 1 ==
               static_cast<uint8_t>(ReportSource::kTcpPeerReflexive));
 
+// A link's path in doctor's words: direct UDP or TCP, else the relay, whose leg from here is
+// inside TLS when the server never heard our UDP.
+ReportPath AgentCore::report_path(std::optional<DirectKind> direct) const {
+    if (direct) return *direct == DirectKind::kTcp ? ReportPath::kDirectTcp : ReportPath::kDirect;
+    return client_.udp_bound() ? ReportPath::kRelayUdp : ReportPath::kRelayTcp;
+}
+
 // How the link's punching settled, to the server for `burrow doctor`.
 void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& direct,
                              DirectKind kind, DirectSource source,
@@ -421,9 +423,7 @@ void AgentCore::report_punch(Peer& peer, const std::optional<SocketAddress>& dir
             std::chrono::duration_cast<std::chrono::milliseconds>(*time_to_direct).count(), 0,
             UINT32_MAX));
     }
-    r.path = direct ? (kind == DirectKind::kTcp ? ReportPath::kDirectTcp : ReportPath::kDirect)
-             : client_.udp_bound() ? ReportPath::kRelayUdp
-                                   : ReportPath::kRelayTcp;
+    r.path = report_path(direct ? std::optional(kind) : std::nullopt);
     client_.send_punch_report(std::move(r));
 }
 

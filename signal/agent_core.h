@@ -404,6 +404,7 @@ class AgentCore {
     void on_client_event(const DoctorAnswer& e, Time now);
     void report_punch(Peer& peer, const std::optional<SocketAddress>& direct, DirectKind kind,
                       DirectSource source, std::optional<Duration> time_to_direct);
+    ReportPath report_path(std::optional<DirectKind> direct) const;
     void expire_doctor(Time now);
     void fail_doctor(std::string reason);
     uint32_t next_doctor_id_ = 1;
