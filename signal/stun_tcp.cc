@@ -51,12 +51,17 @@ const char* to_string(StunTcpClose c) {
     return "?";
 }
 
+// The header's Message Length (bytes 2-3): the attributes' bytes after the 20-byte header.
+size_t StunStreamFramer::declared_length() const {
+    return size_t{buffer_[2]} << 8 | buffer_[3];
+}
+
 // What the bytes buffered so far say about the header; checked after every copy, so a bad
 // stream is refused at the first byte that shows it.
 std::optional<StunStreamError> StunStreamFramer::check_header() const {
     if (have_ >= 1 && buffer_[0] > kStunMaxFirstByte) return StunStreamError::kNotStun;
     if (have_ >= 4) {
-        const size_t length = size_t{buffer_[2]} << 8 | buffer_[3];
+        const size_t length = declared_length();
         if (length % 4 != 0) return StunStreamError::kNotStun;  // RFC 8489 §5
         if (kStunHeaderSize + length > kStunTcpMaxMessage) return StunStreamError::kTooLong;
     }
@@ -80,7 +85,7 @@ std::optional<ByteView> StunStreamFramer::next(ByteView& in) {
     while (!in.empty()) {
         // Up to the end of the header first, then up to the end of the message it declares.
         size_t want = kStunHeaderSize;
-        if (have_ >= kStunHeaderSize) want += size_t{buffer_[2]} << 8 | buffer_[3];
+        if (have_ >= kStunHeaderSize) want += declared_length();
         // The checks need bytes 0, 2-3 and 4-7 as soon as they come: copy in small steps
         // until the header is whole.
         const size_t step_end = have_ < 1 ? 1 : have_ < 4 ? 4 : have_ < 8 ? 8 : want;
@@ -94,12 +99,9 @@ std::optional<ByteView> StunStreamFramer::next(ByteView& in) {
             in = {};
             return std::nullopt;
         }
-        if (have_ >= kStunHeaderSize) {
-            const size_t whole = kStunHeaderSize + (size_t{buffer_[2]} << 8 | buffer_[3]);
-            if (have_ == whole) {
-                complete_ = true;
-                return ByteView(buffer_.data(), have_);
-            }
+        if (have_ >= kStunHeaderSize && have_ == kStunHeaderSize + declared_length()) {
+            complete_ = true;
+            return ByteView(buffer_.data(), have_);
         }
     }
     return std::nullopt;

@@ -78,6 +78,7 @@ class StunStreamFramer {
 
   private:
     std::optional<StunStreamError> check_header() const;
+    size_t declared_length() const;  // needs the first 4 bytes
 
     std::array<uint8_t, kStunTcpMaxMessage> buffer_{};
     size_t have_ = 0;
