@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "tunnel/bytes.h"
 
@@ -47,6 +48,25 @@ class FuzzReader {
     size_t size_;
     size_t pos_ = 0;
 };
+
+// A stream cut into the reads a socket might give: one read when `cut` is 0, else pieces of
+// 1 to max_piece bytes whose sizes a fixed LCG seeded with `cut` picks (the cut is part of the
+// fuzzer's input, so a failing input replays the same reads).
+inline std::vector<ByteView> cut_into(ByteView stream, uint8_t cut, size_t max_piece) {
+    std::vector<ByteView> pieces;
+    uint32_t state = cut;
+    size_t at = 0;
+    while (at < stream.size()) {
+        size_t n = stream.size() - at;
+        if (cut != 0) {
+            state = state * 1103515245u + 12345u;
+            n = std::min<size_t>(n, 1 + (state >> 16) % max_piece);
+        }
+        pieces.push_back(stream.subspan(at, n));
+        at += n;
+    }
+    return pieces;
+}
 
 }  // namespace burrow::fuzz
 

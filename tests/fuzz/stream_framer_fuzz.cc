@@ -29,17 +29,8 @@ struct Outcome {
 Outcome run(ByteView stream, uint8_t cut) {
     StreamDeframer f(kTcpPathLengthSize, 1, kMaxTcpPathFrame);
     Outcome out;
-    uint32_t state = cut;
-    size_t at = 0;
-    while (at < stream.size()) {
-        size_t n = stream.size() - at;
-        if (cut != 0) {
-            state = state * 1103515245u + 12345u;  // a fixed LCG: the cut is part of the input
-            n = std::min<size_t>(n, 1 + (state >> 16) % 600);
-        }
-        const ByteView piece = stream.subspan(at, n);
+    for (const ByteView piece : cut_into(stream, cut, 600)) {
         f.feed(piece);
-        at += n;
         while (auto frame = f.next()) {
             FUZZ_CHECK(!frame->empty() && frame->size() <= kMaxTcpPathFrame);
             out.frames.emplace_back(frame->begin(), frame->end());

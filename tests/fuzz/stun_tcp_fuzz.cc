@@ -33,28 +33,12 @@ struct Outcome {
     std::optional<StunTcpClose> close;
 };
 
-std::vector<ByteView> cut_into(ByteView stream, uint8_t cut) {
-    std::vector<ByteView> pieces;
-    uint32_t state = cut;
-    size_t at = 0;
-    while (at < stream.size()) {
-        size_t n = stream.size() - at;
-        if (cut != 0) {
-            state = state * 1103515245u + 12345u;  // a fixed LCG: the cut is part of the input
-            n = std::min<size_t>(n, 1 + (state >> 16) % 64);
-        }
-        pieces.push_back(stream.subspan(at, n));
-        at += n;
-    }
-    return pieces;
-}
-
 Outcome run(ByteView stream, uint8_t cut) {
     Outcome out;
     StunStreamFramer f;
     StunTcpServer server("burrow/fuzz", {.max_connections = 1, .max_requests = 3});
     FUZZ_CHECK(server.on_open(1, kPeer, Time{}));
-    for (ByteView piece : cut_into(stream, cut)) {
+    for (ByteView piece : cut_into(stream, cut, 64)) {
         ByteView in = piece;
         while (auto m = f.next(in)) {
             FUZZ_CHECK(m->size() >= kStunHeaderSize && m->size() <= kStunTcpMaxMessage);
