@@ -1,6 +1,7 @@
 #include "src/server_metrics.h"
 
 #include <iterator>
+#include <string_view>
 
 #include "src/prometheus_text.h"
 #include "src/version.h"
@@ -18,6 +19,14 @@ constexpr const char* kDropLabels[] = {
     "rate_limit_packets",  "rate_limit_bytes",
 };
 static_assert(std::size(kDropLabels) == static_cast<size_t>(DropReason::kCount));
+
+// A cluster counter of messages passed to (out) and from (in) other servers.
+void out_in(PrometheusText& t, std::string_view name, std::string_view help, uint64_t out,
+            uint64_t in) {
+    t.family(name, MetricType::kCounter, help);
+    t.sample({{"direction", "out"}}, out);
+    t.sample({{"direction", "in"}}, in);
+}
 
 }  // namespace
 
@@ -77,19 +86,16 @@ std::string server_metrics_text(const ServerCore& core, const TlsHandshakeStats&
         t.family("burrow_server_cluster_rendezvous_in_total", MetricType::kCounter,
                  "Rendezvous requests from other servers for this server's agents.");
         t.sample(c.rendezvous_in);
-        t.family("burrow_server_cluster_relay_packets_total", MetricType::kCounter,
-                 "Relayed packets passed to (out) or from (in) other servers through Redis.");
-        t.sample({{"direction", "out"}}, c.relayed_out);
-        t.sample({{"direction", "in"}}, c.relayed_in);
-        t.family("burrow_server_cluster_punch_reports_total", MetricType::kCounter,
-                 "PunchReports of pairs split over two servers passed to (out) or from (in) the "
-                 "peer's server, for burrow doctor.");
-        t.sample({{"direction", "out"}}, c.reports_out);
-        t.sample({{"direction", "in"}}, c.reports_in);
-        t.family("burrow_server_cluster_refreshes_total", MetricType::kCounter,
-                 "New candidates of an agent passed to (out) or from (in) its peer's server.");
-        t.sample({{"direction", "out"}}, c.refreshes_out);
-        t.sample({{"direction", "in"}}, c.refreshes_in);
+        out_in(t, "burrow_server_cluster_relay_packets_total",
+               "Relayed packets passed to (out) or from (in) other servers through Redis.",
+               c.relayed_out, c.relayed_in);
+        out_in(t, "burrow_server_cluster_punch_reports_total",
+               "PunchReports of pairs split over two servers passed to (out) or from (in) the "
+               "peer's server, for burrow doctor.",
+               c.reports_out, c.reports_in);
+        out_in(t, "burrow_server_cluster_refreshes_total",
+               "New candidates of an agent passed to (out) or from (in) its peer's server.",
+               c.refreshes_out, c.refreshes_in);
         t.family("burrow_server_cluster_malformed_total", MetricType::kCounter,
                  "Messages on this server's channel that did not decode.");
         t.sample(c.malformed);
