@@ -439,29 +439,24 @@ run_variant() {  # run_variant NAME EXPECTED_PATH NAT_NAME [compose -f files...]
     # the symmetric variant both symmetric NATs. In the cluster variants the laptop asks its own
     # server about the NAS on the other: both servers record the rendezvous, and the NAS's
     # PunchReport comes through Redis (docs/architecture.md, [cluster]).
-    # SKIP_DOCTOR (environment of the call): a variant that cannot check it (none today).
     t=$(now)
-    if [ -n "${SKIP_DOCTOR:-}" ]; then
-        say "$name: SKIP burrow doctor ($SKIP_DOCTOR)"
-    else
-        local verdict
-        verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
-            { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
-        # A direct TCP path reads "direct-tcp (tcp-srflx, ...)" (control version 6).
-        case "$expect" in
-            direct) [[ "$verdict" == "direct ("* ]] ;;
-            direct-tcp) [[ "$verdict" == "direct-tcp (tcp-"* ]] ;;
-            *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
-        esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
-        if [ -n "$mapped" ]; then
-            [[ "$verdict" == "direct (mapped,"* ]] ||
-                fail "$name: burrow doctor does not say the mapping made the path: $verdict"
-        elif [ "$nat" = per-destination ]; then
-            grep -q "both NATs map per destination" <<<"$verdict" ||
-                fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
-        fi
-        say "$name: burrow doctor: ${verdict%%$'\n'*} ($(since "$t"))"
+    local verdict
+    verdict=$(compose exec -T laptop burrow doctor nas 2>&1) ||
+        { show_logs; fail "$name: burrow doctor nas failed: $verdict"; }
+    # A direct TCP path reads "direct-tcp (tcp-srflx, ...)" (control version 6).
+    case "$expect" in
+        direct) [[ "$verdict" == "direct ("* ]] ;;
+        direct-tcp) [[ "$verdict" == "direct-tcp (tcp-"* ]] ;;
+        *) [[ "$verdict" == "relayed ($expect)"* ]] ;;
+    esac || fail "$name: burrow doctor says '${verdict%%$'\n'*}', expected $expect"
+    if [ -n "$mapped" ]; then
+        [[ "$verdict" == "direct (mapped,"* ]] ||
+            fail "$name: burrow doctor does not say the mapping made the path: $verdict"
+    elif [ "$nat" = per-destination ]; then
+        grep -q "both NATs map per destination" <<<"$verdict" ||
+            fail "$name: burrow doctor does not name both symmetric NATs: $verdict"
     fi
+    say "$name: burrow doctor: ${verdict%%$'\n'*} ($(since "$t"))"
 
     # Last: its controls change the network for a moment, which must not touch the path checks.
     t=$(now)
