@@ -6,7 +6,7 @@ also when the script itself is killed (the kernel sends the child SIGKILL: PR_SE
 so a ctest timeout leaves nothing behind.
 """
 import ctypes, glob, json, os, re, shutil, signal, socket, socketserver, subprocess, sys
-import tempfile, threading, time, traceback
+import random, tempfile, threading, time, traceback
 
 _procs = []
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -18,42 +18,61 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def free_ports(n, kind=socket.SOCK_STREAM):
-    """n distinct ports that were free a moment ago (held together, so no two are equal)."""
-    held = []
+# Ports the tests pick come from below the kernel's ephemeral range: the kernel hands ports of
+# that range to every outgoing connection and every bind to port 0 (agents' control
+# connections, forwarded connections, iperf3, the tests' own probes, and, since STUN over TCP,
+# each server's TCP listener twin of a STUN port picked for UDP), so a port picked there and
+# given to a process a moment later can be taken in between by a test running in parallel.
+# Below the range only another picker can take it, and the pickers choose at random among
+# ~20,000 ports, each checked free for TCP and UDP.
+_PICK_LOW = 10000
+_rng = random.SystemRandom()
+
+
+def _ephemeral_low():
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, kind)
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n, kind=None):
+    """n distinct ports that were free for TCP and for UDP a moment ago, below the ephemeral
+    range (held together while picking, so no two are equal). `kind` is kept for the callers
+    that name the protocol they need: every port serves both."""
+    high = max(_ephemeral_low(), _PICK_LOW + 1000)
+    held, ports = [], []
+    try:
+        for _ in range(1000):
+            if len(ports) == n:
+                return ports
+            port = _rng.randrange(_PICK_LOW, high)
+            if port in ports:
+                continue
+            pair = [socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+            held += pair
+            try:
+                for s in pair:
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+        raise RuntimeError(f"no {n} ports free for TCP and UDP in 1000 tries")
     finally:
         for s in held:
             s.close()
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    return free_ports(1, kind)[0]
+def free_port(kind=None):
+    return free_ports(1)[0]
 
 
 def free_port_both():
     """A port free for TCP and for UDP at once (a UDP and a TCP forward sharing a number, or
-    iperf3 -s, which listens on both): a TCP port from the kernel whose UDP twin binds too."""
-    for _ in range(100):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-        finally:
-            t.close()
-            u.close()
-    raise RuntimeError("no port free for both TCP and UDP in 100 tries")
+    iperf3 -s, which listens on both): every picked port is."""
+    return free_ports(1)[0]
 
 
 def keygen(burrow, path):
