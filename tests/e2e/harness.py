@@ -5,7 +5,7 @@ Every process started through spawn() is killed when the script ends, failure in
 also when the script itself is killed (the kernel sends the child SIGKILL: PR_SET_PDEATHSIG),
 so a ctest timeout leaves nothing behind.
 """
-import atexit, ctypes, glob, json, os, re, shutil, signal, socket, socketserver, subprocess, sys
+import ctypes, fcntl, glob, json, os, re, shutil, signal, socket, socketserver, subprocess, sys
 import random, tempfile, threading, time, traceback
 
 _procs = []
@@ -27,54 +27,25 @@ def _die_with_parent():
 # ports, each checked free for TCP and UDP, and a picked port stays reserved until the script
 # ends: in this process (two calls never give the same port, though the first one's process may
 # not have bound it yet: a service's port picked again for a forward) and for every other
-# script by a file in _RESERVED_DIR naming the owner's pid (a dead owner's file is taken over).
+# script by an flock on a file per port in _RESERVED_DIR, held open until the script ends (the
+# kernel drops it when the script dies, SIGKILL included, so nothing goes stale).
 _PICK_LOW = 10000
 _rng = random.SystemRandom()
 _RESERVED_DIR = os.path.join(tempfile.gettempdir(), "burrow-e2e-ports")
-_reserved = set()
+_reserved = {}  # port -> its lock file, open
 
 
 def _reserve(port):
-    """True when `port` was not reserved by this or a live other script; it is ours now."""
-    if port in _reserved:
-        return False
+    """True when no other live script holds `port`; it is ours until this script ends."""
     os.makedirs(_RESERVED_DIR, exist_ok=True)
-    path = os.path.join(_RESERVED_DIR, str(port))
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    owner = int(f.read().strip() or "0")
-                os.kill(owner, 0)
-                return False          # a live script holds it
-            except ProcessLookupError:
-                pass                  # its owner died without cleaning up: take it over
-            except (OSError, ValueError):
-                return False          # being written right now, or unreadable: leave it
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        _reserved.add(port)
-        return True
-    return False
-
-
-def _release_reserved():
-    for port in _reserved:
-        try:
-            os.unlink(os.path.join(_RESERVED_DIR, str(port)))
-        except OSError:
-            pass
-    _reserved.clear()
-
-
-atexit.register(_release_reserved)
+    f = open(os.path.join(_RESERVED_DIR, str(port)), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _reserved[port] = f
+    return True
 
 
 def _ephemeral_low():
@@ -96,7 +67,7 @@ def free_ports(n, kind=None):
             if len(ports) == n:
                 return ports
             port = _rng.randrange(_PICK_LOW, high)
-            if port in ports or port in _reserved:
+            if port in _reserved:
                 continue
             pair = [socket.socket(socket.AF_INET, socket.SOCK_STREAM),
                     socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
